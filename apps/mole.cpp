@@ -1,0 +1,269 @@
+// The mole CLI: run, logits, tokenize, detokenize, convert, info, synth, devices, bench.
+// User errors (mole::Error, bad flags) become a message on stderr and exit code 1 (2 for flag errors).
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "apps/mole_common.h"
+#include "apps/mole_commands.h"
+#include "model/checkpoint_io.h"
+#include "model/error.h"
+#include "model/generate.h"
+#include "model/progress.h"
+
+using namespace mole;
+using namespace mole::app;
+
+namespace {
+
+std::string read_file_arg(const std::string& path, const std::string& flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(flag + " " + path + ": cannot open file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Holds back the tail of the output that could still become a stop string, so a stop string is never printed.
+class StopFilter {
+ public:
+  explicit StopFilter(std::vector<std::string> stops) : stops_(std::move(stops)) {}
+  // Returns the text safe to print now; sets `stopped` once a stop string appears (text before it is returned).
+  std::string push(const std::string& piece, bool& stopped) {
+    held_ += piece;
+    for (const auto& s : stops_) {
+      size_t at = held_.find(s);
+      if (!s.empty() && at != std::string::npos) {
+        stopped = true;
+        std::string out = held_.substr(0, at);
+        held_.clear();
+        return out;
+      }
+    }
+    size_t keep = 0;
+    for (const auto& s : stops_)
+      for (size_t n = std::min(s.size() - 1, held_.size()); n > keep; n--)
+        if (held_.compare(held_.size() - n, n, s, 0, n) == 0) {
+          keep = n;
+          break;
+        }
+    std::string out = held_.substr(0, held_.size() - keep);
+    held_.erase(0, held_.size() - keep);
+    return out;
+  }
+  std::string flush() { return std::exchange(held_, ""); }
+
+ private:
+  std::vector<std::string> stops_;
+  std::string held_;
+};
+
+struct RunArgs {
+  RunFlags f;
+  std::string prompt, prompt_file, prompt_ids;
+  int n_predict = 128;
+  SamplingParams sp;
+  int64_t seed = -1;
+  std::vector<std::string> stops;
+  bool ignore_eos = false, json = false, no_display_prompt = false;
+};
+
+int cmd_run(RunArgs& a) {
+  if (a.prompt.empty() + a.prompt_file.empty() + a.prompt_ids.empty() != 2)
+    throw Error("give exactly one of -p TEXT, -f FILE or --prompt-ids 1,2,3");
+  if (!a.prompt_file.empty()) a.prompt = read_file_arg(a.prompt_file, "-f");
+  auto m = load_model(a.f, a.prompt_ids.empty());
+  std::vector<int32_t> ids = a.prompt_ids.empty() ? m->tokenizer->encode(a.prompt) : parse_ids(a.prompt_ids, "--prompt-ids");
+
+  GenerateOptions go;
+  go.max_new_tokens = a.n_predict;
+  go.sampling = a.sp;
+  go.sampling.seed = a.seed >= 0 ? uint64_t(a.seed) : uint64_t(std::random_device{}()) ^ uint64_t(getpid());
+  if (!a.ignore_eos) {
+    if (m->cfg.eos_token_id) go.eos_ids.push_back(*m->cfg.eos_token_id);
+    if (m->tokenizer && m->tokenizer->eos_id()) go.eos_ids.push_back(*m->tokenizer->eos_id());
+  }
+  if (!a.stops.empty() && !m->tokenizer) throw Error("--stop needs the model's tokenizer.json to decode text");
+
+  std::optional<Tokenizer::StreamDecoder> dec;
+  if (m->tokenizer) dec.emplace(*m->tokenizer);
+  StopFilter stop(a.stops);
+  std::string text;
+  if (!a.json && !a.no_display_prompt) {
+    std::string shown = a.prompt_ids.empty() ? a.prompt : (m->tokenizer ? m->tokenizer->decode(ids) : "");
+    std::fputs(shown.c_str(), stdout);
+    std::fflush(stdout);
+  }
+  auto emit = [&](const std::string& s) {
+    text += s;
+    if (!a.json) {
+      std::fputs(s.c_str(), stdout);
+      std::fflush(stdout);
+    }
+  };
+  GenerateResult r = generate(*m->engine, ids, go, [&](int32_t id) {
+    if (!dec) {
+      if (!a.json) std::printf("%d ", id), std::fflush(stdout);
+      return true;
+    }
+    bool stopped = false;
+    emit(stop.push(dec->push(id), stopped));
+    return !stopped;
+  });
+  if (dec && r.stop_reason != "stop") {
+    bool stopped = false;
+    emit(stop.push(dec->finish(), stopped));
+    if (!stopped) emit(stop.flush());
+  }
+  if (a.json) {
+    nlohmann::json j = {{"prompt_ids", ids},
+                        {"ids", r.tokens},
+                        {"stop_reason", r.stop_reason},
+                        {"backend", m->backend->info().name},
+                        {"timings",
+                         {{"load_s", m->load_seconds},
+                          {"prompt_tokens", r.prompt_tokens},
+                          {"prefill_s", r.prefill_seconds},
+                          {"prefill_tokens_per_s", r.prefill_tokens_per_s()},
+                          {"generated_tokens", r.tokens.size()},
+                          {"decode_s", r.decode_seconds},
+                          {"decode_tokens_per_s", r.decode_tokens_per_s()}}}};
+    if (m->tokenizer) j["text"] = text;
+    std::cout << j.dump() << "\n";
+  } else {
+    std::printf("\n");
+    std::fprintf(stderr,
+                 "\n[%s | lut %s] load %.2fs | prompt %d tokens, %.1f tokens/s | generated %zu tokens, %.1f tokens/s "
+                 "| stop: %s\n",
+                 m->backend->info().name.c_str(), a.f.lut.c_str(), m->load_seconds, r.prompt_tokens,
+                 r.prefill_tokens_per_s(), r.tokens.size(), r.decode_tokens_per_s(), r.stop_reason.c_str());
+  }
+  return 0;
+}
+
+void add_sampling_flags(CLI::App* c, RunArgs& a) {
+  c->add_option("--temp", a.sp.temperature, "Temperature; 0 = greedy")->capture_default_str();
+  c->add_option("--top-k", a.sp.top_k, "Keep the K most likely tokens; 0 = off")->capture_default_str();
+  c->add_option("--top-p", a.sp.top_p, "Nucleus sampling threshold; 1 = off")->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  c->add_option("--min-p", a.sp.min_p, "Drop tokens below min-p times the top probability; 0 = off")
+      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  c->add_option("--repeat-penalty", a.sp.repeat_penalty, "Penalty for recent tokens; 1 = off")->capture_default_str();
+  c->add_option("--repeat-last-n", a.sp.repeat_last_n, "How many recent tokens the penalty covers; -1 = all")
+      ->capture_default_str();
+  c->add_option("-s,--seed", a.seed, "Random seed; -1 = random")->capture_default_str();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"mole: run Mixture-of-Lookup-Experts language models (CPU reference; Vulkan and CUDA to come)"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Show help for every subcommand");
+
+  RunArgs run;
+  auto* c_run = app.add_subcommand("run", "Generate text from a prompt");
+  add_run_flags(*c_run, run.f);
+  c_run->add_option("-p,--prompt", run.prompt, "Prompt text (UTF-8)");
+  c_run->add_option("-f,--file", run.prompt_file, "Read the prompt from a file");
+  c_run->add_option("--prompt-ids", run.prompt_ids, "Prompt as token ids, e.g. 1,2,3 (no tokenizer needed)");
+  c_run->add_option("-n,--n-predict", run.n_predict, "Tokens to generate; -1 = until EOS or the context is full")
+      ->capture_default_str();
+  add_sampling_flags(c_run, run);
+  c_run->add_option("--stop", run.stops, "Stop when this text appears (repeatable); it is not printed");
+  c_run->add_flag("--ignore-eos", run.ignore_eos, "Keep generating past the end-of-sequence token");
+  c_run->add_flag("--no-display-prompt", run.no_display_prompt, "Print only the generated text");
+  c_run->add_flag("--json", run.json, "Print generated ids, text and timings as one JSON object");
+
+  LogitsArgs lg;
+  auto* c_logits = app.add_subcommand("logits", "Print float32 logits for every input position as JSON");
+  add_run_flags(*c_logits, lg.f);
+  c_logits->add_option("--ids", lg.ids, "Input token ids, e.g. 1,2,3")->required();
+  c_logits->add_flag("--json", lg.json, "JSON output (the only format; accepted for clarity)");
+
+  TokenizeArgs tk;
+  auto* c_tok = app.add_subcommand("tokenize", "Text to token ids");
+  c_tok->add_option("-m,--model", tk.model, "Model directory holding tokenizer.json");
+  c_tok->add_option("--tokenizer", tk.tokenizer, "A tokenizer.json file");
+  c_tok->add_option("--text", tk.text, "Text to encode");
+  c_tok->add_option("--file", tk.file, "File whose contents to encode");
+  c_tok->add_flag("--json", tk.json, "Print {\"ids\": [...], \"tokens\": [...]}");
+  TokenizeArgs dt;
+  auto* c_detok = app.add_subcommand("detokenize", "Token ids to text");
+  c_detok->add_option("-m,--model", dt.model, "Model directory holding tokenizer.json");
+  c_detok->add_option("--tokenizer", dt.tokenizer, "A tokenizer.json file");
+  c_detok->add_option("--ids", dt.text, "Token ids, e.g. 1,2,3")->required();
+  c_detok->add_flag("--json", dt.json, "Print {\"text\": ...}");
+
+  ConvertArgs cv;
+  auto* c_conv = app.add_subcommand("convert", "Reparameterize a training-form checkpoint into inference form");
+  c_conv->add_option("-m,--model", cv.in, "Training-form checkpoint directory")->required();
+  c_conv->add_option("-o,--output", cv.out, "Output directory (must not exist, or be empty)")->required();
+  c_conv->add_option("--dtype", cv.dtype, "Table precision: f32, f16 or bf16")->capture_default_str()
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}));
+  c_conv->add_option("-t,--threads", cv.threads, "CPU threads (default: one per core)");
+  c_conv->add_flag("-q,--quiet", cv.quiet, "No progress bar");
+
+  InfoArgs in;
+  auto* c_info = app.add_subcommand("info", "Shapes, parameter counts, table size and dtypes of a checkpoint");
+  c_info->add_option("-m,--model", in.model, "Model directory (default: the built-in model)");
+  c_info->add_flag("--json", in.json, "JSON output");
+
+  SynthArgs sy;
+  auto* c_synth = app.add_subcommand("synth", "Write a random-weight checkpoint in the published layout");
+  c_synth->add_option("--preset", sy.preset, "tiny, dense-160m, mole-160m-4e, mole-160m-16e, dense-410m, "
+                                             "mole-410m-4e, mole-410m-16e or mole-1b-4e")->capture_default_str();
+  c_synth->add_option("-o,--output", sy.out, "Output directory")->required();
+  c_synth->add_option("--form", sy.form, "auto (dense presets: dense, else infer), train, infer or dense")
+      ->check(CLI::IsMember({"auto", "train", "infer", "dense"}))->capture_default_str();
+  c_synth->add_option("--dtype", sy.dtype, "Weight dtype: f32, f16 or bf16")->capture_default_str()
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}));
+  c_synth->add_option("--table-dtype", sy.table_dtype, "Table dtype of the inference form")->capture_default_str()
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}));
+  c_synth->add_option("--seed", sy.seed, "Random seed")->capture_default_str();
+  c_synth->add_option("--set", sy.set, "JSON object merged into config.json, e.g. '{\"num_key_value_heads\": 1}'");
+  c_synth->add_flag("-q,--quiet", sy.quiet, "No progress bar");
+
+  auto* c_dev = app.add_subcommand("devices", "List backends and devices, with why a backend is unavailable");
+
+  BenchArgs bn;
+  auto* c_bench = app.add_subcommand("bench", "Measure tokenizer MB/s and prefill/decode tokens/s, side by side");
+  add_run_flags(*c_bench, bn.f);
+  c_bench->add_option("--prompt-tokens", bn.prompt_tokens, "Prompt length for the prefill measurement")
+      ->capture_default_str();
+  c_bench->add_option("-n,--n-predict", bn.n_predict, "Decode steps to time")->capture_default_str();
+  c_bench->add_option("--placements", bn.placements, "LUT placements to compare, e.g. device,host,disk")
+      ->capture_default_str();
+  c_bench->add_option("--text-file", bn.text_file, "English text for the tokenizer benchmark (default: built-in)");
+  c_bench->add_flag("--json", bn.json, "JSON output");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  install_interrupt_handler();
+  try {
+    if (c_run->parsed()) return cmd_run(run);
+    if (c_logits->parsed()) return cmd_logits(lg);
+    if (c_tok->parsed()) return cmd_tokenize(tk);
+    if (c_detok->parsed()) return cmd_detokenize(dt);
+    if (c_conv->parsed()) return cmd_convert(cv);
+    if (c_info->parsed()) return cmd_info(in);
+    if (c_synth->parsed()) return cmd_synth(sy);
+    if (c_dev->parsed()) return cmd_devices();
+    if (c_bench->parsed()) return cmd_bench(bn);
+  } catch (const Error& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "mole: error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "mole: error: out of memory\n");
+    return 1;
+  }
+  return 0;
+}

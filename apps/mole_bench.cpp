@@ -1,0 +1,126 @@
+// mole bench: tokenizer throughput, and prefill/decode tokens per second for each LUT placement, measured side by
+// side in one run on the same weights, so their ratios mean something on any machine.
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+
+#include "apps/mole_commands.h"
+#include "model/error.h"
+#include "model/sampling.h"
+
+namespace mole::app {
+namespace {
+
+// Pseudo-English from a fixed word list: realistic word lengths, punctuation and spacing for the tokenizer.
+std::string builtin_text(size_t bytes) {
+  static const char* words[] = {"the", "of", "and", "to", "in", "a", "is", "that", "for", "it", "as", "was", "with",
+                                "be", "by", "on", "not", "he", "I", "this", "are", "or", "his", "from", "at",
+                                "which", "but", "have", "an", "had", "they", "you", "were", "their", "one", "all",
+                                "we", "can", "her", "has", "there", "been", "if", "more", "when", "will", "would",
+                                "who", "so", "no", "model", "experts", "lookup", "table", "runtime", "Vulkan",
+                                "memory", "transfer", "2025", "3.14", "don't", "it's", "Mixture-of-Experts"};
+  std::mt19937 rng(42);
+  std::string s;
+  while (s.size() < bytes) {
+    s += words[rng() % (sizeof(words) / sizeof(*words))];
+    unsigned r = rng() % 20;
+    s += r == 0 ? ". " : r == 1 ? ", " : r == 2 ? "\n" : " ";
+  }
+  return s;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+int cmd_bench(BenchArgs& a) {
+  std::vector<LutPlacement> placements;
+  std::stringstream ss(a.placements);
+  for (std::string p; std::getline(ss, p, ',');) {
+    auto pl = parse_lut_placement(p);
+    if (!pl) throw Error("--placements: '" + p + "' is not one of device, host, disk");
+    placements.push_back(*pl);
+  }
+  if (placements.empty()) throw Error("--placements: give at least one of device, host, disk");
+  if (a.prompt_tokens < 1 || a.n_predict < 1) throw Error("--prompt-tokens and -n must be at least 1");
+  a.f.quiet = a.f.quiet || a.json;
+  a.f.lut = placement_name(placements[0]);
+  auto m = load_model(a.f, false);
+  nlohmann::json out = {{"model", m->dir}, {"backend", m->backend->info().device}, {"load_s", m->load_seconds}};
+
+  // Tokenizer.
+  std::optional<Tokenizer> tok = m->tokenizer;
+  if (!tok) tok = Tokenizer::load(std::string(MOLE_DATA_DIR) + "/gpt-neox-tokenizer/tokenizer.json");
+  std::string text = a.text_file.empty() ? builtin_text(4 << 20) : [&] {
+    std::ifstream in(a.text_file, std::ios::binary);
+    if (!in) throw Error("--text-file " + a.text_file + ": cannot open file");
+    std::stringstream t;
+    t << in.rdbuf();
+    return t.str();
+  }();
+  out["tokenizer_mb_per_s"] = tokenizer_benchmark_mb_per_s(*tok, text, 2.0);
+
+  // Prefill and decode per placement. A fresh backend and engine for each; weights and table are shared.
+  std::mt19937 rng(7);
+  std::vector<int32_t> prompt(size_t(a.prompt_tokens));
+  for (auto& id : prompt) id = int32_t(rng() % uint32_t(m->cfg.vocab_size));
+  nlohmann::json rows = nlohmann::json::array();
+  for (LutPlacement pl : placements) {
+    nlohmann::json r = {{"lut", placement_name(pl)}};
+    if (pl == LutPlacement::Disk && m->lut && !m->lut->file_backed()) {
+      r["skipped"] = "a training-form checkpoint has no table on disk (run `mole convert` first)";
+      rows.push_back(r);
+      continue;
+    }
+    auto backend = make_backend(a.f.backend);
+    EngineOptions eo;
+    eo.max_context = std::max(a.f.ctx_size, std::min(m->cfg.max_position_embeddings, a.prompt_tokens + a.n_predict));
+    eo.lut = pl;
+    Engine eng(m->cfg, m->weights, m->lut ? &*m->lut : nullptr, *backend, eo);
+    auto t0 = std::chrono::steady_clock::now();
+    auto logits = eng.step({{0, prompt}}).at(0);
+    double prefill = seconds_since(t0);
+    int steps = std::min(a.n_predict, eng.max_context() - a.prompt_tokens);
+    t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < steps; i++) logits = eng.step({{0, {argmax(logits)}}}).at(0);
+    double decode = seconds_since(t0);
+    r["prefill_tokens"] = a.prompt_tokens;
+    r["prefill_tokens_per_s"] = a.prompt_tokens / prefill;
+    r["decode_steps"] = steps;
+    r["decode_tokens_per_s"] = steps > 0 ? steps / decode : 0.0;
+    r["decode_ms_per_token"] = steps > 0 ? 1e3 * decode / steps : 0.0;
+    rows.push_back(r);
+  }
+  out["placements"] = rows;
+
+  if (a.json) {
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  std::printf("model      %s\nbackend    %s\nload       %.2fs\n", m->dir.c_str(), out["backend"].get<std::string>().c_str(),
+              m->load_seconds);
+  std::printf("tokenizer  %.1f MB/s (one core, %s)\n", out["tokenizer_mb_per_s"].get<double>(),
+              a.text_file.empty() ? "built-in text" : a.text_file.c_str());
+  std::printf("%-8s %16s %16s %14s\n", "lut", "prefill tok/s", "decode tok/s", "ms/token");
+  double first = 0;
+  for (const auto& r : rows) {
+    if (r.contains("skipped")) {
+      std::printf("%-8s skipped: %s\n", r["lut"].get<std::string>().c_str(), r["skipped"].get<std::string>().c_str());
+      continue;
+    }
+    double d = r["decode_tokens_per_s"].get<double>();
+    if (first == 0) first = d;
+    std::printf("%-8s %16.1f %16.1f %14.3f   (decode %.3fx of %s)\n", r["lut"].get<std::string>().c_str(),
+                r["prefill_tokens_per_s"].get<double>(), d, r["decode_ms_per_token"].get<double>(), d / first,
+                rows[0]["lut"].get<std::string>().c_str());
+  }
+  return 0;
+}
+
+}  // namespace mole::app

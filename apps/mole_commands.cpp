@@ -1,0 +1,183 @@
+// logits, tokenize, detokenize, convert, info, synth, devices, bench.
+#include "apps/mole_commands.h"
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "model/checkpoint_io.h"
+#include "model/error.h"
+#include "model/parallel.h"
+#include "model/sampling.h"
+
+namespace mole::app {
+namespace {
+
+std::string slurp(const std::string& path, const std::string& flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(flag + " " + path + ": cannot open file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Tokenizer tokenizer_from(const TokenizeArgs& a) {
+  if (!a.tokenizer.empty() && !a.model.empty()) throw Error("give -m DIR or --tokenizer FILE, not both");
+  if (!a.tokenizer.empty()) return Tokenizer::load(a.tokenizer);
+  return load_tokenizer_for(a.model.empty() ? default_model_dir() : a.model);
+}
+
+std::string human_bytes(double b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (b >= 1024 && u < 4) b /= 1024, u++;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u ? "%.2f %s" : "%.0f %s", b, units[u]);
+  return buf;
+}
+
+}  // namespace
+
+int cmd_logits(LogitsArgs& a) {
+  std::vector<int32_t> ids = parse_ids(a.ids, "--ids");
+  a.f.quiet = true;
+  a.f.batch = 1;
+  a.f.ubatch = std::max(a.f.ubatch, int(ids.size()));  // one pass, as a Hugging Face forward over the ids
+  if (a.f.ctx_size == 0) {
+    // Scaled RoPE stretches the context: size it to the input rather than refuse a long one.
+    Config c = Config::load_dir(a.f.model.empty() ? default_model_dir() : a.f.model);
+    if (c.rope_scaling != RopeScaling::None) a.f.ctx_size = std::max(default_context(c), int(ids.size()));
+  }
+  auto m = load_model(a.f, false);
+  print_logits_json(m->engine->step({{0, ids}}, true));
+  return 0;
+}
+
+int cmd_tokenize(TokenizeArgs& a) {
+  if (a.text.empty() == a.file.empty()) throw Error("give exactly one of --text TEXT or --file PATH");
+  Tokenizer tok = tokenizer_from(a);
+  std::string text = a.file.empty() ? a.text : slurp(a.file, "--file");
+  std::vector<int32_t> ids = tok.encode(text);
+  if (a.json) {
+    nlohmann::json tokens = nlohmann::json::array();
+    for (int32_t id : ids) tokens.push_back(tok.id_to_token(id));
+    std::cout << nlohmann::json{{"ids", ids}, {"tokens", tokens}}.dump() << "\n";
+  } else {
+    for (size_t i = 0; i < ids.size(); i++) std::printf(i ? ",%d" : "%d", ids[i]);
+    std::printf("\n");
+  }
+  return 0;
+}
+
+int cmd_detokenize(TokenizeArgs& a) {
+  Tokenizer tok = tokenizer_from(a);
+  std::string text = tok.decode(parse_ids(a.text, "--ids"));
+  if (a.json) std::cout << nlohmann::json{{"text", text}}.dump() << "\n";
+  else std::cout << text << "\n";
+  return 0;
+}
+
+int cmd_convert(ConvertArgs& a) {
+  if (a.threads > 0) set_num_threads(a.threads);
+  ConvertOptions o;
+  o.table_dtype = parse_dtype_flag(a.dtype, "--dtype");
+  o.progress = !a.quiet;
+  auto t0 = std::chrono::steady_clock::now();
+  convert_checkpoint(a.in, a.out, o);
+  if (!a.quiet)
+    std::fprintf(stderr, "wrote %s in %.1fs\n", a.out.c_str(),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return 0;
+}
+
+int cmd_info(InfoArgs& a) {
+  std::string dir = a.model.empty() ? default_model_dir() : a.model;
+  Config c = Config::load_dir(dir);
+  Weights w = Weights::load(dir, c);
+  int64_t total = w.parameter_count(), table = w.moe_table ? w.moe_table->numel() : 0, experts = 0, attn_mlp = 0;
+  std::map<std::string, int64_t> by_dtype;
+  for (const auto& name : w.tensors.names()) {
+    const TensorView* t = w.tensors.find(name);
+    by_dtype[dtype_name(t->dtype)] += t->numel();
+    if (name.find(".experts.") != std::string::npos) experts += t->numel();
+  }
+  attn_mlp = total - table - experts;
+  const int64_t lut_elems = c.is_mole() ? int64_t(c.vocab_size) * c.lut_row_elems() : 0;
+  const size_t lut_dtype_size = w.moe_table ? dtype_size(w.moe_table->dtype) : 2;
+  nlohmann::json j = {
+      {"model", dir},
+      {"form", form_name(w.form)},
+      {"layers", c.num_layers},
+      {"hidden_size", c.hidden_size},
+      {"intermediate_size", c.intermediate_size},
+      {"heads", c.num_heads},
+      {"kv_heads", c.num_kv_heads},
+      {"head_dim", c.head_dim},
+      {"experts", c.num_experts},
+      {"vocab_size", c.vocab_size},
+      {"max_position_embeddings", c.max_position_embeddings},
+      {"parameters_total", total},
+      {"parameters_dense_part", attn_mlp},
+      {"parameters_training_experts", experts},
+      {"lut_elements", lut_elems},
+      {"lut_bytes", lut_elems * int64_t(lut_dtype_size)},
+      {"lut_bytes_per_token", c.lut_row_elems() * int64_t(lut_dtype_size)},
+      {"dtypes", by_dtype},
+      {"file_bytes", w.tensors.total_bytes()}};
+  if (a.json) {
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::printf("model          %s\n", dir.c_str());
+  std::printf("form           %s\n", form_name(w.form));
+  std::printf("shape          L=%d layers, D=%d hidden, F=%d ffn, H=%d heads (KVH=%d, hd=%d), E=%d experts, V=%d\n",
+              c.num_layers, c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim,
+              c.num_experts, c.vocab_size);
+  std::printf("context        %d positions, rope_theta %g%s\n", c.max_position_embeddings, c.rope_theta,
+              c.rope_scaling == RopeScaling::Linear    ? ", linear scaling"
+              : c.rope_scaling == RopeScaling::Dynamic ? ", dynamic NTK scaling"
+                                                        : "");
+  std::printf("parameters     %.2fM stored (%.2fM attention/MLP/embeddings, %.2fM training experts, %.2fM table)\n",
+              total / 1e6, attn_mlp / 1e6, experts / 1e6, table / 1e6);
+  if (c.is_mole())
+    std::printf("lookup table   (%d, %lld) = %.2fM values, %s in %s; %s per token\n", c.vocab_size,
+                (long long)c.lut_row_elems(), lut_elems / 1e6,
+                human_bytes(double(lut_elems) * double(lut_dtype_size)).c_str(),
+                w.moe_table ? dtype_name(w.moe_table->dtype) : "F16 (computed at load)",
+                human_bytes(double(c.lut_row_elems()) * double(lut_dtype_size)).c_str());
+  std::string dts;
+  for (auto& [k, v] : by_dtype) dts += (dts.empty() ? "" : ", ") + k + " " + std::to_string(v);
+  std::printf("dtypes         %s\n", dts.c_str());
+  std::printf("files          %s of tensors\n", human_bytes(double(w.tensors.total_bytes())).c_str());
+  return 0;
+}
+
+int cmd_synth(SynthArgs& a) {
+  SynthOptions o;
+  o.preset = a.preset;
+  preset_config(a.preset);  // unknown preset: error before anything else
+  if (a.form == "auto") o.form = a.preset.starts_with("dense") ? Form::Dense : Form::Infer;
+  else o.form = a.form == "train" ? Form::Train : a.form == "dense" ? Form::Dense : Form::Infer;
+  o.dtype = parse_dtype_flag(a.dtype, "--dtype");
+  o.table_dtype = parse_dtype_flag(a.table_dtype, "--table-dtype");
+  o.seed = a.seed;
+  o.progress = !a.quiet;
+  if (!a.set.empty()) {
+    o.overrides = nlohmann::json::parse(a.set, nullptr, false);
+    if (o.overrides.is_discarded() || !o.overrides.is_object())
+      throw Error("--set: expected a JSON object, e.g. '{\"num_key_value_heads\": 1}', got: " + a.set);
+  }
+  synth_checkpoint(a.out, o);
+  return 0;
+}
+
+int cmd_devices() {
+  for (const auto& b : list_backends())
+    std::printf("%-7s %-11s %s\n", b.name.c_str(), b.available ? "available" : "unavailable", b.detail.c_str());
+  return 0;
+}
+
+}  // namespace mole::app

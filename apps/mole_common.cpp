@@ -1,0 +1,125 @@
+// Model loading and small helpers shared by the mole subcommands.
+#include "apps/mole_common.h"
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include "model/error.h"
+#include "model/parallel.h"
+
+namespace mole::app {
+
+std::string default_model_dir() {
+  if (const char* env = std::getenv("MOLE_MODEL"); env && *env) return env;
+  return MOLE_DEFAULT_MODEL;
+}
+
+void add_run_flags(CLI::App& cmd, RunFlags& f) {
+  cmd.add_option("-m,--model", f.model,
+                 "Model directory (Hugging Face layout: config.json, *.safetensors, tokenizer.json); default: the "
+                 "built-in model, or $MOLE_MODEL");
+  cmd.add_option("--backend", f.backend, "Compute backend: auto, cpu, vulkan or cuda (see `mole devices`)")
+      ->capture_default_str();
+  cmd.add_option("--lut", f.lut, "Where the lookup table lives: device, host or disk")
+      ->check(CLI::IsMember({"device", "host", "disk"}))
+      ->capture_default_str();
+  cmd.add_option("--lut-dtype", f.lut_dtype,
+                 "Precision of a table computed at load from a training-form checkpoint: f32, f16 or bf16")
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}))
+      ->capture_default_str();
+  cmd.add_option("-c,--ctx-size", f.ctx_size, "Context length in tokens (default: max_position_embeddings)")
+      ->check(CLI::NonNegativeNumber);
+  cmd.add_option("--ubatch-size", f.ubatch, "Most tokens per step; longer prompts run in chunks")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd.add_option("-t,--threads", f.threads, "CPU threads (default: one per core)")->check(CLI::NonNegativeNumber);
+  cmd.add_flag("-q,--quiet", f.quiet, "No progress bars or load messages on stderr");
+}
+
+DType parse_dtype_flag(const std::string& s, const std::string& flag) {
+  auto d = parse_dtype(s);
+  if (!d) throw Error(flag + " " + s + ": unknown dtype (choose f32, f16 or bf16)");
+  return *d;
+}
+
+std::vector<int32_t> parse_ids(const std::string& s, const std::string& flag) {
+  std::vector<int32_t> ids;
+  size_t i = 0;
+  while (i < s.size()) {
+    while (i < s.size() && (s[i] == ' ' || s[i] == ',' || s[i] == '[' || s[i] == ']' || s[i] == '\n')) i++;
+    if (i == s.size()) break;
+    size_t j = i;
+    while (j < s.size() && s[j] != ',' && s[j] != ' ' && s[j] != ']' && s[j] != '\n') j++;
+    std::string tok = s.substr(i, j - i);
+    try {
+      size_t used = 0;
+      long long v = std::stoll(tok, &used);
+      if (used != tok.size() || v < 0 || v > INT32_MAX) throw std::invalid_argument(tok);
+      ids.push_back(int32_t(v));
+    } catch (const std::exception&) {
+      throw Error(flag + ": '" + tok + "' is not a token id (expected non-negative integers like 1,2,3)");
+    }
+    i = j;
+  }
+  if (ids.empty()) throw Error(flag + ": no token ids given (expected a list like 1,2,3)");
+  return ids;
+}
+
+Tokenizer load_tokenizer_for(const std::string& dir) {
+  std::string path = dir + "/tokenizer.json";
+  if (!std::filesystem::exists(path))
+    throw Error(dir + ": no tokenizer.json; give token ids instead (--prompt-ids / --ids) or add the tokenizer file");
+  return Tokenizer::load(path);
+}
+
+std::unique_ptr<LoadedModel> load_model(const RunFlags& f, bool need_tokenizer) {
+  auto t0 = std::chrono::steady_clock::now();
+  if (f.threads > 0) set_num_threads(f.threads);
+  auto m = std::make_unique<LoadedModel>();
+  m->dir = f.model.empty() ? default_model_dir() : f.model;
+  if (!std::filesystem::is_directory(m->dir)) {
+    if (f.model.empty())
+      throw Error("the built-in default model is missing at " + m->dir +
+                  " (build it with `cmake --build build`), or pass -m DIR");
+    throw Error("-m " + m->dir + ": not a directory (expected a Hugging Face model directory)");
+  }
+  auto placement = parse_lut_placement(f.lut);
+  if (!placement) throw Error("--lut " + f.lut + ": choose device, host or disk");
+  m->cfg = Config::load_dir(m->dir);
+  m->weights = Weights::load(m->dir, m->cfg);
+  if (m->weights.form == Form::Infer) {
+    m->lut = LutStore::from_tensor(*m->weights.moe_table, m->cfg.lut_row_elems());
+  } else if (m->weights.form == Form::Train) {
+    if (*placement == LutPlacement::Disk)
+      throw Error(m->dir + ": a training-form checkpoint has no table on disk; run `mole convert -m " + m->dir +
+                  " -o OUT` once and use OUT, or choose --lut host");
+    m->lut = LutStore::compute(m->cfg, m->weights, parse_dtype_flag(f.lut_dtype, "--lut-dtype"), !f.quiet);
+  }
+  if (need_tokenizer || std::filesystem::exists(m->dir + "/tokenizer.json")) m->tokenizer = load_tokenizer_for(m->dir);
+  m->backend = make_backend(f.backend);
+  EngineOptions eo;
+  eo.max_batch = f.batch;
+  eo.max_context = f.ctx_size;
+  eo.max_step_tokens = f.ubatch;
+  eo.lut = *placement;
+  m->engine = std::make_unique<Engine>(m->cfg, m->weights, m->lut ? &*m->lut : nullptr, *m->backend, eo);
+  m->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return m;
+}
+
+void print_logits_json(const std::vector<std::vector<float>>& rows) {
+  std::string out = "{\"logits\": [";
+  char buf[32];
+  for (size_t r = 0; r < rows.size(); r++) {
+    out += r ? ", [" : "[";
+    for (size_t i = 0; i < rows[r].size(); i++) {
+      int n = std::snprintf(buf, sizeof buf, i ? ", %.9g" : "%.9g", double(rows[r][i]));
+      out.append(buf, size_t(n));
+    }
+    out += "]";
+  }
+  out += "]}\n";
+  std::fwrite(out.data(), 1, out.size(), stdout);
+}
+
+}  // namespace mole::app

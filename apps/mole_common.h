@@ -1,0 +1,55 @@
+// Shared pieces of the mole CLI: loading a model directory into what a run needs, parsing id lists, printing.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model/backend.h"
+#include "model/config.h"
+#include "model/forward.h"
+#include "model/lut.h"
+#include "model/tokenizer.h"
+#include "model/weights.h"
+
+namespace mole::app {
+
+// Everything a run holds, in dependency order (the engine points into the others).
+struct LoadedModel {
+  std::string dir;
+  Config cfg;
+  Weights weights;
+  std::optional<LutStore> lut;
+  std::optional<Tokenizer> tokenizer;
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<Engine> engine;
+  double load_seconds = 0;
+};
+
+struct RunFlags {
+  std::string model;
+  std::string backend = "auto";
+  std::string lut = "host";
+  std::string lut_dtype = "f16";
+  int ctx_size = 0;
+  int batch = 1;
+  int ubatch = 512;  // longest step; longer prompts are processed in chunks
+  int threads = 0;
+  bool quiet = false;
+};
+
+std::string default_model_dir();
+// Loads config, weights (mmap), the table (computed for a training-form checkpoint), the tokenizer when the
+// directory has one (required if need_tokenizer), the backend and the engine.
+std::unique_ptr<LoadedModel> load_model(const RunFlags& f, bool need_tokenizer);
+Tokenizer load_tokenizer_for(const std::string& model_dir);  // DIR/tokenizer.json
+std::vector<int32_t> parse_ids(const std::string& s, const std::string& flag);
+DType parse_dtype_flag(const std::string& s, const std::string& flag);
+// Adds the flags of RunFlags to a subcommand.
+void add_run_flags(CLI::App& cmd, RunFlags& f);
+// Prints logits rows as {"logits": [[...], ...]} with enough digits to round-trip float32.
+void print_logits_json(const std::vector<std::vector<float>>& rows);
+
+}  // namespace mole::app

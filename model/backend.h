@@ -1,0 +1,113 @@
+// The backend interface: the dozen operations a compute backend provides. The forward pass is written once, in
+// model/forward.cpp, as a StepGraph of the ops below; a backend executes that graph on its device.
+//
+// Legend: T tokens in a step (all sequences together), D hidden, F FFN width, H/KVH query/key-value heads,
+// hd head dim, E experts, L layers, V vocabulary, S context rows per sequence slot, B sequence slots, R output rows.
+//
+// Contract, in the order a run uses it:
+//   1. upload_weight() for every checkpoint tensor the graph names, alloc() for activations and KV caches.
+//   2. set_lut() once: the table and its placement.
+//   3. Per step: stream_lut_rows(ids) as soon as the step's tokens are known (it may return at once and let the
+//      copy run beside compute), then run_step(graph, inputs), then read_back() of the output rows.
+// A backend may record the graph the first time it sees it and replay it afterwards: the graph never changes
+// between steps; everything that does is in StepInputs.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/lut.h"
+#include "model/safetensors.h"
+
+namespace mole {
+
+using BufferId = int32_t;  // a backend-owned buffer; valid until the backend is destroyed
+constexpr BufferId kNoBuffer = -1;
+
+enum class OpKind {
+  Embed,      // dst (T, D) = src0 (V, D) [ids[t]]                                   (src0: weight)
+  RmsNorm,    // dst (T, D) = rmsnorm(src0 (T, D)) * src1 (D), eps = op.eps          (src1: weight)
+  MatMul,     // dst (T, N) (+)= src0 (T, K) @ src1 (N, K)^T; n = N, k = K; accumulate adds into dst  (src1: weight)
+  Rope,       // dst (T, n*hd) rotated in place by cos/sin (T, hd/2) from the inputs; n = heads, k = hd
+  KvStore,    // dst (B*S, n) row slot[t]*S + pos[t] = src0 (T, n) row t                 (dst: a KV cache)
+  Attention,  // dst (T, H*hd) = causal attention of src0 q (T, H*hd) over caches src1 K, src2 V (B*S, KVH*hd):
+              //   token t sees rows slot[t]*S + [0, pos[t]]; n = H, k = hd, kv_heads = KVH, ctx = S
+  Gelu,       // dst (T, n) = gelu(dst) exact erf form, in place
+  Add,        // dst (T, n) += src0 (T, n)
+  RouterLut,  // dst (T, D) += sum_e softmax(src0 (T, E))_e * LUT[ids[t]][layer][e] (LUT rows of this step)
+  Gather,     // dst (R, n) = src0 (T, n) [out_rows[r]]
+};
+const char* op_name(OpKind k);
+
+struct Op {
+  OpKind kind;
+  BufferId dst = kNoBuffer, src0 = kNoBuffer, src1 = kNoBuffer, src2 = kNoBuffer;
+  int n = 0, k = 0;          // widths, as each kind above says
+  int kv_heads = 0, ctx = 0;  // Attention only
+  int layer = 0;              // RouterLut only
+  float eps = 0.0f;           // RmsNorm only
+  bool accumulate = false;    // MatMul only
+  bool on_out_rows = false;   // RmsNorm/MatMul after Gather: runs over the R output rows instead of the T tokens
+};
+
+// The forward pass of one step, in order. Widths are fixed; the token count comes with each step's inputs.
+struct StepGraph {
+  std::vector<Op> ops;
+  BufferId logits = kNoBuffer;  // (R, V) float32: what read_back() returns after a step
+  int max_tokens = 0;           // T never exceeds this
+  int max_out_rows = 0;         // R never exceeds this
+};
+
+// What changes from step to step. All vectors have T entries except out_rows (R) and rope (T*hd/2 each).
+struct StepInputs {
+  std::vector<int32_t> ids;       // token ids (also select the LUT rows)
+  std::vector<int32_t> slot;      // sequence slot of each token, in [0, B)
+  std::vector<int32_t> pos;       // position of each token in its sequence, in [0, S)
+  std::vector<float> rope_cos;    // (T, hd/2) cos of the rotation angle per token and frequency
+  std::vector<float> rope_sin;    // (T, hd/2)
+  std::vector<int32_t> out_rows;  // token rows whose logits the step returns, R <= max_out_rows
+  int tokens() const { return int(ids.size()); }
+};
+
+struct BackendInfo {
+  std::string name;           // "cpu", "vulkan", "cuda"
+  std::string device;         // the device's own name
+  uint64_t device_memory = 0;  // bytes usable for weights, table and activations; 0 if unknown
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual BackendInfo info() const = 0;
+
+  // Copies a checkpoint tensor to the device in its stored dtype (or keeps a reference to host memory where the
+  // device is the host). Throws mole::Error naming the tensor if the device is out of memory.
+  virtual BufferId upload_weight(const TensorView& t) = 0;
+  // A zero-filled float32 buffer of `count` elements; `what` names it in out-of-memory errors.
+  virtual BufferId alloc(size_t count, const char* what) = 0;
+  // Chooses where the table lives for the rest of the run (see LutPlacement). The store outlives the backend.
+  // Throws mole::Error when the placement does not fit (e.g. Device on a device too small), saying what would.
+  virtual void set_lut(const LutStore& lut, LutPlacement placement) = 0;
+  // Starts bringing the rows of `ids` (the next step's tokens, in step order) to where RouterLut reads them.
+  virtual void stream_lut_rows(const std::vector<int32_t>& ids) = 0;
+  // Runs the graph for one step. Returns when the step is queued; read_back() waits for it.
+  virtual void run_step(const StepGraph& graph, const StepInputs& in) = 0;
+  // Copies float32 elements [first, first+count) of a buffer to dst, after all queued work.
+  virtual void read_back(BufferId buf, size_t first, size_t count, float* dst) = 0;
+  // Waits for all queued work, transfers included.
+  virtual void synchronize() = 0;
+};
+
+// Names a user may pass to --backend, with whether each is usable here and why not.
+struct BackendAvailability {
+  std::string name;
+  bool available = false;
+  std::string detail;  // the device, or the reason it is unavailable and what to do
+};
+std::vector<BackendAvailability> list_backends();
+// "auto" picks the first available of vulkan, cuda, cpu. Throws mole::Error for an unknown or unavailable name.
+std::unique_ptr<Backend> make_backend(const std::string& name);
+
+}  // namespace mole

@@ -1,0 +1,209 @@
+// CPU reference backend. "Device" memory is host memory, so --lut device and --lut host both hold the whole
+// table in RAM (a copy of a file-backed table, so no row is read from disk while running), and --lut disk reads
+// each step's rows from the file mapping after asking the kernel to prefetch them.
+#include "model/cpu_backend.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "model/cpu_ops.h"
+#include "model/error.h"
+#include "model/parallel.h"
+
+namespace mole {
+namespace {
+
+struct Buffer {
+  std::vector<float> data;  // activations and caches
+  TensorView weight;        // weights: a view into the checkpoint mapping (data.empty())
+  bool is_weight = false;
+};
+
+class CpuBackend final : public Backend {
+ public:
+  BackendInfo info() const override {
+    return {"cpu", "CPU reference (float32), " + std::to_string(num_threads()) + " threads", 0};
+  }
+
+  BufferId upload_weight(const TensorView& t) override {
+    Buffer b;
+    b.weight = t;
+    b.is_weight = true;
+    bufs_.push_back(std::move(b));
+    return BufferId(bufs_.size() - 1);
+  }
+
+  BufferId alloc(size_t count, const char* what) override {
+    Buffer b;
+    try {
+      b.data.assign(count, 0.0f);
+    } catch (const std::bad_alloc&) {
+      throw Error(std::string("out of host memory allocating ") + what + " (" + std::to_string(count * 4 >> 20) +
+                  " MiB); try a smaller --ctx-size or batch");
+    }
+    bufs_.push_back(std::move(b));
+    return BufferId(bufs_.size() - 1);
+  }
+
+  void set_lut(const LutStore& lut, LutPlacement placement) override {
+    lut_ = &lut;
+    placement_ = placement;
+    copy_.clear();
+    if (placement != LutPlacement::Disk && lut.file_backed()) {
+      try {
+        copy_.assign(lut.data(), lut.data() + lut.bytes());
+      } catch (const std::bad_alloc&) {
+        throw Error("not enough memory to hold the whole lookup table (" + std::to_string(lut.bytes() >> 20) +
+                    " MiB) with --lut " + placement_name(placement) + "; use --lut disk");
+      }
+    }
+  }
+
+  void stream_lut_rows(const std::vector<int32_t>& ids) override {
+    if (lut_ && placement_ == LutPlacement::Disk) lut_->prefetch(ids);
+  }
+
+  void run_step(const StepGraph& g, const StepInputs& in) override {
+    for (const Op& op : g.ops) run_op(op, in);
+  }
+
+  void read_back(BufferId buf, size_t first, size_t count, float* dst) override {
+    const auto& d = bufs_.at(size_t(buf)).data;
+    std::memcpy(dst, d.data() + first, count * sizeof(float));
+  }
+
+  void synchronize() override {}
+
+ private:
+  float* act(BufferId id) { return bufs_.at(size_t(id)).data.data(); }
+  const TensorView& weight(BufferId id) { return bufs_.at(size_t(id)).weight; }
+
+  const uint8_t* lut_row(int32_t id) const {
+    if (!copy_.empty()) return copy_.data() + size_t(id) * lut_->row_bytes();
+    return lut_->row(id);
+  }
+
+  void run_op(const Op& op, const StepInputs& in) {
+    const int64_t T = in.tokens();
+    switch (op.kind) {
+      case OpKind::Embed: {
+        const TensorView& w = weight(op.src0);
+        const int64_t D = w.shape[1];
+        for (int64_t t = 0; t < T; t++) w.to_f32(int64_t(in.ids[size_t(t)]) * D, D, act(op.dst) + t * D);
+        break;
+      }
+      case OpKind::RmsNorm: {
+        const TensorView& w = weight(op.src1);
+        cpu::rmsnorm(act(op.src0), w, op.eps, rows_of(op, in), w.shape[0], act(op.dst));
+        break;
+      }
+      case OpKind::MatMul:
+        cpu::matmul(act(op.src0), weight(op.src1), rows_of(op, in), op.k, op.n, act(op.dst), op.accumulate);
+        break;
+      case OpKind::Rope: rope(op, in); break;
+      case OpKind::KvStore: {
+        float* cache = act(op.dst);
+        const float* src = act(op.src0);
+        for (int64_t t = 0; t < T; t++) {
+          int64_t row = int64_t(in.slot[size_t(t)]) * op.ctx + in.pos[size_t(t)];
+          std::memcpy(cache + row * op.n, src + t * op.n, size_t(op.n) * sizeof(float));
+        }
+        break;
+      }
+      case OpKind::Attention: attention(op, in); break;
+      case OpKind::Gelu: cpu::gelu(act(op.dst), T * op.n); break;
+      case OpKind::Add: {
+        float* d = act(op.dst);
+        const float* s = act(op.src0);
+        for (int64_t i = 0; i < T * op.n; i++) d[i] += s[i];
+        break;
+      }
+      case OpKind::RouterLut: router_lut(op, in); break;
+      case OpKind::Gather: {
+        for (size_t r = 0; r < in.out_rows.size(); r++)
+          std::memcpy(act(op.dst) + r * size_t(op.n), act(op.src0) + size_t(in.out_rows[r]) * size_t(op.n),
+                      size_t(op.n) * sizeof(float));
+        break;
+      }
+    }
+  }
+
+  static int64_t rows_of(const Op& op, const StepInputs& in) {
+    return op.on_out_rows ? int64_t(in.out_rows.size()) : in.tokens();
+  }
+
+  void rope(const Op& op, const StepInputs& in) {
+    const int64_t T = in.tokens(), half = op.k / 2;
+    float* x = act(op.dst);
+    for (int64_t t = 0; t < T; t++) {
+      const float* c = in.rope_cos.data() + t * half;
+      const float* s = in.rope_sin.data() + t * half;
+      for (int64_t h = 0; h < op.n; h++) {
+        float* u = x + (t * op.n + h) * op.k;
+        for (int64_t i = 0; i < half; i++) {
+          float x1 = u[i], x2 = u[i + half];
+          u[i] = x1 * c[i] - x2 * s[i];
+          u[i + half] = x2 * c[i] + x1 * s[i];
+        }
+      }
+    }
+  }
+
+  void attention(const Op& op, const StepInputs& in) {
+    const int64_t T = in.tokens(), H = op.n, hd = op.k, KVH = op.kv_heads, group = H / KVH;
+    const float* q = act(op.src0);
+    const float* kc = act(op.src1);
+    const float* vc = act(op.src2);
+    float* out = act(op.dst);
+    const float scale = 1.0f / std::sqrt(float(hd));
+    parallel_for(T * H, [&](int64_t i0, int64_t i1) {
+      std::vector<float> score;
+      for (int64_t i = i0; i < i1; i++) {
+        int64_t t = i / H, h = i % H, kvh = h / group;
+        int64_t base = int64_t(in.slot[size_t(t)]) * op.ctx, n = in.pos[size_t(t)] + 1;
+        const float* qv = q + (t * H + h) * hd;
+        score.resize(size_t(n));
+        for (int64_t j = 0; j < n; j++) score[size_t(j)] = cpu::dot(qv, kc + ((base + j) * KVH + kvh) * hd, hd) * scale;
+        cpu::softmax(score.data(), n);
+        float* o = out + (t * H + h) * hd;
+        std::fill(o, o + hd, 0.0f);
+        for (int64_t j = 0; j < n; j++) {
+          const float* vv = vc + ((base + j) * KVH + kvh) * hd;
+          for (int64_t d = 0; d < hd; d++) o[d] += score[size_t(j)] * vv[d];
+        }
+      }
+    });
+  }
+
+  void router_lut(const Op& op, const StepInputs& in) {
+    const int64_t T = in.tokens(), E = op.n, D = op.k;
+    const int64_t row_elems = lut_->row_elems();
+    float* x = act(op.dst);
+    const float* logits = act(op.src0);
+    std::vector<float> r(static_cast<size_t>(E)), slice(static_cast<size_t>(D));
+    TensorView view;  // a row slice of the table as a tensor, to reuse the dtype conversion
+    view.dtype = lut_->dtype();
+    for (int64_t t = 0; t < T; t++) {
+      std::copy(logits + t * E, logits + (t + 1) * E, r.begin());
+      cpu::softmax(r.data(), E);
+      view.data = lut_row(in.ids[size_t(t)]);
+      view.shape = {row_elems};
+      view.nbytes = lut_->row_bytes();
+      for (int64_t e = 0; e < E; e++) {
+        view.to_f32((int64_t(op.layer) * E + e) * D, D, slice.data());
+        for (int64_t d = 0; d < D; d++) x[t * D + d] += r[size_t(e)] * slice[size_t(d)];
+      }
+    }
+  }
+
+  std::vector<Buffer> bufs_;
+  const LutStore* lut_ = nullptr;
+  LutPlacement placement_ = LutPlacement::Host;
+  std::vector<uint8_t> copy_;  // the whole table, for Device/Host placement of a file-backed table
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace mole

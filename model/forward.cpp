@@ -1,0 +1,189 @@
+// The forward pass of MoLE (and of the dense baseline), as the official modeling_mole*.py compute it:
+//   h   = x + o_proj(attn(rope(q, k), v))           with q, k, v from input_layernorm(x)
+//   y   = post_attention_layernorm(h)
+//   x'  = h + down_proj(gelu(up_proj(y))) + sum_e softmax(router(y))_e * LUT[id][l][e]
+// then logits = lm_head(norm(x)). RoPE angles are computed here, on the host, in float64 per token, so every
+// backend applies identical cos/sin tables and the scaling rules (linear, dynamic NTK) live in one place.
+#include "model/forward.h"
+
+#include <cmath>
+
+#include "model/error.h"
+
+namespace mole {
+
+Engine::Engine(const Config& c, const Weights& w, const LutStore* lut, Backend& backend, EngineOptions opt)
+    : cfg_(c), backend_(backend), opt_(opt) {
+  ctx_ = opt.max_context > 0 ? opt.max_context : default_context(c);
+  if (ctx_ > c.max_position_embeddings && c.rope_scaling == RopeScaling::None)
+    throw Error("--ctx-size " + std::to_string(ctx_) + " is past this model's max_position_embeddings (" +
+                std::to_string(c.max_position_embeddings) + ") and config.json sets no rope_scaling");
+  if (opt.max_batch < 1) throw Error("batch size must be at least 1");
+  if (opt.max_step_tokens < 1) throw Error("step size must be at least 1");
+  if (c.is_mole() && !lut) throw Error("internal: a MoLE model needs its lookup table");
+  lengths_.assign(size_t(opt.max_batch), 0);
+
+  const int D = c.hidden_size, F = c.intermediate_size, E = c.num_experts, V = c.vocab_size;
+  const int H = c.num_heads, KVH = c.num_kv_heads, hd = c.head_dim, qd = H * hd, kvd = KVH * hd;
+  const int T = opt.max_step_tokens, R = std::max(T, opt.max_batch), B = opt.max_batch;
+  graph_.max_tokens = T;
+  graph_.max_out_rows = R;
+
+  BufferId x = backend.alloc(size_t(T) * D, "residual stream");
+  BufferId a = backend.alloc(size_t(T) * D, "normed activations");
+  BufferId q = backend.alloc(size_t(T) * qd, "queries");
+  BufferId k = backend.alloc(size_t(T) * kvd, "keys");
+  BufferId v = backend.alloc(size_t(T) * kvd, "values");
+  BufferId att = backend.alloc(size_t(T) * qd, "attention output");
+  BufferId ffn = backend.alloc(size_t(T) * F, "MLP hidden");
+  BufferId rl = c.is_mole() ? backend.alloc(size_t(T) * E, "router logits") : kNoBuffer;
+  BufferId g = backend.alloc(size_t(R) * D, "output rows");
+  graph_.logits = backend.alloc(size_t(R) * V, "logits");
+  if (lut) backend.set_lut(*lut, opt.lut);
+
+  auto& ops = graph_.ops;
+  ops.push_back({.kind = OpKind::Embed, .dst = x, .src0 = backend.upload_weight(*w.embed), .n = D});
+  for (int l = 0; l < c.num_layers; l++) {
+    const LayerWeights& lw = w.layers[size_t(l)];
+    std::string name = "KV cache of layer " + std::to_string(l);
+    BufferId kc = backend.alloc(size_t(B) * ctx_ * kvd, name.c_str());
+    BufferId vc = backend.alloc(size_t(B) * ctx_ * kvd, name.c_str());
+    auto matmul = [&](BufferId dst, BufferId src, const TensorView* wt, int n, int kk, bool acc) {
+      ops.push_back({.kind = OpKind::MatMul, .dst = dst, .src0 = src, .src1 = backend.upload_weight(*wt), .n = n,
+                     .k = kk, .accumulate = acc});
+    };
+    ops.push_back({.kind = OpKind::RmsNorm, .dst = a, .src0 = x, .src1 = backend.upload_weight(*lw.input_norm),
+                   .n = D, .eps = c.rms_norm_eps});
+    matmul(q, a, lw.q, qd, D, false);
+    matmul(k, a, lw.k, kvd, D, false);
+    matmul(v, a, lw.v, kvd, D, false);
+    ops.push_back({.kind = OpKind::Rope, .dst = q, .n = H, .k = hd});
+    ops.push_back({.kind = OpKind::Rope, .dst = k, .n = KVH, .k = hd});
+    ops.push_back({.kind = OpKind::KvStore, .dst = kc, .src0 = k, .n = kvd, .ctx = ctx_});
+    ops.push_back({.kind = OpKind::KvStore, .dst = vc, .src0 = v, .n = kvd, .ctx = ctx_});
+    ops.push_back({.kind = OpKind::Attention, .dst = att, .src0 = q, .src1 = kc, .src2 = vc, .n = H, .k = hd,
+                   .kv_heads = KVH, .ctx = ctx_});
+    matmul(x, att, lw.o, D, qd, true);
+    ops.push_back({.kind = OpKind::RmsNorm, .dst = a, .src0 = x, .src1 = backend.upload_weight(*lw.post_norm),
+                   .n = D, .eps = c.rms_norm_eps});
+    if (c.is_mole()) matmul(rl, a, lw.router, E, D, false);
+    matmul(ffn, a, lw.up, F, D, false);
+    ops.push_back({.kind = OpKind::Gelu, .dst = ffn, .n = F});
+    matmul(x, ffn, lw.down, D, F, true);
+    if (c.is_mole()) ops.push_back({.kind = OpKind::RouterLut, .dst = x, .src0 = rl, .n = E, .k = D, .layer = l});
+  }
+  ops.push_back({.kind = OpKind::Gather, .dst = g, .src0 = x, .n = D});
+  ops.push_back({.kind = OpKind::RmsNorm, .dst = g, .src0 = g, .src1 = backend.upload_weight(*w.final_norm), .n = D,
+                 .eps = c.rms_norm_eps, .on_out_rows = true});
+  ops.push_back({.kind = OpKind::MatMul, .dst = graph_.logits, .src0 = g, .src1 = backend.upload_weight(*w.lm_head),
+                 .n = V, .k = D, .on_out_rows = true});
+}
+
+int default_context(const Config& c) {
+  if (c.rope_scaling == RopeScaling::None) return c.max_position_embeddings;
+  return int(std::max(1.0, std::floor(double(c.max_position_embeddings) * std::max(1.0, c.rope_factor))));
+}
+
+void Engine::reset(int slot) { lengths_.at(size_t(slot)) = 0; }
+
+void Engine::rope_for(const std::vector<Chunk>& chunks, StepInputs& in) const {
+  const int hd = cfg_.head_dim, half = hd / 2;
+  in.rope_cos.resize(in.ids.size() * size_t(half));
+  in.rope_sin.resize(in.ids.size() * size_t(half));
+  size_t t = 0;
+  for (const Chunk& ch : chunks) {
+    const int start = lengths_[size_t(ch.slot)];
+    double base = cfg_.rope_theta;
+    if (cfg_.rope_scaling == RopeScaling::Dynamic) {
+      // Dynamic NTK (as transformers computes it): the base grows with the sequence length seen by this step.
+      double seq_len = double(start + int(ch.tokens.size()));
+      double maxpos = double(cfg_.max_position_embeddings), f = cfg_.rope_factor;
+      if (seq_len > maxpos) base = cfg_.rope_theta * std::pow(f * seq_len / maxpos - (f - 1.0), double(hd) / (hd - 2));
+    }
+    for (size_t j = 0; j < ch.tokens.size(); j++, t++) {
+      double p = double(start + int(j));
+      if (cfg_.rope_scaling == RopeScaling::Linear) p /= cfg_.rope_factor;
+      for (int i = 0; i < half; i++) {
+        double angle = p / std::pow(base, double(2 * i) / hd);
+        in.rope_cos[t * size_t(half) + size_t(i)] = float(std::cos(angle));
+        in.rope_sin[t * size_t(half) + size_t(i)] = float(std::sin(angle));
+      }
+    }
+  }
+}
+
+std::vector<std::vector<float>> Engine::step(const std::vector<Chunk>& chunks, bool all_logits) {
+  std::vector<bool> seen(size_t(opt_.max_batch), false);
+  for (const Chunk& ch : chunks) {
+    if (ch.slot >= 0 && ch.slot < opt_.max_batch && seen[size_t(ch.slot)])
+      throw Error("sequence slot " + std::to_string(ch.slot) + " appears twice in one step");
+    if (ch.slot >= 0 && ch.slot < opt_.max_batch) seen[size_t(ch.slot)] = true;
+    if (ch.slot < 0 || ch.slot >= opt_.max_batch)
+      throw Error("sequence slot " + std::to_string(ch.slot) + " is outside the batch of " +
+                  std::to_string(opt_.max_batch));
+    if (ch.tokens.empty()) throw Error("a step needs at least one token per sequence");
+    for (int32_t id : ch.tokens)
+      if (id < 0 || id >= cfg_.vocab_size)
+        throw Error("token id " + std::to_string(id) + " is outside the vocabulary [0, " +
+                    std::to_string(cfg_.vocab_size) + ")");
+    if (lengths_[size_t(ch.slot)] + int64_t(ch.tokens.size()) > ctx_)
+      throw Error("sequence of " + std::to_string(lengths_[size_t(ch.slot)] + ch.tokens.size()) +
+                  " tokens is longer than the context of " + std::to_string(ctx_) +
+                  " positions (max_position_embeddings, or --ctx-size); shorten the prompt or -n");
+  }
+  // Split into steps of at most max_step_tokens, keeping each chunk's tokens in order.
+  std::vector<std::vector<float>> out;
+  std::vector<Chunk> pending;
+  int pending_tokens = 0;
+  auto flush = [&] {
+    if (pending.empty()) return;
+    auto rows = run_one(pending, all_logits);
+    for (auto& r : rows) out.push_back(std::move(r));
+    pending.clear();
+    pending_tokens = 0;
+  };
+  std::vector<std::vector<float>> last_rows;  // with !all_logits, only each chunk's final piece yields its row
+  std::vector<int> owner;                     // chunk index of each row of `out` when !all_logits
+  for (size_t ci = 0; ci < chunks.size(); ci++) {
+    const Chunk& ch = chunks[ci];
+    size_t done = 0;
+    while (done < ch.tokens.size()) {
+      if (pending_tokens == opt_.max_step_tokens) flush();
+      size_t take = std::min(ch.tokens.size() - done, size_t(opt_.max_step_tokens - pending_tokens));
+      pending.push_back({ch.slot, std::vector<int32_t>(ch.tokens.begin() + long(done), ch.tokens.begin() + long(done + take))});
+      pending_tokens += int(take);
+      done += take;
+      if (!all_logits) owner.push_back(done == ch.tokens.size() ? int(ci) : -1);
+    }
+  }
+  flush();
+  if (all_logits) return out;
+  for (size_t i = 0; i < out.size(); i++)
+    if (owner[i] >= 0) last_rows.push_back(std::move(out[i]));
+  return last_rows;
+}
+
+std::vector<std::vector<float>> Engine::run_one(const std::vector<Chunk>& chunks, bool all_logits) {
+  StepInputs in;
+  for (const Chunk& ch : chunks) {
+    for (size_t j = 0; j < ch.tokens.size(); j++) {
+      in.ids.push_back(ch.tokens[j]);
+      in.slot.push_back(ch.slot);
+      in.pos.push_back(lengths_[size_t(ch.slot)] + int(j));
+      if (all_logits || j + 1 == ch.tokens.size()) in.out_rows.push_back(int(in.ids.size()) - 1);
+    }
+  }
+  rope_for(chunks, in);
+  backend_.stream_lut_rows(in.ids);
+  backend_.run_step(graph_, in);
+  for (const Chunk& ch : chunks) lengths_[size_t(ch.slot)] += int(ch.tokens.size());
+
+  const size_t V = size_t(cfg_.vocab_size);
+  std::vector<float> all(in.out_rows.size() * V);
+  backend_.read_back(graph_.logits, 0, all.size(), all.data());
+  std::vector<std::vector<float>> rows(in.out_rows.size());
+  for (size_t r = 0; r < rows.size(); r++) rows[r].assign(all.begin() + long(r * V), all.begin() + long((r + 1) * V));
+  return rows;
+}
+
+}  // namespace mole

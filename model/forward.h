@@ -1,0 +1,56 @@
+// Engine: the MoLE/dense forward pass, written once as a StepGraph, driving any Backend. It owns the run state
+// (KV caches, activations on the backend; sequence lengths here) and turns token chunks into step inputs.
+#pragma once
+
+#include <vector>
+
+#include "model/backend.h"
+#include "model/config.h"
+#include "model/lut.h"
+#include "model/weights.h"
+
+namespace mole {
+
+// The context a model runs with unless told otherwise: max_position_embeddings, times the RoPE scaling factor when
+// config.json sets one (linear or dynamic NTK scaling exist to stretch the trained context).
+int default_context(const Config& c);
+
+struct EngineOptions {
+  int max_batch = 1;          // B: sequence slots (independent KV caches)
+  int max_context = 0;        // S: positions per sequence; 0 = default_context()
+  int max_step_tokens = 512;  // longest step; longer prompts are processed in chunks of this many tokens
+  LutPlacement lut = LutPlacement::Host;
+};
+
+class Engine {
+ public:
+  // `lut` may be null for a dense model. Everything passed in must outlive the engine.
+  Engine(const Config& cfg, const Weights& w, const LutStore* lut, Backend& backend, EngineOptions opt);
+
+  struct Chunk {
+    int slot = 0;                 // which sequence
+    std::vector<int32_t> tokens;  // appended after what the sequence already holds
+  };
+  // Appends each chunk's tokens to its sequence and returns float32 logits rows of V values: for each chunk in
+  // order, its last token's row, or every token's row if all_logits. Throws mole::Error for a token id outside the
+  // vocabulary, a slot outside [0, max_batch) or a sequence that would pass the context length.
+  std::vector<std::vector<float>> step(const std::vector<Chunk>& chunks, bool all_logits = false);
+
+  void reset(int slot);  // forgets a sequence (its cache rows are simply overwritten later)
+  int length(int slot) const { return lengths_.at(size_t(slot)); }
+  int max_context() const { return ctx_; }
+  const StepGraph& graph() const { return graph_; }
+
+ private:
+  std::vector<std::vector<float>> run_one(const std::vector<Chunk>& chunks, bool all_logits);
+  void rope_for(const std::vector<Chunk>& chunks, StepInputs& in) const;
+
+  const Config& cfg_;
+  Backend& backend_;
+  EngineOptions opt_;
+  int ctx_ = 0;
+  StepGraph graph_;
+  std::vector<int> lengths_;  // B: tokens held per slot
+};
+
+}  // namespace mole

@@ -1,0 +1,16 @@
+// parallel_for: splits [0, n) into contiguous chunks over a fixed pool of worker threads (one per core).
+// Chunks are fixed by n and the thread count alone, so results never depend on timing.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+namespace mole {
+
+// Calls fn(begin, end) on disjoint ranges covering [0, n); returns when all are done. Exceptions thrown by fn
+// are rethrown (the first one) on the calling thread.
+void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t min_chunk = 1);
+int num_threads();
+void set_num_threads(int n);  // 0 = one per core
+
+}  // namespace mole

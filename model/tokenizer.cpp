@@ -1,0 +1,896 @@
+// Byte-level BPE tokenizer, a faithful re-implementation of Hugging Face `tokenizers` for GPT-NeoX-style
+// tokenizer.json files. The encode pipeline follows HF's order: non-normalized added tokens are cut from the raw text,
+// the rest is NFC-normalized, normalized added tokens are cut, the GPT-2 pattern splits words, BPE merges each word.
+#include "model/tokenizer.h"
+
+#include <utf8proc.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <unordered_map>
+#include <utility>
+
+#include "model/error.h"
+
+namespace mole {
+namespace {
+
+using Json = nlohmann::json;
+
+// Words longer than this are not cached (they are rare and would make the cache's memory unbounded).
+constexpr size_t kMaxCachedWordBytes = 64;
+constexpr size_t kMaxCacheEntries = 1 << 18;
+
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+template <typename V>
+using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
+
+// ---- UTF-8 -------------------------------------------------------------------------------------------------------
+
+// One step of a UTF-8 scan at s[i]: a valid character of `len` bytes, or an ill-formed "maximal subpart" of `len`
+// bytes (the unit that Rust's from_utf8_lossy, and so HF's decode, replaces by one U+FFFD). `truncated` marks a
+// subpart that is only ill-formed because the input ends inside it.
+struct Utf8Step {
+  size_t len;
+  bool valid;
+  bool truncated;
+};
+
+Utf8Step utf8_step(std::string_view s, size_t i) {
+  auto b = static_cast<unsigned char>(s[i]);
+  if (b < 0x80) return {1, true, false};
+  size_t need = 0;
+  unsigned char lo = 0x80, hi = 0xBF;
+  if (b >= 0xC2 && b <= 0xDF) {
+    need = 1;
+  } else if (b >= 0xE0 && b <= 0xEF) {
+    need = 2;
+    if (b == 0xE0) lo = 0xA0;
+    if (b == 0xED) hi = 0x9F;  // no surrogates
+  } else if (b >= 0xF0 && b <= 0xF4) {
+    need = 3;
+    if (b == 0xF0) lo = 0x90;
+    if (b == 0xF4) hi = 0x8F;  // nothing above U+10FFFF
+  } else {
+    return {1, false, false};
+  }
+  for (size_t k = 1; k <= need; ++k) {
+    if (i + k >= s.size()) return {k, false, true};
+    auto c = static_cast<unsigned char>(s[i + k]);
+    if (c < lo || c > hi) return {k, false, false};
+    lo = 0x80;
+    hi = 0xBF;
+  }
+  return {need + 1, true, false};
+}
+
+// Appends `bytes` as text, each ill-formed subpart replaced by U+FFFD. Returns how many trailing bytes form an
+// incomplete character that was held back instead (only when hold_incomplete).
+size_t append_lossy(std::string_view bytes, bool hold_incomplete, std::string& out) {
+  size_t i = 0;
+  while (i < bytes.size()) {
+    size_t run = i;  // copy runs of valid text at once
+    Utf8Step st{};
+    while (run < bytes.size() && (st = utf8_step(bytes, run)).valid) run += st.len;
+    out.append(bytes.substr(i, run - i));
+    i = run;
+    if (i == bytes.size()) break;
+    if (st.truncated && hold_incomplete) return bytes.size() - i;
+    out.append("\xEF\xBF\xBD");
+    i += st.len;
+  }
+  return 0;
+}
+
+void validate_utf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    if (static_cast<unsigned char>(s[i]) < 0x80) {
+      ++i;
+      continue;
+    }
+    Utf8Step st = utf8_step(s, i);
+    if (!st.valid) {
+      throw Error("tokenizer: invalid UTF-8 in input text at byte offset " + std::to_string(i) +
+                  (st.truncated ? " (truncated character)" : ""));
+    }
+    i += st.len;
+  }
+}
+
+// Decodes the character at s[i] of valid UTF-8, setting `len`.
+char32_t decode_char(std::string_view s, size_t i, size_t& len) {
+  auto b = static_cast<unsigned char>(s[i]);
+  if (b < 0x80) {
+    len = 1;
+    return b;
+  }
+  len = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
+  char32_t cp = b & (0x7F >> len);
+  for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+  return cp;
+}
+
+void append_char(char32_t cp, std::string& out) {
+  std::array<utf8proc_uint8_t, 4> buf{};
+  auto n = utf8proc_encode_char(static_cast<utf8proc_int32_t>(cp), buf.data());
+  out.append(reinterpret_cast<const char*>(buf.data()), static_cast<size_t>(n));
+}
+
+// Appends NFC(s) (s is valid UTF-8). utf8proc before 2.9 wrongly composes an LV syllable with U+11A7, which is
+// not a trailing consonant; U+11A7 is a starter that composes with nothing, so normalizing around it is exact.
+void append_nfc(std::string_view s, std::string& out) {
+  constexpr std::string_view kJamo11A7 = "\xE1\x86\xA7";
+  for (size_t begin = 0; begin <= s.size();) {
+    size_t end = std::min(s.find(kJamo11A7, begin), s.size());
+    if (end > begin) {
+      utf8proc_uint8_t* dst = nullptr;
+      auto n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data() + begin),
+                            static_cast<utf8proc_ssize_t>(end - begin), &dst,
+                            static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+      if (n < 0) throw Error(std::string("tokenizer: cannot NFC-normalize text: ") + utf8proc_errmsg(n));
+      out.append(reinterpret_cast<const char*>(dst), static_cast<size_t>(n));
+      std::free(dst);
+    }
+    if (end == s.size()) break;
+    out.append(kJamo11A7);
+    begin = end + kJamo11A7.size();
+  }
+}
+
+// ---- Unicode classes -----------------------------------------------------------------------------------------------
+
+enum class CharClass : uint8_t { kLetter, kNumber, kSpace, kOther };
+
+// White_Space, which is what Oniguruma's \s and Rust's char::is_whitespace both mean.
+bool is_white_space(char32_t cp) {
+  if (cp < 0x80) return cp == ' ' || (cp >= 0x09 && cp <= 0x0D);
+  switch (cp) {
+    case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F: case 0x3000:
+      return true;
+    default:
+      return cp >= 0x2000 && cp <= 0x200A;
+  }
+}
+
+CharClass classify(char32_t cp) {
+  if (cp < 0x80) {
+    if ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z') return CharClass::kLetter;
+    if (cp >= '0' && cp <= '9') return CharClass::kNumber;
+    return is_white_space(cp) ? CharClass::kSpace : CharClass::kOther;
+  }
+  if (is_white_space(cp)) return CharClass::kSpace;
+  switch (utf8proc_category(static_cast<utf8proc_int32_t>(cp))) {
+    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT: case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO:
+      return CharClass::kLetter;
+    case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_NL: case UTF8PROC_CATEGORY_NO:
+      return CharClass::kNumber;
+    default:
+      return CharClass::kOther;
+  }
+}
+
+// Rust's char::is_alphanumeric, used by single_word; Alphabetic is approximated by the letter categories.
+bool is_word_char(char32_t cp) {
+  CharClass c = classify(cp);
+  return cp == '_' || c == CharClass::kLetter || c == CharClass::kNumber;
+}
+
+// ---- GPT-2 pre-tokenizer -------------------------------------------------------------------------------------------
+
+// End of the match of 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ at s[i]: the
+// alternatives are tried in order, as the regex engine does, and every character matches one of them.
+size_t gpt2_match_end(std::string_view s, size_t i) {
+  const size_t n = s.size();
+  if (s[i] == '\'' && i + 1 < n) {
+    char a = s[i + 1];
+    if (a == 's' || a == 't' || a == 'm' || a == 'd') return i + 2;
+    if (i + 2 < n) {
+      char b = s[i + 2];
+      if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return i + 3;
+    }
+  }
+  size_t len = 0;
+  CharClass c = classify(decode_char(s, i, len));
+  size_t j = i + len;
+  if (s[i] == ' ' && j < n) {
+    size_t next_len = 0;
+    CharClass next = classify(decode_char(s, j, next_len));
+    if (next != CharClass::kSpace) {
+      c = next;
+      j += next_len;
+    }
+  }
+  if (c != CharClass::kSpace) {
+    while (j < n) {
+      size_t l = 0;
+      if (classify(decode_char(s, j, l)) != c) break;
+      j += l;
+    }
+    return j;
+  }
+  // A whitespace run: all of it at the end of the text; otherwise \s+(?!\S) leaves its last character to the word
+  // that follows, unless the run is a single character, which \s+ then takes.
+  size_t last = i;
+  while (j < n) {
+    size_t l = 0;
+    if (classify(decode_char(s, j, l)) != CharClass::kSpace) break;
+    last = j;
+    j += l;
+  }
+  if (j == n || last == i) return j;
+  return last;
+}
+
+// ---- GPT-2 byte <-> character table ----------------------------------------------------------------------------
+
+struct ByteLevelTable {
+  std::array<char32_t, 256> byte_to_char{};
+  std::unordered_map<char32_t, uint8_t> char_to_byte;
+
+  ByteLevelTable() {
+    char32_t extra = 256;
+    for (int b = 0; b < 256; ++b) {
+      bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+      byte_to_char[b] = printable ? static_cast<char32_t>(b) : extra++;
+      char_to_byte[byte_to_char[b]] = static_cast<uint8_t>(b);
+    }
+  }
+};
+
+const ByteLevelTable& byte_level() {
+  static const ByteLevelTable table;
+  return table;
+}
+
+// The bytes HF's ByteLevel decoder gives for one token: its characters mapped back to bytes, or, when any character
+// is outside the table (added tokens such as runs of spaces), the token's own UTF-8.
+std::string token_to_bytes(const std::string& token) {
+  const auto& table = byte_level().char_to_byte;
+  std::string out;
+  for (size_t i = 0; i < token.size();) {
+    size_t len = 0;
+    auto it = table.find(decode_char(token, i, len));
+    if (it == table.end()) return token;
+    out.push_back(static_cast<char>(it->second));
+    i += len;
+  }
+  return out;
+}
+
+// ---- Added-token matching -------------------------------------------------------------------------------------
+
+struct AddedToken {
+  std::string content;
+  int32_t id = 0;
+  bool single_word = false, lstrip = false, rstrip = false, normalized = true, special = false;
+};
+
+// Byte trie over added-token contents, scanned leftmost-longest like HF's Aho-Corasick automaton.
+class Trie {
+ public:
+  void insert(std::string_view pattern, int32_t token_index) {
+    if (pattern.empty()) return;
+    if (nodes_.empty()) nodes_.emplace_back();
+    int32_t node = 0;
+    for (char ch : pattern) {
+      auto b = static_cast<uint8_t>(ch);
+      int32_t next = child(node, b);
+      if (next < 0) {
+        next = static_cast<int32_t>(nodes_.size());
+        nodes_[node].children.emplace_back(b, next);
+        nodes_.emplace_back();
+      }
+      node = next;
+    }
+    if (nodes_[node].token < 0) nodes_[node].token = token_index;
+    first_byte_[static_cast<uint8_t>(pattern[0])] = true;
+  }
+
+  // Non-overlapping leftmost-longest matches as (begin, end, token index).
+  std::vector<std::array<size_t, 3>> find_all(std::string_view s) const {
+    std::vector<std::array<size_t, 3>> out;
+    if (nodes_.empty()) return out;
+    for (size_t i = 0; i < s.size();) {
+      if (!first_byte_[static_cast<uint8_t>(s[i])]) {
+        ++i;
+        continue;
+      }
+      int32_t node = 0, best_token = -1;
+      size_t best_end = 0;
+      for (size_t j = i; j < s.size(); ++j) {
+        node = child(node, static_cast<uint8_t>(s[j]));
+        if (node < 0) break;
+        if (nodes_[node].token >= 0) {
+          best_token = nodes_[node].token;
+          best_end = j + 1;
+        }
+      }
+      if (best_token < 0) {
+        ++i;
+        continue;
+      }
+      out.push_back({i, best_end, static_cast<size_t>(best_token)});
+      i = best_end;
+    }
+    return out;
+  }
+
+ private:
+  struct Node {
+    std::vector<std::pair<uint8_t, int32_t>> children;
+    int32_t token = -1;
+  };
+  int32_t child(int32_t node, uint8_t b) const {
+    for (const auto& [byte, next] : nodes_[node].children) {
+      if (byte == b) return next;
+    }
+    return -1;
+  }
+  std::vector<Node> nodes_;
+  std::array<bool, 256> first_byte_{};
+};
+
+struct Merge {
+  int32_t rank;
+  int32_t new_id;
+};
+
+uint64_t pair_key(int32_t a, int32_t b) {
+  return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
+}
+
+// Open-addressing map from a pair of ids to its merge; probed once or twice per candidate pair, so kept flat.
+class MergeMap {
+ public:
+  void build(const std::vector<std::pair<uint64_t, Merge>>& entries) {
+    size_t cap = 16;
+    while (cap < entries.size() * 2) cap <<= 1;
+    keys_.assign(cap, kEmpty);
+    values_.assign(cap, Merge{0, 0});
+    for (const auto& [key, merge] : entries) {
+      size_t slot = find_slot(key);
+      keys_[slot] = key;
+      values_[slot] = merge;  // a repeated pair keeps its last rank, as HF's HashMap collect does
+    }
+  }
+  const Merge* find(int32_t a, int32_t b) const {
+    if (keys_.empty()) return nullptr;
+    size_t slot = find_slot(pair_key(a, b));
+    return keys_[slot] == kEmpty ? nullptr : &values_[slot];
+  }
+
+ private:
+  static constexpr uint64_t kEmpty = ~uint64_t{0};
+  size_t find_slot(uint64_t key) const {
+    size_t mask = keys_.size() - 1;
+    size_t slot = static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+    while (keys_[slot] != kEmpty && keys_[slot] != key) slot = (slot + 1) & mask;
+    return slot;
+  }
+  std::vector<uint64_t> keys_;
+  std::vector<Merge> values_;
+};
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) { throw Error(path + ": " + what); }
+
+std::string read_file(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path, std::string("cannot open ") + what + ": " + std::strerror(errno));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) fail(path, std::string("cannot read ") + what);
+  return ss.str();
+}
+
+Json parse_json(const std::string& path, const char* what) {
+  try {
+    return Json::parse(read_file(path, what));
+  } catch (const Json::exception& e) {
+    fail(path, std::string(what) + " is not valid JSON: " + e.what());
+  }
+}
+
+std::string type_of(const Json& j) {
+  return j.is_object() && j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>() : "";
+}
+
+}  // namespace
+
+// ---- Impl ----------------------------------------------------------------------------------------------------------
+
+struct Tokenizer::Impl {
+  std::string path;
+  std::vector<std::string> tokens;  // by id, as tokenizer.json spells them; empty where no id
+  std::vector<std::string> bytes;   // by id, what the ByteLevel decoder makes of each
+  std::vector<bool> has_id;
+  StringMap<int32_t> token_ids;
+  std::array<int32_t, 256> byte_ids{};  // id of each single byte's token, -1 when the vocab lacks it
+  StringMap<int32_t> raw_vocab;         // model tokens by their bytes (for ignore_merges)
+  MergeMap merges;
+  std::vector<AddedToken> added;
+  Trie raw_trie, normalized_trie;
+  bool nfc = false, add_prefix_space = false, use_regex = true, ignore_merges = false, fuse_unk = false;
+  std::optional<int32_t> unk_id, bos, eos;
+  std::vector<int32_t> prefix_ids, suffix_ids;  // from a TemplateProcessing post-processor
+
+  mutable std::mutex cache_mutex;
+  mutable StringMap<std::vector<int32_t>> cache;
+
+  void set_token(int32_t id, const std::string& token) {
+    if (id < 0) fail(path, "negative token id " + std::to_string(id) + " for \"" + token + "\"");
+    if (static_cast<size_t>(id) >= tokens.size()) {
+      tokens.resize(id + 1);
+      has_id.resize(id + 1, false);
+    }
+    tokens[id] = token;
+    has_id[id] = true;
+  }
+
+  void load_model(const Json& model);
+  void load_added(const Json& list);
+  void load_pipeline(const Json& doc);
+  void load_post_processor(const Json& pp);
+  void load_bos_eos();
+
+  template <typename Emit>
+  void split_added(std::string_view s, const Trie& trie, Emit&& emit) const;
+  void encode_piece(std::string_view piece, std::vector<int32_t>& out) const;
+  void bpe(std::string_view word, std::vector<int32_t>& out) const;
+  void bpe_uncached(std::string_view word, std::vector<int32_t>& out) const;
+};
+
+void Tokenizer::Impl::load_model(const Json& model) {
+  if (!model.is_object()) fail(path, "missing \"model\" object");
+  std::string type = type_of(model);
+  if (type.empty() && model.contains("merges")) type = "BPE";  // HF also accepts an untagged BPE model
+  if (type != "BPE") fail(path, "model.type is \"" + type + "\"; only byte-level \"BPE\" tokenizers are supported");
+  if (model.contains("dropout") && !model["dropout"].is_null() && model["dropout"].get<double>() != 0.0) {
+    fail(path, "BPE dropout is not supported");
+  }
+  for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
+    if (model.contains(key) && !model[key].is_null() && !model[key].get<std::string>().empty()) {
+      fail(path, std::string("BPE ") + key + " is not supported");
+    }
+  }
+  if (model.value("byte_fallback", false)) fail(path, "BPE byte_fallback is not supported");
+  ignore_merges = model.value("ignore_merges", false);
+  fuse_unk = model.value("fuse_unk", false);
+  if (!model.contains("vocab") || !model["vocab"].is_object()) fail(path, "model.vocab is missing or not an object");
+  if (!model.contains("merges") || !model["merges"].is_array()) fail(path, "model.merges is missing or not an array");
+
+  StringMap<int32_t> vocab;
+  for (const auto& [token, id_json] : model["vocab"].items()) {
+    auto id = id_json.get<int32_t>();
+    set_token(id, token);
+    vocab.emplace(token, id);
+    raw_vocab.emplace(token_to_bytes(token), id);
+  }
+  const auto& table = byte_level();
+  for (int b = 0; b < 256; ++b) {
+    std::string ch;
+    append_char(table.byte_to_char[b], ch);
+    auto it = vocab.find(ch);
+    byte_ids[b] = it == vocab.end() ? -1 : it->second;
+  }
+  if (model.contains("unk_token") && model["unk_token"].is_string()) {
+    auto it = vocab.find(model["unk_token"].get<std::string>());
+    if (it == vocab.end()) fail(path, "model.unk_token is not in model.vocab");
+    unk_id = it->second;
+  }
+
+  std::vector<std::pair<uint64_t, Merge>> entries;
+  entries.reserve(model["merges"].size());
+  for (size_t rank = 0; rank < model["merges"].size(); ++rank) {
+    const Json& m = model["merges"][rank];
+    std::string a, b;
+    if (m.is_string()) {
+      auto s = m.get<std::string>();
+      size_t space = s.find(' ');
+      if (space == std::string::npos || s.find(' ', space + 1) != std::string::npos) {
+        fail(path, "merge " + std::to_string(rank + 1) + " \"" + s + "\" is not two tokens separated by a space");
+      }
+      a = s.substr(0, space);
+      b = s.substr(space + 1);
+    } else if (m.is_array() && m.size() == 2) {
+      a = m[0].get<std::string>();
+      b = m[1].get<std::string>();
+    } else {
+      fail(path, "merge " + std::to_string(rank + 1) + " is neither \"a b\" nor [\"a\", \"b\"]");
+    }
+    auto ia = vocab.find(a), ib = vocab.find(b), ic = vocab.find(a + b);
+    if (ia == vocab.end() || ib == vocab.end() || ic == vocab.end()) {
+      fail(path, "merge " + std::to_string(rank + 1) + " (\"" + a + "\", \"" + b + "\") uses a token not in the vocab");
+    }
+    entries.emplace_back(pair_key(ia->second, ib->second), Merge{static_cast<int32_t>(rank), ic->second});
+  }
+  merges.build(entries);
+}
+
+void Tokenizer::Impl::load_added(const Json& list) {
+  if (list.is_null()) return;
+  if (!list.is_array()) fail(path, "added_tokens is not an array");
+  for (const Json& t : list) {
+    AddedToken tok;
+    tok.content = t.at("content").get<std::string>();
+    tok.id = t.at("id").get<int32_t>();
+    tok.single_word = t.value("single_word", false);
+    tok.lstrip = t.value("lstrip", false);
+    tok.rstrip = t.value("rstrip", false);
+    tok.normalized = t.value("normalized", !t.value("special", false));
+    tok.special = t.value("special", false);
+    if (tok.content.empty()) fail(path, "added token " + std::to_string(tok.id) + " is empty");
+    set_token(tok.id, tok.content);
+    added.push_back(std::move(tok));
+  }
+}
+
+void Tokenizer::Impl::load_pipeline(const Json& doc) {
+  const Json norm = doc.value("normalizer", Json());
+  std::vector<Json> norms;
+  if (type_of(norm) == "Sequence") {
+    for (const Json& n : norm.at("normalizers")) norms.push_back(n);
+  } else if (!norm.is_null()) {
+    norms.push_back(norm);
+  }
+  for (const Json& n : norms) {
+    if (type_of(n) != "NFC") fail(path, "normalizer \"" + type_of(n) + "\" is not supported (only NFC)");
+    nfc = true;
+  }
+
+  const Json pre = doc.value("pre_tokenizer", Json());
+  if (type_of(pre) != "ByteLevel") fail(path, "pre_tokenizer must be ByteLevel, not \"" + type_of(pre) + "\"");
+  add_prefix_space = pre.value("add_prefix_space", false);
+  use_regex = pre.value("use_regex", true);
+
+  const Json dec = doc.value("decoder", Json());
+  if (type_of(dec) != "ByteLevel") fail(path, "decoder must be ByteLevel, not \"" + type_of(dec) + "\"");
+
+  for (const AddedToken& t : added) {
+    size_t index = static_cast<size_t>(&t - added.data());
+    if (!t.normalized) {
+      raw_trie.insert(t.content, static_cast<int32_t>(index));
+    } else if (nfc) {
+      // HF normalizes a normalized token's content before matching it against normalized text.
+      std::string norm_content;
+      append_nfc(t.content, norm_content);
+      normalized_trie.insert(norm_content, static_cast<int32_t>(index));
+    } else {
+      normalized_trie.insert(t.content, static_cast<int32_t>(index));
+    }
+  }
+}
+
+void Tokenizer::Impl::load_post_processor(const Json& pp) {
+  std::vector<Json> procs;
+  if (type_of(pp) == "Sequence") {
+    for (const Json& p : pp.at("processors")) procs.push_back(p);
+  } else if (!pp.is_null()) {
+    procs.push_back(pp);
+  }
+  for (const Json& p : procs) {
+    std::string type = type_of(p);
+    if (type == "ByteLevel") continue;  // only trims offsets, which this tokenizer does not report
+    if (type != "TemplateProcessing") fail(path, "post_processor \"" + type + "\" is not supported");
+    bool after_sequence = false;
+    for (const Json& item : p.at("single")) {
+      if (item.contains("Sequence")) {
+        after_sequence = true;
+        continue;
+      }
+      const std::string name = item.at("SpecialToken").at("id").get<std::string>();
+      const Json& special = p.at("special_tokens").at(name);
+      for (const Json& id : special.at("ids")) (after_sequence ? suffix_ids : prefix_ids).push_back(id.get<int32_t>());
+    }
+  }
+}
+
+void Tokenizer::Impl::load_bos_eos() {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(path).parent_path();
+  Json config;
+  for (const char* name : {"tokenizer_config.json", "special_tokens_map.json"}) {
+    fs::path file = dir / name;
+    std::error_code ec;
+    if (!fs::exists(file, ec)) continue;
+    config = parse_json(file.string(), name);
+    if (!config.is_object()) fail(file.string(), "is not a JSON object");
+    break;
+  }
+  auto lookup = [&](const char* key) -> std::optional<int32_t> {
+    std::string name;
+    if (config.is_object() && config.contains(key)) {
+      const Json& v = config[key];
+      if (v.is_string()) name = v.get<std::string>();
+      if (v.is_object() && v.contains("content") && v["content"].is_string()) name = v["content"].get<std::string>();
+    } else {
+      // No config: GPT-NeoX-family files mark document boundaries with this special token.
+      for (const AddedToken& t : added) {
+        if (t.special && t.content == "<|endoftext|>") name = t.content;
+      }
+    }
+    auto it = token_ids.find(name);
+    return name.empty() || it == token_ids.end() ? std::nullopt : std::optional<int32_t>(it->second);
+  };
+  bos = lookup("bos_token");
+  eos = lookup("eos_token");
+}
+
+// HF's AddedVocabulary::find_matches: cuts `s` into plain pieces (id -1) and added tokens, honouring each token's
+// single_word, lstrip and rstrip flags.
+template <typename Emit>
+void Tokenizer::Impl::split_added(std::string_view s, const Trie& trie, Emit&& emit) const {
+  size_t start_offset = 0;
+  for (const auto& [begin, end, index] : trie.find_all(s)) {
+    const AddedToken& tok = added[index];
+    size_t start = begin, stop = end;
+    if (tok.single_word) {
+      bool start_ok = true, stop_ok = true;
+      if (start > 0) {
+        size_t p = start - 1;
+        while (p > 0 && (static_cast<unsigned char>(s[p]) & 0xC0) == 0x80) --p;
+        size_t len = 0;
+        start_ok = !is_word_char(decode_char(s, p, len));
+      }
+      if (stop < s.size()) {
+        size_t len = 0;
+        stop_ok = !is_word_char(decode_char(s, stop, len));
+      }
+      if (!start_ok || !stop_ok) continue;
+    }
+    if (tok.lstrip) {
+      size_t p = start;
+      while (p > 0) {
+        size_t q = p - 1;
+        while (q > 0 && (static_cast<unsigned char>(s[q]) & 0xC0) == 0x80) --q;
+        size_t len = 0;
+        if (!is_white_space(decode_char(s, q, len))) break;
+        p = q;
+      }
+      start = std::max(p, start_offset);  // spaces already taken by the previous match stay there
+    }
+    if (tok.rstrip) {
+      size_t len = 0;
+      while (stop < s.size() && is_white_space(decode_char(s, stop, len))) stop += len;
+    }
+    if (start_offset < start) emit(s.substr(start_offset, start - start_offset), -1);
+    emit(std::string_view(), tok.id);
+    start_offset = stop;
+  }
+  if (start_offset < s.size()) emit(s.substr(start_offset), -1);
+}
+
+void Tokenizer::Impl::encode_piece(std::string_view piece, std::vector<int32_t>& out) const {
+  std::string prefixed;
+  if (add_prefix_space && !piece.empty() && piece[0] != ' ') {
+    prefixed = " ";
+    prefixed.append(piece);
+    piece = prefixed;
+  }
+  if (!use_regex) {
+    if (!piece.empty()) bpe(piece, out);
+    return;
+  }
+  for (size_t i = 0; i < piece.size();) {
+    size_t end = gpt2_match_end(piece, i);
+    bpe(piece.substr(i, end - i), out);
+    i = end;
+  }
+}
+
+void Tokenizer::Impl::bpe(std::string_view word, std::vector<int32_t>& out) const {
+  if (word.size() == 1) {  // most punctuation and spaces: no merge possible
+    int32_t id = byte_ids[static_cast<uint8_t>(word[0])];
+    if (id >= 0) {
+      out.push_back(id);
+      return;
+    }
+  }
+  if (word.size() > kMaxCachedWordBytes) {
+    bpe_uncached(word, out);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(cache_mutex);
+    auto it = cache.find(word);
+    if (it != cache.end()) {
+      out.insert(out.end(), it->second.begin(), it->second.end());
+      return;
+    }
+  }
+  size_t first = out.size();
+  bpe_uncached(word, out);
+  std::lock_guard<std::mutex> lock(cache_mutex);
+  if (cache.size() < kMaxCacheEntries) cache.emplace(std::string(word), std::vector<int32_t>(out.begin() + first, out.end()));
+}
+
+// HF's Word::merge_all: repeatedly merges the adjacent pair of lowest rank, leftmost first, using a min-heap of
+// candidate pairs and skipping candidates that earlier merges made stale.
+void Tokenizer::Impl::bpe_uncached(std::string_view word, std::vector<int32_t>& out) const {
+  if (ignore_merges) {
+    auto it = raw_vocab.find(word);
+    if (it != raw_vocab.end()) {
+      out.push_back(it->second);
+      return;
+    }
+  }
+  struct Symbol {
+    int32_t id, prev, next;
+  };
+  std::vector<Symbol> syms;
+  syms.reserve(word.size());
+  for (char ch : word) {
+    int32_t id = byte_ids[static_cast<uint8_t>(ch)];
+    if (id < 0) {
+      // The vocab lacks this byte: HF emits unk (fused when asked) or, with no unk token, drops it.
+      if (!unk_id || (fuse_unk && !syms.empty() && syms.back().id == *unk_id)) continue;
+      id = *unk_id;
+    }
+    int32_t n = static_cast<int32_t>(syms.size());
+    syms.push_back({id, n - 1, -1});
+    if (n > 0) syms[n - 1].next = n;
+  }
+  struct Candidate {
+    int32_t rank, pos, new_id;
+    bool operator>(const Candidate& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
+  };
+  std::vector<Candidate> heap;
+  auto push = [&](int32_t pos) {
+    if (pos < 0 || syms[pos].next < 0) return;
+    if (const Merge* m = merges.find(syms[pos].id, syms[syms[pos].next].id)) {
+      heap.push_back({m->rank, pos, m->new_id});
+      std::push_heap(heap.begin(), heap.end(), std::greater<>());
+    }
+  };
+  for (int32_t i = 0; i + 1 < static_cast<int32_t>(syms.size()); ++i) push(i);
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), std::greater<>());
+    Candidate top = heap.back();
+    heap.pop_back();
+    Symbol& left = syms[top.pos];
+    if (left.id < 0 || left.next < 0) continue;
+    const Merge* m = merges.find(left.id, syms[left.next].id);
+    if (m == nullptr || m->new_id != top.new_id) continue;  // stale: a neighbour merged since
+    int32_t right = left.next;
+    left.id = top.new_id;
+    left.next = syms[right].next;
+    if (left.next >= 0) syms[left.next].prev = top.pos;
+    syms[right].id = -1;
+    push(left.prev);
+    push(top.pos);
+  }
+  for (int32_t i = syms.empty() ? -1 : 0; i >= 0; i = syms[i].next) out.push_back(syms[i].id);
+}
+
+// ---- Tokenizer -----------------------------------------------------------------------------------------------------
+
+Tokenizer::Tokenizer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Tokenizer Tokenizer::load(const std::string& path) {
+  auto impl = std::make_shared<Impl>();
+  impl->path = path;
+  Json doc = parse_json(path, "tokenizer file");
+  try {
+    if (!doc.is_object()) fail(path, "tokenizer file is not a JSON object");
+    impl->load_model(doc.value("model", Json()));
+    impl->load_added(doc.value("added_tokens", Json()));
+    impl->load_pipeline(doc);
+    impl->bytes.resize(impl->tokens.size());
+    for (size_t id = 0; id < impl->tokens.size(); ++id) {
+      if (!impl->has_id[id]) continue;
+      impl->bytes[id] = token_to_bytes(impl->tokens[id]);
+      impl->token_ids.emplace(impl->tokens[id], static_cast<int32_t>(id));
+    }
+    impl->load_post_processor(doc.value("post_processor", Json()));
+    impl->load_bos_eos();
+  } catch (const Json::exception& e) {
+    fail(path, std::string("unexpected tokenizer.json content: ") + e.what());
+  }
+  return Tokenizer(std::move(impl));
+}
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
+  validate_utf8(text);
+  const Impl& im = *impl_;
+  std::vector<int32_t> out(im.prefix_ids);
+  out.reserve(text.size() / 3 + 8);
+  im.split_added(text, im.raw_trie, [&](std::string_view piece, int32_t id) {
+    if (id >= 0) {
+      out.push_back(id);
+      return;
+    }
+    // Below U+0300 every character is NFC-stable and cannot combine, so most text skips normalization.
+    std::string normalized;
+    bool needs_nfc = im.nfc && std::any_of(piece.begin(), piece.end(), [](char c) {
+      return static_cast<unsigned char>(c) >= 0xCC;
+    });
+    if (needs_nfc) {
+      append_nfc(piece, normalized);
+      piece = normalized;
+    }
+    im.split_added(piece, im.normalized_trie, [&](std::string_view sub, int32_t sub_id) {
+      if (sub_id >= 0) {
+        out.push_back(sub_id);
+      } else {
+        im.encode_piece(sub, out);
+      }
+    });
+  });
+  out.insert(out.end(), im.suffix_ids.begin(), im.suffix_ids.end());
+  return out;
+}
+
+const std::string& Tokenizer::token_bytes(int32_t id) const {
+  if (id < 0 || id >= vocab_size() || !impl_->has_id[id]) {
+    throw Error("tokenizer: token id " + std::to_string(id) + " is out of range (vocab size " +
+                std::to_string(vocab_size()) + ")");
+  }
+  return impl_->bytes[id];
+}
+
+std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
+  std::string bytes;
+  for (int32_t id : ids) bytes += token_bytes(id);
+  std::string out;
+  append_lossy(bytes, false, out);
+  return out;
+}
+
+int32_t Tokenizer::vocab_size() const { return static_cast<int32_t>(impl_->tokens.size()); }
+
+std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
+  auto it = impl_->token_ids.find(token);
+  return it == impl_->token_ids.end() ? std::nullopt : std::optional<int32_t>(it->second);
+}
+
+std::string Tokenizer::id_to_token(int32_t id) const {
+  token_bytes(id);  // range check
+  return impl_->tokens[id];
+}
+
+std::optional<int32_t> Tokenizer::bos_id() const { return impl_->bos; }
+std::optional<int32_t> Tokenizer::eos_id() const { return impl_->eos; }
+
+Tokenizer::StreamDecoder::StreamDecoder(const Tokenizer& tok) : tok_(&tok) {}
+
+std::string Tokenizer::StreamDecoder::push(int32_t id) {
+  pending_ += tok_->token_bytes(id);
+  std::string out;
+  size_t held = append_lossy(pending_, true, out);
+  pending_.erase(0, pending_.size() - held);
+  return out;
+}
+
+std::string Tokenizer::StreamDecoder::finish() {
+  std::string out;
+  append_lossy(pending_, false, out);
+  pending_.clear();
+  return out;
+}
+
+double tokenizer_benchmark_mb_per_s(const Tokenizer& tok, std::string_view text, double seconds) {
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  size_t bytes = 0, tokens = 0;
+  double elapsed = 0.0;
+  do {
+    tokens += tok.encode(text).size();
+    bytes += text.size();
+    elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  } while (elapsed < seconds);
+  return elapsed > 0.0 && tokens > 0 ? static_cast<double>(bytes) / elapsed / 1e6 : 0.0;
+}
+
+}  // namespace mole

@@ -1,0 +1,248 @@
+// Checks mole::Tokenizer against tests/data/tokenizer_cases.json, which Hugging Face's own `tokenizers` library
+// produced (tools/tokenizer-cases/gen.js) for GPT-NeoX's tokenizer, plus streaming, round trips and bad input.
+#include <doctest/doctest.h>
+#include <utf8proc.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include "model/error.h"
+#include "model/tokenizer.h"
+
+namespace {
+
+const std::string kTokenizerPath = std::string(MOLE_SOURCE_DIR) + "/data/gpt-neox-tokenizer/tokenizer.json";
+const std::string kCasesPath = std::string(MOLE_SOURCE_DIR) + "/tests/data/tokenizer_cases.json";
+
+const mole::Tokenizer& neox() {
+  static const mole::Tokenizer tok = mole::Tokenizer::load(kTokenizerPath);
+  return tok;
+}
+
+struct Case {
+  std::string text;
+  std::vector<int32_t> ids;
+  std::string decoded;
+};
+
+const std::vector<Case>& cases() {
+  static const std::vector<Case> all = [] {
+    std::ifstream in(kCasesPath);
+    REQUIRE_MESSAGE(in.good(), "cannot open " << kCasesPath);
+    nlohmann::json doc = nlohmann::json::parse(in);
+    std::vector<Case> out;
+    for (const auto& c : doc.at("cases")) {
+      out.push_back({c.at("text").get<std::string>(), c.at("ids").get<std::vector<int32_t>>(),
+                     c.at("decoded").get<std::string>()});
+    }
+    return out;
+  }();
+  return all;
+}
+
+std::string nfc(const std::string& s) {
+  utf8proc_uint8_t* dst = nullptr;
+  auto n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()), static_cast<utf8proc_ssize_t>(s.size()),
+                        &dst, static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+  REQUIRE(n >= 0);
+  std::string out(reinterpret_cast<const char*>(dst), static_cast<size_t>(n));
+  std::free(dst);
+  return out;
+}
+
+bool is_valid_utf8(const std::string& s) {
+  const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(s.data());
+  for (utf8proc_ssize_t i = 0, n = static_cast<utf8proc_ssize_t>(s.size()); i < n;) {
+    utf8proc_int32_t cp = 0;
+    utf8proc_ssize_t len = utf8proc_iterate(p + i, n - i, &cp);
+    if (len <= 0 || cp < 0) return false;
+    i += len;
+  }
+  return true;
+}
+
+// A scratch file removed when the test ends.
+struct TempFile {
+  std::string path;
+  TempFile(const std::string& name, const std::string& content)
+      : path((std::filesystem::temp_directory_path() / ("mole_tok_" + std::to_string(::getpid()) + "_" + name))
+                 .string()) {
+    std::ofstream(path, std::ios::binary) << content;
+  }
+  ~TempFile() { std::remove(path.c_str()); }
+};
+
+std::string read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void check_load_error(const std::string& path, const std::string& expected_fragment) {
+  try {
+    mole::Tokenizer::load(path);
+    FAIL("loading " << path << " should have thrown");
+  } catch (const mole::Error& e) {
+    std::string msg = e.what();
+    CHECK_MESSAGE(msg.find(path) != std::string::npos, msg);
+    CHECK_MESSAGE(msg.find(expected_fragment) != std::string::npos, msg);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("tokenizer: encode and decode match Hugging Face tokenizers on every recorded case") {
+  const auto& all = cases();
+  REQUIRE(all.size() >= 500);
+  size_t passed = 0;
+  for (const Case& c : all) {
+    CAPTURE(c.text);
+    std::vector<int32_t> ids = neox().encode(c.text);
+    CHECK(ids == c.ids);
+    CHECK(neox().decode(c.ids) == c.decoded);
+    passed += ids == c.ids && neox().decode(c.ids) == c.decoded;
+  }
+  MESSAGE(passed << " of " << all.size() << " Hugging Face cases match");
+}
+
+TEST_CASE("tokenizer: decode(encode(text)) is NFC(text) wherever Hugging Face's round trip is exact") {
+  size_t exact = 0;
+  for (const Case& c : cases()) {
+    std::string normalized = nfc(c.text);
+    if (c.decoded != normalized) continue;
+    ++exact;
+    CAPTURE(c.text);
+    CHECK(neox().decode(neox().encode(c.text)) == normalized);
+  }
+  CHECK(exact > 0);
+}
+
+TEST_CASE("tokenizer: the stream decoder's output concatenates to decode()") {
+  for (const Case& c : cases()) {
+    CAPTURE(c.text);
+    mole::Tokenizer::StreamDecoder stream(neox());
+    std::string streamed;
+    for (int32_t id : c.ids) {
+      std::string piece = stream.push(id);
+      // Every piece handed out is complete UTF-8 on its own.
+      CHECK(is_valid_utf8(piece));
+      streamed += piece;
+    }
+    streamed += stream.finish();
+    CHECK(streamed == neox().decode(c.ids));
+  }
+}
+
+TEST_CASE("tokenizer: stream decoder holds split characters and flushes incomplete ones as U+FFFD") {
+  const auto& tok = neox();
+  std::vector<int32_t> ids = tok.encode("\xF0\x9F\x98\x80");  // one emoji, several byte tokens
+  REQUIRE(ids.size() > 1);
+  mole::Tokenizer::StreamDecoder stream(tok);
+  for (size_t i = 0; i + 1 < ids.size(); ++i) CHECK(stream.push(ids[i]).empty());
+  CHECK(stream.push(ids.back()) == "\xF0\x9F\x98\x80");
+  CHECK(stream.finish().empty());
+
+  mole::Tokenizer::StreamDecoder cut(tok);
+  CHECK(cut.push(ids[0]).empty());
+  CHECK(cut.finish() == "\xEF\xBF\xBD");
+  CHECK(tok.decode({ids[0]}) == "\xEF\xBF\xBD");
+}
+
+TEST_CASE("tokenizer: vocabulary, special tokens and lookups") {
+  const auto& tok = neox();
+  CHECK(tok.vocab_size() == 50277);
+  REQUIRE(tok.bos_id().has_value());
+  REQUIRE(tok.eos_id().has_value());
+  CHECK(*tok.bos_id() == 0);
+  CHECK(*tok.eos_id() == 0);
+  CHECK(tok.token_to_id("<|endoftext|>") == 0);
+  CHECK(tok.token_to_id("<|padding|>") == 1);
+  CHECK(tok.token_to_id("\xC4\xA0world") == 1533);  // "Ġworld"
+  CHECK_FALSE(tok.token_to_id("no such token here").has_value());
+  CHECK(tok.id_to_token(1533) == "\xC4\xA0world");
+  CHECK(tok.id_to_token(50276) == "  ");
+  CHECK(tok.encode("Hello<|endoftext|>") == std::vector<int32_t>{12092, 0});
+  CHECK_THROWS_AS(tok.id_to_token(-1), mole::Error);
+  CHECK_THROWS_AS(tok.id_to_token(50277), mole::Error);
+  CHECK_THROWS_AS(tok.decode({5, 50277}), mole::Error);
+  CHECK_THROWS_AS(tok.decode({-3}), mole::Error);
+  mole::Tokenizer::StreamDecoder stream(tok);
+  CHECK_THROWS_AS(stream.push(1 << 30), mole::Error);
+}
+
+TEST_CASE("tokenizer: invalid UTF-8 input is a mole::Error naming the byte offset") {
+  const auto& tok = neox();
+  const std::vector<std::pair<std::string, size_t>> bad = {
+      {"abc\xFF", 3},           {"\x80", 0},         {"ok \xC3", 3},          {"\xC0\xAF", 0},
+      {"x\xED\xA0\x80y", 1},    {"ab\xF4\x90\x80\x80", 2}, {"\xE2\x82", 0},  {"caf\xC3\xA9\xE9", 5},
+  };
+  for (const auto& [text, offset] : bad) {
+    CAPTURE(text);
+    try {
+      tok.encode(text);
+      FAIL("encode should have thrown");
+    } catch (const mole::Error& e) {
+      CHECK_MESSAGE(std::string(e.what()).find("byte offset " + std::to_string(offset)) != std::string::npos,
+                    e.what());
+    }
+  }
+}
+
+TEST_CASE("tokenizer: bad tokenizer files are a mole::Error naming the file") {
+  const std::string missing = (std::filesystem::temp_directory_path() / "mole_no_such_dir/tokenizer.json").string();
+  check_load_error(missing, "cannot open");
+
+  const std::string full = read_all(kTokenizerPath);
+  TempFile truncated("truncated.json", full.substr(0, full.size() / 2));
+  check_load_error(truncated.path, "not valid JSON");
+
+  TempFile wordpiece("wordpiece.json",
+                     R"({"version":"1.0","added_tokens":[],"normalizer":null,"pre_tokenizer":null,)"
+                     R"("post_processor":null,"decoder":null,)"
+                     R"("model":{"type":"WordPiece","unk_token":"[UNK]","vocab":{"[UNK]":0,"a":1}}})");
+  check_load_error(wordpiece.path, "WordPiece");
+
+  TempFile not_object("array.json", "[1, 2, 3]");
+  check_load_error(not_object.path, "not a JSON object");
+
+  TempFile bad_merge("bad_merge.json",
+                     R"({"model":{"type":"BPE","vocab":{"a":0,"b":1},"merges":["a b"]},)"
+                     R"("pre_tokenizer":{"type":"ByteLevel"},"decoder":{"type":"ByteLevel"}})");
+  check_load_error(bad_merge.path, "merge 1");
+
+  TempFile wrong_type("wrong_type.json", R"({"model":{"type":"BPE","vocab":{"a":"zero"},"merges":[]}})");
+  check_load_error(wrong_type.path, "unexpected tokenizer.json content");
+}
+
+TEST_CASE("tokenizer: merges given as pairs load the same as merges given as strings") {
+  nlohmann::json doc = nlohmann::json::parse(read_all(kTokenizerPath));
+  auto& merges = doc["model"]["merges"];
+  for (auto& m : merges) {
+    std::string s = m.get<std::string>();
+    size_t space = s.find(' ');
+    m = nlohmann::json::array({s.substr(0, space), s.substr(space + 1)});
+  }
+  TempFile pairs("pairs.json", doc.dump());
+  mole::Tokenizer tok = mole::Tokenizer::load(pairs.path);
+  size_t checked = 0;
+  for (const Case& c : cases()) {
+    if (checked++ % 5 != 0) continue;
+    CAPTURE(c.text);
+    CHECK(tok.encode(c.text) == c.ids);
+  }
+  // No tokenizer_config.json beside the copy: BOS/EOS fall back to <|endoftext|>.
+  CHECK(tok.bos_id() == 0);
+}
+
+TEST_CASE("tokenizer: benchmark helper reports a positive rate") {
+  CHECK(mole::tokenizer_benchmark_mb_per_s(neox(), "The quick brown fox jumps over the lazy dog. ", 0.05) > 0.0);
+}
