@@ -83,6 +83,10 @@ int cmd_bench(BenchArgs& a) {
     eo.max_context = std::max(a.f.ctx_size, std::min(m->cfg.max_position_embeddings, a.prompt_tokens + a.n_predict));
     eo.lut = pl;
     Engine eng(m->cfg, m->weights, m->lut ? &*m->lut : nullptr, *backend, eo);
+    // Untimed warm-up: faults in weight pages, starts the thread pool, touches the caches.
+    eng.step({{0, prompt}});
+    for (int i = 0; i < 4 && eng.length(0) < eng.max_context(); i++) eng.step({{0, {prompt[size_t(i)]}}});
+    eng.reset(0);
     auto t0 = std::chrono::steady_clock::now();
     auto logits = eng.step({{0, prompt}}).at(0);
     double prefill = seconds_since(t0);

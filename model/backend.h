@@ -85,7 +85,9 @@ class Backend {
   // Copies a checkpoint tensor to the device in its stored dtype (or keeps a reference to host memory where the
   // device is the host). Throws mole::Error naming the tensor if the device is out of memory.
   virtual BufferId upload_weight(const TensorView& t) = 0;
-  // A zero-filled float32 buffer of `count` elements; `what` names it in out-of-memory errors.
+  // A float32 buffer of `count` elements whose contents are undefined until an op writes them (the graph writes
+  // every row before reading it, so nothing is zero-filled: a 2048-position KV cache costs no time until used).
+  // `what` names it in out-of-memory errors.
   virtual BufferId alloc(size_t count, const char* what) = 0;
   // Chooses where the table lives for the rest of the run (see LutPlacement). The store outlives the backend.
   // Throws mole::Error when the placement does not fit (e.g. Device on a device too small), saying what would.

@@ -14,9 +14,8 @@ namespace mole {
 namespace {
 
 struct Buffer {
-  std::vector<float> data;  // activations and caches
-  TensorView weight;        // weights: a view into the checkpoint mapping (data.empty())
-  bool is_weight = false;
+  std::unique_ptr<float[]> data;  // activations and caches; uninitialised, so pages are touched only when used
+  TensorView weight;              // weights: a view into the checkpoint mapping (data is null)
 };
 
 class CpuBackend final : public Backend {
@@ -28,7 +27,6 @@ class CpuBackend final : public Backend {
   BufferId upload_weight(const TensorView& t) override {
     Buffer b;
     b.weight = t;
-    b.is_weight = true;
     bufs_.push_back(std::move(b));
     return BufferId(bufs_.size() - 1);
   }
@@ -36,7 +34,7 @@ class CpuBackend final : public Backend {
   BufferId alloc(size_t count, const char* what) override {
     Buffer b;
     try {
-      b.data.assign(count, 0.0f);
+      b.data.reset(new float[count]);
     } catch (const std::bad_alloc&) {
       throw Error(std::string("out of host memory allocating ") + what + " (" + std::to_string(count * 4 >> 20) +
                   " MiB); try a smaller --ctx-size or batch");
@@ -68,14 +66,13 @@ class CpuBackend final : public Backend {
   }
 
   void read_back(BufferId buf, size_t first, size_t count, float* dst) override {
-    const auto& d = bufs_.at(size_t(buf)).data;
-    std::memcpy(dst, d.data() + first, count * sizeof(float));
+    std::memcpy(dst, bufs_.at(size_t(buf)).data.get() + first, count * sizeof(float));
   }
 
   void synchronize() override {}
 
  private:
-  float* act(BufferId id) { return bufs_.at(size_t(id)).data.data(); }
+  float* act(BufferId id) { return bufs_.at(size_t(id)).data.get(); }
   const TensorView& weight(BufferId id) { return bufs_.at(size_t(id)).weight; }
 
   const uint8_t* lut_row(int32_t id) const {

@@ -1,7 +1,5 @@
 // Tests for model/safetensors: round trips, exact f16/bf16 bit patterns, every malformed-file error, sharded
 // directories, the writer's never-half-written guarantee, and a fixed-seed corruption fuzz loop.
-#include "model/safetensors.h"
-
 #include <doctest/doctest.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -17,6 +15,7 @@
 #include <random>
 
 #include "model/error.h"
+#include "model/safetensors.h"
 
 namespace {
 
@@ -85,7 +84,9 @@ void check_contains(const std::string& message, std::initializer_list<std::strin
   }
 }
 
-uint16_t u16_at(const std::vector<uint8_t>& b, size_t i) { return uint16_t(b[2 * i] | (b[2 * i + 1] << 8)); }
+uint16_t u16_at(const std::vector<uint8_t>& b, size_t i) {
+  return uint16_t(b[2 * i] | (b[2 * i + 1] << 8));
+}
 
 std::vector<float> all_f32(const mole::TensorView& t) {
   std::vector<float> out(size_t(t.numel()));
@@ -115,18 +116,22 @@ TEST_CASE("dtype helpers") {
 
 TEST_CASE("f32_to_bytes produces known bit patterns, rounding ties to even") {
   const float p24 = std::ldexp(1.0f, -24), p25 = std::ldexp(1.0f, -25), inf = std::numeric_limits<float>::infinity();
-  struct Case { float value; uint16_t f16; uint16_t bf16; };
+  struct Case {
+    float value;
+    uint16_t f16;
+    uint16_t bf16;
+  };
   const Case cases[] = {
       {1.0f, 0x3C00, 0x3F80},
       {-2.0f, 0xC000, 0xC000},
       {0.0f, 0x0000, 0x0000},
       {-0.0f, 0x8000, 0x8000},
-      {65504.0f, 0x7BFF, 0x4780},            // largest finite f16; in bf16 it rounds up to 65536
-      {65520.0f, 0x7C00, 0x4780},            // halfway to the next f16 step overflows to inf
-      {p24, 0x0001, 0x3380},                 // smallest f16 subnormal
-      {std::ldexp(1.0f, -14), 0x0400, 0x3880},  // smallest f16 normal
-      {p25, 0x0000, 0x3300},                 // tie between 0 and 2^-24 rounds to even (0)
-      {3 * p25, 0x0002, 0x33C0},             // tie between 1 and 2 subnormal steps rounds to even (2)
+      {65504.0f, 0x7BFF, 0x4780},                          // largest finite f16; in bf16 it rounds up to 65536
+      {65520.0f, 0x7C00, 0x4780},                          // halfway to the next f16 step overflows to inf
+      {p24, 0x0001, 0x3380},                               // smallest f16 subnormal
+      {std::ldexp(1.0f, -14), 0x0400, 0x3880},             // smallest f16 normal
+      {p25, 0x0000, 0x3300},                               // tie between 0 and 2^-24 rounds to even (0)
+      {3 * p25, 0x0002, 0x33C0},                           // tie between 1 and 2 subnormal steps rounds to even (2)
       {1.0f + std::ldexp(1.0f, -11), 0x3C00, 0x3F80},      // f16 tie, even is down
       {1.0f + 3 * std::ldexp(1.0f, -11), 0x3C02, 0x3F80},  // f16 tie, even is up
       {1.0f + std::ldexp(1.0f, -8), 0x3C04, 0x3F80},       // bf16 tie, even is down
@@ -159,7 +164,7 @@ TEST_CASE("round trip of all dtypes, odd shapes and zero-size tensors") {
   std::vector<float> f32_vals(3 * 5 * 7), f16_vals(13);
   for (size_t i = 0; i < f32_vals.size(); i++) f32_vals[i] = float(i) * 0.5f - 20.0f;
   for (size_t i = 0; i < f16_vals.size(); i++) f16_vals[i] = (float(i) - 6.0f) * 0.25f;  // exact in f16
-  const std::vector<float> bf16_vals = {1.0f, -2.0f, 0.5f, 3.0f, -0.125f, 256.0f};   // exact in bf16
+  const std::vector<float> bf16_vals = {1.0f, -2.0f, 0.5f, 3.0f, -0.125f, 256.0f};       // exact in bf16
   std::vector<mole::OwnedTensor> tensors = {
       make_tensor("f32.odd", DType::F32, {3, 5, 7}, f32_vals),
       make_tensor("f16.row", DType::F16, {1, 13}, f16_vals),
@@ -241,9 +246,8 @@ TEST_CASE("reading known bit patterns written by hand") {
   const std::vector<uint8_t> data = {0x00, 0x3C, 0xFF, 0x7B, 0x01, 0x00, 0x55, 0xB5,
                                      0x49, 0x40, 0x80, 0xBF, 0xCD, 0xCC, 0xCC, 0x3D};
   // A header length that is not a multiple of 8 (other writers do this), so the data is unaligned.
-  std::string header =
-      R"({"h":{"dtype":"F16","shape":[4],"data_offsets":[0,8]},"b":{"dtype":"BF16","shape":[2],)"
-      R"("data_offsets":[8,12]},"f":{"dtype":"F32","shape":[1],"data_offsets":[12,16]}} )";
+  std::string header = R"({"h":{"dtype":"F16","shape":[4],"data_offsets":[0,8]},"b":{"dtype":"BF16","shape":[2],)"
+                       R"("data_offsets":[8,12]},"f":{"dtype":"F32","shape":[1],"data_offsets":[12,16]}} )";
   if (header.size() % 8 == 0) header += ' ';
   auto bytes = raw_file(header);
   bytes.insert(bytes.end(), data.begin(), data.end());
@@ -282,33 +286,45 @@ TEST_CASE("malformed files produce mole::Error naming the file and tensor") {
       {"shape_not_array", raw_file(R"({"w":{"dtype":"F32","shape":4,)" + w4 + "}}", 4), {"'w'", "shape"}},
       {"shape_string", raw_file(R"({"w":{"dtype":"F32","shape":["1"],)" + w4 + "}}", 4), {"'w'", "shape"}},
       {"shape_float", raw_file(R"({"w":{"dtype":"F32","shape":[1.5],)" + w4 + "}}", 4), {"'w'", "integers"}},
-      {"offsets_three", raw_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}})", 8),
+      {"offsets_three",
+       raw_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}})", 8),
        {"'w'", "data_offsets"}},
-      {"offsets_negative", raw_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[-4,0]}})", 8),
+      {"offsets_negative",
+       raw_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[-4,0]}})", 8),
        {"'w'", "data_offsets"}},
-      {"offsets_object", raw_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":{"a":1}}})", 8),
+      {"offsets_object",
+       raw_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":{"a":1}}})", 8),
        {"'w'", "data_offsets"}},
-      {"unknown_dtype", raw_file(R"({"w":{"dtype":"Q7","shape":[1],)" + w4 + "}}", 4),
+      {"unknown_dtype",
+       raw_file(R"({"w":{"dtype":"Q7","shape":[1],)" + w4 + "}}", 4),
        {"'w'", "'Q7'", "F32", "F16", "BF16"}},
-      {"unsupported_dtype", raw_file(R"({"w":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})", 8),
+      {"unsupported_dtype",
+       raw_file(R"({"w":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})", 8),
        {"'w'", "'F64'", "F32", "F16", "BF16"}},
       {"lowercase_dtype", raw_file(R"({"w":{"dtype":"f32","shape":[1],)" + w4 + "}}", 4), {"'w'", "'f32'"}},
       {"negative_dim", raw_file(R"({"w":{"dtype":"F32","shape":[-1,2],)" + w4 + "}}", 4), {"'w'", "negative"}},
-      {"begin_after_end", raw_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[8,4]}})", 8),
+      {"begin_after_end",
+       raw_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[8,4]}})", 8),
        {"'w'", "after end"}},
-      {"end_past_eof", raw_file(R"({"w":{"dtype":"F32","shape":[100],"data_offsets":[0,400]}})", 4),
+      {"end_past_eof",
+       raw_file(R"({"w":{"dtype":"F32","shape":[100],"data_offsets":[0,400]}})", 4),
        {"'w'", "past the end"}},
-      {"wrong_size", raw_file(R"({"w":{"dtype":"F32","shape":[2],)" + w4 + "}}", 8),
+      {"wrong_size",
+       raw_file(R"({"w":{"dtype":"F32","shape":[2],)" + w4 + "}}", 8),
        {"'w'", "non-contiguous or wrong size"}},
       {"overlap",
        raw_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12),
+                R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+                12),
        {"'a'", "'b'", "overlap"}},
-      {"numel_overflow", raw_file(R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],)" + w4 + "}}", 4),
+      {"numel_overflow",
+       raw_file(R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],)" + w4 + "}}", 4),
        {"'w'", "overflow"}},
-      {"bytes_overflow", raw_file(R"({"w":{"dtype":"F32","shape":[4611686018427387904],)" + w4 + "}}", 4),
+      {"bytes_overflow",
+       raw_file(R"({"w":{"dtype":"F32","shape":[4611686018427387904],)" + w4 + "}}", 4),
        {"'w'", "overflow"}},
-      {"dim_past_int64", raw_file(R"({"w":{"dtype":"F32","shape":[18446744073709551615],)" + w4 + "}}", 4),
+      {"dim_past_int64",
+       raw_file(R"({"w":{"dtype":"F32","shape":[18446744073709551615],)" + w4 + "}}", 4),
        {"'w'", "overflow"}},
       {"metadata_not_object", raw_file(R"({"__metadata__":[1]})"), {"__metadata__"}},
       {"metadata_not_string", raw_file(R"({"__metadata__":{"format":1}})"), {"__metadata__", "'format'"}},
@@ -424,8 +440,7 @@ TEST_CASE("sharded checkpoint errors") {
   SUBCASE("duplicate tensor across shards") {
     write_shards(tmp.path, {"a", "b"}, {"a", "c", "d"});
     write_index(tmp.path, kGoodMap);
-    check_contains(error_of([&] { mole::TensorSet::open_dir(tmp.path); }),
-                   {tmp.path, "'a'", kShard1, kShard2, "both"});
+    check_contains(error_of([&] { mole::TensorSet::open_dir(tmp.path); }), {tmp.path, "'a'", kShard1, kShard2, "both"});
   }
   SUBCASE("index is not JSON") {
     write_bytes(tmp.file(index), {'{', 'x'});
@@ -518,8 +533,8 @@ TEST_CASE("writer streams chunks of any size and never leaves a half-written fil
     check_contains(error_of([&] { w.finish(); }), {path});
   }
   SUBCASE("tensors larger than the write buffer, in chunks that straddle it") {
-    std::vector<float> big(700'000);  // 2.8 MB of F32, then 1.4 MB of BF16
-    for (size_t i = 0; i < big.size(); i++) big[i] = float(int(i % 4096) - 2048);
+    std::vector<float> big(700'000);                                             // 2.8 MB of F32, then 1.4 MB of BF16
+    for (size_t i = 0; i < big.size(); i++) big[i] = float(int(i % 256) - 128);  // exact in bf16
     const auto f32 = mole::f32_to_bytes(big.data(), big.size(), DType::F32);
     const auto b16 = mole::f32_to_bytes(big.data(), big.size(), DType::BF16);
     mole::SafetensorsWriter w(path, {{"big", DType::F32, {700, 1000}}, {"big16", DType::BF16, {700'000}}});
@@ -573,7 +588,10 @@ TEST_CASE("writer streams chunks of any size and never leaves a half-written fil
     mole::SafetensorsWriter a(path, entries);
     a.write(all.data(), 10);
     mole::SafetensorsWriter b(std::move(a));
-    { mole::SafetensorsWriter sink = std::move(b); b = std::move(sink); }
+    {
+      mole::SafetensorsWriter sink = std::move(b);
+      b = std::move(sink);
+    }
     b.write(all.data() + 10, all.size() - 10);
     b.finish();
     CHECK(all_f32(*mole::SafetensorsFile::open(path).find("y")) == std::vector<float>{1, 2, 3, 4, 5, 6, 7});
@@ -592,11 +610,15 @@ TEST_CASE("writer streams chunks of any size and never leaves a half-written fil
   SUBCASE("unwritable location and bad entries") {
     check_contains(error_of([&] { mole::SafetensorsWriter(tmp.file("no/such/dir/x.safetensors"), entries); }),
                    {"no/such/dir/x.safetensors"});
-    check_contains(error_of([&] { mole::SafetensorsWriter(path, {{"a", DType::F32, {1}}, {"a", DType::F32, {1}}}); }),
+    check_contains(error_of([&] {
+                     mole::SafetensorsWriter(path, {{"a", DType::F32, {1}}, {"a", DType::F32, {1}}});
+                   }),
                    {path, "'a'", "twice"});
     check_contains(error_of([&] { mole::SafetensorsWriter(path, {{"n", DType::F32, {-1}}}); }), {path, "'n'"});
     check_contains(error_of([&] { mole::SafetensorsWriter(path, {{"__metadata__", DType::F32, {1}}}); }), {path});
-    check_contains(error_of([&] { mole::write_safetensors(path, {{"t", DType::F16, {3}, {1, 2, 3, 4}}}); }),
+    check_contains(error_of([&] {
+                     mole::write_safetensors(path, {{"t", DType::F16, {3}, {1, 2, 3, 4}}});
+                   }),
                    {path, "'t'", "needs 6"});
     CHECK(!fs::exists(path));
     CHECK(!fs::exists(path + ".tmp"));
@@ -627,9 +649,15 @@ TEST_CASE("fuzz: corrupted files either open or throw mole::Error") {
     auto bytes = base;
     const size_t pos = rng() % bytes.size();
     switch (rng() % 4) {
-      case 0: bytes[pos] ^= uint8_t(1u << (rng() % 8)); break;
-      case 1: bytes[pos] = uint8_t(json_chars[rng() % json_chars.size()]); break;
-      case 2: bytes.resize(pos); break;
+      case 0:
+        bytes[pos] ^= uint8_t(1u << (rng() % 8));
+        break;
+      case 1:
+        bytes[pos] = uint8_t(json_chars[rng() % json_chars.size()]);
+        break;
+      case 2:
+        bytes.resize(pos);
+        break;
       default:
         for (int k = 0; k < 4; k++) bytes[rng() % bytes.size()] = uint8_t(rng());
         break;

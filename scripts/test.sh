@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs dependencies, builds, and runs every test: the Release build's full CTest suite, then the unit tests and
+# CLI bad-input tests again under AddressSanitizer + UndefinedBehaviorSanitizer (file parsers on malformed input).
+# Tests that need a GPU skip with a message when none is present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+jobs="$(nproc)"
+
+echo "== tests (Release build) =="
+ctest --test-dir build --output-on-failure -j "$jobs"
+
+echo "== tests under AddressSanitizer + UndefinedBehaviorSanitizer =="
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOLE_SANITIZE=ON > /dev/null
+cmake --build build-asan -j "$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j "$jobs" -R '^(unit|cli)$'

@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# End-to-end checks of the mole CLI, above all of its behaviour on bad input: every bad case must exit non-zero
+# with a clear message naming what is wrong, without crashing, hanging or leaving a complete-looking output dir.
+# Usage: bash tests/cli/test_cli.sh /path/to/mole        (run by ctest as the `cli` test)
+set -u
+M=$(realpath "${1:?usage: test_cli.sh /path/to/mole}")
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+NEOX="$ROOT/data/gpt-neox-tokenizer/tokenizer.json"
+PY=/usr/bin/python3
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+cd "$T" || exit 1
+PASSED=0 FAILED=0
+
+# ---- harness ---------------------------------------------------------------------------------------------------
+pass() { echo "ok $1"; PASSED=$((PASSED + 1)); }
+fail() {
+  echo "FAIL $1: $2"
+  [ -s "$T/err" ] && head -n 20 "$T/err" | sed 's/^/    | /'
+  FAILED=$((FAILED + 1))
+}
+# Runs CMD under `timeout 120`, stdout to $T/out, stderr to $T/err; sets RC and WHY (empty unless it crashed/hung).
+run_cmd() {
+  timeout 120 "$@" >"$T/out" 2>"$T/err"
+  RC=$? WHY=
+  if [ $RC -eq 124 ]; then WHY="hung (killed by timeout after 120 s)"
+  elif [ $RC -ge 128 ]; then WHY="crashed (exit $RC, killed by a signal)"
+  elif grep -qE 'terminate called|Segmentation|AddressSanitizer|runtime error:' "$T/err"; then WHY="crash report on stderr"
+  fi
+}
+# expect_ok NAME CMD...: CMD must succeed.
+expect_ok() {
+  local name=$1; shift
+  run_cmd "$@"
+  if [ -n "$WHY" ]; then fail "$name" "$WHY"
+  elif [ $RC -ne 0 ]; then fail "$name" "exit $RC, expected success"
+  else pass "$name"; fi
+}
+# expect_fail NAME PATTERN CMD...: CMD must fail cleanly, its stderr matching the extended regex PATTERN
+# (case-insensitive). With OUTDIR=DIR set, neither DIR nor DIR.partial may exist afterwards; with NOSTDOUT=1,
+# nothing may have been printed on stdout.
+expect_fail() {
+  local name=$1 pat=$2; shift 2
+  run_cmd "$@"
+  if [ -n "$WHY" ]; then fail "$name" "$WHY"
+  elif [ $RC -eq 0 ]; then fail "$name" "exit 0, expected an error"
+  elif ! grep -qiE -- "$pat" "$T/err"; then fail "$name" "stderr does not match /$pat/"
+  elif [ -n "${OUTDIR:-}" ] && { [ -e "$OUTDIR" ] || [ -e "$OUTDIR.partial" ]; }; then
+    fail "$name" "left $OUTDIR or $OUTDIR.partial behind"
+  elif [ -n "${NOSTDOUT:-}" ] && [ -s "$T/out" ]; then fail "$name" "printed on stdout before failing: $(head -c 200 "$T/out")"
+  else pass "$name"; fi
+}
+# check NAME CMD...: CMD (a test on saved output) must exit 0.
+check() {
+  local name=$1; shift
+  : >"$T/err"
+  if "$@" 2>"$T/err"; then pass "$name"; else fail "$name" "check failed: $*"; fi
+}
+# pyjson FILE EXPR: the JSON in FILE, bound to j, makes the Python expression EXPR true.
+pyjson() { $PY -c "import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if ($2) else 1)" "$1"; }
+save() { cp "$T/out" "$1"; }
+snapshot() { (cd "$1" && find . -printf '%p %s %m\n' | sort && find . -type f -exec md5sum {} + | sort); }
+
+# Helpers that craft malformed checkpoints from a good inference-form one (infer/).
+# mkcfg DIR STMT: copy infer/ to DIR and run the Python statement STMT on config.json's dict `c`.
+mkcfg() {
+  rm -rf "$1" && cp -r infer "$1"
+  $PY - "$1/config.json" "$2" <<'EOF'
+import json, sys
+p = sys.argv[1]; c = json.load(open(p)); exec(sys.argv[2]); json.dump(c, open(p, 'w'), indent=1)
+EOF
+}
+# mkst DIR OP ARGS...: copy infer/ to DIR and damage DIR/model.safetensors with st.py OP ARGS.
+mkst() { local d=$1; shift; rm -rf "$d" && cp -r infer "$d" && $PY "$T/st.py" "$1" "$d/model.safetensors" "${@:2}"; }
+cat >"$T/st.py" <<'EOF'
+import json, struct, sys
+def load(p):
+    b = open(p, 'rb').read(); n = struct.unpack('<Q', b[:8])[0]
+    return json.loads(b[8:8 + n]), b[8 + n:]
+def save(p, h, data):
+    hb = json.dumps(h).encode(); hb += b' ' * (-len(hb) % 8)
+    open(p, 'wb').write(struct.pack('<Q', len(hb)) + hb + data)
+def repack(p, ts):  # write {name: (meta, bytes)} with fresh contiguous offsets
+    h, out = {'__metadata__': {'format': 'pt'}}, b''
+    for k, (m, raw) in ts.items():
+        h[k] = dict(m, data_offsets=[len(out), len(out) + len(raw)]); out += raw
+    save(p, h, out)
+op, p, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+h, data = load(p)
+ts = {k: (v, data[v['data_offsets'][0]:v['data_offsets'][1]]) for k, v in h.items() if k != '__metadata__'}
+size = len(open(p, 'rb').read())
+if op == 'cut': open(p, 'r+b').truncate(int(args[0]))              # cut the file to N bytes
+elif op == 'cut-data': open(p, 'r+b').truncate(size - 1000)        # cut inside the tensor data
+elif op == 'hlen':                                                  # header length past the end of the file
+    b = open(p, 'rb').read(); open(p, 'wb').write(struct.pack('<Q', 4 * size) + b[8:])
+elif op == 'dtype': h[args[0]]['dtype'] = args[1]; save(p, h, data)
+elif op == 'overlap':                                               # args[0] reuses lm_head.weight's bytes
+    h[args[0]]['data_offsets'] = h['lm_head.weight']['data_offsets']; save(p, h, data)
+elif op == 'drop': del ts[args[0]]; repack(p, ts)
+elif op == 'extra': ts[args[0]] = ({'dtype': 'F32', 'shape': [4]}, bytes(16)); repack(p, ts)
+EOF
+
+SMALL='{"vocab_size": 384}'
+V=384
+
+# ---- positive cases --------------------------------------------------------------------------------------------
+expect_ok "synth tiny train form" "$M" synth --preset tiny -o train --form train --set "$SMALL" -q
+expect_ok "synth tiny infer form (f16)" "$M" synth --preset tiny -o infer --form infer --dtype f16 --set "$SMALL" -q
+expect_ok "synth tiny dense form (f32)" "$M" synth --preset tiny -o dense --form dense --dtype f32 --set "$SMALL" -q
+declare -A FORM=([train]=training [infer]=inference [dense]=dense)
+for d in train infer dense; do
+  expect_ok "info $d (text)" "$M" info -m $d
+  check "info $d text says ${FORM[$d]} form" grep -qE "^form +${FORM[$d]}" "$T/out"
+  expect_ok "info $d --json" "$M" info -m $d --json
+  save info_$d.json
+  check "info $d --json parses, vocab_size $V" pyjson info_$d.json "j['vocab_size'] == $V"
+done
+
+expect_ok "logits --ids 1,2,3 --json" "$M" logits -m infer --ids 1,2,3 --json -q
+save logits.json
+check "logits: 3 rows of $V floats" pyjson logits.json \
+  "len(j['logits']) == 3 and all(len(r) == $V and all(isinstance(x, float) for x in r) for r in j['logits'])"
+
+GREEDY=(run -m infer --prompt-ids 1,2,3 -n 5 --temp 0 --json -q)
+expect_ok "run greedy --json" "$M" "${GREEDY[@]}"; save greedy1.json
+check "run greedy: 5 ids or stopped on eos" pyjson greedy1.json \
+  "len(j['ids']) == 5 or (j['stop_reason'] == 'eos' and len(j['ids']) <= 5)"
+expect_ok "run greedy again" "$M" "${GREEDY[@]}"; save greedy2.json
+check "run greedy is deterministic" pyjson greedy2.json "j['ids'] == json.load(open('greedy1.json'))['ids']"
+SAMPLED=(run -m infer --prompt-ids 1,2,3 -n 5 --seed 42 --temp 0.8 --json -q)
+expect_ok "run --seed 42 --temp 0.8" "$M" "${SAMPLED[@]}"; save seed1.json
+expect_ok "run --seed 42 --temp 0.8 again" "$M" "${SAMPLED[@]}"; save seed2.json
+check "run with a seed is reproducible" pyjson seed2.json "j['ids'] == json.load(open('seed1.json'))['ids']"
+for lut in host device disk; do
+  expect_ok "run --lut $lut" "$M" run -m infer --prompt-ids 1,2,3 -n 5 --temp 0 --json -q --lut $lut; save lut_$lut.json
+  check "run --lut $lut gives the same greedy ids" pyjson lut_$lut.json "j['ids'] == json.load(open('greedy1.json'))['ids']"
+done
+
+# --stop: pick a printable 2-character piece of the greedy text as the stop string; the output must end before it.
+expect_ok "run greedy -n 12 for --stop" "$M" run -m infer --prompt-ids 1,2,3 -n 12 --temp 0 --json -q; save long.json
+$PY - long.json <<'EOF' >stop.txt
+import json, sys
+t = json.load(open(sys.argv[1]))['text']
+for i in range(1, len(t) - 1):
+    s = t[i:i + 2]
+    if s.isprintable() and s.strip() == s and t.find(s) == i: print(s); break
+EOF
+STOP=$(cat stop.txt)
+expect_ok "run --stop '$STOP'" "$M" run -m infer --prompt-ids 1,2,3 -n 12 --temp 0 -q --no-display-prompt --stop "$STOP"
+save stop_out.txt
+check "--stop text is not printed" $PY -c "
+import json, sys
+t = json.load(open('long.json'))['text']; out = open('stop_out.txt', encoding='utf-8', errors='replace').read()
+sys.exit(0 if sys.argv[1] and out.rstrip('\n') == t[:t.find(sys.argv[1])] else 1)" "$STOP"
+
+expect_ok "run default model -p 'Hello world'" "$M" run -p "Hello world" -n 8 --temp 0 -q
+check "default model output starts with the prompt" grep -q '^Hello world' "$T/out"
+# The default model's vocab (50304) is padded past the tokenizer's (50277): ids in the padding are valid model ids.
+expect_ok "run default model, prompt id in the vocab padding" "$M" run --prompt-ids 50290 -n 3 --temp 0 -q
+expect_ok "run default model, sampling may pick a padding id" \
+  "$M" run --prompt-ids 1 -n 500 --ignore-eos --temp 100 --top-k 0 --top-p 1 --min-p 0 --seed 6 -q --json
+expect_ok "tokenize 'Hello world' (GPT-NeoX)" "$M" tokenize --text "Hello world" --tokenizer "$NEOX"
+check "tokenize prints 12092,1533" [ "$(cat "$T/out")" = "12092,1533" ]
+expect_ok "detokenize 12092,1533" "$M" detokenize --ids 12092,1533 --tokenizer "$NEOX"
+check "detokenize prints 'Hello world'" [ "$(cat "$T/out")" = "Hello world" ]
+expect_ok "devices" "$M" devices
+check "devices lists cpu as available" grep -qE '^cpu +available' "$T/out"
+
+expect_ok "convert train -> inference" "$M" convert -m train -o conv -q
+check "convert leaves no .partial" [ ! -e conv.partial ]
+expect_ok "info on the converted dir" "$M" info -m conv --json; save info_conv.json
+check "converted dir is inference form" pyjson info_conv.json "j['form'].startswith('inference')"
+expect_ok "logits of the converted dir" "$M" logits -m conv --ids 1,2,3,4,5 -q; save conv_logits.json
+expect_ok "logits of train form --lut-dtype f16" "$M" logits -m train --ids 1,2,3,4,5 --lut-dtype f16 -q
+save train_logits.json
+check "converted logits equal train-form logits (1e-6 rel)" $PY -c "
+import json, numpy as np
+a = np.array(json.load(open('conv_logits.json'))['logits']); b = np.array(json.load(open('train_logits.json'))['logits'])
+assert a.shape == b.shape == (5, $V) and np.allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(b).max())"
+
+# ---- bad input: command line -----------------------------------------------------------------------------------
+expect_fail "unknown subcommand" 'bogus' "$M" bogus
+expect_fail "unknown flag" '--bogus' "$M" run --bogus
+expect_fail "-n abc" '(-n|n-predict).*abc' "$M" run -m infer --prompt-ids 1 -n abc -q
+expect_fail "--lut bogus" 'lut.*bogus|bogus.*lut' "$M" run -m infer --prompt-ids 1 --lut bogus -q
+expect_fail "--backend bogus" 'backend.*bogus.*unknown|unknown backend' "$M" run -m infer --prompt-ids 1 --backend bogus -q
+expect_fail "--backend vulkan (not built)" 'vulkan.*not built' "$M" run -m infer --prompt-ids 1 --backend vulkan -q
+expect_fail "--lut disk on a training-form checkpoint" 'train.*(convert|no table)' \
+  "$M" run -m train --prompt-ids 1 --lut disk -q
+expect_fail "logits --ids non-number" "'x'.*not a token id" "$M" logits -m infer --ids 1,x,3 -q
+expect_fail "logits --ids >= vocab_size" "$V.*(vocab|range)" "$M" logits -m infer --ids 1,$V -q
+NOSTDOUT=1 expect_fail "run --prompt-ids >= vocab_size (nothing printed)" "400.*(vocab|range)" \
+  "$M" run -m infer --prompt-ids 1,400 -n 2 --temp 0 -q
+expect_fail "run --prompt-ids past the tokenizer names the model vocab" "99999.*$V" \
+  "$M" run -m infer --prompt-ids 1,99999 -n 2 --temp 0 -q
+expect_ok "synth with max_position_embeddings 8" \
+  "$M" synth --preset tiny -o short --form infer --set '{"vocab_size": 384, "max_position_embeddings": 8}' -q
+expect_fail "prompt longer than the context" '20 tokens.*8' "$M" run -m short --prompt-ids "$(seq -s, 1 20)" -n 2 -q
+printf '\xff\xfe' >bad_utf8.txt
+expect_fail "invalid UTF-8 prompt (-f FILE)" 'bad_utf8\.txt.*UTF-8|UTF-8.*bad_utf8\.txt' \
+  "$M" run -m infer -f bad_utf8.txt -n 2 -q
+
+# ---- bad input: model directory and config.json ---------------------------------------------------------------
+expect_fail "missing -m directory" 'nodir.*(not a directory|does not exist|no such)' "$M" run -m nodir --prompt-ids 1 -q
+expect_fail "run -m pointing at a file" 'infer/config\.json.*not a directory' \
+  "$M" run -m infer/config.json --prompt-ids 1 -q
+expect_fail "info -m pointing at a file" 'infer/config\.json: .*not a directory' "$M" info -m infer/config.json
+mkdir -p empty
+expect_fail "directory without config.json" 'empty/config\.json.*(cannot open|missing|no such)' \
+  "$M" run -m empty --prompt-ids 1 -q
+rm -rf badjson && cp -r infer badjson && echo '{"hidden_size": 64,' >badjson/config.json
+expect_fail "config.json invalid JSON" 'badjson/config\.json.*not valid JSON' "$M" info -m badjson
+mkcfg nohidden "del c['hidden_size']"
+expect_fail "config.json missing hidden_size" 'config\.json.*missing.*hidden_size' "$M" run -m nohidden --prompt-ids 1 -q
+mkcfg heads "c['hidden_size'] = 66"
+expect_fail "hidden_size not divisible by heads" 'hidden_size.*divisible.*num_attention_heads' \
+  "$M" run -m heads --prompt-ids 1 -q
+mkcfg kvheads "c['num_key_value_heads'] = 3"
+expect_fail "heads not a multiple of kv heads" 'num_attention_heads.*multiple.*num_key_value_heads' \
+  "$M" run -m kvheads --prompt-ids 1 -q
+mkcfg rope "c['rope_scaling'] = {'type': 'bogus', 'factor': 2.0}"
+expect_fail "unknown rope_scaling type" 'rope_scaling.*bogus' "$M" run -m rope --prompt-ids 1 -q
+mkcfg negvocab "c['vocab_size'] = -5"
+expect_fail "negative vocab_size" 'vocab_size.*-5' "$M" run -m negvocab --prompt-ids 1 -q
+mkcfg ffn "c['intermediate_size'] = 256"
+expect_fail "tensor shape contradicts config.json" "tensor '[^']+'.*shape" "$M" run -m ffn --prompt-ids 1 -q
+
+# ---- bad input: model.safetensors -----------------------------------------------------------------------------
+mkst cuthead cut 100
+expect_fail "safetensors cut in the header" 'cuthead/model\.safetensors.*(truncated|past the end)' \
+  "$M" run -m cuthead --prompt-ids 1 -q
+mkst cutdata cut-data
+expect_fail "safetensors cut in the data" 'cutdata/model\.safetensors.*truncated' "$M" run -m cutdata --prompt-ids 1 -q
+mkst hlen hlen
+expect_fail "header length larger than the file" 'hlen/model\.safetensors.*header length.*past the end' \
+  "$M" run -m hlen --prompt-ids 1 -q
+mkst i8 dtype model.norm.weight I8
+expect_fail "unknown dtype I8 in the header" "model\.norm\.weight.*I8" "$M" run -m i8 --prompt-ids 1 -q
+mkst overlap overlap model.embed_tokens.weight
+expect_fail "overlapping data_offsets" "(embed_tokens|lm_head).*overlap" "$M" run -m overlap --prompt-ids 1 -q
+mkst missing drop lm_head.weight
+expect_fail "missing tensor lm_head.weight" "missing tensor 'lm_head\.weight'" "$M" run -m missing --prompt-ids 1 -q
+mkst extra extra model.bogus.weight
+expect_fail "extra unexpected tensor" "unexpected tensor 'model\.bogus\.weight'" "$M" run -m extra --prompt-ids 1 -q
+rm -rf badtok && cp -r infer badtok && head -c 5000 infer/tokenizer.json >badtok/tokenizer.json
+expect_fail "corrupt tokenizer.json with -p" 'badtok/tokenizer\.json.*not valid JSON' \
+  "$M" run -m badtok -p "Hello" -n 2 -q
+
+# ---- bad input: convert and synth (no complete-looking output may be left behind) -----------------------------
+mkdir -p full && echo keep >full/keep.txt && snapshot full >full.before
+expect_fail "convert into an existing non-empty dir" 'full.*not an empty directory' "$M" convert -m train -o full -q
+check "convert left the existing dir untouched" cmp -s full.before <(snapshot full)
+check "convert into an existing dir left no .partial" [ ! -e full.partial ]
+OUTDIR=c_infer expect_fail "convert of an inference-form dir" 'infer.*already in inference form' \
+  "$M" convert -m infer -o c_infer -q
+OUTDIR=c_dense expect_fail "convert of a dense dir" 'dense.*no experts' "$M" convert -m dense -o c_dense -q
+OUTDIR=c_cut expect_fail "convert of a truncated checkpoint" 'truncated' "$M" convert -m cutdata -o c_cut -q
+OUTDIR=s_bogus expect_fail "synth --preset bogus" 'preset.*bogus' "$M" synth --preset bogus -o s_bogus -q
+OUTDIR=s_json expect_fail "synth --set 'not json'" '--set.*not json' "$M" synth --preset tiny -o s_json --set 'not json' -q
+OUTDIR=s_heads expect_fail "synth --set with an invalid config" 'hidden_size.*divisible' \
+  "$M" synth --preset tiny -o s_heads --set '{"hidden_size": 66}' -q
+
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]

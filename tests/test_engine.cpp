@@ -1,0 +1,136 @@
+// Engine paths that must agree with a single one-pass forward (itself checked against the float64 reference in
+// tests/reference/): KV-cache decode, chunked prefill, batches of sequences of different lengths, the three LUT
+// placements, and the errors a caller can provoke.
+#include <doctest/doctest.h>
+
+#include "model/cpu_backend.h"
+#include "model/error.h"
+#include "model/forward.h"
+#include "tests/test_helpers.h"
+
+using namespace mole;
+using mole::test::rel_l2;
+
+namespace {
+
+struct Loaded {
+  Config cfg;
+  Weights w;
+  std::optional<LutStore> lut;
+  explicit Loaded(const std::string& dir) : cfg(Config::load_dir(dir)), w(Weights::load(dir, cfg)) {
+    if (w.form == Form::Infer) lut = LutStore::from_tensor(*w.moe_table, cfg.lut_row_elems());
+    if (w.form == Form::Train) lut = LutStore::compute(cfg, w, DType::F32, false);
+  }
+  std::vector<std::vector<float>> logits(const std::vector<int32_t>& ids, EngineOptions o = {}) {
+    auto be = make_cpu_backend();
+    Engine e(cfg, w, lut ? &*lut : nullptr, *be, o);
+    return e.step({{0, ids}}, true);
+  }
+};
+
+const std::vector<int32_t> kIds = {5, 17, 300, 2, 99, 383, 0, 42, 7, 128, 64};
+
+}  // namespace
+
+TEST_CASE("KV-cache decode gives the one-pass logits at every position") {
+  test::TempDir tmp;
+  for (Form form : {Form::Infer, Form::Dense}) {
+    Loaded m(test::synth(tmp, form == Form::Infer ? "i" : "d", form));
+    auto full = m.logits(kIds);
+    auto be = make_cpu_backend();
+    Engine e(m.cfg, m.w, m.lut ? &*m.lut : nullptr, *be, {});
+    auto first = e.step({{0, {kIds.begin(), kIds.begin() + 4}}}, true);
+    for (size_t t = 0; t < 4; t++) CHECK(rel_l2(first[t], full[t]) < 1e-6);
+    for (size_t t = 4; t < kIds.size(); t++) {
+      auto row = e.step({{0, {kIds[t]}}}).at(0);
+      CHECK(rel_l2(row, full[t]) < 1e-6);
+    }
+    CHECK(e.length(0) == int(kIds.size()));
+  }
+}
+
+TEST_CASE("prefill in chunks equals one pass") {
+  test::TempDir tmp;
+  Loaded m(test::synth(tmp, "m", Form::Infer, {{"rope_scaling", {{"type", "linear"}, {"factor", 2.0}}}}));
+  auto full = m.logits(kIds);
+  EngineOptions o;
+  o.max_step_tokens = 3;
+  auto chunked = m.logits(kIds, o);
+  REQUIRE(chunked.size() == full.size());
+  for (size_t t = 0; t < full.size(); t++) CHECK(rel_l2(chunked[t], full[t]) < 1e-6);
+}
+
+TEST_CASE("a batch of sequences of different lengths equals each sequence alone") {
+  test::TempDir tmp;
+  Loaded m(test::synth(tmp, "m", Form::Infer, {{"num_key_value_heads", 1}}));
+  std::vector<int32_t> a = {1, 2, 3, 4, 5, 6, 7}, b = {300, 200}, c = {9, 8, 7, 6};
+  auto la = m.logits(a), lb = m.logits(b), lc = m.logits(c);
+  auto be = make_cpu_backend();
+  EngineOptions o;
+  o.max_batch = 3;
+  Engine e(m.cfg, m.w, &*m.lut, *be, o);
+  // Prefill all three in one step (slots out of order), then decode two of them together.
+  auto rows = e.step({{2, {c.begin(), c.end() - 1}}, {0, {a.begin(), a.end() - 2}}, {1, {b[0]}}});
+  REQUIRE(rows.size() == 3);
+  CHECK(rel_l2(rows[0], lc[c.size() - 2]) < 1e-6);
+  CHECK(rel_l2(rows[1], la[a.size() - 3]) < 1e-6);
+  CHECK(rel_l2(rows[2], lb[0]) < 1e-6);
+  rows = e.step({{0, {a[a.size() - 2]}}, {1, {b[1]}}, {2, {c.back()}}});
+  CHECK(rel_l2(rows[0], la[a.size() - 2]) < 1e-6);
+  CHECK(rel_l2(rows[1], lb[1]) < 1e-6);
+  CHECK(rel_l2(rows[2], lc.back()) < 1e-6);
+  rows = e.step({{0, {a.back()}}});
+  CHECK(rel_l2(rows[0], la.back()) < 1e-6);
+  e.reset(1);  // a reset slot starts over
+  CHECK(rel_l2(e.step({{1, b}}).at(0), lb.back()) < 1e-6);
+}
+
+TEST_CASE("the three LUT placements give identical logits") {
+  test::TempDir tmp;
+  Loaded m(test::synth(tmp, "m", Form::Infer, {}, DType::BF16));
+  std::vector<std::vector<float>> ref;
+  for (LutPlacement p : {LutPlacement::Device, LutPlacement::Host, LutPlacement::Disk}) {
+    EngineOptions o;
+    o.lut = p;
+    auto rows = m.logits(kIds, o);
+    if (ref.empty()) ref = rows;
+    for (size_t t = 0; t < rows.size(); t++) CHECK(rows[t] == ref[t]);
+  }
+}
+
+TEST_CASE("the table changes the output: zeroing the router's effect is detectable") {
+  // Guards against a RouterLut op that silently does nothing: a MoLE model and the same weights run as dense
+  // (without the LUT term) must differ.
+  test::TempDir tmp;
+  Loaded m(test::synth(tmp, "m", Form::Infer));
+  auto with = m.logits(kIds);
+  LutStore zero = *m.lut;
+  std::vector<uint8_t> zeros(zero.bytes(), 0);
+  TensorView tv = *m.w.moe_table;
+  tv.data = zeros.data();
+  LutStore z = LutStore::from_tensor(tv, m.cfg.lut_row_elems());
+  auto be = make_cpu_backend();
+  Engine e(m.cfg, m.w, &z, *be, {});
+  auto without = e.step({{0, kIds}}, true);
+  CHECK(rel_l2(without.back(), with.back()) > 1e-2);
+}
+
+TEST_CASE("engine errors name what is wrong") {
+  test::TempDir tmp;
+  Loaded m(test::synth(tmp, "m", Form::Infer, {{"max_position_embeddings", 8}}));
+  auto be = make_cpu_backend();
+  EngineOptions o;
+  o.max_batch = 2;
+  Engine e(m.cfg, m.w, &*m.lut, *be, o);
+  CHECK_THROWS_WITH_AS(e.step({{0, {384}}}), doctest::Contains("outside the vocabulary"), Error);
+  CHECK_THROWS_WITH_AS(e.step({{0, {-1}}}), doctest::Contains("outside the vocabulary"), Error);
+  CHECK_THROWS_WITH_AS(e.step({{2, {1}}}), doctest::Contains("outside the batch"), Error);
+  CHECK_THROWS_WITH_AS(e.step({{0, {1}}, {0, {2}}}), doctest::Contains("twice"), Error);
+  CHECK_THROWS_WITH_AS(e.step({{0, std::vector<int32_t>(9, 1)}}), doctest::Contains("longer than the context"), Error);
+  CHECK(e.length(0) == 0);  // a refused step changes nothing
+  e.step({{0, std::vector<int32_t>(8, 1)}});
+  CHECK_THROWS_WITH_AS(e.step({{0, {1}}}), doctest::Contains("longer than the context"), Error);
+  o.max_context = 16;  // past max_position_embeddings without rope scaling
+  auto be2 = make_cpu_backend();
+  CHECK_THROWS_WITH_AS(Engine(m.cfg, m.w, &*m.lut, *be2, o), doctest::Contains("max_position_embeddings"), Error);
+}

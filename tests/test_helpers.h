@@ -1,0 +1,55 @@
+// Test utilities: a temporary directory removed at scope exit, synthetic checkpoints, error comparisons.
+#pragma once
+
+#include <doctest/doctest.h>
+#include <stdlib.h>
+
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "model/checkpoint_io.h"
+
+namespace mole::test {
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/mole_test_XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::string operator/(const std::string& name) const { return path + "/" + name; }
+};
+
+// Writes a small synthetic checkpoint (vocab 384 unless overridden) and returns its directory.
+inline std::string synth(const TempDir& dir, const std::string& name, Form form, nlohmann::json overrides = {},
+                         DType dtype = DType::F32, uint64_t seed = 1) {
+  SynthOptions o;
+  o.form = form;
+  o.dtype = dtype;
+  o.seed = seed;
+  o.progress = false;
+  o.overrides = {{"vocab_size", 384}};
+  if (!overrides.is_null()) o.overrides.merge_patch(overrides);
+  std::string out = dir / name;
+  synth_checkpoint(out, o);
+  return out;
+}
+
+// ||a - b|| / ||b||
+inline double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); i++) {
+    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    den += double(b[i]) * b[i];
+  }
+  return std::sqrt(num / den);
+}
+
+}  // namespace mole::test

@@ -1,0 +1,112 @@
+// Sampler checks against probabilities computed here by hand, not by the sampler.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <map>
+
+#include "model/sampling.h"
+
+using namespace mole;
+
+namespace {
+
+std::map<int32_t, double> frequencies(SamplingParams p, const std::vector<float>& logits, int draws,
+                                      const std::vector<int32_t>& history = {}) {
+  Sampler s(p);
+  std::map<int32_t, double> f;
+  for (int i = 0; i < draws; i++) f[s.sample(logits, history)] += 1.0 / draws;
+  return f;
+}
+
+// Probabilities 0.5, 0.3, 0.15, 0.05 as logits.
+const std::vector<float> kLogits = {float(std::log(0.5)), float(std::log(0.3)), float(std::log(0.15)),
+                                    float(std::log(0.05))};
+
+SamplingParams plain() {
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.top_k = 0;
+  p.top_p = 1.0f;
+  p.min_p = 0.0f;
+  p.seed = 123;
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("greedy picks the argmax, the lowest id on ties") {
+  SamplingParams p = plain();
+  p.temperature = 0.0f;
+  Sampler s(p);
+  CHECK(s.sample({0.1f, 3.0f, -2.0f, 3.0f}, {}) == 1);
+  CHECK(argmax({0.1f, 3.0f, -2.0f, 4.0f}) == 3);
+}
+
+TEST_CASE("temperature 1 with no filters samples the softmax distribution") {
+  auto f = frequencies(plain(), kLogits, 200000);
+  CHECK(f[0] == doctest::Approx(0.5).epsilon(0.02));
+  CHECK(f[1] == doctest::Approx(0.3).epsilon(0.02));
+  CHECK(f[2] == doctest::Approx(0.15).epsilon(0.03));
+  CHECK(f[3] == doctest::Approx(0.05).epsilon(0.05));
+}
+
+TEST_CASE("temperature 0.5 squares the odds") {
+  SamplingParams p = plain();
+  p.temperature = 0.5f;
+  auto f = frequencies(p, kLogits, 200000);
+  double z = 0.25 + 0.09 + 0.0225 + 0.0025;
+  CHECK(f[0] == doctest::Approx(0.25 / z).epsilon(0.02));
+  CHECK(f[1] == doctest::Approx(0.09 / z).epsilon(0.03));
+}
+
+TEST_CASE("top-k, top-p and min-p keep the right candidates, renormalised") {
+  SamplingParams p = plain();
+  p.top_k = 2;
+  auto f = frequencies(p, kLogits, 100000);
+  CHECK(f.count(2) == 0);
+  CHECK(f[0] == doctest::Approx(0.5 / 0.8).epsilon(0.02));
+
+  p = plain();
+  p.top_p = 0.9f;  // cumulative 0.5, 0.8, 0.95: the third token reaches 0.9, the fourth is dropped
+  f = frequencies(p, kLogits, 100000);
+  CHECK(f.count(3) == 0);
+  CHECK(f[2] == doctest::Approx(0.15 / 0.95).epsilon(0.05));
+
+  p = plain();
+  p.min_p = 0.4f;  // keeps p >= 0.2: tokens 0 and 1
+  f = frequencies(p, kLogits, 100000);
+  CHECK(f.count(2) == 0);
+  CHECK(f.count(3) == 0);
+  CHECK(f[1] == doctest::Approx(0.3 / 0.8).epsilon(0.03));
+}
+
+TEST_CASE("repetition penalty divides positive and multiplies negative logits of recent tokens") {
+  SamplingParams p = plain();
+  p.temperature = 0.0f;
+  p.repeat_penalty = 1.2f;
+  Sampler s(p);
+  CHECK(s.sample({2.0f, 1.9f}, {0}) == 1);    // 2.0 / 1.2 = 1.67 < 1.9
+  CHECK(s.sample({-1.0f, -1.1f}, {0}) == 1);  // -1.0 * 1.2 = -1.2 < -1.1
+  CHECK(s.sample({2.0f, 1.9f}, {1}) == 0);
+  p.repeat_last_n = 1;
+  Sampler s2(p);
+  CHECK(s2.sample({2.0f, 1.9f}, {0, 1}) == 0);  // token 0 is outside the last 1
+}
+
+TEST_CASE("a seed fixes the draws") {
+  std::vector<float> logits(1000);
+  for (size_t i = 0; i < logits.size(); i++) logits[i] = float(std::sin(double(i)));
+  SamplingParams p;
+  p.seed = 7;
+  Sampler a(p), b(p);
+  p.seed = 8;
+  Sampler c(p);
+  std::vector<int32_t> ra, rb, rc;
+  for (int i = 0; i < 50; i++) {
+    ra.push_back(a.sample(logits, {}));
+    rb.push_back(b.sample(logits, {}));
+    rc.push_back(c.sample(logits, {}));
+  }
+  CHECK(ra == rb);
+  CHECK(ra != rc);
+}
