@@ -77,7 +77,20 @@ int cmd_run(RunArgs& a) {
     throw Error("give exactly one of -p TEXT, -f FILE or --prompt-ids 1,2,3");
   if (!a.prompt_file.empty()) a.prompt = read_file_arg(a.prompt_file, "-f");
   auto m = load_model(a.f, a.prompt_ids.empty());
-  std::vector<int32_t> ids = a.prompt_ids.empty() ? m->tokenizer->encode(a.prompt) : parse_ids(a.prompt_ids, "--prompt-ids");
+  std::vector<int32_t> ids;
+  if (!a.prompt_ids.empty()) {
+    ids = parse_ids(a.prompt_ids, "--prompt-ids");
+    for (int32_t id : ids)
+      if (id >= m->cfg.vocab_size)
+        throw Error("--prompt-ids: token id " + std::to_string(id) + " is outside the model's vocabulary [0, " +
+                    std::to_string(m->cfg.vocab_size) + ")");
+  } else {
+    try {
+      ids = m->tokenizer->encode(a.prompt);
+    } catch (const Error& e) {
+      throw Error((a.prompt_file.empty() ? std::string("-p") : "-f " + a.prompt_file) + ": " + e.what());
+    }
+  }
 
   GenerateOptions go;
   go.max_new_tokens = a.n_predict;
@@ -124,6 +137,7 @@ int cmd_run(RunArgs& a) {
                         {"ids", r.tokens},
                         {"stop_reason", r.stop_reason},
                         {"backend", m->backend->info().name},
+                        {"lut", placement_name(m->placement)},
                         {"timings",
                          {{"load_s", m->load_seconds},
                           {"prompt_tokens", r.prompt_tokens},
@@ -136,10 +150,11 @@ int cmd_run(RunArgs& a) {
     std::cout << j.dump() << "\n";
   } else {
     std::printf("\n");
-    std::fprintf(stderr,
+    if (!a.f.quiet)
+      std::fprintf(stderr,
                  "\n[%s | lut %s] load %.2fs | prompt %d tokens, %.1f tokens/s | generated %zu tokens, %.1f tokens/s "
                  "| stop: %s\n",
-                 m->backend->info().name.c_str(), a.f.lut.c_str(), m->load_seconds, r.prompt_tokens,
+                 m->backend->info().name.c_str(), placement_name(m->placement), m->load_seconds, r.prompt_tokens,
                  r.prefill_tokens_per_s(), r.tokens.size(), r.decode_tokens_per_s(), r.stop_reason.c_str());
   }
   return 0;
@@ -241,6 +256,14 @@ int main(int argc, char** argv) {
   c_bench->add_option("--text-file", bn.text_file, "English text for the tokenizer benchmark (default: built-in)");
   c_bench->add_flag("--json", bn.json, "JSON output");
 
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    for (const auto* sub : app.get_subcommands({})) known = known || sub->get_name() == argv[1];
+    if (!known) {
+      std::fprintf(stderr, "mole: error: unknown command '%s' (run `mole --help` for the list)\n", argv[1]);
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

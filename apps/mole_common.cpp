@@ -21,8 +21,10 @@ void add_run_flags(CLI::App& cmd, RunFlags& f) {
                  "built-in model, or $MOLE_MODEL");
   cmd.add_option("--backend", f.backend, "Compute backend: auto, cpu, vulkan or cuda (see `mole devices`)")
       ->capture_default_str();
-  cmd.add_option("--lut", f.lut, "Where the lookup table lives: device, host or disk")
-      ->check(CLI::IsMember({"device", "host", "disk"}))
+  cmd.add_option("--lut", f.lut,
+                 "Where the lookup table lives: device, host or disk; auto = the backend's choice (cpu: disk for a "
+                 "table in a file, host for one computed at load)")
+      ->check(CLI::IsMember({"auto", "device", "host", "disk"}))
       ->capture_default_str();
   cmd.add_option("--lut-dtype", f.lut_dtype,
                  "Precision of a table computed at load from a training-form checkpoint: f32, f16 or bf16")
@@ -68,7 +70,8 @@ std::vector<int32_t> parse_ids(const std::string& s, const std::string& flag) {
 Tokenizer load_tokenizer_for(const std::string& dir) {
   std::string path = dir + "/tokenizer.json";
   if (!std::filesystem::exists(path))
-    throw Error(dir + ": no tokenizer.json; give token ids instead (--prompt-ids / --ids) or add the tokenizer file");
+    throw Error(dir + ": no tokenizer.json; add the model's tokenizer file, or pass token ids where the command "
+                "takes them (run --prompt-ids)");
   return Tokenizer::load(path);
 }
 
@@ -77,16 +80,16 @@ std::unique_ptr<LoadedModel> load_model(const RunFlags& f, bool need_tokenizer) 
   if (f.threads > 0) set_num_threads(f.threads);
   auto m = std::make_unique<LoadedModel>();
   m->dir = f.model.empty() ? default_model_dir() : f.model;
-  if (!std::filesystem::is_directory(m->dir)) {
-    if (f.model.empty())
-      throw Error("the built-in default model is missing at " + m->dir +
-                  " (build it with `cmake --build build`), or pass -m DIR");
-    throw Error("-m " + m->dir + ": not a directory (expected a Hugging Face model directory)");
-  }
-  auto placement = parse_lut_placement(f.lut);
-  if (!placement) throw Error("--lut " + f.lut + ": choose device, host or disk");
+  if (f.model.empty() && !std::filesystem::is_directory(m->dir))
+    throw Error("the built-in default model is missing at " + m->dir +
+                " (build it with `cmake --build build`), or pass -m DIR");
   m->cfg = Config::load_dir(m->dir);
   m->weights = Weights::load(m->dir, m->cfg);
+  m->backend = make_backend(f.backend);
+  auto placement = parse_lut_placement(f.lut);
+  if (f.lut == "auto") placement = m->weights.form == Form::Train ? LutPlacement::Host : m->backend->info().preferred_lut;
+  if (!placement) throw Error("--lut " + f.lut + ": choose auto, device, host or disk");
+  m->placement = *placement;
   if (m->weights.form == Form::Infer) {
     m->lut = LutStore::from_tensor(*m->weights.moe_table, m->cfg.lut_row_elems());
   } else if (m->weights.form == Form::Train) {
@@ -96,7 +99,6 @@ std::unique_ptr<LoadedModel> load_model(const RunFlags& f, bool need_tokenizer) 
     m->lut = LutStore::compute(m->cfg, m->weights, parse_dtype_flag(f.lut_dtype, "--lut-dtype"), !f.quiet);
   }
   if (need_tokenizer || std::filesystem::exists(m->dir + "/tokenizer.json")) m->tokenizer = load_tokenizer_for(m->dir);
-  m->backend = make_backend(f.backend);
   EngineOptions eo;
   eo.max_batch = f.batch;
   eo.max_context = f.ctx_size;

@@ -24,6 +24,7 @@ struct LoadedModel {
   std::optional<LutStore> lut;
   std::optional<Tokenizer> tokenizer;
   std::unique_ptr<Backend> backend;
+  LutPlacement placement = LutPlacement::Host;  // --lut, with auto resolved
   std::unique_ptr<Engine> engine;
   double load_seconds = 0;
 };
@@ -31,7 +32,7 @@ struct LoadedModel {
 struct RunFlags {
   std::string model;
   std::string backend = "auto";
-  std::string lut = "host";
+  std::string lut = "auto";
   std::string lut_dtype = "f16";
   int ctx_size = 0;
   int batch = 1;

@@ -75,6 +75,8 @@ struct BackendInfo {
   std::string name;           // "cpu", "vulkan", "cuda"
   std::string device;         // the device's own name
   uint64_t device_memory = 0;  // bytes usable for weights, table and activations; 0 if unknown
+  // What --lut auto means here for a table that is in a file (a computed table always starts in host memory).
+  LutPlacement preferred_lut = LutPlacement::Host;
 };
 
 class Backend {

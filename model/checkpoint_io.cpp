@@ -25,8 +25,10 @@ class PartialDir {
  public:
   explicit PartialDir(const std::string& out) : out_(out), tmp_(out + ".partial") {
     std::error_code ec;
-    if (fs::exists(out_, ec) && !(fs::is_directory(out_, ec) && fs::is_empty(out_, ec)))
-      throw Error(out_ + ": already exists and is not an empty directory; choose another -o or remove it");
+    if (fs::exists(out_, ec) && !fs::is_directory(out_, ec))
+      throw Error(out_ + ": exists and is a file; -o needs a new (or empty) directory");
+    if (fs::exists(out_, ec) && !fs::is_empty(out_, ec))
+      throw Error(out_ + ": already exists and is not empty; choose another -o or remove it");
     fs::remove_all(tmp_, ec);  // left by an earlier run that was killed
     if (!fs::create_directories(tmp_, ec) || ec)
       throw Error(tmp_ + ": cannot create directory (" + ec.message() + ")");

@@ -2,6 +2,7 @@
 #include "model/config.h"
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -103,6 +104,14 @@ Config Config::from_json(const nlohmann::json& j, const std::string& src) {
     else throw Error(src + ": rope_scaling type \"" + type + "\" is not supported (supported: linear, dynamic)");
   }
   return c;
+}
+
+Config Config::load_dir(const std::string& dir) {
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec)) throw Error(dir + ": no such directory (expected a Hugging Face model directory)");
+  if (!std::filesystem::is_directory(dir, ec))
+    throw Error(dir + ": not a directory (expected a Hugging Face model directory holding config.json)");
+  return load_file(dir + "/config.json");
 }
 
 Config Config::load_file(const std::string& path) {

@@ -37,7 +37,8 @@ struct Config {
   // Throws mole::Error naming `source` and the field on a missing, mistyped or contradictory value.
   static Config from_json(const nlohmann::json& j, const std::string& source);
   static Config load_file(const std::string& path);
-  static Config load_dir(const std::string& dir) { return load_file(dir + "/config.json"); }
+  // Checks that `dir` is a directory first, so `-m FILE` gets an error that says so.
+  static Config load_dir(const std::string& dir);
 };
 
 }  // namespace mole

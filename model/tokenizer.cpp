@@ -29,6 +29,7 @@ using Json = nlohmann::json;
 // Words longer than this are not cached (they are rare and would make the cache's memory unbounded).
 constexpr size_t kMaxCachedWordBytes = 64;
 constexpr size_t kMaxCacheEntries = 1 << 18;
+constexpr int32_t kMaxTokenId = 1 << 24;  // far above any real vocab; guards against absurd ids in a corrupt file
 
 struct StringHash {
   using is_transparent = void;
@@ -36,8 +37,6 @@ struct StringHash {
 };
 template <typename V>
 using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
-
-// ---- UTF-8 -------------------------------------------------------------------------------------------------------
 
 // One step of a UTF-8 scan at s[i]: a valid character of `len` bytes, or an ill-formed "maximal subpart" of `len`
 // bytes (the unit that Rust's from_utf8_lossy, and so HF's decode, replaces by one U+FFFD). `truncated` marks a
@@ -96,10 +95,6 @@ size_t append_lossy(std::string_view bytes, bool hold_incomplete, std::string& o
 
 void validate_utf8(std::string_view s) {
   for (size_t i = 0; i < s.size();) {
-    if (static_cast<unsigned char>(s[i]) < 0x80) {
-      ++i;
-      continue;
-    }
     Utf8Step st = utf8_step(s, i);
     if (!st.valid) {
       throw Error("tokenizer: invalid UTF-8 in input text at byte offset " + std::to_string(i) +
@@ -112,14 +107,18 @@ void validate_utf8(std::string_view s) {
 // Decodes the character at s[i] of valid UTF-8, setting `len`.
 char32_t decode_char(std::string_view s, size_t i, size_t& len) {
   auto b = static_cast<unsigned char>(s[i]);
-  if (b < 0x80) {
-    len = 1;
-    return b;
-  }
-  len = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
+  len = b < 0x80 ? 1 : b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
+  if (len == 1) return b;
   char32_t cp = b & (0x7F >> len);
   for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
   return cp;
+}
+
+// Start of the character before s[pos].
+size_t prev_char(std::string_view s, size_t pos) {
+  do --pos;
+  while (pos > 0 && (static_cast<unsigned char>(s[pos]) & 0xC0) == 0x80);
+  return pos;
 }
 
 void append_char(char32_t cp, std::string& out) {
@@ -149,19 +148,32 @@ void append_nfc(std::string_view s, std::string& out) {
   }
 }
 
-// ---- Unicode classes -----------------------------------------------------------------------------------------------
-
 enum class CharClass : uint8_t { kLetter, kNumber, kSpace, kOther };
 
-// White_Space, which is what Oniguruma's \s and Rust's char::is_whitespace both mean.
+constexpr uint32_t category_bit(utf8proc_category_t c) {
+  return uint32_t{1} << c;
+}
+constexpr uint32_t kLetterCategories = category_bit(UTF8PROC_CATEGORY_LU) | category_bit(UTF8PROC_CATEGORY_LL) |
+                                       category_bit(UTF8PROC_CATEGORY_LT) | category_bit(UTF8PROC_CATEGORY_LM) |
+                                       category_bit(UTF8PROC_CATEGORY_LO);
+constexpr uint32_t kNumberCategories =
+    category_bit(UTF8PROC_CATEGORY_ND) | category_bit(UTF8PROC_CATEGORY_NL) | category_bit(UTF8PROC_CATEGORY_NO);
+// Unicode \w as Rust's regex crate reads it (HF's single_word test): Alphabetic, marks, decimal digits and connector
+// punctuation (plus joiners and Other_Alphabetic symbols, handled in is_word_char).
+constexpr uint32_t kWordCategories = kLetterCategories | category_bit(UTF8PROC_CATEGORY_NL) |
+                                     category_bit(UTF8PROC_CATEGORY_ND) | category_bit(UTF8PROC_CATEGORY_MN) |
+                                     category_bit(UTF8PROC_CATEGORY_MC) | category_bit(UTF8PROC_CATEGORY_ME) |
+                                     category_bit(UTF8PROC_CATEGORY_PC);
+
+uint32_t category_bits(char32_t cp) {
+  return category_bit(utf8proc_category(static_cast<utf8proc_int32_t>(cp)));
+}
+
+// White_Space, which is what Oniguruma's \s, Rust regex's \s and char::is_whitespace all mean.
 bool is_white_space(char32_t cp) {
   if (cp < 0x80) return cp == ' ' || (cp >= 0x09 && cp <= 0x0D);
-  switch (cp) {
-    case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F: case 0x3000:
-      return true;
-    default:
-      return cp >= 0x2000 && cp <= 0x200A;
-  }
+  constexpr std::array<char32_t, 8> kOthers = {0x85, 0xA0, 0x1680, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000};
+  return (cp >= 0x2000 && cp <= 0x200A) || std::find(kOthers.begin(), kOthers.end(), cp) != kOthers.end();
 }
 
 CharClass classify(char32_t cp) {
@@ -171,24 +183,15 @@ CharClass classify(char32_t cp) {
     return is_white_space(cp) ? CharClass::kSpace : CharClass::kOther;
   }
   if (is_white_space(cp)) return CharClass::kSpace;
-  switch (utf8proc_category(static_cast<utf8proc_int32_t>(cp))) {
-    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT: case UTF8PROC_CATEGORY_LM:
-    case UTF8PROC_CATEGORY_LO:
-      return CharClass::kLetter;
-    case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_NL: case UTF8PROC_CATEGORY_NO:
-      return CharClass::kNumber;
-    default:
-      return CharClass::kOther;
-  }
+  uint32_t bits = category_bits(cp);
+  if (bits & kLetterCategories) return CharClass::kLetter;
+  return bits & kNumberCategories ? CharClass::kNumber : CharClass::kOther;
 }
 
-// Rust's char::is_alphanumeric, used by single_word; Alphabetic is approximated by the letter categories.
 bool is_word_char(char32_t cp) {
-  CharClass c = classify(cp);
-  return cp == '_' || c == CharClass::kLetter || c == CharClass::kNumber;
+  if (cp == 0x200C || cp == 0x200D || (cp >= 0x24B6 && cp <= 0x24E9) || (cp >= 0x1F130 && cp <= 0x1F189)) return true;
+  return (category_bits(cp) & kWordCategories) != 0;
 }
-
-// ---- GPT-2 pre-tokenizer -------------------------------------------------------------------------------------------
 
 // End of the match of 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ at s[i]: the
 // alternatives are tried in order, as the regex engine does, and every character matches one of them.
@@ -234,8 +237,6 @@ size_t gpt2_match_end(std::string_view s, size_t i) {
   return last;
 }
 
-// ---- GPT-2 byte <-> character table ----------------------------------------------------------------------------
-
 struct ByteLevelTable {
   std::array<char32_t, 256> byte_to_char{};
   std::unordered_map<char32_t, uint8_t> char_to_byte;
@@ -270,8 +271,6 @@ std::string token_to_bytes(const std::string& token) {
   return out;
 }
 
-// ---- Added-token matching -------------------------------------------------------------------------------------
-
 struct AddedToken {
   std::string content;
   int32_t id = 0;
@@ -304,25 +303,16 @@ class Trie {
     std::vector<std::array<size_t, 3>> out;
     if (nodes_.empty()) return out;
     for (size_t i = 0; i < s.size();) {
-      if (!first_byte_[static_cast<uint8_t>(s[i])]) {
-        ++i;
-        continue;
-      }
-      int32_t node = 0, best_token = -1;
-      size_t best_end = 0;
-      for (size_t j = i; j < s.size(); ++j) {
+      int32_t node = first_byte_[static_cast<uint8_t>(s[i])] ? 0 : -1, best_token = -1;
+      size_t best_end = i + 1;
+      for (size_t j = i; node >= 0 && j < s.size(); ++j) {
         node = child(node, static_cast<uint8_t>(s[j]));
-        if (node < 0) break;
-        if (nodes_[node].token >= 0) {
+        if (node >= 0 && nodes_[node].token >= 0) {
           best_token = nodes_[node].token;
           best_end = j + 1;
         }
       }
-      if (best_token < 0) {
-        ++i;
-        continue;
-      }
-      out.push_back({i, best_end, static_cast<size_t>(best_token)});
+      if (best_token >= 0) out.push_back({i, best_end, static_cast<size_t>(best_token)});
       i = best_end;
     }
     return out;
@@ -352,39 +342,9 @@ uint64_t pair_key(int32_t a, int32_t b) {
   return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
 }
 
-// Open-addressing map from a pair of ids to its merge; probed once or twice per candidate pair, so kept flat.
-class MergeMap {
- public:
-  void build(const std::vector<std::pair<uint64_t, Merge>>& entries) {
-    size_t cap = 16;
-    while (cap < entries.size() * 2) cap <<= 1;
-    keys_.assign(cap, kEmpty);
-    values_.assign(cap, Merge{0, 0});
-    for (const auto& [key, merge] : entries) {
-      size_t slot = find_slot(key);
-      keys_[slot] = key;
-      values_[slot] = merge;  // a repeated pair keeps its last rank, as HF's HashMap collect does
-    }
-  }
-  const Merge* find(int32_t a, int32_t b) const {
-    if (keys_.empty()) return nullptr;
-    size_t slot = find_slot(pair_key(a, b));
-    return keys_[slot] == kEmpty ? nullptr : &values_[slot];
-  }
-
- private:
-  static constexpr uint64_t kEmpty = ~uint64_t{0};
-  size_t find_slot(uint64_t key) const {
-    size_t mask = keys_.size() - 1;
-    size_t slot = static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> 32) & mask;
-    while (keys_[slot] != kEmpty && keys_[slot] != key) slot = (slot + 1) & mask;
-    return slot;
-  }
-  std::vector<uint64_t> keys_;
-  std::vector<Merge> values_;
-};
-
-[[noreturn]] void fail(const std::string& path, const std::string& what) { throw Error(path + ": " + what); }
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+  throw Error(path + ": " + what);
+}
 
 std::string read_file(const std::string& path, const char* what) {
   std::ifstream in(path, std::ios::binary);
@@ -407,22 +367,26 @@ std::string type_of(const Json& j) {
   return j.is_object() && j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>() : "";
 }
 
-}  // namespace
+// The steps of a normalizer or post-processor: a "Sequence" lists them under `list_key`; null means none.
+std::vector<Json> steps_of(const Json& j, const char* list_key) {
+  if (j.is_null()) return {};
+  if (type_of(j) != "Sequence") return {j};
+  return j.at(list_key).get<std::vector<Json>>();
+}
 
-// ---- Impl ----------------------------------------------------------------------------------------------------------
+}  // namespace
 
 struct Tokenizer::Impl {
   std::string path;
-  std::vector<std::string> tokens;  // by id, as tokenizer.json spells them; empty where no id
+  std::vector<std::string> tokens;  // by id, as HF's id_to_token gives them (normalized added tokens normalized)
   std::vector<std::string> bytes;   // by id, what the ByteLevel decoder makes of each
   std::vector<bool> has_id;
-  StringMap<int32_t> token_ids;
-  std::array<int32_t, 256> byte_ids{};  // id of each single byte's token, -1 when the vocab lacks it
-  StringMap<int32_t> raw_vocab;         // model tokens by their bytes (for ignore_merges)
-  MergeMap merges;
+  StringMap<int32_t> token_ids;                // added tokens' content (as given) and model tokens
+  std::array<int32_t, 256> byte_ids{};         // id of each single byte's token, -1 when the vocab lacks it
+  std::unordered_map<uint64_t, Merge> merges;  // (left id, right id) -> merge
   std::vector<AddedToken> added;
   Trie raw_trie, normalized_trie;
-  bool nfc = false, add_prefix_space = false, use_regex = true, ignore_merges = false, fuse_unk = false;
+  bool nfc = false, add_prefix_space = false, use_regex = true, fuse_unk = false;
   std::optional<int32_t> unk_id, bos, eos;
   std::vector<int32_t> prefix_ids, suffix_ids;  // from a TemplateProcessing post-processor
 
@@ -430,7 +394,7 @@ struct Tokenizer::Impl {
   mutable StringMap<std::vector<int32_t>> cache;
 
   void set_token(int32_t id, const std::string& token) {
-    if (id < 0) fail(path, "negative token id " + std::to_string(id) + " for \"" + token + "\"");
+    if (id < 0 || id >= kMaxTokenId) fail(path, "token \"" + token + "\" has bad id " + std::to_string(id));
     if (static_cast<size_t>(id) >= tokens.size()) {
       tokens.resize(id + 1);
       has_id.resize(id + 1, false);
@@ -450,6 +414,10 @@ struct Tokenizer::Impl {
   void encode_piece(std::string_view piece, std::vector<int32_t>& out) const;
   void bpe(std::string_view word, std::vector<int32_t>& out) const;
   void bpe_uncached(std::string_view word, std::vector<int32_t>& out) const;
+  const Merge* find_merge(int32_t a, int32_t b) const {
+    auto it = merges.find(pair_key(a, b));
+    return it == merges.end() ? nullptr : &it->second;
+  }
 };
 
 void Tokenizer::Impl::load_model(const Json& model) {
@@ -466,17 +434,17 @@ void Tokenizer::Impl::load_model(const Json& model) {
     }
   }
   if (model.value("byte_fallback", false)) fail(path, "BPE byte_fallback is not supported");
-  ignore_merges = model.value("ignore_merges", false);
+  // Only byte-level models that pair ignore_merges with a Split pre-tokenizer (Llama 3) use it.
+  if (model.value("ignore_merges", false)) fail(path, "BPE ignore_merges is not supported");
   fuse_unk = model.value("fuse_unk", false);
   if (!model.contains("vocab") || !model["vocab"].is_object()) fail(path, "model.vocab is missing or not an object");
   if (!model.contains("merges") || !model["merges"].is_array()) fail(path, "model.merges is missing or not an array");
 
-  StringMap<int32_t> vocab;
+  const StringMap<int32_t>& vocab = token_ids;  // only model tokens so far; added tokens come later
   for (const auto& [token, id_json] : model["vocab"].items()) {
     auto id = id_json.get<int32_t>();
     set_token(id, token);
-    vocab.emplace(token, id);
-    raw_vocab.emplace(token_to_bytes(token), id);
+    token_ids.emplace(token, id);
   }
   const auto& table = byte_level();
   for (int b = 0; b < 256; ++b) {
@@ -491,8 +459,7 @@ void Tokenizer::Impl::load_model(const Json& model) {
     unk_id = it->second;
   }
 
-  std::vector<std::pair<uint64_t, Merge>> entries;
-  entries.reserve(model["merges"].size());
+  merges.reserve(model["merges"].size());
   for (size_t rank = 0; rank < model["merges"].size(); ++rank) {
     const Json& m = model["merges"][rank];
     std::string a, b;
@@ -514,9 +481,22 @@ void Tokenizer::Impl::load_model(const Json& model) {
     if (ia == vocab.end() || ib == vocab.end() || ic == vocab.end()) {
       fail(path, "merge " + std::to_string(rank + 1) + " (\"" + a + "\", \"" + b + "\") uses a token not in the vocab");
     }
-    entries.emplace_back(pair_key(ia->second, ib->second), Merge{static_cast<int32_t>(rank), ic->second});
+    // A repeated pair keeps its last rank, as HF's HashMap collect does.
+    merges[pair_key(ia->second, ib->second)] = Merge{static_cast<int32_t>(rank), ic->second};
   }
-  merges.build(entries);
+}
+
+void Tokenizer::Impl::load_pipeline(const Json& doc) {
+  for (const Json& n : steps_of(doc.value("normalizer", Json()), "normalizers")) {
+    if (type_of(n) != "NFC") fail(path, "normalizer \"" + type_of(n) + "\" is not supported (only NFC)");
+    nfc = true;
+  }
+  const Json pre = doc.value("pre_tokenizer", Json());
+  if (type_of(pre) != "ByteLevel") fail(path, "pre_tokenizer must be ByteLevel, not \"" + type_of(pre) + "\"");
+  add_prefix_space = pre.value("add_prefix_space", false);
+  use_regex = pre.value("use_regex", true);
+  const Json dec = doc.value("decoder", Json());
+  if (type_of(dec) != "ByteLevel") fail(path, "decoder must be ByteLevel, not \"" + type_of(dec) + "\"");
 }
 
 void Tokenizer::Impl::load_added(const Json& list) {
@@ -529,58 +509,27 @@ void Tokenizer::Impl::load_added(const Json& list) {
     tok.single_word = t.value("single_word", false);
     tok.lstrip = t.value("lstrip", false);
     tok.rstrip = t.value("rstrip", false);
-    tok.normalized = t.value("normalized", !t.value("special", false));
     tok.special = t.value("special", false);
+    tok.normalized = t.value("normalized", !tok.special);
     if (tok.content.empty()) fail(path, "added token " + std::to_string(tok.id) + " is empty");
-    set_token(tok.id, tok.content);
+    auto index = static_cast<int32_t>(added.size());
+    if (tok.normalized) {
+      // HF matches a normalized token's normalized content against normalized text, and decodes that form too.
+      std::string norm_content;
+      if (nfc) append_nfc(tok.content, norm_content);
+      set_token(tok.id, nfc ? norm_content : tok.content);
+      normalized_trie.insert(tokens[tok.id], index);
+    } else {
+      set_token(tok.id, tok.content);
+      raw_trie.insert(tok.content, index);
+    }
+    token_ids[tok.content] = tok.id;
     added.push_back(std::move(tok));
   }
 }
 
-void Tokenizer::Impl::load_pipeline(const Json& doc) {
-  const Json norm = doc.value("normalizer", Json());
-  std::vector<Json> norms;
-  if (type_of(norm) == "Sequence") {
-    for (const Json& n : norm.at("normalizers")) norms.push_back(n);
-  } else if (!norm.is_null()) {
-    norms.push_back(norm);
-  }
-  for (const Json& n : norms) {
-    if (type_of(n) != "NFC") fail(path, "normalizer \"" + type_of(n) + "\" is not supported (only NFC)");
-    nfc = true;
-  }
-
-  const Json pre = doc.value("pre_tokenizer", Json());
-  if (type_of(pre) != "ByteLevel") fail(path, "pre_tokenizer must be ByteLevel, not \"" + type_of(pre) + "\"");
-  add_prefix_space = pre.value("add_prefix_space", false);
-  use_regex = pre.value("use_regex", true);
-
-  const Json dec = doc.value("decoder", Json());
-  if (type_of(dec) != "ByteLevel") fail(path, "decoder must be ByteLevel, not \"" + type_of(dec) + "\"");
-
-  for (const AddedToken& t : added) {
-    size_t index = static_cast<size_t>(&t - added.data());
-    if (!t.normalized) {
-      raw_trie.insert(t.content, static_cast<int32_t>(index));
-    } else if (nfc) {
-      // HF normalizes a normalized token's content before matching it against normalized text.
-      std::string norm_content;
-      append_nfc(t.content, norm_content);
-      normalized_trie.insert(norm_content, static_cast<int32_t>(index));
-    } else {
-      normalized_trie.insert(t.content, static_cast<int32_t>(index));
-    }
-  }
-}
-
 void Tokenizer::Impl::load_post_processor(const Json& pp) {
-  std::vector<Json> procs;
-  if (type_of(pp) == "Sequence") {
-    for (const Json& p : pp.at("processors")) procs.push_back(p);
-  } else if (!pp.is_null()) {
-    procs.push_back(pp);
-  }
-  for (const Json& p : procs) {
+  for (const Json& p : steps_of(pp, "processors")) {
     std::string type = type_of(p);
     if (type == "ByteLevel") continue;  // only trims offsets, which this tokenizer does not report
     if (type != "TemplateProcessing") fail(path, "post_processor \"" + type + "\" is not supported");
@@ -600,26 +549,27 @@ void Tokenizer::Impl::load_post_processor(const Json& pp) {
 void Tokenizer::Impl::load_bos_eos() {
   namespace fs = std::filesystem;
   const fs::path dir = fs::path(path).parent_path();
-  Json config;
+  std::vector<Json> configs;
   for (const char* name : {"tokenizer_config.json", "special_tokens_map.json"}) {
     fs::path file = dir / name;
     std::error_code ec;
     if (!fs::exists(file, ec)) continue;
-    config = parse_json(file.string(), name);
-    if (!config.is_object()) fail(file.string(), "is not a JSON object");
-    break;
+    configs.push_back(parse_json(file.string(), name));
+    if (!configs.back().is_object()) fail(file.string(), "is not a JSON object");
   }
   auto lookup = [&](const char* key) -> std::optional<int32_t> {
     std::string name;
-    if (config.is_object() && config.contains(key)) {
-      const Json& v = config[key];
+    bool named = false;
+    for (const Json& config : configs) {
+      if (named || !config.contains(key)) continue;
+      named = true;
+      const Json& v = config[key];  // a string, or an AddedToken object, or null for none
       if (v.is_string()) name = v.get<std::string>();
       if (v.is_object() && v.contains("content") && v["content"].is_string()) name = v["content"].get<std::string>();
-    } else {
-      // No config: GPT-NeoX-family files mark document boundaries with this special token.
-      for (const AddedToken& t : added) {
-        if (t.special && t.content == "<|endoftext|>") name = t.content;
-      }
+    }
+    // Named nowhere: GPT-NeoX-family files mark document boundaries with this special token.
+    for (const AddedToken& t : added) {
+      if (!named && t.special && t.content == "<|endoftext|>") name = t.content;
     }
     auto it = token_ids.find(name);
     return name.empty() || it == token_ids.end() ? std::nullopt : std::optional<int32_t>(it->second);
@@ -636,33 +586,18 @@ void Tokenizer::Impl::split_added(std::string_view s, const Trie& trie, Emit&& e
   for (const auto& [begin, end, index] : trie.find_all(s)) {
     const AddedToken& tok = added[index];
     size_t start = begin, stop = end;
+    size_t len = 0;
     if (tok.single_word) {
-      bool start_ok = true, stop_ok = true;
-      if (start > 0) {
-        size_t p = start - 1;
-        while (p > 0 && (static_cast<unsigned char>(s[p]) & 0xC0) == 0x80) --p;
-        size_t len = 0;
-        start_ok = !is_word_char(decode_char(s, p, len));
-      }
-      if (stop < s.size()) {
-        size_t len = 0;
-        stop_ok = !is_word_char(decode_char(s, stop, len));
-      }
+      bool start_ok = start == 0 || !is_word_char(decode_char(s, prev_char(s, start), len));
+      bool stop_ok = stop == s.size() || !is_word_char(decode_char(s, stop, len));
       if (!start_ok || !stop_ok) continue;
     }
     if (tok.lstrip) {
       size_t p = start;
-      while (p > 0) {
-        size_t q = p - 1;
-        while (q > 0 && (static_cast<unsigned char>(s[q]) & 0xC0) == 0x80) --q;
-        size_t len = 0;
-        if (!is_white_space(decode_char(s, q, len))) break;
-        p = q;
-      }
+      while (p > 0 && is_white_space(decode_char(s, prev_char(s, p), len))) p = prev_char(s, p);
       start = std::max(p, start_offset);  // spaces already taken by the previous match stay there
     }
     if (tok.rstrip) {
-      size_t len = 0;
       while (stop < s.size() && is_white_space(decode_char(s, stop, len))) stop += len;
     }
     if (start_offset < start) emit(s.substr(start_offset, start - start_offset), -1);
@@ -713,19 +648,12 @@ void Tokenizer::Impl::bpe(std::string_view word, std::vector<int32_t>& out) cons
   size_t first = out.size();
   bpe_uncached(word, out);
   std::lock_guard<std::mutex> lock(cache_mutex);
-  if (cache.size() < kMaxCacheEntries) cache.emplace(std::string(word), std::vector<int32_t>(out.begin() + first, out.end()));
+  if (cache.size() < kMaxCacheEntries) cache.emplace(word, std::vector<int32_t>(out.begin() + first, out.end()));
 }
 
 // HF's Word::merge_all: repeatedly merges the adjacent pair of lowest rank, leftmost first, using a min-heap of
 // candidate pairs and skipping candidates that earlier merges made stale.
 void Tokenizer::Impl::bpe_uncached(std::string_view word, std::vector<int32_t>& out) const {
-  if (ignore_merges) {
-    auto it = raw_vocab.find(word);
-    if (it != raw_vocab.end()) {
-      out.push_back(it->second);
-      return;
-    }
-  }
   struct Symbol {
     int32_t id, prev, next;
   };
@@ -749,7 +677,7 @@ void Tokenizer::Impl::bpe_uncached(std::string_view word, std::vector<int32_t>& 
   std::vector<Candidate> heap;
   auto push = [&](int32_t pos) {
     if (pos < 0 || syms[pos].next < 0) return;
-    if (const Merge* m = merges.find(syms[pos].id, syms[syms[pos].next].id)) {
+    if (const Merge* m = find_merge(syms[pos].id, syms[syms[pos].next].id)) {
       heap.push_back({m->rank, pos, m->new_id});
       std::push_heap(heap.begin(), heap.end(), std::greater<>());
     }
@@ -761,7 +689,7 @@ void Tokenizer::Impl::bpe_uncached(std::string_view word, std::vector<int32_t>& 
     heap.pop_back();
     Symbol& left = syms[top.pos];
     if (left.id < 0 || left.next < 0) continue;
-    const Merge* m = merges.find(left.id, syms[left.next].id);
+    const Merge* m = find_merge(left.id, syms[left.next].id);
     if (m == nullptr || m->new_id != top.new_id) continue;  // stale: a neighbour merged since
     int32_t right = left.next;
     left.id = top.new_id;
@@ -774,8 +702,6 @@ void Tokenizer::Impl::bpe_uncached(std::string_view word, std::vector<int32_t>& 
   for (int32_t i = syms.empty() ? -1 : 0; i >= 0; i = syms[i].next) out.push_back(syms[i].id);
 }
 
-// ---- Tokenizer -----------------------------------------------------------------------------------------------------
-
 Tokenizer::Tokenizer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Tokenizer Tokenizer::load(const std::string& path) {
@@ -785,14 +711,10 @@ Tokenizer Tokenizer::load(const std::string& path) {
   try {
     if (!doc.is_object()) fail(path, "tokenizer file is not a JSON object");
     impl->load_model(doc.value("model", Json()));
-    impl->load_added(doc.value("added_tokens", Json()));
     impl->load_pipeline(doc);
+    impl->load_added(doc.value("added_tokens", Json()));
     impl->bytes.resize(impl->tokens.size());
-    for (size_t id = 0; id < impl->tokens.size(); ++id) {
-      if (!impl->has_id[id]) continue;
-      impl->bytes[id] = token_to_bytes(impl->tokens[id]);
-      impl->token_ids.emplace(impl->tokens[id], static_cast<int32_t>(id));
-    }
+    for (size_t id = 0; id < impl->tokens.size(); ++id) impl->bytes[id] = token_to_bytes(impl->tokens[id]);
     impl->load_post_processor(doc.value("post_processor", Json()));
     impl->load_bos_eos();
   } catch (const Json::exception& e) {
@@ -813,9 +735,8 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
     }
     // Below U+0300 every character is NFC-stable and cannot combine, so most text skips normalization.
     std::string normalized;
-    bool needs_nfc = im.nfc && std::any_of(piece.begin(), piece.end(), [](char c) {
-      return static_cast<unsigned char>(c) >= 0xCC;
-    });
+    bool needs_nfc =
+        im.nfc && std::any_of(piece.begin(), piece.end(), [](char c) { return static_cast<unsigned char>(c) >= 0xCC; });
     if (needs_nfc) {
       append_nfc(piece, normalized);
       piece = normalized;
@@ -840,15 +761,25 @@ const std::string& Tokenizer::token_bytes(int32_t id) const {
   return impl_->bytes[id];
 }
 
+// Hugging Face's decode skips ids the tokenizer does not know (its id_to_token filter_map), which matters for a
+// model whose vocabulary is padded past the tokenizer's (GPT-NeoX: 50304 vs 50277).
+const std::string& Tokenizer::token_bytes_or_empty(int32_t id) const {
+  static const std::string kEmpty;
+  if (id < 0 || id >= vocab_size() || !impl_->has_id[id]) return kEmpty;
+  return impl_->bytes[id];
+}
+
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
   std::string bytes;
-  for (int32_t id : ids) bytes += token_bytes(id);
+  for (int32_t id : ids) bytes += token_bytes_or_empty(id);
   std::string out;
   append_lossy(bytes, false, out);
   return out;
 }
 
-int32_t Tokenizer::vocab_size() const { return static_cast<int32_t>(impl_->tokens.size()); }
+int32_t Tokenizer::vocab_size() const {
+  return static_cast<int32_t>(impl_->tokens.size());
+}
 
 std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
   auto it = impl_->token_ids.find(token);
@@ -860,13 +791,17 @@ std::string Tokenizer::id_to_token(int32_t id) const {
   return impl_->tokens[id];
 }
 
-std::optional<int32_t> Tokenizer::bos_id() const { return impl_->bos; }
-std::optional<int32_t> Tokenizer::eos_id() const { return impl_->eos; }
+std::optional<int32_t> Tokenizer::bos_id() const {
+  return impl_->bos;
+}
+std::optional<int32_t> Tokenizer::eos_id() const {
+  return impl_->eos;
+}
 
 Tokenizer::StreamDecoder::StreamDecoder(const Tokenizer& tok) : tok_(&tok) {}
 
 std::string Tokenizer::StreamDecoder::push(int32_t id) {
-  pending_ += tok_->token_bytes(id);
+  pending_ += tok_->token_bytes_or_empty(id);
   std::string out;
   size_t held = append_lossy(pending_, true, out);
   pending_.erase(0, pending_.size() - held);

@@ -1,5 +1,5 @@
 // Byte-level BPE tokenizer read from a Hugging Face tokenizer.json (GPT-NeoX's and alike), giving exactly the ids
-// and text that Hugging Face `tokenizers` gives: added-token matching, NFC, GPT-2 pre-tokenization, rank-ordered merges.
+// and text that Hugging Face `tokenizers` gives: added tokens, NFC, GPT-2 pre-tokenization, rank-ordered merges.
 #pragma once
 
 #include <cstdint>
@@ -20,7 +20,8 @@ class Tokenizer {
   // Encodes UTF-8 text as HF's encode(text) does with add_special_tokens on (GPT-NeoX's post-processor adds none).
   // Throws mole::Error on invalid UTF-8 (message says the byte offset).
   std::vector<int32_t> encode(std::string_view text) const;
-  // Decodes as HF's decode(ids, skip_special_tokens=false); ids out of range -> mole::Error.
+  // Decodes as HF's decode(ids, skip_special_tokens=false): ids the tokenizer does not know (a model's vocabulary
+  // padding) decode to nothing, as in HF.
   std::string decode(const std::vector<int32_t>& ids) const;
 
   int32_t vocab_size() const;  // number of ids (model vocab + added tokens), max id + 1
@@ -42,11 +43,12 @@ class Tokenizer {
     std::string pending_;  // bytes of a character not yet complete
   };
 
-
  private:
   struct Impl;
   explicit Tokenizer(std::shared_ptr<Impl> impl);
-  const std::string& token_bytes(int32_t id) const;
+  const std::string& token_bytes(int32_t id) const;           // unknown id -> mole::Error
+  const std::string& token_bytes_or_empty(int32_t id) const;  // unknown id -> ""
+
 
   // Shared so copies are cheap; the word cache inside is guarded by a mutex, so copies may encode concurrently.
   std::shared_ptr<Impl> impl_;

@@ -111,8 +111,8 @@ Weights Weights::load(const std::string& dir, const Config& c) {
 
   for (const std::string& name : w.tensors.names()) {
     if (!b.used.count(name) && !ignorable(name)) {
-      throw Error(w.tensors.find(name)->file + ": unexpected tensor '" + name + "' for a " + form_name(w.form) +
-                  " checkpoint with " + std::to_string(c.num_layers) + " layers and " + std::to_string(E) +
+      throw Error(w.tensors.find(name)->file + ": unexpected tensor '" + name + "' in a checkpoint of " +
+                  form_name(w.form) + " form with " + std::to_string(c.num_layers) + " layers and " + std::to_string(E) +
                   " experts (does config.json match the checkpoint?)");
     }
   }

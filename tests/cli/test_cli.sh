@@ -248,7 +248,7 @@ expect_fail "corrupt tokenizer.json with -p" 'badtok/tokenizer\.json.*not valid 
 
 # ---- bad input: convert and synth (no complete-looking output may be left behind) -----------------------------
 mkdir -p full && echo keep >full/keep.txt && snapshot full >full.before
-expect_fail "convert into an existing non-empty dir" 'full.*not an empty directory' "$M" convert -m train -o full -q
+expect_fail "convert into an existing non-empty dir" 'full.*not empty' "$M" convert -m train -o full -q
 check "convert left the existing dir untouched" cmp -s full.before <(snapshot full)
 check "convert into an existing dir left no .partial" [ ! -e full.partial ]
 OUTDIR=c_infer expect_fail "convert of an inference-form dir" 'infer.*already in inference form' \

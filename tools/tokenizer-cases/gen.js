@@ -136,6 +136,32 @@ const ranges = [
   [0x1f600, 0x1f64f], [0x1f3fb, 0x1f3ff], [0x2000, 0x200a], [0x2010, 0x2027],
 ];
 
+// A variant of the tokenizer with added tokens that use every matching flag GPT-NeoX's own tokens leave off.
+const variantAddedTokens = [
+  { id: 50277, content: '<mask>', single_word: false, lstrip: true, rstrip: false, normalized: false, special: true },
+  { id: 50278, content: '[SEP]', single_word: false, lstrip: false, rstrip: true, normalized: false, special: true },
+  { id: 50279, content: 'xyzzy', single_word: true, lstrip: false, rstrip: false, normalized: true, special: false },
+  // Given in NFD: HF matches and decodes its NFC form.
+  {
+    id: 50280, content: 'cafe\u0301', single_word: false, lstrip: true, rstrip: true, normalized: true, special: false,
+  },
+  { id: 50281, content: 'plugh', single_word: true, lstrip: true, rstrip: true, normalized: false, special: false },
+];
+
+const variantPieces = [
+  '<mask>', '[SEP]', 'xyzzy', 'caf\u00e9', 'cafe\u0301', 'plugh', ' ', '  ', '\t', '\n', '\u3000', 'a', '_', '1',
+  '\u00e9', '.', '<|endoftext|>', 'word', ' '.repeat(6),
+];
+
+const variantFixed = [
+  'Fill the <mask> in', 'Fill the   <mask>   in', '<mask>', '   <mask>', 'a<mask>b',
+  'one [SEP] two', 'one [SEP]   \n two', '[SEP]', 'x[SEP]',
+  'xyzzy', 'say xyzzy now', 'sayxyzzy', 'xyzzyplugh', 'xyzzy_', '_xyzzy', '1xyzzy', 'xyzzy.', '\u00e9xyzzy',
+  'I like caf\u00e9 au lait', 'I like cafe\u0301 au lait', 'caf\u00e9caf\u00e9', '  caf\u00e9  ',
+  'plugh', ' plugh ', 'a plugh b', 'aplugh b', '\u3000plugh\u3000x', '<mask>[SEP]xyzzy plugh caf\u00e9',
+  '<mask>   <mask>', 'a   [SEP]   <mask>   b',
+];
+
 function mulberry32(seed) {
   let a = seed >>> 0;
   return () => {
@@ -166,9 +192,7 @@ function random_cases(rand) {
   return out;
 }
 
-async function main() {
-  const tokenizer = Tokenizer.fromFile(kTokenizerPath);
-  const texts = fixed.concat(random_cases(mulberry32(kSeed)));
+async function run_cases(tokenizer, texts) {
   const cases = [];
   for (const text of texts) {
     const encoding = await tokenizer.encode(text);
@@ -176,18 +200,39 @@ async function main() {
     const decoded = await tokenizer.decode(ids, false);
     cases.push({ text, ids, decoded });
   }
+  return cases;
+}
+
+async function main() {
+  const tokenizer = Tokenizer.fromFile(kTokenizerPath);
+  const rand = mulberry32(kSeed);
+  const cases = await run_cases(tokenizer, fixed.concat(random_cases(rand)));
+
+  const variantJson = JSON.parse(fs.readFileSync(kTokenizerPath, 'utf8'));
+  variantJson.added_tokens.push(...variantAddedTokens);
+  const variant = Tokenizer.fromString(JSON.stringify(variantJson));
+  const variantTexts = variantFixed.slice();
+  for (let i = 0; i < 100; ++i) {
+    let s = '';
+    const n = 1 + Math.floor(rand() * 10);
+    for (let j = 0; j < n; ++j) s += variantPieces[Math.floor(rand() * variantPieces.length)];
+    variantTexts.push(s);
+  }
+  const variantCases = await run_cases(variant, variantTexts);
   const doc = {
     generator: 'tools/tokenizer-cases/gen.js',
     tokenizers_version: require('tokenizers/package.json').version,
     tokenizer: 'data/gpt-neox-tokenizer/tokenizer.json',
     vocab_size: tokenizer.getVocabSize(true),
-    cases,
+    variant_added_tokens: variantAddedTokens,
+    variant_id_to_token: Object.fromEntries(variantAddedTokens.map((t) => [t.id, variant.idToToken(t.id)])),
   };
   // One case per line keeps diffs readable and the file small.
-  const lines = cases.map((c) => '    ' + JSON.stringify(c));
-  const head = JSON.stringify({ ...doc, cases: undefined }, null, 2).replace(/\n}$/, '');
-  fs.writeFileSync(kOutPath, head + ',\n  "cases": [\n' + lines.join(',\n') + '\n  ]\n}\n');
-  console.log(`wrote ${cases.length} cases to ${path.relative(kRoot, kOutPath)}`);
+  const list = (cs) => '[\n' + cs.map((c) => '    ' + JSON.stringify(c)).join(',\n') + '\n  ]';
+  const head = JSON.stringify(doc, null, 2).replace(/\n}$/, '');
+  const body = ',\n  "cases": ' + list(cases) + ',\n  "variant_cases": ' + list(variantCases) + '\n}\n';
+  fs.writeFileSync(kOutPath, head + body);
+  console.log(`wrote ${cases.length} + ${variantCases.length} cases to ${path.relative(kRoot, kOutPath)}`);
 }
 
 main().catch((err) => {
