@@ -9,6 +9,8 @@
 #include <sstream>
 
 #include "apps/mole_commands.h"
+
+#include "apps/backends.h"
 #include "model/error.h"
 #include "model/sampling.h"
 

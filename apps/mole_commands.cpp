@@ -1,6 +1,8 @@
 // logits, tokenize, detokenize, convert, info, synth, devices, bench.
 #include "apps/mole_commands.h"
 
+#include "apps/backends.h"
+
 #include <chrono>
 #include <cstdio>
 #include <filesystem>

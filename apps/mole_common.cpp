@@ -1,6 +1,8 @@
 // Model loading and small helpers shared by the mole subcommands.
 #include "apps/mole_common.h"
 
+#include "apps/backends.h"
+
 #include <chrono>
 #include <cstdio>
 #include <filesystem>

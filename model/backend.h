@@ -91,9 +91,12 @@ class Backend {
   // every row before reading it, so nothing is zero-filled: a 2048-position KV cache costs no time until used).
   // `what` names it in out-of-memory errors.
   virtual BufferId alloc(size_t count, const char* what) = 0;
+  // Copies float32 values into a buffer made by alloc() (op tests, and state a caller restores); after queued work.
+  virtual void write(BufferId buf, size_t first, size_t count, const float* src) = 0;
   // Chooses where the table lives for the rest of the run (see LutPlacement). The store outlives the backend.
-  // Throws mole::Error when the placement does not fit (e.g. Device on a device too small), saying what would.
-  virtual void set_lut(const LutStore& lut, LutPlacement placement) = 0;
+  // A step streams at most max_step_tokens rows. Throws mole::Error when the placement does not fit (e.g. Device
+  // on a device too small), saying what would.
+  virtual void set_lut(const LutStore& lut, LutPlacement placement, int max_step_tokens) = 0;
   // Starts bringing the rows of `ids` (the next step's tokens, in step order) to where RouterLut reads them.
   virtual void stream_lut_rows(const std::vector<int32_t>& ids) = 0;
   // Runs the graph for one step. Returns when the step is queued; read_back() waits for it.
@@ -103,15 +106,5 @@ class Backend {
   // Waits for all queued work, transfers included.
   virtual void synchronize() = 0;
 };
-
-// Names a user may pass to --backend, with whether each is usable here and why not.
-struct BackendAvailability {
-  std::string name;
-  bool available = false;
-  std::string detail;  // the device, or the reason it is unavailable and what to do
-};
-std::vector<BackendAvailability> list_backends();
-// "auto" picks the first available of vulkan, cuda, cpu. Throws mole::Error for an unknown or unavailable name.
-std::unique_ptr<Backend> make_backend(const std::string& name);
 
 }  // namespace mole

@@ -44,7 +44,11 @@ class CpuBackend final : public Backend {
     return BufferId(bufs_.size() - 1);
   }
 
-  void set_lut(const LutStore& lut, LutPlacement placement) override {
+  void write(BufferId buf, size_t first, size_t count, const float* src) override {
+    std::memcpy(bufs_.at(size_t(buf)).data.get() + first, src, count * sizeof(float));
+  }
+
+  void set_lut(const LutStore& lut, LutPlacement placement, int /*max_step_tokens*/) override {
     lut_ = &lut;
     placement_ = placement;
     copy_.clear();

@@ -39,7 +39,7 @@ Engine::Engine(const Config& c, const Weights& w, const LutStore* lut, Backend& 
   BufferId rl = c.is_mole() ? backend.alloc(size_t(T) * E, "router logits") : kNoBuffer;
   BufferId g = backend.alloc(size_t(R) * D, "output rows");
   graph_.logits = backend.alloc(size_t(R) * V, "logits");
-  if (lut) backend.set_lut(*lut, opt.lut);
+  if (lut) backend.set_lut(*lut, opt.lut, T);
 
   auto& ops = graph_.ops;
   ops.push_back({.kind = OpKind::Embed, .dst = x, .src0 = backend.upload_weight(*w.embed), .n = D});

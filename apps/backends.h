@@ -1,0 +1,23 @@
+// The backends this build has, which of them can run on this machine, and the factory behind --backend.
+// It lives beside the apps, not in model/, so that model/ never depends on a GPU runtime.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/backend.h"
+
+namespace mole {
+
+struct BackendAvailability {
+  std::string name;
+  bool available = false;
+  std::string detail;  // the device, or the reason it is unavailable and what to do
+};
+std::vector<BackendAvailability> list_backends();
+// "auto" picks the first available of cuda, vulkan (a GPU, not a CPU driver like lavapipe), cpu.
+// Throws mole::Error for an unknown or unavailable name.
+std::unique_ptr<Backend> make_backend(const std::string& name);
+
+}  // namespace mole
