@@ -1,33 +1,61 @@
 // Backend registry. Each GPU backend is compiled in only when its toolkit was found at build time.
 #include "apps/backends.h"
 
+#include <cstdlib>
+
 #include "model/cpu_backend.h"
 #include "model/error.h"
 
+#ifdef MOLE_HAVE_VULKAN
+#include "vk-runtime/context.h"
+#include "vk-runtime/vk_backend.h"
+#endif
+
 namespace mole {
+namespace {
+
+// A Vulkan device that is itself a CPU driver (lavapipe) is slower than the CPU reference's plain loops only in
+// theory, but it is never what a user with a GPU wants: `auto` skips it unless MOLE_VK_ALLOW_CPU=1.
+BackendAvailability vulkan_availability_entry(bool* gpu) {
+  *gpu = false;
+#ifdef MOLE_HAVE_VULKAN
+  bool ok = false, is_cpu = false;
+  std::string detail = vk::vulkan_availability(&ok, &is_cpu);
+  *gpu = ok && (!is_cpu || (std::getenv("MOLE_VK_ALLOW_CPU") && std::string(std::getenv("MOLE_VK_ALLOW_CPU")) == "1"));
+  return {"vulkan", ok, detail};
+#else
+  return {"vulkan", false,
+          "this build has no Vulkan backend (Vulkan headers or glslangValidator were missing when it was configured; "
+          "run scripts/setup.sh)"};
+#endif
+}
+
+}  // namespace
 
 std::vector<BackendAvailability> list_backends() {
+  bool gpu = false;
   return {
-      {"vulkan", false, "not built yet in this version of mole (the Vulkan backend is in progress); use --backend cpu"},
-      {"cuda", false, "not built yet in this version of mole (the CUDA backend is in progress); use --backend cpu"},
+      vulkan_availability_entry(&gpu),
+      {"cuda", false, "not built yet in this version of mole (the CUDA backend is in progress)"},
       {"cpu", true, make_cpu_backend()->info().device},
   };
 }
 
-std::unique_ptr<Backend> make_backend(const std::string& name) {
-  std::string list;
-  for (const auto& b : list_backends()) {
-    if (name == b.name) {
-      if (!b.available) throw Error("--backend " + name + ": " + b.detail);
-      if (name == "cpu") return make_cpu_backend();
-    }
-    list += (list.empty() ? "" : ", ") + b.name;
-  }
+std::unique_ptr<Backend> make_backend(const std::string& name, int device) {
   if (name == "auto") {
-    for (const auto& b : list_backends())
-      if (b.available) return make_backend(b.name);
+    bool gpu = false;
+    vulkan_availability_entry(&gpu);
+    return make_backend(gpu ? "vulkan" : "cpu", device);
   }
-  throw Error("--backend " + name + ": unknown backend (choose auto, " + list + ")");
+  if (name == "cpu") return make_cpu_backend();
+  if (name == "vulkan") {
+#ifdef MOLE_HAVE_VULKAN
+    return vk::make_vulkan_backend({.device_index = device, .validation = false});
+#endif
+  }
+  for (const auto& b : list_backends())
+    if (b.name == name && !b.available) throw Error("--backend " + name + ": " + b.detail);
+  throw Error("--backend " + name + ": unknown backend (choose auto, vulkan, cuda or cpu)");
 }
 
 }  // namespace mole

@@ -80,7 +80,7 @@ int cmd_bench(BenchArgs& a) {
       rows.push_back(r);
       continue;
     }
-    auto backend = make_backend(a.f.backend);
+    auto backend = make_backend(a.f.backend, a.f.device);
     EngineOptions eo;
     eo.max_context = std::max(a.f.ctx_size, std::min(m->cfg.max_position_embeddings, a.prompt_tokens + a.n_predict));
     eo.lut = pl;

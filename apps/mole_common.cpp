@@ -23,6 +23,7 @@ void add_run_flags(CLI::App& cmd, RunFlags& f) {
                  "built-in model, or $MOLE_MODEL");
   cmd.add_option("--backend", f.backend, "Compute backend: auto, cpu, vulkan or cuda (see `mole devices`)")
       ->capture_default_str();
+  cmd.add_option("--device", f.device, "GPU index from `mole devices` (default: $MOLE_VK_DEVICE, else the best)");
   cmd.add_option("--lut", f.lut,
                  "Where the lookup table lives: device, host or disk; auto = the backend's choice (cpu: disk for a "
                  "table in a file, host for one computed at load)")
@@ -87,7 +88,7 @@ std::unique_ptr<LoadedModel> load_model(const RunFlags& f, bool need_tokenizer) 
                 " (build it with `cmake --build build`), or pass -m DIR");
   m->cfg = Config::load_dir(m->dir);
   m->weights = Weights::load(m->dir, m->cfg);
-  m->backend = make_backend(f.backend);
+  m->backend = make_backend(f.backend, f.device);
   auto placement = parse_lut_placement(f.lut);
   if (f.lut == "auto") placement = m->weights.form == Form::Train ? LutPlacement::Host : m->backend->info().preferred_lut;
   if (!placement) throw Error("--lut " + f.lut + ": choose auto, device, host or disk");

@@ -32,6 +32,7 @@ struct LoadedModel {
 struct RunFlags {
   std::string model;
   std::string backend = "auto";
+  int device = -1;
   std::string lut = "auto";
   std::string lut_dtype = "f16";
   int ctx_size = 0;

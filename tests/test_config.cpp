@@ -42,33 +42,24 @@ TEST_CASE("rope_scaling accepts type or rope_type") {
 }
 
 TEST_CASE("invalid configs are errors naming the field") {
-  auto j = base();
-  j.erase("hidden_size");
-  check_error(j, "hidden_size");
-  j = base();
-  j["hidden_size"] = 65;
-  check_error(j, "divisible");
-  j = base();
-  j["num_key_value_heads"] = 3;
-  check_error(j, "num_key_value_heads");
-  j = base();
-  j["vocab_size"] = -5;
-  check_error(j, "vocab_size");
-  j = base();
-  j["vocab_size"] = "many";
-  check_error(j, "vocab_size");
-  j = base();
-  j["rope_scaling"] = {{"type", "yarn"}, {"factor", 2.0}};
-  check_error(j, "yarn");
-  j = base();
-  j["rope_scaling"] = {{"type", "linear"}};
-  check_error(j, "factor");
-  j = base();
-  j["rms_norm_eps"] = 0;
-  check_error(j, "rms_norm_eps");
-  j = base();
-  j["hidden_size"] = 12;
-  j["num_attention_heads"] = 4;  // head dim 3 is odd
-  check_error(j, "even");
+  // Each case: a JSON merge patch applied to a valid config (null removes a field), and what the error must say.
+  const std::vector<std::pair<nlohmann::json, const char*>> cases = {
+      {{{"hidden_size", nullptr}}, "hidden_size"},
+      {{{"hidden_size", 65}}, "divisible"},
+      {{{"num_key_value_heads", 3}}, "num_key_value_heads"},
+      {{{"vocab_size", -5}}, "vocab_size"},
+      {{{"vocab_size", "many"}}, "vocab_size"},
+      {{{"rope_scaling", {{"type", "yarn"}, {"factor", 2.0}}}}, "yarn"},
+      {{{"rope_scaling", {{"type", "linear"}}}}, "factor"},
+      {{{"rms_norm_eps", 0}}, "rms_norm_eps"},
+      {{{"hidden_size", 12}, {"num_attention_heads", 4}}, "even"},  // head dim 3
+      {{{"attention_bias", true}}, "attention_bias"},
+  };
+  for (const auto& [patch, needle] : cases) {
+    CAPTURE(patch.dump());
+    auto j = base();
+    j.merge_patch(patch);
+    check_error(j, needle);
+  }
   check_error(nlohmann::json::array(), "object");
 }

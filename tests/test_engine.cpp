@@ -13,17 +13,11 @@ using mole::test::rel_l2;
 
 namespace {
 
-struct Loaded {
-  Config cfg;
-  Weights w;
-  std::optional<LutStore> lut;
-  explicit Loaded(const std::string& dir) : cfg(Config::load_dir(dir)), w(Weights::load(dir, cfg)) {
-    if (w.form == Form::Infer) lut = LutStore::from_tensor(*w.moe_table, cfg.lut_row_elems());
-    if (w.form == Form::Train) lut = LutStore::compute(cfg, w, DType::F32, false);
-  }
+struct Loaded : test::LoadedModel {
+  using test::LoadedModel::LoadedModel;
   std::vector<std::vector<float>> logits(const std::vector<int32_t>& ids, EngineOptions o = {}) {
     auto be = make_cpu_backend();
-    Engine e(cfg, w, lut ? &*lut : nullptr, *be, o);
+    Engine e(cfg, w, table(), *be, o);
     return e.step({{0, ids}}, true);
   }
 };

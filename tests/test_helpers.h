@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "model/checkpoint_io.h"
+#include "model/lut.h"
 
 namespace mole::test {
 
@@ -40,6 +41,20 @@ inline std::string synth(const TempDir& dir, const std::string& name, Form form,
   synth_checkpoint(out, o);
   return out;
 }
+
+// A checkpoint opened for an Engine: config, weights, and the table (computed at load, in `train_lut` precision,
+// for a training-form checkpoint).
+struct LoadedModel {
+  Config cfg;
+  Weights w;
+  std::optional<LutStore> lut;
+  explicit LoadedModel(const std::string& dir, DType train_lut = DType::F32)
+      : cfg(Config::load_dir(dir)), w(Weights::load(dir, cfg)) {
+    if (w.form == Form::Infer) lut = LutStore::from_tensor(*w.moe_table, cfg.lut_row_elems());
+    if (w.form == Form::Train) lut = LutStore::compute(cfg, w, train_lut, false);
+  }
+  const LutStore* table() const { return lut ? &*lut : nullptr; }
+};
 
 // ||a - b|| / ||b||
 inline double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
