@@ -20,7 +20,7 @@ BackendAvailability vulkan_availability_entry(bool* gpu) {
   *gpu = false;
 #ifdef MOLE_HAVE_VULKAN
   bool ok = false, is_cpu = false;
-  std::string detail = vk::vulkan_availability(&ok, &is_cpu);
+  std::string detail = vulkan_availability(&ok, &is_cpu);
   *gpu = ok && (!is_cpu || (std::getenv("MOLE_VK_ALLOW_CPU") && std::string(std::getenv("MOLE_VK_ALLOW_CPU")) == "1"));
   return {"vulkan", ok, detail};
 #else
@@ -50,7 +50,7 @@ std::unique_ptr<Backend> make_backend(const std::string& name, int device) {
   if (name == "cpu") return make_cpu_backend();
   if (name == "vulkan") {
 #ifdef MOLE_HAVE_VULKAN
-    return vk::make_vulkan_backend({.device_index = device, .validation = false});
+    return vulkan::make_vulkan_backend({.device_index = device, .validation = false});
 #endif
   }
   for (const auto& b : list_backends())

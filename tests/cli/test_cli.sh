@@ -184,7 +184,13 @@ expect_fail "unknown flag" '--bogus' "$M" run --bogus
 expect_fail "-n abc" '(-n|n-predict).*abc' "$M" run -m infer --prompt-ids 1 -n abc -q
 expect_fail "--lut bogus" 'lut.*bogus|bogus.*lut' "$M" run -m infer --prompt-ids 1 --lut bogus -q
 expect_fail "--backend bogus" 'backend.*bogus.*unknown|unknown backend' "$M" run -m infer --prompt-ids 1 --backend bogus -q
-expect_fail "--backend vulkan (not built)" 'vulkan.*not built' "$M" run -m infer --prompt-ids 1 --backend vulkan -q
+# --backend vulkan: the CPU's greedy tokens where a Vulkan device exists (lavapipe in CI), else a reason.
+if "$M" devices | grep -qE '^vulkan +available'; then
+  cpu_ids=$("$M" run -m infer --prompt-ids 1,2,3 -n 8 --temp 0 --json -q --backend cpu | python3 -c 'import json,sys; print(json.load(sys.stdin)["ids"])')
+  check "--backend vulkan gives the CPU's greedy tokens" bash -c "\"$M\" run -m infer --prompt-ids 1,2,3 -n 8 --temp 0 --json -q --backend vulkan | python3 -c 'import json,sys; assert str(json.load(sys.stdin)[\"ids\"]) == \"$cpu_ids\"'"
+else
+  expect_fail "--backend vulkan (unavailable)" 'vulkan.*(not built|no Vulkan|unavailable|no .*device)' "$M" run -m infer --prompt-ids 1 --backend vulkan -q
+fi
 expect_fail "--lut disk on a training-form checkpoint" 'train.*(convert|no table)' \
   "$M" run -m train --prompt-ids 1 --lut disk -q
 expect_fail "logits --ids non-number" "'x'.*not a token id" "$M" logits -m infer --ids 1,x,3 -q

@@ -1,0 +1,55 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+// argmax: out[r] = the index of the largest of logits[r][0, V), the lowest such index on ties (as
+// std::max_element in mole::argmax), so greedy decoding needs no read-back of the logits.
+//
+// Bindings: 0 logits float (R, V)
+//           1 out    int (R)
+// Push:     R, V
+// Spec:     local size (id 1)
+// Dispatch: (min(R, 65535), 1, 1); one workgroup per row, grid-stride; threads stride over V, then a
+//           shared-memory tree keeps (value, index) pairs.
+#include "common.glsl"
+
+layout(std430, set = 0, binding = 0) readonly buffer Logits { float logits[]; };
+layout(std430, set = 0, binding = 1) writeonly buffer Out { int out_[]; };
+
+layout(push_constant) uniform Push {
+  uint R;
+  uint V;
+} pc;
+
+const uint NONE = 0xFFFFFFFFu;  // an invocation that saw no element
+shared float best_v[gl_WorkGroupSize.x];
+shared uint best_i[gl_WorkGroupSize.x];
+
+// Whether (v, i) beats the current best (bv, bi): larger, or equal with a lower index, or the best is empty.
+bool better(float v, uint i, float bv, uint bi) {
+  return i != NONE && (bi == NONE || v > bv || (v == bv && i < bi));
+}
+
+void main() {
+  for (uint r = gl_WorkGroupID.x; r < pc.R; r += gl_NumWorkGroups.x) {
+    float bv = 0.0;
+    uint bi = NONE;
+    for (uint i = TID; i < pc.V; i += BLOCK) {
+      const float v = logits[r * pc.V + i];
+      if (better(v, i, bv, bi)) {
+        bv = v;
+        bi = i;
+      }
+    }
+    best_v[TID] = bv;
+    best_i[TID] = bi;
+    barrier();
+    for (uint s = BLOCK / 2u; s > 0u; s >>= 1) {
+      if (TID < s && better(best_v[TID + s], best_i[TID + s], best_v[TID], best_i[TID])) {
+        best_v[TID] = best_v[TID + s];
+        best_i[TID] = best_i[TID + s];
+      }
+      barrier();
+    }
+    if (TID == 0u) out_[r] = int(best_i[0]);
+    barrier();  // best_v/best_i are rewritten by the next row
+  }
+}

@@ -1,0 +1,96 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+// attention: causal attention of each query head over its sequence's cached keys and values.
+// Token t, head h (kv head h / (H / KVH)) attends to cache rows slot[t] * ctx + j, j in [0, pos[t]]:
+//   out[t][h] = sum_j softmax_j(scale * q[t][h] . K[j]) * V[j]
+// with the max subtracted before exp, as cpu::softmax. Keys are taken in chunks of the local size with an online
+// softmax: each invocation scores one key of the chunk (a dot product in the 8-lane order of cpu::dot, so scores
+// match the CPU's), the chunk max updates the running max, the running sum and the output accumulator are rescaled
+// by exp(old max - new max), and invocations d < hd add sum_j p_j * V[j][d] over the chunk in key order. A
+// sequence of at most local-size keys is one chunk: the same max and exp arguments as the CPU, normalised at the end.
+//
+// Bindings: 0 q     float (T, H * hd)
+//           1 k     float (B * S, KVH * hd), the layer's key cache
+//           2 v     float (B * S, KVH * hd), the layer's value cache
+//           3 slot  int (T), in [0, B)
+//           4 pos   int (T), in [0, S)
+//           5 out   float (T, H * hd)
+// Push:     T, H, KVH, hd, ctx (S), scale (float, 1 / sqrt(hd))
+// Spec:     local size (id 1); needs hd <= local size
+// Dispatch: (min(T * H, 65535), 1, 1); one workgroup per (t, h) pair, grid-stride over pairs.
+//
+// First version. Faster later: keys read coalesced (a subgroup per key, or K tiles in shared memory), several
+// heads of a kv group per workgroup, split-K over long contexts for decode (flash-decoding).
+#define MOLE_WORKGROUP_REDUCE
+#include "common.glsl"
+
+layout(std430, set = 0, binding = 0) readonly buffer Q { float q[]; };
+layout(std430, set = 0, binding = 1) readonly buffer KCache { float k_cache[]; };
+layout(std430, set = 0, binding = 2) readonly buffer VCache { float v_cache[]; };
+layout(std430, set = 0, binding = 3) readonly buffer Slot { int slot[]; };
+layout(std430, set = 0, binding = 4) readonly buffer Pos { int pos[]; };
+layout(std430, set = 0, binding = 5) writeonly buffer Out { float out_[]; };
+
+layout(push_constant) uniform Push {
+  uint T;
+  uint H;
+  uint KVH;
+  uint hd;
+  uint ctx;
+  float scale;
+} pc;
+
+shared float q_s[gl_WorkGroupSize.x];  // the query row, hd <= local size
+shared float p_s[gl_WorkGroupSize.x];  // the chunk's unnormalised probabilities
+
+// q_s . k_cache[off, off + hd) with 8 partial sums combined as cpu::dot does.
+float score_dot(uint off) {
+  float acc[8] = float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+  uint d = 0u;
+  for (; d + 8u <= pc.hd; d += 8u) {
+    for (uint j = 0u; j < 8u; j++) acc[j] += q_s[d + j] * k_cache[off + d + j];
+  }
+  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; d < pc.hd; d++) s += q_s[d] * k_cache[off + d];
+  return s;
+}
+
+void main() {
+  const uint group = pc.H / pc.KVH;
+  const uint kv_width = pc.KVH * pc.hd;
+  for (uint pair = gl_WorkGroupID.x; pair < pc.T * pc.H; pair += gl_NumWorkGroups.x) {
+    const uint t = pair / pc.H;
+    const uint h = pair % pc.H;
+    const uint kv_off = (h / group) * pc.hd;       // the kv head's columns within a cache row
+    const uint base = uint(slot[t]) * pc.ctx;       // the slot's first cache row
+    const uint n_keys = uint(pos[t]) + 1u;
+    if (TID < pc.hd) q_s[TID] = q[pair * pc.hd + TID];
+    barrier();
+
+    float run_max = 0.0;  // running max of the scores seen (set by the first chunk)
+    float run_sum = 0.0;  // running sum of exp(score - run_max)
+    float acc = 0.0;      // invocation d < hd: running sum_j exp(score_j - run_max) * V[j][d]
+    for (uint c0 = 0u; c0 < n_keys; c0 += BLOCK) {
+      const uint j = c0 + TID;
+      const bool valid = j < n_keys;
+      const float s = valid ? score_dot((base + j) * kv_width + kv_off) * pc.scale : NEG_INF;
+      const float chunk_max = workgroup_max(s);  // finite: the chunk has at least one key
+      const float new_max = c0 == 0u ? chunk_max : max(run_max, chunk_max);
+      const float p = valid ? exp(s - new_max) : 0.0;
+      p_s[TID] = p;
+      const float chunk_sum = workgroup_sum(p);  // its barriers also publish p_s
+      const float alpha = c0 == 0u ? 0.0 : exp(run_max - new_max);
+      run_sum = run_sum * alpha + chunk_sum;
+      run_max = new_max;
+      if (TID < pc.hd) {
+        const uint count = min(BLOCK, n_keys - c0);
+        float a = acc * alpha;
+        for (uint jj = 0u; jj < count; jj++) a += p_s[jj] * v_cache[(base + c0 + jj) * kv_width + kv_off + TID];
+        acc = a;
+      }
+      barrier();  // p_s is rewritten by the next chunk
+    }
+    if (TID < pc.hd) out_[pair * pc.hd + TID] = acc / run_sum;
+    barrier();  // q_s is rewritten by the next pair
+  }
+}

@@ -1,0 +1,73 @@
+// Declarations shared by every compute shader of the Vulkan backend, included after `#version 450` and
+// `#extension GL_GOOGLE_include_directive : require`.
+//
+// Specialization constants (ids mirrored in shaders/ops.h):
+//   constant_id 0  WDTYPE  dtype of a weight binding (embed, rmsnorm, matmul): 0 F32, 1 F16, 2 BF16; default 0
+//   constant_id 1  local size x: workgroup size, any power of two >= 32; default 256 (attention needs it >= hd)
+//   constant_id 2  LDTYPE  dtype of the lookup-table rows (router_lut), same encoding as WDTYPE; default 0
+// WDTYPE/LDTYPE are declared by the shaders that have a weight, so the others carry no unused constant.
+//
+// Weights and table rows are bound as `uint` arrays (no 16-bit storage needed, so any device runs them):
+//   F32   element i is word i (the float's bits)
+//   F16   two per word, element i in word i >> 1, low half first (unpackHalf2x16)
+//   BF16  two per word, element i in word i >> 1, low half first, value = uintBitsToFloat(half << 16)
+// The host pads such buffers to a whole number of words. Element indices are 32-bit: a bound weight has fewer
+// than 2^32 elements (so do activation buffers).
+//
+// Every shader accumulates in float32, is correct for any local size above and any value of its dimensions
+// (1 included), and strides over its workgroups, so the host may cap any dispatch at 65535 groups per dimension.
+
+layout(local_size_x = 256, local_size_x_id = 1) in;
+
+#define BLOCK gl_WorkGroupSize.x
+#define TID gl_LocalInvocationID.x
+
+const uint DTYPE_F32 = 0u;
+const uint DTYPE_F16 = 1u;
+const uint DTYPE_BF16 = 2u;
+
+// Defines `float FN(uint idx)` returning element idx (any index, odd ones included) of BUF, a uint array holding
+// elements of dtype DT (a specialization constant, so the branches fold away when the pipeline is created).
+// A macro because GLSL cannot pass a buffer to a function.
+#define DEFINE_WEIGHT_LOADER(FN, BUF, DT)                              \
+  float FN(uint idx) {                                                 \
+    if (DT == DTYPE_F32) return uintBitsToFloat(BUF[idx]);             \
+    uint word = BUF[idx >> 1];                                         \
+    uint half_bits = (idx & 1u) != 0u ? word >> 16 : word & 0xFFFFu;   \
+    if (DT == DTYPE_F16) return unpackHalf2x16(half_bits).x;           \
+    return uintBitsToFloat(half_bits << 16);                           \
+  }
+
+#define NEG_INF uintBitsToFloat(0xFF800000u)  // -infinity (GLSL has no literal for it)
+
+#ifdef MOLE_WORKGROUP_REDUCE
+// Workgroup-wide reductions through shared memory (a subgroup-arithmetic path selected by a specialization
+// constant would save most of the barriers; not done yet). Every invocation of the workgroup must call them, in
+// uniform control flow; each returns the result to all invocations and leaves the scratch free for the next call.
+// The tree needs a power-of-two local size.
+shared float mole_reduce_scratch[gl_WorkGroupSize.x];
+
+float workgroup_sum(float v) {
+  mole_reduce_scratch[TID] = v;
+  barrier();
+  for (uint s = BLOCK / 2u; s > 0u; s >>= 1) {
+    if (TID < s) mole_reduce_scratch[TID] += mole_reduce_scratch[TID + s];
+    barrier();
+  }
+  float r = mole_reduce_scratch[0];
+  barrier();
+  return r;
+}
+
+float workgroup_max(float v) {
+  mole_reduce_scratch[TID] = v;
+  barrier();
+  for (uint s = BLOCK / 2u; s > 0u; s >>= 1) {
+    if (TID < s) mole_reduce_scratch[TID] = max(mole_reduce_scratch[TID], mole_reduce_scratch[TID + s]);
+    barrier();
+  }
+  float r = mole_reduce_scratch[0];
+  barrier();
+  return r;
+}
+#endif
