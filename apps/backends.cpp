@@ -8,6 +8,8 @@
 
 #ifdef MOLE_HAVE_VULKAN
 #include "vk-runtime/context.h"
+#include "vk-runtime/device_info.h"
+#include "vk-runtime/instance.h"
 #include "vk-runtime/vk_backend.h"
 #endif
 
@@ -39,6 +41,27 @@ std::vector<BackendAvailability> list_backends() {
       {"cuda", false, "not built yet in this version of mole (the CUDA backend is in progress)"},
       {"cpu", true, make_cpu_backend()->info().device},
   };
+}
+
+std::string device_details() {
+  std::string out;
+#ifdef MOLE_HAVE_VULKAN
+  bool ok = false;
+  vulkan_availability(&ok);
+  if (!ok) return out;
+  try {
+    Instance instance = Instance::create(false, false);
+    auto devices = enumerate_devices(instance);
+    int picked = devices.empty() ? -1 : pick_device(devices, -1);
+    for (const auto& d : devices) {
+      out += "\nvulkan device " + std::to_string(d.index) + (d.index == picked ? " (default)" : "") + "\n";
+      out += describe(d);
+    }
+  } catch (const Error& e) {
+    out += std::string("\nvulkan: ") + e.what() + "\n";
+  }
+#endif
+  return out;
 }
 
 std::unique_ptr<Backend> make_backend(const std::string& name, int device) {

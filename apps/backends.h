@@ -16,6 +16,9 @@ struct BackendAvailability {
   std::string detail;  // the device, or the reason it is unavailable and what to do
 };
 std::vector<BackendAvailability> list_backends();
+// Every GPU device found, described for `mole devices` (driver, memory heaps, queue families, features), with the
+// one --backend auto / --device would pick marked; empty when none.
+std::string device_details();
 // "auto" picks vulkan on a GPU (not on a CPU driver like lavapipe), else cpu. `device` selects a GPU by its index
 // in `mole devices` (-1: $MOLE_VK_DEVICE, else the best). Throws mole::Error for an unknown or unavailable name.
 std::unique_ptr<Backend> make_backend(const std::string& name, int device = -1);

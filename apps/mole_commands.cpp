@@ -179,6 +179,7 @@ int cmd_synth(SynthArgs& a) {
 int cmd_devices() {
   for (const auto& b : list_backends())
     std::printf("%-7s %-11s %s\n", b.name.c_str(), b.available ? "available" : "unavailable", b.detail.c_str());
+  std::fputs(device_details().c_str(), stdout);
   return 0;
 }
 

@@ -64,7 +64,7 @@ class VulkanBackend final : public Backend {
         upload_fence_(Fence::create(dev_, false)) {
     budget_ = info().device_memory;
     if (const char* lim = std::getenv("MOLE_VK_MEMORY_LIMIT_MB"); lim && *lim)
-      budget_ = std::min<uint64_t>(budget_ ? budget_ : UINT64_MAX, uint64_t(std::strtoull(lim, nullptr, 10)) << 20);
+      budget_ = std::min<uint64_t>(budget_ ? budget_ : UINT64_MAX, uint64_t(std::strtod(lim, nullptr) * 1048576.0));
     if (budget_ == 0) budget_ = UINT64_MAX;
   }
 
@@ -87,9 +87,9 @@ class VulkanBackend final : public Backend {
   // the budget to simulate a smaller device.
   void charge(size_t bytes, const std::string& what) {
     if (used_ + bytes > budget_) {
-      throw Error("the GPU's memory is exhausted: " + what + " needs " + std::to_string(bytes >> 20) + " MiB, " +
-                  std::to_string((budget_ - std::min(used_, budget_)) >> 20) + " MiB of " +
-                  std::to_string(budget_ >> 20) + " MiB remain" +
+      auto mib = [](uint64_t b) { return std::to_string(double(b) / 1048576.0).substr(0, 6) + " MiB"; };
+      throw Error("not enough GPU memory: " + what + " needs " + mib(bytes) + ", " +
+                  mib(budget_ - std::min(used_, budget_)) + " of " + mib(budget_) + " remain" +
                   (what.find("lookup table") != std::string::npos ? "; use --lut host or --lut disk" : ""));
     }
     used_ += bytes;

@@ -184,13 +184,25 @@ expect_fail "unknown flag" '--bogus' "$M" run --bogus
 expect_fail "-n abc" '(-n|n-predict).*abc' "$M" run -m infer --prompt-ids 1 -n abc -q
 expect_fail "--lut bogus" 'lut.*bogus|bogus.*lut' "$M" run -m infer --prompt-ids 1 --lut bogus -q
 expect_fail "--backend bogus" 'backend.*bogus.*unknown|unknown backend' "$M" run -m infer --prompt-ids 1 --backend bogus -q
-# --backend vulkan: the CPU's greedy tokens where a Vulkan device exists (lavapipe in CI), else a reason.
+# --backend vulkan: the CPU's greedy tokens with every table placement where a Vulkan device exists (lavapipe in CI),
+# else a reason. Its failure paths are checked everywhere: no loader, and a device too small for --lut device.
+greedy_ids() { "$M" run -m infer --prompt-ids 1,2,3 -n 6 --temp 0 --json -q "$@" | $PY -c 'import json,sys; print(json.load(sys.stdin)["ids"])'; }
 if "$M" devices | grep -qE '^vulkan +available'; then
-  cpu_ids=$("$M" run -m infer --prompt-ids 1,2,3 -n 8 --temp 0 --json -q --backend cpu | python3 -c 'import json,sys; print(json.load(sys.stdin)["ids"])')
-  check "--backend vulkan gives the CPU's greedy tokens" bash -c "\"$M\" run -m infer --prompt-ids 1,2,3 -n 8 --temp 0 --json -q --backend vulkan | python3 -c 'import json,sys; assert str(json.load(sys.stdin)[\"ids\"]) == \"$cpu_ids\"'"
+  cpu_ids=$(greedy_ids --backend cpu)
+  for lut in device host disk; do
+    check "--backend vulkan --lut $lut gives the CPU's greedy tokens" \
+      test "$(greedy_ids --backend vulkan --lut $lut 2>/dev/null)" = "$cpu_ids"
+  done
+  # 0.25 MiB holds this model's activations (tiny with -c 16 --ubatch-size 4) but not its 384 KiB table.
+  MOLE_VK_MEMORY_LIMIT_MB=0.25 expect_fail "--lut device on a device too small" 'lookup table.*MiB.*--lut host' \
+    "$M" run -m infer --prompt-ids 1 --backend vulkan --lut device -c 16 --ubatch-size 4 -q
 else
   expect_fail "--backend vulkan (unavailable)" 'vulkan.*(not built|no Vulkan|unavailable|no .*device)' "$M" run -m infer --prompt-ids 1 --backend vulkan -q
 fi
+MOLE_VK_LOADER=/nonexistent/libvulkan.so.1 expect_fail "--backend vulkan without a Vulkan loader" \
+  'vulkan.*(loader|not built)' "$M" run -m infer --prompt-ids 1 --backend vulkan -q
+check "without a Vulkan loader, auto falls back to the CPU" \
+  env MOLE_VK_LOADER=/nonexistent/libvulkan.so.1 "$M" run -m infer --prompt-ids 1 -n 2 --temp 0 -q
 expect_fail "--lut disk on a training-form checkpoint" 'train.*(convert|no table)' \
   "$M" run -m train --prompt-ids 1 --lut disk -q
 expect_fail "logits --ids non-number" "'x'.*not a token id" "$M" logits -m infer --ids 1,x,3 -q
