@@ -132,6 +132,7 @@ int cmd_run(RunArgs& a) {
     emit(stop.push(dec->finish(), stopped));
     if (!stopped) emit(stop.flush());
   }
+  if (a.f.profile) print_profile(m->backend->profile(), m->backend->info().name);
   if (a.json) {
     nlohmann::json j = {{"prompt_ids", ids},
                         {"ids", r.tokens},

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 
 #include "model/error.h"
 #include "model/parallel.h"
@@ -39,6 +40,8 @@ void add_run_flags(CLI::App& cmd, RunFlags& f) {
       ->capture_default_str()->check(CLI::PositiveNumber);
   cmd.add_option("-t,--threads", f.threads, "CPU threads (default: one per core)")->check(CLI::NonNegativeNumber);
   cmd.add_flag("-q,--quiet", f.quiet, "No progress bars or load messages on stderr");
+  cmd.add_flag("--profile", f.profile,
+               "Print a per-op time table at the end (GPU timestamps on Vulkan, wall time on the CPU)");
 }
 
 DType parse_dtype_flag(const std::string& s, const std::string& flag) {
@@ -107,9 +110,46 @@ std::unique_ptr<LoadedModel> load_model(const RunFlags& f, bool need_tokenizer) 
   eo.max_context = f.ctx_size;
   eo.max_step_tokens = f.ubatch;
   eo.lut = *placement;
+  if (f.profile) m->backend->set_profiling(true);
   m->engine = std::make_unique<Engine>(m->cfg, m->weights, m->lut ? &*m->lut : nullptr, *m->backend, eo);
   m->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return m;
+}
+
+void print_profile(const StepProfile& p, const std::string& backend) {
+  if (p.steps == 0 || p.ops.empty()) {
+    std::fprintf(stderr, "profile: the %s backend measured nothing\n", backend.c_str());
+    return;
+  }
+  struct Row {
+    int calls = 0;
+    double seconds = 0;
+    uint64_t bytes = 0;
+  };
+  std::map<std::string, Row> by_kind;
+  double total = 0;
+  for (const OpProfile& o : p.ops) {
+    Row& r = by_kind[op_name(o.kind)];
+    r.calls += o.calls;
+    r.seconds += o.seconds;
+    r.bytes += o.bytes;
+    total += o.seconds;
+  }
+  std::fprintf(stderr, "\nprofile (%s, %d steps): per step\n", backend.c_str(), p.steps);
+  std::fprintf(stderr, "%-12s %8s %11s %7s %12s %9s\n", "op", "calls", "ms", "share", "MB", "GB/s");
+  for (const auto& [name, r] : by_kind) {
+    double ms = 1e3 * r.seconds / p.steps, mb = double(r.bytes) / p.steps / 1e6;
+    std::fprintf(stderr, "%-12s %8.1f %11.3f %6.1f%% %12.3f %9.2f\n", name.c_str(), double(r.calls) / p.steps, ms,
+                 total > 0 ? 100.0 * r.seconds / total : 0.0, mb, r.seconds > 0 ? double(r.bytes) / r.seconds / 1e9 : 0);
+  }
+  std::fprintf(stderr, "%-12s %8s %11.3f\n", "total", "", 1e3 * total / p.steps);
+  if (p.lut_copy_seconds > 0) {
+    double copy = p.lut_copy_seconds / p.steps, window = p.lut_window_seconds / p.steps;
+    std::fprintf(stderr,
+                 "lut copy     %.3f ms per step; compute before the first LUT sum %.3f ms: up to %.0f%% of the copy "
+                 "hidden\n",
+                 1e3 * copy, 1e3 * window, copy > 0 ? 100.0 * std::min(1.0, window / copy) : 100.0);
+  }
 }
 
 void print_logits_json(const std::vector<std::vector<float>>& rows) {

@@ -40,6 +40,7 @@ struct RunFlags {
   int ubatch = 512;  // longest step; longer prompts are processed in chunks
   int threads = 0;
   bool quiet = false;
+  bool profile = false;
 };
 
 std::string default_model_dir();
@@ -51,6 +52,9 @@ std::vector<int32_t> parse_ids(const std::string& s, const std::string& flag);
 DType parse_dtype_flag(const std::string& s, const std::string& flag);
 // Adds the flags of RunFlags to a subcommand.
 void add_run_flags(CLI::App& cmd, RunFlags& f);
+// Prints a per-op table (time, share, bytes moved, achieved GB/s) aggregated by op kind, and the LUT copy time and
+// how much of it the compute before the first LUT sum can hide.
+void print_profile(const StepProfile& p, const std::string& backend);
 // Prints logits rows as {"logits": [[...], ...]} with enough digits to round-trip float32.
 void print_logits_json(const std::vector<std::vector<float>>& rows);
 

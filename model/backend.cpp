@@ -20,4 +20,26 @@ const char* op_name(OpKind k) {
   return "?";
 }
 
+uint64_t op_bytes(const Op& op, const StepInputs& in, size_t wb, size_t lb) {
+  const uint64_t T = uint64_t(in.tokens()), R = uint64_t(in.out_rows.size()), rows = op.on_out_rows ? R : T;
+  const uint64_t n = uint64_t(op.n), k = uint64_t(op.k);
+  switch (op.kind) {
+    case OpKind::Embed: return T * n * (wb + 4);
+    case OpKind::RmsNorm: return rows * n * 8 + n * wb;
+    case OpKind::MatMul: return n * k * wb + rows * k * 4 + rows * n * (op.accumulate ? 8 : 4);
+    case OpKind::Rope: return T * n * k * 8 + T * k * 4;
+    case OpKind::KvStore: return T * n * 8;
+    case OpKind::Attention: {
+      uint64_t kv_rows = 0;
+      for (int32_t p : in.pos) kv_rows += uint64_t(p) + 1;
+      return kv_rows * uint64_t(op.kv_heads) * k * 8 + T * n * k * 8;
+    }
+    case OpKind::Gelu: return T * n * 8;
+    case OpKind::Add: return T * n * 12;
+    case OpKind::RouterLut: return T * (n * 4 + n * k * lb + k * 8);
+    case OpKind::Gather: return R * n * 8;
+  }
+  return 0;
+}
+
 }  // namespace mole

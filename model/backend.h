@@ -71,6 +71,22 @@ struct StepInputs {
   int tokens() const { return int(ids.size()); }
 };
 
+// Per-op measurements, accumulated over the steps run while profiling was on (index = op index in the graph).
+struct OpProfile {
+  OpKind kind = OpKind::Embed;
+  int calls = 0;
+  double seconds = 0;  // device time (GPU timestamps) or wall time (CPU)
+  uint64_t bytes = 0;  // bytes the op must read and write at least (op_bytes()), for achieved GB/s
+};
+struct StepProfile {
+  std::vector<OpProfile> ops;
+  int steps = 0;
+  double lut_copy_seconds = 0;    // rows moved to where RouterLut reads them (transfer queue time on a GPU)
+  double lut_window_seconds = 0;  // compute time before the first LUT sum, which the copy can hide behind
+};
+// The least memory traffic of one op on one step: weights once, activations in and out, KV rows read.
+uint64_t op_bytes(const Op& op, const StepInputs& in, size_t weight_elem_bytes, size_t lut_elem_bytes);
+
 struct BackendInfo {
   std::string name;           // "cpu", "vulkan", "cuda"
   std::string device;         // the device's own name
@@ -105,6 +121,10 @@ class Backend {
   virtual void read_back(BufferId buf, size_t first, size_t count, float* dst) = 0;
   // Waits for all queued work, transfers included.
   virtual void synchronize() = 0;
+
+  // Optional: per-op timing of every later step (default: not measured; profile() stays empty).
+  virtual void set_profiling(bool on) { (void)on; }
+  virtual StepProfile profile() { return {}; }
 };
 
 }  // namespace mole

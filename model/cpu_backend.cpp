@@ -3,6 +3,7 @@
 // each step's rows from the file mapping after asking the kernel to prefetch them.
 #include "model/cpu_backend.h"
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -67,8 +68,25 @@ class CpuBackend final : public Backend {
   }
 
   void run_step(const StepGraph& g, const StepInputs& in) override {
-    for (const Op& op : g.ops) run_op(op, in);
+    if (!profiling_) {
+      for (const Op& op : g.ops) run_op(op, in);
+      return;
+    }
+    if (prof_.ops.size() != g.ops.size()) prof_.ops.assign(g.ops.size(), {});
+    for (size_t i = 0; i < g.ops.size(); i++) {
+      auto t0 = std::chrono::steady_clock::now();
+      run_op(g.ops[i], in);
+      OpProfile& p = prof_.ops[i];
+      p.kind = g.ops[i].kind;
+      p.calls++;
+      p.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      p.bytes += op_bytes(g.ops[i], in, weight_elem_bytes(g.ops[i]), lut_ ? dtype_size(lut_->dtype()) : 0);
+    }
+    prof_.steps++;
   }
+
+  void set_profiling(bool on) override { profiling_ = on; }
+  StepProfile profile() override { return prof_; }
 
   void read_back(BufferId buf, size_t first, size_t count, float* dst) override {
     std::memcpy(dst, bufs_.at(size_t(buf)).data.get() + first, count * sizeof(float));
@@ -128,6 +146,12 @@ class CpuBackend final : public Backend {
         break;
       }
     }
+  }
+
+  size_t weight_elem_bytes(const Op& op) const {
+    BufferId w = op.kind == OpKind::Embed ? op.src0 : (op.kind == OpKind::RmsNorm || op.kind == OpKind::MatMul) ? op.src1
+                                                                                                                : -1;
+    return w >= 0 ? dtype_size(bufs_.at(size_t(w)).weight.dtype) : 0;
   }
 
   static int64_t rows_of(const Op& op, const StepInputs& in) {
@@ -202,6 +226,8 @@ class CpuBackend final : public Backend {
   const LutStore* lut_ = nullptr;
   LutPlacement placement_ = LutPlacement::Host;
   std::vector<uint8_t> copy_;  // the whole table, for Device/Host placement of a file-backed table
+  bool profiling_ = false;
+  StepProfile prof_;
 };
 
 }  // namespace

@@ -26,6 +26,7 @@ enum class ShaderDtype : uint32_t { F32 = 0, F16 = 1, BF16 = 2 };
 constexpr uint32_t kDefaultLocalSize = 256;
 constexpr uint32_t kMaxGroups = 65535;         // per dispatch dimension; every shader grid-strides beyond it
 constexpr uint32_t kMatMulRows = 8;            // token rows per matmul workgroup (ROWS in matmul.comp)
+constexpr uint32_t kMatMulLanes = 32;          // threads per output column (LANES in matmul.comp)
 constexpr uint32_t kRouterLutMaxExperts = 64;  // router_lut's shared softmax holds at most this many experts
 
 // Push-constant blocks, one per shader, in declaration order. All members are 32-bit; uint unless float.
@@ -131,8 +132,8 @@ constexpr Groups groups(const EmbedPush& p, uint32_t ls) {
 constexpr Groups groups(const RmsNormPush& p, uint32_t) {
   return {groups_for_items(p.rows)};
 }
-constexpr Groups groups(const MatMulPush& p, uint32_t) {
-  return {groups_for_items(p.N), groups_for_items((p.T + kMatMulRows - 1) / kMatMulRows)};
+constexpr Groups groups(const MatMulPush& p, uint32_t ls) {
+  return {groups_for_elements(p.N, ls / kMatMulLanes), groups_for_items((p.T + kMatMulRows - 1) / kMatMulRows)};
 }
 constexpr Groups groups(const RopePush& p, uint32_t ls) {
   return {groups_for_elements(p.T * p.n * (p.hd / 2), ls)};

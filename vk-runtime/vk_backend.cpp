@@ -28,6 +28,7 @@
 #include "vk-runtime/descriptor.h"
 #include "vk-runtime/loader.h"
 #include "vk-runtime/pipeline.h"
+#include "vk-runtime/query.h"
 #include "vk-runtime/sync.h"
 
 namespace mole::vulkan {
@@ -138,6 +139,20 @@ class VulkanBackend final : public Backend {
   }
 
   void set_lut(const LutStore& lut, LutPlacement placement, int max_step_tokens) override;
+
+  // Profiling records a timestamp after every op into the recorded command buffers (so they are recorded again),
+  // and around each LUT copy on the transfer queue.
+  void set_profiling(bool on) override {
+    if (on == profiling_) return;
+    synchronize();
+    recorded_.clear();
+    profiling_ = on;
+  }
+  StepProfile profile() override {
+    synchronize();
+    collect_profile();
+    return prof_;
+  }
   void stream_lut_rows(const std::vector<int32_t>& ids) override;
   void run_step(const StepGraph& graph, const StepInputs& in) override;
 
@@ -249,6 +264,13 @@ class VulkanBackend final : public Backend {
   BufferId logits_ = kNoBuffer;
   std::map<std::pair<uint32_t, uint32_t>, Recorded> recorded_;
 
+  // Profiling.
+  bool profiling_ = false, profile_pending_ = false;
+  std::optional<TimestampQueryPool> op_ts_, lut_ts_;  // (ops + 1) timestamps per step; 2 around the LUT copy
+  StepInputs profiled_in_;                             // the step whose timestamps are pending
+  StepProfile prof_;
+  void collect_profile();
+
   // LUT.
   const LutStore* lut_ = nullptr;
   LutPlacement placement_ = LutPlacement::Host;
@@ -310,6 +332,11 @@ void VulkanBackend::stream_lut_rows(const std::vector<int32_t>& ids) {
   VkCommandBuffer cb = lut_cb_->handle();
   VK_CHECK(vk().vkResetCommandBuffer(cb, 0));
   lut_cb_->begin(true);
+  if (profiling_) {
+    if (!lut_ts_) lut_ts_ = TimestampQueryPool::create(dev_, 2);
+    lut_ts_->reset(cb);
+    lut_ts_->write(cb, 0);
+  }
   if (placement_ == LutPlacement::Disk) {
     VkBufferCopy region{0, 0, row * ids.size()};
     vk().vkCmdCopyBuffer(cb, lut_staging_->handle(), lut_ring_->handle(), 1, &region);
@@ -320,6 +347,7 @@ void VulkanBackend::stream_lut_rows(const std::vector<int32_t>& ids) {
       vk().vkCmdCopyBuffer(cb, lut_chunks_[size_t(chunk)].handle(), lut_ring_->handle(), 1, &region);
     }
   }
+  if (profiling_) lut_ts_->write(cb, 1);
   lut_cb_->end();
   uint64_t signal = ++lut_value_;
   uint64_t wait = compute_value_;
@@ -475,12 +503,21 @@ Recorded& VulkanBackend::recorded_for(const StepGraph& g, uint32_t T, uint32_t R
     recorded_.clear();
   }
   Recorded r{CommandBuffer::create(dev_, compute_pool_), CommandBuffer::create(dev_, compute_pool_)};
+  if (profiling_ && !op_ts_) op_ts_ = TimestampQueryPool::create(dev_, uint32_t(g.ops.size() + 1));
   r.part_a.begin(false);
   full_barrier(r.part_a.handle());  // orders this step after the previous step's reads and writes
-  for (size_t i = 0; i < split_; i++) record_op(r.part_a.handle(), g.ops[i], plans_[i], T, R);
+  if (profiling_) {
+    op_ts_->reset(r.part_a.handle());
+    op_ts_->write(r.part_a.handle(), 0);
+  }
+  auto record = [&](VkCommandBuffer cb, size_t i) {
+    record_op(cb, g.ops[i], plans_[i], T, R);
+    if (profiling_) op_ts_->write(cb, uint32_t(i + 1));
+  };
+  for (size_t i = 0; i < split_; i++) record(r.part_a.handle(), i);
   r.part_a.end();
   r.part_b.begin(false);
-  for (size_t i = split_; i < g.ops.size(); i++) record_op(r.part_b.handle(), g.ops[i], plans_[i], T, R);
+  for (size_t i = split_; i < g.ops.size(); i++) record(r.part_b.handle(), i);
   // Logits to the host-visible read-back buffer.
   barrier(r.part_b.handle(), VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
           VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_READ_BIT);
@@ -498,10 +535,11 @@ void VulkanBackend::run_step(const StepGraph& g, const StepInputs& in) {
     prepare(g);
   }
   const uint32_t T = uint32_t(in.tokens()), R = uint32_t(in.out_rows.size());
-  if (T == 0 || T > uint32_t(g.max_tokens) || R > uint32_t(g.max_out_rows))
+  if (T == 0 || T > uint32_t(g.max_tokens) || R == 0 || R > uint32_t(g.max_out_rows))
     throw Error("internal: step of " + std::to_string(T) + " tokens outside the graph's limits");
   if (lut_ && lut_rows_streamed_ != int(T)) throw Error("internal: stream_lut_rows() must precede run_step()");
   compute_tl_.wait(compute_value_, kWaitNs);  // the previous step no longer reads the inputs
+  collect_profile();
   std::memcpy(in_ids_->mapped(), in.ids.data(), T * 4);
   std::memcpy(in_slot_->mapped(), in.slot.data(), T * 4);
   std::memcpy(in_pos_->mapped(), in.pos.data(), T * 4);
@@ -535,6 +573,36 @@ void VulkanBackend::run_step(const StepGraph& g, const StepInputs& in) {
   si[1].pSignalSemaphores = &compute_sem;
   VK_CHECK(vk().vkQueueSubmit(dev_.compute_queue(), 2, si, VK_NULL_HANDLE));  // one submit per step
   lut_rows_streamed_ = 0;
+  if (profiling_) {
+    profiled_in_ = in;
+    profile_pending_ = true;
+  }
+}
+
+// Adds the finished step's timestamps to prof_ (call only once that step is complete).
+void VulkanBackend::collect_profile() {
+  if (!profile_pending_ || !graph_) return;
+  profile_pending_ = false;
+  const auto& ops = graph_->ops;
+  std::vector<double> t = op_ts_->read_ns(uint32_t(ops.size() + 1));
+  if (prof_.ops.size() != ops.size()) prof_.ops.assign(ops.size(), {});
+  for (size_t i = 0; i < ops.size(); i++) {
+    OpProfile& p = prof_.ops[i];
+    p.kind = ops[i].kind;
+    p.calls++;
+    if (std::isfinite(t[i + 1] - t[i])) p.seconds += (t[i + 1] - t[i]) * 1e-9;
+    BufferId w = ops[i].kind == OpKind::Embed ? ops[i].src0
+                 : (ops[i].kind == OpKind::RmsNorm || ops[i].kind == OpKind::MatMul) ? ops[i].src1
+                                                                                      : kNoBuffer;
+    size_t wb = w == kNoBuffer ? 0 : dtype_size(bufs_.at(size_t(w)).dtype);
+    p.bytes += op_bytes(ops[i], profiled_in_, wb, lut_ ? dtype_size(lut_->dtype()) : 0);
+  }
+  if (std::isfinite(t[split_] - t[0])) prof_.lut_window_seconds += (t[split_] - t[0]) * 1e-9;
+  if (lut_ts_) {
+    std::vector<double> c = lut_ts_->read_ns(2);
+    if (std::isfinite(c[1] - c[0])) prof_.lut_copy_seconds += (c[1] - c[0]) * 1e-9;
+  }
+  prof_.steps++;
 }
 
 }  // namespace

@@ -1,0 +1,409 @@
+// Per-op parity of the Vulkan backend against the CPU reference, in the style of llama.cpp's test-backend-ops:
+// each case builds a small StepGraph by hand, makes the same buffers on both backends, runs the same steps through
+// the Backend interface and compares every output by NMSE = sum((vulkan - cpu)^2) / sum(cpu^2) with a bound per
+// op: 0 for copies, 1e-12 for elementwise ops and short sums, 1e-10 for long sums (matmul, attention).
+// Validation and synchronization validation are on; any message fails the case. Without a Vulkan device every case
+// says it was skipped.
+#include <doctest/doctest.h>
+
+#ifdef MOLE_HAVE_VULKAN
+
+#include <cmath>
+#include <deque>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "model/cpu_backend.h"
+#include "model/error.h"
+#include "vk-runtime/vk_backend.h"
+
+using namespace mole;
+
+namespace {
+
+constexpr double kExact = 0, kTight = 1e-12, kLongSum = 1e-10;  // NMSE bounds
+constexpr DType kDtypes[] = {DType::F32, DType::F16, DType::BF16};
+
+double nmse(const std::vector<float>& got, const std::vector<float>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); i++) {
+    double d = double(got[i]) - double(ref[i]);
+    num += d * d;
+    den += double(ref[i]) * double(ref[i]);
+  }
+  return den > 0 ? num / den : num;  // a NaN or infinity anywhere fails every bound
+}
+
+std::string str(const char* what, int64_t a) {
+  return std::string(what) + std::to_string(a);
+}
+
+// How many rows of an output a step compares: the step's tokens, its output rows, or the whole buffer (caches).
+enum class Rows { Tokens, OutRows, All };
+
+// The same buffers and steps on the CPU reference and on a Vulkan backend. A case appends ops to `graph`, makes
+// buffers with act()/weight()/lut(), names the outputs to compare with expect(), then runs steps.
+class Harness {
+ public:
+  StepGraph graph;
+  int vocab = 1;      // token ids are drawn from [0, vocab)
+  int rope_half = 0;  // hd/2 of the graph's Rope ops; 0: no RoPE inputs
+
+  // False (with the reason printed) when no Vulkan device can run the case.
+  bool start() {
+    try {
+      vk_ = vulkan::make_vulkan_backend({.device_index = -1, .validation = true});
+    } catch (const Error& e) {
+      MESSAGE("skipped: no usable Vulkan device: " << e.what());
+      return false;
+    }
+    cpu_ = make_cpu_backend();
+    return true;
+  }
+
+  // A float32 buffer of `count` elements. range > 0: filled with uniform values in [-range, range] now, and again
+  // before every step when per_step (step inputs, and destinations that ops update in place).
+  BufferId act(size_t count, float range = 0, bool per_step = false) {
+    BufferId id = same(cpu_->alloc(count, "test"), vk_->alloc(count, "test"));
+    if (range > 0) fill(id, count, range);
+    if (per_step) refills_.push_back({id, count, range});
+    return id;
+  }
+
+  // A weight of the given shape in `dtype`, uniform in [-range, range] (rounded to the dtype on both sides alike).
+  BufferId weight(std::vector<int64_t> shape, DType dtype, float range = 1) {
+    TensorView t = view(std::move(shape), dtype, range);
+    return same(cpu_->upload_weight(t), vk_->upload_weight(t));
+  }
+
+  // A table (V, row_elems) in `dtype` at `placement` on both backends, for steps of up to graph.max_tokens tokens.
+  void lut(int64_t V, int64_t row_elems, DType dtype, LutPlacement placement) {
+    lut_ = LutStore::from_tensor(view({V, row_elems}, dtype, 1), row_elems);
+    cpu_->set_lut(*lut_, placement, graph.max_tokens);
+    vk_->set_lut(*lut_, placement, graph.max_tokens);
+  }
+
+  // Compares `width` elements per row of buf after every step.
+  void expect(BufferId buf, size_t width, Rows rows, double bound, std::string what) {
+    outputs_.push_back({buf, width, rows, bound, std::move(what)});
+  }
+
+  // Default inputs of a T-token step: random ids, slot 0, positions 0..T-1, one output row (row 0), RoPE angles of
+  // random positions. Cases change what they need before step().
+  StepInputs inputs(int T) {
+    StepInputs in;
+    for (int t = 0; t < T; t++) {
+      in.ids.push_back(int32_t(rng_() % uint32_t(vocab)));
+      in.slot.push_back(0);
+      in.pos.push_back(t);
+      float p = float(rng_() % 2048);
+      for (int i = 0; i < rope_half; i++) {
+        float angle = p * std::pow(10000.0f, -float(i) / float(rope_half));
+        in.rope_cos.push_back(std::cos(angle));
+        in.rope_sin.push_back(std::sin(angle));
+      }
+    }
+    in.out_rows = {0};
+    return in;
+  }
+
+  // Runs one step on both backends and compares every expected output.
+  void step(const StepInputs& in) {
+    if (graph.logits == kNoBuffer) {  // the Vulkan backend copies (R, V) logits back every step: give it one float
+      graph.logits = act(1);
+      graph.max_out_rows = 1;
+    }
+    for (const Refill& r : refills_) fill(r.buf, r.count, r.range);
+    for (Backend* b : {cpu_.get(), vk_.get()}) {
+      if (lut_) b->stream_lut_rows(in.ids);
+      b->run_step(graph, in);
+    }
+    const size_t T = size_t(in.tokens()), R = in.out_rows.size();
+    for (const Output& o : outputs_) {
+      size_t n = o.rows == Rows::Tokens ? T * o.width : o.rows == Rows::OutRows ? R * o.width : o.width;
+      std::vector<float> ref(n), got(n);
+      cpu_->read_back(o.buf, 0, n, ref.data());
+      vk_->read_back(o.buf, 0, n, got.data());
+      double e = nmse(got, ref);
+      MESSAGE(o.what << " T=" << T << (o.rows == Rows::OutRows ? str(" R=", int64_t(R)) : "") << ": NMSE " << e);
+      CHECK_MESSAGE(e <= o.bound, o.what << " T=" << T << ": NMSE " << e << " > " << o.bound);
+    }
+  }
+
+  void check_validation() const {
+    INFO(vulkan::validation_log(*vk_));
+    CHECK(vulkan::validation_message_count(*vk_) == 0);
+  }
+
+ private:
+  struct Refill {
+    BufferId buf;
+    size_t count;
+    float range;
+  };
+  struct Output {
+    BufferId buf;
+    size_t width;
+    Rows rows;
+    double bound;
+    std::string what;
+  };
+
+  static BufferId same(BufferId a, BufferId b) {
+    REQUIRE(a == b);  // both backends number buffers in creation order
+    return a;
+  }
+  std::vector<float> random(size_t n, float range) {
+    std::uniform_real_distribution<float> u(-range, range);
+    std::vector<float> v(n);
+    for (float& x : v) x = u(rng_);
+    return v;
+  }
+  void fill(BufferId id, size_t count, float range) {
+    std::vector<float> v = random(count, range);
+    cpu_->write(id, 0, count, v.data());
+    vk_->write(id, 0, count, v.data());
+  }
+  TensorView view(std::vector<int64_t> shape, DType dtype, float range) {
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    std::vector<float> v = random(size_t(n), range);
+    const std::vector<uint8_t>& bytes = bytes_.emplace_back(f32_to_bytes(v.data(), v.size(), dtype));
+    TensorView t;
+    t.name = "test weight";
+    t.dtype = dtype;
+    t.shape = std::move(shape);
+    t.data = bytes.data();
+    t.nbytes = bytes.size();
+    return t;
+  }
+
+  std::mt19937 rng_{20250601};
+  std::deque<std::vector<uint8_t>> bytes_;  // weight and table bytes: the CPU backend keeps views into them
+  std::optional<LutStore> lut_;             // outlives both backends (declared before them)
+  std::unique_ptr<Backend> cpu_, vk_;
+  std::vector<Refill> refills_;
+  std::vector<Output> outputs_;
+};
+
+std::string name(const char* op, DType dt) {
+  return std::string(op) + " " + dtype_name(dt);
+}
+
+}  // namespace
+
+TEST_CASE("vulkan ops: embed") {
+  Harness h;
+  if (!h.start()) return;
+  h.vocab = 67;
+  h.graph.max_tokens = 13;
+  for (DType dt : kDtypes)
+    for (int D : {1, 37, 300}) {
+      BufferId w = h.weight({67, D}, dt), dst = h.act(size_t(13 * D));
+      h.graph.ops.push_back({.kind = OpKind::Embed, .dst = dst, .src0 = w, .n = D});
+      h.expect(dst, size_t(D), Rows::Tokens, kExact, name("embed", dt) + str(" D=", D));
+    }
+  for (int T : {1, 13}) h.step(h.inputs(T));
+  h.check_validation();
+}
+
+TEST_CASE("vulkan ops: rmsnorm") {
+  Harness h;
+  if (!h.start()) return;
+  h.graph.max_tokens = 11;
+  for (DType dt : kDtypes)
+    for (int D : {1, 37, 256, 2053})
+      for (bool in_place : {false, true}) {
+        BufferId src = h.act(size_t(11 * D), 3, true), w = h.weight({D}, dt, 2);
+        BufferId dst = in_place ? src : h.act(size_t(11 * D));
+        float eps = in_place ? 1e-6f : 1e-5f;
+        h.graph.ops.push_back({.kind = OpKind::RmsNorm, .dst = dst, .src0 = src, .src1 = w, .n = D, .eps = eps});
+        h.expect(dst, size_t(D), Rows::Tokens, kTight,
+                 name("rmsnorm", dt) + str(" D=", D) + (in_place ? " in place" : ""));
+      }
+  for (int T : {1, 11}) h.step(h.inputs(T));
+  h.check_validation();
+}
+
+TEST_CASE("vulkan ops: matmul") {
+  Harness h;
+  if (!h.start()) return;
+  h.graph.max_tokens = 33;
+  struct Shape {
+    int K, N;
+  };
+  for (Shape s : {Shape{77, 13}, Shape{1, 3}, Shape{64, 5000}, Shape{1030, 31}, Shape{300, 129}}) {
+    BufferId x = h.act(size_t(33 * s.K), 1, true);
+    for (DType dt : kDtypes) {
+      BufferId w = h.weight({s.N, s.K}, dt, 1.0f / std::sqrt(float(s.K)));
+      for (bool acc : {false, true}) {
+        BufferId y = acc ? h.act(size_t(33 * s.N), 1, true) : h.act(size_t(33 * s.N));
+        h.graph.ops.push_back(
+            {.kind = OpKind::MatMul, .dst = y, .src0 = x, .src1 = w, .n = s.N, .k = s.K, .accumulate = acc});
+        h.expect(y, size_t(s.N), Rows::Tokens, kLongSum,
+                 name("matmul", dt) + str(" K=", s.K) + str(" N=", s.N) + (acc ? " accumulate" : ""));
+      }
+    }
+  }
+  for (int T : {1, 3, 9, 33}) h.step(h.inputs(T));
+  h.check_validation();
+}
+
+TEST_CASE("vulkan ops: rope") {
+  for (int hd : {16, 64}) {
+    Harness h;
+    if (!h.start()) return;
+    h.graph.max_tokens = 10;
+    h.rope_half = hd / 2;
+    for (int heads : {1, 3, 8}) {
+      BufferId x = h.act(size_t(10 * heads * hd), 2, true);
+      h.graph.ops.push_back({.kind = OpKind::Rope, .dst = x, .n = heads, .k = hd});
+      h.expect(x, size_t(heads * hd), Rows::Tokens, kTight, str("rope hd=", hd) + str(" heads=", heads));
+    }
+    for (int T : {1, 10}) h.step(h.inputs(T));
+    h.check_validation();
+  }
+}
+
+TEST_CASE("vulkan ops: kv_store + attention") {
+  struct Config {
+    const char* name;
+    int H, KVH, hd, ctx;
+  };
+  const int B = 3;  // slots
+  for (Config c : {Config{"MHA", 4, 4, 64, 301}, Config{"GQA", 8, 2, 20, 333}, Config{"MQA", 6, 1, 128, 300}}) {
+    Harness h;
+    if (!h.start()) return;
+    h.graph.max_tokens = 19;
+    const size_t q_width = size_t(c.H * c.hd), kv_width = size_t(c.KVH * c.hd), rows = size_t(B * c.ctx);
+    BufferId q = h.act(19 * q_width, 3, true), k = h.act(19 * kv_width, 1, true), v = h.act(19 * kv_width, 1, true);
+    // The caches start out random: rows no step stores stand for earlier tokens.
+    BufferId kc = h.act(rows * kv_width, 1), vc = h.act(rows * kv_width, 1), out = h.act(19 * q_width);
+    const int kvn = int(kv_width);
+    h.graph.ops = {{.kind = OpKind::KvStore, .dst = kc, .src0 = k, .n = kvn, .ctx = c.ctx},
+                   {.kind = OpKind::KvStore, .dst = vc, .src0 = v, .n = kvn, .ctx = c.ctx},
+                   {.kind = OpKind::Attention,
+                    .dst = out,
+                    .src0 = q,
+                    .src1 = kc,
+                    .src2 = vc,
+                    .n = c.H,
+                    .k = c.hd,
+                    .kv_heads = c.KVH,
+                    .ctx = c.ctx}};
+    std::string what =
+        std::string(c.name) + str(" H=", c.H) + str(" KVH=", c.KVH) + str(" hd=", c.hd) + str(" ctx=", c.ctx);
+    h.expect(kc, rows * kv_width, Rows::All, kExact, "kv_store K cache " + what);
+    h.expect(vc, rows * kv_width, Rows::All, kExact, "kv_store V cache " + what);
+    h.expect(out, q_width, Rows::Tokens, kLongSum, "attention " + what);
+    // (slot, first position, count) runs of one step. Positions 255..258 cross attention's 256-key chunk edge.
+    struct Run {
+      int slot, pos, count;
+    };
+    auto step = [&](std::vector<Run> runs) {
+      StepInputs in = h.inputs(0);
+      for (Run r : runs)
+        for (int i = 0; i < r.count; i++) {
+          in.ids.push_back(0);
+          in.slot.push_back(r.slot);
+          in.pos.push_back(r.pos + i);
+        }
+      h.step(in);
+    };
+    step({{0, 280, 10}, {1, 0, 5}, {2, 255, 4}});  // prefill chunks of three sequences
+    step({{0, c.ctx - 1, 1}});                     // decode at the last cache row
+    step({{2, 259, 1}, {1, 5, 1}, {0, 290, 1}});   // batched decode, slots out of order
+    h.check_validation();
+  }
+}
+
+TEST_CASE("vulkan ops: gelu") {
+  Harness h;
+  if (!h.start()) return;
+  h.graph.max_tokens = 9;
+  for (int n : {1, 37, 1000}) {
+    BufferId x = h.act(size_t(9 * n), 6, true);
+    h.graph.ops.push_back({.kind = OpKind::Gelu, .dst = x, .n = n});
+    h.expect(x, size_t(n), Rows::Tokens, kTight, str("gelu n=", n));
+  }
+  for (int T : {1, 9}) h.step(h.inputs(T));
+  h.check_validation();
+}
+
+TEST_CASE("vulkan ops: add") {
+  Harness h;
+  if (!h.start()) return;
+  h.graph.max_tokens = 10;
+  for (int n : {1, 37, 4096}) {
+    BufferId dst = h.act(size_t(10 * n), 2, true), src = h.act(size_t(10 * n), 2, true);
+    h.graph.ops.push_back({.kind = OpKind::Add, .dst = dst, .src0 = src, .n = n});
+    h.expect(dst, size_t(n), Rows::Tokens, kTight, str("add n=", n));
+  }
+  for (int T : {1, 10}) h.step(h.inputs(T));
+  h.check_validation();
+}
+
+TEST_CASE("vulkan ops: router_lut") {
+  const int L = 2, D = 37, V = 40;  // L*E*D even: 16-bit rows are whole 32-bit words
+  for (int E : {1, 3, 16, 64})
+    for (DType dt : kDtypes)
+      for (LutPlacement p : {LutPlacement::Device, LutPlacement::Host, LutPlacement::Disk}) {
+        Harness h;
+        if (!h.start()) return;
+        h.vocab = V;
+        h.graph.max_tokens = 12;
+        h.lut(V, int64_t(L) * E * D, dt, p);
+        for (int layer = 0; layer < L; layer++) {
+          BufferId logits = h.act(size_t(12 * E), 4, true), dst = h.act(size_t(12 * D), 1, true);
+          h.graph.ops.push_back(
+              {.kind = OpKind::RouterLut, .dst = dst, .src0 = logits, .n = E, .k = D, .layer = layer});
+          h.expect(dst, size_t(D), Rows::Tokens, kTight,
+                   name("router_lut", dt) + str(" E=", E) + str(" layer=", layer) + " lut " + placement_name(p));
+        }
+        for (int T : {1, 12}) h.step(h.inputs(T));  // 12 ids from 40: repeated rows are likely
+        h.check_validation();
+      }
+}
+
+TEST_CASE("vulkan ops: gather, then rmsnorm and matmul on the output rows into the logits") {
+  Harness h;
+  if (!h.start()) return;
+  const int D = 37, V = 301, R = 4;
+  h.graph.max_tokens = 12;
+  h.graph.max_out_rows = R;
+  BufferId x = h.act(size_t(12 * D), 2, true), wide = h.act(12 * 300, 2, true);
+  BufferId g = h.act(size_t(R * D)), g_wide = h.act(size_t(R * 300)), normed = h.act(size_t(R * D));
+  BufferId norm_w = h.weight({D}, DType::F16, 2), head = h.weight({V, D}, DType::BF16);
+  h.graph.logits = h.act(size_t(R * V));
+  h.graph.ops = {
+      {.kind = OpKind::Gather, .dst = g, .src0 = x, .n = D},
+      {.kind = OpKind::Gather, .dst = g_wide, .src0 = wide, .n = 300},
+      {.kind = OpKind::RmsNorm, .dst = normed, .src0 = g, .src1 = norm_w, .n = D, .eps = 1e-5f, .on_out_rows = true},
+      {.kind = OpKind::MatMul,
+       .dst = h.graph.logits,
+       .src0 = normed,
+       .src1 = head,
+       .n = V,
+       .k = D,
+       .on_out_rows = true}};
+  h.expect(g, D, Rows::OutRows, kExact, str("gather n=", D));
+  h.expect(g_wide, 300, Rows::OutRows, kExact, "gather n=300");
+  h.expect(normed, D, Rows::OutRows, kTight, "rmsnorm F16 on output rows D=37");
+  h.expect(h.graph.logits, V, Rows::OutRows, kLongSum, "matmul BF16 on output rows into the logits K=37 N=301");
+  for (auto [T, rows] : std::vector<std::pair<int, std::vector<int32_t>>>{{1, {0}}, {12, {11}}, {12, {11, 0, 5, 5}}}) {
+    StepInputs in = h.inputs(T);
+    in.out_rows = rows;
+    h.step(in);
+  }
+  h.check_validation();
+}
+
+#else
+
+TEST_CASE("vulkan ops: not built") {
+  MESSAGE("skipped: this build has no Vulkan backend (Vulkan headers or glslang missing)");
+}
+
+#endif
