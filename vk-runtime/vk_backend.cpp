@@ -42,6 +42,14 @@ constexpr size_t kMaxRecorded = 16;                        // recorded step shap
 uint32_t dtype_code(DType d) { return d == DType::F32 ? 0u : d == DType::F16 ? 1u : 2u; }
 constexpr uint32_t kLocalSize = kDefaultLocalSize;
 
+// Writes a step input array into its persistently mapped buffer (nothing for an empty one: no null memcpy).
+template <typename T>
+void copy_in(const Buffer& dst, const std::vector<T>& src) {
+  if (src.empty()) return;
+  if (src.size() * sizeof(T) > dst.size()) throw Error("internal: step input larger than its buffer");
+  std::memcpy(dst.mapped(), src.data(), src.size() * sizeof(T));
+}
+
 struct Buf {
   Buffer buffer;
   DType dtype = DType::F32;  // weights: the stored dtype; activations: F32
@@ -540,12 +548,12 @@ void VulkanBackend::run_step(const StepGraph& g, const StepInputs& in) {
   if (lut_ && lut_rows_streamed_ != int(T)) throw Error("internal: stream_lut_rows() must precede run_step()");
   compute_tl_.wait(compute_value_, kWaitNs);  // the previous step no longer reads the inputs
   collect_profile();
-  std::memcpy(in_ids_->mapped(), in.ids.data(), T * 4);
-  std::memcpy(in_slot_->mapped(), in.slot.data(), T * 4);
-  std::memcpy(in_pos_->mapped(), in.pos.data(), T * 4);
-  std::memcpy(in_cos_->mapped(), in.rope_cos.data(), in.rope_cos.size() * 4);
-  std::memcpy(in_sin_->mapped(), in.rope_sin.data(), in.rope_sin.size() * 4);
-  std::memcpy(in_rows_->mapped(), in.out_rows.data(), R * 4);
+  copy_in(*in_ids_, in.ids);
+  copy_in(*in_slot_, in.slot);
+  copy_in(*in_pos_, in.pos);
+  copy_in(*in_cos_, in.rope_cos);  // empty for a graph without RoPE
+  copy_in(*in_sin_, in.rope_sin);
+  copy_in(*in_rows_, in.out_rows);
 
   Recorded& rec = recorded_for(g, T, R);
   const uint64_t done = ++compute_value_;
