@@ -143,6 +143,9 @@ void print_profile(const StepProfile& p, const std::string& backend) {
                  total > 0 ? 100.0 * r.seconds / total : 0.0, mb, r.seconds > 0 ? double(r.bytes) / r.seconds / 1e9 : 0);
   }
   std::fprintf(stderr, "%-12s %8s %11.3f\n", "total", "", 1e3 * total / p.steps);
+  if (p.replayed_steps > 0)
+    std::fprintf(stderr, "host launch  %.1f us per replayed step (inputs written + %.1f queue submits)\n",
+                 1e6 * p.host_launch_seconds / p.replayed_steps, double(p.submits) / p.replayed_steps);
   if (p.lut_copy_seconds > 0) {
     double copy = p.lut_copy_seconds / p.steps, window = p.lut_window_seconds / p.steps;
     std::fprintf(stderr,

@@ -83,6 +83,9 @@ struct StepProfile {
   int steps = 0;
   double lut_copy_seconds = 0;    // rows moved to where RouterLut reads them (transfer queue time on a GPU)
   double lut_window_seconds = 0;  // compute time before the first LUT sum, which the copy can hide behind
+  int replayed_steps = 0;         // steps that replayed recorded commands (GPU backends)
+  double host_launch_seconds = 0;  // host time to launch those steps: inputs written, submitted
+  int submits = 0;                 // queue submissions made by those steps
 };
 // The least memory traffic of one op on one step: weights once, activations in and out, KV rows read.
 uint64_t op_bytes(const Op& op, const StepInputs& in, size_t weight_elem_bytes, size_t lut_elem_bytes);

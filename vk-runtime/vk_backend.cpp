@@ -13,6 +13,7 @@
 #include "vk-runtime/vk_backend.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -548,6 +549,8 @@ void VulkanBackend::run_step(const StepGraph& g, const StepInputs& in) {
   if (lut_ && lut_rows_streamed_ != int(T)) throw Error("internal: stream_lut_rows() must precede run_step()");
   compute_tl_.wait(compute_value_, kWaitNs);  // the previous step no longer reads the inputs
   collect_profile();
+  const auto launch_start = std::chrono::steady_clock::now();
+  const bool replay = recorded_.count({T, R}) != 0;
   copy_in(*in_ids_, in.ids);
   copy_in(*in_slot_, in.slot);
   copy_in(*in_pos_, in.pos);
@@ -581,6 +584,12 @@ void VulkanBackend::run_step(const StepGraph& g, const StepInputs& in) {
   si[1].pSignalSemaphores = &compute_sem;
   VK_CHECK(vk().vkQueueSubmit(dev_.compute_queue(), 2, si, VK_NULL_HANDLE));  // one submit per step
   lut_rows_streamed_ = 0;
+  if (profiling_ && replay) {
+    prof_.replayed_steps++;
+    prof_.submits++;
+    prof_.host_launch_seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - launch_start).count();
+  }
   if (profiling_) {
     profiled_in_ = in;
     profile_pending_ = true;
