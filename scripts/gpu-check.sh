@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# One call on a GPU machine (the device tool): Vulkan loader from carried .debs, parity tests against the CPU
+# reference with validation, then side-by-side benchmarks and a per-op profile. Build here first (scripts/setup.sh),
+# then run it there with `carry: [build, .gl]`; results land in $OUT (or the folder given).
+#   Carried packages, fetched once here into the ignored .gl/ (see ../.library/device/README.md):
+#   libvulkan1 vulkan-validationlayers (and their libegl/libgl deps as that README lists).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-${OUT:-/tmp/mole-gpu}}"
+mkdir -p "$out"
+if ls .gl/*.deb > /dev/null 2>&1; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+fi
+nvidia_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$nvidia_icd" ]; then export VK_DRIVER_FILES="$nvidia_icd"; fi
+
+{ date -u; git rev-parse --short HEAD 2>/dev/null; nvidia-smi --query-gpu=name,driver_version --format=csv 2>/dev/null
+  build/mole devices; } 2>&1 | tee "$out/devices.txt"
+
+echo "== Vulkan parity tests (validation on) =="
+build/mole_tests --test-case='vulkan*,vk-runtime*' 2>&1 | tee "$out/tests.txt" | tail -4
+
+echo "== benchmarks =="
+models=/tmp/mole-gpu-models
+mkdir -p "$models"
+[ -d "$models/m160" ] || build/mole synth --preset mole-160m-4e -o "$models/m160" -q
+[ -d "$models/d160" ] || build/mole synth --preset dense-160m -o "$models/d160" -q
+build/mole bench -m "$models/m160" --backend vulkan --placements device,host,disk --prompt-tokens 128 -n 256 \
+  2>&1 | tee "$out/bench-mole-160m-4e.txt"
+build/mole bench -m "$models/d160" --backend vulkan --placements device --prompt-tokens 128 -n 256 \
+  2>&1 | tee "$out/bench-dense-160m.txt"
+build/mole run -m "$models/m160" --backend vulkan --lut host --prompt-ids 1,2,3,4,5,6,7,8 -n 128 --temp 0 \
+  --ignore-eos --profile -q 2>&1 | tail -20 | tee "$out/profile-mole-160m-4e.txt"
