@@ -221,6 +221,9 @@ int main(int argc, char** argv) {
   c_conv->add_option("-o,--output", cv.out, "Output directory (must not exist, or be empty)")->required();
   c_conv->add_option("--dtype", cv.dtype, "Table precision: f32, f16 or bf16")->capture_default_str()
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
+  c_conv->add_option("--backend", cv.backend, "Where the experts are evaluated: cpu, vulkan or auto")
+      ->capture_default_str();
+  c_conv->add_option("--device", cv.device, "GPU index from `mole devices`");
   c_conv->add_option("-t,--threads", cv.threads, "CPU threads (default: one per core)");
   c_conv->add_flag("-q,--quiet", cv.quiet, "No progress bar");
 

@@ -87,6 +87,12 @@ int cmd_convert(ConvertArgs& a) {
   ConvertOptions o;
   o.table_dtype = parse_dtype_flag(a.dtype, "--dtype");
   o.progress = !a.quiet;
+  if (a.backend != "cpu") {
+    make_backend(a.backend, a.device).reset();  // an unusable --backend fails before any work
+    o.rows = [&](const Config& cfg, const Weights& w) -> std::unique_ptr<LutRowSource> {
+      return std::make_unique<OwnedBackendLutRows>(cfg, w, make_backend(a.backend, a.device));
+    };
+  }
   auto t0 = std::chrono::steady_clock::now();
   convert_checkpoint(a.in, a.out, o);
   if (!a.quiet)

@@ -18,7 +18,8 @@ struct TokenizeArgs {
   bool json = false;
 };
 struct ConvertArgs {
-  std::string in, out, dtype = "f16";
+  std::string in, out, dtype = "f16", backend = "cpu";
+  int device = -1;
   int threads = 0;
   bool quiet = false;
 };

@@ -9,6 +9,7 @@
 #include <map>
 
 #include "model/error.h"
+#include "model/reparam.h"
 #include "model/parallel.h"
 
 namespace mole::app {
@@ -17,6 +18,9 @@ std::string default_model_dir() {
   if (const char* env = std::getenv("MOLE_MODEL"); env && *env) return env;
   return MOLE_DEFAULT_MODEL;
 }
+
+OwnedBackendLutRows::OwnedBackendLutRows(const Config& cfg, const Weights& w, std::unique_ptr<Backend> backend)
+    : backend_(std::move(backend)), rows_(std::make_unique<BackendLutRows>(cfg, w, *backend_)) {}
 
 void add_run_flags(CLI::App& cmd, RunFlags& f) {
   cmd.add_option("-m,--model", f.model,
@@ -102,7 +106,18 @@ std::unique_ptr<LoadedModel> load_model(const RunFlags& f, bool need_tokenizer) 
     if (*placement == LutPlacement::Disk)
       throw Error(m->dir + ": a training-form checkpoint has no table on disk; run `mole convert -m " + m->dir +
                   " -o OUT` once and use OUT, or choose --lut host");
-    m->lut = LutStore::compute(m->cfg, m->weights, parse_dtype_flag(f.lut_dtype, "--lut-dtype"), !f.quiet);
+    DType dt = parse_dtype_flag(f.lut_dtype, "--lut-dtype");
+    if (m->backend->info().runs_on_cpu) {
+      m->lut = LutStore::compute(m->cfg, m->weights, dt, !f.quiet);
+    } else {
+      // On a GPU the table is computed there, on a backend of its own, freed before the run's backend is made.
+      m->backend.reset();
+      {
+        OwnedBackendLutRows rows(m->cfg, m->weights, make_backend(f.backend, f.device));
+        m->lut = LutStore::compute(m->cfg, m->weights, dt, !f.quiet, &rows);
+      }
+      m->backend = make_backend(f.backend, f.device);
+    }
   }
   if (need_tokenizer || std::filesystem::exists(m->dir + "/tokenizer.json")) m->tokenizer = load_tokenizer_for(m->dir);
   EngineOptions eo;

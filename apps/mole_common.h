@@ -44,6 +44,17 @@ struct RunFlags {
 };
 
 std::string default_model_dir();
+// Table rows computed on a backend of its own (a backend runs one graph), for convert and training-form loads.
+class OwnedBackendLutRows final : public LutRowSource {
+ public:
+  OwnedBackendLutRows(const Config& cfg, const Weights& w, std::unique_ptr<Backend> backend);
+  int64_t block() const override { return rows_->block(); }
+  void rows(int64_t first, int64_t count, float* out) override { rows_->rows(first, count, out); }
+
+ private:
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<LutRowSource> rows_;
+};
 // Loads config, weights (mmap), the table (computed for a training-form checkpoint), the tokenizer when the
 // directory has one (required if need_tokenizer), the backend and the engine.
 std::unique_ptr<LoadedModel> load_model(const RunFlags& f, bool need_tokenizer);

@@ -96,6 +96,7 @@ struct BackendInfo {
   uint64_t device_memory = 0;  // bytes usable for weights, table and activations; 0 if unknown
   // What --lut auto means here for a table that is in a file (a computed table always starts in host memory).
   LutPlacement preferred_lut = LutPlacement::Host;
+  bool runs_on_cpu = false;  // the CPU reference, or a CPU Vulkan driver (lavapipe): host loops are as fast or faster
 };
 
 class Backend {

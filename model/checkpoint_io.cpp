@@ -109,7 +109,9 @@ void convert_checkpoint(const std::string& in_dir, const std::string& out_dir, c
     const TensorView* t = w.tensors.find(e.name);
     writer.write(t->data, t->nbytes);
   }
-  const int64_t block = 64;
+  std::unique_ptr<LutRowSource> source =
+      opt.rows ? opt.rows(cfg, w) : std::unique_ptr<LutRowSource>(new CpuLutRows(cfg, w));
+  const int64_t block = source->block();
   std::vector<float> rows(size_t(block * row));
   std::vector<uint8_t> bytes(size_t(block * row) * dtype_size(opt.table_dtype));
   Progress bar("reparameterizing " + std::to_string(cfg.num_layers) + "x" + std::to_string(cfg.num_experts) +
@@ -118,7 +120,7 @@ void convert_checkpoint(const std::string& in_dir, const std::string& out_dir, c
   for (int64_t r0 = 0; r0 < V; r0 += block) {
     throw_if_interrupted();
     int64_t n = std::min(block, V - r0);
-    compute_lut_rows(cfg, w, r0, n, rows.data());
+    source->rows(r0, n, rows.data());
     f32_to_bytes(rows.data(), size_t(n * row), opt.table_dtype, bytes.data());
     writer.write(bytes.data(), size_t(n * row) * dtype_size(opt.table_dtype));
     bar.add(n);

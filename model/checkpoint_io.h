@@ -4,8 +4,11 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <functional>
+#include <memory>
 #include <string>
 
+#include "model/lut.h"
 #include "model/safetensors.h"
 #include "model/weights.h"
 
@@ -14,6 +17,8 @@ namespace mole {
 struct ConvertOptions {
   DType table_dtype = DType::F16;
   bool progress = true;
+  // Makes the source of table rows once the checkpoint is loaded (null: the CPU). The source may hold a backend.
+  std::function<std::unique_ptr<LutRowSource>(const Config&, const Weights&)> rows;
 };
 // Throws mole::Error if IN is not a training-form MoLE checkpoint or OUT exists and is not empty.
 void convert_checkpoint(const std::string& in_dir, const std::string& out_dir, const ConvertOptions& opt);

@@ -23,7 +23,7 @@ class CpuBackend final : public Backend {
  public:
   BackendInfo info() const override {
     // For the CPU the page cache already is host memory: reading rows from the mapping costs no copy of the table.
-    return {"cpu", "CPU reference (float32), " + std::to_string(num_threads()) + " threads", 0, LutPlacement::Disk};
+    return {"cpu", "CPU reference (float32), " + std::to_string(num_threads()) + " threads", 0, LutPlacement::Disk, true};
   }
 
   BufferId upload_weight(const TensorView& t) override {

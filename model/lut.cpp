@@ -55,8 +55,10 @@ void compute_lut_rows(const Config& c, const Weights& w, int64_t first, int64_t 
   }
 }
 
-LutStore LutStore::compute(const Config& c, const Weights& w, DType dtype, bool progress) {
+LutStore LutStore::compute(const Config& c, const Weights& w, DType dtype, bool progress, LutRowSource* source) {
   if (w.form != Form::Train) throw Error("internal: LutStore::compute needs a training-form checkpoint");
+  CpuLutRows cpu(c, w);
+  if (!source) source = &cpu;
   LutStore s;
   s.dtype_ = dtype;
   s.rows_ = c.vocab_size;
@@ -68,13 +70,13 @@ LutStore LutStore::compute(const Config& c, const Weights& w, DType dtype, bool 
                 " MiB in " + dtype_name(dtype) + "); run `mole convert` once and use --lut disk");
   }
   s.data_ = s.owned_.data();
-  const int64_t block = 64;  // rows per matmul: large enough to reuse each converted weight row
+  const int64_t block = source->block();
   std::vector<float> buf(size_t(block * s.row_elems_));
   Progress bar("computing lookup table", s.rows_, "rows", progress);
   for (int64_t r0 = 0; r0 < s.rows_; r0 += block) {
     throw_if_interrupted();
     int64_t n = std::min(block, s.rows_ - r0);
-    compute_lut_rows(c, w, r0, n, buf.data());
+    source->rows(r0, n, buf.data());
     f32_to_bytes(buf.data(), size_t(n * s.row_elems_), dtype, s.owned_.data() + size_t(r0) * s.row_bytes());
     bar.add(n);
   }

@@ -23,12 +23,16 @@ enum class LutPlacement { Device, Host, Disk };
 std::optional<LutPlacement> parse_lut_placement(std::string_view s);
 const char* placement_name(LutPlacement p);
 
+class LutRowSource;
+
 class LutStore {
  public:
   // Inference form: a view into the checkpoint's model.moe_table.weight (no copy; rows come from the mmap).
   static LutStore from_tensor(const TensorView& table, int64_t row_elems);
-  // Training form: evaluates every expert on every vocabulary row (reparameterization) into owned memory.
-  static LutStore compute(const Config& cfg, const Weights& w, DType dtype, bool progress);
+  // Training form: evaluates every expert on every vocabulary row (reparameterization) into owned memory, on the
+  // CPU or, given a source, wherever it computes.
+  static LutStore compute(const Config& cfg, const Weights& w, DType dtype, bool progress,
+                          LutRowSource* source = nullptr);
 
   DType dtype() const { return dtype_; }
   int64_t rows() const { return rows_; }            // V
@@ -52,5 +56,26 @@ class LutStore {
 // Reparameterization for rows [first, first+count): out (count, L, E, D) float32, where
 // out[r][l][e] = down_e(gelu(up_e(expert_layernorm_l(embed[first + r])))) with layer l's expert e.
 void compute_lut_rows(const Config& cfg, const Weights& w, int64_t first, int64_t count, float* out);
+
+// Where table rows are computed: the CPU loops above, or a compute backend (model/reparam.h).
+class LutRowSource {
+ public:
+  virtual ~LutRowSource() = default;
+  virtual int64_t block() const = 0;  // most rows per call
+  // out (count, L, E, D) float32, count <= block(), as compute_lut_rows() defines them.
+  virtual void rows(int64_t first, int64_t count, float* out) = 0;
+};
+
+class CpuLutRows final : public LutRowSource {
+ public:
+  CpuLutRows(const Config& cfg, const Weights& w) : cfg_(cfg), w_(w) {}
+  // 64 rows per call: enough to reuse each converted weight row, little memory.
+  int64_t block() const override { return 64; }
+  void rows(int64_t first, int64_t count, float* out) override { compute_lut_rows(cfg_, w_, first, count, out); }
+
+ private:
+  const Config& cfg_;
+  const Weights& w_;
+};
 
 }  // namespace mole

@@ -11,6 +11,7 @@
 #include "model/cpu_backend.h"
 #include "model/error.h"
 #include "model/forward.h"
+#include "model/reparam.h"
 #include "model/sampling.h"
 #include "tests/test_helpers.h"
 #include "vk-runtime/vk_backend.h"
@@ -156,6 +157,28 @@ TEST_CASE("vulkan: the three LUT placements give identical logits") {
     for (size_t t = 0; t < rows.size(); t++) CHECK(rows[t] == first[t]);
     check_no_validation_messages(*vkb);
   }
+}
+
+TEST_CASE("vulkan: reparameterization on the GPU gives the CPU's table rows") {
+  test::TempDir tmp;
+  auto vkb = vulkan_or_skip();
+  if (!vkb) return;
+  Model m(test::synth(tmp, "m", Form::Train,
+                      {{"vocab_size", 301}, {"hidden_size", 36}, {"num_attention_heads", 3}, {"num_key_value_heads", 1},
+                       {"intermediate_size", 77}, {"num_experts", 3}},
+                      DType::BF16));
+  BackendLutRows gpu(m.cfg, m.w, *vkb, 128);
+  const int64_t row = m.cfg.lut_row_elems();
+  std::vector<float> want(size_t(128 * row)), got(size_t(128 * row));
+  for (int64_t first : {int64_t(0), int64_t(128), int64_t(256)}) {
+    int64_t n = std::min<int64_t>(128, m.cfg.vocab_size - first);
+    want.resize(size_t(n * row));
+    got.resize(size_t(n * row));
+    compute_lut_rows(m.cfg, m.w, first, n, want.data());
+    gpu.rows(first, n, got.data());
+    CHECK(rel_l2(got, want) < 1e-5);
+  }
+  check_no_validation_messages(*vkb);
 }
 
 #else

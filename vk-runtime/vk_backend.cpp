@@ -87,7 +87,8 @@ class VulkanBackend final : public Backend {
     uint64_t mem = 0;
     for (const auto& h : ctx_->info.heaps)
       if (h.flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) mem = std::max<uint64_t>(mem, h.size);
-    return {"vulkan", ctx_->info.name + " (" + ctx_->info.driver_name + ")", mem, LutPlacement::Host};
+    return {"vulkan", ctx_->info.name + " (" + ctx_->info.driver_name + ")", mem, LutPlacement::Host,
+            ctx_->info.type == VK_PHYSICAL_DEVICE_TYPE_CPU};
   }
 
   const Instance& instance() const { return ctx_->instance; }
