@@ -12,7 +12,9 @@ echo "== tests (Release build) =="
 ctest --test-dir build --output-on-failure -j "$jobs"
 
 echo "== tests under AddressSanitizer + UndefinedBehaviorSanitizer =="
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOLE_SANITIZE=ON > /dev/null
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOLE_SANITIZE=ON \
+  -DMOLE_DEFAULT_MODEL_DIR="$(build/mole info --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["model"])')" \
+  > /dev/null
 cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs" -R '^(unit|vulkan|cli)$'
