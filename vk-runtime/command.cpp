@@ -84,13 +84,18 @@ void CommandBuffer::reset() {
   VK_CHECK(vk().vkResetCommandBuffer(cb_, 0));
 }
 
-void CommandBuffer::barrier(VkPipelineStageFlags src_stage, VkAccessFlags src_access, VkPipelineStageFlags dst_stage,
-                            VkAccessFlags dst_access) {
+void memory_barrier(VkCommandBuffer cb, VkPipelineStageFlags src_stage, VkAccessFlags src_access,
+                    VkPipelineStageFlags dst_stage, VkAccessFlags dst_access) {
   VkMemoryBarrier mb{};
   mb.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER;
   mb.srcAccessMask = src_access;
   mb.dstAccessMask = dst_access;
-  vk().vkCmdPipelineBarrier(cb_, src_stage, dst_stage, 0, 1, &mb, 0, nullptr, 0, nullptr);
+  vk().vkCmdPipelineBarrier(cb, src_stage, dst_stage, 0, 1, &mb, 0, nullptr, 0, nullptr);
+}
+
+void CommandBuffer::barrier(VkPipelineStageFlags src_stage, VkAccessFlags src_access, VkPipelineStageFlags dst_stage,
+                            VkAccessFlags dst_access) {
+  memory_barrier(cb_, src_stage, src_access, dst_stage, dst_access);
 }
 
 void submit(const Device& device, QueueRole role, VkCommandBuffer cb, const std::vector<SemaphorePoint>& waits,

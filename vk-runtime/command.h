@@ -68,6 +68,10 @@ class CommandBuffer {
   VkCommandBuffer cb_ = VK_NULL_HANDLE;
 };
 
+// Records a global memory barrier into any command buffer (what CommandBuffer::barrier() does for its own).
+void memory_barrier(VkCommandBuffer cb, VkPipelineStageFlags src_stage, VkAccessFlags src_access,
+                    VkPipelineStageFlags dst_stage, VkAccessFlags dst_access);
+
 // A timeline-semaphore value to wait for or signal in a submission. `stage`: for waits, the stages that wait
 // (e.g. COMPUTE_SHADER for a dispatch reading what a copy wrote); ignored for signals.
 struct SemaphorePoint {
