@@ -8,8 +8,8 @@
 #include <iostream>
 #include <sstream>
 
-#include "apps/mole_common.h"
 #include "apps/mole_commands.h"
+#include "apps/mole_common.h"
 #include "model/checkpoint_io.h"
 #include "model/error.h"
 #include "model/generate.h"
@@ -153,10 +153,10 @@ int cmd_run(RunArgs& a) {
     std::printf("\n");
     if (!a.f.quiet)
       std::fprintf(stderr,
-                 "\n[%s | lut %s] load %.2fs | prompt %d tokens, %.1f tokens/s | generated %zu tokens, %.1f tokens/s "
-                 "| stop: %s\n",
-                 m->backend->info().name.c_str(), placement_name(m->placement), m->load_seconds, r.prompt_tokens,
-                 r.prefill_tokens_per_s(), r.tokens.size(), r.decode_tokens_per_s(), r.stop_reason.c_str());
+                   "\n[%s | lut %s] load %.2fs | prompt %d tokens, %.1f tokens/s | generated %zu tokens, %.1f tokens/s "
+                   "| stop: %s\n",
+                   m->backend->info().name.c_str(), placement_name(m->placement), m->load_seconds, r.prompt_tokens,
+                   r.prefill_tokens_per_s(), r.tokens.size(), r.decode_tokens_per_s(), r.stop_reason.c_str());
   }
   return 0;
 }
@@ -164,10 +164,12 @@ int cmd_run(RunArgs& a) {
 void add_sampling_flags(CLI::App* c, RunArgs& a) {
   c->add_option("--temp", a.sp.temperature, "Temperature; 0 = greedy")->capture_default_str();
   c->add_option("--top-k", a.sp.top_k, "Keep the K most likely tokens; 0 = off")->capture_default_str();
-  c->add_option("--top-p", a.sp.top_p, "Nucleus sampling threshold; 1 = off")->capture_default_str()
+  c->add_option("--top-p", a.sp.top_p, "Nucleus sampling threshold; 1 = off")
+      ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
   c->add_option("--min-p", a.sp.min_p, "Drop tokens below min-p times the top probability; 0 = off")
-      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
   c->add_option("--repeat-penalty", a.sp.repeat_penalty, "Penalty for recent tokens; 1 = off")->capture_default_str();
   c->add_option("--repeat-last-n", a.sp.repeat_last_n, "How many recent tokens the penalty covers; -1 = all")
       ->capture_default_str();
@@ -219,7 +221,8 @@ int main(int argc, char** argv) {
   auto* c_conv = app.add_subcommand("convert", "Reparameterize a training-form checkpoint into inference form");
   c_conv->add_option("-m,--model", cv.in, "Training-form checkpoint directory")->required();
   c_conv->add_option("-o,--output", cv.out, "Output directory (must not exist, or be empty)")->required();
-  c_conv->add_option("--dtype", cv.dtype, "Table precision: f32, f16 or bf16")->capture_default_str()
+  c_conv->add_option("--dtype", cv.dtype, "Table precision: f32, f16 or bf16")
+      ->capture_default_str()
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
   c_conv->add_option("--backend", cv.backend, "Where the experts are evaluated: cpu, vulkan or auto")
       ->capture_default_str();
@@ -234,14 +237,20 @@ int main(int argc, char** argv) {
 
   SynthArgs sy;
   auto* c_synth = app.add_subcommand("synth", "Write a random-weight checkpoint in the published layout");
-  c_synth->add_option("--preset", sy.preset, "tiny, dense-160m, mole-160m-4e, mole-160m-16e, dense-410m, "
-                                             "mole-410m-4e, mole-410m-16e or mole-1b-4e")->capture_default_str();
+  c_synth
+      ->add_option("--preset", sy.preset,
+                   "tiny, dense-160m, mole-160m-4e, mole-160m-16e, dense-410m, "
+                   "mole-410m-4e, mole-410m-16e or mole-1b-4e")
+      ->capture_default_str();
   c_synth->add_option("-o,--output", sy.out, "Output directory")->required();
   c_synth->add_option("--form", sy.form, "auto (dense presets: dense, else infer), train, infer or dense")
-      ->check(CLI::IsMember({"auto", "train", "infer", "dense"}))->capture_default_str();
-  c_synth->add_option("--dtype", sy.dtype, "Weight dtype: f32, f16 or bf16")->capture_default_str()
+      ->check(CLI::IsMember({"auto", "train", "infer", "dense"}))
+      ->capture_default_str();
+  c_synth->add_option("--dtype", sy.dtype, "Weight dtype: f32, f16 or bf16")
+      ->capture_default_str()
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
-  c_synth->add_option("--table-dtype", sy.table_dtype, "Table dtype of the inference form")->capture_default_str()
+  c_synth->add_option("--table-dtype", sy.table_dtype, "Table dtype of the inference form")
+      ->capture_default_str()
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
   c_synth->add_option("--seed", sy.seed, "Random seed")->capture_default_str();
   c_synth->add_option("--set", sy.set, "JSON object merged into config.json, e.g. '{\"num_key_value_heads\": 1}'");

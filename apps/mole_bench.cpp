@@ -8,9 +8,8 @@
 #include <random>
 #include <sstream>
 
-#include "apps/mole_commands.h"
-
 #include "apps/backends.h"
+#include "apps/mole_commands.h"
 #include "model/error.h"
 #include "model/sampling.h"
 
@@ -19,12 +18,14 @@ namespace {
 
 // Pseudo-English from a fixed word list: realistic word lengths, punctuation and spacing for the tokenizer.
 std::string builtin_text(size_t bytes) {
-  static const char* words[] = {"the", "of", "and", "to", "in", "a", "is", "that", "for", "it", "as", "was", "with",
-                                "be", "by", "on", "not", "he", "I", "this", "are", "or", "his", "from", "at",
-                                "which", "but", "have", "an", "had", "they", "you", "were", "their", "one", "all",
-                                "we", "can", "her", "has", "there", "been", "if", "more", "when", "will", "would",
-                                "who", "so", "no", "model", "experts", "lookup", "table", "runtime", "Vulkan",
-                                "memory", "transfer", "2025", "3.14", "don't", "it's", "Mixture-of-Experts"};
+  static const char* words[] = {
+      "the",     "of",     "and",    "to",       "in",    "a",     "is",      "that",   "for",
+      "it",      "as",     "was",    "with",     "be",    "by",    "on",      "not",    "he",
+      "I",       "this",   "are",    "or",       "his",   "from",  "at",      "which",  "but",
+      "have",    "an",     "had",    "they",     "you",   "were",  "their",   "one",    "all",
+      "we",      "can",    "her",    "has",      "there", "been",  "if",      "more",   "when",
+      "will",    "would",  "who",    "so",       "no",    "model", "experts", "lookup", "table",
+      "runtime", "Vulkan", "memory", "transfer", "2025",  "3.14",  "don't",   "it's",   "Mixture-of-Experts"};
   std::mt19937 rng(42);
   std::string s;
   while (s.size() < bytes) {
@@ -109,8 +110,8 @@ int cmd_bench(BenchArgs& a) {
     std::cout << out.dump(2) << "\n";
     return 0;
   }
-  std::printf("model      %s\nbackend    %s\nload       %.2fs\n", m->dir.c_str(), out["backend"].get<std::string>().c_str(),
-              m->load_seconds);
+  std::printf("model      %s\nbackend    %s\nload       %.2fs\n", m->dir.c_str(),
+              out["backend"].get<std::string>().c_str(), m->load_seconds);
   std::printf("tokenizer  %.1f MB/s (one core, %s)\n", out["tokenizer_mb_per_s"].get<double>(),
               a.text_file.empty() ? "built-in text" : a.text_file.c_str());
   std::printf("%-8s %16s %16s %14s\n", "lut", "prefill tok/s", "decode tok/s", "ms/token");

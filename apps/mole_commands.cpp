@@ -1,8 +1,6 @@
 // logits, tokenize, detokenize, convert, info, synth, devices, bench.
 #include "apps/mole_commands.h"
 
-#include "apps/backends.h"
-
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -10,6 +8,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "apps/backends.h"
 #include "model/checkpoint_io.h"
 #include "model/error.h"
 #include "model/parallel.h"
@@ -77,8 +76,10 @@ int cmd_tokenize(TokenizeArgs& a) {
 int cmd_detokenize(TokenizeArgs& a) {
   Tokenizer tok = tokenizer_from(a);
   std::string text = tok.decode(parse_ids(a.text, "--ids"));
-  if (a.json) std::cout << nlohmann::json{{"text", text}}.dump() << "\n";
-  else std::cout << text << "\n";
+  if (a.json)
+    std::cout << nlohmann::json{{"text", text}}.dump() << "\n";
+  else
+    std::cout << text << "\n";
   return 0;
 }
 
@@ -115,26 +116,25 @@ int cmd_info(InfoArgs& a) {
   attn_mlp = total - table - experts;
   const int64_t lut_elems = c.is_mole() ? int64_t(c.vocab_size) * c.lut_row_elems() : 0;
   const size_t lut_dtype_size = w.moe_table ? dtype_size(w.moe_table->dtype) : 2;
-  nlohmann::json j = {
-      {"model", dir},
-      {"form", form_name(w.form)},
-      {"layers", c.num_layers},
-      {"hidden_size", c.hidden_size},
-      {"intermediate_size", c.intermediate_size},
-      {"heads", c.num_heads},
-      {"kv_heads", c.num_kv_heads},
-      {"head_dim", c.head_dim},
-      {"experts", c.num_experts},
-      {"vocab_size", c.vocab_size},
-      {"max_position_embeddings", c.max_position_embeddings},
-      {"parameters_total", total},
-      {"parameters_dense_part", attn_mlp},
-      {"parameters_training_experts", experts},
-      {"lut_elements", lut_elems},
-      {"lut_bytes", lut_elems * int64_t(lut_dtype_size)},
-      {"lut_bytes_per_token", c.lut_row_elems() * int64_t(lut_dtype_size)},
-      {"dtypes", by_dtype},
-      {"file_bytes", w.tensors.total_bytes()}};
+  nlohmann::json j = {{"model", dir},
+                      {"form", form_name(w.form)},
+                      {"layers", c.num_layers},
+                      {"hidden_size", c.hidden_size},
+                      {"intermediate_size", c.intermediate_size},
+                      {"heads", c.num_heads},
+                      {"kv_heads", c.num_kv_heads},
+                      {"head_dim", c.head_dim},
+                      {"experts", c.num_experts},
+                      {"vocab_size", c.vocab_size},
+                      {"max_position_embeddings", c.max_position_embeddings},
+                      {"parameters_total", total},
+                      {"parameters_dense_part", attn_mlp},
+                      {"parameters_training_experts", experts},
+                      {"lut_elements", lut_elems},
+                      {"lut_bytes", lut_elems * int64_t(lut_dtype_size)},
+                      {"lut_bytes_per_token", c.lut_row_elems() * int64_t(lut_dtype_size)},
+                      {"dtypes", by_dtype},
+                      {"file_bytes", w.tensors.total_bytes()}};
   if (a.json) {
     std::cout << j.dump(2) << "\n";
     return 0;
@@ -142,12 +142,12 @@ int cmd_info(InfoArgs& a) {
   std::printf("model          %s\n", dir.c_str());
   std::printf("form           %s\n", form_name(w.form));
   std::printf("shape          L=%d layers, D=%d hidden, F=%d ffn, H=%d heads (KVH=%d, hd=%d), E=%d experts, V=%d\n",
-              c.num_layers, c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim,
-              c.num_experts, c.vocab_size);
+              c.num_layers, c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim, c.num_experts,
+              c.vocab_size);
   std::printf("context        %d positions, rope_theta %g%s\n", c.max_position_embeddings, c.rope_theta,
               c.rope_scaling == RopeScaling::Linear    ? ", linear scaling"
               : c.rope_scaling == RopeScaling::Dynamic ? ", dynamic NTK scaling"
-                                                        : "");
+                                                       : "");
   std::printf("parameters     %.2fM stored (%.2fM attention/MLP/embeddings, %.2fM training experts, %.2fM table)\n",
               total / 1e6, attn_mlp / 1e6, experts / 1e6, table / 1e6);
   if (c.is_mole())
@@ -167,8 +167,10 @@ int cmd_synth(SynthArgs& a) {
   SynthOptions o;
   o.preset = a.preset;
   preset_config(a.preset);  // unknown preset: error before anything else
-  if (a.form == "auto") o.form = a.preset.starts_with("dense") ? Form::Dense : Form::Infer;
-  else o.form = a.form == "train" ? Form::Train : a.form == "dense" ? Form::Dense : Form::Infer;
+  if (a.form == "auto")
+    o.form = a.preset.starts_with("dense") ? Form::Dense : Form::Infer;
+  else
+    o.form = a.form == "train" ? Form::Train : a.form == "dense" ? Form::Dense : Form::Infer;
   o.dtype = parse_dtype_flag(a.dtype, "--dtype");
   o.table_dtype = parse_dtype_flag(a.table_dtype, "--table-dtype");
   o.seed = a.seed;

@@ -1,16 +1,15 @@
 // Model loading and small helpers shared by the mole subcommands.
 #include "apps/mole_common.h"
 
-#include "apps/backends.h"
-
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <map>
 
+#include "apps/backends.h"
 #include "model/error.h"
-#include "model/reparam.h"
 #include "model/parallel.h"
+#include "model/reparam.h"
 
 namespace mole::app {
 
@@ -41,7 +40,8 @@ void add_run_flags(CLI::App& cmd, RunFlags& f) {
   cmd.add_option("-c,--ctx-size", f.ctx_size, "Context length in tokens (default: max_position_embeddings)")
       ->check(CLI::NonNegativeNumber);
   cmd.add_option("--ubatch-size", f.ubatch, "Most tokens per step; longer prompts run in chunks")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd.add_option("-t,--threads", f.threads, "CPU threads (default: one per core)")->check(CLI::NonNegativeNumber);
   cmd.add_flag("-q,--quiet", f.quiet, "No progress bars or load messages on stderr");
   cmd.add_flag("--profile", f.profile,
@@ -80,7 +80,8 @@ std::vector<int32_t> parse_ids(const std::string& s, const std::string& flag) {
 Tokenizer load_tokenizer_for(const std::string& dir) {
   std::string path = dir + "/tokenizer.json";
   if (!std::filesystem::exists(path))
-    throw Error(dir + ": no tokenizer.json; add the model's tokenizer file, or pass token ids where the command "
+    throw Error(dir +
+                ": no tokenizer.json; add the model's tokenizer file, or pass token ids where the command "
                 "takes them (run --prompt-ids)");
   return Tokenizer::load(path);
 }
@@ -97,7 +98,8 @@ std::unique_ptr<LoadedModel> load_model(const RunFlags& f, bool need_tokenizer) 
   m->weights = Weights::load(m->dir, m->cfg);
   m->backend = make_backend(f.backend, f.device);
   auto placement = parse_lut_placement(f.lut);
-  if (f.lut == "auto") placement = m->weights.form == Form::Train ? LutPlacement::Host : m->backend->info().preferred_lut;
+  if (f.lut == "auto")
+    placement = m->weights.form == Form::Train ? LutPlacement::Host : m->backend->info().preferred_lut;
   if (!placement) throw Error("--lut " + f.lut + ": choose auto, device, host or disk");
   m->placement = *placement;
   if (m->weights.form == Form::Infer) {
@@ -155,7 +157,8 @@ void print_profile(const StepProfile& p, const std::string& backend) {
   for (const auto& [name, r] : by_kind) {
     double ms = 1e3 * r.seconds / p.steps, mb = double(r.bytes) / p.steps / 1e6;
     std::fprintf(stderr, "%-12s %8.1f %11.3f %6.1f%% %12.3f %9.2f\n", name.c_str(), double(r.calls) / p.steps, ms,
-                 total > 0 ? 100.0 * r.seconds / total : 0.0, mb, r.seconds > 0 ? double(r.bytes) / r.seconds / 1e9 : 0);
+                 total > 0 ? 100.0 * r.seconds / total : 0.0, mb,
+                 r.seconds > 0 ? double(r.bytes) / r.seconds / 1e9 : 0);
   }
   std::fprintf(stderr, "%-12s %8s %11.3f\n", "total", "", 1e3 * total / p.steps);
   if (p.replayed_steps > 0)

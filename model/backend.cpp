@@ -1,21 +1,30 @@
 // Names of the backend ops, for messages and profiles.
 #include "model/backend.h"
 
-
 namespace mole {
 
 const char* op_name(OpKind k) {
   switch (k) {
-    case OpKind::Embed: return "embed";
-    case OpKind::RmsNorm: return "rmsnorm";
-    case OpKind::MatMul: return "matmul";
-    case OpKind::Rope: return "rope";
-    case OpKind::KvStore: return "kv_store";
-    case OpKind::Attention: return "attention";
-    case OpKind::Gelu: return "gelu";
-    case OpKind::Add: return "add";
-    case OpKind::RouterLut: return "router_lut";
-    case OpKind::Gather: return "gather";
+    case OpKind::Embed:
+      return "embed";
+    case OpKind::RmsNorm:
+      return "rmsnorm";
+    case OpKind::MatMul:
+      return "matmul";
+    case OpKind::Rope:
+      return "rope";
+    case OpKind::KvStore:
+      return "kv_store";
+    case OpKind::Attention:
+      return "attention";
+    case OpKind::Gelu:
+      return "gelu";
+    case OpKind::Add:
+      return "add";
+    case OpKind::RouterLut:
+      return "router_lut";
+    case OpKind::Gather:
+      return "gather";
   }
   return "?";
 }
@@ -24,20 +33,29 @@ uint64_t op_bytes(const Op& op, const StepInputs& in, size_t wb, size_t lb) {
   const uint64_t T = uint64_t(in.tokens()), R = uint64_t(in.out_rows.size()), rows = op.on_out_rows ? R : T;
   const uint64_t n = uint64_t(op.n), k = uint64_t(op.k);
   switch (op.kind) {
-    case OpKind::Embed: return T * n * (wb + 4);
-    case OpKind::RmsNorm: return rows * n * 8 + n * wb;
-    case OpKind::MatMul: return n * k * wb + rows * k * 4 + rows * n * (op.accumulate ? 8 : 4);
-    case OpKind::Rope: return T * n * k * 8 + T * k * 4;
-    case OpKind::KvStore: return T * n * 8;
+    case OpKind::Embed:
+      return T * n * (wb + 4);
+    case OpKind::RmsNorm:
+      return rows * n * 8 + n * wb;
+    case OpKind::MatMul:
+      return n * k * wb + rows * k * 4 + rows * n * (op.accumulate ? 8 : 4);
+    case OpKind::Rope:
+      return T * n * k * 8 + T * k * 4;
+    case OpKind::KvStore:
+      return T * n * 8;
     case OpKind::Attention: {
       uint64_t kv_rows = 0;
       for (int32_t p : in.pos) kv_rows += uint64_t(p) + 1;
       return kv_rows * uint64_t(op.kv_heads) * k * 8 + T * n * k * 8;
     }
-    case OpKind::Gelu: return T * n * 8;
-    case OpKind::Add: return T * n * 12;
-    case OpKind::RouterLut: return T * (n * 4 + n * k * lb + k * 8);
-    case OpKind::Gather: return R * n * 8;
+    case OpKind::Gelu:
+      return T * n * 8;
+    case OpKind::Add:
+      return T * n * 12;
+    case OpKind::RouterLut:
+      return T * (n * 4 + n * k * lb + k * 8);
+    case OpKind::Gather:
+      return R * n * 8;
   }
   return 0;
 }

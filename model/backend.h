@@ -44,7 +44,7 @@ const char* op_name(OpKind k);
 struct Op {
   OpKind kind;
   BufferId dst = kNoBuffer, src0 = kNoBuffer, src1 = kNoBuffer, src2 = kNoBuffer;
-  int n = 0, k = 0;          // widths, as each kind above says
+  int n = 0, k = 0;           // widths, as each kind above says
   int kv_heads = 0, ctx = 0;  // Attention only
   int layer = 0;              // RouterLut only
   float eps = 0.0f;           // RmsNorm only
@@ -81,9 +81,9 @@ struct OpProfile {
 struct StepProfile {
   std::vector<OpProfile> ops;
   int steps = 0;
-  double lut_copy_seconds = 0;    // rows moved to where RouterLut reads them (transfer queue time on a GPU)
-  double lut_window_seconds = 0;  // compute time before the first LUT sum, which the copy can hide behind
-  int replayed_steps = 0;         // steps that replayed recorded commands (GPU backends)
+  double lut_copy_seconds = 0;     // rows moved to where RouterLut reads them (transfer queue time on a GPU)
+  double lut_window_seconds = 0;   // compute time before the first LUT sum, which the copy can hide behind
+  int replayed_steps = 0;          // steps that replayed recorded commands (GPU backends)
   double host_launch_seconds = 0;  // host time to launch those steps: inputs written, submitted
   int submits = 0;                 // queue submissions made by those steps
 };
@@ -91,8 +91,8 @@ struct StepProfile {
 uint64_t op_bytes(const Op& op, const StepInputs& in, size_t weight_elem_bytes, size_t lut_elem_bytes);
 
 struct BackendInfo {
-  std::string name;           // "cpu", "vulkan", "cuda"
-  std::string device;         // the device's own name
+  std::string name;            // "cpu", "vulkan", "cuda"
+  std::string device;          // the device's own name
   uint64_t device_memory = 0;  // bytes usable for weights, table and activations; 0 if unknown
   // What --lut auto means here for a table that is in a file (a computed table always starts in host memory).
   LutPlacement preferred_lut = LutPlacement::Host;

@@ -30,8 +30,7 @@ class PartialDir {
     if (fs::exists(out_, ec) && !fs::is_empty(out_, ec))
       throw Error(out_ + ": already exists and is not empty; choose another -o or remove it");
     fs::remove_all(tmp_, ec);  // left by an earlier run that was killed
-    if (!fs::create_directories(tmp_, ec) || ec)
-      throw Error(tmp_ + ": cannot create directory (" + ec.message() + ")");
+    if (!fs::create_directories(tmp_, ec) || ec) throw Error(tmp_ + ": cannot create directory (" + ec.message() + ")");
   }
   ~PartialDir() {
     std::error_code ec;
@@ -114,9 +113,9 @@ void convert_checkpoint(const std::string& in_dir, const std::string& out_dir, c
   const int64_t block = source->block();
   std::vector<float> rows(size_t(block * row));
   std::vector<uint8_t> bytes(size_t(block * row) * dtype_size(opt.table_dtype));
-  Progress bar("reparameterizing " + std::to_string(cfg.num_layers) + "x" + std::to_string(cfg.num_experts) +
-                   " experts",
-               V, "rows", opt.progress);
+  Progress bar(
+      "reparameterizing " + std::to_string(cfg.num_layers) + "x" + std::to_string(cfg.num_experts) + " experts", V,
+      "rows", opt.progress);
   for (int64_t r0 = 0; r0 < V; r0 += block) {
     throw_if_interrupted();
     int64_t n = std::min(block, V - r0);
@@ -140,8 +139,8 @@ void convert_checkpoint(const std::string& in_dir, const std::string& out_dir, c
 }
 
 const std::vector<std::string>& synth_presets() {
-  static const std::vector<std::string> names = {"tiny",         "dense-160m",   "mole-160m-4e", "mole-160m-16e",
-                                                 "dense-410m",   "mole-410m-4e", "mole-410m-16e", "mole-1b-4e"};
+  static const std::vector<std::string> names = {"tiny",       "dense-160m",   "mole-160m-4e",  "mole-160m-16e",
+                                                 "dense-410m", "mole-410m-4e", "mole-410m-16e", "mole-1b-4e"};
   return names;
 }
 
@@ -150,26 +149,44 @@ nlohmann::json preset_config(const std::string& preset) {
     int layers, hidden, heads, kv_heads, ffn, experts, vocab, ctx;
   };
   Shape s{};
-  if (preset == "tiny") s = {2, 64, 4, 2, 128, 4, 50304, 512};
-  else if (preset == "dense-160m") s = {12, 768, 12, 12, 3072, 0, 50304, 2048};
-  else if (preset == "mole-160m-4e") s = {12, 768, 12, 12, 3072, 4, 50304, 2048};
-  else if (preset == "mole-160m-16e") s = {12, 768, 12, 12, 3072, 16, 50304, 2048};
-  else if (preset == "dense-410m") s = {24, 1024, 16, 16, 4096, 0, 50304, 2048};
-  else if (preset == "mole-410m-4e") s = {24, 1024, 16, 16, 4096, 4, 50304, 2048};
-  else if (preset == "mole-410m-16e") s = {24, 1024, 16, 16, 4096, 16, 50304, 2048};
-  else if (preset == "mole-1b-4e") s = {16, 2048, 8, 8, 8192, 4, 50304, 2048};
+  if (preset == "tiny")
+    s = {2, 64, 4, 2, 128, 4, 50304, 512};
+  else if (preset == "dense-160m")
+    s = {12, 768, 12, 12, 3072, 0, 50304, 2048};
+  else if (preset == "mole-160m-4e")
+    s = {12, 768, 12, 12, 3072, 4, 50304, 2048};
+  else if (preset == "mole-160m-16e")
+    s = {12, 768, 12, 12, 3072, 16, 50304, 2048};
+  else if (preset == "dense-410m")
+    s = {24, 1024, 16, 16, 4096, 0, 50304, 2048};
+  else if (preset == "mole-410m-4e")
+    s = {24, 1024, 16, 16, 4096, 4, 50304, 2048};
+  else if (preset == "mole-410m-16e")
+    s = {24, 1024, 16, 16, 4096, 16, 50304, 2048};
+  else if (preset == "mole-1b-4e")
+    s = {16, 2048, 8, 8, 8192, 4, 50304, 2048};
   else {
     std::string list;
     for (const auto& n : synth_presets()) list += (list.empty() ? "" : ", ") + n;
     throw Error("--preset " + preset + ": unknown preset (choose one of " + list + ")");
   }
-  nlohmann::json j = {
-      {"architectures", {"MoleForCausalLM"}}, {"model_type", "llama"},  {"vocab_size", s.vocab},
-      {"hidden_size", s.hidden},               {"intermediate_size", s.ffn}, {"num_hidden_layers", s.layers},
-      {"num_attention_heads", s.heads},        {"num_key_value_heads", s.kv_heads},
-      {"max_position_embeddings", s.ctx},      {"rms_norm_eps", 1e-6},      {"rope_theta", 10000.0},
-      {"rope_scaling", nullptr},               {"hidden_act", "gelu"},      {"tie_word_embeddings", false},
-      {"bos_token_id", 0},                     {"eos_token_id", 0},         {"torch_dtype", "float32"}};
+  nlohmann::json j = {{"architectures", {"MoleForCausalLM"}},
+                      {"model_type", "llama"},
+                      {"vocab_size", s.vocab},
+                      {"hidden_size", s.hidden},
+                      {"intermediate_size", s.ffn},
+                      {"num_hidden_layers", s.layers},
+                      {"num_attention_heads", s.heads},
+                      {"num_key_value_heads", s.kv_heads},
+                      {"max_position_embeddings", s.ctx},
+                      {"rms_norm_eps", 1e-6},
+                      {"rope_theta", 10000.0},
+                      {"rope_scaling", nullptr},
+                      {"hidden_act", "gelu"},
+                      {"tie_word_embeddings", false},
+                      {"bos_token_id", 0},
+                      {"eos_token_id", 0},
+                      {"torch_dtype", "float32"}};
   if (s.experts > 0) j["num_experts"] = s.experts;
   return j;
 }
@@ -192,8 +209,7 @@ void synth_checkpoint(const std::string& out_dir, const SynthOptions& opt) {
     std::vector<int64_t> shape;
     float scale, offset;  // value = offset + scale * N(0, 1)
   };
-  std::vector<Spec> specs = {{"model.embed_tokens.weight", {V, D}, 1.0f, 0.0f},
-                             {"model.norm.weight", {D}, 0.1f, 1.0f}};
+  std::vector<Spec> specs = {{"model.embed_tokens.weight", {V, D}, 1.0f, 0.0f}, {"model.norm.weight", {D}, 0.1f, 1.0f}};
   if (!c.tie_word_embeddings) specs.push_back({"lm_head.weight", {V, D}, 1.0f / std::sqrt(float(D)), 0.0f});
   auto lin = [](int64_t fan_in) { return 1.0f / std::sqrt(float(fan_in)); };
   for (int l = 0; l < c.num_layers; l++) {

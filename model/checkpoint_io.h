@@ -3,9 +3,9 @@
 // OUT only when every file is complete, so an interrupted or failed run never leaves a directory that looks done.
 #pragma once
 
-#include <nlohmann/json.hpp>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "model/lut.h"
@@ -26,8 +26,8 @@ void convert_checkpoint(const std::string& in_dir, const std::string& out_dir, c
 struct SynthOptions {
   std::string preset = "tiny";
   Form form = Form::Infer;
-  DType dtype = DType::BF16;        // weights
-  DType table_dtype = DType::F16;   // the table of the inference form
+  DType dtype = DType::BF16;       // weights
+  DType table_dtype = DType::F16;  // the table of the inference form
   uint64_t seed = 0;
   nlohmann::json overrides = nlohmann::json::object();  // merged into config.json (JSON merge patch)
   bool progress = true;

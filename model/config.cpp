@@ -65,9 +65,12 @@ Config Config::from_json(const nlohmann::json& j, const std::string& src) {
     c.tie_word_embeddings = j["tie_word_embeddings"].get<bool>();
   }
 
-  for (auto [name, v] : {std::pair{"vocab_size", c.vocab_size}, {"hidden_size", c.hidden_size},
-                         {"intermediate_size", c.intermediate_size}, {"num_hidden_layers", c.num_layers},
-                         {"num_attention_heads", c.num_heads}, {"num_key_value_heads", c.num_kv_heads},
+  for (auto [name, v] : {std::pair{"vocab_size", c.vocab_size},
+                         {"hidden_size", c.hidden_size},
+                         {"intermediate_size", c.intermediate_size},
+                         {"num_hidden_layers", c.num_layers},
+                         {"num_attention_heads", c.num_heads},
+                         {"num_key_value_heads", c.num_kv_heads},
                          {"max_position_embeddings", c.max_position_embeddings}}) {
     require(v > 0, src, std::string("field \"") + name + "\" must be positive");
   }
@@ -93,22 +96,29 @@ Config Config::from_json(const nlohmann::json& j, const std::string& src) {
     const auto& rs = j["rope_scaling"];
     require(rs.is_object(), src, "rope_scaling must be null or an object like {\"type\": \"linear\", \"factor\": 2.0}");
     std::string type;
-    if (rs.contains("type") && rs["type"].is_string()) type = rs["type"].get<std::string>();
-    else if (rs.contains("rope_type") && rs["rope_type"].is_string()) type = rs["rope_type"].get<std::string>();
+    if (rs.contains("type") && rs["type"].is_string())
+      type = rs["type"].get<std::string>();
+    else if (rs.contains("rope_type") && rs["rope_type"].is_string())
+      type = rs["rope_type"].get<std::string>();
     require(rs.contains("factor") && rs["factor"].is_number(), src, "rope_scaling needs a numeric \"factor\"");
     c.rope_factor = rs["factor"].get<double>();
     require(c.rope_factor > 0 && std::isfinite(c.rope_factor), src, "rope_scaling.factor must be positive");
-    if (type == "linear") c.rope_scaling = RopeScaling::Linear;
-    else if (type == "dynamic") c.rope_scaling = RopeScaling::Dynamic;
-    else if (type == "default") c.rope_scaling = RopeScaling::None;
-    else throw Error(src + ": rope_scaling type \"" + type + "\" is not supported (supported: linear, dynamic)");
+    if (type == "linear")
+      c.rope_scaling = RopeScaling::Linear;
+    else if (type == "dynamic")
+      c.rope_scaling = RopeScaling::Dynamic;
+    else if (type == "default")
+      c.rope_scaling = RopeScaling::None;
+    else
+      throw Error(src + ": rope_scaling type \"" + type + "\" is not supported (supported: linear, dynamic)");
   }
   return c;
 }
 
 Config Config::load_dir(const std::string& dir) {
   std::error_code ec;
-  if (!std::filesystem::exists(dir, ec)) throw Error(dir + ": no such directory (expected a Hugging Face model directory)");
+  if (!std::filesystem::exists(dir, ec))
+    throw Error(dir + ": no such directory (expected a Hugging Face model directory)");
   if (!std::filesystem::is_directory(dir, ec))
     throw Error(dir + ": not a directory (expected a Hugging Face model directory holding config.json)");
   return load_file(dir + "/config.json");

@@ -23,7 +23,8 @@ class CpuBackend final : public Backend {
  public:
   BackendInfo info() const override {
     // For the CPU the page cache already is host memory: reading rows from the mapping costs no copy of the table.
-    return {"cpu", "CPU reference (float32), " + std::to_string(num_threads()) + " threads", 0, LutPlacement::Disk, true};
+    return {"cpu", "CPU reference (float32), " + std::to_string(num_threads()) + " threads", 0, LutPlacement::Disk,
+            true};
   }
 
   BufferId upload_weight(const TensorView& t) override {
@@ -120,7 +121,9 @@ class CpuBackend final : public Backend {
       case OpKind::MatMul:
         cpu::matmul(act(op.src0), weight(op.src1), rows_of(op, in), op.k, op.n, act(op.dst), op.accumulate);
         break;
-      case OpKind::Rope: rope(op, in); break;
+      case OpKind::Rope:
+        rope(op, in);
+        break;
       case OpKind::KvStore: {
         float* cache = act(op.dst);
         const float* src = act(op.src0);
@@ -130,15 +133,21 @@ class CpuBackend final : public Backend {
         }
         break;
       }
-      case OpKind::Attention: attention(op, in); break;
-      case OpKind::Gelu: cpu::gelu(act(op.dst), T * op.n); break;
+      case OpKind::Attention:
+        attention(op, in);
+        break;
+      case OpKind::Gelu:
+        cpu::gelu(act(op.dst), T * op.n);
+        break;
       case OpKind::Add: {
         float* d = act(op.dst);
         const float* s = act(op.src0);
         for (int64_t i = 0; i < T * op.n; i++) d[i] += s[i];
         break;
       }
-      case OpKind::RouterLut: router_lut(op, in); break;
+      case OpKind::RouterLut:
+        router_lut(op, in);
+        break;
       case OpKind::Gather: {
         for (size_t r = 0; r < in.out_rows.size(); r++)
           std::memcpy(act(op.dst) + r * size_t(op.n), act(op.src0) + size_t(in.out_rows[r]) * size_t(op.n),
@@ -149,8 +158,9 @@ class CpuBackend final : public Backend {
   }
 
   size_t weight_elem_bytes(const Op& op) const {
-    BufferId w = op.kind == OpKind::Embed ? op.src0 : (op.kind == OpKind::RmsNorm || op.kind == OpKind::MatMul) ? op.src1
-                                                                                                                : -1;
+    BufferId w = op.kind == OpKind::Embed                                    ? op.src0
+                 : (op.kind == OpKind::RmsNorm || op.kind == OpKind::MatMul) ? op.src1
+                                                                             : -1;
     return w >= 0 ? dtype_size(bufs_.at(size_t(w)).weight.dtype) : 0;
   }
 
@@ -232,6 +242,8 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+std::unique_ptr<Backend> make_cpu_backend() {
+  return std::make_unique<CpuBackend>();
+}
 
 }  // namespace mole

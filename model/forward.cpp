@@ -49,11 +49,20 @@ Engine::Engine(const Config& c, const Weights& w, const LutStore* lut, Backend& 
     BufferId kc = backend.alloc(size_t(B) * ctx_ * kvd, name.c_str());
     BufferId vc = backend.alloc(size_t(B) * ctx_ * kvd, name.c_str());
     auto matmul = [&](BufferId dst, BufferId src, const TensorView* wt, int n, int kk, bool acc) {
-      ops.push_back({.kind = OpKind::MatMul, .dst = dst, .src0 = src, .src1 = backend.upload_weight(*wt), .n = n,
-                     .k = kk, .accumulate = acc});
+      ops.push_back({.kind = OpKind::MatMul,
+                     .dst = dst,
+                     .src0 = src,
+                     .src1 = backend.upload_weight(*wt),
+                     .n = n,
+                     .k = kk,
+                     .accumulate = acc});
     };
-    ops.push_back({.kind = OpKind::RmsNorm, .dst = a, .src0 = x, .src1 = backend.upload_weight(*lw.input_norm),
-                   .n = D, .eps = c.rms_norm_eps});
+    ops.push_back({.kind = OpKind::RmsNorm,
+                   .dst = a,
+                   .src0 = x,
+                   .src1 = backend.upload_weight(*lw.input_norm),
+                   .n = D,
+                   .eps = c.rms_norm_eps});
     matmul(q, a, lw.q, qd, D, false);
     matmul(k, a, lw.k, kvd, D, false);
     matmul(v, a, lw.v, kvd, D, false);
@@ -61,11 +70,22 @@ Engine::Engine(const Config& c, const Weights& w, const LutStore* lut, Backend& 
     ops.push_back({.kind = OpKind::Rope, .dst = k, .n = KVH, .k = hd});
     ops.push_back({.kind = OpKind::KvStore, .dst = kc, .src0 = k, .n = kvd, .ctx = ctx_});
     ops.push_back({.kind = OpKind::KvStore, .dst = vc, .src0 = v, .n = kvd, .ctx = ctx_});
-    ops.push_back({.kind = OpKind::Attention, .dst = att, .src0 = q, .src1 = kc, .src2 = vc, .n = H, .k = hd,
-                   .kv_heads = KVH, .ctx = ctx_});
+    ops.push_back({.kind = OpKind::Attention,
+                   .dst = att,
+                   .src0 = q,
+                   .src1 = kc,
+                   .src2 = vc,
+                   .n = H,
+                   .k = hd,
+                   .kv_heads = KVH,
+                   .ctx = ctx_});
     matmul(x, att, lw.o, D, qd, true);
-    ops.push_back({.kind = OpKind::RmsNorm, .dst = a, .src0 = x, .src1 = backend.upload_weight(*lw.post_norm),
-                   .n = D, .eps = c.rms_norm_eps});
+    ops.push_back({.kind = OpKind::RmsNorm,
+                   .dst = a,
+                   .src0 = x,
+                   .src1 = backend.upload_weight(*lw.post_norm),
+                   .n = D,
+                   .eps = c.rms_norm_eps});
     if (c.is_mole()) matmul(rl, a, lw.router, E, D, false);
     matmul(ffn, a, lw.up, F, D, false);
     ops.push_back({.kind = OpKind::Gelu, .dst = ffn, .n = F});
@@ -73,10 +93,20 @@ Engine::Engine(const Config& c, const Weights& w, const LutStore* lut, Backend& 
     if (c.is_mole()) ops.push_back({.kind = OpKind::RouterLut, .dst = x, .src0 = rl, .n = E, .k = D, .layer = l});
   }
   ops.push_back({.kind = OpKind::Gather, .dst = g, .src0 = x, .n = D});
-  ops.push_back({.kind = OpKind::RmsNorm, .dst = g, .src0 = g, .src1 = backend.upload_weight(*w.final_norm), .n = D,
-                 .eps = c.rms_norm_eps, .on_out_rows = true});
-  ops.push_back({.kind = OpKind::MatMul, .dst = graph_.logits, .src0 = g, .src1 = backend.upload_weight(*w.lm_head),
-                 .n = V, .k = D, .on_out_rows = true});
+  ops.push_back({.kind = OpKind::RmsNorm,
+                 .dst = g,
+                 .src0 = g,
+                 .src1 = backend.upload_weight(*w.final_norm),
+                 .n = D,
+                 .eps = c.rms_norm_eps,
+                 .on_out_rows = true});
+  ops.push_back({.kind = OpKind::MatMul,
+                 .dst = graph_.logits,
+                 .src0 = g,
+                 .src1 = backend.upload_weight(*w.lm_head),
+                 .n = V,
+                 .k = D,
+                 .on_out_rows = true});
 }
 
 int default_context(const Config& c) {
@@ -84,7 +114,9 @@ int default_context(const Config& c) {
   return int(std::max(1.0, std::floor(double(c.max_position_embeddings) * std::max(1.0, c.rope_factor))));
 }
 
-void Engine::reset(int slot) { lengths_.at(size_t(slot)) = 0; }
+void Engine::reset(int slot) {
+  lengths_.at(size_t(slot)) = 0;
+}
 
 void Engine::rope_for(const std::vector<Chunk>& chunks, StepInputs& in) const {
   const int hd = cfg_.head_dim, half = hd / 2;
@@ -150,7 +182,8 @@ std::vector<std::vector<float>> Engine::step(const std::vector<Chunk>& chunks, b
     while (done < ch.tokens.size()) {
       if (pending_tokens == opt_.max_step_tokens) flush();
       size_t take = std::min(ch.tokens.size() - done, size_t(opt_.max_step_tokens - pending_tokens));
-      pending.push_back({ch.slot, std::vector<int32_t>(ch.tokens.begin() + long(done), ch.tokens.begin() + long(done + take))});
+      pending.push_back(
+          {ch.slot, std::vector<int32_t>(ch.tokens.begin() + long(done), ch.tokens.begin() + long(done + take))});
       pending_tokens += int(take);
       done += take;
       if (!all_logits) owner.push_back(done == ch.tokens.size() ? int(ci) : -1);

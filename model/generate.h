@@ -12,11 +12,11 @@
 namespace mole {
 
 struct GenerateOptions {
-  int max_new_tokens = 128;                 // -n; < 0 means until EOS or the context is full
+  int max_new_tokens = 128;  // -n; < 0 means until EOS or the context is full
   SamplingParams sampling;
-  std::vector<int32_t> eos_ids;             // stop after any of these (not returned to the callback)
-  std::vector<std::string> stop_strings;    // stop once the decoded text contains one (checked by the caller's
-                                            // callback returning false)
+  std::vector<int32_t> eos_ids;           // stop after any of these (not returned to the callback)
+  std::vector<std::string> stop_strings;  // stop once the decoded text contains one (checked by the caller's
+                                          // callback returning false)
 };
 
 struct GenerateResult {

@@ -55,10 +55,10 @@ inline uint16_t f32_to_f16(float f) {
   std::memcpy(&bits, &f, 4);
   uint32_t sign = (bits >> 16) & 0x8000u;
   uint32_t abs = bits & 0x7fffffffu;
-  if (abs > 0x7f800000u) return uint16_t(sign | 0x7e00u);  // NaN
+  if (abs > 0x7f800000u) return uint16_t(sign | 0x7e00u);   // NaN
   if (abs >= 0x477ff000u) return uint16_t(sign | 0x7c00u);  // overflow (>= 65520) rounds to inf
-  if (abs < 0x38800000u) {  // below the smallest normal: subnormal or zero
-    if (abs < 0x33000000u) return uint16_t(sign);  // under half the smallest subnormal
+  if (abs < 0x38800000u) {                                  // below the smallest normal: subnormal or zero
+    if (abs < 0x33000000u) return uint16_t(sign);           // under half the smallest subnormal
     uint32_t mant = (abs & 0x7fffffu) | 0x800000u;
     int shift = 126 - int(abs >> 23);  // 14..24
     uint32_t rounded = mant >> shift;

@@ -22,9 +22,12 @@ std::optional<LutPlacement> parse_lut_placement(std::string_view s) {
 
 const char* placement_name(LutPlacement p) {
   switch (p) {
-    case LutPlacement::Device: return "device";
-    case LutPlacement::Host: return "host";
-    case LutPlacement::Disk: return "disk";
+    case LutPlacement::Device:
+      return "device";
+    case LutPlacement::Host:
+      return "host";
+    case LutPlacement::Disk:
+      return "disk";
   }
   return "?";
 }
@@ -66,8 +69,8 @@ LutStore LutStore::compute(const Config& c, const Weights& w, DType dtype, bool 
   try {
     s.owned_.resize(s.bytes());
   } catch (const std::bad_alloc&) {
-    throw Error("not enough host memory to compute the lookup table (" + std::to_string(s.bytes() >> 20) +
-                " MiB in " + dtype_name(dtype) + "); run `mole convert` once and use --lut disk");
+    throw Error("not enough host memory to compute the lookup table (" + std::to_string(s.bytes() >> 20) + " MiB in " +
+                dtype_name(dtype) + "); run `mole convert` once and use --lut disk");
   }
   s.data_ = s.owned_.data();
   const int64_t block = source->block();

@@ -109,7 +109,9 @@ void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, in
   pool().run(n, min_chunk, fn);
 }
 
-int num_threads() { return pool().size(); }
+int num_threads() {
+  return pool().size();
+}
 
 void set_num_threads(int n) {
   std::lock_guard<std::mutex> lock(g_pool_mu);

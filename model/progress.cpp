@@ -40,8 +40,8 @@ void Progress::draw(bool final) {
   std::string bar(size_t(filled), '#');
   bar.resize(width, '.');
   if (final) {
-    std::fprintf(stderr, "%s%s [%s] %lld/%lld %s in %.1fs (%.0f %s/s)\n", tty_ ? "\r" : "", label_.c_str(),
-                 bar.c_str(), (long long)done_, (long long)total_, unit_.c_str(), elapsed, rate, unit_.c_str());
+    std::fprintf(stderr, "%s%s [%s] %lld/%lld %s in %.1fs (%.0f %s/s)\n", tty_ ? "\r" : "", label_.c_str(), bar.c_str(),
+                 (long long)done_, (long long)total_, unit_.c_str(), elapsed, rate, unit_.c_str());
   } else {
     std::fprintf(stderr, "%s%s [%s] %3d%% %lld/%lld %s, %.0f %s/s, ETA %.0fs%s", tty_ ? "\r" : "", label_.c_str(),
                  bar.c_str(), pct, (long long)done_, (long long)total_, unit_.c_str(), rate, unit_.c_str(), eta,
@@ -52,22 +52,26 @@ void Progress::draw(bool final) {
 
 }  // namespace mole
 
-#include <csignal>
 #include <atomic>
+#include <csignal>
 
 #include "model/error.h"
 
 namespace mole {
 namespace {
 std::atomic<bool> g_interrupted{false};
-extern "C" void on_sigint(int) { g_interrupted = true; }
+extern "C" void on_sigint(int) {
+  g_interrupted = true;
+}
 }  // namespace
 
 void install_interrupt_handler() {
   std::signal(SIGINT, on_sigint);
   std::signal(SIGTERM, on_sigint);
 }
-bool interrupted() { return g_interrupted; }
+bool interrupted() {
+  return g_interrupted;
+}
 void throw_if_interrupted() {
   if (g_interrupted) throw Error("interrupted; partial output removed");
 }

@@ -18,17 +18,29 @@ BackendLutRows::BackendLutRows(const Config& c, const Weights& w, Backend& backe
   ops.push_back({.kind = OpKind::Embed, .dst = emb, .src0 = backend.upload_weight(*w.embed), .n = D});
   for (int l = 0; l < c.num_layers; l++) {
     const LayerWeights& lw = w.layers[size_t(l)];
-    ops.push_back({.kind = OpKind::RmsNorm, .dst = u, .src0 = emb, .src1 = backend.upload_weight(*lw.expert_norm),
-                   .n = D, .eps = c.rms_norm_eps});
+    ops.push_back({.kind = OpKind::RmsNorm,
+                   .dst = u,
+                   .src0 = emb,
+                   .src1 = backend.upload_weight(*lw.expert_norm),
+                   .n = D,
+                   .eps = c.rms_norm_eps});
     for (int e = 0; e < c.num_experts; e++) {
       std::string what = "reparameterization: layer " + std::to_string(l) + " expert " + std::to_string(e);
       BufferId out = backend.alloc(size_t(T) * D, what.c_str());
       outs_.push_back(out);
-      ops.push_back({.kind = OpKind::MatMul, .dst = h, .src0 = u,
-                     .src1 = backend.upload_weight(*lw.experts[size_t(e)].up), .n = F, .k = D});
+      ops.push_back({.kind = OpKind::MatMul,
+                     .dst = h,
+                     .src0 = u,
+                     .src1 = backend.upload_weight(*lw.experts[size_t(e)].up),
+                     .n = F,
+                     .k = D});
       ops.push_back({.kind = OpKind::Gelu, .dst = h, .n = F});
-      ops.push_back({.kind = OpKind::MatMul, .dst = out, .src0 = h,
-                     .src1 = backend.upload_weight(*lw.experts[size_t(e)].down), .n = D, .k = F});
+      ops.push_back({.kind = OpKind::MatMul,
+                     .dst = out,
+                     .src0 = h,
+                     .src1 = backend.upload_weight(*lw.experts[size_t(e)].down),
+                     .n = D,
+                     .k = F});
     }
   }
   graph_.logits = outs_.back();  // what the backend returns each step; the other outputs are read back too

@@ -46,9 +46,8 @@ int32_t Sampler::sample(const std::vector<float>& logits, const std::vector<int3
     }
   }
   // Sorted by logit, ties by id, so that every filter below keeps a prefix and results are deterministic.
-  std::sort(c.begin(), c.end(), [](const Cand& a, const Cand& b) {
-    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
-  });
+  std::sort(c.begin(), c.end(),
+            [](const Cand& a, const Cand& b) { return a.logit > b.logit || (a.logit == b.logit && a.id < b.id); });
   if (p_.temperature <= 0.0f) return c[0].id;
 
   if (p_.top_k > 0 && size_t(p_.top_k) < c.size()) c.resize(size_t(p_.top_k));

@@ -49,7 +49,6 @@ class Tokenizer {
   const std::string& token_bytes(int32_t id) const;           // unknown id -> mole::Error
   const std::string& token_bytes_or_empty(int32_t id) const;  // unknown id -> ""
 
-
   // Shared so copies are cheap; the word cache inside is guarded by a mutex, so copies may encode concurrently.
   std::shared_ptr<Impl> impl_;
 };

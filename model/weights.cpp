@@ -9,9 +9,12 @@ namespace mole {
 
 const char* form_name(Form f) {
   switch (f) {
-    case Form::Dense: return "dense";
-    case Form::Train: return "training (experts, table computed at load)";
-    case Form::Infer: return "inference (lookup table)";
+    case Form::Dense:
+      return "dense";
+    case Form::Train:
+      return "training (experts, table computed at load)";
+    case Form::Infer:
+      return "inference (lookup table)";
   }
   return "?";
 }
@@ -61,7 +64,8 @@ Weights Weights::load(const std::string& dir, const Config& c) {
   bool has_experts = w.tensors.find("model.layers.0.experts.0.up_proj.weight") != nullptr;
   if (!c.is_mole()) {
     if (has_table || has_experts || w.tensors.find("model.layers.0.router.weight"))
-      throw Error(dir + ": config.json has no num_experts (dense), but the checkpoint holds MoLE tensors; add "
+      throw Error(dir +
+                  ": config.json has no num_experts (dense), but the checkpoint holds MoLE tensors; add "
                   "\"num_experts\" to config.json");
     w.form = Form::Dense;
   } else if (has_table && has_experts) {
@@ -112,8 +116,8 @@ Weights Weights::load(const std::string& dir, const Config& c) {
   for (const std::string& name : w.tensors.names()) {
     if (!b.used.count(name) && !ignorable(name)) {
       throw Error(w.tensors.find(name)->file + ": unexpected tensor '" + name + "' in a checkpoint of " +
-                  form_name(w.form) + " form with " + std::to_string(c.num_layers) + " layers and " + std::to_string(E) +
-                  " experts (does config.json match the checkpoint?)");
+                  form_name(w.form) + " form with " + std::to_string(c.num_layers) + " layers and " +
+                  std::to_string(E) + " experts (does config.json match the checkpoint?)");
     }
   }
   return w;

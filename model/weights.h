@@ -1,6 +1,7 @@
 // Weights: the immutable tensors of a checkpoint, mmap'd and checked against the shapes the Config implies.
 // Three forms load: Train (per-layer experts + expert_layernorm, table computed at load), Infer (the table
-// model.moe_table.weight) and Dense (no router, experts or table). Tensor names are the official modeling_mole*.py ones.
+// model.moe_table.weight) and Dense (no router, experts or table). Tensor names are the official modeling_mole*.py
+// ones.
 #pragma once
 
 #include <string>
@@ -20,15 +21,15 @@ struct ExpertWeights {
 };
 
 struct LayerWeights {
-  const TensorView* input_norm = nullptr;  // (D)
-  const TensorView* q = nullptr;           // (H*hd, D)
-  const TensorView* k = nullptr;           // (KVH*hd, D)
-  const TensorView* v = nullptr;           // (KVH*hd, D)
-  const TensorView* o = nullptr;           // (D, H*hd)
-  const TensorView* post_norm = nullptr;   // (D)
-  const TensorView* up = nullptr;          // (F, D)
-  const TensorView* down = nullptr;        // (D, F)
-  const TensorView* router = nullptr;      // (E, D), MoLE only
+  const TensorView* input_norm = nullptr;   // (D)
+  const TensorView* q = nullptr;            // (H*hd, D)
+  const TensorView* k = nullptr;            // (KVH*hd, D)
+  const TensorView* v = nullptr;            // (KVH*hd, D)
+  const TensorView* o = nullptr;            // (D, H*hd)
+  const TensorView* post_norm = nullptr;    // (D)
+  const TensorView* up = nullptr;           // (F, D)
+  const TensorView* down = nullptr;         // (D, F)
+  const TensorView* router = nullptr;       // (E, D), MoLE only
   const TensorView* expert_norm = nullptr;  // (D), training form only
   std::vector<ExpertWeights> experts;       // E entries, training form only
 };

@@ -8,8 +8,8 @@ using namespace mole;
 
 namespace {
 nlohmann::json base() {
-  return {{"vocab_size", 100}, {"hidden_size", 64}, {"intermediate_size", 128}, {"num_hidden_layers", 2},
-          {"num_attention_heads", 4}, {"num_experts", 4}};
+  return {{"vocab_size", 100},      {"hidden_size", 64},        {"intermediate_size", 128},
+          {"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"num_experts", 4}};
 }
 void check_error(nlohmann::json j, const char* needle) {
   CHECK_THROWS_WITH_AS(Config::from_json(j, "cfg.json"), doctest::Contains(needle), Error);

@@ -73,14 +73,26 @@ TEST_CASE("vulkan: whole models match the CPU reference (rel. L2 < 1e-3)") {
   const std::vector<Variant> variants = {
       {"gqa_f32_infer", Form::Infer, {{"num_key_value_heads", 2}}, DType::F32, 37},
       {"mha_f16_train", Form::Train, {{"num_key_value_heads", 4}}, DType::F16, 300},
-      {"mqa_bf16_infer_linear", Form::Infer,
-       {{"num_key_value_heads", 1}, {"rope_scaling", {{"type", "linear"}, {"factor", 2.0}}}}, DType::BF16, 65},
-      {"dynamic_dense", Form::Dense,
-       {{"max_position_embeddings", 32}, {"rope_scaling", {{"type", "dynamic"}, {"factor", 2.0}}}}, DType::BF16, 50},
-      {"odd_sizes", Form::Infer,
-       {{"hidden_size", 36}, {"num_attention_heads", 3}, {"num_key_value_heads", 1}, {"intermediate_size", 77},
-        {"vocab_size", 301}, {"num_experts", 3}},
-       DType::F16, 19},
+      {"mqa_bf16_infer_linear",
+       Form::Infer,
+       {{"num_key_value_heads", 1}, {"rope_scaling", {{"type", "linear"}, {"factor", 2.0}}}},
+       DType::BF16,
+       65},
+      {"dynamic_dense",
+       Form::Dense,
+       {{"max_position_embeddings", 32}, {"rope_scaling", {{"type", "dynamic"}, {"factor", 2.0}}}},
+       DType::BF16,
+       50},
+      {"odd_sizes",
+       Form::Infer,
+       {{"hidden_size", 36},
+        {"num_attention_heads", 3},
+        {"num_key_value_heads", 1},
+        {"intermediate_size", 77},
+        {"vocab_size", 301},
+        {"num_experts", 3}},
+       DType::F16,
+       19},
   };
   for (const Variant& v : variants) {
     std::string name = v.name;
@@ -164,8 +176,12 @@ TEST_CASE("vulkan: reparameterization on the GPU gives the CPU's table rows") {
   auto vkb = vulkan_or_skip();
   if (!vkb) return;
   Model m(test::synth(tmp, "m", Form::Train,
-                      {{"vocab_size", 301}, {"hidden_size", 36}, {"num_attention_heads", 3}, {"num_key_value_heads", 1},
-                       {"intermediate_size", 77}, {"num_experts", 3}},
+                      {{"vocab_size", 301},
+                       {"hidden_size", 36},
+                       {"num_attention_heads", 3},
+                       {"num_key_value_heads", 1},
+                       {"intermediate_size", 77},
+                       {"num_experts", 3}},
                       DType::BF16));
   BackendLutRows gpu(m.cfg, m.w, *vkb, 128);
   const int64_t row = m.cfg.lut_row_elems();
@@ -183,6 +199,8 @@ TEST_CASE("vulkan: reparameterization on the GPU gives the CPU's table rows") {
 
 #else
 
-TEST_CASE("vulkan: not built") { MESSAGE("skipped: this build has no Vulkan backend (Vulkan headers or glslang missing)"); }
+TEST_CASE("vulkan: not built") {
+  MESSAGE("skipped: this build has no Vulkan backend (Vulkan headers or glslang missing)");
+}
 
 #endif

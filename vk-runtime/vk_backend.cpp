@@ -40,7 +40,9 @@ constexpr VkBufferUsageFlags kStorage =
 constexpr uint64_t kWaitNs = 120ull * 1000 * 1000 * 1000;  // a step that takes longer is treated as a hung GPU
 constexpr size_t kMaxRecorded = 16;                        // recorded step shapes kept; beyond, start over
 
-uint32_t dtype_code(DType d) { return d == DType::F32 ? 0u : d == DType::F16 ? 1u : 2u; }
+uint32_t dtype_code(DType d) {
+  return d == DType::F32 ? 0u : d == DType::F16 ? 1u : 2u;
+}
 constexpr uint32_t kLocalSize = kDefaultLocalSize;
 
 // Writes a step input array into its persistently mapped buffer (nothing for an empty one: no null memcpy).
@@ -203,12 +205,12 @@ class VulkanBackend final : public Backend {
   static void full_barrier(VkCommandBuffer cb) {
     const VkPipelineStageFlags st = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
     memory_barrier(cb, st, VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT, st,
-            VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
-                VK_ACCESS_TRANSFER_WRITE_BIT);
+                   VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
+                       VK_ACCESS_TRANSFER_WRITE_BIT);
   }
   static void host_read_barrier(VkCommandBuffer cb) {
     memory_barrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT, VK_PIPELINE_STAGE_HOST_BIT,
-            VK_ACCESS_HOST_READ_BIT);
+                   VK_ACCESS_HOST_READ_BIT);
   }
 
   // ---- pipelines and descriptors ----
@@ -224,8 +226,8 @@ class VulkanBackend final : public Backend {
     auto it = pipelines_.find(key);
     if (it != pipelines_.end()) return it->second;
     std::string name(shader);
-    auto made = ComputePipeline::create(dev_, ctx_->cache, spirv, set_layout(op->bindings), op->push_bytes, spec,
-                                        name.c_str());
+    auto made =
+        ComputePipeline::create(dev_, ctx_->cache, spirv, set_layout(op->bindings), op->push_bytes, spec, name.c_str());
     return pipelines_.emplace(key, std::move(made)).first->second;
   }
   const DescriptorSetLayout& set_layout(uint32_t bindings) {
@@ -261,7 +263,7 @@ class VulkanBackend final : public Backend {
   std::vector<OpPlan> plans_;
   size_t split_ = 0;  // first op of part B (the first RouterLut), or ops.size() for a dense model
   std::optional<Buffer> in_ids_, in_slot_, in_pos_, in_cos_, in_sin_, in_rows_;  // (T) (T) (T) (T,hd/2) x2 (R)
-  std::optional<Buffer> readback_;  // (R, V) logits copied for the host
+  std::optional<Buffer> readback_;                                               // (R, V) logits copied for the host
   size_t readback_count_ = 0;
   BufferId logits_ = kNoBuffer;
   std::map<std::pair<uint32_t, uint32_t>, Recorded> recorded_;
@@ -269,7 +271,7 @@ class VulkanBackend final : public Backend {
   // Profiling.
   bool profiling_ = false, profile_pending_ = false;
   std::optional<TimestampQueryPool> op_ts_, lut_ts_;  // (ops + 1) timestamps per step; 2 around the LUT copy
-  StepInputs profiled_in_;                             // the step whose timestamps are pending
+  StepInputs profiled_in_;                            // the step whose timestamps are pending
   StepProfile prof_;
   void collect_profile();
 
@@ -294,8 +296,7 @@ void VulkanBackend::set_lut(const LutStore& lut, LutPlacement placement, int max
   charge(row * size_t(max_step_tokens), "the LUT row ring");
   if (placement == LutPlacement::Device)
     charge(lut.bytes(), "the whole lookup table (--lut device, " + std::to_string(lut.bytes() >> 20) + " MiB)");
-  lut_ring_ = Buffer::create(dev_, row * size_t(max_step_tokens), kStorage, MemoryKind::DeviceLocal,
-                             "LUT row ring");
+  lut_ring_ = Buffer::create(dev_, row * size_t(max_step_tokens), kStorage, MemoryKind::DeviceLocal, "LUT row ring");
   if (placement == LutPlacement::Disk) {
     lut_staging_ = Buffer::create(dev_, row * size_t(max_step_tokens), VK_BUFFER_USAGE_TRANSFER_SRC_BIT,
                                   MemoryKind::HostVisible, "LUT staging ring");
@@ -306,13 +307,15 @@ void VulkanBackend::set_lut(const LutStore& lut, LutPlacement placement, int max
   rows_per_chunk_ = int64_t(chunk / row);
   MemoryKind kind = placement == LutPlacement::Device ? MemoryKind::DeviceLocal : MemoryKind::HostVisible;
   std::string what = std::string("lookup table (--lut ") + placement_name(placement) + ")";
-  lut_chunks_ = create_chunked(dev_, lut.bytes(), VkDeviceSize(1) << 30,
-                               VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT, kind, what.c_str(),
-                               row);
+  lut_chunks_ =
+      create_chunked(dev_, lut.bytes(), VkDeviceSize(1) << 30,
+                     VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT, kind, what.c_str(), row);
   for (size_t c = 0; c < lut_chunks_.size(); c++) {
     int64_t r0 = int64_t(c) * rows_per_chunk_, n = std::min(rows_per_chunk_, lut.rows() - r0);
-    if (kind == MemoryKind::HostVisible) std::memcpy(lut_chunks_[c].mapped(), lut.row(int32_t(r0)), size_t(n) * row);
-    else upload_bytes(lut_chunks_[c], 0, lut.row(int32_t(r0)), size_t(n) * row);
+    if (kind == MemoryKind::HostVisible)
+      std::memcpy(lut_chunks_[c].mapped(), lut.row(int32_t(r0)), size_t(n) * row);
+    else
+      upload_bytes(lut_chunks_[c], 0, lut.row(int32_t(r0)), size_t(n) * row);
   }
 }
 
@@ -383,8 +386,8 @@ void VulkanBackend::prepare(const StepGraph& g) {
   for (const Op& op : g.ops) {
     if (op.kind == OpKind::Rope) half = std::max<uint32_t>(half, uint32_t(op.k / 2));
     if (op.kind == OpKind::Attention && uint32_t(op.k) > kLocalSize)
-      throw Error("the Vulkan backend supports head dimensions up to " + std::to_string(kLocalSize) + " (this model: " +
-                  std::to_string(op.k) + ")");
+      throw Error("the Vulkan backend supports head dimensions up to " + std::to_string(kLocalSize) +
+                  " (this model: " + std::to_string(op.k) + ")");
     if (op.kind == OpKind::RouterLut && uint32_t(op.n) > kRouterLutMaxExperts)
       throw Error("the Vulkan backend supports at most 64 experts (this model has " + std::to_string(op.n) + ")");
     n_desc += 6;
@@ -476,24 +479,40 @@ void VulkanBackend::record_op(VkCommandBuffer cb, const Op& op, const OpPlan& pl
   const uint32_t rows = op.on_out_rows ? R : T, n = uint32_t(op.n), k = uint32_t(op.k);
   const ComputePipeline& p = *plan.pipe;
   switch (op.kind) {
-    case OpKind::Embed: dispatch(cb, p, plan.set, EmbedPush{T, n}); break;
-    case OpKind::RmsNorm: dispatch(cb, p, plan.set, RmsNormPush{rows, n, op.eps}); break;
-    case OpKind::MatMul: dispatch(cb, p, plan.set, MatMulPush{rows, k, n, op.accumulate ? 1u : 0u}); break;
-    case OpKind::Rope: dispatch(cb, p, plan.set, RopePush{T, n, k}); break;
-    case OpKind::KvStore: dispatch(cb, p, plan.set, KvStorePush{T, n, uint32_t(op.ctx)}); break;
+    case OpKind::Embed:
+      dispatch(cb, p, plan.set, EmbedPush{T, n});
+      break;
+    case OpKind::RmsNorm:
+      dispatch(cb, p, plan.set, RmsNormPush{rows, n, op.eps});
+      break;
+    case OpKind::MatMul:
+      dispatch(cb, p, plan.set, MatMulPush{rows, k, n, op.accumulate ? 1u : 0u});
+      break;
+    case OpKind::Rope:
+      dispatch(cb, p, plan.set, RopePush{T, n, k});
+      break;
+    case OpKind::KvStore:
+      dispatch(cb, p, plan.set, KvStorePush{T, n, uint32_t(op.ctx)});
+      break;
     case OpKind::Attention:
       dispatch(cb, p, plan.set,
                AttentionPush{T, n, uint32_t(op.kv_heads), k, uint32_t(op.ctx), 1.0f / std::sqrt(float(op.k))});
       break;
-    case OpKind::Gelu: dispatch(cb, p, plan.set, GeluPush{T * n}); break;
-    case OpKind::Add: dispatch(cb, p, plan.set, AddPush{T * n}); break;
+    case OpKind::Gelu:
+      dispatch(cb, p, plan.set, GeluPush{T * n});
+      break;
+    case OpKind::Add:
+      dispatch(cb, p, plan.set, AddPush{T * n});
+      break;
     case OpKind::RouterLut:
       dispatch(cb, p, plan.set, RouterLutPush{T, n, k, uint32_t(op.layer), uint32_t(lut_->row_elems())});
       break;
-    case OpKind::Gather: dispatch(cb, p, plan.set, GatherPush{R, n}); break;
+    case OpKind::Gather:
+      dispatch(cb, p, plan.set, GatherPush{R, n});
+      break;
   }
-  memory_barrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
-          VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
+  memory_barrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
+                 VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
 }
 
 Recorded& VulkanBackend::recorded_for(const StepGraph& g, uint32_t T, uint32_t R) {
@@ -522,7 +541,7 @@ Recorded& VulkanBackend::recorded_for(const StepGraph& g, uint32_t T, uint32_t R
   for (size_t i = split_; i < g.ops.size(); i++) record(r.part_b.handle(), i);
   // Logits to the host-visible read-back buffer.
   memory_barrier(r.part_b.handle(), VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
-          VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_READ_BIT);
+                 VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_READ_BIT);
   size_t V = readback_count_ / size_t(g.max_out_rows);
   VkBufferCopy region{0, 0, size_t(R) * V * 4};
   vk().vkCmdCopyBuffer(r.part_b.handle(), bufs_.at(size_t(g.logits)).buffer.handle(), readback_->handle(), 1, &region);
@@ -580,8 +599,7 @@ void VulkanBackend::run_step(const StepGraph& g, const StepInputs& in) {
   if (profiling_ && replay) {
     prof_.replayed_steps++;
     prof_.submits++;
-    prof_.host_launch_seconds +=
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - launch_start).count();
+    prof_.host_launch_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - launch_start).count();
   }
   if (profiling_) {
     profiled_in_ = in;
@@ -601,9 +619,9 @@ void VulkanBackend::collect_profile() {
     p.kind = ops[i].kind;
     p.calls++;
     if (std::isfinite(t[i + 1] - t[i])) p.seconds += (t[i + 1] - t[i]) * 1e-9;
-    BufferId w = ops[i].kind == OpKind::Embed ? ops[i].src0
+    BufferId w = ops[i].kind == OpKind::Embed                                        ? ops[i].src0
                  : (ops[i].kind == OpKind::RmsNorm || ops[i].kind == OpKind::MatMul) ? ops[i].src1
-                                                                                      : kNoBuffer;
+                                                                                     : kNoBuffer;
     size_t wb = w == kNoBuffer ? 0 : dtype_size(bufs_.at(size_t(w)).dtype);
     p.bytes += op_bytes(ops[i], profiled_in_, wb, lut_ ? dtype_size(lut_->dtype()) : 0);
   }

@@ -9,8 +9,8 @@
 namespace mole::vulkan {
 
 struct VulkanOptions {
-  int device_index = -1;     // -1: $MOLE_VK_DEVICE, else the best device (discrete > integrated > virtual > CPU)
-  bool validation = false;   // Khronos validation + synchronization validation (also $MOLE_VK_VALIDATION=sync)
+  int device_index = -1;    // -1: $MOLE_VK_DEVICE, else the best device (discrete > integrated > virtual > CPU)
+  bool validation = false;  // Khronos validation + synchronization validation (also $MOLE_VK_VALIDATION=sync)
 };
 
 std::unique_ptr<Backend> make_vulkan_backend(const VulkanOptions& opt);
