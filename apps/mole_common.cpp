@@ -29,15 +29,15 @@ void add_run_flags(CLI::App& cmd, RunFlags& f) {
       ->capture_default_str();
   cmd.add_option("--device", f.device, "GPU index from `mole devices` (default: $MOLE_VK_DEVICE, else the best)");
   cmd.add_option("--lut", f.lut,
-                 "Where the lookup table lives: device, host or disk; auto = the backend's choice (cpu: disk for a "
-                 "table in a file, host for one computed at load)")
+                 "Where the lookup table lives: device, host or disk; auto = the backend's choice (vulkan: host; "
+                 "cpu: disk for a table in a file; host for one computed at load)")
       ->check(CLI::IsMember({"auto", "device", "host", "disk"}))
       ->capture_default_str();
   cmd.add_option("--lut-dtype", f.lut_dtype,
                  "Precision of a table computed at load from a training-form checkpoint: f32, f16 or bf16")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}))
       ->capture_default_str();
-  cmd.add_option("-c,--ctx-size", f.ctx_size, "Context length in tokens (default: max_position_embeddings)")
+  cmd.add_option("-c,--ctx-size", f.ctx_size, "Context length in tokens (default: max_position_embeddings, times the RoPE scaling factor if any)")
       ->check(CLI::NonNegativeNumber);
   cmd.add_option("--ubatch-size", f.ubatch, "Most tokens per step; longer prompts run in chunks")
       ->capture_default_str()
