@@ -37,7 +37,8 @@ void add_run_flags(CLI::App& cmd, RunFlags& f) {
                  "Precision of a table computed at load from a training-form checkpoint: f32, f16 or bf16")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}))
       ->capture_default_str();
-  cmd.add_option("-c,--ctx-size", f.ctx_size, "Context length in tokens (default: max_position_embeddings, times the RoPE scaling factor if any)")
+  cmd.add_option("-c,--ctx-size", f.ctx_size,
+                 "Context length in tokens (default: max_position_embeddings, times the RoPE scaling factor if any)")
       ->check(CLI::NonNegativeNumber);
   cmd.add_option("--ubatch-size", f.ubatch, "Most tokens per step; longer prompts run in chunks")
       ->capture_default_str()
