@@ -20,14 +20,6 @@ using namespace mole::app;
 
 namespace {
 
-std::string read_file_arg(const std::string& path, const std::string& flag) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(flag + " " + path + ": cannot open file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // Holds back the tail of the output that could still become a stop string, so a stop string is never printed.
 class StopFilter {
  public:

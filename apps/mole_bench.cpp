@@ -60,13 +60,7 @@ int cmd_bench(BenchArgs& a) {
   // Tokenizer.
   std::optional<Tokenizer> tok = m->tokenizer;
   if (!tok) tok = Tokenizer::load(std::string(MOLE_DATA_DIR) + "/gpt-neox-tokenizer/tokenizer.json");
-  std::string text = a.text_file.empty() ? builtin_text(4 << 20) : [&] {
-    std::ifstream in(a.text_file, std::ios::binary);
-    if (!in) throw Error("--text-file " + a.text_file + ": cannot open file");
-    std::stringstream t;
-    t << in.rdbuf();
-    return t.str();
-  }();
+  std::string text = a.text_file.empty() ? builtin_text(4 << 20) : read_file_arg(a.text_file, "--text-file");
   out["tokenizer_mb_per_s"] = tokenizer_benchmark_mb_per_s(*tok, text, 2.0);
 
   // Prefill and decode per placement. A fresh backend and engine for each; weights and table are shared.

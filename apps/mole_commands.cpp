@@ -17,14 +17,6 @@
 namespace mole::app {
 namespace {
 
-std::string slurp(const std::string& path, const std::string& flag) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(flag + " " + path + ": cannot open file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 Tokenizer tokenizer_from(const TokenizeArgs& a) {
   if (!a.tokenizer.empty() && !a.model.empty()) throw Error("give -m DIR or --tokenizer FILE, not both");
   if (!a.tokenizer.empty()) return Tokenizer::load(a.tokenizer);
@@ -60,7 +52,7 @@ int cmd_logits(LogitsArgs& a) {
 int cmd_tokenize(TokenizeArgs& a) {
   if (a.text.empty() == a.file.empty()) throw Error("give exactly one of --text TEXT or --file PATH");
   Tokenizer tok = tokenizer_from(a);
-  std::string text = a.file.empty() ? a.text : slurp(a.file, "--file");
+  std::string text = a.file.empty() ? a.text : read_file_arg(a.file, "--file");
   std::vector<int32_t> ids = tok.encode(text);
   if (a.json) {
     nlohmann::json tokens = nlohmann::json::array();

@@ -4,7 +4,9 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
+#include <sstream>
 
 #include "apps/backends.h"
 #include "model/error.h"
@@ -47,6 +49,14 @@ void add_run_flags(CLI::App& cmd, RunFlags& f) {
   cmd.add_flag("-q,--quiet", f.quiet, "No progress bars or load messages on stderr");
   cmd.add_flag("--profile", f.profile,
                "Print a per-op time table at the end (GPU timestamps on Vulkan, wall time on the CPU)");
+}
+
+std::string read_file_arg(const std::string& path, const std::string& flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(flag + " " + path + ": cannot open file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 DType parse_dtype_flag(const std::string& s, const std::string& flag) {

@@ -59,6 +59,8 @@ class OwnedBackendLutRows final : public LutRowSource {
 // directory has one (required if need_tokenizer), the backend and the engine.
 std::unique_ptr<LoadedModel> load_model(const RunFlags& f, bool need_tokenizer);
 Tokenizer load_tokenizer_for(const std::string& model_dir);  // DIR/tokenizer.json
+// The whole file, for a flag that names one (-f, --file, --text-file); errors name the flag and path.
+std::string read_file_arg(const std::string& path, const std::string& flag);
 std::vector<int32_t> parse_ids(const std::string& s, const std::string& flag);
 DType parse_dtype_flag(const std::string& s, const std::string& flag);
 // Adds the flags of RunFlags to a subcommand.

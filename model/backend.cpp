@@ -29,6 +29,12 @@ const char* op_name(OpKind k) {
   return "?";
 }
 
+BufferId op_weight(const Op& op) {
+  if (op.kind == OpKind::Embed) return op.src0;
+  if (op.kind == OpKind::RmsNorm || op.kind == OpKind::MatMul) return op.src1;
+  return kNoBuffer;
+}
+
 uint64_t op_bytes(const Op& op, const StepInputs& in, size_t wb, size_t lb) {
   const uint64_t T = uint64_t(in.tokens()), R = uint64_t(in.out_rows.size()), rows = op.on_out_rows ? R : T;
   const uint64_t n = uint64_t(op.n), k = uint64_t(op.k);

@@ -40,6 +40,9 @@ enum class OpKind {
   Gather,     // dst (R, n) = src0 (T, n) [out_rows[r]]
 };
 const char* op_name(OpKind k);
+struct Op;
+// The op's weight buffer (Embed: src0; RmsNorm, MatMul: src1), or kNoBuffer for ops that read no weight.
+BufferId op_weight(const Op& op);
 
 struct Op {
   OpKind kind;

@@ -158,9 +158,7 @@ class CpuBackend final : public Backend {
   }
 
   size_t weight_elem_bytes(const Op& op) const {
-    BufferId w = op.kind == OpKind::Embed                                    ? op.src0
-                 : (op.kind == OpKind::RmsNorm || op.kind == OpKind::MatMul) ? op.src1
-                                                                             : -1;
+    BufferId w = op_weight(op);
     return w >= 0 ? dtype_size(bufs_.at(size_t(w)).weight.dtype) : 0;
   }
 

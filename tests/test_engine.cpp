@@ -98,8 +98,7 @@ TEST_CASE("the table changes the output: zeroing the router's effect is detectab
   test::TempDir tmp;
   Loaded m(test::synth(tmp, "m", Form::Infer));
   auto with = m.logits(kIds);
-  LutStore zero = *m.lut;
-  std::vector<uint8_t> zeros(zero.bytes(), 0);
+  std::vector<uint8_t> zeros(m.lut->bytes(), 0);
   TensorView tv = *m.w.moe_table;
   tv.data = zeros.data();
   LutStore z = LutStore::from_tensor(tv, m.cfg.lut_row_elems());

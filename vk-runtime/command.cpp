@@ -59,14 +59,33 @@ CommandBuffer CommandBuffer::create(const Device& device, const CommandPool& poo
   ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
   ai.commandBufferCount = 1;
   VK_CHECK(vk().vkAllocateCommandBuffers(device.handle(), &ai, &c.cb_));
+  c.device_ = device.handle();
+  c.pool_ = pool.handle();
   return c;
 }
 
-CommandBuffer::CommandBuffer(CommandBuffer&& other) noexcept : cb_(std::exchange(other.cb_, VK_NULL_HANDLE)) {}
+CommandBuffer::CommandBuffer(CommandBuffer&& other) noexcept
+    : device_(std::exchange(other.device_, VK_NULL_HANDLE)),
+      pool_(std::exchange(other.pool_, VK_NULL_HANDLE)),
+      cb_(std::exchange(other.cb_, VK_NULL_HANDLE)) {}
 
 CommandBuffer& CommandBuffer::operator=(CommandBuffer&& other) noexcept {
-  cb_ = std::exchange(other.cb_, VK_NULL_HANDLE);
+  if (this != &other) {
+    destroy();
+    device_ = std::exchange(other.device_, VK_NULL_HANDLE);
+    pool_ = std::exchange(other.pool_, VK_NULL_HANDLE);
+    cb_ = std::exchange(other.cb_, VK_NULL_HANDLE);
+  }
   return *this;
+}
+
+CommandBuffer::~CommandBuffer() {
+  destroy();
+}
+
+void CommandBuffer::destroy() {
+  if (cb_) vk().vkFreeCommandBuffers(device_, pool_, 1, &cb_);
+  cb_ = VK_NULL_HANDLE;
 }
 
 void CommandBuffer::begin(bool one_time) {

@@ -38,8 +38,8 @@ class CommandPool {
   bool resettable_ = false;
 };
 
-// A primary command buffer. It owns nothing: its pool frees it when the pool is destroyed (allocating one per step
-// without resetting the pool grows the pool; allocate a few up front and reuse them). Move-only, like its siblings.
+// A primary command buffer. Frees itself back to its pool on destruction (it must not be pending then); the pool
+// and device must outlive it. Move-only, like its siblings.
 class CommandBuffer {
  public:
   static CommandBuffer create(const Device& device, const CommandPool& pool);
@@ -48,7 +48,7 @@ class CommandBuffer {
   CommandBuffer& operator=(CommandBuffer&& other) noexcept;
   CommandBuffer(const CommandBuffer&) = delete;
   CommandBuffer& operator=(const CommandBuffer&) = delete;
-  ~CommandBuffer() = default;
+  ~CommandBuffer();
 
   VkCommandBuffer handle() const { return cb_; }
   // `one_time`: it will be submitted once before the next begin() (lets the driver skip keeping it replayable).
@@ -64,7 +64,10 @@ class CommandBuffer {
 
  private:
   CommandBuffer() = default;
+  void destroy();
 
+  VkDevice device_ = VK_NULL_HANDLE;
+  VkCommandPool pool_ = VK_NULL_HANDLE;
   VkCommandBuffer cb_ = VK_NULL_HANDLE;
 };
 

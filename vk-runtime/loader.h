@@ -56,6 +56,7 @@
   X(Device, vkDestroyCommandPool, true)                       \
   X(Device, vkResetCommandPool, true)                         \
   X(Device, vkAllocateCommandBuffers, true)                   \
+  X(Device, vkFreeCommandBuffers, true)                       \
   X(Device, vkResetCommandBuffer, true)                       \
   X(Device, vkBeginCommandBuffer, true)                       \
   X(Device, vkEndCommandBuffer, true)                         \

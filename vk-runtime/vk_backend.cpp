@@ -172,7 +172,9 @@ class VulkanBackend final : public Backend {
   // ---- uploads and one-off commands (load time, tests) ----
   template <typename F>
   void one_time_commands(F&& record) {
-    CommandBuffer cb = CommandBuffer::create(dev_, compute_pool_);
+    if (!upload_cb_) upload_cb_ = CommandBuffer::create(dev_, compute_pool_);
+    CommandBuffer& cb = *upload_cb_;
+    cb.reset();  // the previous one-time submission has completed (its fence was waited on)
     cb.begin(true);
     full_barrier(cb.handle());  // after every earlier submission's writes
     record(cb.handle());
@@ -252,6 +254,7 @@ class VulkanBackend final : public Backend {
   TimelineSemaphore compute_tl_, lut_tl_;
   uint64_t compute_value_ = 0, lut_value_ = 0;
   Fence upload_fence_;
+  std::optional<CommandBuffer> upload_cb_;  // reused by every one-time submission (uploads, read-backs)
   std::vector<Buf> bufs_;
   uint64_t used_ = 0, budget_ = 0;  // device-local bytes allocated, and the most we may
   std::map<std::string, ComputePipeline> pipelines_;
@@ -619,9 +622,7 @@ void VulkanBackend::collect_profile() {
     p.kind = ops[i].kind;
     p.calls++;
     if (std::isfinite(t[i + 1] - t[i])) p.seconds += (t[i + 1] - t[i]) * 1e-9;
-    BufferId w = ops[i].kind == OpKind::Embed                                        ? ops[i].src0
-                 : (ops[i].kind == OpKind::RmsNorm || ops[i].kind == OpKind::MatMul) ? ops[i].src1
-                                                                                     : kNoBuffer;
+    BufferId w = op_weight(ops[i]);
     size_t wb = w == kNoBuffer ? 0 : dtype_size(bufs_.at(size_t(w)).dtype);
     p.bytes += op_bytes(ops[i], profiled_in_, wb, lut_ ? dtype_size(lut_->dtype()) : 0);
   }
