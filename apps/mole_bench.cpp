@@ -56,6 +56,10 @@ int cmd_bench(BenchArgs& a) {
   a.f.lut = placement_name(placements[0]);
   auto m = load_model(a.f, false);
   nlohmann::json out = {{"model", m->dir}, {"backend", m->backend->info().device}, {"load_s", m->load_seconds}};
+  // Each placement gets a fresh backend and engine below; the run's own would only hold a second device (and, on
+  // the CPU, a second copy of the table) while they run.
+  m->engine.reset();
+  m->backend.reset();
 
   // Tokenizer.
   std::optional<Tokenizer> tok = m->tokenizer;
