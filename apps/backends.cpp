@@ -64,21 +64,30 @@ std::string device_details() {
   return out;
 }
 
-std::unique_ptr<Backend> make_backend(const std::string& name, int device) {
+std::unique_ptr<Backend> make_backend(const std::string& name, int device, const std::string& lut_read) {
   if (name == "auto") {
     bool gpu = false;
     vulkan_availability_entry(&gpu);
-    return make_backend(gpu ? "vulkan" : "cpu", device);
+    return make_backend(gpu ? "vulkan" : "cpu", device, lut_read);
   }
   if (name == "cpu") return make_cpu_backend();
   if (name == "vulkan") {
 #ifdef MOLE_HAVE_VULKAN
-    return vulkan::make_vulkan_backend({.device_index = device, .validation = false});
+    return vulkan::make_vulkan_backend({.device_index = device, .validation = false}, lut_read);
 #endif
   }
   for (const auto& b : list_backends())
     if (b.name == name && !b.available) throw Error("--backend " + name + ": " + b.detail);
   throw Error("--backend " + name + ": unknown backend (choose auto, vulkan, cuda or cpu)");
+}
+
+std::string lut_read_mode(const Backend& b) {
+#ifdef MOLE_HAVE_VULKAN
+  return vulkan::lut_read_mode(b);
+#else
+  (void)b;
+  return "";
+#endif
 }
 
 }  // namespace mole

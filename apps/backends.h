@@ -20,7 +20,11 @@ std::vector<BackendAvailability> list_backends();
 // one --backend auto / --device would pick marked; empty when none.
 std::string device_details();
 // "auto" picks vulkan on a GPU (not on a CPU driver like lavapipe), else cpu. `device` selects a GPU by its index
-// in `mole devices` (-1: $MOLE_VK_DEVICE, else the best). Throws mole::Error for an unknown or unavailable name.
-std::unique_ptr<Backend> make_backend(const std::string& name, int device = -1);
+// in `mole devices` (-1: $MOLE_VK_DEVICE, else the best). `lut_read` (Vulkan only): how the table's rows are read,
+// copy|direct|auto, empty for $MOLE_VK_LUT_READ. Throws mole::Error for an unknown or unavailable name.
+std::unique_ptr<Backend> make_backend(const std::string& name, int device = -1, const std::string& lut_read = "");
+// How a Vulkan backend reads the table's rows once the run has set its table: "copy" (to a ring on the device, then
+// read) or "direct" (read in place); "" for other backends.
+std::string lut_read_mode(const Backend& b);
 
 }  // namespace mole

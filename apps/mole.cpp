@@ -8,6 +8,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "apps/backends.h"
 #include "apps/mole_commands.h"
 #include "apps/mole_common.h"
 #include "model/checkpoint_io.h"
@@ -124,7 +125,11 @@ int cmd_run(RunArgs& a) {
     emit(stop.push(dec->finish(), stopped));
     if (!stopped) emit(stop.flush());
   }
-  if (a.f.profile) print_profile(m->backend->profile(), m->backend->info().name);
+  if (a.f.profile) {
+    print_profile(m->backend->profile(), m->backend->info().name);
+    if (std::string how = lut_read_mode(*m->backend); !how.empty())
+      std::fprintf(stderr, "lut read     %s (MOLE_VK_LUT_READ=copy|direct|auto)\n", how.c_str());
+  }
   if (a.json) {
     nlohmann::json j = {{"prompt_ids", ids},
                         {"ids", r.tokens},

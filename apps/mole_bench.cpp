@@ -1,10 +1,13 @@
 // mole bench: tokenizer throughput, and prefill/decode tokens per second for each LUT placement, measured side by
-// side in one run on the same weights, so their ratios mean something on any machine.
+// side in one run on the same weights, so their ratios mean something on any machine. On Vulkan, --lut host runs
+// twice, once per way of reading the table's rows (copy to the device, then read; or read in place: see
+// MOLE_VK_LUT_READ in vk-runtime/lut_stream.h), so that the choice `auto` makes can be checked on each device.
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <random>
 #include <sstream>
 
@@ -55,6 +58,7 @@ int cmd_bench(BenchArgs& a) {
   a.f.quiet = a.f.quiet || a.json;
   a.f.lut = placement_name(placements[0]);
   auto m = load_model(a.f, false);
+  const bool vulkan = m->backend->info().name == "vulkan";
   nlohmann::json out = {{"model", m->dir}, {"backend", m->backend->info().device}, {"load_s", m->load_seconds}};
   // Each placement gets a fresh backend and engine below; the run's own would only hold a second device (and, on
   // the CPU, a second copy of the table) while they run.
@@ -72,18 +76,43 @@ int cmd_bench(BenchArgs& a) {
   std::vector<int32_t> prompt(size_t(a.prompt_tokens));
   for (auto& id : prompt) id = int32_t(rng() % uint32_t(m->cfg.vocab_size));
   nlohmann::json rows = nlohmann::json::array();
+  struct Run {
+    LutPlacement placement;
+    std::string read;  // Vulkan's MOLE_VK_LUT_READ for this run; "" for the default
+  };
+  std::vector<Run> runs;
   for (LutPlacement pl : placements) {
+    if (vulkan && pl == LutPlacement::Host && m->lut) {
+      runs.push_back({pl, "copy"});
+      runs.push_back({pl, "direct"});
+    } else {
+      runs.push_back({pl, ""});
+    }
+  }
+  for (const Run& run : runs) {
+    const LutPlacement pl = run.placement;
     nlohmann::json r = {{"lut", placement_name(pl)}};
+    if (!run.read.empty()) r["lut_read"] = run.read;
     if (pl == LutPlacement::Disk && m->lut && !m->lut->file_backed()) {
       r["skipped"] = "a training-form checkpoint has no table on disk (run `mole convert` first)";
       rows.push_back(r);
       continue;
     }
-    auto backend = make_backend(a.f.backend, a.f.device);
+    auto backend = make_backend(a.f.backend, a.f.device, run.read);
     EngineOptions eo;
     eo.max_context = std::max(a.f.ctx_size, std::min(m->cfg.max_position_embeddings, a.prompt_tokens + a.n_predict));
     eo.lut = pl;
-    Engine eng(m->cfg, m->weights, m->lut ? &*m->lut : nullptr, *backend, eo);
+    std::unique_ptr<Engine> engine;
+    try {
+      engine = std::make_unique<Engine>(m->cfg, m->weights, m->lut ? &*m->lut : nullptr, *backend, eo);
+    } catch (const Error& e) {
+      if (run.read != "direct") throw;
+      r["skipped"] = e.what();  // this device cannot read the table in place
+      rows.push_back(r);
+      continue;
+    }
+    Engine& eng = *engine;
+    if (std::string how = lut_read_mode(*backend); !how.empty()) r["lut_read"] = how;
     // Untimed warm-up: faults in weight pages, starts the thread pool, touches the caches.
     eng.step({{0, prompt}});
     for (int i = 0; i < 4 && eng.length(0) < eng.max_context(); i++) eng.step({{0, {prompt[size_t(i)]}}});
@@ -112,18 +141,24 @@ int cmd_bench(BenchArgs& a) {
               out["backend"].get<std::string>().c_str(), m->load_seconds);
   std::printf("tokenizer  %.1f MB/s (one core, %s)\n", out["tokenizer_mb_per_s"].get<double>(),
               a.text_file.empty() ? "built-in text" : a.text_file.c_str());
-  std::printf("%-8s %16s %16s %14s\n", "lut", "prefill tok/s", "decode tok/s", "ms/token");
+  // "host" or, on Vulkan, "host/copy", "host/direct": the placement and how its rows were read.
+  auto label = [](const nlohmann::json& r) {
+    std::string s = r["lut"].get<std::string>();
+    return r.contains("lut_read") ? s + "/" + r["lut_read"].get<std::string>() : s;
+  };
+  std::printf("%-12s %16s %16s %14s\n", "lut", "prefill tok/s", "decode tok/s", "ms/token");
   double first = 0;
+  std::string first_label;
   for (const auto& r : rows) {
     if (r.contains("skipped")) {
-      std::printf("%-8s skipped: %s\n", r["lut"].get<std::string>().c_str(), r["skipped"].get<std::string>().c_str());
+      std::printf("%-12s skipped: %s\n", label(r).c_str(), r["skipped"].get<std::string>().c_str());
       continue;
     }
     double d = r["decode_tokens_per_s"].get<double>();
-    if (first == 0) first = d;
-    std::printf("%-8s %16.1f %16.1f %14.3f   (decode %.3fx of %s)\n", r["lut"].get<std::string>().c_str(),
+    if (first == 0) first = d, first_label = label(r);
+    std::printf("%-12s %16.1f %16.1f %14.3f   (decode %.3fx of %s)\n", label(r).c_str(),
                 r["prefill_tokens_per_s"].get<double>(), d, r["decode_ms_per_token"].get<double>(), d / first,
-                rows[0]["lut"].get<std::string>().c_str());
+                first_label.c_str());
   }
   return 0;
 }

@@ -175,6 +175,11 @@ void print_profile(const StepProfile& p, const std::string& backend) {
   if (p.replayed_steps > 0)
     std::fprintf(stderr, "host launch  %.1f us per replayed step (inputs written + %.1f queue submits)\n",
                  1e6 * p.host_launch_seconds / p.replayed_steps, double(p.submits) / p.replayed_steps);
+  if (p.dispatches > 0)
+    std::fprintf(stderr,
+                 "dispatches   %.1f per step, %.1f barriers between them (ops between two barriers may overlap, and "
+                 "their times above are shared out in recording order)\n",
+                 double(p.dispatches) / p.steps, double(p.barriers) / p.steps);
   if (p.lut_copy_seconds > 0) {
     double copy = p.lut_copy_seconds / p.steps, window = p.lut_window_seconds / p.steps;
     std::fprintf(stderr,

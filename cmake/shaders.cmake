@@ -30,8 +30,33 @@ function(mole_add_shaders TARGET_NAME)
   set(headers "")
   set(includes "")
   set(entries "")
+  # Each shader, plus one build per variant its source declares with a line `// mole-variant: NAME DEFINE`: that
+  # build is named <stem>_<NAME> and compiled with -D<DEFINE> (e.g. matmul_subgroup, with subgroup arithmetic).
+  set(builds "")
   foreach(comp ${comp_files})
-    get_filename_component(name "${comp}" NAME_WE)
+    get_filename_component(stem "${comp}" NAME_WE)
+    list(APPEND builds "${stem}|${comp}|NONE")
+    file(STRINGS "${comp}" variant_lines REGEX "^// mole-variant: ")
+    foreach(line ${variant_lines})
+      string(REGEX REPLACE "^// mole-variant: ([a-z0-9_]+) ([A-Z0-9_]+)$" "\\1|\\2" variant "${line}")
+      if(variant STREQUAL line)
+        message(FATAL_ERROR "${comp}: malformed variant line '${line}' (want '// mole-variant: name DEFINE')")
+      endif()
+      string(REPLACE "|" ";" variant "${variant}")
+      list(GET variant 0 vname)
+      list(GET variant 1 vdefine)
+      list(APPEND builds "${stem}_${vname}|${comp}|-D${vdefine}")
+    endforeach()
+  endforeach()
+
+  foreach(build ${builds})
+    string(REPLACE "|" ";" build "${build}")
+    list(GET build 0 name)
+    list(GET build 1 comp)
+    list(GET build 2 define)
+    if(define STREQUAL "NONE")
+      set(define "")
+    endif()
     set(spv "${out_dir}/${name}.spv")
     set(header "${out_dir}/${name}.spv.h")
     set(validate "")
@@ -40,13 +65,13 @@ function(mole_add_shaders TARGET_NAME)
     endif()
     add_custom_command(
       OUTPUT "${header}"
-      COMMAND "${MOLE_GLSLANG_VALIDATOR}" -V ${target_env} "-I${src_dir}" -o "${spv}" "${comp}"
+      COMMAND "${MOLE_GLSLANG_VALIDATOR}" -V ${target_env} ${define} "-I${src_dir}" -o "${spv}" "${comp}"
       ${validate}
-      COMMAND "${MOLE_GLSLANG_VALIDATOR}" -V ${target_env} "-I${src_dir}" --vn "mole_spv_${name}" -o "${header}"
-              "${comp}"
+      COMMAND "${MOLE_GLSLANG_VALIDATOR}" -V ${target_env} ${define} "-I${src_dir}" --vn "mole_spv_${name}" -o
+              "${header}" "${comp}"
       DEPENDS "${comp}" ${glsl_files}
       BYPRODUCTS "${spv}"
-      COMMENT "Compiling shader ${name}.comp"
+      COMMENT "Compiling shader ${name} (${comp})"
       VERBATIM)
     list(APPEND headers "${header}")
     string(APPEND includes "#include \"shaders/${name}.spv.h\"\n")
@@ -66,7 +91,6 @@ ${includes}
 namespace mole::vulkan {
 namespace {
 
-// Sorted by name (the glob is sorted).
 constexpr std::pair<std::string_view, std::span<const uint32_t>> kShaders[] = {
 ${entries}};
 
@@ -82,6 +106,7 @@ std::span<const uint32_t> shader_spirv(std::string_view name) {
 std::vector<std::string_view> shader_names() {
   std::vector<std::string_view> names;
   for (const auto& entry : kShaders) names.push_back(entry.first);
+  std::sort(names.begin(), names.end());
   return names;
 }
 

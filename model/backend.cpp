@@ -7,20 +7,14 @@ const char* op_name(OpKind k) {
   switch (k) {
     case OpKind::Embed:
       return "embed";
-    case OpKind::RmsNorm:
-      return "rmsnorm";
+    case OpKind::NormMatMul:
+      return "norm_matmul";
     case OpKind::MatMul:
       return "matmul";
-    case OpKind::Rope:
-      return "rope";
     case OpKind::KvStore:
       return "kv_store";
     case OpKind::Attention:
       return "attention";
-    case OpKind::Gelu:
-      return "gelu";
-    case OpKind::Add:
-      return "add";
     case OpKind::RouterLut:
       return "router_lut";
     case OpKind::Gather:
@@ -31,8 +25,26 @@ const char* op_name(OpKind k) {
 
 BufferId op_weight(const Op& op) {
   if (op.kind == OpKind::Embed) return op.src0;
-  if (op.kind == OpKind::RmsNorm || op.kind == OpKind::MatMul) return op.src1;
+  if (op.kind == OpKind::NormMatMul || op.kind == OpKind::MatMul) return op.src1;
   return kNoBuffer;
+}
+
+std::vector<BufferId> op_reads(const Op& op) {
+  switch (op.kind) {
+    case OpKind::Embed:
+      return {};
+    case OpKind::NormMatMul:
+    case OpKind::KvStore:
+    case OpKind::Gather:
+      return {op.src0};
+    case OpKind::MatMul:
+      return op.accumulate ? std::vector<BufferId>{op.src0, op.dst} : std::vector<BufferId>{op.src0};
+    case OpKind::Attention:
+      return {op.src0, op.src1, op.src2};
+    case OpKind::RouterLut:
+      return {op.src0, op.dst};
+  }
+  return {};
 }
 
 uint64_t op_bytes(const Op& op, const StepInputs& in, size_t wb, size_t lb) {
@@ -41,23 +53,17 @@ uint64_t op_bytes(const Op& op, const StepInputs& in, size_t wb, size_t lb) {
   switch (op.kind) {
     case OpKind::Embed:
       return T * n * (wb + 4);
-    case OpKind::RmsNorm:
-      return rows * n * 8 + n * wb;
+    case OpKind::NormMatMul:  // the norm weight (k elements) counted at the product weight's width
+      return (n + 1) * k * wb + rows * k * 4 + rows * n * 4;
     case OpKind::MatMul:
       return n * k * wb + rows * k * 4 + rows * n * (op.accumulate ? 8 : 4);
-    case OpKind::Rope:
-      return T * n * k * 8 + T * k * 4;
     case OpKind::KvStore:
-      return T * n * 8;
+      return T * n * 8 + (op.rope ? T * k * 4 : 0);
     case OpKind::Attention: {
       uint64_t kv_rows = 0;
       for (int32_t p : in.pos) kv_rows += uint64_t(p) + 1;
       return kv_rows * uint64_t(op.kv_heads) * k * 8 + T * n * k * 8;
     }
-    case OpKind::Gelu:
-      return T * n * 8;
-    case OpKind::Add:
-      return T * n * 12;
     case OpKind::RouterLut:
       return T * (n * 4 + n * k * lb + k * 8);
     case OpKind::Gather:

@@ -27,22 +27,26 @@ using BufferId = int32_t;  // a backend-owned buffer; valid until the backend is
 constexpr BufferId kNoBuffer = -1;
 
 enum class OpKind {
-  Embed,      // dst (T, D) = src0 (V, D) [ids[t]]                                   (src0: weight)
-  RmsNorm,    // dst (T, D) = rmsnorm(src0 (T, D)) * src1 (D), eps = op.eps          (src1: weight)
-  MatMul,     // dst (T, N) (+)= src0 (T, K) @ src1 (N, K)^T; n = N, k = K; accumulate adds into dst  (src1: weight)
-  Rope,       // dst (T, n*hd) rotated in place by cos/sin (T, hd/2) from the inputs; n = heads, k = hd
-  KvStore,    // dst (B*S, n) row slot[t]*S + pos[t] = src0 (T, n) row t                 (dst: a KV cache)
-  Attention,  // dst (T, H*hd) = causal attention of src0 q (T, H*hd) over caches src1 K, src2 V (B*S, KVH*hd):
-              //   token t sees rows slot[t]*S + [0, pos[t]]; n = H, k = hd, kv_heads = KVH, ctx = S
-  Gelu,       // dst (T, n) = gelu(dst) exact erf form, in place
-  Add,        // dst (T, n) += src0 (T, n)
-  RouterLut,  // dst (T, D) += sum_e softmax(src0 (T, E))_e * LUT[ids[t]][layer][e] (LUT rows of this step)
-  Gather,     // dst (R, n) = src0 (T, n) [out_rows[r]]
+  Embed,       // dst (T, D) = src0 (V, D) [ids[t]]                                  (src0: weight)
+  NormMatMul,  // dst (T, N) = act(rmsnorm(src0 (T, K)) * src2 (K) @ src1 (N, K)^T); rmsnorm(x) = x / sqrt(mean(x^2)
+               //   + eps), eps = op.eps; act = gelu (exact erf form) when op.gelu, else none; n = N, k = K
+               //   (src1, src2: weights; the norm is fused into the product so the normed rows are never stored)
+  MatMul,      // dst (T, N) (+)= src0 (T, K) @ src1 (N, K)^T; n = N, k = K; accumulate adds into dst  (src1: weight)
+  KvStore,     // dst (B*S, n) row slot[t]*S + pos[t] = rope?(src0 (T, n) row t)          (dst: a KV cache)
+               //   with op.rope, each of the row's n/k heads of k = hd is rotated first (see below); ctx = S
+  Attention,   // dst (T, H*hd) = causal attention of rope?(src0 q (T, H*hd)) over caches src1 K, src2 V
+               //   (B*S, KVH*hd): token t sees rows slot[t]*S + [0, pos[t]]; n = H, k = hd, kv_heads = KVH, ctx = S;
+               //   with op.rope, q is rotated on the way in (the q buffer is left as it is)
+  RouterLut,   // dst (T, D) += sum_e softmax(src0 (T, E))_e * LUT[ids[t]][layer][e] (LUT rows of this step)
+  Gather,      // dst (R, n) = src0 (T, n) [out_rows[r]]
 };
 const char* op_name(OpKind k);
 struct Op;
-// The op's weight buffer (Embed: src0; RmsNorm, MatMul: src1), or kNoBuffer for ops that read no weight.
+// The op's (largest) weight buffer (Embed: src0; NormMatMul, MatMul: src1), or kNoBuffer for ops that read none.
 BufferId op_weight(const Op& op);
+// The activation buffers an op reads (weights excluded: no op writes one), for backends that let ops without data
+// dependencies overlap. Every op writes exactly one buffer, its dst.
+std::vector<BufferId> op_reads(const Op& op);
 
 struct Op {
   OpKind kind;
@@ -50,9 +54,12 @@ struct Op {
   int n = 0, k = 0;           // widths, as each kind above says
   int kv_heads = 0, ctx = 0;  // Attention only
   int layer = 0;              // RouterLut only
-  float eps = 0.0f;           // RmsNorm only
+  bool rope = false;          // KvStore, Attention: rotate by RoPE first: rotate_half form, cos/sin (T, hd/2) from
+                              //   the step's inputs, pairs (i, i + hd/2) of each head
+  float eps = 0.0f;           // NormMatMul only
+  bool gelu = false;          // NormMatMul only
   bool accumulate = false;    // MatMul only
-  bool on_out_rows = false;   // RmsNorm/MatMul after Gather: runs over the R output rows instead of the T tokens
+  bool on_out_rows = false;   // NormMatMul/MatMul after Gather: runs over the R output rows instead of the T tokens
 };
 
 // The forward pass of one step, in order. Widths are fixed; the token count comes with each step's inputs.
@@ -89,6 +96,8 @@ struct StepProfile {
   int replayed_steps = 0;          // steps that replayed recorded commands (GPU backends)
   double host_launch_seconds = 0;  // host time to launch those steps: inputs written, submitted
   int submits = 0;                 // queue submissions made by those steps
+  uint64_t dispatches = 0;         // GPU backends: compute dispatches recorded for the profiled steps, summed
+  uint64_t barriers = 0;           // and the pipeline barriers between them (ops without one may overlap)
 };
 // The least memory traffic of one op on one step: weights once, activations in and out, KV rows read.
 uint64_t op_bytes(const Op& op, const StepInputs& in, size_t weight_elem_bytes, size_t lut_elem_bytes);

@@ -3,6 +3,7 @@
 // each step's rows from the file mapping after asking the kernel to prefetch them.
 #include "model/cpu_backend.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -113,16 +114,16 @@ class CpuBackend final : public Backend {
         for (int64_t t = 0; t < T; t++) w.to_f32(int64_t(in.ids[size_t(t)]) * D, D, act(op.dst) + t * D);
         break;
       }
-      case OpKind::RmsNorm: {
-        const TensorView& w = weight(op.src1);
-        cpu::rmsnorm(act(op.src0), w, op.eps, rows_of(op, in), w.shape[0], act(op.dst));
+      case OpKind::NormMatMul: {  // unfused: the normed rows go through a scratch buffer
+        const int64_t rows = rows_of(op, in);
+        normed_.resize(size_t(rows * op.k));
+        cpu::rmsnorm(act(op.src0), weight(op.src2), op.eps, rows, op.k, normed_.data());
+        cpu::matmul(normed_.data(), weight(op.src1), rows, op.k, op.n, act(op.dst), false);
+        if (op.gelu) cpu::gelu(act(op.dst), rows * op.n);
         break;
       }
       case OpKind::MatMul:
         cpu::matmul(act(op.src0), weight(op.src1), rows_of(op, in), op.k, op.n, act(op.dst), op.accumulate);
-        break;
-      case OpKind::Rope:
-        rope(op, in);
         break;
       case OpKind::KvStore: {
         float* cache = act(op.dst);
@@ -130,21 +131,14 @@ class CpuBackend final : public Backend {
         for (int64_t t = 0; t < T; t++) {
           int64_t row = int64_t(in.slot[size_t(t)]) * op.ctx + in.pos[size_t(t)];
           std::memcpy(cache + row * op.n, src + t * op.n, size_t(op.n) * sizeof(float));
+          if (op.rope)
+            for (int64_t h = 0; h < op.n / op.k; h++) rope(cache + row * op.n + h * op.k, op.k, in, t);
         }
         break;
       }
       case OpKind::Attention:
         attention(op, in);
         break;
-      case OpKind::Gelu:
-        cpu::gelu(act(op.dst), T * op.n);
-        break;
-      case OpKind::Add: {
-        float* d = act(op.dst);
-        const float* s = act(op.src0);
-        for (int64_t i = 0; i < T * op.n; i++) d[i] += s[i];
-        break;
-      }
       case OpKind::RouterLut:
         router_lut(op, in);
         break;
@@ -166,20 +160,15 @@ class CpuBackend final : public Backend {
     return op.on_out_rows ? int64_t(in.out_rows.size()) : in.tokens();
   }
 
-  void rope(const Op& op, const StepInputs& in) {
-    const int64_t T = in.tokens(), half = op.k / 2;
-    float* x = act(op.dst);
-    for (int64_t t = 0; t < T; t++) {
-      const float* c = in.rope_cos.data() + t * half;
-      const float* s = in.rope_sin.data() + t * half;
-      for (int64_t h = 0; h < op.n; h++) {
-        float* u = x + (t * op.n + h) * op.k;
-        for (int64_t i = 0; i < half; i++) {
-          float x1 = u[i], x2 = u[i + half];
-          u[i] = x1 * c[i] - x2 * s[i];
-          u[i + half] = x2 * c[i] + x1 * s[i];
-        }
-      }
+  // Rotates one head u (hd) by token t's RoPE angles, rotate_half form: pairs (i, i + hd/2).
+  static void rope(float* u, int64_t hd, const StepInputs& in, int64_t t) {
+    const int64_t half = hd / 2;
+    const float* c = in.rope_cos.data() + t * half;
+    const float* s = in.rope_sin.data() + t * half;
+    for (int64_t i = 0; i < half; i++) {
+      float x1 = u[i], x2 = u[i + half];
+      u[i] = x1 * c[i] - x2 * s[i];
+      u[i + half] = x2 * c[i] + x1 * s[i];
     }
   }
 
@@ -191,11 +180,16 @@ class CpuBackend final : public Backend {
     float* out = act(op.dst);
     const float scale = 1.0f / std::sqrt(float(hd));
     parallel_for(T * H, [&](int64_t i0, int64_t i1) {
-      std::vector<float> score;
+      std::vector<float> score, q_rot(static_cast<size_t>(hd));
       for (int64_t i = i0; i < i1; i++) {
         int64_t t = i / H, h = i % H, kvh = h / group;
         int64_t base = int64_t(in.slot[size_t(t)]) * op.ctx, n = in.pos[size_t(t)] + 1;
         const float* qv = q + (t * H + h) * hd;
+        if (op.rope) {
+          std::copy(qv, qv + hd, q_rot.begin());
+          rope(q_rot.data(), hd, in, t);
+          qv = q_rot.data();
+        }
         score.resize(size_t(n));
         for (int64_t j = 0; j < n; j++) score[size_t(j)] = cpu::dot(qv, kc + ((base + j) * KVH + kvh) * hd, hd) * scale;
         cpu::softmax(score.data(), n);
@@ -231,6 +225,7 @@ class CpuBackend final : public Backend {
   }
 
   std::vector<Buffer> bufs_;
+  std::vector<float> normed_;  // (rows, K) NormMatMul scratch
   const LutStore* lut_ = nullptr;
   LutPlacement placement_ = LutPlacement::Host;
   std::vector<uint8_t> copy_;  // the whole table, for Device/Host placement of a file-backed table

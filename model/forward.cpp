@@ -30,7 +30,6 @@ Engine::Engine(const Config& c, const Weights& w, const LutStore* lut, Backend& 
   graph_.max_out_rows = R;
 
   BufferId x = backend.alloc(size_t(T) * D, "residual stream");
-  BufferId a = backend.alloc(size_t(T) * D, "normed activations");
   BufferId q = backend.alloc(size_t(T) * qd, "queries");
   BufferId k = backend.alloc(size_t(T) * kvd, "keys");
   BufferId v = backend.alloc(size_t(T) * kvd, "values");
@@ -48,27 +47,34 @@ Engine::Engine(const Config& c, const Weights& w, const LutStore* lut, Backend& 
     std::string name = "KV cache of layer " + std::to_string(l);
     BufferId kc = backend.alloc(size_t(B) * ctx_ * kvd, name.c_str());
     BufferId vc = backend.alloc(size_t(B) * ctx_ * kvd, name.c_str());
-    auto matmul = [&](BufferId dst, BufferId src, const TensorView* wt, int n, int kk, bool acc) {
+    auto matmul = [&](BufferId dst, BufferId src, const TensorView* wt, int n, int kk) {
       ops.push_back({.kind = OpKind::MatMul,
                      .dst = dst,
                      .src0 = src,
                      .src1 = backend.upload_weight(*wt),
                      .n = n,
                      .k = kk,
-                     .accumulate = acc});
+                     .accumulate = true});  // into the residual stream
     };
-    ops.push_back({.kind = OpKind::RmsNorm,
-                   .dst = a,
-                   .src0 = x,
-                   .src1 = backend.upload_weight(*lw.input_norm),
-                   .n = D,
-                   .eps = c.rms_norm_eps});
-    matmul(q, a, lw.q, qd, D, false);
-    matmul(k, a, lw.k, kvd, D, false);
-    matmul(v, a, lw.v, kvd, D, false);
-    ops.push_back({.kind = OpKind::Rope, .dst = q, .n = H, .k = hd});
-    ops.push_back({.kind = OpKind::Rope, .dst = k, .n = KVH, .k = hd});
-    ops.push_back({.kind = OpKind::KvStore, .dst = kc, .src0 = k, .n = kvd, .ctx = ctx_});
+    // rmsnorm(x) * norm_w @ wt^T, with the norm fused into the product.
+    auto norm_matmul = [&](BufferId dst, BufferId norm_w, const TensorView* wt, int n, bool gelu) {
+      ops.push_back({.kind = OpKind::NormMatMul,
+                     .dst = dst,
+                     .src0 = x,
+                     .src1 = backend.upload_weight(*wt),
+                     .src2 = norm_w,
+                     .n = n,
+                     .k = D,
+                     .eps = c.rms_norm_eps,
+                     .gelu = gelu});
+    };
+    // h = x + o(attention(rope(q), rope(k), v)) with q, k, v = rmsnorm(x) @ ...
+    BufferId input_norm = backend.upload_weight(*lw.input_norm);
+    norm_matmul(q, input_norm, lw.q, qd, false);
+    norm_matmul(k, input_norm, lw.k, kvd, false);
+    norm_matmul(v, input_norm, lw.v, kvd, false);
+    // RoPE is fused into the key store and into attention's read of q.
+    ops.push_back({.kind = OpKind::KvStore, .dst = kc, .src0 = k, .n = kvd, .k = hd, .ctx = ctx_, .rope = true});
     ops.push_back({.kind = OpKind::KvStore, .dst = vc, .src0 = v, .n = kvd, .ctx = ctx_});
     ops.push_back({.kind = OpKind::Attention,
                    .dst = att,
@@ -78,34 +84,26 @@ Engine::Engine(const Config& c, const Weights& w, const LutStore* lut, Backend& 
                    .n = H,
                    .k = hd,
                    .kv_heads = KVH,
-                   .ctx = ctx_});
-    matmul(x, att, lw.o, D, qd, true);
-    ops.push_back({.kind = OpKind::RmsNorm,
-                   .dst = a,
-                   .src0 = x,
-                   .src1 = backend.upload_weight(*lw.post_norm),
-                   .n = D,
-                   .eps = c.rms_norm_eps});
-    if (c.is_mole()) matmul(rl, a, lw.router, E, D, false);
-    matmul(ffn, a, lw.up, F, D, false);
-    ops.push_back({.kind = OpKind::Gelu, .dst = ffn, .n = F});
-    matmul(x, ffn, lw.down, D, F, true);
+                   .ctx = ctx_,
+                   .rope = true});
+    matmul(x, att, lw.o, D, qd);
+    // out = h + down(gelu(up(y))) + sum_e softmax(router(y))_e * LUT[id][l][e], y = rmsnorm_post(h). The router
+    // logits and the MLP hidden are computed from h before down() adds into x.
+    BufferId post_norm = backend.upload_weight(*lw.post_norm);
+    if (c.is_mole()) norm_matmul(rl, post_norm, lw.router, E, false);
+    norm_matmul(ffn, post_norm, lw.up, F, true);
+    matmul(x, ffn, lw.down, D, F);
     if (c.is_mole()) ops.push_back({.kind = OpKind::RouterLut, .dst = x, .src0 = rl, .n = E, .k = D, .layer = l});
   }
   ops.push_back({.kind = OpKind::Gather, .dst = g, .src0 = x, .n = D});
-  ops.push_back({.kind = OpKind::RmsNorm,
-                 .dst = g,
-                 .src0 = g,
-                 .src1 = backend.upload_weight(*w.final_norm),
-                 .n = D,
-                 .eps = c.rms_norm_eps,
-                 .on_out_rows = true});
-  ops.push_back({.kind = OpKind::MatMul,
+  ops.push_back({.kind = OpKind::NormMatMul,
                  .dst = graph_.logits,
                  .src0 = g,
                  .src1 = backend.upload_weight(*w.lm_head),
+                 .src2 = backend.upload_weight(*w.final_norm),
                  .n = V,
                  .k = D,
+                 .eps = c.rms_norm_eps,
                  .on_out_rows = true});
 }
 

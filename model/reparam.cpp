@@ -12,29 +12,25 @@ BackendLutRows::BackendLutRows(const Config& c, const Weights& w, Backend& backe
   graph_.max_tokens = T;
   graph_.max_out_rows = T;
   BufferId emb = backend.alloc(size_t(T) * D, "reparameterization: embeddings");
-  BufferId u = backend.alloc(size_t(T) * D, "reparameterization: normed embeddings");
   BufferId h = backend.alloc(size_t(T) * F, "reparameterization: expert hidden");
   auto& ops = graph_.ops;
   ops.push_back({.kind = OpKind::Embed, .dst = emb, .src0 = backend.upload_weight(*w.embed), .n = D});
   for (int l = 0; l < c.num_layers; l++) {
     const LayerWeights& lw = w.layers[size_t(l)];
-    ops.push_back({.kind = OpKind::RmsNorm,
-                   .dst = u,
-                   .src0 = emb,
-                   .src1 = backend.upload_weight(*lw.expert_norm),
-                   .n = D,
-                   .eps = c.rms_norm_eps});
+    BufferId expert_norm = backend.upload_weight(*lw.expert_norm);
     for (int e = 0; e < c.num_experts; e++) {
       std::string what = "reparameterization: layer " + std::to_string(l) + " expert " + std::to_string(e);
       BufferId out = backend.alloc(size_t(T) * D, what.c_str());
       outs_.push_back(out);
-      ops.push_back({.kind = OpKind::MatMul,
+      ops.push_back({.kind = OpKind::NormMatMul,  // gelu(up(expert_layernorm(emb)))
                      .dst = h,
-                     .src0 = u,
+                     .src0 = emb,
                      .src1 = backend.upload_weight(*lw.experts[size_t(e)].up),
+                     .src2 = expert_norm,
                      .n = F,
-                     .k = D});
-      ops.push_back({.kind = OpKind::Gelu, .dst = h, .n = F});
+                     .k = D,
+                     .eps = c.rms_norm_eps,
+                     .gelu = true});
       ops.push_back({.kind = OpKind::MatMul,
                      .dst = out,
                      .src0 = h,

@@ -1,6 +1,8 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
-// attention: causal attention of each query head over its sequence's cached keys and values.
+// attention (with RoPE fused into the read of q): causal attention of each query head over its sequence's cached
+// keys and values. With rope != 0 the query row is rotated on its way into shared memory by token t's angles
+// (rotate_half form, as the CPU's rope(): pairs (i, i + hd/2)); the q buffer itself is not changed.
 // Token t, head h (kv head h / (H / KVH)) attends to cache rows slot[t] * ctx + j, j in [0, pos[t]]:
 //   out[t][h] = sum_j softmax_j(scale * q[t][h] . K[j]) * V[j]
 // with the max subtracted before exp, as cpu::softmax. Keys are taken in chunks of the local size with an online
@@ -15,7 +17,9 @@
 //           3 slot  int (T), in [0, B)
 //           4 pos   int (T), in [0, S)
 //           5 out   float (T, H * hd)
-// Push:     T, H, KVH, hd, ctx (S), scale (float, 1 / sqrt(hd))
+//           6 cos   float (T, hd / 2)
+//           7 sin   float (T, hd / 2)
+// Push:     T, H, KVH, hd, ctx (S), scale (float, 1 / sqrt(hd)), rope (0 or 1)
 // Spec:     local size (id 1); needs hd <= local size
 // Dispatch: (min(T * H, 65535), 1, 1); one workgroup per (t, h) pair, grid-stride over pairs.
 //
@@ -30,6 +34,8 @@ layout(std430, set = 0, binding = 2) readonly buffer VCache { float v_cache[]; }
 layout(std430, set = 0, binding = 3) readonly buffer Slot { int slot[]; };
 layout(std430, set = 0, binding = 4) readonly buffer Pos { int pos[]; };
 layout(std430, set = 0, binding = 5) writeonly buffer Out { float out_[]; };
+layout(std430, set = 0, binding = 6) readonly buffer Cos { float cos_t[]; };
+layout(std430, set = 0, binding = 7) readonly buffer Sin { float sin_t[]; };
 
 layout(push_constant) uniform Push {
   uint T;
@@ -38,6 +44,7 @@ layout(push_constant) uniform Push {
   uint hd;
   uint ctx;
   float scale;
+  uint rope;
 } pc;
 
 shared float q_s[gl_WorkGroupSize.x];  // the query row, hd <= local size
@@ -64,7 +71,15 @@ void main() {
     const uint kv_off = (h / group) * pc.hd;       // the kv head's columns within a cache row
     const uint base = uint(slot[t]) * pc.ctx;       // the slot's first cache row
     const uint n_keys = uint(pos[t]) + 1u;
-    if (TID < pc.hd) q_s[TID] = q[pair * pc.hd + TID];
+    if (TID < pc.hd) {
+      float v = q[pair * pc.hd + TID];
+      if (pc.rope != 0u) {
+        const uint half_hd = pc.hd / 2u, f = TID % half_hd;
+        const float c = cos_t[t * half_hd + f], s = sin_t[t * half_hd + f];
+        v = TID < half_hd ? v * c - q[pair * pc.hd + TID + half_hd] * s : v * c + q[pair * pc.hd + TID - half_hd] * s;
+      }
+      q_s[TID] = v;
+    }
     barrier();
 
     float run_max = 0.0;  // running max of the scores seen (set by the first chunk)

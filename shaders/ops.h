@@ -14,10 +14,12 @@
 namespace mole::vulkan {
 
 // Specialization constant ids (shaders/common.glsl).
-constexpr uint32_t kSpecWeightDtype = 0;  // embed, rmsnorm, matmul: dtype of the weight binding (ShaderDtype)
+constexpr uint32_t kSpecWeightDtype = 0;  // embed, matmul, norm_matmul: dtype of the weight binding (ShaderDtype)
 constexpr uint32_t kSpecLocalSize = 1;    // all: workgroup size x, a power of two >= 32; attention needs >= hd
-                                          // (matmul's shared memory is 32 * local size bytes)
+                                          // (shared memory: matmul 32, norm_matmul 64 bytes per invocation)
 constexpr uint32_t kSpecLutDtype = 2;     // router_lut: dtype of the table rows (ShaderDtype)
+constexpr uint32_t kSpecNormDtype = 3;    // norm_matmul: dtype of the norm weight (ShaderDtype)
+constexpr uint32_t kSpecGelu = 4;         // norm_matmul: 1 applies GELU to the product, 0 not
 
 // Values of kSpecWeightDtype/kSpecLutDtype; equal to uint32_t(mole::DType) (F32, F16, BF16 in that order).
 // 16-bit weights are bound as uint words holding two elements, low half first; buffers are padded to whole words.
@@ -25,8 +27,10 @@ enum class ShaderDtype : uint32_t { F32 = 0, F16 = 1, BF16 = 2 };
 
 constexpr uint32_t kDefaultLocalSize = 256;
 constexpr uint32_t kMaxGroups = 65535;         // per dispatch dimension; every shader grid-strides beyond it
-constexpr uint32_t kMatMulRows = 8;            // token rows per matmul workgroup (ROWS in matmul.comp)
-constexpr uint32_t kMatMulLanes = 32;          // threads per output column (LANES in matmul.comp)
+constexpr uint32_t kMatMulRows = 8;            // token rows per matmul workgroup (ROWS in matmul_core.glsl)
+constexpr uint32_t kMatMulSharedLanes = 32;    // threads per output column without subgroups (SHARED_LANES)
+constexpr uint32_t kMatMulTile = 64;           // token rows and columns per workgroup of the _tiled variants
+constexpr uint32_t kMatMulTiledMinRows = 32;   // the _tiled variants run for steps of at least this many rows
 constexpr uint32_t kRouterLutMaxExperts = 64;  // router_lut's shared softmax holds at most this many experts
 
 // Push-constant blocks, one per shader, in declaration order. All members are 32-bit; uint unless float.
@@ -35,38 +39,31 @@ constexpr uint32_t kRouterLutMaxExperts = 64;  // router_lut's shared softmax ho
 struct EmbedPush {
   uint32_t T, D;
 };
-// rmsnorm: dst (rows, D) = w * (src * 1/sqrt(mean(src^2) + eps)). Bindings: src, weight (D), dst (may be src).
-struct RmsNormPush {
-  uint32_t rows, D;
-  float eps;
-};
 // matmul: y (T, N) (+)= x (T, K) @ W (N, K)^T. Bindings: x, W (weight), y.
 struct MatMulPush {
   uint32_t T, K, N, accumulate;  // accumulate: 0 writes y, 1 adds into it
 };
-// rope: x (T, n*hd) rotated in place. Bindings: x, cos (T, hd/2), sin (T, hd/2).
-struct RopePush {
-  uint32_t T, n, hd;  // n: heads
+// norm_matmul: y (T, N) = act(rmsnorm(x (T, K)) * nw (K) @ W (N, K)^T). Bindings: x, W (weight), y, nw (weight).
+struct NormMatMulPush {
+  uint32_t T, K, N;
+  float eps;
 };
-// kv_store: cache row slot[t]*ctx + pos[t] = src row t. Bindings: src (T, n), cache (B*S, n), slot int, pos int.
+// kv_store: cache row slot[t]*ctx + pos[t] = src row t, each head RoPE-rotated first when hd > 0.
+// Bindings: src (T, n), cache (B*S, n), slot int, pos int, cos (T, hd/2), sin (T, hd/2).
 struct KvStorePush {
-  uint32_t T, n, ctx;
+  uint32_t T, n, ctx, hd;  // hd: 0 stores the row as it is (values)
 };
-// attention: out (T, H*hd). Bindings: q (T, H*hd), K cache, V cache (B*S, KVH*hd), slot int, pos int, out.
+// attention: out (T, H*hd), q RoPE-rotated on the way in when rope = 1.
+// Bindings: q (T, H*hd), K cache, V cache (B*S, KVH*hd), slot int, pos int, out, cos (T, hd/2), sin (T, hd/2).
 struct AttentionPush {
   uint32_t T, H, KVH, hd, ctx;
   float scale;  // 1 / sqrt(hd), computed as the CPU backend does: 1.0f / std::sqrt(float(hd))
-};
-// gelu: x (count) in place, exact erf form. Bindings: x.
-struct GeluPush {
-  uint32_t count;
-};
-// add: dst (count) += src (count). Bindings: dst, src.
-struct AddPush {
-  uint32_t count;
+  uint32_t rope;
 };
 // router_lut: dst (T, D) += sum_e softmax(logits (T, E))_e * lut row t [layer][e]. Bindings: logits, lut (the
 // step's rows in step order, LDTYPE words; row t starts at element t*row_elems), dst. E <= kRouterLutMaxExperts.
+// router_lut_direct takes the same push constants and reads row ids[t] in place from the table's chunks (by buffer
+// device address). Bindings: logits, ids int (T), chunks {rows_per_chunk, pad, uvec2 address[]}, dst.
 struct RouterLutPush {
   uint32_t T, E, D, layer, row_elems;  // row_elems = L*E*D
 };
@@ -80,37 +77,36 @@ struct ArgmaxPush {
 };
 
 static_assert(sizeof(EmbedPush) == 8);
-static_assert(sizeof(RmsNormPush) == 12);
 static_assert(sizeof(MatMulPush) == 16);
-static_assert(sizeof(RopePush) == 12);
-static_assert(sizeof(KvStorePush) == 12);
-static_assert(sizeof(AttentionPush) == 24);
-static_assert(sizeof(GeluPush) == 4);
-static_assert(sizeof(AddPush) == 4);
+static_assert(sizeof(NormMatMulPush) == 16);
+static_assert(sizeof(KvStorePush) == 16);
+static_assert(sizeof(AttentionPush) == 28);
 static_assert(sizeof(RouterLutPush) == 20);
 static_assert(sizeof(GatherPush) == 8);
 static_assert(sizeof(ArgmaxPush) == 8);
 
-// What a pipeline for each shader needs. `name` is the .comp file's stem, the key of shader_spirv().
+// What a pipeline for each shader needs. `name` is the .comp file's stem, the key of shader_spirv(); a variant
+// (`// mole-variant:` in the .comp, see cmake/shaders.cmake) is <stem>_<variant> and has its shader's bindings.
+// The specialization constants a shader does not declare are ignored.
 struct ShaderOp {
   std::string_view name;
   uint32_t bindings;    // storage buffers at bindings 0..bindings-1
   uint32_t push_bytes;  // sizeof the push struct
-  bool weight_dtype;    // takes kSpecWeightDtype
-  bool lut_dtype;       // takes kSpecLutDtype
 };
 inline constexpr ShaderOp kShaderOps[] = {
-    {"embed", 3, sizeof(EmbedPush), true, false},           // table, ids, dst
-    {"rmsnorm", 3, sizeof(RmsNormPush), true, false},       // src, weight, dst
-    {"matmul", 3, sizeof(MatMulPush), true, false},         // x, W, y
-    {"rope", 3, sizeof(RopePush), false, false},            // x, cos, sin
-    {"kv_store", 4, sizeof(KvStorePush), false, false},     // src, cache, slot, pos
-    {"attention", 6, sizeof(AttentionPush), false, false},  // q, K cache, V cache, slot, pos, out
-    {"gelu", 1, sizeof(GeluPush), false, false},            // x
-    {"add", 2, sizeof(AddPush), false, false},              // dst, src
-    {"router_lut", 3, sizeof(RouterLutPush), false, true},  // logits, lut rows, dst
-    {"gather", 3, sizeof(GatherPush), false, false},        // src, out_rows, dst
-    {"argmax", 2, sizeof(ArgmaxPush), false, false},        // logits, out
+    {"embed", 3, sizeof(EmbedPush)},                      // table, ids, dst
+    {"matmul", 3, sizeof(MatMulPush)},                    // x, W, y
+    {"matmul_subgroup", 3, sizeof(MatMulPush)},           // x, W, y
+    {"matmul_tiled", 3, sizeof(MatMulPush)},              // x, W, y
+    {"norm_matmul", 4, sizeof(NormMatMulPush)},           // x, W, y, norm weight
+    {"norm_matmul_subgroup", 4, sizeof(NormMatMulPush)},  // x, W, y, norm weight
+    {"norm_matmul_tiled", 4, sizeof(NormMatMulPush)},     // x, W, y, norm weight
+    {"kv_store", 6, sizeof(KvStorePush)},                 // src, cache, slot, pos, cos, sin
+    {"attention", 8, sizeof(AttentionPush)},              // q, K cache, V cache, slot, pos, out, cos, sin
+    {"router_lut", 3, sizeof(RouterLutPush)},             // logits, lut rows, dst
+    {"router_lut_direct", 4, sizeof(RouterLutPush)},      // logits, ids, chunk addresses, dst
+    {"gather", 3, sizeof(GatherPush)},                    // src, out_rows, dst
+    {"argmax", 2, sizeof(ArgmaxPush)},                    // logits, out
 };
 
 // Workgroup counts for one dispatch (z is always 1). A zero count means nothing to do: skip the dispatch.
@@ -129,26 +125,20 @@ constexpr uint32_t groups_for_elements(uint32_t elements, uint32_t local_size) {
 constexpr Groups groups(const EmbedPush& p, uint32_t ls) {
   return {groups_for_elements(p.D, ls), groups_for_items(p.T)};
 }
-constexpr Groups groups(const RmsNormPush& p, uint32_t) {
-  return {groups_for_items(p.rows)};
+// matmul and norm_matmul: `lanes` threads per column (kMatMulSharedLanes, or the subgroup size for the _subgroup
+// variants), so local size / lanes columns per workgroup, and kMatMulRows token rows.
+constexpr Groups matmul_groups(uint32_t T, uint32_t N, uint32_t ls, uint32_t lanes) {
+  return {groups_for_elements(N, ls / lanes), groups_for_items((T + kMatMulRows - 1) / kMatMulRows)};
 }
-constexpr Groups groups(const MatMulPush& p, uint32_t ls) {
-  return {groups_for_elements(p.N, ls / kMatMulLanes), groups_for_items((p.T + kMatMulRows - 1) / kMatMulRows)};
-}
-constexpr Groups groups(const RopePush& p, uint32_t ls) {
-  return {groups_for_elements(p.T * p.n * (p.hd / 2), ls)};
+// The _tiled variants: a kMatMulTile x kMatMulTile block of y per workgroup.
+constexpr Groups matmul_tiled_groups(uint32_t T, uint32_t N) {
+  return {groups_for_elements(N, kMatMulTile), groups_for_elements(T, kMatMulTile)};
 }
 constexpr Groups groups(const KvStorePush& p, uint32_t ls) {
   return {groups_for_elements(p.T * p.n, ls)};
 }
 constexpr Groups groups(const AttentionPush& p, uint32_t) {
   return {groups_for_items(p.T * p.H)};
-}
-constexpr Groups groups(const GeluPush& p, uint32_t ls) {
-  return {groups_for_elements(p.count, ls)};
-}
-constexpr Groups groups(const AddPush& p, uint32_t ls) {
-  return {groups_for_elements(p.count, ls)};
 }
 constexpr Groups groups(const RouterLutPush& p, uint32_t) {
   return {groups_for_items(p.T)};

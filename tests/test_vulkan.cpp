@@ -6,6 +6,7 @@
 #ifdef MOLE_HAVE_VULKAN
 
 #include <cmath>
+#include <filesystem>
 #include <random>
 
 #include "model/cpu_backend.h"
@@ -57,6 +58,39 @@ double worst_rel(const std::vector<std::vector<float>>& a, const std::vector<std
   double worst = 0;
   for (size_t t = 0; t < a.size(); t++) worst = std::max(worst, rel_l2(a[t], b[t]));
   return worst;
+}
+
+// Every logits row of a multi-step run: a 41-token prompt in steps of 3 tokens, three more prompts in one batch, then
+// 24 batched decode steps of 4 sequences following greedy tokens (new ids, several rows per step, every step).
+std::vector<std::vector<float>> many_steps(Model& m, Backend& be, LutPlacement placement) {
+  const int B = 4;
+  EngineOptions o;
+  o.max_batch = B;
+  o.max_context = 96;
+  o.max_step_tokens = 3;
+  o.lut = placement;
+  Engine e(m.cfg, m.w, &*m.lut, be, o);
+  auto out = e.step({{0, random_ids(41, m.cfg.vocab_size, 21)}}, true);
+  std::vector<Engine::Chunk> prompts;
+  for (int s = 1; s < B; s++) prompts.push_back({s, random_ids(2 + 3 * s, m.cfg.vocab_size, uint32_t(30 + s))});
+  auto rows = e.step(prompts);
+  std::vector<int32_t> last = {argmax(out.back()), argmax(rows[0]), argmax(rows[1]), argmax(rows[2])};
+  out.insert(out.end(), rows.begin(), rows.end());
+  for (int step = 0; step < 24; step++) {
+    std::vector<Engine::Chunk> next;
+    for (int s = 0; s < B; s++) next.push_back({s, {last[size_t(s)]}});
+    rows = e.step(next);
+    for (int s = 0; s < B; s++) last[size_t(s)] = argmax(rows[size_t(s)]);
+    out.insert(out.end(), rows.begin(), rows.end());
+  }
+  return out;
+}
+
+// Threads of this process now.
+size_t thread_count() {
+  size_t n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/task")) n += e.is_directory() ? 1 : 0;
+  return n;
 }
 
 }  // namespace
@@ -169,6 +203,105 @@ TEST_CASE("vulkan: the three LUT placements give identical logits") {
     for (size_t t = 0; t < rows.size(); t++) CHECK(rows[t] == first[t]);
     check_no_validation_messages(*vkb);
   }
+}
+
+// --lut disk gathers rows on a host thread while the step's first part runs; host placement holds the whole table
+// in host memory. Same rows, same arithmetic: the logits must be equal bit for bit, step after step.
+TEST_CASE("vulkan: --lut disk (gather thread) gives --lut host's logits bit for bit over many steps") {
+  test::TempDir tmp;
+  Model m(test::synth(tmp, "m", Form::Infer, {{"num_key_value_heads", 2}}, DType::BF16));
+  auto host_be = vulkan_or_skip(), disk_be = vulkan_or_skip();
+  if (!host_be || !disk_be) return;
+  auto host = many_steps(m, *host_be, LutPlacement::Host), disk = many_steps(m, *disk_be, LutPlacement::Disk);
+  REQUIRE(disk.size() == host.size());
+  for (size_t i = 0; i < host.size(); i++) CHECK(disk[i] == host[i]);
+  check_no_validation_messages(*host_be);
+  check_no_validation_messages(*disk_be);
+}
+
+// router_lut_direct reads the rows in place (buffer device address) where router_lut reads the copied ring.
+TEST_CASE("vulkan: direct reads of the table give the copy's logits bit for bit (MOLE_VK_LUT_READ)") {
+  test::TempDir tmp;
+  Model m(test::synth(tmp, "m", Form::Infer, {{"num_key_value_heads", 2}}, DType::F16));
+  for (LutPlacement p : {LutPlacement::Host, LutPlacement::Device}) {
+    CAPTURE(placement_name(p));
+    std::unique_ptr<Backend> copy_be, direct_be;
+    try {
+      copy_be = vulkan::make_vulkan_backend({.device_index = -1, .validation = true}, "copy");
+      direct_be = vulkan::make_vulkan_backend({.device_index = -1, .validation = true}, "direct");
+    } catch (const Error& e) {
+      MESSAGE("skipped: no usable Vulkan device: " << e.what());
+      return;
+    }
+    std::vector<std::vector<float>> direct;
+    try {
+      direct = many_steps(m, *direct_be, p);
+    } catch (const Error& e) {
+      if (std::string(e.what()).find("bufferDeviceAddress") == std::string::npos) throw;
+      MESSAGE("skipped: " << e.what());
+      return;
+    }
+    auto copy = many_steps(m, *copy_be, p);
+    CHECK(vulkan::lut_read_mode(*copy_be) == "copy");
+    CHECK(vulkan::lut_read_mode(*direct_be) == "direct");
+    REQUIRE(direct.size() == copy.size());
+    for (size_t i = 0; i < copy.size(); i++) CHECK(direct[i] == copy[i]);
+    check_no_validation_messages(*copy_be);
+    check_no_validation_messages(*direct_be);
+  }
+  // --lut disk always copies (its rows are only in the staging ring); a bad value is an error naming the variable.
+  auto be = vulkan::make_vulkan_backend({.device_index = -1, .validation = true}, "direct");
+  be->set_lut(*m.lut, LutPlacement::Disk, 4);
+  CHECK(vulkan::lut_read_mode(*be) == "copy");
+  CHECK_THROWS_WITH_AS(vulkan::make_vulkan_backend({.device_index = -1, .validation = true}, "fast"),
+                       doctest::Contains("MOLE_VK_LUT_READ"), Error);
+}
+
+TEST_CASE("vulkan: --lut disk: destroying the backend right after stream_lut_rows neither hangs nor leaks") {
+  test::TempDir tmp;
+  Model m(test::synth(tmp, "m", Form::Infer, {}, DType::F16));
+  const auto ids = random_ids(8, m.cfg.vocab_size, 3);
+  {
+    // A first device, so that the threads a driver keeps for the process (if any) are counted in the baseline.
+    auto vkb = vulkan_or_skip();
+    if (!vkb) return;
+    vkb->set_lut(*m.lut, LutPlacement::Disk, 8);
+    vkb->stream_lut_rows(ids);
+    vkb->synchronize();
+  }
+  const size_t baseline = thread_count();
+  for (int i = 0; i < 3; i++) {
+    auto vkb = vulkan_or_skip();
+    REQUIRE(vkb);
+    vkb->set_lut(*m.lut, LutPlacement::Disk, 8);
+    vkb->stream_lut_rows(ids);  // the copy waits for the gather thread; nothing waits for the copy
+    if (i == 1) vkb->stream_lut_rows({ids[0], ids[1]});
+    check_no_validation_messages(*vkb);
+  }
+  CHECK(thread_count() == baseline);
+}
+
+TEST_CASE("vulkan: --lut disk: a failure on the gather thread is a mole::Error on the caller's thread") {
+  test::TempDir tmp;
+  Model m(test::synth(tmp, "m", Form::Infer, {}, DType::F16));
+  auto vkb = vulkan_or_skip();
+  if (!vkb) return;
+  vkb->set_lut(*m.lut, LutPlacement::Disk, 8);
+  // An id outside the table is found by the thread (it checks each row it reads); stream_lut_rows returned at once.
+  vkb->stream_lut_rows({1, m.cfg.vocab_size + 5});
+  CHECK_THROWS_WITH_AS(vkb->synchronize(), doctest::Contains("outside the lookup table"), Error);
+  // Reported once; the stream goes on working, and the next failure is reported by the next stream_lut_rows.
+  vkb->stream_lut_rows({1, 2, 3});
+  vkb->synchronize();
+  vkb->stream_lut_rows({-1});
+  CHECK_THROWS_AS(vkb->stream_lut_rows({4}), Error);
+  check_no_validation_messages(*vkb);
+  // Host placement checks ids before anything is queued.
+  auto host = vulkan_or_skip();
+  REQUIRE(host);
+  host->set_lut(*m.lut, LutPlacement::Host, 8);
+  CHECK_THROWS_WITH_AS(host->stream_lut_rows({m.cfg.vocab_size}), doctest::Contains("outside the lookup table"), Error);
+  check_no_validation_messages(*host);
 }
 
 TEST_CASE("vulkan: reparameterization on the GPU gives the CPU's table rows") {

@@ -8,7 +8,10 @@
 
 #ifdef MOLE_HAVE_VULKAN
 
+#include <stdlib.h>
+
 #include <cmath>
+#include <cstdlib>
 #include <deque>
 #include <optional>
 #include <random>
@@ -192,6 +195,45 @@ std::string name(const char* op, DType dt) {
   return std::string(op) + " " + dtype_name(dt);
 }
 
+// Sets an environment variable for a scope (unsets it for nullptr) and restores it afterwards.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* v = std::getenv(name)) saved_ = v;
+    if (value)
+      setenv(name, value, 1);
+    else
+      unsetenv(name);
+  }
+  ~ScopedEnv() {
+    if (saved_)
+      setenv(name_, saved_->c_str(), 1);
+    else
+      unsetenv(name_);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  std::optional<std::string> saved_;
+};
+
+// The matmul family's kernels, chosen when the backend is made: the column kernel with subgroup reductions (where
+// the device has them) or with shared-memory ones, or the tiled kernel for every step (normally only for steps of
+// at least kMatMulTiledMinRows rows).
+enum class Kernel { Subgroup, Shared, Tiled };
+constexpr Kernel kKernels[] = {Kernel::Subgroup, Kernel::Shared, Kernel::Tiled};
+const char* kernel_name(Kernel k) {
+  return k == Kernel::Subgroup ? " (subgroups)" : k == Kernel::Shared ? " (shared memory)" : " (tiled)";
+}
+struct KernelSetting {
+  explicit KernelSetting(Kernel k)
+      : subgroups("MOLE_VK_SUBGROUPS", k == Kernel::Subgroup ? nullptr : "0"),
+        tiled("MOLE_VK_TILED_MIN_ROWS", k == Kernel::Tiled ? "1" : "1000000") {}
+  ScopedEnv subgroups, tiled;
+};
+
 }  // namespace
 
 TEST_CASE("vulkan ops: embed") {
@@ -209,80 +251,97 @@ TEST_CASE("vulkan ops: embed") {
   h.check_validation();
 }
 
-TEST_CASE("vulkan ops: rmsnorm") {
-  Harness h;
-  if (!h.start()) return;
-  h.graph.max_tokens = 11;
-  for (DType dt : kDtypes)
-    for (int D : {1, 37, 256, 2053})
-      for (bool in_place : {false, true}) {
-        BufferId src = h.act(size_t(11 * D), 3, true), w = h.weight({D}, dt, 2);
-        BufferId dst = in_place ? src : h.act(size_t(11 * D));
-        float eps = in_place ? 1e-6f : 1e-5f;
-        h.graph.ops.push_back({.kind = OpKind::RmsNorm, .dst = dst, .src0 = src, .src1 = w, .n = D, .eps = eps});
-        h.expect(dst, size_t(D), Rows::Tokens, kTight,
-                 name("rmsnorm", dt) + str(" D=", D) + (in_place ? " in place" : ""));
-      }
-  for (int T : {1, 11}) h.step(h.inputs(T));
-  h.check_validation();
-}
-
 TEST_CASE("vulkan ops: matmul") {
-  Harness h;
-  if (!h.start()) return;
-  h.graph.max_tokens = 33;
   struct Shape {
     int K, N;
   };
-  for (Shape s : {Shape{77, 13}, Shape{1, 3}, Shape{64, 5000}, Shape{1030, 31}, Shape{300, 129}}) {
-    BufferId x = h.act(size_t(33 * s.K), 1, true);
-    for (DType dt : kDtypes) {
-      BufferId w = h.weight({s.N, s.K}, dt, 1.0f / std::sqrt(float(s.K)));
-      for (bool acc : {false, true}) {
-        BufferId y = acc ? h.act(size_t(33 * s.N), 1, true) : h.act(size_t(33 * s.N));
-        h.graph.ops.push_back(
-            {.kind = OpKind::MatMul, .dst = y, .src0 = x, .src1 = w, .n = s.N, .k = s.K, .accumulate = acc});
-        h.expect(y, size_t(s.N), Rows::Tokens, kLongSum,
-                 name("matmul", dt) + str(" K=", s.K) + str(" N=", s.N) + (acc ? " accumulate" : ""));
-      }
-    }
-  }
-  for (int T : {1, 3, 9, 33}) h.step(h.inputs(T));
-  h.check_validation();
-}
-
-TEST_CASE("vulkan ops: rope") {
-  for (int hd : {16, 64}) {
+  // K = 77, 1030 (scalar loads for 16-bit weights; 1030 is not a multiple of 4 either), 64 and 1024 (vector loads), 1.
+  for (Kernel kernel : kKernels) {
+    CAPTURE(kernel_name(kernel));
+    KernelSetting setting(kernel);
     Harness h;
     if (!h.start()) return;
-    h.graph.max_tokens = 10;
-    h.rope_half = hd / 2;
-    for (int heads : {1, 3, 8}) {
-      BufferId x = h.act(size_t(10 * heads * hd), 2, true);
-      h.graph.ops.push_back({.kind = OpKind::Rope, .dst = x, .n = heads, .k = hd});
-      h.expect(x, size_t(heads * hd), Rows::Tokens, kTight, str("rope hd=", hd) + str(" heads=", heads));
+    h.graph.max_tokens = 70;
+    for (Shape s : {Shape{77, 13}, Shape{1, 3}, Shape{64, 5000}, Shape{1030, 31}, Shape{1024, 129}}) {
+      BufferId x = h.act(size_t(70 * s.K), 1, true);
+      for (DType dt : kDtypes) {
+        BufferId w = h.weight({s.N, s.K}, dt, 1.0f / std::sqrt(float(s.K)));
+        for (bool acc : {false, true}) {
+          BufferId y = acc ? h.act(size_t(70 * s.N), 1, true) : h.act(size_t(70 * s.N));
+          h.graph.ops.push_back(
+              {.kind = OpKind::MatMul, .dst = y, .src0 = x, .src1 = w, .n = s.N, .k = s.K, .accumulate = acc});
+          h.expect(y, size_t(s.N), Rows::Tokens, kLongSum,
+                   name("matmul", dt) + str(" K=", s.K) + str(" N=", s.N) + (acc ? " accumulate" : "") +
+                       kernel_name(kernel));
+        }
+      }
     }
-    for (int T : {1, 10}) h.step(h.inputs(T));
+    for (int T : {1, 3, 9, 33, 70}) h.step(h.inputs(T));
     h.check_validation();
   }
 }
 
-TEST_CASE("vulkan ops: kv_store + attention") {
+TEST_CASE("vulkan ops: norm_matmul (rmsnorm fused into the product, optional gelu)") {
+  struct Shape {
+    int K, N;
+  };
+  for (Kernel kernel : kKernels) {
+    CAPTURE(kernel_name(kernel));
+    KernelSetting setting(kernel);
+    Harness h;
+    if (!h.start()) return;
+    h.graph.max_tokens = 70;  // 70: more than one 64-row tile
+    for (Shape s : {Shape{1, 3}, Shape{37, 13}, Shape{64, 300}, Shape{256, 129}, Shape{2053, 31}, Shape{768, 40}}) {
+      // x with a large spread (the norm must bring it back), norm weights in [-2, 2], products spanning GELU's
+      // curved range [-6, 6] and beyond.
+      BufferId x = h.act(size_t(70 * s.K), 30, true);
+      for (DType dt : kDtypes) {
+        const DType norm_dt = dt == DType::F16 ? DType::F32 : dt == DType::BF16 ? DType::F16 : DType::BF16;
+        BufferId w = h.weight({s.N, s.K}, dt, 3.0f / std::sqrt(float(s.K)));
+        BufferId nw = h.weight({s.K}, norm_dt, 2);
+        for (bool gelu : {false, true}) {
+          BufferId y = h.act(size_t(70 * s.N));
+          h.graph.ops.push_back({.kind = OpKind::NormMatMul,
+                                 .dst = y,
+                                 .src0 = x,
+                                 .src1 = w,
+                                 .src2 = nw,
+                                 .n = s.N,
+                                 .k = s.K,
+                                 .eps = gelu ? 1e-6f : 1e-5f,
+                                 .gelu = gelu});
+          h.expect(y, size_t(s.N), Rows::Tokens, kLongSum,
+                   name("norm_matmul", dt) + " norm " + dtype_name(norm_dt) + str(" K=", s.K) + str(" N=", s.N) +
+                       (gelu ? " gelu" : "") + kernel_name(kernel));
+        }
+      }
+    }
+    for (int T : {1, 2, 8, 19, 70}) h.step(h.inputs(T));
+    h.check_validation();
+  }
+}
+
+TEST_CASE("vulkan ops: kv_store + attention, with and without RoPE fused in") {
   struct Config {
     const char* name;
     int H, KVH, hd, ctx;
+    bool rope;  // keys rotated as they are stored, queries as attention reads them
   };
   const int B = 3;  // slots
-  for (Config c : {Config{"MHA", 4, 4, 64, 301}, Config{"GQA", 8, 2, 20, 333}, Config{"MQA", 6, 1, 128, 300}}) {
+  for (Config c :
+       {Config{"MHA", 4, 4, 64, 301, false}, Config{"GQA", 8, 2, 20, 333, false}, Config{"MQA", 6, 1, 128, 300, false},
+        Config{"MHA", 4, 4, 64, 301, true}, Config{"GQA", 8, 2, 16, 333, true}, Config{"MQA", 6, 1, 128, 300, true},
+        Config{"MHA", 3, 3, 2, 291, true}}) {
     Harness h;
     if (!h.start()) return;
     h.graph.max_tokens = 19;
+    h.rope_half = c.rope ? c.hd / 2 : 0;
     const size_t q_width = size_t(c.H * c.hd), kv_width = size_t(c.KVH * c.hd), rows = size_t(B * c.ctx);
     BufferId q = h.act(19 * q_width, 3, true), k = h.act(19 * kv_width, 1, true), v = h.act(19 * kv_width, 1, true);
     // The caches start out random: rows no step stores stand for earlier tokens.
     BufferId kc = h.act(rows * kv_width, 1), vc = h.act(rows * kv_width, 1), out = h.act(19 * q_width);
     const int kvn = int(kv_width);
-    h.graph.ops = {{.kind = OpKind::KvStore, .dst = kc, .src0 = k, .n = kvn, .ctx = c.ctx},
+    h.graph.ops = {{.kind = OpKind::KvStore, .dst = kc, .src0 = k, .n = kvn, .k = c.hd, .ctx = c.ctx, .rope = c.rope},
                    {.kind = OpKind::KvStore, .dst = vc, .src0 = v, .n = kvn, .ctx = c.ctx},
                    {.kind = OpKind::Attention,
                     .dst = out,
@@ -292,10 +351,12 @@ TEST_CASE("vulkan ops: kv_store + attention") {
                     .n = c.H,
                     .k = c.hd,
                     .kv_heads = c.KVH,
-                    .ctx = c.ctx}};
-    std::string what =
-        std::string(c.name) + str(" H=", c.H) + str(" KVH=", c.KVH) + str(" hd=", c.hd) + str(" ctx=", c.ctx);
-    h.expect(kc, rows * kv_width, Rows::All, kExact, "kv_store K cache " + what);
+                    .ctx = c.ctx,
+                    .rope = c.rope}};
+    std::string what = std::string(c.name) + str(" H=", c.H) + str(" KVH=", c.KVH) + str(" hd=", c.hd) +
+                       str(" ctx=", c.ctx) + (c.rope ? " rope" : "");
+    // Rotation is a short sum: exact unless the device contracts it into an FMA.
+    h.expect(kc, rows * kv_width, Rows::All, c.rope ? kTight : kExact, "kv_store K cache " + what);
     h.expect(vc, rows * kv_width, Rows::All, kExact, "kv_store V cache " + what);
     h.expect(out, q_width, Rows::Tokens, kLongSum, "attention " + what);
     // (slot, first position, count) runs of one step. Positions 255..258 cross attention's 256-key chunk edge.
@@ -303,10 +364,13 @@ TEST_CASE("vulkan ops: kv_store + attention") {
       int slot, pos, count;
     };
     auto step = [&](std::vector<Run> runs) {
-      StepInputs in = h.inputs(0);
+      int T = 0;
+      for (Run r : runs) T += r.count;
+      StepInputs in = h.inputs(T);  // random RoPE angles per token
+      in.slot.clear();
+      in.pos.clear();
       for (Run r : runs)
         for (int i = 0; i < r.count; i++) {
-          in.ids.push_back(0);
           in.slot.push_back(r.slot);
           in.pos.push_back(r.pos + i);
         }
@@ -317,32 +381,6 @@ TEST_CASE("vulkan ops: kv_store + attention") {
     step({{2, 259, 1}, {1, 5, 1}, {0, 290, 1}});   // batched decode, slots out of order
     h.check_validation();
   }
-}
-
-TEST_CASE("vulkan ops: gelu") {
-  Harness h;
-  if (!h.start()) return;
-  h.graph.max_tokens = 9;
-  for (int n : {1, 37, 1000}) {
-    BufferId x = h.act(size_t(9 * n), 6, true);
-    h.graph.ops.push_back({.kind = OpKind::Gelu, .dst = x, .n = n});
-    h.expect(x, size_t(n), Rows::Tokens, kTight, str("gelu n=", n));
-  }
-  for (int T : {1, 9}) h.step(h.inputs(T));
-  h.check_validation();
-}
-
-TEST_CASE("vulkan ops: add") {
-  Harness h;
-  if (!h.start()) return;
-  h.graph.max_tokens = 10;
-  for (int n : {1, 37, 4096}) {
-    BufferId dst = h.act(size_t(10 * n), 2, true), src = h.act(size_t(10 * n), 2, true);
-    h.graph.ops.push_back({.kind = OpKind::Add, .dst = dst, .src0 = src, .n = n});
-    h.expect(dst, size_t(n), Rows::Tokens, kTight, str("add n=", n));
-  }
-  for (int T : {1, 10}) h.step(h.inputs(T));
-  h.check_validation();
 }
 
 TEST_CASE("vulkan ops: router_lut") {
@@ -367,31 +405,31 @@ TEST_CASE("vulkan ops: router_lut") {
       }
 }
 
-TEST_CASE("vulkan ops: gather, then rmsnorm and matmul on the output rows into the logits") {
+TEST_CASE("vulkan ops: gather, then norm_matmul on the output rows into the logits") {
   Harness h;
   if (!h.start()) return;
   const int D = 37, V = 301, R = 4;
   h.graph.max_tokens = 12;
   h.graph.max_out_rows = R;
   BufferId x = h.act(size_t(12 * D), 2, true), wide = h.act(12 * 300, 2, true);
-  BufferId g = h.act(size_t(R * D)), g_wide = h.act(size_t(R * 300)), normed = h.act(size_t(R * D));
+  BufferId g = h.act(size_t(R * D)), g_wide = h.act(size_t(R * 300));
   BufferId norm_w = h.weight({D}, DType::F16, 2), head = h.weight({V, D}, DType::BF16);
   h.graph.logits = h.act(size_t(R * V));
-  h.graph.ops = {
-      {.kind = OpKind::Gather, .dst = g, .src0 = x, .n = D},
-      {.kind = OpKind::Gather, .dst = g_wide, .src0 = wide, .n = 300},
-      {.kind = OpKind::RmsNorm, .dst = normed, .src0 = g, .src1 = norm_w, .n = D, .eps = 1e-5f, .on_out_rows = true},
-      {.kind = OpKind::MatMul,
-       .dst = h.graph.logits,
-       .src0 = normed,
-       .src1 = head,
-       .n = V,
-       .k = D,
-       .on_out_rows = true}};
+  h.graph.ops = {{.kind = OpKind::Gather, .dst = g, .src0 = x, .n = D},
+                 {.kind = OpKind::Gather, .dst = g_wide, .src0 = wide, .n = 300},
+                 {.kind = OpKind::NormMatMul,
+                  .dst = h.graph.logits,
+                  .src0 = g,
+                  .src1 = head,
+                  .src2 = norm_w,
+                  .n = V,
+                  .k = D,
+                  .eps = 1e-5f,
+                  .on_out_rows = true}};
   h.expect(g, D, Rows::OutRows, kExact, str("gather n=", D));
   h.expect(g_wide, 300, Rows::OutRows, kExact, "gather n=300");
-  h.expect(normed, D, Rows::OutRows, kTight, "rmsnorm F16 on output rows D=37");
-  h.expect(h.graph.logits, V, Rows::OutRows, kLongSum, "matmul BF16 on output rows into the logits K=37 N=301");
+  h.expect(h.graph.logits, V, Rows::OutRows, kLongSum,
+           "norm_matmul BF16, norm F16, on output rows into the logits K=37 N=301");
   for (auto [T, rows] : std::vector<std::pair<int, std::vector<int32_t>>>{{1, {0}}, {12, {11}}, {12, {11, 0, 5, 5}}}) {
     StepInputs in = h.inputs(T);
     in.out_rows = rows;

@@ -2,11 +2,15 @@
 // layer's LUT sum: embedding, norm, q/k/v, RoPE, attention, MLP) needs no LUT rows; part B (from the first RouterLut
 // on) waits on the LUT timeline semaphore, so the rows' copy on the transfer queue overlaps part A.
 //
-// The table's rows always reach the shaders through a small device-local ring (max_step_tokens rows, in step order),
-// filled by vkCmdCopyBuffer regions on the transfer queue from wherever the table lives:
-//   device: row-aligned device-local chunks (no buffer exceeds maxStorageBufferRange or maxMemoryAllocationSize),
-//   host:   the same chunks in host-visible memory,
-//   disk:   a host-visible staging ring that the host fills from the mmap'd file.
+// The table's rows reach the shaders through LutStream (lut_stream.h), read one of two ways (MOLE_VK_LUT_READ):
+//   copy:   router_lut.comp reads a small device-local ring of the step's rows (max_step_tokens rows, in step
+//           order), filled by vkCmdCopyBuffer regions on the transfer queue from wherever the table lives
+//           (device-local chunks, host-visible chunks, or for disk a host-visible staging ring that a host thread
+//           fills from the mmap'd file); part B waits for the copy.
+//   direct: router_lut_direct.comp reads each token's row in place from the chunks (buffer device addresses) by
+//           the step's ids: no copy, no wait. The default on a CPU or integrated GPU, for --lut host and device.
+// This file keeps thin calls: set_lut() makes the stream (charging the budget below for the ring and a
+// device-placed table), stream_lut_rows() starts the copy, run_step() makes part B wait for it.
 // Command buffers are recorded once per step shape (token count T, output rows R) and replayed: a decode step
 // (T = 1) is recorded once; per step only the small input arrays (ids, slots, positions, RoPE cos/sin, output
 // rows) are written into persistently mapped buffers.
@@ -28,6 +32,7 @@
 #include "vk-runtime/context.h"
 #include "vk-runtime/descriptor.h"
 #include "vk-runtime/loader.h"
+#include "vk-runtime/lut_stream.h"
 #include "vk-runtime/pipeline.h"
 #include "vk-runtime/query.h"
 #include "vk-runtime/sync.h"
@@ -44,6 +49,7 @@ uint32_t dtype_code(DType d) {
   return d == DType::F32 ? 0u : d == DType::F16 ? 1u : 2u;
 }
 constexpr uint32_t kLocalSize = kDefaultLocalSize;
+static_assert(kLocalSize == 256, "matmul_tiled.glsl computes 64 x 64 blocks with exactly 256 invocations");
 
 // Writes a step input array into its persistently mapped buffer (nothing for an empty one: no null memcpy).
 template <typename T>
@@ -62,22 +68,25 @@ struct Buf {
 // The command buffers of one step shape.
 struct Recorded {
   CommandBuffer part_a, part_b;
+  int dispatches = 0, barriers = 0;  // recorded into them, for the profile
 };
 
 class VulkanBackend final : public Backend {
  public:
-  explicit VulkanBackend(std::unique_ptr<VulkanContext> ctx)
+  VulkanBackend(std::unique_ptr<VulkanContext> ctx, LutRead lut_read)
       : ctx_(std::move(ctx)),
+        lut_read_(lut_read),
         dev_(ctx_->device),
         compute_pool_(CommandPool::create(dev_, dev_.compute_family(), true)),
-        transfer_pool_(CommandPool::create(dev_, dev_.transfer_family(), true)),
         compute_tl_(TimelineSemaphore::create(dev_, 0)),
-        lut_tl_(TimelineSemaphore::create(dev_, 0)),
         upload_fence_(Fence::create(dev_, false)) {
     budget_ = info().device_memory;
     if (const char* lim = std::getenv("MOLE_VK_MEMORY_LIMIT_MB"); lim && *lim)
       budget_ = std::min<uint64_t>(budget_ ? budget_ : UINT64_MAX, uint64_t(std::strtod(lim, nullptr) * 1048576.0));
     if (budget_ == 0) budget_ = UINT64_MAX;
+    subgroups_ = use_subgroups();
+    if (const char* v = std::getenv("MOLE_VK_TILED_MIN_ROWS"); v && *v)
+      tiled_min_rows_ = uint32_t(std::max(1l, std::strtol(v, nullptr, 10)));
   }
 
   ~VulkanBackend() override {
@@ -94,6 +103,8 @@ class VulkanBackend final : public Backend {
   }
 
   const Instance& instance() const { return ctx_->instance; }
+  // "copy" or "direct" once set_lut() has run, else "".
+  std::string lut_read_mode() const { return lut_stream_ ? lut_read_name(lut_stream_->read()) : ""; }
 
   // Device-local memory is budgeted before it is allocated, so running out is a clear error naming what did not fit
   // (and, for the table, what to do) rather than a driver failure halfway through. MOLE_VK_MEMORY_LIMIT_MB lowers
@@ -131,6 +142,7 @@ class VulkanBackend final : public Backend {
   void read_back(BufferId id, size_t first, size_t count, float* dst) override {
     if (id == logits_ && first + count <= readback_count_) {
       compute_tl_.wait(compute_value_, kWaitNs);
+      if (lut_stream_) lut_stream_->check();  // the step's rows were gathered (disk): did that fail?
       std::memcpy(dst, static_cast<const float*>(readback_->mapped()) + first, count * 4);
       return;
     }
@@ -147,7 +159,7 @@ class VulkanBackend final : public Backend {
 
   void synchronize() override {
     compute_tl_.wait(compute_value_, kWaitNs);
-    lut_tl_.wait(lut_value_, kWaitNs);
+    if (lut_stream_) lut_stream_->wait();
   }
 
   void set_lut(const LutStore& lut, LutPlacement placement, int max_step_tokens) override;
@@ -159,6 +171,7 @@ class VulkanBackend final : public Backend {
     synchronize();
     recorded_.clear();
     profiling_ = on;
+    if (lut_stream_) lut_stream_->set_profiling(on);
   }
   StepProfile profile() override {
     synchronize();
@@ -216,15 +229,21 @@ class VulkanBackend final : public Backend {
   }
 
   // ---- pipelines and descriptors ----
-  // The pipeline of a shader (bindings and push size from shaders/ops.h) with the given dtype constants.
-  const ComputePipeline& pipeline(std::string_view shader, uint32_t weight_dtype = 0, uint32_t lut_dtype = 0) {
+  // The pipeline of a shader (bindings and push size from shaders/ops.h) with the given specialization constants.
+  const ComputePipeline& pipeline(std::string_view shader, uint32_t weight_dtype = 0, uint32_t lut_dtype = 0,
+                                  uint32_t norm_dtype = 0, uint32_t gelu = 0) {
     const ShaderOp* op = nullptr;
     for (const ShaderOp& o : kShaderOps)
       if (o.name == shader) op = &o;
     auto spirv = shader_spirv(shader);
     if (!op || spirv.empty()) throw Error("internal: shader '" + std::string(shader) + "' is not in this build");
-    std::vector<uint32_t> spec = {weight_dtype, kLocalSize, lut_dtype};  // by kSpec* id; unused ids are ignored
-    std::string key = std::string(shader) + ":" + std::to_string(weight_dtype) + ":" + std::to_string(lut_dtype);
+    // By kSpec* id; the ids a shader does not declare are ignored.
+    std::vector<uint32_t> spec = {weight_dtype, kLocalSize, lut_dtype, norm_dtype, gelu};
+    std::string key = std::string(shader);
+    for (uint32_t v : spec) {
+      key += ':';
+      key += std::to_string(v);
+    }
     auto it = pipelines_.find(key);
     if (it != pipelines_.end()) return it->second;
     std::string name(shader);
@@ -232,6 +251,22 @@ class VulkanBackend final : public Backend {
         ComputePipeline::create(dev_, ctx_->cache, spirv, set_layout(op->bindings), op->push_bytes, spec, name.c_str());
     return pipelines_.emplace(key, std::move(made)).first->second;
   }
+  // Whether the matmul/norm_matmul _subgroup variants run here: subgroup arithmetic and a subgroup size that
+  // divides the local size (then a column's lanes are one subgroup, reduced without shared memory or barriers).
+  // MOLE_VK_SUBGROUPS=0 turns them off (the tests run both).
+  bool use_subgroups() const {
+    const uint32_t sg = ctx_->info.subgroup_size;
+    const char* env = std::getenv("MOLE_VK_SUBGROUPS");
+    if (env && std::string(env) == "0") return false;
+    return (ctx_->info.subgroup_ops & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) && sg >= 4 && sg <= kLocalSize &&
+           kLocalSize % sg == 0;
+  }
+  // The matmul-family shader to run, and the threads per column its dispatch assumes.
+  std::string_view matmul_shader(std::string_view base) const {
+    if (!subgroups_) return base;
+    return base == "matmul" ? "matmul_subgroup" : "norm_matmul_subgroup";
+  }
+  uint32_t matmul_lanes() const { return subgroups_ ? ctx_->info.subgroup_size : kMatMulSharedLanes; }
   const DescriptorSetLayout& set_layout(uint32_t bindings) {
     auto it = layouts_.find(bindings);
     if (it == layouts_.end()) it = layouts_.emplace(bindings, DescriptorSetLayout::create(dev_, bindings)).first;
@@ -240,6 +275,7 @@ class VulkanBackend final : public Backend {
 
   struct OpPlan {
     const ComputePipeline* pipe = nullptr;
+    const ComputePipeline* tiled = nullptr;  // matmul family: the _tiled variant, for steps of many rows
     VkDescriptorSet set = VK_NULL_HANDLE;
   };
   void prepare(const StepGraph& g);
@@ -249,15 +285,18 @@ class VulkanBackend final : public Backend {
   static VkDescriptorBufferInfo whole(const Buffer& b) { return {b.handle(), 0, VK_WHOLE_SIZE}; }
 
   std::unique_ptr<VulkanContext> ctx_;
+  LutRead lut_read_;  // as asked for (make_vulkan_backend's lut_read or MOLE_VK_LUT_READ); LutStream resolves Auto
   const Device& dev_;
-  CommandPool compute_pool_, transfer_pool_;
-  TimelineSemaphore compute_tl_, lut_tl_;
-  uint64_t compute_value_ = 0, lut_value_ = 0;
+  CommandPool compute_pool_;
+  TimelineSemaphore compute_tl_;
+  uint64_t compute_value_ = 0;
   Fence upload_fence_;
   std::optional<CommandBuffer> upload_cb_;  // reused by every one-time submission (uploads, read-backs)
   std::vector<Buf> bufs_;
   uint64_t used_ = 0, budget_ = 0;  // device-local bytes allocated, and the most we may
   std::map<std::string, ComputePipeline> pipelines_;
+  bool subgroups_ = false;                         // use_subgroups(), decided once
+  uint32_t tiled_min_rows_ = kMatMulTiledMinRows;  // MOLE_VK_TILED_MIN_ROWS overrides (tests, tuning)
   std::map<uint32_t, DescriptorSetLayout> layouts_;
 
   // Graph-bound state, made on the first run_step (the graph never changes afterwards).
@@ -273,112 +312,30 @@ class VulkanBackend final : public Backend {
 
   // Profiling.
   bool profiling_ = false, profile_pending_ = false;
-  std::optional<TimestampQueryPool> op_ts_, lut_ts_;  // (ops + 1) timestamps per step; 2 around the LUT copy
-  StepInputs profiled_in_;                            // the step whose timestamps are pending
+  std::optional<TimestampQueryPool> op_ts_;  // (ops + 1) timestamps per step
+  StepInputs profiled_in_;                   // the step whose timestamps are pending
   StepProfile prof_;
   void collect_profile();
 
-  // LUT.
+  // LUT: the table (null for a dense model) and the stream of its rows to router_lut.comp.
   const LutStore* lut_ = nullptr;
-  LutPlacement placement_ = LutPlacement::Host;
-  int lut_max_tokens_ = 0;
-  std::vector<Buffer> lut_chunks_;  // device/host placement: the whole table, row-aligned chunks
-  int64_t rows_per_chunk_ = 0;
-  std::optional<Buffer> lut_staging_;  // disk placement: (max_tokens, L*E*D) host-visible
-  std::optional<Buffer> lut_ring_;     // (max_tokens, L*E*D) device-local: what router_lut.comp reads
-  std::optional<CommandBuffer> lut_cb_;
-  int lut_rows_streamed_ = 0;
+  std::unique_ptr<LutStream> lut_stream_;
 };
 
 void VulkanBackend::set_lut(const LutStore& lut, LutPlacement placement, int max_step_tokens) {
+  compute_tl_.wait(compute_value_, kWaitNs);  // no step still reads the old stream's ring or chunks
+  lut_stream_.reset();
+  lut_ = nullptr;
+  lut_stream_ = LutStream::create(
+      dev_, lut, placement, max_step_tokens, lut_read_,
+      [this](size_t bytes, const std::string& what) { charge(bytes, what); },
+      [this](const Buffer& dst, const void* src, size_t bytes) { upload_bytes(dst, 0, src, bytes); });
+  lut_stream_->set_profiling(profiling_);
   lut_ = &lut;
-  placement_ = placement;
-  lut_max_tokens_ = max_step_tokens;
-  const size_t row = lut.row_bytes();
-  if ((row & 3) != 0) throw Error("internal: LUT rows must be a multiple of 4 bytes");
-  charge(row * size_t(max_step_tokens), "the LUT row ring");
-  if (placement == LutPlacement::Device)
-    charge(lut.bytes(), "the whole lookup table (--lut device, " + std::to_string(lut.bytes() >> 20) + " MiB)");
-  lut_ring_ = Buffer::create(dev_, row * size_t(max_step_tokens), kStorage, MemoryKind::DeviceLocal, "LUT row ring");
-  if (placement == LutPlacement::Disk) {
-    lut_staging_ = Buffer::create(dev_, row * size_t(max_step_tokens), VK_BUFFER_USAGE_TRANSFER_SRC_BIT,
-                                  MemoryKind::HostVisible, "LUT staging ring");
-    return;
-  }
-  // Row-aligned chunks, each within the device's allocation and binding limits (lavapipe: 128 MiB).
-  const VkDeviceSize chunk = chunk_bytes(dev_, VkDeviceSize(1) << 30, row);
-  rows_per_chunk_ = int64_t(chunk / row);
-  MemoryKind kind = placement == LutPlacement::Device ? MemoryKind::DeviceLocal : MemoryKind::HostVisible;
-  std::string what = std::string("lookup table (--lut ") + placement_name(placement) + ")";
-  lut_chunks_ =
-      create_chunked(dev_, lut.bytes(), VkDeviceSize(1) << 30,
-                     VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT, kind, what.c_str(), row);
-  for (size_t c = 0; c < lut_chunks_.size(); c++) {
-    int64_t r0 = int64_t(c) * rows_per_chunk_, n = std::min(rows_per_chunk_, lut.rows() - r0);
-    if (kind == MemoryKind::HostVisible)
-      std::memcpy(lut_chunks_[c].mapped(), lut.row(int32_t(r0)), size_t(n) * row);
-    else
-      upload_bytes(lut_chunks_[c], 0, lut.row(int32_t(r0)), size_t(n) * row);
-  }
 }
 
 void VulkanBackend::stream_lut_rows(const std::vector<int32_t>& ids) {
-  if (!lut_) return;
-  if (int(ids.size()) > lut_max_tokens_) throw Error("internal: more LUT rows than the step size");
-  const size_t row = lut_->row_bytes();
-  // The previous step's compute must be done reading the ring (and, for disk, the staging ring) before we overwrite.
-  compute_tl_.wait(compute_value_, kWaitNs);
-  lut_tl_.wait(lut_value_, kWaitNs);
-  std::vector<VkBufferCopy> regions;
-  std::vector<VkBuffer> sources;
-  if (placement_ == LutPlacement::Disk) {
-    lut_->prefetch(ids);
-    for (size_t t = 0; t < ids.size(); t++)
-      std::memcpy(static_cast<uint8_t*>(lut_staging_->mapped()) + t * row, lut_->row(ids[t]), row);
-  }
-  if (!lut_cb_) lut_cb_ = CommandBuffer::create(dev_, transfer_pool_);
-  VkCommandBuffer cb = lut_cb_->handle();
-  VK_CHECK(vk().vkResetCommandBuffer(cb, 0));
-  lut_cb_->begin(true);
-  if (profiling_) {
-    if (!lut_ts_) lut_ts_ = TimestampQueryPool::create(dev_, 2);
-    lut_ts_->reset(cb);
-    lut_ts_->write(cb, 0);
-  }
-  if (placement_ == LutPlacement::Disk) {
-    VkBufferCopy region{0, 0, row * ids.size()};
-    vk().vkCmdCopyBuffer(cb, lut_staging_->handle(), lut_ring_->handle(), 1, &region);
-  } else {
-    for (size_t t = 0; t < ids.size(); t++) {
-      int64_t chunk = ids[t] / rows_per_chunk_, within = ids[t] % rows_per_chunk_;
-      VkBufferCopy region{size_t(within) * row, t * row, row};
-      vk().vkCmdCopyBuffer(cb, lut_chunks_[size_t(chunk)].handle(), lut_ring_->handle(), 1, &region);
-    }
-  }
-  if (profiling_) lut_ts_->write(cb, 1);
-  lut_cb_->end();
-  uint64_t signal = ++lut_value_;
-  uint64_t wait = compute_value_;
-  VkTimelineSemaphoreSubmitInfo ts{};
-  ts.sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO;
-  ts.waitSemaphoreValueCount = 1;
-  ts.pWaitSemaphoreValues = &wait;
-  ts.signalSemaphoreValueCount = 1;
-  ts.pSignalSemaphoreValues = &signal;
-  VkSemaphore wait_sem = compute_tl_.handle(), signal_sem = lut_tl_.handle();
-  VkPipelineStageFlags wait_stage = VK_PIPELINE_STAGE_TRANSFER_BIT;
-  VkSubmitInfo si{};
-  si.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
-  si.pNext = &ts;
-  si.waitSemaphoreCount = 1;
-  si.pWaitSemaphores = &wait_sem;
-  si.pWaitDstStageMask = &wait_stage;
-  si.commandBufferCount = 1;
-  si.pCommandBuffers = &cb;
-  si.signalSemaphoreCount = 1;
-  si.pSignalSemaphores = &signal_sem;
-  VK_CHECK(vk().vkQueueSubmit(dev_.transfer_queue(), 1, &si, VK_NULL_HANDLE));
-  lut_rows_streamed_ = int(ids.size());
+  if (lut_stream_) lut_stream_->stream(ids, compute_tl_, compute_value_);
 }
 
 void VulkanBackend::prepare(const StepGraph& g) {
@@ -387,7 +344,7 @@ void VulkanBackend::prepare(const StepGraph& g) {
   uint32_t half = 1;
   size_t n_desc = 0;
   for (const Op& op : g.ops) {
-    if (op.kind == OpKind::Rope) half = std::max<uint32_t>(half, uint32_t(op.k / 2));
+    if (op.rope) half = std::max<uint32_t>(half, uint32_t(op.k / 2));
     if (op.kind == OpKind::Attention && uint32_t(op.k) > kLocalSize)
       throw Error("the Vulkan backend supports head dimensions up to " + std::to_string(kLocalSize) +
                   " (this model: " + std::to_string(op.k) + ")");
@@ -416,53 +373,49 @@ void VulkanBackend::prepare(const StepGraph& g) {
   for (size_t i = 0; i < g.ops.size(); i++) {
     const Op& op = g.ops[i];
     std::vector<VkDescriptorBufferInfo> b;
-    const ComputePipeline* p = nullptr;
+    const ComputePipeline *p = nullptr, *tiled = nullptr;
     auto wdt = [&](BufferId w) { return dtype_code(bufs_.at(size_t(w)).dtype); };
     switch (op.kind) {
       case OpKind::Embed:
         p = &pipeline("embed", wdt(op.src0));
         b = {whole(op.src0), whole(*in_ids_), whole(op.dst)};
         break;
-      case OpKind::RmsNorm:
-        p = &pipeline("rmsnorm", wdt(op.src1));
-        b = {whole(op.src0), whole(op.src1), whole(op.dst)};
+      case OpKind::NormMatMul:
+        p = &pipeline(matmul_shader("norm_matmul"), wdt(op.src1), 0, wdt(op.src2), op.gelu ? 1 : 0);
+        tiled = &pipeline("norm_matmul_tiled", wdt(op.src1), 0, wdt(op.src2), op.gelu ? 1 : 0);
+        b = {whole(op.src0), whole(op.src1), whole(op.dst), whole(op.src2)};
         break;
       case OpKind::MatMul:
-        p = &pipeline("matmul", wdt(op.src1));
+        p = &pipeline(matmul_shader("matmul"), wdt(op.src1));
+        tiled = &pipeline("matmul_tiled", wdt(op.src1));
         b = {whole(op.src0), whole(op.src1), whole(op.dst)};
-        break;
-      case OpKind::Rope:
-        p = &pipeline("rope");
-        b = {whole(op.dst), whole(*in_cos_), whole(*in_sin_)};
         break;
       case OpKind::KvStore:
         p = &pipeline("kv_store");
-        b = {whole(op.src0), whole(op.dst), whole(*in_slot_), whole(*in_pos_)};
+        b = {whole(op.src0), whole(op.dst), whole(*in_slot_), whole(*in_pos_), whole(*in_cos_), whole(*in_sin_)};
         break;
       case OpKind::Attention:
         p = &pipeline("attention");
-        b = {whole(op.src0), whole(op.src1), whole(op.src2), whole(*in_slot_), whole(*in_pos_), whole(op.dst)};
-        break;
-      case OpKind::Gelu:
-        p = &pipeline("gelu");
-        b = {whole(op.dst)};
-        break;
-      case OpKind::Add:
-        p = &pipeline("add");
-        b = {whole(op.dst), whole(op.src0)};
+        b = {whole(op.src0),  whole(op.src1), whole(op.src2),  whole(*in_slot_),
+             whole(*in_pos_), whole(op.dst),  whole(*in_cos_), whole(*in_sin_)};
         break;
       case OpKind::RouterLut:
         if (!lut_) throw Error("internal: RouterLut without a table");
         split_ = std::min(split_, i);
-        p = &pipeline("router_lut", 0, dtype_code(lut_->dtype()));
-        b = {whole(op.src0), whole(*lut_ring_), whole(op.dst)};
+        if (lut_stream_->direct()) {
+          p = &pipeline("router_lut_direct", 0, dtype_code(lut_->dtype()));
+          b = {whole(op.src0), whole(*in_ids_), whole(lut_stream_->chunk_addresses()), whole(op.dst)};
+        } else {
+          p = &pipeline("router_lut", 0, dtype_code(lut_->dtype()));
+          b = {whole(op.src0), whole(lut_stream_->ring()), whole(op.dst)};
+        }
         break;
       case OpKind::Gather:
         p = &pipeline("gather");
         b = {whole(op.src0), whole(*in_rows_), whole(op.dst)};
         break;
     }
-    OpPlan plan{p, desc_pool_->allocate(set_layout(uint32_t(b.size())))};
+    OpPlan plan{p, tiled, desc_pool_->allocate(set_layout(uint32_t(b.size())))};
     write_storage_buffers(dev_, plan.set, b);
     plans_.push_back(plan);
   }
@@ -470,42 +423,48 @@ void VulkanBackend::prepare(const StepGraph& g) {
 
 // Binds the op's pipeline and descriptor set, pushes its constants and dispatches the grid shaders/ops.h gives.
 template <typename Push>
-void dispatch(VkCommandBuffer cb, const ComputePipeline& pipe, VkDescriptorSet set, const Push& push) {
+void dispatch(VkCommandBuffer cb, const ComputePipeline& pipe, VkDescriptorSet set, const Push& push, Groups g) {
+  if (g.x == 0 || g.y == 0) return;  // nothing to do
   vk().vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipe.handle());
   vk().vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipe.layout(), 0, 1, &set, 0, nullptr);
   vk().vkCmdPushConstants(cb, pipe.layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(Push), &push);
-  Groups g = groups(push, kLocalSize);
   vk().vkCmdDispatch(cb, g.x, g.y, 1);
+}
+template <typename Push>
+void dispatch(VkCommandBuffer cb, const ComputePipeline& pipe, VkDescriptorSet set, const Push& push) {
+  dispatch(cb, pipe, set, push, groups(push, kLocalSize));
 }
 
 void VulkanBackend::record_op(VkCommandBuffer cb, const Op& op, const OpPlan& plan, uint32_t T, uint32_t R) {
   const uint32_t rows = op.on_out_rows ? R : T, n = uint32_t(op.n), k = uint32_t(op.k);
   const ComputePipeline& p = *plan.pipe;
+  const uint32_t lanes = matmul_lanes();
+  const bool tiled = rows >= tiled_min_rows_;  // the matmul family's variant for this step shape
   switch (op.kind) {
     case OpKind::Embed:
       dispatch(cb, p, plan.set, EmbedPush{T, n});
       break;
-    case OpKind::RmsNorm:
-      dispatch(cb, p, plan.set, RmsNormPush{rows, n, op.eps});
+    case OpKind::NormMatMul:
+      if (tiled)
+        dispatch(cb, *plan.tiled, plan.set, NormMatMulPush{rows, k, n, op.eps}, matmul_tiled_groups(rows, n));
+      else
+        dispatch(cb, p, plan.set, NormMatMulPush{rows, k, n, op.eps}, matmul_groups(rows, n, kLocalSize, lanes));
       break;
     case OpKind::MatMul:
-      dispatch(cb, p, plan.set, MatMulPush{rows, k, n, op.accumulate ? 1u : 0u});
-      break;
-    case OpKind::Rope:
-      dispatch(cb, p, plan.set, RopePush{T, n, k});
+      if (tiled)
+        dispatch(cb, *plan.tiled, plan.set, MatMulPush{rows, k, n, op.accumulate ? 1u : 0u},
+                 matmul_tiled_groups(rows, n));
+      else
+        dispatch(cb, p, plan.set, MatMulPush{rows, k, n, op.accumulate ? 1u : 0u},
+                 matmul_groups(rows, n, kLocalSize, lanes));
       break;
     case OpKind::KvStore:
-      dispatch(cb, p, plan.set, KvStorePush{T, n, uint32_t(op.ctx)});
+      dispatch(cb, p, plan.set, KvStorePush{T, n, uint32_t(op.ctx), op.rope ? k : 0u});
       break;
     case OpKind::Attention:
       dispatch(cb, p, plan.set,
-               AttentionPush{T, n, uint32_t(op.kv_heads), k, uint32_t(op.ctx), 1.0f / std::sqrt(float(op.k))});
-      break;
-    case OpKind::Gelu:
-      dispatch(cb, p, plan.set, GeluPush{T * n});
-      break;
-    case OpKind::Add:
-      dispatch(cb, p, plan.set, AddPush{T * n});
+               AttentionPush{T, n, uint32_t(op.kv_heads), k, uint32_t(op.ctx), 1.0f / std::sqrt(float(op.k)),
+                             op.rope ? 1u : 0u});
       break;
     case OpKind::RouterLut:
       dispatch(cb, p, plan.set, RouterLutPush{T, n, k, uint32_t(op.layer), uint32_t(lut_->row_elems())});
@@ -514,8 +473,6 @@ void VulkanBackend::record_op(VkCommandBuffer cb, const Op& op, const OpPlan& pl
       dispatch(cb, p, plan.set, GatherPush{R, n});
       break;
   }
-  memory_barrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
-                 VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
 }
 
 Recorded& VulkanBackend::recorded_for(const StepGraph& g, uint32_t T, uint32_t R) {
@@ -534,15 +491,36 @@ Recorded& VulkanBackend::recorded_for(const StepGraph& g, uint32_t T, uint32_t R
     op_ts_->reset(r.part_a.handle());
     op_ts_->write(r.part_a.handle(), 0);
   }
+  // A barrier goes before an op only when it reads or writes a buffer written since the last barrier, or writes one
+  // read since then; otherwise it may overlap the ops before it (q, k and v; the router and the MLP's up). The
+  // tracking runs on across part A and part B: they are submitted in order, so a barrier in B covers A's writes.
+  std::vector<BufferId> written, read;
+  auto touches = [](const std::vector<BufferId>& set, BufferId b) {
+    return std::find(set.begin(), set.end(), b) != set.end();
+  };
   auto record = [&](VkCommandBuffer cb, size_t i) {
-    record_op(cb, g.ops[i], plans_[i], T, R);
+    const Op& op = g.ops[i];
+    std::vector<BufferId> reads = op_reads(op);
+    bool hazard = touches(written, op.dst) || touches(read, op.dst);
+    for (BufferId b : reads) hazard = hazard || touches(written, b);
+    if (hazard) {
+      memory_barrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
+                     VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
+      written.clear();
+      read.clear();
+      r.barriers++;
+    }
+    written.push_back(op.dst);
+    read.insert(read.end(), reads.begin(), reads.end());
+    record_op(cb, op, plans_[i], T, R);
+    r.dispatches++;
     if (profiling_) op_ts_->write(cb, uint32_t(i + 1));
   };
   for (size_t i = 0; i < split_; i++) record(r.part_a.handle(), i);
   r.part_a.end();
   r.part_b.begin(false);
   for (size_t i = split_; i < g.ops.size(); i++) record(r.part_b.handle(), i);
-  // Logits to the host-visible read-back buffer.
+  // Logits to the host-visible read-back buffer (after every op's writes).
   memory_barrier(r.part_b.handle(), VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
                  VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_READ_BIT);
   size_t V = readback_count_ / size_t(g.max_out_rows);
@@ -561,8 +539,10 @@ void VulkanBackend::run_step(const StepGraph& g, const StepInputs& in) {
   const uint32_t T = uint32_t(in.tokens()), R = uint32_t(in.out_rows.size());
   if (T == 0 || T > uint32_t(g.max_tokens) || R == 0 || R > uint32_t(g.max_out_rows))
     throw Error("internal: step of " + std::to_string(T) + " tokens outside the graph's limits");
-  if (lut_ && lut_rows_streamed_ != int(T)) throw Error("internal: stream_lut_rows() must precede run_step()");
+  if (lut_ && lut_stream_->rows_streamed() != int(T))
+    throw Error("internal: stream_lut_rows() must precede run_step()");
   compute_tl_.wait(compute_value_, kWaitNs);  // the previous step no longer reads the inputs
+  if (lut_stream_) lut_stream_->check();      // a failed gather (disk) is reported before the step goes out
   collect_profile();
   const auto launch_start = std::chrono::steady_clock::now();
   const bool replay = recorded_.count({T, R}) != 0;
@@ -575,13 +555,14 @@ void VulkanBackend::run_step(const StepGraph& g, const StepInputs& in) {
 
   Recorded& rec = recorded_for(g, T, R);
   const uint64_t done = ++compute_value_;
-  const uint64_t lut_wait = lut_value_;
+  const bool wait_lut = lut_ && lut_stream_->wait_needed();  // not for direct reads
+  const uint64_t lut_wait = wait_lut ? lut_stream_->value() : 0;
   VkCommandBuffer a = rec.part_a.handle(), b = rec.part_b.handle();
-  VkSemaphore lut_sem = lut_tl_.handle(), compute_sem = compute_tl_.handle();
+  VkSemaphore lut_sem = wait_lut ? lut_stream_->semaphore() : VK_NULL_HANDLE, compute_sem = compute_tl_.handle();
   VkPipelineStageFlags wait_stage = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT;
   VkTimelineSemaphoreSubmitInfo ts{};
   ts.sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO;
-  ts.waitSemaphoreValueCount = lut_ ? 1 : 0;
+  ts.waitSemaphoreValueCount = wait_lut ? 1 : 0;
   ts.pWaitSemaphoreValues = &lut_wait;
   ts.signalSemaphoreValueCount = 1;
   ts.pSignalSemaphoreValues = &done;
@@ -590,7 +571,7 @@ void VulkanBackend::run_step(const StepGraph& g, const StepInputs& in) {
   si[1].pNext = &ts;
   si[0].commandBufferCount = 1;
   si[0].pCommandBuffers = &a;
-  si[1].waitSemaphoreCount = lut_ ? 1 : 0;
+  si[1].waitSemaphoreCount = wait_lut ? 1 : 0;
   si[1].pWaitSemaphores = &lut_sem;
   si[1].pWaitDstStageMask = &wait_stage;
   si[1].commandBufferCount = 1;
@@ -598,7 +579,7 @@ void VulkanBackend::run_step(const StepGraph& g, const StepInputs& in) {
   si[1].signalSemaphoreCount = 1;
   si[1].pSignalSemaphores = &compute_sem;
   VK_CHECK(vk().vkQueueSubmit(dev_.compute_queue(), 2, si, VK_NULL_HANDLE));  // one submit per step
-  lut_rows_streamed_ = 0;
+  if (lut_) lut_stream_->consumed();
   if (profiling_ && replay) {
     prof_.replayed_steps++;
     prof_.submits++;
@@ -607,6 +588,8 @@ void VulkanBackend::run_step(const StepGraph& g, const StepInputs& in) {
   if (profiling_) {
     profiled_in_ = in;
     profile_pending_ = true;
+    prof_.dispatches += uint64_t(rec.dispatches);
+    prof_.barriers += uint64_t(rec.barriers);
   }
 }
 
@@ -627,22 +610,26 @@ void VulkanBackend::collect_profile() {
     p.bytes += op_bytes(ops[i], profiled_in_, wb, lut_ ? dtype_size(lut_->dtype()) : 0);
   }
   if (std::isfinite(t[split_] - t[0])) prof_.lut_window_seconds += (t[split_] - t[0]) * 1e-9;
-  if (lut_ts_) {
-    std::vector<double> c = lut_ts_->read_ns(2);
-    if (std::isfinite(c[1] - c[0])) prof_.lut_copy_seconds += (c[1] - c[0]) * 1e-9;
-  }
+  if (lut_stream_) prof_.lut_copy_seconds += lut_stream_->last_copy_seconds();
   prof_.steps++;
 }
 
 }  // namespace
 
-std::unique_ptr<Backend> make_vulkan_backend(const VulkanOptions& opt) {
-  return std::make_unique<VulkanBackend>(VulkanContext::create(opt.device_index, opt.validation, opt.validation));
+std::unique_ptr<Backend> make_vulkan_backend(const VulkanOptions& opt, const std::string& lut_read_choice) {
+  const LutRead lut_read = parse_lut_read(lut_read_choice);  // a bad MOLE_VK_LUT_READ fails before a device is opened
+  return std::make_unique<VulkanBackend>(VulkanContext::create(opt.device_index, opt.validation, opt.validation),
+                                         lut_read);
 }
 
 uint64_t validation_message_count(const Backend& b) {
   auto* v = dynamic_cast<const VulkanBackend*>(&b);
   return v ? v->instance().validation_messages() : 0;
+}
+
+std::string lut_read_mode(const Backend& b) {
+  auto* v = dynamic_cast<const VulkanBackend*>(&b);
+  return v ? v->lut_read_mode() : "";
 }
 
 std::string validation_log(const Backend& b) {

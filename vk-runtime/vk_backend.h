@@ -13,7 +13,13 @@ struct VulkanOptions {
   bool validation = false;  // Khronos validation + synchronization validation (also $MOLE_VK_VALIDATION=sync)
 };
 
-std::unique_ptr<Backend> make_vulkan_backend(const VulkanOptions& opt);
+// `lut_read`: how router_lut reads the table's rows (vk-runtime/lut_stream.h), "copy", "direct" or "auto"; empty:
+// $MOLE_VK_LUT_READ, else auto (direct on a CPU or integrated GPU, copy on a discrete one; --lut disk copies).
+// Throws mole::Error when no device can be opened, or for a lut_read / MOLE_VK_LUT_READ not copy|direct|auto.
+std::unique_ptr<Backend> make_vulkan_backend(const VulkanOptions& opt, const std::string& lut_read = "");
+// How the backend reads the table's rows: "copy" or "direct" once set_lut() has run; "" before, or for another
+// backend.
+std::string lut_read_mode(const Backend& b);
 // Validation messages seen so far by the backend's instance (tests fail on any). Null-safe for non-Vulkan backends.
 uint64_t validation_message_count(const Backend& b);
 std::string validation_log(const Backend& b);

@@ -1,21 +1,7 @@
-#version 450
-#extension GL_GOOGLE_include_directive : require
-// gelu: x = 0.5 * x * (1 + erf(x / sqrt(2))) in place, the exact (erf) GELU, in the operation order of cpu::gelu.
+// The exact (erf) GELU for shaders: gelu(x) = 0.5 * x * (1 + erf(x / sqrt(2))), in the operation order of cpu::gelu.
 // GLSL has no erf: erf_f32 below is Sun's float erf (FreeBSD msun s_erff.c, as in musl). A C++ port evaluated in
 // float32 over every float in [-6, 6] has max abs error 5.8e-8 against float64 erf (as std::erf(float)), and 1.4e-7
 // with both exp() calls off by the largest error Vulkan allows (3 + 2|x| ulp).
-//
-// Bindings: 0 x float (count), updated in place
-// Push:     count
-// Spec:     local size (id 1)
-// Dispatch: (min(ceil(count / local size), 65535), 1, 1); one invocation per element, grid-stride.
-#include "common.glsl"
-
-layout(std430, set = 0, binding = 0) buffer X { float x[]; };
-
-layout(push_constant) uniform Push {
-  uint count;
-} pc;
 
 // Coefficients from s_erff.c:
 // ====================================================
@@ -70,9 +56,6 @@ float erf_f32(float v) {
   return v < 0.0 ? -r : r;
 }
 
-void main() {
-  for (uint i = gl_GlobalInvocationID.x; i < pc.count; i += gl_NumWorkGroups.x * BLOCK) {
-    const float v = x[i];
-    x[i] = 0.5 * v * (1.0 + erf_f32(v * 0.70710678118654752));
-  }
+float gelu(float v) {
+  return 0.5 * v * (1.0 + erf_f32(v * 0.70710678118654752));
 }

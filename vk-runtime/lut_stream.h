@@ -1,0 +1,161 @@
+// The lookup table's rows on their way to router_lut, for the Vulkan backend (vk_backend.cpp). Two ways to read
+// them (LutRead, MOLE_VK_LUT_READ=copy|direct|auto):
+//
+// Direct (--lut host and device): router_lut_direct.comp reads each token's row in place from the table's chunks,
+// through their buffer device addresses, by token id. Nothing is copied and nothing waits; each row crosses to the
+// device once, when the shader reads it (over PCIe from host memory on a discrete GPU: latency-bound reads from a
+// shader, where a DMA copy beside part A moves the same bytes at full speed and hidden; from the same memory on a
+// CPU or integrated GPU, where the copy is a pure extra read and write). Auto picks direct where host memory is the
+// device's memory (CPU and integrated GPU) and bufferDeviceAddress is there, copy on a discrete GPU.
+//
+// Copy (and always for --lut disk): router_lut.comp reads a small device-local ring of the step's rows
+// (max_step_tokens rows, in step order), filled by vkCmdCopyBuffer regions on the transfer queue from wherever the
+// table lives:
+//   device: row-aligned device-local chunks (no buffer exceeds maxStorageBufferRange or maxMemoryAllocationSize),
+//   host:   the same chunks in host-visible memory,
+//   disk:   a host-visible staging ring that a gather thread fills from the mmap'd file.
+// The copy signals a timeline semaphore that only the compute work reading the ring waits on, so it overlaps the
+// compute before the first LUT sum.
+//
+// Disk: stream() returns at once. It hands the ids to the gather thread and submits the copy, which waits (on the
+// GPU) for a timeline semaphore the thread signals from the host once it has memcpy'd the rows from the mapping into
+// the staging ring (the page faults, i.e. the disk reads, happen on that thread). So the compute before the first
+// LUT sum is queued without waiting for the disk, and the rows are read while it runs. A timeline wait submitted
+// before its signal is legal. The thread signals even when gathering fails, so no queue waits forever, and the
+// failure is rethrown as a mole::Error by the next call on the caller's thread (stream(), check(), wait()).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "model/lut.h"
+#include "vk-runtime/buffer.h"
+#include "vk-runtime/command.h"
+#include "vk-runtime/query.h"
+#include "vk-runtime/sync.h"
+
+namespace mole::vulkan {
+
+// A wait on the GPU longer than this is treated as a hung device (as the backend's own waits).
+constexpr uint64_t kLutWaitNs = 120ull * 1000 * 1000 * 1000;
+
+// How router_lut reads the step's rows (see above). Auto resolves to Copy or Direct in LutStream::create().
+enum class LutRead { Auto, Copy, Direct };
+const char* lut_read_name(LutRead r);  // "auto", "copy", "direct"
+// `value` copy|direct|auto; empty: $MOLE_VK_LUT_READ, and auto when that is unset or empty. Throws mole::Error naming
+// MOLE_VK_LUT_READ for anything else.
+LutRead parse_lut_read(const std::string& value);
+
+// Owns the table's chunks, the row ring, the staging ring, the transfer command buffer that fills the ring, the
+// timeline semaphores and the timestamp pool, and destroys them; no compute submission may still read the ring then
+// (the backend waits for the device to go idle first). Owns the disk placement's gather thread: the destructor stops
+// and joins it (a job already handed over is finished or skipped, and its value signalled either way), then waits
+// for the last copy. The Device and the LutStore must outlive it. Not movable (its thread points at it): create()
+// makes it on the heap.
+class LutStream {
+ public:
+  // Called before each device-local allocation with its size and what it is; throws mole::Error to refuse (the
+  // backend's memory budget, so that a table too large is an error naming it, not a driver failure).
+  using Charge = std::function<void(size_t bytes, const std::string& what)>;
+  // Copies host bytes to the start of a device-local buffer (load time).
+  using Upload = std::function<void(const Buffer& dst, const void* src, size_t bytes)>;
+
+  // Allocates the table's chunks (device, host: the whole table copied in now) and, for direct reads, their
+  // address table, or for copies the ring and (disk) the staging ring and the gather thread. `read`: Auto as above;
+  // Direct needs bufferDeviceAddress (else a mole::Error saying so); --lut disk always copies. Throws mole::Error
+  // from `charge` or Buffer::create when something does not fit.
+  static std::unique_ptr<LutStream> create(const Device& device, const LutStore& lut, LutPlacement placement,
+                                           int max_step_tokens, LutRead read, const Charge& charge,
+                                           const Upload& upload);
+
+  LutStream(const LutStream&) = delete;
+  LutStream& operator=(const LutStream&) = delete;
+  ~LutStream();
+
+  const LutStore& lut() const { return *lut_; }
+  LutPlacement placement() const { return placement_; }
+  LutRead read() const { return read_; }  // Copy or Direct
+  bool direct() const { return read_ == LutRead::Direct; }
+
+  // Direct: checks the ids and notes how many there are (the shader reads them from the step's id buffer).
+  // Copy: starts bringing the rows of `ids` (the next step's tokens, in step order) into the ring, and returns. The
+  // copy waits on the GPU until `compute` reaches `compute_value` (the last step submitted no longer reads the ring).
+  // The host waits only for the previous copy (the command buffer and the single staging ring are reused), which
+  // the caller's read-back of the previous step has already waited for. Throws mole::Error for more ids than
+  // max_step_tokens, an id outside the table (disk: found by the thread, reported by a later call), or the failure
+  // of the previous step's gathering.
+  void stream(const std::vector<int32_t>& ids, const TimelineSemaphore& compute, uint64_t compute_value);
+  // Rows streamed since the last consumed(): run_step checks that they are the step's tokens.
+  int rows_streamed() const { return rows_streamed_; }
+  void consumed() { rows_streamed_ = 0; }
+
+  // Copy: what router_lut.comp reads, (max_step_tokens, L*E*D) in the table's dtype.
+  const Buffer& ring() const { return *ring_; }
+  // Direct: what router_lut_direct.comp reads, {rows_per_chunk, 0, each chunk's device address (uvec2)}.
+  const Buffer& chunk_addresses() const { return *addresses_; }
+  // Copy: the semaphore and value a submission reading the ring waits on (at the compute-shader stage); direct:
+  // nothing to wait for (wait_needed() false).
+  bool wait_needed() const { return read_ == LutRead::Copy; }
+  VkSemaphore semaphore() const { return lut_tl_.handle(); }
+  uint64_t value() const { return lut_value_; }
+  // Blocks until every copy submitted so far is done, then check()s.
+  void wait();
+  // Rethrows, as a mole::Error, a failure of the gather thread not yet reported (once). A caller that has waited
+  // for a compute step reading the ring knows that the step's gathering has finished, so this reports its failure.
+  void check();
+
+  // With profiling on, timestamps are written around each copy.
+  void set_profiling(bool on) { profiling_ = on; }
+  // Seconds the last copy took on the transfer queue (0 when not measured); call once that copy is done.
+  double last_copy_seconds() const;
+
+ private:
+  LutStream(const Device& device, const LutStore& lut);
+  void check_ids(const std::vector<int32_t>& ids) const;  // throws mole::Error naming an id outside the table
+  void gather_loop();                                     // the disk placement's thread
+  void stop_gathering() noexcept;
+
+  const Device* dev_;
+  const LutStore* lut_;
+  LutPlacement placement_ = LutPlacement::Host;
+  LutRead read_ = LutRead::Copy;
+  int max_tokens_ = 0;
+  CommandPool transfer_pool_;
+  TimelineSemaphore lut_tl_;  // value lut_value_: the last copy submitted has filled the ring
+  uint64_t lut_value_ = 0;
+  std::vector<Buffer> chunks_;       // device/host placement: the whole table, row-aligned chunks
+  int64_t rows_per_chunk_ = 0;       // rows in each chunk (the last may hold fewer)
+  std::optional<Buffer> addresses_;  // direct: {rows_per_chunk, 0, uvec2 address[chunks]} device-local
+  std::optional<Buffer> staging_;    // disk placement: (max_tokens, L*E*D) host-visible
+  std::optional<Buffer> ring_;       // (max_tokens, L*E*D) device-local: what router_lut.comp reads
+  std::optional<CommandBuffer> cb_;  // the copy, re-recorded each step (transfer pool)
+  bool profiling_ = false;
+  std::optional<TimestampQueryPool> ts_;  // 2 timestamps around the copy
+  int rows_streamed_ = 0;
+
+  // Disk placement: the gather thread and the one job it may hold. The staging ring is single-buffered: stream()
+  // hands over step N's job only after step N-1's copy out of the ring is done (a second ring would let it go
+  // earlier, but the engine's read-back of step N-1 has already waited for that copy, so it would buy nothing).
+  TimelineSemaphore gathered_tl_;  // value gathered_value_: the staging ring holds the last job's rows (host-signalled)
+  uint64_t gathered_value_ = 0;
+  struct Job {
+    std::vector<int32_t> ids;
+    uint64_t value = 0;  // the gathered_tl_ value to signal when done, or failed
+  };
+  std::mutex mu_;  // guards job_, stop_ and error_
+  std::condition_variable cv_;
+  std::optional<Job> job_;
+  bool stop_ = false;
+  std::exception_ptr error_;  // the thread's failure, until check() rethrows it
+  std::thread gather_;        // declared last: joined (in the destructor) before anything it uses goes
+};
+
+}  // namespace mole::vulkan
