@@ -251,18 +251,31 @@ TEST_CASE("vulkan ops: embed") {
   h.check_validation();
 }
 
-TEST_CASE("vulkan ops: matmul") {
-  struct Shape {
-    int K, N;
-  };
-  // K = 77, 1030 (scalar loads for 16-bit weights; 1030 is not a multiple of 4 either), 64 and 1024 (vector loads), 1.
+// A fresh harness per matmul kernel: `add_ops(h, kernel name)` builds the graph, then steps of each token count run.
+template <typename AddOps>
+void for_each_kernel(int max_tokens, std::initializer_list<int> steps, AddOps add_ops) {
   for (Kernel kernel : kKernels) {
     CAPTURE(kernel_name(kernel));
     KernelSetting setting(kernel);
     Harness h;
     if (!h.start()) return;
-    h.graph.max_tokens = 70;
-    for (Shape s : {Shape{77, 13}, Shape{1, 3}, Shape{64, 5000}, Shape{1030, 31}, Shape{1024, 129}}) {
+    h.graph.max_tokens = max_tokens;
+    add_ops(h, std::string(kernel_name(kernel)));
+    for (int T : steps) h.step(h.inputs(T));
+    h.check_validation();
+  }
+}
+
+struct MatMulShape {
+  int K, N;
+};
+
+TEST_CASE("vulkan ops: matmul") {
+  // K = 77, 1030 (scalar loads for 16-bit weights; 1030 is not a multiple of 4 either), 64 and 1024 (vector loads), 1.
+  // 70 rows: more than one 64-row tile of the tiled kernel.
+  for_each_kernel(70, {1, 3, 9, 33, 70}, [](Harness& h, const std::string& kernel) {
+    for (MatMulShape s : {MatMulShape{77, 13}, MatMulShape{1, 3}, MatMulShape{64, 5000}, MatMulShape{1030, 31},
+                          MatMulShape{1024, 129}}) {
       BufferId x = h.act(size_t(70 * s.K), 1, true);
       for (DType dt : kDtypes) {
         BufferId w = h.weight({s.N, s.K}, dt, 1.0f / std::sqrt(float(s.K)));
@@ -271,27 +284,17 @@ TEST_CASE("vulkan ops: matmul") {
           h.graph.ops.push_back(
               {.kind = OpKind::MatMul, .dst = y, .src0 = x, .src1 = w, .n = s.N, .k = s.K, .accumulate = acc});
           h.expect(y, size_t(s.N), Rows::Tokens, kLongSum,
-                   name("matmul", dt) + str(" K=", s.K) + str(" N=", s.N) + (acc ? " accumulate" : "") +
-                       kernel_name(kernel));
+                   name("matmul", dt) + str(" K=", s.K) + str(" N=", s.N) + (acc ? " accumulate" : "") + kernel);
         }
       }
     }
-    for (int T : {1, 3, 9, 33, 70}) h.step(h.inputs(T));
-    h.check_validation();
-  }
+  });
 }
 
 TEST_CASE("vulkan ops: norm_matmul (rmsnorm fused into the product, optional gelu)") {
-  struct Shape {
-    int K, N;
-  };
-  for (Kernel kernel : kKernels) {
-    CAPTURE(kernel_name(kernel));
-    KernelSetting setting(kernel);
-    Harness h;
-    if (!h.start()) return;
-    h.graph.max_tokens = 70;  // 70: more than one 64-row tile
-    for (Shape s : {Shape{1, 3}, Shape{37, 13}, Shape{64, 300}, Shape{256, 129}, Shape{2053, 31}, Shape{768, 40}}) {
+  for_each_kernel(70, {1, 2, 8, 19, 70}, [](Harness& h, const std::string& kernel) {
+    for (MatMulShape s : {MatMulShape{1, 3}, MatMulShape{37, 13}, MatMulShape{64, 300}, MatMulShape{256, 129},
+                          MatMulShape{2053, 31}, MatMulShape{768, 40}}) {
       // x with a large spread (the norm must bring it back), norm weights in [-2, 2], products spanning GELU's
       // curved range [-6, 6] and beyond.
       BufferId x = h.act(size_t(70 * s.K), 30, true);
@@ -312,13 +315,11 @@ TEST_CASE("vulkan ops: norm_matmul (rmsnorm fused into the product, optional gel
                                  .gelu = gelu});
           h.expect(y, size_t(s.N), Rows::Tokens, kLongSum,
                    name("norm_matmul", dt) + " norm " + dtype_name(norm_dt) + str(" K=", s.K) + str(" N=", s.N) +
-                       (gelu ? " gelu" : "") + kernel_name(kernel));
+                       (gelu ? " gelu" : "") + kernel);
         }
       }
     }
-    for (int T : {1, 2, 8, 19, 70}) h.step(h.inputs(T));
-    h.check_validation();
-  }
+  });
 }
 
 TEST_CASE("vulkan ops: kv_store + attention, with and without RoPE fused in") {
