@@ -26,12 +26,12 @@ constexpr uint32_t kSpecGelu = 4;         // norm_matmul: 1 applies GELU to the 
 enum class ShaderDtype : uint32_t { F32 = 0, F16 = 1, BF16 = 2 };
 
 constexpr uint32_t kDefaultLocalSize = 256;
-constexpr uint32_t kMaxGroups = 65535;         // per dispatch dimension; every shader grid-strides beyond it
-constexpr uint32_t kMatMulRows = 8;            // token rows per matmul workgroup (ROWS in matmul_core.glsl)
-constexpr uint32_t kMatMulSharedLanes = 32;    // threads per output column without subgroups (SHARED_LANES)
-constexpr uint32_t kMatMulTile = 64;           // token rows and columns per workgroup of the _tiled variants
-constexpr uint32_t kMatMulTiledMinRows = 32;   // the _tiled variants run for steps of at least this many rows
-constexpr uint32_t kRouterLutMaxExperts = 64;  // router_lut's shared softmax holds at most this many experts
+constexpr uint32_t kMaxGroups = 65535;           // per dispatch dimension; every shader grid-strides beyond it
+constexpr uint32_t kMatMulRows = 8;              // token rows per matmul workgroup (ROWS in matmul_core.glsl)
+constexpr uint32_t kMatMulSharedLanes = 32;      // threads per output column without subgroups (SHARED_LANES)
+constexpr uint32_t kMatMulTile = 64;             // token rows and columns per workgroup of the _tiled variants
+constexpr uint32_t kMatMulTiledMinRows = 32;     // the _tiled variants run for steps of at least this many rows
+constexpr uint32_t kRouterLutMaxExperts = 1024;  // router_lut's shared softmax holds at most this many experts
 
 // Push-constant blocks, one per shader, in declaration order. All members are 32-bit; uint unless float.
 

@@ -7,7 +7,7 @@
 //           1 lut    the step's table rows in step order, uint words of dtype LDTYPE; row t starts at element
 //                    t * row_elems and is laid out (L, E, D)
 //           2 dst    float (T, D), the residual stream, updated in place
-// Push:     T, E (<= 64, checked by the host), D, layer, row_elems (L * E * D)
+// Push:     T, E (<= 1024, checked by the host), D, layer, row_elems (L * E * D)
 // Spec:     LDTYPE (id 2), local size (id 1)
 // Dispatch: (min(T, 65535), 1, 1); one workgroup per token, grid-stride; threads stride over D.
 #include "common.glsl"

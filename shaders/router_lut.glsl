@@ -7,7 +7,7 @@
 // declares the buffers `logits` (float (T, E)) and `dst` (float (T, D)) and defines, after this include:
 //   uint lut_row(uint t)   the element index of token t's row in what lut_load() reads (and selects that memory)
 //   float lut_load(uint i) element i of it, decoded from LDTYPE words
-// Push:     T, E (<= 64, checked by the host), D, layer, row_elems (L * E * D)  (RouterLutPush in ops.h)
+// Push:     T, E (<= 1024, checked by the host), D, layer, row_elems (L * E * D)  (RouterLutPush in ops.h)
 // Dispatch: (min(T, 65535), 1, 1); one workgroup per token, grid-stride; threads stride over D.
 
 layout(push_constant) uniform Push {
@@ -21,7 +21,7 @@ layout(push_constant) uniform Push {
 uint lut_row(uint t);
 float lut_load(uint i);
 
-const uint MAX_EXPERTS = 64u;
+const uint MAX_EXPERTS = 1024u;  // 4 KiB of shared memory; kRouterLutMaxExperts in ops.h
 shared float prob[MAX_EXPERTS];
 
 void main() {

@@ -13,7 +13,7 @@
 //                    rows [c * rows_per_chunk, (c + 1) * rows_per_chunk), uint words of dtype LDTYPE, row r of the
 //                    chunk starting at element r * row_elems, laid out (L, E, D)
 //           3 dst    float (T, D), the residual stream, updated in place
-// Push:     T, E (<= 64, checked by the host), D, layer, row_elems (L * E * D)  (RouterLutPush, as router_lut)
+// Push:     T, E (<= 1024, checked by the host), D, layer, row_elems (L * E * D)  (RouterLutPush, as router_lut)
 // Spec:     LDTYPE (id 2), local size (id 1)
 // Dispatch: (min(T, 65535), 1, 1); one workgroup per token, grid-stride; threads stride over D.
 #include "common.glsl"

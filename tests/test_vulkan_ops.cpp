@@ -386,7 +386,7 @@ TEST_CASE("vulkan ops: kv_store + attention, with and without RoPE fused in") {
 
 TEST_CASE("vulkan ops: router_lut") {
   const int L = 2, D = 37, V = 40;  // L*E*D even: 16-bit rows are whole 32-bit words
-  for (int E : {1, 3, 16, 64})
+  for (int E : {1, 3, 16, 64, 257})
     for (DType dt : kDtypes)
       for (LutPlacement p : {LutPlacement::Device, LutPlacement::Host, LutPlacement::Disk}) {
         Harness h;

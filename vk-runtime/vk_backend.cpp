@@ -349,7 +349,8 @@ void VulkanBackend::prepare(const StepGraph& g) {
       throw Error("the Vulkan backend supports head dimensions up to " + std::to_string(kLocalSize) +
                   " (this model: " + std::to_string(op.k) + ")");
     if (op.kind == OpKind::RouterLut && uint32_t(op.n) > kRouterLutMaxExperts)
-      throw Error("the Vulkan backend supports at most 64 experts (this model has " + std::to_string(op.n) + ")");
+      throw Error("the Vulkan backend supports at most " + std::to_string(kRouterLutMaxExperts) +
+                  " experts (this model has " + std::to_string(op.n) + ")");
     n_desc += 6;
   }
   const size_t T = size_t(g.max_tokens), R = size_t(g.max_out_rows);
