@@ -32,3 +32,21 @@ build/mole bench -m "$models/d160" --backend vulkan --placements device --prompt
   2>&1 | tee "$out/bench-dense-160m.txt"
 build/mole run -m "$models/m160" --backend vulkan --lut host --prompt-ids 1,2,3,4,5,6,7,8 -n 128 --temp 0 \
   --ignore-eos --profile -q 2>&1 | tail -20 | tee "$out/profile-mole-160m-4e.txt"
+
+echo "== matmul kernels side by side: without subgroup reductions, without the tiled prefill kernel =="
+MOLE_VK_SUBGROUPS=0 build/mole bench -m "$models/m160" --backend vulkan --placements device --prompt-tokens 512 \
+  -n 128 2>&1 | tee "$out/bench-no-subgroups.txt"
+MOLE_VK_TILED_MIN_ROWS=1000000 build/mole bench -m "$models/m160" --backend vulkan --placements device \
+  --prompt-tokens 512 -n 128 2>&1 | tee "$out/bench-no-tiled.txt"
+build/mole bench -m "$models/m160" --backend vulkan --placements device --prompt-tokens 512 -n 128 \
+  2>&1 | tee "$out/bench-default-kernels.txt"
+
+echo "== reparameterization on the GPU (mole-160m-4e, 11 TFLOP; the goal: limited by the disk write) =="
+[ -d "$models/t160" ] || build/mole synth --preset mole-160m-4e --form train -o "$models/t160" -q
+rm -rf "$models/t160-infer"
+TIMEFORMAT='convert --backend vulkan: %R s wall'
+{ time build/mole convert -m "$models/t160" -o "$models/t160-infer" --backend vulkan -q; } 2>&1 |
+  tail -3 | tee "$out/convert-vulkan.txt"
+du -sh "$models/t160-infer" | tee -a "$out/convert-vulkan.txt"
+dd if=/dev/zero of="$models/ddtest" bs=64M count=32 oflag=direct 2>&1 | tail -1 | tee -a "$out/convert-vulkan.txt"
+rm -rf "$models/t160-infer" "$models/ddtest"
