@@ -37,6 +37,25 @@ void check_no_validation_messages(const Backend& b) {
   CHECK(vulkan::validation_message_count(b) == 0);
 }
 
+// The same, except for one known false report of Debian 12's validation layer (1.3.239) about a timeline semaphore
+// signalled from the host (the disk gather thread) while the host also waits on the device:
+// UNASSIGNED-VkSemaphore-state-timeout, "This is most likely a validation bug", fixed upstream by
+// KhronosGroup/Vulkan-ValidationLayers PR #8519. Seen once, on a loaded machine; any other message still fails.
+void check_no_validation_messages_but_timeline_timeouts(const Backend& b) {
+  const std::string log = vulkan::validation_log(b);
+  INFO(log);
+  uint64_t known = 0;
+  for (size_t at = log.find("UNASSIGNED-VkSemaphore-state-timeout"); at != std::string::npos;
+       at = log.find("UNASSIGNED-VkSemaphore-state-timeout", at + 1))
+    known++;
+  if (known > 0) MESSAGE("ignored " << known << " UNASSIGNED-VkSemaphore-state-timeout report(s) (layer bug)");
+  CHECK(vulkan::validation_message_count(b) == known);
+}
+
+// Where --lut disk gathers its rows (MOLE_VK_LUT_GATHER): on a thread (the default where the transfer queue is a
+// queue of its own) or inline (where one queue does everything, as on lavapipe). The tests run both.
+constexpr const char* kGatherModes[] = {"thread", "inline"};
+
 struct Model : test::LoadedModel {
   explicit Model(const std::string& dir) : test::LoadedModel(dir, DType::F16) {}
 };
@@ -207,16 +226,23 @@ TEST_CASE("vulkan: the three LUT placements give identical logits") {
 
 // --lut disk gathers rows on a host thread while the step's first part runs; host placement holds the whole table
 // in host memory. Same rows, same arithmetic: the logits must be equal bit for bit, step after step.
-TEST_CASE("vulkan: --lut disk (gather thread) gives --lut host's logits bit for bit over many steps") {
+TEST_CASE("vulkan: --lut disk (gather thread or inline) gives --lut host's logits bit for bit over many steps") {
   test::TempDir tmp;
   Model m(test::synth(tmp, "m", Form::Infer, {{"num_key_value_heads", 2}}, DType::BF16));
-  auto host_be = vulkan_or_skip(), disk_be = vulkan_or_skip();
-  if (!host_be || !disk_be) return;
-  auto host = many_steps(m, *host_be, LutPlacement::Host), disk = many_steps(m, *disk_be, LutPlacement::Disk);
-  REQUIRE(disk.size() == host.size());
-  for (size_t i = 0; i < host.size(); i++) CHECK(disk[i] == host[i]);
+  auto host_be = vulkan_or_skip();
+  if (!host_be) return;
+  auto host = many_steps(m, *host_be, LutPlacement::Host);
   check_no_validation_messages(*host_be);
-  check_no_validation_messages(*disk_be);
+  for (const char* gather : kGatherModes) {
+    CAPTURE(gather);
+    test::ScopedEnv mode("MOLE_VK_LUT_GATHER", gather);
+    auto disk_be = vulkan_or_skip();
+    REQUIRE(disk_be);
+    auto disk = many_steps(m, *disk_be, LutPlacement::Disk);
+    REQUIRE(disk.size() == host.size());
+    for (size_t i = 0; i < host.size(); i++) CHECK(disk[i] == host[i]);
+    check_no_validation_messages_but_timeline_timeouts(*disk_be);
+  }
 }
 
 // router_lut_direct reads the rows in place (buffer device address) where router_lut reads the copied ring.
@@ -258,6 +284,7 @@ TEST_CASE("vulkan: direct reads of the table give the copy's logits bit for bit 
 }
 
 TEST_CASE("vulkan: --lut disk: destroying the backend right after stream_lut_rows neither hangs nor leaks") {
+  test::ScopedEnv mode("MOLE_VK_LUT_GATHER", "thread");
   test::TempDir tmp;
   Model m(test::synth(tmp, "m", Form::Infer, {}, DType::F16));
   const auto ids = random_ids(8, m.cfg.vocab_size, 3);
@@ -276,12 +303,13 @@ TEST_CASE("vulkan: --lut disk: destroying the backend right after stream_lut_row
     vkb->set_lut(*m.lut, LutPlacement::Disk, 8);
     vkb->stream_lut_rows(ids);  // the copy waits for the gather thread; nothing waits for the copy
     if (i == 1) vkb->stream_lut_rows({ids[0], ids[1]});
-    check_no_validation_messages(*vkb);
+    check_no_validation_messages_but_timeline_timeouts(*vkb);
   }
   CHECK(thread_count() == baseline);
 }
 
 TEST_CASE("vulkan: --lut disk: a failure on the gather thread is a mole::Error on the caller's thread") {
+  test::ScopedEnv mode("MOLE_VK_LUT_GATHER", "thread");
   test::TempDir tmp;
   Model m(test::synth(tmp, "m", Form::Infer, {}, DType::F16));
   auto vkb = vulkan_or_skip();
@@ -295,7 +323,7 @@ TEST_CASE("vulkan: --lut disk: a failure on the gather thread is a mole::Error o
   vkb->synchronize();
   vkb->stream_lut_rows({-1});
   CHECK_THROWS_AS(vkb->stream_lut_rows({4}), Error);
-  check_no_validation_messages(*vkb);
+  check_no_validation_messages_but_timeline_timeouts(*vkb);
   // Host placement checks ids before anything is queued.
   auto host = vulkan_or_skip();
   REQUIRE(host);

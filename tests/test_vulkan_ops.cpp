@@ -20,6 +20,7 @@
 
 #include "model/cpu_backend.h"
 #include "model/error.h"
+#include "tests/test_helpers.h"
 #include "vk-runtime/vk_backend.h"
 
 using namespace mole;
@@ -195,30 +196,6 @@ std::string name(const char* op, DType dt) {
   return std::string(op) + " " + dtype_name(dt);
 }
 
-// Sets an environment variable for a scope (unsets it for nullptr) and restores it afterwards.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* v = std::getenv(name)) saved_ = v;
-    if (value)
-      setenv(name, value, 1);
-    else
-      unsetenv(name);
-  }
-  ~ScopedEnv() {
-    if (saved_)
-      setenv(name_, saved_->c_str(), 1);
-    else
-      unsetenv(name_);
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> saved_;
-};
-
 // The matmul family's kernels, chosen when the backend is made: the column kernel with subgroup reductions (where
 // the device has them) or with shared-memory ones, or the tiled kernel for every step (normally only for steps of
 // at least kMatMulTiledMinRows rows).
@@ -231,7 +208,7 @@ struct KernelSetting {
   explicit KernelSetting(Kernel k)
       : subgroups("MOLE_VK_SUBGROUPS", k == Kernel::Subgroup ? nullptr : "0"),
         tiled("MOLE_VK_TILED_MIN_ROWS", k == Kernel::Tiled ? "1" : "1000000") {}
-  ScopedEnv subgroups, tiled;
+  test::ScopedEnv subgroups, tiled;
 };
 
 }  // namespace

@@ -7,6 +7,7 @@
 //   MOLE_VK_PIPELINE_CACHE=P   the pipeline cache file ("off": memory only); default ~/.cache/mole/pipelines-*.bin
 //   MOLE_VK_ALLOW_CPU=1        --backend auto may pick a CPU Vulkan device (lavapipe)
 //   MOLE_VK_LUT_READ=R         copy|direct|auto: how router_lut reads the table's rows (lut_stream.h)
+//   MOLE_VK_LUT_GATHER=G       thread|inline|auto: where --lut disk gathers rows (lut_stream.h)
 //   MOLE_VK_SUBGROUPS=0        matmul without the subgroup-arithmetic variants (vk_backend.cpp)
 //   MOLE_VK_TILED_MIN_ROWS=N   steps of at least N rows use the tiled matmul (default 32)
 //   MOLE_VK_LOADER=FILE        dlopen this instead of libvulkan.so.1 (tests of the no-loader path)

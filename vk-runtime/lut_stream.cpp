@@ -60,6 +60,16 @@ LutStream::LutStream(const Device& device, const LutStore& lut)
       lut_tl_(TimelineSemaphore::create(device, 0)),
       gathered_tl_(TimelineSemaphore::create(device, 0)) {}
 
+// MOLE_VK_LUT_GATHER=thread|inline|auto (default auto): where --lut disk gathers its rows.
+static bool gather_on_thread(const Device& dev) {
+  const char* env = std::getenv("MOLE_VK_LUT_GATHER");
+  const std::string v = env ? env : "";
+  if (v == "thread") return true;
+  if (v == "inline") return false;
+  if (!v.empty() && v != "auto") throw Error("MOLE_VK_LUT_GATHER must be thread, inline or auto (it is '" + v + "')");
+  return dev.transfer_kind() != Device::TransferQueueKind::SameQueue;
+}
+
 std::unique_ptr<LutStream> LutStream::create(const Device& dev, const LutStore& lut, LutPlacement placement,
                                              int max_step_tokens, LutRead read, const Charge& charge,
                                              const Upload& upload) {
@@ -80,7 +90,7 @@ std::unique_ptr<LutStream> LutStream::create(const Device& dev, const LutStore& 
   if (placement == LutPlacement::Disk) {
     s->staging_ = Buffer::create(dev, row * size_t(max_step_tokens), VK_BUFFER_USAGE_TRANSFER_SRC_BIT,
                                  MemoryKind::HostVisible, "LUT staging ring");
-    s->gather_ = std::thread([p = s.get()] { p->gather_loop(); });
+    if (gather_on_thread(dev)) s->gather_ = std::thread([p = s.get()] { p->gather_loop(); });
     return s;
   }
   // Row-aligned chunks, each within the device's allocation and binding limits (lavapipe: 128 MiB).
@@ -140,8 +150,15 @@ void LutStream::check_ids(const std::vector<int32_t>& ids) const {
                   " rows)");
 }
 
-void LutStream::gather_loop() {
+void LutStream::gather(const std::vector<int32_t>& ids) {
+  check_ids(ids);
+  lut_->prefetch(ids);  // all rows' reads start now; the memcpy below faults in the first ones meanwhile
   const size_t row = lut_->row_bytes();
+  for (size_t t = 0; t < ids.size(); t++)
+    std::memcpy(static_cast<uint8_t*>(staging_->mapped()) + t * row, lut_->row(ids[t]), row);
+}
+
+void LutStream::gather_loop() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     cv_.wait(lock, [this] { return stop_ || job_; });
@@ -152,12 +169,7 @@ void LutStream::gather_loop() {
     lock.unlock();
     std::exception_ptr failed;
     try {
-      if (!skip) {
-        check_ids(job.ids);
-        lut_->prefetch(job.ids);  // all rows' reads start now; the memcpy below faults in the first ones meanwhile
-        for (size_t t = 0; t < job.ids.size(); t++)
-          std::memcpy(static_cast<uint8_t*>(staging_->mapped()) + t * row, lut_->row(job.ids[t]), row);
-      }
+      if (!skip) gather(job.ids);
     } catch (...) {
       failed = std::current_exception();
     }
@@ -211,12 +223,15 @@ void LutStream::stream(const std::vector<int32_t>& ids, const TimelineSemaphore&
   // It waited for the step before it, whose read-back the engine has waited for: this costs nothing there.
   wait();
   const size_t row = lut_->row_bytes();
-  if (disk) {
+  const bool threaded = disk && gather_.joinable();
+  if (threaded) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       job_ = Job{ids, ++gathered_value_};
     }
     cv_.notify_one();  // the thread gathers while the copy is recorded and the compute step is queued
+  } else if (disk) {
+    gather(ids);  // one queue: the copy could not start before the rows are here anyway (see the header)
   }
   if (!cb_) cb_ = CommandBuffer::create(*dev_, transfer_pool_);
   VkCommandBuffer cb = cb_->handle();
@@ -250,7 +265,7 @@ void LutStream::stream(const std::vector<int32_t>& ids, const TimelineSemaphore&
   const uint64_t waits[2] = {compute_value, gathered_value_};
   const VkSemaphore wait_sems[2] = {compute.handle(), gathered_tl_.handle()};
   const VkPipelineStageFlags wait_stages[2] = {VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT};
-  const uint32_t n_waits = disk ? 2 : 1;
+  const uint32_t n_waits = threaded ? 2 : 1;
   VkTimelineSemaphoreSubmitInfo ts{};
   ts.sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO;
   ts.waitSemaphoreValueCount = n_waits;

@@ -17,12 +17,18 @@
 // The copy signals a timeline semaphore that only the compute work reading the ring waits on, so it overlaps the
 // compute before the first LUT sum.
 //
-// Disk: stream() returns at once. It hands the ids to the gather thread and submits the copy, which waits (on the
-// GPU) for a timeline semaphore the thread signals from the host once it has memcpy'd the rows from the mapping into
-// the staging ring (the page faults, i.e. the disk reads, happen on that thread). So the compute before the first
-// LUT sum is queued without waiting for the disk, and the rows are read while it runs. A timeline wait submitted
-// before its signal is legal. The thread signals even when gathering fails, so no queue waits forever, and the
-// failure is rethrown as a mole::Error by the next call on the caller's thread (stream(), check(), wait()).
+// Disk, on a device with a transfer queue of its own: stream() returns at once. It hands the ids to the gather
+// thread and submits the copy, which waits (on the GPU) for a timeline semaphore the thread signals from the host
+// once it has memcpy'd the rows from the mapping into the staging ring (the page faults, i.e. the disk reads, happen
+// on that thread). So the compute before the first LUT sum is queued without waiting for the disk, and the rows are
+// read while it runs. A timeline wait submitted before its signal is legal. The thread signals even when gathering
+// fails, so no queue waits forever, and the failure is rethrown as a mole::Error by the next call on the caller's
+// thread (stream(), check(), wait()).
+// Disk, on a device whose one queue does both (lavapipe): stream() gathers the rows itself before submitting the
+// copy. There the copy's wait would hold up everything queued behind it, the compute before the first LUT sum
+// included, so a thread would overlap nothing. (Also, the Khronos validation layer of Debian 12, 1.3.239, can report
+// UNASSIGNED-VkSemaphore-state-timeout, "most likely a validation bug", for a host signal racing host waits: fixed
+// upstream in Vulkan-ValidationLayers PR #8519.) MOLE_VK_LUT_GATHER=thread|inline forces either way (tests).
 #pragma once
 
 #include <condition_variable>
@@ -120,6 +126,7 @@ class LutStream {
  private:
   LutStream(const Device& device, const LutStore& lut);
   void check_ids(const std::vector<int32_t>& ids) const;  // throws mole::Error naming an id outside the table
+  void gather(const std::vector<int32_t>& ids);           // the rows of ids into the staging ring (disk)
   void gather_loop();                                     // the disk placement's thread
   void stop_gathering() noexcept;
 

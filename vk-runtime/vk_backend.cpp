@@ -147,14 +147,22 @@ class VulkanBackend final : public Backend {
       return;
     }
     synchronize();
-    Buffer staging = Buffer::create(dev_, std::max<size_t>(count, 1) * 4, VK_BUFFER_USAGE_TRANSFER_DST_BIT,
-                                    MemoryKind::Readback, "read-back staging");
-    one_time_commands([&](VkCommandBuffer cb) {
-      VkBufferCopy region{first * 4, 0, count * 4};
-      vk().vkCmdCopyBuffer(cb, bufs_.at(size_t(id)).buffer.handle(), staging.handle(), 1, &region);
-      host_read_barrier(cb);
-    });
-    std::memcpy(dst, staging.mapped(), count * 4);
+    // Through one host-visible staging buffer kept for the next read (reparameterization reads L*E blocks per
+    // step), at most 64 MiB at a time.
+    const size_t chunk = size_t(16) << 20;  // floats
+    const size_t need = std::max<size_t>(std::min(count, chunk), 1) * 4;
+    if (!read_staging_ || read_staging_->size() < need)
+      read_staging_ =
+          Buffer::create(dev_, need, VK_BUFFER_USAGE_TRANSFER_DST_BIT, MemoryKind::Readback, "read-back staging");
+    for (size_t done = 0; done < count; done += chunk) {
+      const size_t n = std::min(chunk, count - done);
+      one_time_commands([&](VkCommandBuffer cb) {
+        VkBufferCopy region{(first + done) * 4, 0, n * 4};
+        vk().vkCmdCopyBuffer(cb, bufs_.at(size_t(id)).buffer.handle(), read_staging_->handle(), 1, &region);
+        host_read_barrier(cb);
+      });
+      std::memcpy(dst + done, read_staging_->mapped(), n * 4);
+    }
   }
 
   void synchronize() override {
@@ -291,6 +299,7 @@ class VulkanBackend final : public Backend {
   TimelineSemaphore compute_tl_;
   uint64_t compute_value_ = 0;
   Fence upload_fence_;
+  std::optional<Buffer> read_staging_;  // read_back() of buffers other than the logits, reused
   std::optional<CommandBuffer> upload_cb_;  // reused by every one-time submission (uploads, read-backs)
   std::vector<Buf> bufs_;
   uint64_t used_ = 0, budget_ = 0;  // device-local bytes allocated, and the most we may
