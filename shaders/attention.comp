@@ -8,8 +8,10 @@
 // with the max subtracted before exp, as cpu::softmax. Keys are taken in chunks of the local size with an online
 // softmax: each invocation scores one key of the chunk (a dot product in the 8-lane order of cpu::dot, so scores
 // match the CPU's), the chunk max updates the running max, the running sum and the output accumulator are rescaled
-// by exp(old max - new max), and invocations d < hd add sum_j p_j * V[j][d] over the chunk in key order. A
-// sequence of at most local-size keys is one chunk: the same max and exp arguments as the CPU, normalised at the end.
+// by exp(old max - new max), and the invocations add sum_j p_j * V[j][d]: G = local size / hd groups of hd
+// invocations, group g taking keys j = g, g + G, ... of each chunk, so all of the workgroup shares that work; the G
+// partial sums of each d are added in group order at the end. A sequence of at most local-size keys is one chunk:
+// the same max and exp arguments as the CPU, normalised at the end (the sum over keys in another order).
 //
 // Bindings: 0 q     float (T, H * hd)
 //           1 k     float (B * S, KVH * hd), the layer's key cache
@@ -23,13 +25,15 @@
 // Spec:     local size (id 1); needs hd <= local size
 // Dispatch: (min(T * H, 65535), 1, 1); one workgroup per (t, h) pair, grid-stride over pairs.
 //
-// First version. Faster later: keys read coalesced (a subgroup per key, or K tiles in shared memory), several
-// heads of a kv group per workgroup, split-K over long contexts for decode (flash-decoding).
+// Version 2: keys read as vec4 when hd is a multiple of 4, the V sum split over G groups (version 1: only hd
+// invocations summed V, one key after another). Faster later: several heads of a kv group per workgroup, split-K over
+// long contexts for decode (flash-decoding), subgroup reductions.
 #define MOLE_WORKGROUP_REDUCE
 #include "common.glsl"
 
 layout(std430, set = 0, binding = 0) readonly buffer Q { float q[]; };
 layout(std430, set = 0, binding = 1) readonly buffer KCache { float k_cache[]; };
+layout(std430, set = 0, binding = 1) readonly buffer KCache4 { vec4 k_cache4[]; };  // the same, hd % 4 == 0
 layout(std430, set = 0, binding = 2) readonly buffer VCache { float v_cache[]; };
 layout(std430, set = 0, binding = 3) readonly buffer Slot { int slot[]; };
 layout(std430, set = 0, binding = 4) readonly buffer Pos { int pos[]; };
@@ -54,6 +58,15 @@ shared float p_s[gl_WorkGroupSize.x];  // the chunk's unnormalised probabilities
 float score_dot(uint off) {
   float acc[8] = float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
   uint d = 0u;
+  if (pc.hd % 4u == 0u) {  // off is a multiple of hd: whole vec4s
+    for (; d + 8u <= pc.hd; d += 8u) {
+      const vec4 k0 = k_cache4[(off + d) / 4u], k1 = k_cache4[(off + d) / 4u + 1u];
+      for (uint j = 0u; j < 4u; j++) {
+        acc[j] += q_s[d + j] * k0[j];
+        acc[j + 4u] += q_s[d + 4u + j] * k1[j];
+      }
+    }
+  }
   for (; d + 8u <= pc.hd; d += 8u) {
     for (uint j = 0u; j < 8u; j++) acc[j] += q_s[d + j] * k_cache[off + d + j];
   }
@@ -65,6 +78,9 @@ float score_dot(uint off) {
 void main() {
   const uint group = pc.H / pc.KVH;
   const uint kv_width = pc.KVH * pc.hd;
+  const uint v_groups = BLOCK / pc.hd;                       // G >= 1: hd <= local size
+  const uint vg = TID / pc.hd, vd = TID % pc.hd;             // this invocation's V group and dimension
+  const bool v_lane = vg < v_groups;
   for (uint pair = gl_WorkGroupID.x; pair < pc.T * pc.H; pair += gl_NumWorkGroups.x) {
     const uint t = pair / pc.H;
     const uint h = pair % pc.H;
@@ -84,7 +100,7 @@ void main() {
 
     float run_max = 0.0;  // running max of the scores seen (set by the first chunk)
     float run_sum = 0.0;  // running sum of exp(score - run_max)
-    float acc = 0.0;      // invocation d < hd: running sum_j exp(score_j - run_max) * V[j][d]
+    float acc = 0.0;      // V lane (g, d): running sum over its keys j of exp(score_j - run_max) * V[j][d]
     for (uint c0 = 0u; c0 < n_keys; c0 += BLOCK) {
       const uint j = c0 + TID;
       const bool valid = j < n_keys;
@@ -97,15 +113,22 @@ void main() {
       const float alpha = c0 == 0u ? 0.0 : exp(run_max - new_max);
       run_sum = run_sum * alpha + chunk_sum;
       run_max = new_max;
-      if (TID < pc.hd) {
+      if (v_lane) {
         const uint count = min(BLOCK, n_keys - c0);
         float a = acc * alpha;
-        for (uint jj = 0u; jj < count; jj++) a += p_s[jj] * v_cache[(base + c0 + jj) * kv_width + kv_off + TID];
+        for (uint jj = vg; jj < count; jj += v_groups)
+          a += p_s[jj] * v_cache[(base + c0 + jj) * kv_width + kv_off + vd];
         acc = a;
       }
       barrier();  // p_s is rewritten by the next chunk
     }
-    if (TID < pc.hd) out_[pair * pc.hd + TID] = acc / run_sum;
-    barrier();  // q_s is rewritten by the next pair
+    p_s[TID] = v_lane ? acc : 0.0;  // the G partial sums of each d, added in group order
+    barrier();
+    if (TID < pc.hd) {
+      float o = 0.0;
+      for (uint g = 0u; g < v_groups; g++) o += p_s[g * pc.hd + TID];
+      out_[pair * pc.hd + TID] = o / run_sum;
+    }
+    barrier();  // q_s and p_s are rewritten by the next pair
   }
 }
