@@ -25,7 +25,7 @@ const char* op_name(OpKind k) {
 
 BufferId op_weight(const Op& op) {
   if (op.kind == OpKind::Embed) return op.src0;
-  if (op.kind == OpKind::NormMatMul || op.kind == OpKind::MatMul) return op.src1;
+  if (op.kind == OpKind::NormMatMul || op.kind == OpKind::MatMul || op.kind == OpKind::RouterLut) return op.src1;
   return kNoBuffer;
 }
 
@@ -36,13 +36,16 @@ std::vector<BufferId> op_reads(const Op& op) {
     case OpKind::NormMatMul:
     case OpKind::KvStore:
     case OpKind::Gather:
+    case OpKind::RouterLut:
       return {op.src0};
-    case OpKind::MatMul:
-      return op.accumulate ? std::vector<BufferId>{op.src0, op.dst} : std::vector<BufferId>{op.src0};
+    case OpKind::MatMul: {
+      std::vector<BufferId> r = {op.src0};
+      if (op.accumulate) r.push_back(op.dst);
+      if (op.src2 != kNoBuffer) r.push_back(op.src2);
+      return r;
+    }
     case OpKind::Attention:
       return {op.src0, op.src1, op.src2};
-    case OpKind::RouterLut:
-      return {op.src0, op.dst};
   }
   return {};
 }
@@ -56,7 +59,7 @@ uint64_t op_bytes(const Op& op, const StepInputs& in, size_t wb, size_t lb) {
     case OpKind::NormMatMul:  // the norm weight (k elements) counted at the product weight's width
       return (n + 1) * k * wb + rows * k * 4 + rows * n * 4;
     case OpKind::MatMul:
-      return n * k * wb + rows * k * 4 + rows * n * (op.accumulate ? 8 : 4);
+      return n * k * wb + rows * k * 4 + rows * n * (op.accumulate ? 8 : 4) + (op.src2 != kNoBuffer ? rows * n * 4 : 0);
     case OpKind::KvStore:
       return T * n * 8 + (op.rope ? T * k * 4 : 0);
     case OpKind::Attention: {
@@ -64,8 +67,8 @@ uint64_t op_bytes(const Op& op, const StepInputs& in, size_t wb, size_t lb) {
       for (int32_t p : in.pos) kv_rows += uint64_t(p) + 1;
       return kv_rows * uint64_t(op.kv_heads) * k * 8 + T * n * k * 8;
     }
-    case OpKind::RouterLut:
-      return T * (n * 4 + n * k * lb + k * 8);
+    case OpKind::RouterLut:  // x in, the router weight (and the norm's, at its width), the rows, dst out
+      return T * k * 8 + (n + 1) * k * wb + T * n * k * lb;
     case OpKind::Gather:
       return R * n * 8;
   }

@@ -31,13 +31,17 @@ enum class OpKind {
   NormMatMul,  // dst (T, N) = act(rmsnorm(src0 (T, K)) * src2 (K) @ src1 (N, K)^T); rmsnorm(x) = x / sqrt(mean(x^2)
                //   + eps), eps = op.eps; act = gelu (exact erf form) when op.gelu, else none; n = N, k = K
                //   (src1, src2: weights; the norm is fused into the product so the normed rows are never stored)
-  MatMul,      // dst (T, N) (+)= src0 (T, K) @ src1 (N, K)^T; n = N, k = K; accumulate adds into dst  (src1: weight)
+  MatMul,      // dst (T, N) (+)= src0 (T, K) @ src1 (N, K)^T (+ src2 (T, N) if given); n = N, k = K; accumulate
+               //   adds into dst, then src2 is added                                           (src1: weight)
   KvStore,     // dst (B*S, n) row slot[t]*S + pos[t] = rope?(src0 (T, n) row t)          (dst: a KV cache)
                //   with op.rope, each of the row's n/k heads of k = hd is rotated first (see below); ctx = S
   Attention,   // dst (T, H*hd) = causal attention of rope?(src0 q (T, H*hd)) over caches src1 K, src2 V
                //   (B*S, KVH*hd): token t sees rows slot[t]*S + [0, pos[t]]; n = H, k = hd, kv_heads = KVH, ctx = S;
                //   with op.rope, q is rotated on the way in (the q buffer is left as it is)
-  RouterLut,   // dst (T, D) += sum_e softmax(src0 (T, E))_e * LUT[ids[t]][layer][e] (LUT rows of this step)
+  RouterLut,   // dst (T, D) = sum_e p_e * LUT[ids[t]][layer][e] (the step's LUT rows), with the router fused in:
+               //   p = softmax(rmsnorm(src0 x (T, D)) * src2 (D) @ src1 (E, D)^T), eps = op.eps; n = E, k = D
+               //   (src1, src2: weights). It reads x and writes its own dst, so it runs beside the MLP's up
+               //   projection; the down projection adds dst into the residual stream (MatMul's src2).
   Gather,      // dst (R, n) = src0 (T, n) [out_rows[r]]
 };
 const char* op_name(OpKind k);
@@ -56,7 +60,7 @@ struct Op {
   int layer = 0;              // RouterLut only
   bool rope = false;          // KvStore, Attention: rotate by RoPE first: rotate_half form, cos/sin (T, hd/2) from
                               //   the step's inputs, pairs (i, i + hd/2) of each head
-  float eps = 0.0f;           // NormMatMul only
+  float eps = 0.0f;           // NormMatMul, RouterLut
   bool gelu = false;          // NormMatMul only
   bool accumulate = false;    // MatMul only
   bool on_out_rows = false;   // NormMatMul/MatMul after Gather: runs over the R output rows instead of the T tokens

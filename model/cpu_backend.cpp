@@ -124,6 +124,11 @@ class CpuBackend final : public Backend {
       }
       case OpKind::MatMul:
         cpu::matmul(act(op.src0), weight(op.src1), rows_of(op, in), op.k, op.n, act(op.dst), op.accumulate);
+        if (op.src2 != kNoBuffer) {
+          float* d = act(op.dst);
+          const float* a = act(op.src2);
+          for (int64_t i = 0; i < rows_of(op, in) * op.n; i++) d[i] += a[i];
+        }
         break;
       case OpKind::KvStore: {
         float* cache = act(op.dst);
@@ -203,16 +208,21 @@ class CpuBackend final : public Backend {
     });
   }
 
+  // Unfused: rmsnorm, the router's product, softmax, then the weighted sum of the rows into dst.
   void router_lut(const Op& op, const StepInputs& in) {
     const int64_t T = in.tokens(), E = op.n, D = op.k;
     const int64_t row_elems = lut_->row_elems();
     float* x = act(op.dst);
-    const float* logits = act(op.src0);
+    std::fill(x, x + T * D, 0.0f);
+    normed_.resize(size_t(T * D));
+    logits_.resize(size_t(T * E));
+    cpu::rmsnorm(act(op.src0), weight(op.src2), op.eps, T, D, normed_.data());
+    cpu::matmul(normed_.data(), weight(op.src1), T, D, E, logits_.data(), false);
     std::vector<float> r(static_cast<size_t>(E)), slice(static_cast<size_t>(D));
     TensorView view;  // a row slice of the table as a tensor, to reuse the dtype conversion
     view.dtype = lut_->dtype();
     for (int64_t t = 0; t < T; t++) {
-      std::copy(logits + t * E, logits + (t + 1) * E, r.begin());
+      std::copy(logits_.data() + t * E, logits_.data() + (t + 1) * E, r.begin());
       cpu::softmax(r.data(), E);
       view.data = lut_row(in.ids[size_t(t)]);
       view.shape = {row_elems};
@@ -225,7 +235,8 @@ class CpuBackend final : public Backend {
   }
 
   std::vector<Buffer> bufs_;
-  std::vector<float> normed_;  // (rows, K) NormMatMul scratch
+  std::vector<float> normed_;  // (rows, K) NormMatMul and RouterLut scratch
+  std::vector<float> logits_;  // (T, E) RouterLut scratch
   const LutStore* lut_ = nullptr;
   LutPlacement placement_ = LutPlacement::Host;
   std::vector<uint8_t> copy_;  // the whole table, for Device/Host placement of a file-backed table

@@ -35,7 +35,7 @@ Engine::Engine(const Config& c, const Weights& w, const LutStore* lut, Backend& 
   BufferId v = backend.alloc(size_t(T) * kvd, "values");
   BufferId att = backend.alloc(size_t(T) * qd, "attention output");
   BufferId ffn = backend.alloc(size_t(T) * F, "MLP hidden");
-  BufferId rl = c.is_mole() ? backend.alloc(size_t(T) * E, "router logits") : kNoBuffer;
+  BufferId lut_sum = c.is_mole() ? backend.alloc(size_t(T) * D, "LUT sums") : kNoBuffer;
   BufferId g = backend.alloc(size_t(R) * D, "output rows");
   graph_.logits = backend.alloc(size_t(R) * V, "logits");
   if (lut) backend.set_lut(*lut, opt.lut, T);
@@ -47,14 +47,16 @@ Engine::Engine(const Config& c, const Weights& w, const LutStore* lut, Backend& 
     std::string name = "KV cache of layer " + std::to_string(l);
     BufferId kc = backend.alloc(size_t(B) * ctx_ * kvd, name.c_str());
     BufferId vc = backend.alloc(size_t(B) * ctx_ * kvd, name.c_str());
-    auto matmul = [&](BufferId dst, BufferId src, const TensorView* wt, int n, int kk) {
+    // Into the residual stream, plus `addend` if given.
+    auto matmul = [&](BufferId dst, BufferId src, const TensorView* wt, int n, int kk, BufferId addend) {
       ops.push_back({.kind = OpKind::MatMul,
                      .dst = dst,
                      .src0 = src,
                      .src1 = backend.upload_weight(*wt),
+                     .src2 = addend,
                      .n = n,
                      .k = kk,
-                     .accumulate = true});  // into the residual stream
+                     .accumulate = true});
     };
     // rmsnorm(x) * norm_w @ wt^T, with the norm fused into the product.
     auto norm_matmul = [&](BufferId dst, BufferId norm_w, const TensorView* wt, int n, bool gelu) {
@@ -86,14 +88,23 @@ Engine::Engine(const Config& c, const Weights& w, const LutStore* lut, Backend& 
                    .kv_heads = KVH,
                    .ctx = ctx_,
                    .rope = true});
-    matmul(x, att, lw.o, D, qd);
-    // out = h + down(gelu(up(y))) + sum_e softmax(router(y))_e * LUT[id][l][e], y = rmsnorm_post(h). The router
-    // logits and the MLP hidden are computed from h before down() adds into x.
+    matmul(x, att, lw.o, D, qd, kNoBuffer);
+    // out = h + down(gelu(up(y))) + sum_e softmax(router(y))_e * LUT[id][l][e], y = rmsnorm_post(h). The LUT sum
+    // (router and norm fused in) and the MLP hidden are both computed from h, side by side; down() adds itself and
+    // the LUT sum into x.
     BufferId post_norm = backend.upload_weight(*lw.post_norm);
-    if (c.is_mole()) norm_matmul(rl, post_norm, lw.router, E, false);
+    if (c.is_mole())
+      ops.push_back({.kind = OpKind::RouterLut,
+                     .dst = lut_sum,
+                     .src0 = x,
+                     .src1 = backend.upload_weight(*lw.router),
+                     .src2 = post_norm,
+                     .n = E,
+                     .k = D,
+                     .layer = l,
+                     .eps = c.rms_norm_eps});
     norm_matmul(ffn, post_norm, lw.up, F, true);
-    matmul(x, ffn, lw.down, D, F);
-    if (c.is_mole()) ops.push_back({.kind = OpKind::RouterLut, .dst = x, .src0 = rl, .n = E, .k = D, .layer = l});
+    matmul(x, ffn, lw.down, D, F, lut_sum);
   }
   ops.push_back({.kind = OpKind::Gather, .dst = g, .src0 = x, .n = D});
   ops.push_back({.kind = OpKind::NormMatMul,

@@ -3,13 +3,15 @@
 #ifdef MATMUL_SUBGROUP
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #endif
-// matmul: y (T, N) = x (T, K) @ W (N, K)^T, or y += that when accumulate != 0. The algorithm and its dispatch are
+// matmul: y (T, N) = x (T, K) @ W (N, K)^T, or y += that when accumulate != 0, plus an addend when add != 0. The algorithm and its dispatch are
 // in matmul_core.glsl (few token rows: decode) and matmul_tiled.glsl (many: prefill, reparameterization).
 //
 // Bindings: 0 x float (T, K)
 //           1 W   (N, K) weight, uint words of dtype WDTYPE
 //           2 y   float (T, N)
-// Push:     T, K, N, accumulate (0 or 1)
+//           3 a   float (T, N), an addend: y = (y + x @ W^T) + a, in that order, when add != 0 (the LUT sums
+//                 added with the down projection); when add = 0 the host binds x here and it is not read
+// Push:     T, K, N, accumulate (0 or 1), add (0 or 1)
 // Spec:     WDTYPE (id 0), local size (id 1; a power of two >= 32, <= 512 for the shared-memory variant)
 // Variants: matmul_subgroup, built with -DMATMUL_SUBGROUP (needs subgroup arithmetic), and matmul_tiled, built
 //           with -DMATMUL_TILED (matmul_tiled.glsl, for many token rows; local size 256); cmake/shaders.cmake reads
@@ -25,12 +27,14 @@ layout(std430, set = 0, binding = 0) readonly buffer X4 { vec4 x4[]; };
 layout(std430, set = 0, binding = 1) readonly buffer W { uint w[]; };
 layout(std430, set = 0, binding = 1) readonly buffer W4 { uvec4 w4[]; };
 layout(std430, set = 0, binding = 2) buffer Y { float y[]; };
+layout(std430, set = 0, binding = 3) readonly buffer A { float addend[]; };
 
 layout(push_constant) uniform Push {
   uint T;
   uint K;
   uint N;
   uint accumulate;
+  uint add;
 } pc;
 
 DEFINE_WEIGHT_LOADER(load_w, w, WDTYPE)
@@ -40,7 +44,9 @@ float finish(float dot, float ss) {
 }
 
 void store(uint o, float v) {
-  y[o] = pc.accumulate != 0u ? y[o] + v : v;
+  float r = pc.accumulate != 0u ? y[o] + v : v;
+  if (pc.add != 0u) r += addend[o];
+  y[o] = r;
 }
 
 #ifdef MATMUL_TILED

@@ -39,9 +39,10 @@ constexpr uint32_t kRouterLutMaxExperts = 1024;  // router_lut's shared softmax 
 struct EmbedPush {
   uint32_t T, D;
 };
-// matmul: y (T, N) (+)= x (T, K) @ W (N, K)^T. Bindings: x, W (weight), y.
+// matmul: y (T, N) (+)= x (T, K) @ W (N, K)^T (+ addend (T, N)). Bindings: x, W (weight), y, addend.
 struct MatMulPush {
   uint32_t T, K, N, accumulate;  // accumulate: 0 writes y, 1 adds into it
+  uint32_t add;                  // 1: the addend binding is added after that (0: it is bound but not read)
 };
 // norm_matmul: y (T, N) = act(rmsnorm(x (T, K)) * nw (K) @ W (N, K)^T). Bindings: x, W (weight), y, nw (weight).
 struct NormMatMulPush {
@@ -60,12 +61,14 @@ struct AttentionPush {
   float scale;  // 1 / sqrt(hd), computed as the CPU backend does: 1.0f / std::sqrt(float(hd))
   uint32_t rope;
 };
-// router_lut: dst (T, D) += sum_e softmax(logits (T, E))_e * lut row t [layer][e]. Bindings: logits, lut (the
-// step's rows in step order, LDTYPE words; row t starts at element t*row_elems), dst. E <= kRouterLutMaxExperts.
-// router_lut_direct takes the same push constants and reads row ids[t] in place from the table's chunks (by buffer
-// device address). Bindings: logits, ids int (T), chunks {rows_per_chunk, pad, uvec2 address[]}, dst.
+// router_lut: dst (T, D) = sum_e softmax(rmsnorm(x) * nw @ Wr^T)_e * lut row t [layer][e]. Bindings: x (T, D),
+// Wr (E, D) (weight), nw (D) (norm weight), dst (T, D), lut (the step's rows in step order, LDTYPE words; row t
+// starts at element t*row_elems). E <= kRouterLutMaxExperts. router_lut_direct takes the same push constants and
+// reads row ids[t] in place from the table's chunks (by buffer device address): bindings x, Wr, nw, dst, ids int (T),
+// chunks {rows_per_chunk, pad, uvec2 address[]}.
 struct RouterLutPush {
   uint32_t T, E, D, layer, row_elems;  // row_elems = L*E*D
+  float eps;
 };
 // gather: dst (R, n) = src (T, n) [out_rows[r]]. Bindings: src, out_rows int (R), dst.
 struct GatherPush {
@@ -77,11 +80,11 @@ struct ArgmaxPush {
 };
 
 static_assert(sizeof(EmbedPush) == 8);
-static_assert(sizeof(MatMulPush) == 16);
+static_assert(sizeof(MatMulPush) == 20);
 static_assert(sizeof(NormMatMulPush) == 16);
 static_assert(sizeof(KvStorePush) == 16);
 static_assert(sizeof(AttentionPush) == 28);
-static_assert(sizeof(RouterLutPush) == 20);
+static_assert(sizeof(RouterLutPush) == 24);
 static_assert(sizeof(GatherPush) == 8);
 static_assert(sizeof(ArgmaxPush) == 8);
 
@@ -95,16 +98,16 @@ struct ShaderOp {
 };
 inline constexpr ShaderOp kShaderOps[] = {
     {"embed", 3, sizeof(EmbedPush)},                      // table, ids, dst
-    {"matmul", 3, sizeof(MatMulPush)},                    // x, W, y
-    {"matmul_subgroup", 3, sizeof(MatMulPush)},           // x, W, y
-    {"matmul_tiled", 3, sizeof(MatMulPush)},              // x, W, y
+    {"matmul", 4, sizeof(MatMulPush)},                    // x, W, y, addend
+    {"matmul_subgroup", 4, sizeof(MatMulPush)},           // x, W, y, addend
+    {"matmul_tiled", 4, sizeof(MatMulPush)},              // x, W, y, addend
     {"norm_matmul", 4, sizeof(NormMatMulPush)},           // x, W, y, norm weight
     {"norm_matmul_subgroup", 4, sizeof(NormMatMulPush)},  // x, W, y, norm weight
     {"norm_matmul_tiled", 4, sizeof(NormMatMulPush)},     // x, W, y, norm weight
     {"kv_store", 6, sizeof(KvStorePush)},                 // src, cache, slot, pos, cos, sin
     {"attention", 8, sizeof(AttentionPush)},              // q, K cache, V cache, slot, pos, out, cos, sin
-    {"router_lut", 3, sizeof(RouterLutPush)},             // logits, lut rows, dst
-    {"router_lut_direct", 4, sizeof(RouterLutPush)},      // logits, ids, chunk addresses, dst
+    {"router_lut", 5, sizeof(RouterLutPush)},             // x, router W, norm W, dst, lut rows
+    {"router_lut_direct", 6, sizeof(RouterLutPush)},      // x, router W, norm W, dst, ids, chunk addresses
     {"gather", 3, sizeof(GatherPush)},                    // src, out_rows, dst
     {"argmax", 2, sizeof(ArgmaxPush)},                    // logits, out
 };

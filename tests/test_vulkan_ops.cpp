@@ -256,12 +256,21 @@ TEST_CASE("vulkan ops: matmul") {
       BufferId x = h.act(size_t(70 * s.K), 1, true);
       for (DType dt : kDtypes) {
         BufferId w = h.weight({s.N, s.K}, dt, 1.0f / std::sqrt(float(s.K)));
-        for (bool acc : {false, true}) {
+        for (int mode : {0, 1, 2}) {  // write y; add into y; add into y and then an addend
+          const bool acc = mode > 0;
           BufferId y = acc ? h.act(size_t(70 * s.N), 1, true) : h.act(size_t(70 * s.N));
-          h.graph.ops.push_back(
-              {.kind = OpKind::MatMul, .dst = y, .src0 = x, .src1 = w, .n = s.N, .k = s.K, .accumulate = acc});
+          BufferId addend = mode == 2 ? h.act(size_t(70 * s.N), 1, true) : kNoBuffer;
+          h.graph.ops.push_back({.kind = OpKind::MatMul,
+                                 .dst = y,
+                                 .src0 = x,
+                                 .src1 = w,
+                                 .src2 = addend,
+                                 .n = s.N,
+                                 .k = s.K,
+                                 .accumulate = acc});
           h.expect(y, size_t(s.N), Rows::Tokens, kLongSum,
-                   name("matmul", dt) + str(" K=", s.K) + str(" N=", s.N) + (acc ? " accumulate" : "") + kernel);
+                   name("matmul", dt) + str(" K=", s.K) + str(" N=", s.N) + (acc ? " accumulate" : "") +
+                       (mode == 2 ? " + addend" : "") + kernel);
         }
       }
     }
@@ -361,7 +370,7 @@ TEST_CASE("vulkan ops: kv_store + attention, with and without RoPE fused in") {
   }
 }
 
-TEST_CASE("vulkan ops: router_lut") {
+TEST_CASE("vulkan ops: router_lut (rmsnorm and the router's product fused in)") {
   const int L = 2, D = 37, V = 40;  // L*E*D even: 16-bit rows are whole 32-bit words
   for (int E : {1, 3, 16, 64, 257})
     for (DType dt : kDtypes)
@@ -371,12 +380,24 @@ TEST_CASE("vulkan ops: router_lut") {
         h.vocab = V;
         h.graph.max_tokens = 12;
         h.lut(V, int64_t(L) * E * D, dt, p);
+        // The router and norm weights in other dtypes than the table's; logits spread over about [-4, 4].
+        const DType router_dt = dt == DType::F32 ? DType::BF16 : DType::F32, norm_dt = DType::F16;
         for (int layer = 0; layer < L; layer++) {
-          BufferId logits = h.act(size_t(12 * E), 4, true), dst = h.act(size_t(12 * D), 1, true);
-          h.graph.ops.push_back(
-              {.kind = OpKind::RouterLut, .dst = dst, .src0 = logits, .n = E, .k = D, .layer = layer});
-          h.expect(dst, size_t(D), Rows::Tokens, kTight,
-                   name("router_lut", dt) + str(" E=", E) + str(" layer=", layer) + " lut " + placement_name(p));
+          BufferId x = h.act(size_t(12 * D), 3, true), dst = h.act(size_t(12 * D));
+          BufferId router = h.weight({E, D}, router_dt, 4.0f / std::sqrt(float(D)));
+          BufferId norm = h.weight({D}, norm_dt, 1.5f);
+          h.graph.ops.push_back({.kind = OpKind::RouterLut,
+                                 .dst = dst,
+                                 .src0 = x,
+                                 .src1 = router,
+                                 .src2 = norm,
+                                 .n = E,
+                                 .k = D,
+                                 .layer = layer,
+                                 .eps = 1e-5f});
+          h.expect(dst, size_t(D), Rows::Tokens, kLongSum,
+                   name("router_lut", dt) + str(" E=", E) + str(" layer=", layer) + " lut " + placement_name(p) +
+                       " router " + dtype_name(router_dt));
         }
         for (int T : {1, 12}) h.step(h.inputs(T));  // 12 ids from 40: repeated rows are likely
         h.check_validation();

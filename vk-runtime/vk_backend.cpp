@@ -299,7 +299,7 @@ class VulkanBackend final : public Backend {
   TimelineSemaphore compute_tl_;
   uint64_t compute_value_ = 0;
   Fence upload_fence_;
-  std::optional<Buffer> read_staging_;  // read_back() of buffers other than the logits, reused
+  std::optional<Buffer> read_staging_;      // read_back() of buffers other than the logits, reused
   std::optional<CommandBuffer> upload_cb_;  // reused by every one-time submission (uploads, read-backs)
   std::vector<Buf> bufs_;
   uint64_t used_ = 0, budget_ = 0;  // device-local bytes allocated, and the most we may
@@ -398,7 +398,8 @@ void VulkanBackend::prepare(const StepGraph& g) {
       case OpKind::MatMul:
         p = &pipeline(matmul_shader("matmul"), wdt(op.src1));
         tiled = &pipeline("matmul_tiled", wdt(op.src1));
-        b = {whole(op.src0), whole(op.src1), whole(op.dst)};
+        // Without an addend, x (which the op reads anyway) is bound in its place, unread: the push constant says so.
+        b = {whole(op.src0), whole(op.src1), whole(op.dst), whole(op.src2 != kNoBuffer ? op.src2 : op.src0)};
         break;
       case OpKind::KvStore:
         p = &pipeline("kv_store");
@@ -412,12 +413,14 @@ void VulkanBackend::prepare(const StepGraph& g) {
       case OpKind::RouterLut:
         if (!lut_) throw Error("internal: RouterLut without a table");
         split_ = std::min(split_, i);
+        p = &pipeline(lut_stream_->direct() ? "router_lut_direct" : "router_lut", wdt(op.src1),
+                      dtype_code(lut_->dtype()), wdt(op.src2));
+        b = {whole(op.src0), whole(op.src1), whole(op.src2), whole(op.dst)};
         if (lut_stream_->direct()) {
-          p = &pipeline("router_lut_direct", 0, dtype_code(lut_->dtype()));
-          b = {whole(op.src0), whole(*in_ids_), whole(lut_stream_->chunk_addresses()), whole(op.dst)};
+          b.push_back(whole(*in_ids_));
+          b.push_back(whole(lut_stream_->chunk_addresses()));
         } else {
-          p = &pipeline("router_lut", 0, dtype_code(lut_->dtype()));
-          b = {whole(op.src0), whole(lut_stream_->ring()), whole(op.dst)};
+          b.push_back(whole(lut_stream_->ring()));
         }
         break;
       case OpKind::Gather:
@@ -460,14 +463,14 @@ void VulkanBackend::record_op(VkCommandBuffer cb, const Op& op, const OpPlan& pl
       else
         dispatch(cb, p, plan.set, NormMatMulPush{rows, k, n, op.eps}, matmul_groups(rows, n, kLocalSize, lanes));
       break;
-    case OpKind::MatMul:
+    case OpKind::MatMul: {
+      const MatMulPush push{rows, k, n, op.accumulate ? 1u : 0u, op.src2 != kNoBuffer ? 1u : 0u};
       if (tiled)
-        dispatch(cb, *plan.tiled, plan.set, MatMulPush{rows, k, n, op.accumulate ? 1u : 0u},
-                 matmul_tiled_groups(rows, n));
+        dispatch(cb, *plan.tiled, plan.set, push, matmul_tiled_groups(rows, n));
       else
-        dispatch(cb, p, plan.set, MatMulPush{rows, k, n, op.accumulate ? 1u : 0u},
-                 matmul_groups(rows, n, kLocalSize, lanes));
+        dispatch(cb, p, plan.set, push, matmul_groups(rows, n, kLocalSize, lanes));
       break;
+    }
     case OpKind::KvStore:
       dispatch(cb, p, plan.set, KvStorePush{T, n, uint32_t(op.ctx), op.rope ? k : 0u});
       break;
@@ -477,7 +480,7 @@ void VulkanBackend::record_op(VkCommandBuffer cb, const Op& op, const OpPlan& pl
                              op.rope ? 1u : 0u});
       break;
     case OpKind::RouterLut:
-      dispatch(cb, p, plan.set, RouterLutPush{T, n, k, uint32_t(op.layer), uint32_t(lut_->row_elems())});
+      dispatch(cb, p, plan.set, RouterLutPush{T, n, k, uint32_t(op.layer), uint32_t(lut_->row_elems()), op.eps});
       break;
     case OpKind::Gather:
       dispatch(cb, p, plan.set, GatherPush{R, n});
