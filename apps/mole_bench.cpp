@@ -115,14 +115,15 @@ int cmd_bench(BenchArgs& a) {
     if (std::string how = lut_read_mode(*backend); !how.empty()) r["lut_read"] = how;
     // Untimed warm-up: faults in weight pages, starts the thread pool, touches the caches.
     eng.step({{0, prompt}});
-    for (int i = 0; i < 4 && eng.length(0) < eng.max_context(); i++) eng.step({{0, {prompt[size_t(i)]}}});
+    for (int i = 0; i < 4 && eng.length(0) < eng.max_context(); i++) eng.step_argmax({{0, {prompt[size_t(i)]}}});
     eng.reset(0);
+    // Greedy decoding as `mole run --temp 0` does it: the argmax on the backend, one id back per step.
     auto t0 = std::chrono::steady_clock::now();
-    auto logits = eng.step({{0, prompt}}).at(0);
+    int32_t next = eng.step_argmax({{0, prompt}}).at(0);
     double prefill = seconds_since(t0);
     int steps = std::min(a.n_predict, eng.max_context() - a.prompt_tokens);
     t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < steps; i++) logits = eng.step({{0, {argmax(logits)}}}).at(0);
+    for (int i = 0; i < steps; i++) next = eng.step_argmax({{0, {next}}}).at(0);
     double decode = seconds_since(t0);
     r["prefill_tokens"] = a.prompt_tokens;
     r["prefill_tokens_per_s"] = a.prompt_tokens / prefill;

@@ -19,6 +19,8 @@ const char* op_name(OpKind k) {
       return "router_lut";
     case OpKind::Gather:
       return "gather";
+    case OpKind::Argmax:
+      return "argmax";
   }
   return "?";
 }
@@ -37,6 +39,7 @@ std::vector<BufferId> op_reads(const Op& op) {
     case OpKind::KvStore:
     case OpKind::Gather:
     case OpKind::RouterLut:
+    case OpKind::Argmax:
       return {op.src0};
     case OpKind::MatMul: {
       std::vector<BufferId> r = {op.src0};
@@ -71,6 +74,8 @@ uint64_t op_bytes(const Op& op, const StepInputs& in, size_t wb, size_t lb) {
       return T * k * 8 + (n + 1) * k * wb + T * n * k * lb;
     case OpKind::Gather:
       return R * n * 8;
+    case OpKind::Argmax:
+      return R * n * 4 + R * 4;
   }
   return 0;
 }

@@ -43,6 +43,8 @@ enum class OpKind {
                //   (src1, src2: weights). It reads x and writes its own dst, so it runs beside the MLP's up
                //   projection; the down projection adds dst into the residual stream (MatMul's src2).
   Gather,      // dst (R, n) = src0 (T, n) [out_rows[r]]
+  Argmax,      // dst (R) = for each row r of src0 (R, n), the index of its largest value, the lowest on ties, as a
+               //   float (exact: n < 2^24); on_out_rows. Greedy decoding reads these R floats, not the logits.
 };
 const char* op_name(OpKind k);
 struct Op;
@@ -70,6 +72,7 @@ struct Op {
 struct StepGraph {
   std::vector<Op> ops;
   BufferId logits = kNoBuffer;  // (R, V) float32: what read_back() returns after a step
+  BufferId argmax = kNoBuffer;  // (R) float32: each output row's greedy token id (an Argmax op), for read_back()
   int max_tokens = 0;           // T never exceeds this
   int max_out_rows = 0;         // R never exceeds this
 };
@@ -82,6 +85,8 @@ struct StepInputs {
   std::vector<float> rope_cos;    // (T, hd/2) cos of the rotation angle per token and frequency
   std::vector<float> rope_sin;    // (T, hd/2)
   std::vector<int32_t> out_rows;  // token rows whose logits the step returns, R <= max_out_rows
+  bool want_logits = true;        // false: only graph.argmax will be read back (a GPU backend then leaves the
+                                  //   logits on the device; read_back() of them still works, just slower)
   int tokens() const { return int(ids.size()); }
 };
 

@@ -147,6 +147,13 @@ class CpuBackend final : public Backend {
       case OpKind::RouterLut:
         router_lut(op, in);
         break;
+      case OpKind::Argmax: {
+        const float* l = act(op.src0);
+        for (size_t r = 0; r < in.out_rows.size(); r++)
+          act(op.dst)[r] =
+              float(std::max_element(l + r * size_t(op.n), l + (r + 1) * size_t(op.n)) - (l + r * size_t(op.n)));
+        break;
+      }
       case OpKind::Gather: {
         for (size_t r = 0; r < in.out_rows.size(); r++)
           std::memcpy(act(op.dst) + r * size_t(op.n), act(op.src0) + size_t(in.out_rows[r]) * size_t(op.n),

@@ -38,6 +38,7 @@ Engine::Engine(const Config& c, const Weights& w, const LutStore* lut, Backend& 
   BufferId lut_sum = c.is_mole() ? backend.alloc(size_t(T) * D, "LUT sums") : kNoBuffer;
   BufferId g = backend.alloc(size_t(R) * D, "output rows");
   graph_.logits = backend.alloc(size_t(R) * V, "logits");
+  graph_.argmax = backend.alloc(size_t(R), "greedy token ids");
   if (lut) backend.set_lut(*lut, opt.lut, T);
 
   auto& ops = graph_.ops;
@@ -116,6 +117,7 @@ Engine::Engine(const Config& c, const Weights& w, const LutStore* lut, Backend& 
                  .k = D,
                  .eps = c.rms_norm_eps,
                  .on_out_rows = true});
+  ops.push_back({.kind = OpKind::Argmax, .dst = graph_.argmax, .src0 = graph_.logits, .n = V, .on_out_rows = true});
 }
 
 int default_context(const Config& c) {
@@ -154,6 +156,16 @@ void Engine::rope_for(const std::vector<Chunk>& chunks, StepInputs& in) const {
 }
 
 std::vector<std::vector<float>> Engine::step(const std::vector<Chunk>& chunks, bool all_logits) {
+  return step_rows(chunks, all_logits, false);
+}
+
+std::vector<int32_t> Engine::step_argmax(const std::vector<Chunk>& chunks) {
+  std::vector<int32_t> ids;
+  for (const auto& row : step_rows(chunks, false, true)) ids.push_back(int32_t(row.at(0)));
+  return ids;
+}
+
+std::vector<std::vector<float>> Engine::step_rows(const std::vector<Chunk>& chunks, bool all_logits, bool ids_only) {
   std::vector<bool> seen(size_t(opt_.max_batch), false);
   for (const Chunk& ch : chunks) {
     if (ch.slot >= 0 && ch.slot < opt_.max_batch && seen[size_t(ch.slot)])
@@ -178,7 +190,7 @@ std::vector<std::vector<float>> Engine::step(const std::vector<Chunk>& chunks, b
   int pending_tokens = 0;
   auto flush = [&] {
     if (pending.empty()) return;
-    auto rows = run_one(pending, all_logits);
+    auto rows = run_one(pending, all_logits, ids_only);
     for (auto& r : rows) out.push_back(std::move(r));
     pending.clear();
     pending_tokens = 0;
@@ -205,8 +217,9 @@ std::vector<std::vector<float>> Engine::step(const std::vector<Chunk>& chunks, b
   return last_rows;
 }
 
-std::vector<std::vector<float>> Engine::run_one(const std::vector<Chunk>& chunks, bool all_logits) {
+std::vector<std::vector<float>> Engine::run_one(const std::vector<Chunk>& chunks, bool all_logits, bool ids_only) {
   StepInputs in;
+  in.want_logits = !ids_only;
   for (const Chunk& ch : chunks) {
     for (size_t j = 0; j < ch.tokens.size(); j++) {
       in.ids.push_back(ch.tokens[j]);
@@ -220,9 +233,9 @@ std::vector<std::vector<float>> Engine::run_one(const std::vector<Chunk>& chunks
   backend_.run_step(graph_, in);
   for (const Chunk& ch : chunks) lengths_[size_t(ch.slot)] += int(ch.tokens.size());
 
-  const size_t V = size_t(cfg_.vocab_size);
+  const size_t V = ids_only ? 1 : size_t(cfg_.vocab_size);  // a row: the greedy id, or the logits
   std::vector<float> all(in.out_rows.size() * V);
-  backend_.read_back(graph_.logits, 0, all.size(), all.data());
+  backend_.read_back(ids_only ? graph_.argmax : graph_.logits, 0, all.size(), all.data());
   std::vector<std::vector<float>> rows(in.out_rows.size());
   for (size_t r = 0; r < rows.size(); r++) rows[r].assign(all.begin() + long(r * V), all.begin() + long((r + 1) * V));
   return rows;

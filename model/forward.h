@@ -35,6 +35,9 @@ class Engine {
   // order, its last token's row, or every token's row if all_logits. Throws mole::Error for a token id outside the
   // vocabulary, a slot outside [0, max_batch) or a sequence that would pass the context length.
   std::vector<std::vector<float>> step(const std::vector<Chunk>& chunks, bool all_logits = false);
+  // The same step, returning for each chunk only its last token's greedy next id (the logits' argmax, the lowest id
+  // on ties, as mole::argmax), computed on the backend: a GPU backend then brings back R ids, not R*V logits.
+  std::vector<int32_t> step_argmax(const std::vector<Chunk>& chunks);
 
   void reset(int slot);  // forgets a sequence (its cache rows are simply overwritten later)
   int length(int slot) const { return lengths_.at(size_t(slot)); }
@@ -42,7 +45,9 @@ class Engine {
   const StepGraph& graph() const { return graph_; }
 
  private:
-  std::vector<std::vector<float>> run_one(const std::vector<Chunk>& chunks, bool all_logits);
+  // Rows of logits, or with ids_only rows of one float: the greedy id.
+  std::vector<std::vector<float>> step_rows(const std::vector<Chunk>& chunks, bool all_logits, bool ids_only);
+  std::vector<std::vector<float>> run_one(const std::vector<Chunk>& chunks, bool all_logits, bool ids_only);
   void rope_for(const std::vector<Chunk>& chunks, StepInputs& in) const;
 
   const Config& cfg_;

@@ -21,13 +21,19 @@ GenerateResult generate(Engine& engine, const std::vector<int32_t>& prompt, cons
   Sampler sampler(opt.sampling);
   std::vector<int32_t> history = prompt;
 
+  // Greedy without a repetition penalty needs only the argmax, which the backend computes (a GPU then sends back
+  // one id per step instead of V logits).
+  const bool greedy = opt.sampling.temperature <= 0 && opt.sampling.repeat_penalty == 1.0f;
+  auto next_of = [&](const std::vector<int32_t>& tokens) {
+    if (greedy) return engine.step_argmax({{0, tokens}}).at(0);
+    return sampler.sample(engine.step({{0, tokens}}).at(0), history);
+  };
   auto t0 = clock::now();
-  std::vector<float> logits = engine.step({{0, prompt}}).at(0);
+  int32_t next = next_of(prompt);
   res.prefill_seconds = std::chrono::duration<double>(clock::now() - t0).count();
   auto t1 = clock::now();
   res.stop_reason = "length";
   for (int i = 0; opt.max_new_tokens < 0 || i < opt.max_new_tokens; i++) {
-    int32_t next = sampler.sample(logits, history);
     if (std::find(opt.eos_ids.begin(), opt.eos_ids.end(), next) != opt.eos_ids.end()) {
       res.stop_reason = "eos";
       break;
@@ -43,7 +49,7 @@ GenerateResult generate(Engine& engine, const std::vector<int32_t>& prompt, cons
       res.stop_reason = "context";
       break;
     }
-    logits = engine.step({{0, {next}}}).at(0);
+    next = next_of({next});
   }
   res.decode_seconds = std::chrono::duration<double>(clock::now() - t1).count();
   return res;

@@ -1,10 +1,11 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 // argmax: out[r] = the index of the largest of logits[r][0, V), the lowest such index on ties (as
-// std::max_element in mole::argmax), so greedy decoding needs no read-back of the logits.
+// std::max_element in mole::argmax), so greedy decoding needs no read-back of the logits. Written as a float (exact
+// for V < 2^24) into a float buffer like every other op's output.
 //
 // Bindings: 0 logits float (R, V)
-//           1 out    int (R)
+//           1 out    float (R)
 // Push:     R, V
 // Spec:     local size (id 1)
 // Dispatch: (min(R, 65535), 1, 1); one workgroup per row, grid-stride; threads stride over V, then a
@@ -12,7 +13,7 @@
 #include "common.glsl"
 
 layout(std430, set = 0, binding = 0) readonly buffer Logits { float logits[]; };
-layout(std430, set = 0, binding = 1) writeonly buffer Out { int out_[]; };
+layout(std430, set = 0, binding = 1) writeonly buffer Out { float out_[]; };
 
 layout(push_constant) uniform Push {
   uint R;
@@ -49,7 +50,7 @@ void main() {
       }
       barrier();
     }
-    if (TID == 0u) out_[r] = int(best_i[0]);
+    if (TID == 0u) out_[r] = float(best_i[0]);
     barrier();  // best_v/best_i are rewritten by the next row
   }
 }

@@ -74,7 +74,7 @@ struct RouterLutPush {
 struct GatherPush {
   uint32_t R, n;
 };
-// argmax: out[r] = first index of the max of logits row r. Bindings: logits (R, V), out int (R).
+// argmax: out[r] = first index of the max of logits row r, as a float. Bindings: logits (R, V), out (R).
 struct ArgmaxPush {
   uint32_t R, V;
 };

@@ -6,6 +6,7 @@
 #include "model/cpu_backend.h"
 #include "model/error.h"
 #include "model/forward.h"
+#include "model/sampling.h"
 #include "tests/test_helpers.h"
 
 using namespace mole;
@@ -77,6 +78,27 @@ TEST_CASE("a batch of sequences of different lengths equals each sequence alone"
   CHECK(rel_l2(rows[0], la.back()) < 1e-6);
   e.reset(1);  // a reset slot starts over
   CHECK(rel_l2(e.step({{1, b}}).at(0), lb.back()) < 1e-6);
+}
+
+TEST_CASE("step_argmax returns the argmax of each chunk's last logits row, through chunked prefill and batches") {
+  test::TempDir tmp;
+  Loaded m(test::synth(tmp, "m", Form::Infer));
+  EngineOptions o;
+  o.max_batch = 2;
+  o.max_step_tokens = 4;
+  auto b1 = make_cpu_backend(), b2 = make_cpu_backend();
+  Engine with_logits(m.cfg, m.w, m.table(), *b1, o), with_ids(m.cfg, m.w, m.table(), *b2, o);
+  std::vector<Engine::Chunk> chunks = {{0, kIds}, {1, {3, 1, 4}}};
+  for (int step = 0; step < 6; step++) {
+    auto rows = with_logits.step(chunks);
+    auto ids = with_ids.step_argmax(chunks);
+    REQUIRE(ids.size() == rows.size());
+    chunks.clear();
+    for (size_t s = 0; s < rows.size(); s++) {
+      CHECK(ids[s] == argmax(rows[s]));
+      chunks.push_back({int(s), {ids[s]}});
+    }
+  }
 }
 
 TEST_CASE("the three LUT placements give identical logits") {

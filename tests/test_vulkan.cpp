@@ -204,6 +204,55 @@ TEST_CASE("vulkan: batched decode gives the CPU's greedy tokens, identical over 
   check_no_validation_messages(*vkb);
 }
 
+// Greedy ids computed on the device (only R ids come back) equal the argmax of the CPU's logits; a logits step
+// between id-only steps returns that step's logits, not stale ones.
+TEST_CASE("vulkan: step_argmax gives the CPU's greedy tokens; logits after id-only steps are current") {
+  test::TempDir tmp;
+  auto vkb = vulkan_or_skip();
+  if (!vkb) return;
+  Model m(test::synth(tmp, "m", Form::Infer, {{"num_key_value_heads", 2}}, DType::F16));
+  const int B = 3;
+  EngineOptions o;
+  o.max_batch = B;
+  o.max_context = 96;
+  o.max_step_tokens = 32;
+  auto cpu = make_cpu_backend();
+  Engine ec(m.cfg, m.w, &*m.lut, *cpu, o), ev(m.cfg, m.w, &*m.lut, *vkb, o);
+  std::vector<Engine::Chunk> chunks;
+  for (int s = 0; s < B; s++) chunks.push_back({s, random_ids(5 + 9 * s, m.cfg.vocab_size, uint32_t(200 + s))});
+  auto lc = ec.step(chunks);
+  auto iv = ev.step_argmax(chunks);
+  int compared = 0;
+  for (int step = 0; step < 24; step++) {
+    REQUIRE(iv.size() == size_t(B));
+    chunks.clear();
+    for (int s = 0; s < B; s++) {
+      std::vector<float> sorted = lc[size_t(s)];
+      std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<float>());
+      const int32_t tc = argmax(lc[size_t(s)]);
+      if (sorted[0] - sorted[1] > 1e-3f) {
+        CHECK(iv[size_t(s)] == tc);
+        compared++;
+      }
+      chunks.push_back({s, {tc}});
+    }
+    lc = ec.step(chunks);
+    if (step % 3 == 2) {
+      auto lv = ev.step(chunks);
+      iv.clear();
+      for (int s = 0; s < B; s++) {
+        CHECK(rel_l2(lv[size_t(s)], lc[size_t(s)]) < 1e-3);
+        iv.push_back(argmax(lv[size_t(s)]));
+      }
+    } else {
+      iv = ev.step_argmax(chunks);
+    }
+  }
+  MESSAGE("greedy tokens compared: " << compared << " of " << 24 * B);
+  CHECK(compared > 24 * B / 2);
+  check_no_validation_messages(*vkb);
+}
+
 TEST_CASE("vulkan: the three LUT placements give identical logits") {
   test::TempDir tmp;
   Model m(test::synth(tmp, "m", Form::Infer, {}, DType::F16));

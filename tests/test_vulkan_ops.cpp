@@ -89,6 +89,12 @@ class Harness {
     vk_->set_lut(*lut_, placement, graph.max_tokens);
   }
 
+  // Writes the same values into a buffer on both backends.
+  void set(BufferId id, const std::vector<float>& v) {
+    cpu_->write(id, 0, v.size(), v.data());
+    vk_->write(id, 0, v.size(), v.data());
+  }
+
   // Compares `width` elements per row of buf after every step.
   void expect(BufferId buf, size_t width, Rows rows, double bound, std::string what) {
     outputs_.push_back({buf, width, rows, bound, std::move(what)});
@@ -432,6 +438,34 @@ TEST_CASE("vulkan ops: gather, then norm_matmul on the output rows into the logi
   for (auto [T, rows] : std::vector<std::pair<int, std::vector<int32_t>>>{{1, {0}}, {12, {11}}, {12, {11, 0, 5, 5}}}) {
     StepInputs in = h.inputs(T);
     in.out_rows = rows;
+    h.step(in);
+  }
+  h.check_validation();
+}
+
+TEST_CASE("vulkan ops: argmax, the lowest index on ties") {
+  Harness h;
+  if (!h.start()) return;
+  const int R = 5;
+  h.graph.max_tokens = R;
+  h.graph.max_out_rows = R;
+  std::mt19937 rng(7);
+  for (int V : {1, 7, 300, 50304}) {
+    BufferId logits = h.act(size_t(R * V)), ids = h.act(size_t(R));
+    h.graph.ops.push_back({.kind = OpKind::Argmax, .dst = ids, .src0 = logits, .n = V, .on_out_rows = true});
+    h.expect(ids, 1, Rows::OutRows, kExact, str("argmax V=", V));
+  }
+  h.graph.logits = h.act(R);  // what the backend copies back with every step: one float per row
+  for (int round = 0; round < 3; round++) {
+    // Few distinct values, so most rows hold their maximum more than once; round 2 has a negative maximum.
+    for (size_t op = 0; op < h.graph.ops.size(); op++) {
+      const int V = h.graph.ops[op].n;
+      std::vector<float> v(size_t(R * V));
+      for (float& x : v) x = float(int(rng() % 5)) - (round == 2 ? 10.0f : 0.0f);
+      h.set(h.graph.ops[op].src0, v);
+    }
+    StepInputs in = h.inputs(R);
+    in.out_rows = {0, 1, 2, 3, 4};
     h.step(in);
   }
   h.check_validation();

@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <tuple>
 
 #include "model/error.h"
 #include "shaders/ops.h"
@@ -140,7 +141,13 @@ class VulkanBackend final : public Backend {
   }
 
   void read_back(BufferId id, size_t first, size_t count, float* dst) override {
-    if (id == logits_ && first + count <= readback_count_) {
+    if (id == argmax_ && argmax_ != kNoBuffer && first + count <= size_t(graph_->max_out_rows)) {
+      compute_tl_.wait(compute_value_, kWaitNs);
+      if (lut_stream_) lut_stream_->check();
+      std::memcpy(dst, static_cast<const float*>(ids_readback_->mapped()) + first, count * 4);
+      return;
+    }
+    if (id == logits_ && logits_copied_ && first + count <= readback_count_) {
       compute_tl_.wait(compute_value_, kWaitNs);
       if (lut_stream_) lut_stream_->check();  // the step's rows were gathered (disk): did that fail?
       std::memcpy(dst, static_cast<const float*>(readback_->mapped()) + first, count * 4);
@@ -288,7 +295,9 @@ class VulkanBackend final : public Backend {
   };
   void prepare(const StepGraph& g);
   void record_op(VkCommandBuffer cb, const Op& op, const OpPlan& plan, uint32_t T, uint32_t R);
-  Recorded& recorded_for(const StepGraph& g, uint32_t T, uint32_t R);
+  // (T, R, whether part B copies the logits to the host) -> the step's command buffers.
+  using ShapeKey = std::tuple<uint32_t, uint32_t, bool>;
+  Recorded& recorded_for(const StepGraph& g, const ShapeKey& key);
   VkDescriptorBufferInfo whole(BufferId id) const { return {bufs_.at(size_t(id)).buffer.handle(), 0, VK_WHOLE_SIZE}; }
   static VkDescriptorBufferInfo whole(const Buffer& b) { return {b.handle(), 0, VK_WHOLE_SIZE}; }
 
@@ -317,7 +326,10 @@ class VulkanBackend final : public Backend {
   std::optional<Buffer> readback_;                                               // (R, V) logits copied for the host
   size_t readback_count_ = 0;
   BufferId logits_ = kNoBuffer;
-  std::map<std::pair<uint32_t, uint32_t>, Recorded> recorded_;
+  std::map<ShapeKey, Recorded> recorded_;
+  BufferId argmax_ = kNoBuffer;         // the graph's greedy ids (R), copied to ids_readback_ every step
+  std::optional<Buffer> ids_readback_;  // (R) host-visible
+  bool logits_copied_ = false;          // the last step copied its logits to readback_ (want_logits)
 
   // Profiling.
   bool profiling_ = false, profile_pending_ = false;
@@ -350,6 +362,7 @@ void VulkanBackend::stream_lut_rows(const std::vector<int32_t>& ids) {
 void VulkanBackend::prepare(const StepGraph& g) {
   graph_ = &g;
   logits_ = g.logits;
+  argmax_ = g.argmax;
   uint32_t half = 1;
   size_t n_desc = 0;
   for (const Op& op : g.ops) {
@@ -374,6 +387,9 @@ void VulkanBackend::prepare(const StepGraph& g) {
   in_sin_ = input(T * half, "step RoPE sin");
   in_rows_ = input(R, "step output rows");
   readback_count_ = bufs_.at(size_t(g.logits)).count;
+  if (argmax_ != kNoBuffer)
+    ids_readback_ = Buffer::create(dev_, size_t(g.max_out_rows) * 4, VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+                                   MemoryKind::Readback, "greedy ids read-back");
   readback_ = Buffer::create(dev_, readback_count_ * 4, VK_BUFFER_USAGE_TRANSFER_DST_BIT, MemoryKind::Readback,
                              "logits read-back");
   desc_pool_ = DescriptorPool::create(dev_, uint32_t(g.ops.size()), uint32_t(n_desc));
@@ -426,6 +442,10 @@ void VulkanBackend::prepare(const StepGraph& g) {
       case OpKind::Gather:
         p = &pipeline("gather");
         b = {whole(op.src0), whole(*in_rows_), whole(op.dst)};
+        break;
+      case OpKind::Argmax:
+        p = &pipeline("argmax");
+        b = {whole(op.src0), whole(op.dst)};
         break;
     }
     OpPlan plan{p, tiled, desc_pool_->allocate(set_layout(uint32_t(b.size())))};
@@ -485,11 +505,14 @@ void VulkanBackend::record_op(VkCommandBuffer cb, const Op& op, const OpPlan& pl
     case OpKind::Gather:
       dispatch(cb, p, plan.set, GatherPush{R, n});
       break;
+    case OpKind::Argmax:
+      dispatch(cb, p, plan.set, ArgmaxPush{R, n});
+      break;
   }
 }
 
-Recorded& VulkanBackend::recorded_for(const StepGraph& g, uint32_t T, uint32_t R) {
-  auto key = std::make_pair(T, R);
+Recorded& VulkanBackend::recorded_for(const StepGraph& g, const ShapeKey& key) {
+  const auto [T, R, copy_logits] = key;
   auto it = recorded_.find(key);
   if (it != recorded_.end()) return it->second;
   if (recorded_.size() >= kMaxRecorded) {
@@ -533,12 +556,20 @@ Recorded& VulkanBackend::recorded_for(const StepGraph& g, uint32_t T, uint32_t R
   r.part_a.end();
   r.part_b.begin(false);
   for (size_t i = split_; i < g.ops.size(); i++) record(r.part_b.handle(), i);
-  // Logits to the host-visible read-back buffer (after every op's writes).
+  // The greedy ids, and the logits when the caller wants them, to host-visible buffers (after every op's writes).
   memory_barrier(r.part_b.handle(), VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
                  VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_READ_BIT);
-  size_t V = readback_count_ / size_t(g.max_out_rows);
-  VkBufferCopy region{0, 0, size_t(R) * V * 4};
-  vk().vkCmdCopyBuffer(r.part_b.handle(), bufs_.at(size_t(g.logits)).buffer.handle(), readback_->handle(), 1, &region);
+  if (copy_logits) {
+    size_t V = readback_count_ / size_t(g.max_out_rows);
+    VkBufferCopy region{0, 0, size_t(R) * V * 4};
+    vk().vkCmdCopyBuffer(r.part_b.handle(), bufs_.at(size_t(g.logits)).buffer.handle(), readback_->handle(), 1,
+                         &region);
+  }
+  if (argmax_ != kNoBuffer) {
+    VkBufferCopy region{0, 0, size_t(R) * 4};
+    vk().vkCmdCopyBuffer(r.part_b.handle(), bufs_.at(size_t(argmax_)).buffer.handle(), ids_readback_->handle(), 1,
+                         &region);
+  }
   host_read_barrier(r.part_b.handle());
   r.part_b.end();
   return recorded_.emplace(key, std::move(r)).first->second;
@@ -558,7 +589,9 @@ void VulkanBackend::run_step(const StepGraph& g, const StepInputs& in) {
   if (lut_stream_) lut_stream_->check();      // a failed gather (disk) is reported before the step goes out
   collect_profile();
   const auto launch_start = std::chrono::steady_clock::now();
-  const bool replay = recorded_.count({T, R}) != 0;
+  // Without an Argmax op in the graph (reparameterization) the logits always come back.
+  const ShapeKey key{T, R, in.want_logits || argmax_ == kNoBuffer};
+  const bool replay = recorded_.count(key) != 0;
   copy_in(*in_ids_, in.ids);
   copy_in(*in_slot_, in.slot);
   copy_in(*in_pos_, in.pos);
@@ -566,7 +599,8 @@ void VulkanBackend::run_step(const StepGraph& g, const StepInputs& in) {
   copy_in(*in_sin_, in.rope_sin);
   copy_in(*in_rows_, in.out_rows);
 
-  Recorded& rec = recorded_for(g, T, R);
+  Recorded& rec = recorded_for(g, key);
+  logits_copied_ = std::get<2>(key);
   const uint64_t done = ++compute_value_;
   const bool wait_lut = lut_ && lut_stream_->wait_needed();  // not for direct reads
   const uint64_t lut_wait = wait_lut ? lut_stream_->value() : 0;
