@@ -1,6 +1,7 @@
-// Vulkan backend. Each step is two command buffers submitted in one vkQueueSubmit: part A (embedding up to the first
-// layer's LUT sum: embedding, norm, q/k/v, RoPE, attention, MLP) needs no LUT rows; part B (from the first RouterLut
-// on) waits on the LUT timeline semaphore, so the rows' copy on the transfer queue overlaps part A.
+// Vulkan backend. Each step is two command buffers submitted in one vkQueueSubmit: part A (up to the first layer's
+// LUT sum: embedding, q/k/v with the norm fused in, the KV stores, attention, o) needs no LUT rows; part B (from the
+// first RouterLut on) waits on the LUT timeline semaphore, so the rows' copy on the transfer queue overlaps part A.
+// Within a part, a barrier separates two ops only where one reads or writes what the other writes (op_reads()).
 //
 // The table's rows reach the shaders through LutStream (lut_stream.h), read one of two ways (MOLE_VK_LUT_READ):
 //   copy:   router_lut.comp reads a small device-local ring of the step's rows (max_step_tokens rows, in step
@@ -11,9 +12,9 @@
 //           the step's ids: no copy, no wait. The default on a CPU or integrated GPU, for --lut host and device.
 // This file keeps thin calls: set_lut() makes the stream (charging the budget below for the ring and a
 // device-placed table), stream_lut_rows() starts the copy, run_step() makes part B wait for it.
-// Command buffers are recorded once per step shape (token count T, output rows R) and replayed: a decode step
-// (T = 1) is recorded once; per step only the small input arrays (ids, slots, positions, RoPE cos/sin, output
-// rows) are written into persistently mapped buffers.
+// Command buffers are recorded once per step shape (token count T, output rows R, whether the logits come back or
+// only the greedy ids) and replayed: a decode step (T = 1) is recorded once; per step only the small input arrays
+// (ids, slots, positions, RoPE cos/sin, output rows) are written into persistently mapped buffers.
 #include "vk-runtime/vk_backend.h"
 
 #include <algorithm>
