@@ -90,4 +90,14 @@ std::string lut_read_mode(const Backend& b) {
 #endif
 }
 
+std::string record_lut_read(const Backend& b, const std::string& mode) {
+#ifdef MOLE_HAVE_VULKAN
+  return vulkan::record_lut_read(b, mode);
+#else
+  (void)b;
+  (void)mode;
+  return "";
+#endif
+}
+
 }  // namespace mole

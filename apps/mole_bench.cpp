@@ -89,6 +89,7 @@ int cmd_bench(BenchArgs& a) {
       runs.push_back({pl, ""});
     }
   }
+  double host_copy_tok_s = 0;  // decode speed of --lut host with copies, to compare with direct reads
   for (const Run& run : runs) {
     const LutPlacement pl = run.placement;
     nlohmann::json r = {{"lut", placement_name(pl)}};
@@ -129,6 +130,16 @@ int cmd_bench(BenchArgs& a) {
     r["prefill_tokens_per_s"] = a.prompt_tokens / prefill;
     r["decode_steps"] = steps;
     r["decode_tokens_per_s"] = steps > 0 ? steps / decode : 0.0;
+    // Vulkan, --lut host measured both ways (copy ran first): record the faster for --lut auto on this device when
+    // it is faster by more than 2% (less is within this benchmark's noise: the rule stays).
+    if (run.read == "direct" && host_copy_tok_s > 0 && steps > 0) {
+      const double ratio = (steps / decode) / host_copy_tok_s;
+      if (ratio > 1.02 || ratio < 1 / 1.02) {
+        const std::string faster = ratio > 1 ? "direct" : "copy";
+        out["lut_read_recorded"] = {{"mode", faster}, {"ratio", ratio}, {"file", record_lut_read(*backend, faster)}};
+      }
+    }
+    if (run.read == "copy" && steps > 0) host_copy_tok_s = steps / decode;
     r["decode_ms_per_token"] = steps > 0 ? 1e3 * decode / steps : 0.0;
     rows.push_back(r);
   }
@@ -160,6 +171,16 @@ int cmd_bench(BenchArgs& a) {
     std::printf("%-12s %16.1f %16.1f %14.3f   (decode %.3fx of %s)\n", label(r).c_str(),
                 r["prefill_tokens_per_s"].get<double>(), d, r["decode_ms_per_token"].get<double>(), d / first,
                 first_label.c_str());
+  }
+  if (out.contains("lut_read_recorded")) {
+    const auto& rec = out["lut_read_recorded"];
+    const bool direct = rec["mode"] == "direct";
+    const double ratio = rec["ratio"].get<double>();
+    const std::string file = rec["file"].get<std::string>();
+    std::printf("lut read   %s decoded %.2fx as fast as %s on this device: %s\n", direct ? "direct" : "copy",
+                direct ? ratio : 1 / ratio, direct ? "copy" : "direct",
+                file.empty() ? "no cache directory to record it in ($XDG_CACHE_HOME or $HOME)"
+                             : ("--lut auto follows it from now on (" + file + ")").c_str());
   }
   return 0;
 }

@@ -5,16 +5,23 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 
 #include "model/error.h"
 #include "vk-runtime/device.h"
 #include "vk-runtime/loader.h"
+#include "vk-runtime/pipeline.h"
 
 namespace mole::vulkan {
 namespace {
 
 // Auto: direct where the table's memory is the device's own memory (a CPU or integrated GPU), copy on a discrete
 // GPU; direct only with bufferDeviceAddress. --lut disk always copies (its rows exist only in the staging ring).
+std::string lut_read_file(const DeviceInfo& info) {
+  return device_cache_file(info, "lut-read");
+}
+
 LutRead resolve(LutRead read, const Device& dev, LutPlacement placement) {
   if (placement == LutPlacement::Disk || read == LutRead::Copy) return LutRead::Copy;
   const bool bda = dev.enabled().buffer_device_address;
@@ -24,12 +31,40 @@ LutRead resolve(LutRead read, const Device& dev, LutPlacement placement) {
                   " has no bufferDeviceAddress, which reading the table in place needs; use copy or auto");
     return LutRead::Direct;
   }
+  // Auto: what `mole bench` measured faster on this device, if it recorded a choice; else the rule.
+  if (std::optional<LutRead> measured = recorded_lut_read(dev.info()))
+    return *measured == LutRead::Direct && !bda ? LutRead::Copy : *measured;
   const VkPhysicalDeviceType type = dev.info().type;
   const bool shared_memory = type == VK_PHYSICAL_DEVICE_TYPE_CPU || type == VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU;
   return bda && shared_memory ? LutRead::Direct : LutRead::Copy;
 }
 
 }  // namespace
+
+std::optional<LutRead> recorded_lut_read(const DeviceInfo& info) {
+  const std::string path = lut_read_file(info);
+  std::ifstream f(path);
+  std::string word;
+  if (path.empty() || !(f >> word)) return std::nullopt;
+  if (word == "copy") return LutRead::Copy;
+  if (word == "direct") return LutRead::Direct;
+  return std::nullopt;  // not ours or damaged: ignored, the next bench overwrites it
+}
+
+std::string record_lut_read(const DeviceInfo& info, LutRead read) {
+  const std::string path = lut_read_file(info);
+  if (path.empty() || read == LutRead::Auto) return "";
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    f << lut_read_name(read) << "\n";
+    if (!f) return "";
+  }
+  std::filesystem::rename(tmp, path, ec);
+  return ec ? "" : path;
+}
 
 const char* lut_read_name(LutRead r) {
   switch (r) {

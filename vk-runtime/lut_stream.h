@@ -6,7 +6,8 @@
 // device once, when the shader reads it (over PCIe from host memory on a discrete GPU: latency-bound reads from a
 // shader, where a DMA copy beside part A moves the same bytes at full speed and hidden; from the same memory on a
 // CPU or integrated GPU, where the copy is a pure extra read and write). Auto picks direct where host memory is the
-// device's memory (CPU and integrated GPU) and bufferDeviceAddress is there, copy on a discrete GPU.
+// device's memory (CPU and integrated GPU) and bufferDeviceAddress is there, copy on a discrete GPU, unless
+// `mole bench` measured both on this device and recorded the faster (recorded_lut_read()): then that one.
 //
 // Copy (and always for --lut disk): router_lut.comp reads a small device-local ring of the step's rows
 // (max_step_tokens rows, in step order), filled by vkCmdCopyBuffer regions on the transfer queue from wherever the
@@ -45,6 +46,7 @@
 #include "model/lut.h"
 #include "vk-runtime/buffer.h"
 #include "vk-runtime/command.h"
+#include "vk-runtime/device_info.h"
 #include "vk-runtime/query.h"
 #include "vk-runtime/sync.h"
 
@@ -59,6 +61,11 @@ const char* lut_read_name(LutRead r);  // "auto", "copy", "direct"
 // `value` copy|direct|auto; empty: $MOLE_VK_LUT_READ, and auto when that is unset or empty. Throws mole::Error naming
 // MOLE_VK_LUT_READ for anything else.
 LutRead parse_lut_read(const std::string& value);
+// The choice `mole bench` recorded for this device (the faster of copy and direct for --lut host), which Auto then
+// follows; nullopt when none was recorded. record_lut_read() writes it to the device's cache file and returns that
+// path ("" when there is no cache directory or it could not be written).
+std::optional<LutRead> recorded_lut_read(const DeviceInfo& info);
+std::string record_lut_read(const DeviceInfo& info, LutRead read);
 
 // Owns the table's chunks, the row ring, the staging ring, the transfer command buffer that fills the ring, the
 // timeline semaphores and the timestamp pool, and destroys them; no compute submission may still read the ring then

@@ -45,6 +45,11 @@ std::vector<char> read_cache_file(const std::string& path, const DeviceInfo& inf
 }  // namespace
 
 std::string PipelineCache::default_path(const DeviceInfo& info) {
+  std::string f = device_cache_file(info, "pipelines");
+  return f.empty() ? f : f + ".bin";
+}
+
+std::string device_cache_file(const DeviceInfo& info, const std::string& what) {
   std::string dir;
   const char* xdg = std::getenv("XDG_CACHE_HOME");
   const char* home = std::getenv("HOME");
@@ -55,7 +60,7 @@ std::string PipelineCache::default_path(const DeviceInfo& info) {
   } else {
     return "";
   }
-  return dir + "/mole/pipelines-" + uuid_hex(info.uuid) + ".bin";
+  return dir + "/mole/" + what + "-" + uuid_hex(info.uuid);
 }
 
 PipelineCache PipelineCache::create(const Device& device, std::string path) {

@@ -105,6 +105,7 @@ class VulkanBackend final : public Backend {
   }
 
   const Instance& instance() const { return ctx_->instance; }
+  const DeviceInfo& device_info() const { return ctx_->info; }
   // "copy" or "direct" once set_lut() has run, else "".
   std::string lut_read_mode() const { return lut_stream_ ? lut_read_name(lut_stream_->read()) : ""; }
 
@@ -678,6 +679,11 @@ uint64_t validation_message_count(const Backend& b) {
 std::string lut_read_mode(const Backend& b) {
   auto* v = dynamic_cast<const VulkanBackend*>(&b);
   return v ? v->lut_read_mode() : "";
+}
+
+std::string record_lut_read(const Backend& b, const std::string& mode) {
+  auto* v = dynamic_cast<const VulkanBackend*>(&b);
+  return v ? mole::vulkan::record_lut_read(v->device_info(), parse_lut_read(mode)) : "";
 }
 
 std::string validation_log(const Backend& b) {
