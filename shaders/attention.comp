@@ -22,7 +22,7 @@
 //           6 cos   float (T, hd / 2)
 //           7 sin   float (T, hd / 2)
 // Push:     T, H, KVH, hd, ctx (S), scale (float, 1 / sqrt(hd)), rope (0 or 1)
-// Spec:     local size (id 1); needs hd <= local size
+// Spec:     local size (id 1); hd <= min(1024, 4 x local size) (checked by the host)
 // Dispatch: (min(T * H, 65535), 1, 1); one workgroup per (t, h) pair, grid-stride over pairs.
 //
 // Version 2: keys read as vec4 when hd is a multiple of 4, the V sum split over G groups (version 1: only hd
@@ -51,7 +51,9 @@ layout(push_constant) uniform Push {
   uint rope;
 } pc;
 
-shared float q_s[gl_WorkGroupSize.x];  // the query row, hd <= local size
+const uint MAX_HD = 1024u;              // kAttentionMaxHeadDim in ops.h
+const uint MAX_PASSES = 4u;             // dims per invocation when hd > local size (the host checks hd <= 4 x it)
+shared float q_s[MAX_HD];               // the query row
 shared float p_s[gl_WorkGroupSize.x];  // the chunk's unnormalised probabilities
 
 // q_s . k_cache[off, off + hd) with 8 partial sums combined as cpu::dot does.
@@ -78,8 +80,11 @@ float score_dot(uint off) {
 void main() {
   const uint group = pc.H / pc.KVH;
   const uint kv_width = pc.KVH * pc.hd;
-  const uint v_groups = BLOCK / pc.hd;                       // G >= 1: hd <= local size
-  const uint vg = TID / pc.hd, vd = TID % pc.hd;             // this invocation's V group and dimension
+  // V lanes: span = min(hd, local size) dims per group, G = local size / span groups; an invocation of group g
+  // handles dims vd + i * span, i < passes (several only when hd > local size, and then G = 1).
+  const uint span = min(pc.hd, BLOCK), passes = (pc.hd + span - 1u) / span;
+  const uint v_groups = BLOCK / span;
+  const uint vg = TID / span, vd = TID % span;  // this invocation's V group and first dimension
   const bool v_lane = vg < v_groups;
   for (uint pair = gl_WorkGroupID.x; pair < pc.T * pc.H; pair += gl_NumWorkGroups.x) {
     const uint t = pair / pc.H;
@@ -87,20 +92,21 @@ void main() {
     const uint kv_off = (h / group) * pc.hd;       // the kv head's columns within a cache row
     const uint base = uint(slot[t]) * pc.ctx;       // the slot's first cache row
     const uint n_keys = uint(pos[t]) + 1u;
-    if (TID < pc.hd) {
-      float v = q[pair * pc.hd + TID];
+    for (uint d = TID; d < pc.hd; d += BLOCK) {
+      float v = q[pair * pc.hd + d];
       if (pc.rope != 0u) {
-        const uint half_hd = pc.hd / 2u, f = TID % half_hd;
+        const uint half_hd = pc.hd / 2u, f = d % half_hd;
         const float c = cos_t[t * half_hd + f], s = sin_t[t * half_hd + f];
-        v = TID < half_hd ? v * c - q[pair * pc.hd + TID + half_hd] * s : v * c + q[pair * pc.hd + TID - half_hd] * s;
+        v = d < half_hd ? v * c - q[pair * pc.hd + d + half_hd] * s : v * c + q[pair * pc.hd + d - half_hd] * s;
       }
-      q_s[TID] = v;
+      q_s[d] = v;
     }
     barrier();
 
     float run_max = 0.0;  // running max of the scores seen (set by the first chunk)
     float run_sum = 0.0;  // running sum of exp(score - run_max)
-    float acc = 0.0;      // V lane (g, d): running sum over its keys j of exp(score_j - run_max) * V[j][d]
+    float acc[MAX_PASSES];  // V lane (g, d): running sums over its keys j of exp(score_j - run_max) * V[j][d]
+    for (uint i = 0u; i < MAX_PASSES; i++) acc[i] = 0.0;
     for (uint c0 = 0u; c0 < n_keys; c0 += BLOCK) {
       const uint j = c0 + TID;
       const bool valid = j < n_keys;
@@ -115,19 +121,28 @@ void main() {
       run_max = new_max;
       if (v_lane) {
         const uint count = min(BLOCK, n_keys - c0);
-        float a = acc * alpha;
-        for (uint jj = vg; jj < count; jj += v_groups)
-          a += p_s[jj] * v_cache[(base + c0 + jj) * kv_width + kv_off + vd];
-        acc = a;
+        for (uint i = 0u; i < passes; i++) {
+          const uint d = vd + i * span;
+          float a = acc[i] * alpha;
+          if (d < pc.hd)
+            for (uint jj = vg; jj < count; jj += v_groups)
+              a += p_s[jj] * v_cache[(base + c0 + jj) * kv_width + kv_off + d];
+          acc[i] = a;
+        }
       }
       barrier();  // p_s is rewritten by the next chunk
     }
-    p_s[TID] = v_lane ? acc : 0.0;  // the G partial sums of each d, added in group order
-    barrier();
-    if (TID < pc.hd) {
-      float o = 0.0;
-      for (uint g = 0u; g < v_groups; g++) o += p_s[g * pc.hd + TID];
-      out_[pair * pc.hd + TID] = o / run_sum;
+    if (passes == 1u) {
+      p_s[TID] = v_lane ? acc[0] : 0.0;  // the G partial sums of each d, added in group order
+      barrier();
+      if (TID < pc.hd) {
+        float o = 0.0;
+        for (uint g = 0u; g < v_groups; g++) o += p_s[g * pc.hd + TID];
+        out_[pair * pc.hd + TID] = o / run_sum;
+      }
+    } else {  // one group: each invocation has its dims' whole sums
+      for (uint i = 0u; i < passes; i++)
+        if (vd + i * span < pc.hd) out_[pair * pc.hd + vd + i * span] = acc[i] / run_sum;
     }
     barrier();  // q_s and p_s are rewritten by the next pair
   }

@@ -31,6 +31,7 @@ constexpr uint32_t kMatMulRows = 8;              // token rows per matmul workgr
 constexpr uint32_t kMatMulSharedLanes = 32;      // threads per output column without subgroups (SHARED_LANES)
 constexpr uint32_t kMatMulTile = 64;             // token rows and columns per workgroup of the _tiled variants
 constexpr uint32_t kMatMulTiledMinRows = 32;     // the _tiled variants run for steps of at least this many rows
+constexpr uint32_t kAttentionMaxHeadDim = 1024;  // attention's shared query row (and 4 dims per invocation at 256)
 constexpr uint32_t kRouterLutMaxExperts = 1024;  // router_lut's shared softmax holds at most this many experts
 
 // Push-constant blocks, one per shader, in declaration order. All members are 32-bit; uint unless float.

@@ -324,7 +324,8 @@ TEST_CASE("vulkan ops: kv_store + attention, with and without RoPE fused in") {
   for (Config c :
        {Config{"MHA", 4, 4, 64, 301, false}, Config{"GQA", 8, 2, 20, 333, false}, Config{"MQA", 6, 1, 128, 300, false},
         Config{"MHA", 4, 4, 64, 301, true}, Config{"GQA", 8, 2, 16, 333, true}, Config{"MQA", 6, 1, 128, 300, true},
-        Config{"MHA", 3, 3, 2, 291, true}}) {
+        Config{"MHA", 3, 3, 2, 291, true}, Config{"MQA", 2, 1, 320, 300, true},
+        Config{"MHA", 2, 2, 1024, 300, false}}) {
     Harness h;
     if (!h.start()) return;
     h.graph.max_tokens = 19;

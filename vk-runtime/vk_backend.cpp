@@ -369,8 +369,9 @@ void VulkanBackend::prepare(const StepGraph& g) {
   size_t n_desc = 0;
   for (const Op& op : g.ops) {
     if (op.rope) half = std::max<uint32_t>(half, uint32_t(op.k / 2));
-    if (op.kind == OpKind::Attention && uint32_t(op.k) > kLocalSize)
-      throw Error("the Vulkan backend supports head dimensions up to " + std::to_string(kLocalSize) +
+    const uint32_t max_hd = std::min(kAttentionMaxHeadDim, 4 * kLocalSize);
+    if (op.kind == OpKind::Attention && uint32_t(op.k) > max_hd)
+      throw Error("the Vulkan backend supports head dimensions up to " + std::to_string(max_hd) +
                   " (this model: " + std::to_string(op.k) + ")");
     if (op.kind == OpKind::RouterLut && uint32_t(op.n) > kRouterLutMaxExperts)
       throw Error("the Vulkan backend supports at most " + std::to_string(kRouterLutMaxExperts) +
