@@ -14,7 +14,6 @@
 #include "apps/backends.h"
 #include "apps/mole_commands.h"
 #include "model/error.h"
-#include "model/sampling.h"
 
 namespace mole::app {
 namespace {

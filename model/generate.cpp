@@ -23,7 +23,7 @@ GenerateResult generate(Engine& engine, const std::vector<int32_t>& prompt, cons
 
   // Greedy without a repetition penalty needs only the argmax, which the backend computes (a GPU then sends back
   // one id per step instead of V logits).
-  const bool greedy = opt.sampling.temperature <= 0 && opt.sampling.repeat_penalty == 1.0f;
+  const bool greedy = sampler.argmax_only();
   auto next_of = [&](const std::vector<int32_t>& tokens) {
     if (greedy) return engine.step_argmax({{0, tokens}}).at(0);
     return sampler.sample(engine.step({{0, tokens}}).at(0), history);

@@ -1,6 +1,6 @@
 // Reparameterization on a compute backend: the expert MLPs of every layer evaluated on blocks of vocabulary rows
-// as a StepGraph of Embed, RmsNorm, MatMul and Gelu ops, so `mole convert --backend vulkan` and a training-form
-// checkpoint run on a GPU compute the table with the GPU's matrix products.
+// as a StepGraph of Embed, NormMatMul (expert norm and up, with GELU) and MatMul (down) ops, so `mole convert --backend
+// vulkan` and a training-form checkpoint run on a GPU compute the table with the GPU's matrix products.
 #pragma once
 
 #include <vector>

@@ -14,6 +14,10 @@ int32_t argmax(const std::vector<float>& logits) {
 
 Sampler::Sampler(const SamplingParams& p) : p_(p), rng_(p.seed) {}
 
+bool Sampler::argmax_only() const {
+  return p_.temperature <= 0.0f && (p_.repeat_penalty == 1.0f || p_.repeat_last_n == 0);
+}
+
 namespace {
 
 struct Cand {

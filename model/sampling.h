@@ -23,6 +23,9 @@ class Sampler {
   explicit Sampler(const SamplingParams& p);
   // `history`: the sequence so far (prompt and generated), for the repetition penalty.
   int32_t sample(const std::vector<float>& logits, const std::vector<int32_t>& history);
+  // True when sample() is the logits' argmax whatever the history (greedy, no repetition penalty in effect), so a
+  // caller may ask the backend for the argmax (Engine::step_argmax) instead of the logits.
+  bool argmax_only() const;
 
  private:
   SamplingParams p_;

@@ -93,6 +93,19 @@ TEST_CASE("repetition penalty divides positive and multiplies negative logits of
   CHECK(s2.sample({2.0f, 1.9f}, {0, 1}) == 0);  // token 0 is outside the last 1
 }
 
+TEST_CASE("argmax_only: greedy without a penalty in effect, where sample() is the argmax whatever the history") {
+  SamplingParams p = plain();
+  CHECK_FALSE(Sampler(p).argmax_only());  // temperature 1
+  p.temperature = 0.0f;
+  CHECK(Sampler(p).argmax_only());
+  p.repeat_penalty = 1.2f;
+  CHECK_FALSE(Sampler(p).argmax_only());  // the penalty changes the pick (see above)
+  p.repeat_last_n = 0;
+  CHECK(Sampler(p).argmax_only());  // ... unless it looks at no tokens
+  Sampler s(p);
+  CHECK(s.sample({2.0f, 1.9f}, {0}) == argmax({2.0f, 1.9f}));
+}
+
 TEST_CASE("a seed fixes the draws") {
   std::vector<float> logits(1000);
   for (size_t i = 0; i < logits.size(); i++) logits[i] = float(std::sin(double(i)));

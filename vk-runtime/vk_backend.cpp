@@ -279,9 +279,10 @@ class VulkanBackend final : public Backend {
            kLocalSize % sg == 0;
   }
   // The matmul-family shader to run, and the threads per column its dispatch assumes.
-  std::string_view matmul_shader(std::string_view base) const {
-    if (!subgroups_) return base;
-    return base == "matmul" ? "matmul_subgroup" : "norm_matmul_subgroup";
+  std::string matmul_shader(const char* base) const {
+    std::string name = base;
+    if (subgroups_) name += "_subgroup";
+    return name;
   }
   uint32_t matmul_lanes() const { return subgroups_ ? ctx_->info.subgroup_size : kMatMulSharedLanes; }
   const DescriptorSetLayout& set_layout(uint32_t bindings) {
