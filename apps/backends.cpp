@@ -90,6 +90,15 @@ std::string lut_read_mode(const Backend& b) {
 #endif
 }
 
+std::string lut_table_note(const Backend& b) {
+#ifdef MOLE_HAVE_VULKAN
+  return vulkan::lut_table_note(b);
+#else
+  (void)b;
+  return "";
+#endif
+}
+
 std::string record_lut_read(const Backend& b, const std::string& mode) {
 #ifdef MOLE_HAVE_VULKAN
   return vulkan::record_lut_read(b, mode);

@@ -26,6 +26,9 @@ std::unique_ptr<Backend> make_backend(const std::string& name, int device = -1, 
 // How a Vulkan backend reads the table's rows once the run has set its table: "copy" (to a ring on the device, then
 // read) or "direct" (read in place); "" for other backends.
 std::string lut_read_mode(const Backend& b);
+// --lut host on Vulkan: whether the table was imported from the file's mapping or copied, and why (""
+// otherwise).
+std::string lut_table_note(const Backend& b);
 // Records "copy" or "direct" as what --lut auto uses on this Vulkan backend's device from now on (`mole bench`, for
 // the faster); returns the file written, "" if none (other backends, no cache directory).
 std::string record_lut_read(const Backend& b, const std::string& mode);

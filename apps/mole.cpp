@@ -129,6 +129,8 @@ int cmd_run(RunArgs& a) {
     print_profile(m->backend->profile(), m->backend->info().name);
     if (std::string how = lut_read_mode(*m->backend); !how.empty())
       std::fprintf(stderr, "lut read     %s (MOLE_VK_LUT_READ=copy|direct|auto)\n", how.c_str());
+    if (std::string note = lut_table_note(*m->backend); !note.empty())
+      std::fprintf(stderr, "lut table    %s (MOLE_VK_LUT_IMPORT=auto|off)\n", note.c_str());
   }
   if (a.json) {
     nlohmann::json j = {{"prompt_ids", ids},

@@ -103,6 +103,7 @@ int cmd_bench(BenchArgs& a) {
     eo.max_context = std::max(a.f.ctx_size, std::min(m->cfg.max_position_embeddings, a.prompt_tokens + a.n_predict));
     eo.lut = pl;
     std::unique_ptr<Engine> engine;
+    const auto t_setup = std::chrono::steady_clock::now();
     try {
       engine = std::make_unique<Engine>(m->cfg, m->weights, m->lut ? &*m->lut : nullptr, *backend, eo);
     } catch (const Error& e) {
@@ -112,7 +113,9 @@ int cmd_bench(BenchArgs& a) {
       continue;
     }
     Engine& eng = *engine;
+    r["setup_s"] = seconds_since(t_setup);  // the engine: weights and table onto the device, buffers, pipelines
     if (std::string how = lut_read_mode(*backend); !how.empty()) r["lut_read"] = how;
+    if (std::string note = lut_table_note(*backend); !note.empty()) r["lut_table"] = note;
     // Untimed warm-up: faults in weight pages, starts the thread pool, touches the caches.
     eng.step({{0, prompt}});
     for (int i = 0; i < 4 && eng.length(0) < eng.max_context(); i++) eng.step_argmax({{0, {prompt[size_t(i)]}}});
@@ -157,7 +160,7 @@ int cmd_bench(BenchArgs& a) {
     std::string s = r["lut"].get<std::string>();
     return r.contains("lut_read") ? s + "/" + r["lut_read"].get<std::string>() : s;
   };
-  std::printf("%-12s %16s %16s %14s\n", "lut", "prefill tok/s", "decode tok/s", "ms/token");
+  std::printf("%-12s %9s %16s %16s %14s\n", "lut", "setup s", "prefill tok/s", "decode tok/s", "ms/token");
   double first = 0;
   std::string first_label;
   for (const auto& r : rows) {
@@ -167,10 +170,14 @@ int cmd_bench(BenchArgs& a) {
     }
     double d = r["decode_tokens_per_s"].get<double>();
     if (first == 0) first = d, first_label = label(r);
-    std::printf("%-12s %16.1f %16.1f %14.3f   (decode %.3fx of %s)\n", label(r).c_str(),
-                r["prefill_tokens_per_s"].get<double>(), d, r["decode_ms_per_token"].get<double>(), d / first,
+    std::printf("%-12s %9.2f %16.1f %16.1f %14.3f   (decode %.3fx of %s)\n", label(r).c_str(),
+                r["setup_s"].get<double>(), r["prefill_tokens_per_s"].get<double>(), d, r["decode_ms_per_token"].get<double>(), d / first,
                 first_label.c_str());
   }
+  std::string table_note;  // the same for every --lut host run
+  for (const auto& r : rows)
+    if (r.contains("lut_table")) table_note = r["lut_table"].get<std::string>();
+  if (!table_note.empty()) std::printf("lut table  --lut host: %s\n", table_note.c_str());
   if (out.contains("lut_read_recorded")) {
     const auto& rec = out["lut_read_recorded"];
     const bool direct = rec["mode"] == "direct";

@@ -38,6 +38,8 @@ LutStore LutStore::from_tensor(const TensorView& table, int64_t row_elems) {
   s.row_elems_ = row_elems;
   s.rows_ = table.shape.at(0);
   s.data_ = table.data;
+  s.mapping_ = table.mapping;
+  s.mapping_bytes_ = table.mapping_bytes;
   return s;
 }
 
@@ -95,6 +97,13 @@ void LutStore::prefetch(const std::vector<int32_t>& ids) const {
     uintptr_t end = reinterpret_cast<uintptr_t>(row(id)) + row_bytes();
     madvise(reinterpret_cast<void*>(begin), end - begin, MADV_WILLNEED);
   }
+}
+
+void LutStore::prefetch_all() const {
+  if (!file_backed() || bytes() == 0) return;
+  static const size_t page = size_t(sysconf(_SC_PAGESIZE));
+  uintptr_t begin = reinterpret_cast<uintptr_t>(data_) & ~(page - 1);
+  madvise(reinterpret_cast<void*>(begin), reinterpret_cast<uintptr_t>(data_) + bytes() - begin, MADV_WILLNEED);
 }
 
 }  // namespace mole

@@ -45,11 +45,19 @@ class LutStore {
   bool file_backed() const { return owned_.empty(); }
   // Asks the kernel to start reading these rows from disk now (file-backed tables; no-op otherwise).
   void prefetch(const std::vector<int32_t>& ids) const;
+  // The same for the whole table.
+  void prefetch_all() const;
+  // File-backed: the mapping of the file that holds the table (TensorView::mapping), for a device that imports the
+  // table's pages instead of copying them; nullptr and 0 otherwise.
+  const uint8_t* mapping() const { return mapping_; }
+  size_t mapping_bytes() const { return mapping_bytes_; }
 
  private:
   DType dtype_ = DType::F16;
   int64_t rows_ = 0, row_elems_ = 0;
   const uint8_t* data_ = nullptr;
+  const uint8_t* mapping_ = nullptr;
+  size_t mapping_bytes_ = 0;
   std::vector<uint8_t> owned_;
 };
 

@@ -308,6 +308,8 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   f.tensors_.reserve(entries.size());
   for (ParsedEntry& e : entries) {
     f.index_.emplace(e.view.name, f.tensors_.size());
+    e.view.mapping = bytes;
+    e.view.mapping_bytes = f.size_;
     f.tensors_.push_back(std::move(e.view));
   }
   return f;

@@ -32,6 +32,10 @@ struct TensorView {
   const uint8_t* data = nullptr;
   size_t nbytes = 0;
   std::string file;  // path of the file holding it, for error messages
+  // The whole file's mapping, which holds data (page-aligned begin; readable up to mapping_bytes rounded up to a
+  // page): what a device importing host memory needs to know about its surroundings. Null for views made elsewhere.
+  const uint8_t* mapping = nullptr;
+  size_t mapping_bytes = 0;
   int64_t numel() const;
   // Converts elements [first, first+count) to float32 into out. Asserts the range is inside the tensor.
   void to_f32(int64_t first, int64_t count, float* out) const;

@@ -6,6 +6,8 @@
 #ifdef MOLE_HAVE_VULKAN
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -380,6 +382,85 @@ TEST_CASE("vulkan: --lut auto follows the read mode recorded for the device") {
     f << "sideways\n";
   }
   CHECK(mode_of("auto", LutPlacement::Host) == rule);
+}
+
+// --lut host imports the file's own pages where the device can (VK_EXT_external_memory_host) instead of copying
+// the table into memory it allocates. Chunks of 5 rows, so that chunks start inside pages and share them.
+TEST_CASE("vulkan: --lut host, imported or copied, read by copy or in place: the device placement's logits bit for bit") {
+  test::TempDir tmp;
+  Model m(test::synth(tmp, "m", Form::Infer, {{"num_key_value_heads", 2}}, DType::F16));
+  test::ScopedEnv chunks("MOLE_VK_LUT_CHUNK_BYTES", std::to_string(5 * m.lut->row_bytes()).c_str());
+  auto ref_be = vulkan_or_skip();
+  if (!ref_be) return;
+  const auto ref = many_steps(m, *ref_be, LutPlacement::Device);
+  CHECK(vulkan::lut_table_note(*ref_be).empty());
+  check_no_validation_messages(*ref_be);
+  // A copy of the table in aligned heap memory, starting 4100 bytes in: not a file, not page-aligned.
+  const size_t bytes = m.lut->bytes(), at = 4100;
+  std::unique_ptr<uint8_t, decltype(&std::free)> heap(
+      static_cast<uint8_t*>(std::aligned_alloc(65536, (at + bytes + 65535) / 65536 * 65536)), &std::free);
+  std::memcpy(heap.get() + at, m.lut->data(), bytes);
+  TensorView view = *m.w.moe_table;
+  view.data = heap.get() + at;
+  view.mapping = heap.get();
+  view.mapping_bytes = at + bytes;
+  const LutStore file_lut = *m.lut, heap_lut = LutStore::from_tensor(view, m.cfg.lut_row_elems());
+  for (const char* read : {"copy", "direct"}) {
+    for (const char* import : {"auto", "off"}) {
+      for (const LutStore* table : {&file_lut, &heap_lut}) {
+        CAPTURE(read);
+        CAPTURE(import);
+        CAPTURE(table == &heap_lut ? "heap" : "file");
+        test::ScopedEnv env("MOLE_VK_LUT_IMPORT", import);
+        auto be = vulkan::make_vulkan_backend({.device_index = -1, .validation = true}, read);
+        m.lut = *table;
+        std::vector<std::vector<float>> rows;
+        try {
+          rows = many_steps(m, *be, LutPlacement::Host);
+        } catch (const Error& e) {
+          if (std::string(e.what()).find("bufferDeviceAddress") == std::string::npos) throw;
+          MESSAGE("skipped: " << e.what());
+          continue;
+        }
+        REQUIRE(rows.size() == ref.size());
+        for (size_t i = 0; i < ref.size(); i++) CHECK(rows[i] == ref[i]);
+        const std::string note = vulkan::lut_table_note(*be);
+        if (std::string(import) == "off")
+          CHECK(note == "copied (import turned off)");
+        else if (note.find("no VK_EXT_external_memory_host") != std::string::npos)
+          MESSAGE("import not tried: " << note);
+        else
+          CHECK(note == "imported from the file's mapping (no copy)");
+        check_no_validation_messages(*be);
+      }
+    }
+  }
+  m.lut = file_lut;
+}
+
+TEST_CASE("vulkan: --lut host copies a table it cannot import and says why; MOLE_VK_LUT_IMPORT is checked") {
+  test::TempDir tmp;
+  auto be = vulkan_or_skip();
+  if (!be) return;
+  Model train(test::synth(tmp, "t", Form::Train, {}, DType::F16));
+  be->set_lut(*train.lut, LutPlacement::Host, 4);
+  CHECK(vulkan::lut_table_note(*be) == "copied: the table was computed at load, not read from a file");
+  // A table 2 bytes into its mapping: router_lut_direct.comp reads 32-bit words.
+  Model m(test::synth(tmp, "m", Form::Infer, {}, DType::F16));
+  std::vector<uint32_t> words(m.lut->bytes() / 4 + 2);
+  std::memcpy(reinterpret_cast<uint8_t*>(words.data()) + 2, m.lut->data(), m.lut->bytes());
+  TensorView view = *m.w.moe_table;
+  view.data = reinterpret_cast<uint8_t*>(words.data()) + 2;
+  view.mapping = reinterpret_cast<uint8_t*>(words.data());
+  view.mapping_bytes = words.size() * 4;
+  const LutStore odd = LutStore::from_tensor(view, m.cfg.lut_row_elems());
+  be->set_lut(odd, LutPlacement::Host, 4);
+  CHECK(vulkan::lut_table_note(*be) == "copied: the table is not 4-byte aligned in its file");
+  be->set_lut(*m.lut, LutPlacement::Disk, 4);
+  CHECK(vulkan::lut_table_note(*be).empty());
+  check_no_validation_messages(*be);
+  test::ScopedEnv env("MOLE_VK_LUT_IMPORT", "always");
+  CHECK_THROWS_WITH_AS(be->set_lut(*m.lut, LutPlacement::Host, 4), doctest::Contains("MOLE_VK_LUT_IMPORT"), Error);
 }
 
 TEST_CASE("vulkan: --lut disk: destroying the backend right after stream_lut_rows neither hangs nor leaks") {

@@ -45,6 +45,34 @@ bool out_of_memory(VkResult r) {
   return r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY;
 }
 
+// A VkBuffer of `size` bytes for `usage`, shared by the compute and transfer families when they differ; `next`
+// chains onto its create info. Throws like Buffer::create.
+VkBuffer new_buffer(const Device& device, VkDeviceSize size, VkBufferUsageFlags usage, const std::string& name,
+                    const void* next) {
+  std::vector<uint32_t> families = device.buffer_families();
+  VkBufferCreateInfo bi{};
+  bi.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO;
+  bi.pNext = next;
+  bi.size = size;
+  bi.usage = usage;
+  bi.sharingMode = families.size() > 1 ? VK_SHARING_MODE_CONCURRENT : VK_SHARING_MODE_EXCLUSIVE;
+  bi.queueFamilyIndexCount = families.size() > 1 ? uint32_t(families.size()) : 0;
+  bi.pQueueFamilyIndices = families.size() > 1 ? families.data() : nullptr;
+  VkBuffer buffer = VK_NULL_HANDLE;
+  VkResult r = vk().vkCreateBuffer(device.handle(), &bi, nullptr, &buffer);
+  if (out_of_memory(r)) throw Error(out_of_memory_message(device, name.c_str(), size, 0));
+  VK_CHECK_CTX(r, name);
+  set_object_name(device.handle(), VK_OBJECT_TYPE_BUFFER, uint64_t(buffer), name.c_str());
+  return buffer;
+}
+
+VkDeviceAddress buffer_address(VkDevice device, VkBuffer buffer) {
+  VkBufferDeviceAddressInfo ai{};
+  ai.sType = VK_STRUCTURE_TYPE_BUFFER_DEVICE_ADDRESS_INFO;
+  ai.buffer = buffer;
+  return vk().vkGetBufferDeviceAddress(device, &ai);
+}
+
 }  // namespace
 
 const char* memory_kind_name(MemoryKind kind) {
@@ -87,25 +115,14 @@ Buffer Buffer::create(const Device& device, VkDeviceSize size, VkBufferUsageFlag
                 mib(info.max_memory_allocation_size) + "); use `--lut host` or `--lut disk`, or split it");
   }
   MemoryFlags flags = kind_flags(kind);
-  bool address = usage & VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT;
+  const bool address = usage & VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT;
   assert((!address || device.enabled().buffer_device_address) && "bufferDeviceAddress is off on this device");
 
   Buffer b;
   b.device_ = device.handle();
   b.size_ = size;
   b.kind_ = kind;
-  std::vector<uint32_t> families = device.buffer_families();
-  VkBufferCreateInfo bi{};
-  bi.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO;
-  bi.size = size;
-  bi.usage = usage;
-  bi.sharingMode = families.size() > 1 ? VK_SHARING_MODE_CONCURRENT : VK_SHARING_MODE_EXCLUSIVE;
-  bi.queueFamilyIndexCount = families.size() > 1 ? uint32_t(families.size()) : 0;
-  bi.pQueueFamilyIndices = families.size() > 1 ? families.data() : nullptr;
-  VkResult r = vk().vkCreateBuffer(b.device_, &bi, nullptr, &b.buffer_);
-  if (out_of_memory(r)) throw Error(out_of_memory_message(device, name.c_str(), size, 0));
-  VK_CHECK_CTX(r, name);
-  set_object_name(b.device_, VK_OBJECT_TYPE_BUFFER, uint64_t(b.buffer_), name.c_str());
+  b.buffer_ = new_buffer(device, size, usage, name, nullptr);
 
   VkMemoryRequirements req;
   vk().vkGetBufferMemoryRequirements(b.device_, b.buffer_, &req);
@@ -124,7 +141,7 @@ Buffer Buffer::create(const Device& device, VkDeviceSize size, VkBufferUsageFlag
     uint32_t heap = info.memory_types[type].heapIndex;
     if (req.size > info.heaps[heap].size) continue;  // can never fit: do not even ask
     ai.memoryTypeIndex = type;
-    r = vk().vkAllocateMemory(b.device_, &ai, nullptr, &b.memory_);
+    VkResult r = vk().vkAllocateMemory(b.device_, &ai, nullptr, &b.memory_);
     if (out_of_memory(r)) continue;  // try the next type (a full BAR heap falls back to host memory)
     VK_CHECK_CTX(r, name);
     b.flags_ = info.memory_types[type].propertyFlags;
@@ -140,12 +157,75 @@ Buffer Buffer::create(const Device& device, VkDeviceSize size, VkBufferUsageFlag
   if (kind != MemoryKind::DeviceLocal) {
     VK_CHECK_CTX(vk().vkMapMemory(b.device_, b.memory_, 0, VK_WHOLE_SIZE, 0, &b.mapped_), name);
   }
-  if (address) {
-    VkBufferDeviceAddressInfo ai2{};
-    ai2.sType = VK_STRUCTURE_TYPE_BUFFER_DEVICE_ADDRESS_INFO;
-    ai2.buffer = b.buffer_;
-    b.address_ = vk().vkGetBufferDeviceAddress(b.device_, &ai2);
+  if (address) b.address_ = buffer_address(b.device_, b.buffer_);
+  return b;
+}
+
+Buffer Buffer::import_host(const Device& device, const void* host, VkDeviceSize size, VkBufferUsageFlags usage,
+                           const char* what) {
+  const DeviceInfo& info = device.info();
+  const std::string name = what && *what ? what : "a buffer";
+  constexpr VkExternalMemoryHandleTypeFlagBits kHandle = VK_EXTERNAL_MEMORY_HANDLE_TYPE_HOST_ALLOCATION_BIT_EXT;
+  const VkDeviceSize align = info.min_imported_host_pointer_alignment;
+  if (!device.enabled().external_memory_host || !vk().vkGetMemoryHostPointerPropertiesEXT ||
+      !vk().vkGetPhysicalDeviceExternalBufferProperties || align == 0)
+    throw Error(info.name + " cannot import host memory (no VK_EXT_external_memory_host)");
+  assert(size > 0 && reinterpret_cast<uintptr_t>(host) % align == 0 && size % align == 0);
+  if (info.max_memory_allocation_size && size > info.max_memory_allocation_size)
+    throw Error(name + " (" + mib(size) + ") is larger than one allocation can be on " + info.name);
+
+  VkPhysicalDeviceExternalBufferInfo ebi{};
+  ebi.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_BUFFER_INFO;
+  ebi.usage = usage;
+  ebi.handleType = kHandle;
+  VkExternalBufferProperties ebp{};
+  ebp.sType = VK_STRUCTURE_TYPE_EXTERNAL_BUFFER_PROPERTIES;
+  vk().vkGetPhysicalDeviceExternalBufferProperties(device.physical(), &ebi, &ebp);
+  if (!(ebp.externalMemoryProperties.externalMemoryFeatures & VK_EXTERNAL_MEMORY_FEATURE_IMPORTABLE_BIT))
+    throw Error(info.name + " cannot import host memory as a buffer for this use");
+  VkMemoryHostPointerPropertiesEXT hp{};
+  hp.sType = VK_STRUCTURE_TYPE_MEMORY_HOST_POINTER_PROPERTIES_EXT;
+  VkResult r = vk().vkGetMemoryHostPointerPropertiesEXT(device.handle(), kHandle, host, &hp);
+  if (r != VK_SUCCESS || hp.memoryTypeBits == 0)
+    throw Error(info.name + " cannot import this host memory (" + vk_result_name(r) + ")");
+
+  Buffer b;
+  b.device_ = device.handle();
+  b.size_ = size;
+  b.kind_ = MemoryKind::HostVisible;
+  VkExternalMemoryBufferCreateInfo ext{};
+  ext.sType = VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_BUFFER_CREATE_INFO;
+  ext.handleTypes = kHandle;
+  b.buffer_ = new_buffer(device, size, usage, name, &ext);
+  VkMemoryRequirements req;
+  vk().vkGetBufferMemoryRequirements(b.device_, b.buffer_, &req);
+  const uint32_t bits = req.memoryTypeBits & hp.memoryTypeBits;
+  std::vector<uint32_t> types = device.memory_type_candidates(bits, 0, VK_MEMORY_PROPERTY_HOST_CACHED_BIT);
+  if (types.empty() || req.size > size)
+    throw Error(info.name + " has no memory type that can import host memory for " + name);
+  const bool address = usage & VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT;
+  VkMemoryAllocateFlagsInfo flags_info{};
+  flags_info.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_FLAGS_INFO;
+  flags_info.flags = VK_MEMORY_ALLOCATE_DEVICE_ADDRESS_BIT;
+  VkImportMemoryHostPointerInfoEXT import{};
+  import.sType = VK_STRUCTURE_TYPE_IMPORT_MEMORY_HOST_POINTER_INFO_EXT;
+  import.pNext = address ? &flags_info : nullptr;
+  import.handleType = kHandle;
+  import.pHostPointer = const_cast<void*>(host);  // only read: the buffer is never a copy or shader destination
+  VkMemoryAllocateInfo ai{};
+  ai.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO;
+  ai.pNext = &import;
+  ai.allocationSize = size;
+  ai.memoryTypeIndex = types.front();
+  r = vk().vkAllocateMemory(b.device_, &ai, nullptr, &b.memory_);
+  if (r != VK_SUCCESS) {
+    b.memory_ = VK_NULL_HANDLE;
+    throw Error(info.name + " refused to import " + mib(size) + " of host memory for " + name + " (" +
+                vk_result_name(r) + ")");
   }
+  b.flags_ = info.memory_types[types.front()].propertyFlags;
+  VK_CHECK_CTX(vk().vkBindBufferMemory(b.device_, b.buffer_, b.memory_, 0), name);
+  if (address) b.address_ = buffer_address(b.device_, b.buffer_);
   return b;
 }
 

@@ -32,6 +32,15 @@ class Buffer {
   static Buffer create(const Device& device, VkDeviceSize size, VkBufferUsageFlags usage, MemoryKind kind,
                        const char* what);
 
+  // A buffer over `size` bytes of host memory at `host` that the caller owns (VK_EXT_external_memory_host,
+  // HOST_ALLOCATION import): no allocation, no copy; the memory must stay valid, unchanged by the host while the
+  // device may read it, until the buffer is destroyed. `host` and `size` must be multiples of the device's
+  // minImportedHostPointerAlignment. Not mapped (the caller has the pointer) and not counted in any heap's use.
+  // Throws mole::Error saying why the device will not import it (no extension, no importable memory type for
+  // `usage`, the driver refused); the caller then copies instead.
+  static Buffer import_host(const Device& device, const void* host, VkDeviceSize size, VkBufferUsageFlags usage,
+                            const char* what);
+
   Buffer(Buffer&& other) noexcept;
   Buffer& operator=(Buffer&& other) noexcept;
   Buffer(const Buffer&) = delete;
@@ -40,7 +49,7 @@ class Buffer {
 
   VkBuffer handle() const { return buffer_; }
   VkDeviceSize size() const { return size_; }
-  // Persistently mapped for the host-visible kinds, nullptr for DeviceLocal.
+  // Persistently mapped for the host-visible kinds, nullptr for DeviceLocal and imported memory.
   void* mapped() const { return mapped_; }
   MemoryKind kind() const { return kind_; }
   VkMemoryPropertyFlags memory_flags() const { return flags_; }  // of the memory type it got

@@ -34,6 +34,7 @@
   X(Instance, vkEnumerateDeviceExtensionProperties, true)     \
   X(Instance, vkCreateDevice, true)                           \
   X(Instance, vkGetDeviceProcAddr, true)                      \
+  X(Instance, vkGetPhysicalDeviceExternalBufferProperties, false) \
   X(Instance, vkCreateDebugUtilsMessengerEXT, false)          \
   X(Instance, vkDestroyDebugUtilsMessengerEXT, false)         \
   X(Instance, vkSetDebugUtilsObjectNameEXT, false)            \

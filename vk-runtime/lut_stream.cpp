@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <unistd.h>
+
 #include "model/error.h"
 #include "vk-runtime/device.h"
 #include "vk-runtime/loader.h"
@@ -105,6 +107,53 @@ static bool gather_on_thread(const Device& dev) {
   return dev.transfer_kind() != Device::TransferQueueKind::SameQueue;
 }
 
+// The most bytes in one chunk of the table: 1 GiB, or $MOLE_VK_LUT_CHUNK_BYTES (a test knob).
+static VkDeviceSize chunk_limit() {
+  const char* env = std::getenv("MOLE_VK_LUT_CHUNK_BYTES");
+  if (!env || !*env) return VkDeviceSize(1) << 30;
+  char* end = nullptr;
+  const unsigned long long v = std::strtoull(env, &end, 10);
+  if (*end != '\0' || v == 0) throw Error(std::string("MOLE_VK_LUT_CHUNK_BYTES must be a positive byte count (it is '") + env + "')");
+  return VkDeviceSize(v);
+}
+
+// MOLE_VK_LUT_IMPORT=auto|off (default auto): whether --lut host may import the file's pages (import_table()).
+static bool import_wanted() {
+  const char* env = std::getenv("MOLE_VK_LUT_IMPORT");
+  const std::string v = env ? env : "";
+  if (v == "off") return false;
+  if (!v.empty() && v != "auto") throw Error("MOLE_VK_LUT_IMPORT must be auto or off (it is '" + v + "')");
+  return true;
+}
+
+void LutStream::import_table(VkBufferUsageFlags usage) {
+  const LutStore& lut = *lut_;
+  if (!lut.file_backed() || !lut.mapping()) throw Error("the table was computed at load, not read from a file");
+  if (reinterpret_cast<uintptr_t>(lut.data()) % 4 != 0)
+    throw Error("the table is not 4-byte aligned in its file");  // router_lut_direct.comp reads 32-bit words
+  const uintptr_t align = std::max<uintptr_t>(dev_->info().min_imported_host_pointer_alignment, 1);
+  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  // The mapping is readable from its page-aligned start to its length rounded up to a page.
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(lut.mapping());
+  const uintptr_t hi = lo + (lut.mapping_bytes() + page - 1) / page * page;
+  const size_t row = lut.row_bytes();
+  const int64_t n_chunks = (lut.rows() + rows_per_chunk_ - 1) / rows_per_chunk_;
+  for (int64_t c = 0; c < n_chunks; c++) {
+    const int64_t r0 = c * rows_per_chunk_, n = std::min(rows_per_chunk_, lut.rows() - r0);
+    const uintptr_t p = reinterpret_cast<uintptr_t>(lut.row(int32_t(r0)));
+    const uintptr_t a0 = p / align * align, a1 = (p + size_t(n) * row + align - 1) / align * align;
+    if (a0 < lo || a1 > hi)
+      throw Error("the table's pages cannot be imported at this device's " + std::to_string(align) +
+                  "-byte alignment");
+    const std::string what = "lookup table (--lut host, imported; chunk " + std::to_string(c + 1) + " of " +
+                             std::to_string(n_chunks) + ")";
+    chunks_.push_back(Buffer::import_host(*dev_, reinterpret_cast<const void*>(a0), a1 - a0, usage, what.c_str()));
+    chunk_offsets_.push_back(p - a0);
+  }
+  import_note_ = "imported from the file's mapping (no copy)";
+  imported_ = true;
+}
+
 std::unique_ptr<LutStream> LutStream::create(const Device& dev, const LutStore& lut, LutPlacement placement,
                                              int max_step_tokens, LutRead read, const Charge& charge,
                                              const Upload& upload) {
@@ -128,27 +177,48 @@ std::unique_ptr<LutStream> LutStream::create(const Device& dev, const LutStore& 
     if (gather_on_thread(dev)) s->gather_ = std::thread([p = s.get()] { p->gather_loop(); });
     return s;
   }
-  // Row-aligned chunks, each within the device's allocation and binding limits (lavapipe: 128 MiB).
-  const VkDeviceSize chunk = chunk_bytes(dev, VkDeviceSize(1) << 30, row);
+  // Row-aligned chunks, each within the device's allocation and binding limits (lavapipe: 128 MiB) and 1 GiB, or
+  // MOLE_VK_LUT_CHUNK_BYTES (tests: many chunks from a small table).
+  const VkDeviceSize limit = chunk_limit();
+  const VkDeviceSize chunk = chunk_bytes(dev, limit, row);
   s->rows_per_chunk_ = int64_t(chunk / row);
-  MemoryKind kind = placement == LutPlacement::Device ? MemoryKind::DeviceLocal : MemoryKind::HostVisible;
-  std::string what = std::string("lookup table (--lut ") + placement_name(placement) + ")";
-  const VkBufferUsageFlags usage = VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT |
-                                   (direct ? VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT : 0);
-  s->chunks_ = create_chunked(dev, lut.bytes(), VkDeviceSize(1) << 30, usage, kind, what.c_str(), row);
-  for (size_t c = 0; c < s->chunks_.size(); c++) {
-    int64_t r0 = int64_t(c) * s->rows_per_chunk_, n = std::min(s->rows_per_chunk_, lut.rows() - r0);
-    if (kind == MemoryKind::HostVisible)
-      std::memcpy(s->chunks_[c].mapped(), lut.row(int32_t(r0)), size_t(n) * row);
-    else
-      upload(s->chunks_[c], lut.row(int32_t(r0)), size_t(n) * row);
+  const VkBufferUsageFlags read_usage =
+      VK_BUFFER_USAGE_TRANSFER_SRC_BIT | (direct ? VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT : 0);
+  if (placement == LutPlacement::Host) {
+    lut.prefetch_all();  // the whole table into host memory now, as this placement promises, imported or not
+    if (!import_wanted()) {
+      s->import_note_ = "copied (import turned off)";
+    } else {
+      try {
+        s->import_table(read_usage);
+      } catch (const Error& e) {
+        s->chunks_.clear();
+        s->chunk_offsets_.clear();
+        s->import_note_ = std::string("copied: ") + e.what();
+      }
+    }
+  }
+  if (s->chunks_.empty()) {
+    const MemoryKind kind = placement == LutPlacement::Device ? MemoryKind::DeviceLocal : MemoryKind::HostVisible;
+    const std::string what = std::string("lookup table (--lut ") + placement_name(placement) + ")";
+    s->chunks_ = create_chunked(dev, lut.bytes(), limit, read_usage | VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+                                kind, what.c_str(), row);
+    s->chunk_offsets_.assign(s->chunks_.size(), 0);
+    for (size_t c = 0; c < s->chunks_.size(); c++) {
+      int64_t r0 = int64_t(c) * s->rows_per_chunk_, n = std::min(s->rows_per_chunk_, lut.rows() - r0);
+      if (kind == MemoryKind::HostVisible)
+        std::memcpy(s->chunks_[c].mapped(), lut.row(int32_t(r0)), size_t(n) * row);
+      else
+        upload(s->chunks_[c], lut.row(int32_t(r0)), size_t(n) * row);
+    }
   }
   if (direct) {
     // {rows_per_chunk, 0, then each chunk's address as two words, low first}: router_lut_direct.comp's binding 2.
     std::vector<uint32_t> words = {uint32_t(s->rows_per_chunk_), 0};
-    for (const Buffer& c : s->chunks_) {
-      words.push_back(uint32_t(c.device_address()));
-      words.push_back(uint32_t(c.device_address() >> 32));
+    for (size_t c = 0; c < s->chunks_.size(); c++) {
+      const VkDeviceAddress a = s->chunks_[c].device_address() + s->chunk_offsets_[c];
+      words.push_back(uint32_t(a));
+      words.push_back(uint32_t(a >> 32));
     }
     const size_t bytes = words.size() * sizeof(uint32_t);
     charge(bytes, "the LUT chunk addresses");
@@ -289,7 +359,7 @@ void LutStream::stream(const std::vector<int32_t>& ids, const TimelineSemaphore&
   } else {
     for (size_t t = 0; t < ids.size(); t++) {
       int64_t chunk = ids[t] / rows_per_chunk_, within = ids[t] % rows_per_chunk_;
-      VkBufferCopy region{size_t(within) * row, t * row, row};
+      VkBufferCopy region{chunk_offsets_[size_t(chunk)] + size_t(within) * row, t * row, row};
       vk().vkCmdCopyBuffer(cb, chunks_[size_t(chunk)].handle(), ring_->handle(), 1, &region);
     }
   }

@@ -13,7 +13,8 @@
 // (max_step_tokens rows, in step order), filled by vkCmdCopyBuffer regions on the transfer queue from wherever the
 // table lives:
 //   device: row-aligned device-local chunks (no buffer exceeds maxStorageBufferRange or maxMemoryAllocationSize),
-//   host:   the same chunks in host-visible memory,
+//   host:   the same chunks in host-visible memory: the file's own pages imported where the device can
+//           (VK_EXT_external_memory_host; import_table()), else copied in (MOLE_VK_LUT_IMPORT=off: always copied),
 //   disk:   a host-visible staging ring that a gather thread fills from the mmap'd file.
 // The copy signals a timeline semaphore that only the compute work reading the ring waits on, so it overlaps the
 // compute before the first LUT sum.
@@ -97,6 +98,10 @@ class LutStream {
   LutPlacement placement() const { return placement_; }
   LutRead read() const { return read_; }  // Copy or Direct
   bool direct() const { return read_ == LutRead::Direct; }
+  // --lut host: whether the table's chunks are the file's own pages, imported (import_table()), and a line saying
+  // so or why they were copied instead; false and "" for the other placements.
+  bool imported() const { return imported_; }
+  const std::string& import_note() const { return import_note_; }
 
   // Direct: checks the ids and notes how many there are (the shader reads them from the step's id buffer).
   // Copy: starts bringing the rows of `ids` (the next step's tokens, in step order) into the ring, and returns. The
@@ -132,6 +137,10 @@ class LutStream {
 
  private:
   LutStream(const Device& device, const LutStore& lut);
+  // --lut host, file-backed table: chunks_ made by importing the pages under each chunk's rows
+  // (Buffer::import_host), each chunk's first row at chunk_offsets_[c] within its buffer. Throws mole::Error saying
+  // why it cannot (the caller then copies the table instead).
+  void import_table(VkBufferUsageFlags usage);
   void check_ids(const std::vector<int32_t>& ids) const;  // throws mole::Error naming an id outside the table
   void gather(const std::vector<int32_t>& ids);           // the rows of ids into the staging ring (disk)
   void gather_loop();                                     // the disk placement's thread
@@ -146,6 +155,9 @@ class LutStream {
   TimelineSemaphore lut_tl_;  // value lut_value_: the last copy submitted has filled the ring
   uint64_t lut_value_ = 0;
   std::vector<Buffer> chunks_;       // device/host placement: the whole table, row-aligned chunks
+  std::vector<VkDeviceSize> chunk_offsets_;  // where each chunk's first row starts in its buffer (imported: > 0)
+  bool imported_ = false;
+  std::string import_note_;
   int64_t rows_per_chunk_ = 0;       // rows in each chunk (the last may hold fewer)
   std::optional<Buffer> addresses_;  // direct: {rows_per_chunk, 0, uvec2 address[chunks]} device-local
   std::optional<Buffer> staging_;    // disk placement: (max_tokens, L*E*D) host-visible

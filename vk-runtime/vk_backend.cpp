@@ -108,6 +108,7 @@ class VulkanBackend final : public Backend {
   const DeviceInfo& device_info() const { return ctx_->info; }
   // "copy" or "direct" once set_lut() has run, else "".
   std::string lut_read_mode() const { return lut_stream_ ? lut_read_name(lut_stream_->read()) : ""; }
+  std::string lut_table_note() const { return lut_stream_ ? lut_stream_->import_note() : ""; }
 
   // Device-local memory is budgeted before it is allocated, so running out is a clear error naming what did not fit
   // (and, for the table, what to do) rather than a driver failure halfway through. MOLE_VK_MEMORY_LIMIT_MB lowers
@@ -681,6 +682,11 @@ uint64_t validation_message_count(const Backend& b) {
 std::string lut_read_mode(const Backend& b) {
   auto* v = dynamic_cast<const VulkanBackend*>(&b);
   return v ? v->lut_read_mode() : "";
+}
+
+std::string lut_table_note(const Backend& b) {
+  auto* v = dynamic_cast<const VulkanBackend*>(&b);
+  return v ? v->lut_table_note() : "";
 }
 
 std::string record_lut_read(const Backend& b, const std::string& mode) {

@@ -20,6 +20,9 @@ std::unique_ptr<Backend> make_vulkan_backend(const VulkanOptions& opt, const std
 // How the backend reads the table's rows: "copy" or "direct" once set_lut() has run; "" before, or for another
 // backend.
 std::string lut_read_mode(const Backend& b);
+// --lut host: "imported from the file's mapping (no copy)" or "copied..." with the reason (MOLE_VK_LUT_IMPORT in
+// vk-runtime/lut_stream.h); "" for other placements and backends.
+std::string lut_table_note(const Backend& b);
 // Records `mode` ("copy" or "direct") as the measured choice of --lut auto for the backend's device (`mole bench`
 // does, for whichever decoded faster); returns the file written, or "" (no cache directory, or not Vulkan).
 std::string record_lut_read(const Backend& b, const std::string& mode);
