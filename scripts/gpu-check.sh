@@ -28,6 +28,8 @@ mkdir -p "$models"
 [ -d "$models/d160" ] || build/mole synth --preset dense-160m -o "$models/d160" -q
 build/mole bench -m "$models/m160" --backend vulkan --placements device,host,disk --prompt-tokens 128 -n 256 \
   2>&1 | tee "$out/bench-mole-160m-4e.txt"
+MOLE_VK_LUT_IMPORT=off build/mole bench -m "$models/m160" --backend vulkan --placements host --prompt-tokens 128 \
+  -n 256 2>&1 | tee "$out/bench-mole-160m-4e-host-copied-table.txt"
 build/mole bench -m "$models/d160" --backend vulkan --placements device --prompt-tokens 128 -n 256 \
   2>&1 | tee "$out/bench-dense-160m.txt"
 build/mole run -m "$models/m160" --backend vulkan --lut host --prompt-ids 1,2,3,4,5,6,7,8 -n 128 --temp 0 \
