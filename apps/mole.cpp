@@ -266,8 +266,8 @@ int main(int argc, char** argv) {
   c_bench
       ->add_option("--placements", bn.placements,
                    "LUT placements to compare, e.g. device,host,disk. On Vulkan, host runs both with copied rows "
-                   "and with rows read in place; one decoding more than 2% faster is recorded for --lut auto on "
-                   "this device")
+                   "and with rows read in place; when one decodes more than 2% faster, both run again, and if that "
+                   "round agrees the faster is recorded for --lut auto on this device")
       ->capture_default_str();
   c_bench->add_option("--text-file", bn.text_file, "English text for the tokenizer benchmark (default: built-in)");
   c_bench->add_flag("--json", bn.json, "JSON output");

@@ -193,6 +193,17 @@ if "$M" devices | grep -qE '^vulkan +available'; then
     check "--backend vulkan --lut $lut gives the CPU's greedy tokens" \
       test "$(greedy_ids --backend vulkan --lut $lut 2>/dev/null)" = "$cpu_ids"
   done
+  # mole bench: --lut host both ways (rows copied, rows read in place), the table imported from the file.
+  XDG_CACHE_HOME="$T/cache" expect_ok "bench --backend vulkan" \
+    "$M" bench -m infer --backend vulkan --placements host,disk --prompt-tokens 4 -n 4 --json
+  cp "$T/out" bench_vk.json
+  check "bench --backend vulkan: host/copy, host/direct and disk rows with speeds and setup times" pyjson bench_vk.json \
+    '[(r["lut"], r["lut_read"]) for r in j["placements"]] == [("host", "copy"), ("host", "direct"), ("disk", "copy")]
+     and all(r["decode_tokens_per_s"] > 0 and r["prefill_tokens_per_s"] > 0 and r["setup_s"] > 0 for r in j["placements"])'
+  check "bench --backend vulkan: --lut host says whether the table was imported" pyjson bench_vk.json \
+    'all(r["lut_table"].startswith(("imported", "copied")) for r in j["placements"][:2]) and "lut_table" not in j["placements"][2]'
+  check "bench --backend vulkan: a recorded read mode is in the cache file it names" pyjson bench_vk.json \
+    '"lut_read_recorded" not in j or open(j["lut_read_recorded"]["file"]).read().strip() == j["lut_read_recorded"]["mode"]'
   expect_ok "convert --backend vulkan" "$M" convert -m train -o conv_vk --backend vulkan -q
   check "convert --backend vulkan writes the inference form" bash -c "\"$M\" info -m conv_vk | grep -q inference"
   # 0.25 MiB holds this model's activations (tiny with -c 16 --ubatch-size 4) but not its 384 KiB table.
@@ -201,6 +212,11 @@ if "$M" devices | grep -qE '^vulkan +available'; then
 else
   expect_fail "--backend vulkan (unavailable)" 'vulkan.*(not built|no Vulkan|unavailable|no .*device)' "$M" run -m infer --prompt-ids 1 --backend vulkan -q
 fi
+expect_ok "bench --backend cpu" "$M" bench -m infer --backend cpu --placements disk,host --prompt-tokens 4 -n 4 --json
+check "bench --backend cpu: disk and host rows with speeds" pyjson "$T/out" \
+  '[r["lut"] for r in j["placements"]] == ["disk", "host"] and all(r["decode_tokens_per_s"] > 0 for r in j["placements"])
+   and j["tokenizer_mb_per_s"] > 0'
+expect_fail "bench --placements bogus" 'placements.*bogus' "$M" bench -m infer --backend cpu --placements bogus -q
 MOLE_VK_LOADER=/nonexistent/libvulkan.so.1 expect_fail "--backend vulkan without a Vulkan loader" \
   'vulkan.*(loader|not built)' "$M" run -m infer --prompt-ids 1 --backend vulkan -q
 check "without a Vulkan loader, auto falls back to the CPU" \
