@@ -13,21 +13,32 @@
 // partial sums of each d are added in group order at the end. A sequence of at most local-size keys is one chunk:
 // the same max and exp arguments as the CPU, normalised at the end (the sum over keys in another order).
 //
+// Split-K (flash-decoding), the variant attention_split: a decode step has only T * H pairs, too few workgroups to
+// fill a GPU, and at a long context each walks thousands of keys; so the host may divide each pair's keys among
+// `splits` workgroups (the dispatch's y; chosen per step from the longest key count, see attention_splits() in
+// ops.h; 1 is the single pass above). Split s takes keys [s * c, min((s + 1) * c, n_keys)) with c = ceil(n_keys /
+// splits) rounded up to a multiple of the local size (as many chunks per split as without the rounding, and fewer
+// splits with keys), and writes its partial instead of out: the running max m, the running sum l and the
+// unnormalised accumulator, which attention_combine.comp merges in split order. A split without keys writes l = 0,
+// which the combine skips. The pass is the same code as the single one (splits = 1 gives c >= n_keys).
+//
 // Bindings: 0 q     float (T, H * hd)
 //           1 k     float (B * S, KVH * hd), the layer's key cache
 //           2 v     float (B * S, KVH * hd), the layer's value cache
 //           3 slot  int (T), in [0, B)
 //           4 pos   int (T), in [0, S)
-//           5 out   float (T, H * hd)
+//           5 out   float (T, H * hd); attention_split: part float (T * H, splits, 2 + hd), per (pair, split)
+//                   {m, l, acc[hd]}
 //           6 cos   float (T, hd / 2)
 //           7 sin   float (T, hd / 2)
 // Push:     T, H, KVH, hd, ctx (S), scale (float, 1 / sqrt(hd)), rope (0 or 1)
 // Spec:     local size (id 1); hd <= min(1024, 4 x local size) (checked by the host)
-// Dispatch: (min(T * H, 65535), 1, 1); one workgroup per (t, h) pair, grid-stride over pairs.
+// Dispatch: (min(T * H, 65535), splits, 1); one workgroup per (t, h) pair and split, grid-stride over pairs.
 //
-// Version 2: keys read as vec4 when hd is a multiple of 4, the V sum split over G groups (version 1: only hd
-// invocations summed V, one key after another). Faster later: several heads of a kv group per workgroup, split-K over
-// long contexts for decode (flash-decoding), subgroup reductions.
+// Version 3: split-K over long contexts (version 2: keys read as vec4 when hd is a multiple of 4, the V sum split
+// over G groups; version 1: only hd invocations summed V, one key after another). Faster later: several heads of a
+// kv group per workgroup, subgroup reductions.
+// mole-variant: split ATTENTION_SPLIT
 #define MOLE_WORKGROUP_REDUCE
 #include "common.glsl"
 
@@ -37,7 +48,11 @@ layout(std430, set = 0, binding = 1) readonly buffer KCache4 { vec4 k_cache4[]; 
 layout(std430, set = 0, binding = 2) readonly buffer VCache { float v_cache[]; };
 layout(std430, set = 0, binding = 3) readonly buffer Slot { int slot[]; };
 layout(std430, set = 0, binding = 4) readonly buffer Pos { int pos[]; };
+#ifdef ATTENTION_SPLIT
+layout(std430, set = 0, binding = 5) writeonly buffer Part { float part[]; };
+#else
 layout(std430, set = 0, binding = 5) writeonly buffer Out { float out_[]; };
+#endif
 layout(std430, set = 0, binding = 6) readonly buffer Cos { float cos_t[]; };
 layout(std430, set = 0, binding = 7) readonly buffer Sin { float sin_t[]; };
 
@@ -86,12 +101,26 @@ void main() {
   const uint v_groups = BLOCK / span;
   const uint vg = TID / span, vd = TID % span;  // this invocation's V group and first dimension
   const bool v_lane = vg < v_groups;
+  const uint splits = gl_NumWorkGroups.y, split = gl_WorkGroupID.y;  // 1 and 0 unless attention_split
   for (uint pair = gl_WorkGroupID.x; pair < pc.T * pc.H; pair += gl_NumWorkGroups.x) {
     const uint t = pair / pc.H;
     const uint h = pair % pc.H;
     const uint kv_off = (h / group) * pc.hd;       // the kv head's columns within a cache row
     const uint base = uint(slot[t]) * pc.ctx;       // the slot's first cache row
     const uint n_keys = uint(pos[t]) + 1u;
+    // This split's keys [k0, k1): all of them when splits = 1.
+    const uint per_split = ((n_keys + splits - 1u) / splits + BLOCK - 1u) / BLOCK * BLOCK;
+    const uint k0 = split * per_split, k1 = min(n_keys, k0 + per_split);
+#ifdef ATTENTION_SPLIT
+    const uint rec = (pair * splits + split) * (pc.hd + 2u);  // this (pair, split)'s partial in part
+    if (k0 >= n_keys) {  // no keys here (uniform across the workgroup): l = 0 tells the combine to skip it
+      if (TID == 0u) {
+        part[rec] = 0.0;
+        part[rec + 1u] = 0.0;
+      }
+      continue;
+    }
+#endif
     for (uint d = TID; d < pc.hd; d += BLOCK) {
       float v = q[pair * pc.hd + d];
       if (pc.rope != 0u) {
@@ -107,20 +136,20 @@ void main() {
     float run_sum = 0.0;  // running sum of exp(score - run_max)
     float acc[MAX_PASSES];  // V lane (g, d): running sums over its keys j of exp(score_j - run_max) * V[j][d]
     for (uint i = 0u; i < MAX_PASSES; i++) acc[i] = 0.0;
-    for (uint c0 = 0u; c0 < n_keys; c0 += BLOCK) {
+    for (uint c0 = k0; c0 < k1; c0 += BLOCK) {
       const uint j = c0 + TID;
-      const bool valid = j < n_keys;
+      const bool valid = j < k1;
       const float s = valid ? score_dot((base + j) * kv_width + kv_off) * pc.scale : NEG_INF;
       const float chunk_max = workgroup_max(s);  // finite: the chunk has at least one key
-      const float new_max = c0 == 0u ? chunk_max : max(run_max, chunk_max);
+      const float new_max = c0 == k0 ? chunk_max : max(run_max, chunk_max);
       const float p = valid ? exp(s - new_max) : 0.0;
       p_s[TID] = p;
       const float chunk_sum = workgroup_sum(p);  // its barriers also publish p_s
-      const float alpha = c0 == 0u ? 0.0 : exp(run_max - new_max);
+      const float alpha = c0 == k0 ? 0.0 : exp(run_max - new_max);
       run_sum = run_sum * alpha + chunk_sum;
       run_max = new_max;
       if (v_lane) {
-        const uint count = min(BLOCK, n_keys - c0);
+        const uint count = min(BLOCK, k1 - c0);
         for (uint i = 0u; i < passes; i++) {
           const uint d = vd + i * span;
           float a = acc[i] * alpha;
@@ -132,17 +161,26 @@ void main() {
       }
       barrier();  // p_s is rewritten by the next chunk
     }
+#ifdef ATTENTION_SPLIT
+    if (TID == 0u) {
+      part[rec] = run_max;
+      part[rec + 1u] = run_sum;
+    }
+#define WRITE_OUT(d, o) part[rec + 2u + (d)] = (o)
+#else
+#define WRITE_OUT(d, o) out_[pair * pc.hd + (d)] = (o) / run_sum
+#endif
     if (passes == 1u) {
       p_s[TID] = v_lane ? acc[0] : 0.0;  // the G partial sums of each d, added in group order
       barrier();
       if (TID < pc.hd) {
         float o = 0.0;
         for (uint g = 0u; g < v_groups; g++) o += p_s[g * pc.hd + TID];
-        out_[pair * pc.hd + TID] = o / run_sum;
+        WRITE_OUT(TID, o);
       }
     } else {  // one group: each invocation has its dims' whole sums
       for (uint i = 0u; i < passes; i++)
-        if (vd + i * span < pc.hd) out_[pair * pc.hd + vd + i * span] = acc[i] / run_sum;
+        if (vd + i * span < pc.hd) WRITE_OUT(vd + i * span, acc[i]);
     }
     barrier();  // q_s and p_s are rewritten by the next pair
   }

@@ -32,6 +32,9 @@ constexpr uint32_t kMatMulSharedLanes = 32;      // threads per output column wi
 constexpr uint32_t kMatMulTile = 64;             // token rows and columns per workgroup of the _tiled variants
 constexpr uint32_t kMatMulTiledMinRows = 32;     // the _tiled variants run for steps of at least this many rows
 constexpr uint32_t kAttentionMaxHeadDim = 1024;  // attention's shared query row (and 4 dims per invocation at 256)
+constexpr uint32_t kAttentionSplitKeys = 256;    // split-K: about one split per this many keys (of the longest)
+constexpr uint32_t kAttentionMaxSplits = 32;     // splits per (t, h) pair at most
+constexpr uint32_t kAttentionSplitSlots = 256;   // tokens x splits the partials' scratch holds (8 tokens x 32)
 constexpr uint32_t kRouterLutMaxExperts = 1024;  // router_lut's shared softmax holds at most this many experts
 
 // Push-constant blocks, one per shader, in declaration order. All members are 32-bit; uint unless float.
@@ -62,6 +65,12 @@ struct AttentionPush {
   float scale;  // 1 / sqrt(hd), computed as the CPU backend does: 1.0f / std::sqrt(float(hd))
   uint32_t rope;
 };
+// attention_split: the same push constants and bindings, but binding 5 is the partials' scratch, part (T * H,
+// splits, 2 + hd) per (pair, split) {running max, running sum, unnormalised accumulator (hd)}; splits = the
+// dispatch's y. attention_combine: out (T, H*hd) from them. Bindings: part, out.
+struct AttentionCombinePush {
+  uint32_t pairs, hd, splits;  // pairs = T * H
+};
 // router_lut: dst (T, D) = sum_e softmax(rmsnorm(x) * nw @ Wr^T)_e * lut row t [layer][e]. Bindings: x (T, D),
 // Wr (E, D) (weight), nw (D) (norm weight), dst (T, D), lut (the step's rows in step order, LDTYPE words; row t
 // starts at element t*row_elems). E <= kRouterLutMaxExperts. router_lut_direct takes the same push constants and
@@ -85,6 +94,7 @@ static_assert(sizeof(MatMulPush) == 20);
 static_assert(sizeof(NormMatMulPush) == 16);
 static_assert(sizeof(KvStorePush) == 16);
 static_assert(sizeof(AttentionPush) == 28);
+static_assert(sizeof(AttentionCombinePush) == 12);
 static_assert(sizeof(RouterLutPush) == 24);
 static_assert(sizeof(GatherPush) == 8);
 static_assert(sizeof(ArgmaxPush) == 8);
@@ -98,19 +108,21 @@ struct ShaderOp {
   uint32_t push_bytes;  // sizeof the push struct
 };
 inline constexpr ShaderOp kShaderOps[] = {
-    {"embed", 3, sizeof(EmbedPush)},                      // table, ids, dst
-    {"matmul", 4, sizeof(MatMulPush)},                    // x, W, y, addend
-    {"matmul_subgroup", 4, sizeof(MatMulPush)},           // x, W, y, addend
-    {"matmul_tiled", 4, sizeof(MatMulPush)},              // x, W, y, addend
-    {"norm_matmul", 4, sizeof(NormMatMulPush)},           // x, W, y, norm weight
-    {"norm_matmul_subgroup", 4, sizeof(NormMatMulPush)},  // x, W, y, norm weight
-    {"norm_matmul_tiled", 4, sizeof(NormMatMulPush)},     // x, W, y, norm weight
-    {"kv_store", 6, sizeof(KvStorePush)},                 // src, cache, slot, pos, cos, sin
-    {"attention", 8, sizeof(AttentionPush)},              // q, K cache, V cache, slot, pos, out, cos, sin
-    {"router_lut", 5, sizeof(RouterLutPush)},             // x, router W, norm W, dst, lut rows
-    {"router_lut_direct", 6, sizeof(RouterLutPush)},      // x, router W, norm W, dst, ids, chunk addresses
-    {"gather", 3, sizeof(GatherPush)},                    // src, out_rows, dst
-    {"argmax", 2, sizeof(ArgmaxPush)},                    // logits, out
+    {"embed", 3, sizeof(EmbedPush)},                         // table, ids, dst
+    {"matmul", 4, sizeof(MatMulPush)},                       // x, W, y, addend
+    {"matmul_subgroup", 4, sizeof(MatMulPush)},              // x, W, y, addend
+    {"matmul_tiled", 4, sizeof(MatMulPush)},                 // x, W, y, addend
+    {"norm_matmul", 4, sizeof(NormMatMulPush)},              // x, W, y, norm weight
+    {"norm_matmul_subgroup", 4, sizeof(NormMatMulPush)},     // x, W, y, norm weight
+    {"norm_matmul_tiled", 4, sizeof(NormMatMulPush)},        // x, W, y, norm weight
+    {"kv_store", 6, sizeof(KvStorePush)},                    // src, cache, slot, pos, cos, sin
+    {"attention", 8, sizeof(AttentionPush)},                 // q, K cache, V cache, slot, pos, out, cos, sin
+    {"attention_split", 8, sizeof(AttentionPush)},           // q, K cache, V cache, slot, pos, partials, cos, sin
+    {"attention_combine", 2, sizeof(AttentionCombinePush)},  // partials, out
+    {"router_lut", 5, sizeof(RouterLutPush)},                // x, router W, norm W, dst, lut rows
+    {"router_lut_direct", 6, sizeof(RouterLutPush)},         // x, router W, norm W, dst, ids, chunk addresses
+    {"gather", 3, sizeof(GatherPush)},                       // src, out_rows, dst
+    {"argmax", 2, sizeof(ArgmaxPush)},                       // logits, out
 };
 
 // Workgroup counts for one dispatch (z is always 1). A zero count means nothing to do: skip the dispatch.
@@ -144,6 +156,14 @@ constexpr Groups groups(const KvStorePush& p, uint32_t ls) {
 constexpr Groups groups(const AttentionPush& p, uint32_t) {
   return {groups_for_items(p.T * p.H)};
 }
+// attention_split: one workgroup per (t, h) pair and split.
+constexpr Groups attention_split_groups(const AttentionPush& p, uint32_t splits) {
+  return {groups_for_items(p.T * p.H), splits};
+}
+constexpr Groups groups(const AttentionCombinePush& p, uint32_t ls) {
+  return {groups_for_elements(p.pairs * p.hd, ls)};
+}
+
 constexpr Groups groups(const RouterLutPush& p, uint32_t) {
   return {groups_for_items(p.T)};
 }
@@ -152,6 +172,24 @@ constexpr Groups groups(const GatherPush& p, uint32_t ls) {
 }
 constexpr Groups groups(const ArgmaxPush& p, uint32_t) {
   return {groups_for_items(p.R)};
+}
+
+// How many splits a step's attention divides each pair's keys into (1: the single pass, no scratch, no combine).
+// Automatic (forced = 0): 1 below two chunks of the local size (the single pass is then at most two chunks long),
+// else about one split per kAttentionSplitKeys keys of the step's longest sequence (max_keys = max pos + 1),
+// rounded up to a power of two so that few step shapes are recorded, at most kAttentionMaxSplits. forced > 0
+// (MOLE_VK_ATTN_SPLITS) asks for that many, up to kAttentionMaxSplits. Either way at most `slots` / T (the scratch
+// holds `slots` token-splits): steps of many tokens have T * H workgroups already.
+constexpr uint32_t attention_splits(uint32_t max_keys, uint32_t T, uint32_t slots, uint32_t forced,
+                                    uint32_t local_size) {
+  uint32_t s = 1;
+  if (forced > 0) {
+    s = std::min(forced, kAttentionMaxSplits);
+  } else if (max_keys >= 2 * local_size) {
+    const uint32_t want = (max_keys + kAttentionSplitKeys - 1) / kAttentionSplitKeys;
+    while (s < want && s < kAttentionMaxSplits) s *= 2;
+  }
+  return std::max(1u, std::min(s, slots / std::max(T, 1u)));
 }
 
 }  // namespace mole::vulkan

@@ -20,6 +20,7 @@
 
 #include "model/cpu_backend.h"
 #include "model/error.h"
+#include "shaders/ops.h"
 #include "tests/test_helpers.h"
 #include "vk-runtime/vk_backend.h"
 
@@ -141,6 +142,12 @@ class Harness {
       CHECK_MESSAGE(e <= o.bound, o.what << " T=" << T << ": NMSE " << e << " > " << o.bound);
     }
   }
+
+  // Profiling on the Vulkan backend, for the dispatches it records: vulkan_dispatches() is their sum over the steps
+  // run since.
+  void profile_vulkan() { vk_->set_profiling(true); }
+  uint64_t vulkan_dispatches() { return vk_->profile().dispatches; }
+  bool vulkan_on_cpu() const { return vk_->info().runs_on_cpu; }
 
   void check_validation() const {
     INFO(vulkan::validation_log(*vk_));
@@ -314,67 +321,158 @@ TEST_CASE("vulkan ops: norm_matmul (rmsnorm fused into the product, optional gel
   });
 }
 
-TEST_CASE("vulkan ops: kv_store + attention, with and without RoPE fused in") {
-  struct Config {
-    const char* name;
-    int H, KVH, hd, ctx;
-    bool rope;  // keys rotated as they are stored, queries as attention reads them
-  };
-  const int B = 3;  // slots
-  for (Config c :
-       {Config{"MHA", 4, 4, 64, 301, false}, Config{"GQA", 8, 2, 20, 333, false}, Config{"MQA", 6, 1, 128, 300, false},
-        Config{"MHA", 4, 4, 64, 301, true}, Config{"GQA", 8, 2, 16, 333, true}, Config{"MQA", 6, 1, 128, 300, true},
-        Config{"MHA", 3, 3, 2, 291, true}, Config{"MQA", 2, 1, 320, 300, true},
-        Config{"MHA", 2, 2, 1024, 300, false}}) {
-    Harness h;
-    if (!h.start()) return;
-    h.graph.max_tokens = 19;
-    h.rope_half = c.rope ? c.hd / 2 : 0;
-    const size_t q_width = size_t(c.H * c.hd), kv_width = size_t(c.KVH * c.hd), rows = size_t(B * c.ctx);
-    BufferId q = h.act(19 * q_width, 3, true), k = h.act(19 * kv_width, 1, true), v = h.act(19 * kv_width, 1, true);
-    // The caches start out random: rows no step stores stand for earlier tokens.
-    BufferId kc = h.act(rows * kv_width, 1), vc = h.act(rows * kv_width, 1), out = h.act(19 * q_width);
-    const int kvn = int(kv_width);
-    h.graph.ops = {{.kind = OpKind::KvStore, .dst = kc, .src0 = k, .n = kvn, .k = c.hd, .ctx = c.ctx, .rope = c.rope},
-                   {.kind = OpKind::KvStore, .dst = vc, .src0 = v, .n = kvn, .ctx = c.ctx},
-                   {.kind = OpKind::Attention,
-                    .dst = out,
-                    .src0 = q,
-                    .src1 = kc,
-                    .src2 = vc,
-                    .n = c.H,
-                    .k = c.hd,
-                    .kv_heads = c.KVH,
-                    .ctx = c.ctx,
-                    .rope = c.rope}};
-    std::string what = std::string(c.name) + str(" H=", c.H) + str(" KVH=", c.KVH) + str(" hd=", c.hd) +
-                       str(" ctx=", c.ctx) + (c.rope ? " rope" : "");
-    // Rotation is a short sum: exact unless the device contracts it into an FMA.
-    h.expect(kc, rows * kv_width, Rows::All, c.rope ? kTight : kExact, "kv_store K cache " + what);
-    h.expect(vc, rows * kv_width, Rows::All, kExact, "kv_store V cache " + what);
-    h.expect(out, q_width, Rows::Tokens, kLongSum, "attention " + what);
-    // (slot, first position, count) runs of one step. Positions 255..258 cross attention's 256-key chunk edge.
-    struct Run {
-      int slot, pos, count;
-    };
-    auto step = [&](std::vector<Run> runs) {
-      int T = 0;
-      for (Run r : runs) T += r.count;
-      StepInputs in = h.inputs(T);  // random RoPE angles per token
-      in.slot.clear();
-      in.pos.clear();
-      for (Run r : runs)
-        for (int i = 0; i < r.count; i++) {
-          in.slot.push_back(r.slot);
-          in.pos.push_back(r.pos + i);
-        }
-      h.step(in);
-    };
-    step({{0, 280, 10}, {1, 0, 5}, {2, 255, 4}});  // prefill chunks of three sequences
-    step({{0, c.ctx - 1, 1}});                     // decode at the last cache row
-    step({{2, 259, 1}, {1, 5, 1}, {0, 290, 1}});   // batched decode, slots out of order
-    h.check_validation();
+// An attention case: heads, head dimension, context rows per slot, RoPE.
+struct AttentionConfig {
+  const char* name;
+  int H, KVH, hd, ctx;
+  bool rope;  // keys rotated as they are stored, queries as attention reads them
+  std::string what() const {
+    return std::string(name) + str(" H=", H) + str(" KVH=", KVH) + str(" hd=", hd) + str(" ctx=", ctx) +
+           (rope ? " rope" : "");
   }
+};
+constexpr int kAttentionSlots = 3;  // B
+constexpr int kAttentionMaxTokens = 19;
+
+struct AttentionBuffers {
+  BufferId k_cache, v_cache, out;
+};
+// The graph of the attention cases: both KV stores of the step's k and v, then attention over kAttentionSlots
+// slots of c.ctx rows. The caches start out random: rows no step stores stand for earlier tokens.
+AttentionBuffers attention_graph(Harness& h, const AttentionConfig& c) {
+  const int T = kAttentionMaxTokens;
+  h.graph.max_tokens = T;
+  h.rope_half = c.rope ? c.hd / 2 : 0;
+  const size_t q_width = size_t(c.H * c.hd), kv_width = size_t(c.KVH * c.hd);
+  const size_t rows = size_t(kAttentionSlots * c.ctx);
+  BufferId q = h.act(T * q_width, 3, true), k = h.act(T * kv_width, 1, true), v = h.act(T * kv_width, 1, true);
+  AttentionBuffers b{h.act(rows * kv_width, 1), h.act(rows * kv_width, 1), h.act(T * q_width)};
+  const int kvn = int(kv_width);
+  h.graph.ops = {
+      {.kind = OpKind::KvStore, .dst = b.k_cache, .src0 = k, .n = kvn, .k = c.hd, .ctx = c.ctx, .rope = c.rope},
+      {.kind = OpKind::KvStore, .dst = b.v_cache, .src0 = v, .n = kvn, .ctx = c.ctx},
+      {.kind = OpKind::Attention,
+       .dst = b.out,
+       .src0 = q,
+       .src1 = b.k_cache,
+       .src2 = b.v_cache,
+       .n = c.H,
+       .k = c.hd,
+       .kv_heads = c.KVH,
+       .ctx = c.ctx,
+       .rope = c.rope}};
+  return b;
+}
+
+// A run of one step's tokens: slot, first position, count.
+struct Run {
+  int slot, pos, count;
+};
+// Runs a step of the given runs (random RoPE angles per token); returns its longest key count.
+int attention_step(Harness& h, const std::vector<Run>& runs) {
+  int T = 0, max_keys = 0;
+  for (Run r : runs) T += r.count;
+  StepInputs in = h.inputs(T);
+  in.slot.clear();
+  in.pos.clear();
+  for (Run r : runs)
+    for (int i = 0; i < r.count; i++) {
+      in.slot.push_back(r.slot);
+      in.pos.push_back(r.pos + i);
+      max_keys = std::max(max_keys, r.pos + i + 1);
+    }
+  h.step(in);
+  return max_keys;
+}
+
+TEST_CASE("vulkan ops: kv_store + attention, with and without RoPE fused in") {
+  using Config = AttentionConfig;
+  // Automatic splits (the single pass at these contexts), and 3 forced: split-K over short contexts, where the
+  // splits of a short sequence after the first have no keys.
+  for (const char* splits : {(const char*)nullptr, "3"}) {
+    test::ScopedEnv env("MOLE_VK_ATTN_SPLITS", splits);
+    for (Config c :
+         {Config{"MHA", 4, 4, 64, 301, false}, Config{"GQA", 8, 2, 20, 333, false},
+          Config{"MQA", 6, 1, 128, 300, false}, Config{"MHA", 4, 4, 64, 301, true}, Config{"GQA", 8, 2, 16, 333, true},
+          Config{"MQA", 6, 1, 128, 300, true}, Config{"MHA", 3, 3, 2, 291, true}, Config{"MQA", 2, 1, 320, 300, true},
+          Config{"MHA", 2, 2, 1024, 300, false}}) {
+      Harness h;
+      if (!h.start()) return;
+      const AttentionBuffers b = attention_graph(h, c);
+      const size_t kv_rows = size_t(kAttentionSlots * c.ctx), kv_width = size_t(c.KVH * c.hd);
+      const std::string what = c.what() + (splits ? " splits " + std::string(splits) : "");
+      // Rotation is a short sum: exact unless the device contracts it into an FMA.
+      h.expect(b.k_cache, kv_rows * kv_width, Rows::All, c.rope ? kTight : kExact, "kv_store K cache " + what);
+      h.expect(b.v_cache, kv_rows * kv_width, Rows::All, kExact, "kv_store V cache " + what);
+      h.expect(b.out, size_t(c.H * c.hd), Rows::Tokens, kLongSum, "attention " + what);
+      // Positions 255..258 cross attention's 256-key chunk edge.
+      attention_step(h, {{0, 280, 10}, {1, 0, 5}, {2, 255, 4}});  // prefill chunks of three sequences
+      attention_step(h, {{0, c.ctx - 1, 1}});                     // decode at the last cache row
+      attention_step(h, {{2, 259, 1}, {1, 5, 1}, {0, 290, 1}});   // batched decode, slots out of order
+      h.check_validation();
+    }
+  }
+}
+
+TEST_CASE("vulkan ops: split-K attention over long contexts") {
+  using Config = AttentionConfig;
+  // Splits automatic (split-K from 512 keys on a GPU, never on a CPU device), 1 (the single pass at every length), 5
+  // and 32 (split-K at every length; 32 leaves most splits of a short sequence without keys).
+  for (const char* splits : {(const char*)nullptr, "1", "5", "32"}) {
+    test::ScopedEnv env("MOLE_VK_ATTN_SPLITS", splits);
+    for (Config c : {Config{"MHA", 4, 4, 64, 3001, true}, Config{"GQA", 8, 2, 80, 3001, false},
+                     Config{"GQA", 6, 3, 80, 2049, true}, Config{"MQA", 2, 1, 320, 3001, true}}) {
+      Harness h;
+      if (!h.start()) return;
+      const AttentionBuffers b = attention_graph(h, c);
+      const std::string what = c.what() + " splits " + (splits ? splits : "auto");
+      h.expect(b.out, size_t(c.H * c.hd), Rows::Tokens, kLongSum, "attention " + what);
+      h.profile_vulkan();
+      uint64_t dispatches = 0;
+      // Each step is the two KV stores and attention: one dispatch, or two where it splits (the combine).
+      auto step = [&](const std::vector<Run>& runs) {
+        const int max_keys = attention_step(h, runs);
+        const bool split = splits ? std::string(splits) != "1" : max_keys >= 512 && !h.vulkan_on_cpu();
+        const uint64_t now = h.vulkan_dispatches();
+        CHECK_MESSAGE(now - dispatches == (split ? 4u : 3u), "attention " << what << str(" max keys ", max_keys));
+        dispatches = now;
+      };
+      const int last = c.ctx - 1;
+      step({{0, last, 1}});  // decode over the whole context
+      // Batched decode: 8 tokens of the 3 sequences, with 1 to ctx - 1 keys, around the single pass's limit of two
+      // chunks (511 and 513 keys), odd counts.
+      step({{2, 510, 1},
+            {0, 1234, 1},
+            {1, 0, 1},
+            {0, last - 1, 1},
+            {2, 512, 1},
+            {1, 2047, 1},
+            {2, 100, 1},
+            {1, last - 2, 1}});
+      step({{0, 10, 1}, {1, 300, 1}});         // short contexts only
+      step({{1, last - 19, 19}});              // a prefill chunk late in a long sequence
+      step({{2, 511, 3}, {0, 2, 2}});          // 512 to 514 keys and 3 keys
+      step({{0, last / 2, 1}, {2, last, 1}});  // decode of two long sequences
+      h.check_validation();
+    }
+  }
+}
+
+TEST_CASE("vulkan ops: attention's split count (host rule)") {
+  using vulkan::attention_splits;
+  const uint32_t ls = 256, slots = vulkan::kAttentionSplitSlots;
+  CHECK(attention_splits(1, 1, slots, 0, ls) == 1);
+  CHECK(attention_splits(511, 1, slots, 0, ls) == 1);  // below two chunks of the local size: the single pass
+  CHECK(attention_splits(512, 1, slots, 0, ls) == 2);
+  CHECK(attention_splits(513, 1, slots, 0, ls) == 4);    // 3 splits of 256 keys, rounded up to a power of two
+  CHECK(attention_splits(3000, 8, slots, 0, ls) == 16);  // 12 rounded up
+  CHECK(attention_splits(100000, 1, slots, 0, ls) == vulkan::kAttentionMaxSplits);
+  CHECK(attention_splits(100000, 19, slots, 0, ls) == slots / 19);  // the scratch holds `slots` token-splits
+  CHECK(attention_splits(100000, 512, slots, 0, ls) == 1);
+  CHECK(attention_splits(1, 1, slots, 5, ls) == 5);  // forced (MOLE_VK_ATTN_SPLITS), even over one key
+  CHECK(attention_splits(3000, 1, slots, 1, ls) == 1);
+  CHECK(attention_splits(1, 1, slots, 1000, ls) == vulkan::kAttentionMaxSplits);
+  CHECK(attention_splits(1, 1, 32, 5, ls) == 5);  // a decode-only graph (max_tokens 1): 32 slots
 }
 
 TEST_CASE("vulkan ops: router_lut (rmsnorm and the router's product fused in)") {

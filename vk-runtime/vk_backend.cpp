@@ -13,8 +13,10 @@
 // This file keeps thin calls: set_lut() makes the stream (charging the budget below for the ring and a
 // device-placed table), stream_lut_rows() starts the copy, run_step() makes part B wait for it.
 // Command buffers are recorded once per step shape (token count T, output rows R, whether the logits come back or
-// only the greedy ids) and replayed: a decode step (T = 1) is recorded once; per step only the small input arrays
-// (ids, slots, positions, RoPE cos/sin, output rows) are written into persistently mapped buffers.
+// only the greedy ids, and attention's split count, a power of two that follows the longest sequence: split-K over
+// long contexts, see attention.comp) and replayed: a decode step (T = 1) is recorded once per split count; per step
+// only the small input arrays (ids, slots, positions, RoPE cos/sin, output rows) are written into persistently mapped
+// buffers. op_record.cpp records each op's dispatches and the barriers between them.
 #include "vk-runtime/vk_backend.h"
 
 #include <algorithm>
@@ -35,6 +37,7 @@
 #include "vk-runtime/descriptor.h"
 #include "vk-runtime/loader.h"
 #include "vk-runtime/lut_stream.h"
+#include "vk-runtime/op_record.h"
 #include "vk-runtime/pipeline.h"
 #include "vk-runtime/query.h"
 #include "vk-runtime/sync.h"
@@ -45,7 +48,7 @@ namespace {
 constexpr VkBufferUsageFlags kStorage =
     VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
 constexpr uint64_t kWaitNs = 120ull * 1000 * 1000 * 1000;  // a step that takes longer is treated as a hung GPU
-constexpr size_t kMaxRecorded = 16;                        // recorded step shapes kept; beyond, start over
+constexpr size_t kMaxRecorded = 32;                        // recorded step shapes kept; beyond, start over
 
 uint32_t dtype_code(DType d) {
   return d == DType::F32 ? 0u : d == DType::F16 ? 1u : 2u;
@@ -89,6 +92,11 @@ class VulkanBackend final : public Backend {
     subgroups_ = use_subgroups();
     if (const char* v = std::getenv("MOLE_VK_TILED_MIN_ROWS"); v && *v)
       tiled_min_rows_ = uint32_t(std::max(1l, std::strtol(v, nullptr, 10)));
+    if (const char* v = std::getenv("MOLE_VK_ATTN_SPLITS"); v && *v)
+      forced_splits_ = uint32_t(std::clamp(std::strtol(v, nullptr, 10), 0l, long(kAttentionMaxSplits)));
+    // Split-K fills a wide GPU; a CPU driver has a few cores that T * H workgroups already keep busy, and there it
+    // only adds work (attention 1.16-1.37x slower at 2,000-4,000 keys on lavapipe, 2 cores).
+    if (forced_splits_ == 0 && ctx_->info.type == VK_PHYSICAL_DEVICE_TYPE_CPU) forced_splits_ = 1;
   }
 
   ~VulkanBackend() override {
@@ -292,15 +300,9 @@ class VulkanBackend final : public Backend {
     return it->second;
   }
 
-  struct OpPlan {
-    const ComputePipeline* pipe = nullptr;
-    const ComputePipeline* tiled = nullptr;  // matmul family: the _tiled variant, for steps of many rows
-    VkDescriptorSet set = VK_NULL_HANDLE;
-  };
   void prepare(const StepGraph& g);
-  void record_op(VkCommandBuffer cb, const Op& op, const OpPlan& plan, uint32_t T, uint32_t R);
-  // (T, R, whether part B copies the logits to the host) -> the step's command buffers.
-  using ShapeKey = std::tuple<uint32_t, uint32_t, bool>;
+  // (T, R, whether part B copies the logits to the host, attention's splits) -> the step's command buffers.
+  using ShapeKey = std::tuple<uint32_t, uint32_t, bool, uint32_t>;
   Recorded& recorded_for(const StepGraph& g, const ShapeKey& key);
   VkDescriptorBufferInfo whole(BufferId id) const { return {bufs_.at(size_t(id)).buffer.handle(), 0, VK_WHOLE_SIZE}; }
   static VkDescriptorBufferInfo whole(const Buffer& b) { return {b.handle(), 0, VK_WHOLE_SIZE}; }
@@ -319,13 +321,16 @@ class VulkanBackend final : public Backend {
   std::map<std::string, ComputePipeline> pipelines_;
   bool subgroups_ = false;                         // use_subgroups(), decided once
   uint32_t tiled_min_rows_ = kMatMulTiledMinRows;  // MOLE_VK_TILED_MIN_ROWS overrides (tests, tuning)
+  uint32_t forced_splits_ = 0;  // MOLE_VK_ATTN_SPLITS, else 1 on a CPU device; 0: attention_splits() decides
   std::map<uint32_t, DescriptorSetLayout> layouts_;
 
   // Graph-bound state, made on the first run_step (the graph never changes afterwards).
   const StepGraph* graph_ = nullptr;
   std::optional<DescriptorPool> desc_pool_;
   std::vector<OpPlan> plans_;
-  size_t split_ = 0;  // first op of part B (the first RouterLut), or ops.size() for a dense model
+  size_t split_ = 0;                // first op of part B (the first RouterLut), or ops.size() for a dense model
+  BufferId attn_part_ = kNoBuffer;  // split-K attention's partials (slots x max H*(2+hd)), shared by the layers
+  uint32_t attn_slots_ = 0;         // tokens x splits attn_part_ holds; 0: the graph has no attention
   std::optional<Buffer> in_ids_, in_slot_, in_pos_, in_cos_, in_sin_, in_rows_;  // (T) (T) (T) (T,hd/2) x2 (R)
   std::optional<Buffer> readback_;                                               // (R, V) logits copied for the host
   size_t readback_count_ = 0;
@@ -368,7 +373,7 @@ void VulkanBackend::prepare(const StepGraph& g) {
   logits_ = g.logits;
   argmax_ = g.argmax;
   uint32_t half = 1;
-  size_t n_desc = 0;
+  size_t n_desc = 0, n_sets = g.ops.size(), part_width = 0;  // part_width: the widest attention's H * (2 + hd)
   for (const Op& op : g.ops) {
     if (op.rope) half = std::max<uint32_t>(half, uint32_t(op.k / 2));
     const uint32_t max_hd = std::min(kAttentionMaxHeadDim, 4 * kLocalSize);
@@ -378,9 +383,18 @@ void VulkanBackend::prepare(const StepGraph& g) {
     if (op.kind == OpKind::RouterLut && uint32_t(op.n) > kRouterLutMaxExperts)
       throw Error("the Vulkan backend supports at most " + std::to_string(kRouterLutMaxExperts) +
                   " experts (this model has " + std::to_string(op.n) + ")");
-    n_desc += 6;
+    n_desc += 8;                         // the most any shader binds
+    if (op.kind == OpKind::Attention) {  // and the sets of split-K's two passes
+      n_desc += 8 + 2;
+      n_sets += 2;
+      part_width = std::max(part_width, size_t(op.n) * size_t(2 + op.k));
+    }
   }
   const size_t T = size_t(g.max_tokens), R = size_t(g.max_out_rows);
+  if (part_width > 0) {  // at most kAttentionSplitSlots token-splits: 0.8 MiB for 12 heads of 64
+    attn_slots_ = uint32_t(std::min<size_t>(kAttentionSplitSlots, T * kAttentionMaxSplits));
+    attn_part_ = alloc(attn_slots_ * part_width, "attention split partials");
+  }
   auto input = [&](size_t count, const char* what) {
     return Buffer::create(dev_, std::max<size_t>(count, 1) * 4, VK_BUFFER_USAGE_STORAGE_BUFFER_BIT,
                           MemoryKind::HostToDevice, what);
@@ -397,7 +411,7 @@ void VulkanBackend::prepare(const StepGraph& g) {
                                    MemoryKind::Readback, "greedy ids read-back");
   readback_ = Buffer::create(dev_, readback_count_ * 4, VK_BUFFER_USAGE_TRANSFER_DST_BIT, MemoryKind::Readback,
                              "logits read-back");
-  desc_pool_ = DescriptorPool::create(dev_, uint32_t(g.ops.size()), uint32_t(n_desc));
+  desc_pool_ = DescriptorPool::create(dev_, uint32_t(n_sets), uint32_t(n_desc));
 
   split_ = g.ops.size();
   plans_.clear();
@@ -455,69 +469,21 @@ void VulkanBackend::prepare(const StepGraph& g) {
     }
     OpPlan plan{p, tiled, desc_pool_->allocate(set_layout(uint32_t(b.size())))};
     write_storage_buffers(dev_, plan.set, b);
+    if (op.kind == OpKind::Attention) {  // split-K: the partials in out's place, then partials -> out
+      b[5] = whole(attn_part_);
+      plan.split = &pipeline("attention_split");
+      plan.combine = &pipeline("attention_combine");
+      plan.split_set = desc_pool_->allocate(set_layout(8));
+      write_storage_buffers(dev_, plan.split_set, b);
+      plan.combine_set = desc_pool_->allocate(set_layout(2));
+      write_storage_buffers(dev_, plan.combine_set, {whole(attn_part_), whole(op.dst)});
+    }
     plans_.push_back(plan);
   }
 }
 
-// Binds the op's pipeline and descriptor set, pushes its constants and dispatches the grid shaders/ops.h gives.
-template <typename Push>
-void dispatch(VkCommandBuffer cb, const ComputePipeline& pipe, VkDescriptorSet set, const Push& push, Groups g) {
-  if (g.x == 0 || g.y == 0) return;  // nothing to do
-  vk().vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipe.handle());
-  vk().vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipe.layout(), 0, 1, &set, 0, nullptr);
-  vk().vkCmdPushConstants(cb, pipe.layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(Push), &push);
-  vk().vkCmdDispatch(cb, g.x, g.y, 1);
-}
-template <typename Push>
-void dispatch(VkCommandBuffer cb, const ComputePipeline& pipe, VkDescriptorSet set, const Push& push) {
-  dispatch(cb, pipe, set, push, groups(push, kLocalSize));
-}
-
-void VulkanBackend::record_op(VkCommandBuffer cb, const Op& op, const OpPlan& plan, uint32_t T, uint32_t R) {
-  const uint32_t rows = op.on_out_rows ? R : T, n = uint32_t(op.n), k = uint32_t(op.k);
-  const ComputePipeline& p = *plan.pipe;
-  const uint32_t lanes = matmul_lanes();
-  const bool tiled = rows >= tiled_min_rows_;  // the matmul family's variant for this step shape
-  switch (op.kind) {
-    case OpKind::Embed:
-      dispatch(cb, p, plan.set, EmbedPush{T, n});
-      break;
-    case OpKind::NormMatMul:
-      if (tiled)
-        dispatch(cb, *plan.tiled, plan.set, NormMatMulPush{rows, k, n, op.eps}, matmul_tiled_groups(rows, n));
-      else
-        dispatch(cb, p, plan.set, NormMatMulPush{rows, k, n, op.eps}, matmul_groups(rows, n, kLocalSize, lanes));
-      break;
-    case OpKind::MatMul: {
-      const MatMulPush push{rows, k, n, op.accumulate ? 1u : 0u, op.src2 != kNoBuffer ? 1u : 0u};
-      if (tiled)
-        dispatch(cb, *plan.tiled, plan.set, push, matmul_tiled_groups(rows, n));
-      else
-        dispatch(cb, p, plan.set, push, matmul_groups(rows, n, kLocalSize, lanes));
-      break;
-    }
-    case OpKind::KvStore:
-      dispatch(cb, p, plan.set, KvStorePush{T, n, uint32_t(op.ctx), op.rope ? k : 0u});
-      break;
-    case OpKind::Attention:
-      dispatch(cb, p, plan.set,
-               AttentionPush{T, n, uint32_t(op.kv_heads), k, uint32_t(op.ctx), 1.0f / std::sqrt(float(op.k)),
-                             op.rope ? 1u : 0u});
-      break;
-    case OpKind::RouterLut:
-      dispatch(cb, p, plan.set, RouterLutPush{T, n, k, uint32_t(op.layer), uint32_t(lut_->row_elems()), op.eps});
-      break;
-    case OpKind::Gather:
-      dispatch(cb, p, plan.set, GatherPush{R, n});
-      break;
-    case OpKind::Argmax:
-      dispatch(cb, p, plan.set, ArgmaxPush{R, n});
-      break;
-  }
-}
-
 Recorded& VulkanBackend::recorded_for(const StepGraph& g, const ShapeKey& key) {
-  const auto [T, R, copy_logits] = key;
+  const auto [T, R, copy_logits, splits] = key;
   auto it = recorded_.find(key);
   if (it != recorded_.end()) return it->second;
   if (recorded_.size() >= kMaxRecorded) {
@@ -532,30 +498,15 @@ Recorded& VulkanBackend::recorded_for(const StepGraph& g, const ShapeKey& key) {
     op_ts_->reset(r.part_a.handle());
     op_ts_->write(r.part_a.handle(), 0);
   }
-  // A barrier goes before an op only when it reads or writes a buffer written since the last barrier, or writes one
-  // read since then; otherwise it may overlap the ops before it (q, k and v; the router and the MLP's up). The
-  // tracking runs on across part A and part B: they are submitted in order, so a barrier in B covers A's writes.
-  std::vector<BufferId> written, read;
-  auto touches = [](const std::vector<BufferId>& set, BufferId b) {
-    return std::find(set.begin(), set.end(), b) != set.end();
-  };
+  // Barriers only where a dispatch depends on an earlier one (BarrierTracker), tracked across part A and part B:
+  // they are submitted in order, so a barrier in B covers A's writes.
+  BarrierTracker tracker;
+  const RecordShape shape{T, R, splits};
+  const RecordSettings settings{kLocalSize, matmul_lanes(), tiled_min_rows_, lut_ ? uint32_t(lut_->row_elems()) : 0u,
+                                attn_part_};
   auto record = [&](VkCommandBuffer cb, size_t i) {
-    const Op& op = g.ops[i];
-    std::vector<BufferId> reads = op_reads(op);
-    bool hazard = touches(written, op.dst) || touches(read, op.dst);
-    for (BufferId b : reads) hazard = hazard || touches(written, b);
-    if (hazard) {
-      memory_barrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
-                     VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
-      written.clear();
-      read.clear();
-      r.barriers++;
-    }
-    written.push_back(op.dst);
-    read.insert(read.end(), reads.begin(), reads.end());
-    record_op(cb, op, plans_[i], T, R);
-    r.dispatches++;
-    if (profiling_) op_ts_->write(cb, uint32_t(i + 1));
+    r.dispatches += record_op(cb, g.ops[i], plans_[i], shape, settings, tracker);
+    if (profiling_) op_ts_->write(cb, uint32_t(i + 1));  // split-K's combine counts in the attention's time
   };
   for (size_t i = 0; i < split_; i++) record(r.part_a.handle(), i);
   r.part_a.end();
@@ -577,6 +528,7 @@ Recorded& VulkanBackend::recorded_for(const StepGraph& g, const ShapeKey& key) {
   }
   host_read_barrier(r.part_b.handle());
   r.part_b.end();
+  r.barriers = tracker.barriers();
   return recorded_.emplace(key, std::move(r)).first->second;
 }
 
@@ -594,8 +546,12 @@ void VulkanBackend::run_step(const StepGraph& g, const StepInputs& in) {
   if (lut_stream_) lut_stream_->check();      // a failed gather (disk) is reported before the step goes out
   collect_profile();
   const auto launch_start = std::chrono::steady_clock::now();
-  // Without an Argmax op in the graph (reparameterization) the logits always come back.
-  const ShapeKey key{T, R, in.want_logits || argmax_ == kNoBuffer};
+  // Without an Argmax op in the graph (reparameterization) the logits always come back. Attention's splits follow
+  // the step's longest sequence, in powers of two (few shapes to record).
+  uint32_t max_keys = 0;
+  for (int32_t p : in.pos) max_keys = std::max(max_keys, uint32_t(p) + 1);
+  const uint32_t splits = attn_slots_ ? attention_splits(max_keys, T, attn_slots_, forced_splits_, kLocalSize) : 1;
+  const ShapeKey key{T, R, in.want_logits || argmax_ == kNoBuffer, splits};
   const bool replay = recorded_.count(key) != 0;
   copy_in(*in_ids_, in.ids);
   copy_in(*in_slot_, in.slot);

@@ -1,0 +1,119 @@
+// Recording one op's dispatches (see op_record.h).
+#include "vk-runtime/op_record.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "shaders/ops.h"
+#include "vk-runtime/command.h"
+#include "vk-runtime/loader.h"
+#include "vk-runtime/pipeline.h"
+
+namespace mole::vulkan {
+namespace {
+
+// Binds the pipeline and descriptor set, pushes the constants and dispatches the grid.
+template <typename Push>
+void dispatch(VkCommandBuffer cb, const ComputePipeline& pipe, VkDescriptorSet set, const Push& push, Groups g) {
+  if (g.x == 0 || g.y == 0) return;  // nothing to do
+  vk().vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipe.handle());
+  vk().vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipe.layout(), 0, 1, &set, 0, nullptr);
+  vk().vkCmdPushConstants(cb, pipe.layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(Push), &push);
+  vk().vkCmdDispatch(cb, g.x, g.y, 1);
+}
+
+AttentionPush attention_push(const Op& op, uint32_t T) {
+  const float scale = 1.0f / std::sqrt(float(op.k));  // as the CPU backend computes it
+  return {T, uint32_t(op.n), uint32_t(op.kv_heads), uint32_t(op.k), uint32_t(op.ctx), scale, op.rope ? 1u : 0u};
+}
+
+bool contains(const std::vector<BufferId>& set, BufferId b) {
+  return std::find(set.begin(), set.end(), b) != set.end();
+}
+
+}  // namespace
+
+void BarrierTracker::before(VkCommandBuffer cb, const std::vector<BufferId>& reads, BufferId dst) {
+  bool hazard = contains(written_, dst) || contains(read_, dst);
+  for (BufferId b : reads) hazard = hazard || contains(written_, b);
+  if (hazard) {
+    memory_barrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
+                   VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
+    written_.clear();
+    read_.clear();
+    barriers_++;
+  }
+  written_.push_back(dst);
+  read_.insert(read_.end(), reads.begin(), reads.end());
+}
+
+int record_op(VkCommandBuffer cb, const Op& op, const OpPlan& plan, const RecordShape& shape, const RecordSettings& s,
+              BarrierTracker& tracker) {
+  const uint32_t T = shape.T, R = shape.R;
+  const uint32_t rows = op.on_out_rows ? R : T, n = uint32_t(op.n), k = uint32_t(op.k), ls = s.local_size;
+  const ComputePipeline& p = *plan.pipe;
+  const bool tiled = rows >= s.tiled_min_rows;  // the matmul family's variant for this step shape
+  if (op.kind == OpKind::Attention && shape.splits > 1) {
+    // Split-K: the split pass reads q, K and V and writes the partials; the combine reads them, so a barrier always
+    // separates the two. The layers share the partials: a split pass waits for the previous combine's reads.
+    const AttentionPush push = attention_push(op, T);
+    tracker.before(cb, op_reads(op), s.attn_part);
+    dispatch(cb, *plan.split, plan.split_set, push, attention_split_groups(push, shape.splits));
+    tracker.before(cb, {s.attn_part}, op.dst);
+    const AttentionCombinePush combine{T * n, k, shape.splits};
+    dispatch(cb, *plan.combine, plan.combine_set, combine, groups(combine, ls));
+    return 2;
+  }
+  tracker.before(cb, op_reads(op), op.dst);
+  switch (op.kind) {
+    case OpKind::Embed: {
+      const EmbedPush push{T, n};
+      dispatch(cb, p, plan.set, push, groups(push, ls));
+      break;
+    }
+    case OpKind::NormMatMul: {
+      const NormMatMulPush push{rows, k, n, op.eps};
+      if (tiled)
+        dispatch(cb, *plan.tiled, plan.set, push, matmul_tiled_groups(rows, n));
+      else
+        dispatch(cb, p, plan.set, push, matmul_groups(rows, n, ls, s.matmul_lanes));
+      break;
+    }
+    case OpKind::MatMul: {
+      const MatMulPush push{rows, k, n, op.accumulate ? 1u : 0u, op.src2 != kNoBuffer ? 1u : 0u};
+      if (tiled)
+        dispatch(cb, *plan.tiled, plan.set, push, matmul_tiled_groups(rows, n));
+      else
+        dispatch(cb, p, plan.set, push, matmul_groups(rows, n, ls, s.matmul_lanes));
+      break;
+    }
+    case OpKind::KvStore: {
+      const KvStorePush push{T, n, uint32_t(op.ctx), op.rope ? k : 0u};
+      dispatch(cb, p, plan.set, push, groups(push, ls));
+      break;
+    }
+    case OpKind::Attention: {  // the single pass
+      const AttentionPush push = attention_push(op, T);
+      dispatch(cb, p, plan.set, push, groups(push, ls));
+      break;
+    }
+    case OpKind::RouterLut: {
+      const RouterLutPush push{T, n, k, uint32_t(op.layer), s.lut_row_elems, op.eps};
+      dispatch(cb, p, plan.set, push, groups(push, ls));
+      break;
+    }
+    case OpKind::Gather: {
+      const GatherPush push{R, n};
+      dispatch(cb, p, plan.set, push, groups(push, ls));
+      break;
+    }
+    case OpKind::Argmax: {
+      const ArgmaxPush push{R, n};
+      dispatch(cb, p, plan.set, push, groups(push, ls));
+      break;
+    }
+  }
+  return 1;
+}
+
+}  // namespace mole::vulkan

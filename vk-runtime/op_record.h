@@ -1,0 +1,62 @@
+// Recording a StepGraph op into a command buffer (vk_backend.cpp records each step shape once and replays it): the
+// dispatches of its shader with the grid shaders/ops.h gives, split-K attention's two passes, and the tracking that
+// puts a pipeline barrier only where a dispatch depends on an earlier one.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/backend.h"
+#include "vk-runtime/check.h"
+
+namespace mole {
+class ComputePipeline;
+}
+
+namespace mole::vulkan {
+
+// What an op runs with, made once per graph: pipelines and descriptor sets (buffers never change).
+struct OpPlan {
+  const ComputePipeline* pipe = nullptr;
+  const ComputePipeline* tiled = nullptr;  // matmul family: the _tiled variant, for steps of many rows
+  VkDescriptorSet set = VK_NULL_HANDLE;
+  // Attention: split-K's split pass (attention_split, the partials bound in out's place) and combine.
+  const ComputePipeline *split = nullptr, *combine = nullptr;
+  VkDescriptorSet split_set = VK_NULL_HANDLE, combine_set = VK_NULL_HANDLE;
+};
+
+// A recorded step's shape and the backend's choices that size its dispatches.
+struct RecordShape {
+  uint32_t T = 0, R = 0;  // the step's tokens and output rows
+  uint32_t splits = 1;    // attention: 1 the single pass, more: split-K over that many workgroups per (t, h) pair
+};
+struct RecordSettings {
+  uint32_t local_size = 0;         // every pipeline's workgroup size
+  uint32_t matmul_lanes = 0;       // threads per output column of the matmul family's column kernel
+  uint32_t tiled_min_rows = 0;     // steps of at least this many rows use the _tiled variants
+  uint32_t lut_row_elems = 0;      // RouterLut: L*E*D of the table
+  BufferId attn_part = kNoBuffer;  // split-K attention's partials, shared by the layers
+};
+
+// Decides where a step's dispatches need a pipeline barrier: before one that reads or writes a buffer written since
+// the last barrier, or writes one read since then (op_reads() lists what each op reads). Dispatches without such
+// a dependency may overlap: q, k and v; the two KV stores; the LUT sum and up. One tracker runs across a step's
+// command buffers when they are submitted in order (a barrier in a later one covers the earlier one's writes).
+class BarrierTracker {
+ public:
+  // Records a compute-to-compute barrier into cb when a dispatch that reads `reads` and writes `dst` needs one,
+  // and notes its accesses.
+  void before(VkCommandBuffer cb, const std::vector<BufferId>& reads, BufferId dst);
+  int barriers() const { return barriers_; }
+
+ private:
+  std::vector<BufferId> written_, read_;
+  int barriers_ = 0;
+};
+
+// Records op's dispatches (and the barriers `tracker` asks for before each); returns how many were recorded.
+// Attention with shape.splits > 1 is two: the split pass into settings.attn_part, a barrier, the combine into dst.
+int record_op(VkCommandBuffer cb, const Op& op, const OpPlan& plan, const RecordShape& shape,
+              const RecordSettings& settings, BarrierTracker& tracker);
+
+}  // namespace mole::vulkan
