@@ -43,6 +43,12 @@ MOLE_VK_TILED_MIN_ROWS=1000000 build/mole bench -m "$models/m160" --backend vulk
 build/mole bench -m "$models/m160" --backend vulkan --placements device --prompt-tokens 512 -n 128 \
   2>&1 | tee "$out/bench-default-kernels.txt"
 
+echo "== long context: split-K attention (automatic) against the single pass (MOLE_VK_ATTN_SPLITS=1) =="
+for splits in 1 0; do
+  MOLE_VK_ATTN_SPLITS=$splits build/mole bench -m "$models/m160" --backend vulkan --placements device \
+    --prompt-tokens 1900 -n 128 2>&1 | tee "$out/bench-long-context-splits-$splits.txt"
+done
+
 echo "== reparameterization on the GPU (mole-160m-4e, 11 TFLOP; the goal: limited by the disk write) =="
 [ -d "$models/t160" ] || build/mole synth --preset mole-160m-4e --form train -o "$models/t160" -q
 rm -rf "$models/t160-infer"
