@@ -53,6 +53,12 @@ int record_op(VkCommandBuffer cb, const Op& op, const OpPlan& plan, const Record
   const uint32_t rows = op.on_out_rows ? R : T, n = uint32_t(op.n), k = uint32_t(op.k), ls = s.local_size;
   const ComputePipeline& p = *plan.pipe;
   const bool tiled = rows >= s.tiled_min_rows;  // the matmul family's variant for this step shape
+  auto matmul = [&](const auto& push) {
+    if (tiled)
+      dispatch(cb, *plan.tiled, plan.set, push, matmul_tiled_groups(rows, n));
+    else
+      dispatch(cb, p, plan.set, push, matmul_groups(rows, n, ls, s.matmul_lanes));
+  };
   if (op.kind == OpKind::Attention && shape.splits > 1) {
     // Split-K: the split pass reads q, K and V and writes the partials; the combine reads them, so a barrier always
     // separates the two. The layers share the partials: a split pass waits for the previous combine's reads.
@@ -71,22 +77,12 @@ int record_op(VkCommandBuffer cb, const Op& op, const OpPlan& plan, const Record
       dispatch(cb, p, plan.set, push, groups(push, ls));
       break;
     }
-    case OpKind::NormMatMul: {
-      const NormMatMulPush push{rows, k, n, op.eps};
-      if (tiled)
-        dispatch(cb, *plan.tiled, plan.set, push, matmul_tiled_groups(rows, n));
-      else
-        dispatch(cb, p, plan.set, push, matmul_groups(rows, n, ls, s.matmul_lanes));
+    case OpKind::NormMatMul:
+      matmul(NormMatMulPush{rows, k, n, op.eps});
       break;
-    }
-    case OpKind::MatMul: {
-      const MatMulPush push{rows, k, n, op.accumulate ? 1u : 0u, op.src2 != kNoBuffer ? 1u : 0u};
-      if (tiled)
-        dispatch(cb, *plan.tiled, plan.set, push, matmul_tiled_groups(rows, n));
-      else
-        dispatch(cb, p, plan.set, push, matmul_groups(rows, n, ls, s.matmul_lanes));
+    case OpKind::MatMul:
+      matmul(MatMulPush{rows, k, n, op.accumulate ? 1u : 0u, op.src2 != kNoBuffer ? 1u : 0u});
       break;
-    }
     case OpKind::KvStore: {
       const KvStorePush push{T, n, uint32_t(op.ctx), op.rope ? k : 0u};
       dispatch(cb, p, plan.set, push, groups(push, ls));
