@@ -463,6 +463,33 @@ TEST_CASE("vulkan: --lut host copies a table it cannot import and says why; MOLE
   CHECK_THROWS_WITH_AS(be->set_lut(*m.lut, LutPlacement::Host, 4), doctest::Contains("MOLE_VK_LUT_IMPORT"), Error);
 }
 
+// The numeric MOLE_VK_* settings: a value that is not a number in range is an error naming the variable.
+TEST_CASE("vulkan: a bad numeric MOLE_VK_* setting is an error naming it") {
+  if (!vulkan_or_skip()) return;
+  for (auto [name, value] : std::vector<std::pair<const char*, const char*>>{{"MOLE_VK_MEMORY_LIMIT_MB", "lots"},
+                                                                            {"MOLE_VK_MEMORY_LIMIT_MB", "-1"},
+                                                                            {"MOLE_VK_TILED_MIN_ROWS", "0"},
+                                                                            {"MOLE_VK_TILED_MIN_ROWS", "32rows"},
+                                                                            {"MOLE_VK_ATTN_SPLITS", "33"},
+                                                                            {"MOLE_VK_ATTN_SPLITS", "2.5"},
+                                                                            {"MOLE_VK_SUBGROUPS", "no"}}) {
+    CAPTURE(name);
+    CAPTURE(value);
+    test::ScopedEnv env(name, value);
+    const std::string says = std::string(name) + " must be";
+    CHECK_THROWS_WITH_AS(vulkan::make_vulkan_backend({.device_index = -1, .validation = true}),
+                         doctest::Contains(says.c_str()), Error);
+  }
+  test::TempDir tmp;
+  Model m(test::synth(tmp, "m", Form::Infer, {}, DType::F16));
+  auto be = vulkan_or_skip();
+  test::ScopedEnv env("MOLE_VK_LUT_CHUNK_BYTES", "0");
+  CHECK_THROWS_WITH_AS(be->set_lut(*m.lut, LutPlacement::Host, 4), doctest::Contains("MOLE_VK_LUT_CHUNK_BYTES must be"),
+                       Error);
+  test::ScopedEnv fine("MOLE_VK_ATTN_SPLITS", "");  // empty: unset
+  CHECK_NOTHROW(vulkan::make_vulkan_backend({.device_index = -1, .validation = true}));
+}
+
 TEST_CASE("vulkan: --lut disk: destroying the backend right after stream_lut_rows neither hangs nor leaks") {
   test::ScopedEnv mode("MOLE_VK_LUT_GATHER", "thread");
   test::TempDir tmp;

@@ -12,6 +12,7 @@
 
 #include "model/error.h"
 #include "vk-runtime/device.h"
+#include "vk-runtime/env.h"
 #include "vk-runtime/loader.h"
 #include "vk-runtime/pipeline.h"
 
@@ -109,12 +110,8 @@ static bool gather_on_thread(const Device& dev) {
 
 // The most bytes in one chunk of the table: 1 GiB, or $MOLE_VK_LUT_CHUNK_BYTES (a test knob).
 static VkDeviceSize chunk_limit() {
-  const char* env = std::getenv("MOLE_VK_LUT_CHUNK_BYTES");
-  if (!env || !*env) return VkDeviceSize(1) << 30;
-  char* end = nullptr;
-  const unsigned long long v = std::strtoull(env, &end, 10);
-  if (*end != '\0' || v == 0) throw Error(std::string("MOLE_VK_LUT_CHUNK_BYTES must be a positive byte count (it is '") + env + "')");
-  return VkDeviceSize(v);
+  const auto bytes = env_number("MOLE_VK_LUT_CHUNK_BYTES", 1, 1ull << 40, true, "a whole number of bytes, at least 1");
+  return bytes ? VkDeviceSize(*bytes) : VkDeviceSize(1) << 30;
 }
 
 // MOLE_VK_LUT_IMPORT=auto|off (default auto): whether --lut host may import the file's pages (import_table()).

@@ -35,6 +35,7 @@
 #include "vk-runtime/command.h"
 #include "vk-runtime/context.h"
 #include "vk-runtime/descriptor.h"
+#include "vk-runtime/env.h"
 #include "vk-runtime/loader.h"
 #include "vk-runtime/lut_stream.h"
 #include "vk-runtime/op_record.h"
@@ -86,14 +87,15 @@ class VulkanBackend final : public Backend {
         compute_tl_(TimelineSemaphore::create(dev_, 0)),
         upload_fence_(Fence::create(dev_, false)) {
     budget_ = info().device_memory;
-    if (const char* lim = std::getenv("MOLE_VK_MEMORY_LIMIT_MB"); lim && *lim)
-      budget_ = std::min<uint64_t>(budget_ ? budget_ : UINT64_MAX, uint64_t(std::strtod(lim, nullptr) * 1048576.0));
+    if (auto mb = env_number("MOLE_VK_MEMORY_LIMIT_MB", 0, 1e12, false, "a number of MiB"))
+      budget_ = std::min<uint64_t>(budget_ ? budget_ : UINT64_MAX, uint64_t(*mb * 1048576.0));
     if (budget_ == 0) budget_ = UINT64_MAX;
     subgroups_ = use_subgroups();
-    if (const char* v = std::getenv("MOLE_VK_TILED_MIN_ROWS"); v && *v)
-      tiled_min_rows_ = uint32_t(std::max(1l, std::strtol(v, nullptr, 10)));
-    if (const char* v = std::getenv("MOLE_VK_ATTN_SPLITS"); v && *v)
-      forced_splits_ = uint32_t(std::clamp(std::strtol(v, nullptr, 10), 0l, long(kAttentionMaxSplits)));
+    if (auto rows = env_number("MOLE_VK_TILED_MIN_ROWS", 1, 1e9, true, "a whole number of rows, at least 1"))
+      tiled_min_rows_ = uint32_t(*rows);
+    if (auto s = env_number("MOLE_VK_ATTN_SPLITS", 0, kAttentionMaxSplits, true,
+                            ("a whole number from 0 (automatic) to " + std::to_string(kAttentionMaxSplits)).c_str()))
+      forced_splits_ = uint32_t(*s);
     // Split-K fills a wide GPU; a CPU driver has a few cores that T * H workgroups already keep busy, and there it
     // only adds work (attention 1.16-1.37x slower at 2,000-4,000 keys on lavapipe, 2 cores).
     if (forced_splits_ == 0 && ctx_->info.type == VK_PHYSICAL_DEVICE_TYPE_CPU) forced_splits_ = 1;
@@ -282,8 +284,7 @@ class VulkanBackend final : public Backend {
   // MOLE_VK_SUBGROUPS=0 turns them off (the tests run both).
   bool use_subgroups() const {
     const uint32_t sg = ctx_->info.subgroup_size;
-    const char* env = std::getenv("MOLE_VK_SUBGROUPS");
-    if (env && std::string(env) == "0") return false;
+    if (env_number("MOLE_VK_SUBGROUPS", 0, 1, true, "0 (off) or 1") == 0.0) return false;
     return (ctx_->info.subgroup_ops & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) && sg >= 4 && sg <= kLocalSize &&
            kLocalSize % sg == 0;
   }

@@ -206,6 +206,8 @@ if "$M" devices | grep -qE '^vulkan +available'; then
     '"lut_read_recorded" not in j or open(j["lut_read_recorded"]["file"]).read().strip() == j["lut_read_recorded"]["mode"]'
   expect_ok "convert --backend vulkan" "$M" convert -m train -o conv_vk --backend vulkan -q
   check "convert --backend vulkan writes the inference form" bash -c "\"$M\" info -m conv_vk | grep -q inference"
+  MOLE_VK_ATTN_SPLITS=x expect_fail "MOLE_VK_ATTN_SPLITS=x" 'MOLE_VK_ATTN_SPLITS must be.*x' \
+    "$M" run -m infer --prompt-ids 1 --backend vulkan -q
   # 0.25 MiB holds this model's activations (tiny with -c 16 --ubatch-size 4) but not its 384 KiB table.
   MOLE_VK_MEMORY_LIMIT_MB=0.25 expect_fail "--lut device on a device too small" 'lookup table.*MiB.*--lut host' \
     "$M" run -m infer --prompt-ids 1 --backend vulkan --lut device -c 16 --ubatch-size 4 -q
