@@ -89,21 +89,20 @@ LutStore LutStore::compute(const Config& c, const Weights& w, DType dtype, bool 
   return s;
 }
 
+// Asks the kernel to read [p, p + n) of a mapping now (madvise wants a page-aligned start).
+static void will_need(const uint8_t* p, size_t n) {
+  static const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
+  madvise(reinterpret_cast<void*>(begin), reinterpret_cast<uintptr_t>(p) + n - begin, MADV_WILLNEED);
+}
+
 void LutStore::prefetch(const std::vector<int32_t>& ids) const {
   if (!file_backed()) return;
-  static const size_t page = size_t(sysconf(_SC_PAGESIZE));
-  for (int32_t id : ids) {
-    uintptr_t begin = reinterpret_cast<uintptr_t>(row(id)) & ~(page - 1);
-    uintptr_t end = reinterpret_cast<uintptr_t>(row(id)) + row_bytes();
-    madvise(reinterpret_cast<void*>(begin), end - begin, MADV_WILLNEED);
-  }
+  for (int32_t id : ids) will_need(row(id), row_bytes());
 }
 
 void LutStore::prefetch_all() const {
-  if (!file_backed() || bytes() == 0) return;
-  static const size_t page = size_t(sysconf(_SC_PAGESIZE));
-  uintptr_t begin = reinterpret_cast<uintptr_t>(data_) & ~(page - 1);
-  madvise(reinterpret_cast<void*>(begin), reinterpret_cast<uintptr_t>(data_) + bytes() - begin, MADV_WILLNEED);
+  if (file_backed() && bytes() > 0) will_need(data_, bytes());
 }
 
 }  // namespace mole

@@ -82,10 +82,8 @@ const char* lut_read_name(LutRead r) {
 }
 
 LutRead parse_lut_read(const std::string& value) {
-  std::string v = value;
-  if (v.empty())
-    if (const char* env = std::getenv("MOLE_VK_LUT_READ")) v = env;
-  if (v.empty() || v == "auto") return LutRead::Auto;
+  const std::string v = value.empty() ? env_choice("MOLE_VK_LUT_READ", {"auto", "copy", "direct"}) : value;
+  if (v == "auto") return LutRead::Auto;
   if (v == "copy") return LutRead::Copy;
   if (v == "direct") return LutRead::Direct;
   throw Error("MOLE_VK_LUT_READ: '" + v + "' is not one of copy, direct, auto");
@@ -100,11 +98,8 @@ LutStream::LutStream(const Device& device, const LutStore& lut)
 
 // MOLE_VK_LUT_GATHER=thread|inline|auto (default auto): where --lut disk gathers its rows.
 static bool gather_on_thread(const Device& dev) {
-  const char* env = std::getenv("MOLE_VK_LUT_GATHER");
-  const std::string v = env ? env : "";
-  if (v == "thread") return true;
-  if (v == "inline") return false;
-  if (!v.empty() && v != "auto") throw Error("MOLE_VK_LUT_GATHER must be thread, inline or auto (it is '" + v + "')");
+  const std::string v = env_choice("MOLE_VK_LUT_GATHER", {"auto", "thread", "inline"});
+  if (v != "auto") return v == "thread";
   return dev.transfer_kind() != Device::TransferQueueKind::SameQueue;
 }
 
@@ -116,11 +111,7 @@ static VkDeviceSize chunk_limit() {
 
 // MOLE_VK_LUT_IMPORT=auto|off (default auto): whether --lut host may import the file's pages (import_table()).
 static bool import_wanted() {
-  const char* env = std::getenv("MOLE_VK_LUT_IMPORT");
-  const std::string v = env ? env : "";
-  if (v == "off") return false;
-  if (!v.empty() && v != "auto") throw Error("MOLE_VK_LUT_IMPORT must be auto or off (it is '" + v + "')");
-  return true;
+  return env_choice("MOLE_VK_LUT_IMPORT", {"auto", "off"}) == "auto";
 }
 
 void LutStream::import_table(VkBufferUsageFlags usage) {
@@ -136,7 +127,7 @@ void LutStream::import_table(VkBufferUsageFlags usage) {
   const size_t row = lut.row_bytes();
   const int64_t n_chunks = (lut.rows() + rows_per_chunk_ - 1) / rows_per_chunk_;
   for (int64_t c = 0; c < n_chunks; c++) {
-    const int64_t r0 = c * rows_per_chunk_, n = std::min(rows_per_chunk_, lut.rows() - r0);
+    const auto [r0, n] = chunk_rows(c);
     const uintptr_t p = reinterpret_cast<uintptr_t>(lut.row(int32_t(r0)));
     const uintptr_t a0 = p / align * align, a1 = (p + size_t(n) * row + align - 1) / align * align;
     if (a0 < lo || a1 > hi)
@@ -148,7 +139,6 @@ void LutStream::import_table(VkBufferUsageFlags usage) {
     chunk_offsets_.push_back(p - a0);
   }
   import_note_ = "imported from the file's mapping (no copy)";
-  imported_ = true;
 }
 
 std::unique_ptr<LutStream> LutStream::create(const Device& dev, const LutStore& lut, LutPlacement placement,
@@ -202,7 +192,7 @@ std::unique_ptr<LutStream> LutStream::create(const Device& dev, const LutStore& 
                                 kind, what.c_str(), row);
     s->chunk_offsets_.assign(s->chunks_.size(), 0);
     for (size_t c = 0; c < s->chunks_.size(); c++) {
-      int64_t r0 = int64_t(c) * s->rows_per_chunk_, n = std::min(s->rows_per_chunk_, lut.rows() - r0);
+      const auto [r0, n] = s->chunk_rows(int64_t(c));
       if (kind == MemoryKind::HostVisible)
         std::memcpy(s->chunks_[c].mapped(), lut.row(int32_t(r0)), size_t(n) * row);
       else

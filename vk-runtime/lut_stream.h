@@ -33,6 +33,7 @@
 // upstream in Vulkan-ValidationLayers PR #8519.) MOLE_VK_LUT_GATHER=thread|inline forces either way (tests).
 #pragma once
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -42,6 +43,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "model/lut.h"
@@ -98,9 +100,8 @@ class LutStream {
   LutPlacement placement() const { return placement_; }
   LutRead read() const { return read_; }  // Copy or Direct
   bool direct() const { return read_ == LutRead::Direct; }
-  // --lut host: whether the table's chunks are the file's own pages, imported (import_table()), and a line saying
-  // so or why they were copied instead; false and "" for the other placements.
-  bool imported() const { return imported_; }
+  // --lut host: a line saying that the table's chunks are the file's own pages, imported (import_table()), or why
+  // they were copied instead; "" for the other placements.
   const std::string& import_note() const { return import_note_; }
 
   // Direct: checks the ids and notes how many there are (the shader reads them from the step's id buffer).
@@ -141,6 +142,11 @@ class LutStream {
   // (Buffer::import_host), each chunk's first row at chunk_offsets_[c] within its buffer. Throws mole::Error saying
   // why it cannot (the caller then copies the table instead).
   void import_table(VkBufferUsageFlags usage);
+  // Chunk c's first row and row count.
+  std::pair<int64_t, int64_t> chunk_rows(int64_t c) const {
+    const int64_t r0 = c * rows_per_chunk_;
+    return {r0, std::min(rows_per_chunk_, lut_->rows() - r0)};
+  }
   void check_ids(const std::vector<int32_t>& ids) const;  // throws mole::Error naming an id outside the table
   void gather(const std::vector<int32_t>& ids);           // the rows of ids into the staging ring (disk)
   void gather_loop();                                     // the disk placement's thread
@@ -156,7 +162,6 @@ class LutStream {
   uint64_t lut_value_ = 0;
   std::vector<Buffer> chunks_;       // device/host placement: the whole table, row-aligned chunks
   std::vector<VkDeviceSize> chunk_offsets_;  // where each chunk's first row starts in its buffer (imported: > 0)
-  bool imported_ = false;
   std::string import_note_;
   int64_t rows_per_chunk_ = 0;       // rows in each chunk (the last may hold fewer)
   std::optional<Buffer> addresses_;  // direct: {rows_per_chunk, 0, uvec2 address[chunks]} device-local

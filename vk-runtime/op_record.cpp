@@ -53,6 +53,7 @@ int record_op(VkCommandBuffer cb, const Op& op, const OpPlan& plan, const Record
   const uint32_t rows = op.on_out_rows ? R : T, n = uint32_t(op.n), k = uint32_t(op.k), ls = s.local_size;
   const ComputePipeline& p = *plan.pipe;
   const bool tiled = rows >= s.tiled_min_rows;  // the matmul family's variant for this step shape
+  auto plain = [&](const auto& push) { dispatch(cb, p, plan.set, push, groups(push, ls)); };
   auto matmul = [&](const auto& push) {
     if (tiled)
       dispatch(cb, *plan.tiled, plan.set, push, matmul_tiled_groups(rows, n));
@@ -72,42 +73,30 @@ int record_op(VkCommandBuffer cb, const Op& op, const OpPlan& plan, const Record
   }
   tracker.before(cb, op_reads(op), op.dst);
   switch (op.kind) {
-    case OpKind::Embed: {
-      const EmbedPush push{T, n};
-      dispatch(cb, p, plan.set, push, groups(push, ls));
+    case OpKind::Embed:
+      plain(EmbedPush{T, n});
       break;
-    }
     case OpKind::NormMatMul:
       matmul(NormMatMulPush{rows, k, n, op.eps});
       break;
     case OpKind::MatMul:
       matmul(MatMulPush{rows, k, n, op.accumulate ? 1u : 0u, op.src2 != kNoBuffer ? 1u : 0u});
       break;
-    case OpKind::KvStore: {
-      const KvStorePush push{T, n, uint32_t(op.ctx), op.rope ? k : 0u};
-      dispatch(cb, p, plan.set, push, groups(push, ls));
+    case OpKind::KvStore:
+      plain(KvStorePush{T, n, uint32_t(op.ctx), op.rope ? k : 0u});
       break;
-    }
-    case OpKind::Attention: {  // the single pass
-      const AttentionPush push = attention_push(op, T);
-      dispatch(cb, p, plan.set, push, groups(push, ls));
+    case OpKind::Attention:  // the single pass
+      plain(attention_push(op, T));
       break;
-    }
-    case OpKind::RouterLut: {
-      const RouterLutPush push{T, n, k, uint32_t(op.layer), s.lut_row_elems, op.eps};
-      dispatch(cb, p, plan.set, push, groups(push, ls));
+    case OpKind::RouterLut:
+      plain(RouterLutPush{T, n, k, uint32_t(op.layer), s.lut_row_elems, op.eps});
       break;
-    }
-    case OpKind::Gather: {
-      const GatherPush push{R, n};
-      dispatch(cb, p, plan.set, push, groups(push, ls));
+    case OpKind::Gather:
+      plain(GatherPush{R, n});
       break;
-    }
-    case OpKind::Argmax: {
-      const ArgmaxPush push{R, n};
-      dispatch(cb, p, plan.set, push, groups(push, ls));
+    case OpKind::Argmax:
+      plain(ArgmaxPush{R, n});
       break;
-    }
   }
   return 1;
 }
