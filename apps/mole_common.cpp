@@ -11,13 +11,14 @@
 #include "apps/backends.h"
 #include "model/error.h"
 #include "model/parallel.h"
+#include "model/paths.h"
 #include "model/reparam.h"
 
 namespace mole::app {
 
 std::string default_model_dir() {
   if (const char* env = std::getenv("MOLE_MODEL"); env && *env) return env;
-  return MOLE_DEFAULT_MODEL;
+  return builtin_model_dir();
 }
 
 OwnedBackendLutRows::OwnedBackendLutRows(const Config& cfg, const Weights& w, std::unique_ptr<Backend> backend)
@@ -59,6 +60,26 @@ std::string read_file_arg(const std::string& path, const std::string& flag) {
   return ss.str();
 }
 
+void write_file_atomically(const std::string& path, const std::string& contents, const std::string& flag) {
+  const std::string tmp = path + ".partial";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw Error(flag + " " + path + ": cannot write " + tmp);
+    out.write(contents.data(), std::streamsize(contents.size()));
+    out.close();
+    if (!out) {
+      std::remove(tmp.c_str());
+      throw Error(flag + " " + path + ": writing failed (disk full?)");
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::remove(tmp.c_str());
+    throw Error(flag + " " + path + ": cannot rename " + tmp + " to it (" + ec.message() + ")");
+  }
+}
+
 DType parse_dtype_flag(const std::string& s, const std::string& flag) {
   auto d = parse_dtype(s);
   if (!d) throw Error(flag + " " + s + ": unknown dtype (choose f32, f16 or bf16)");
@@ -97,14 +118,14 @@ Tokenizer load_tokenizer_for(const std::string& dir) {
   return Tokenizer::load(path);
 }
 
-std::unique_ptr<LoadedModel> load_model(const RunFlags& f, bool need_tokenizer) {
+std::unique_ptr<LoadedModel> load_model(const RunFlags& f, bool need_tokenizer, bool make_engine) {
   auto t0 = std::chrono::steady_clock::now();
   if (f.threads > 0) set_num_threads(f.threads);
   auto m = std::make_unique<LoadedModel>();
   m->dir = f.model.empty() ? default_model_dir() : f.model;
   if (f.model.empty() && !std::filesystem::is_directory(m->dir))
     throw Error("the built-in default model is missing at " + m->dir +
-                " (build it with `cmake --build build`), or pass -m DIR");
+                " (build it with `cmake --build build`, or install it with `cmake --install build`), or pass -m DIR");
   m->cfg = Config::load_dir(m->dir);
   m->weights = Weights::load(m->dir, m->cfg);
   m->backend = make_backend(f.backend, f.device);
@@ -133,6 +154,10 @@ std::unique_ptr<LoadedModel> load_model(const RunFlags& f, bool need_tokenizer) 
     }
   }
   if (need_tokenizer || std::filesystem::exists(m->dir + "/tokenizer.json")) m->tokenizer = load_tokenizer_for(m->dir);
+  if (!make_engine) {
+    m->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return m;
+  }
   EngineOptions eo;
   eo.max_batch = f.batch;
   eo.max_context = f.ctx_size;

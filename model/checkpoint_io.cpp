@@ -9,11 +9,8 @@
 #include "model/error.h"
 #include "model/lut.h"
 #include "model/parallel.h"
+#include "model/paths.h"
 #include "model/progress.h"
-
-#ifndef MOLE_DATA_DIR
-#error "MOLE_DATA_DIR must point at the repository's data/ folder"
-#endif
 
 namespace fs = std::filesystem;
 
@@ -200,6 +197,7 @@ void synth_checkpoint(const std::string& out_dir, const SynthOptions& opt) {
   Config c = Config::from_json(cj, "synthetic config (--preset " + opt.preset + " with --set)");
   if (opt.form != Form::Dense && !c.is_mole())
     throw Error("--preset " + opt.preset + " is dense: use --form dense, or a mole-* preset");
+  const fs::path tokenizer_dir = fs::path(data_dir()) / "gpt-neox-tokenizer";  // before writing anything
   PartialDir out(out_dir);
 
   const int64_t V = c.vocab_size, D = c.hidden_size, F = c.intermediate_size, E = c.num_experts;
@@ -274,7 +272,7 @@ void synth_checkpoint(const std::string& out_dir, const SynthOptions& opt) {
 
   write_json(out.path("config.json"), cj);
   for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"})
-    copy_file(fs::path(MOLE_DATA_DIR) / "gpt-neox-tokenizer" / f, out.path(f));
+    copy_file(tokenizer_dir / f, out.path(f));
   out.finish();
 }
 

@@ -15,15 +15,21 @@
 #include <vector>
 
 #include "model/error.h"
+#include "model/paths.h"
 #include "model/tokenizer.h"
 
 namespace {
 
-const std::string kTokenizerPath = std::string(MOLE_SOURCE_DIR) + "/data/gpt-neox-tokenizer/tokenizer.json";
-const std::string kCasesPath = std::string(MOLE_SOURCE_DIR) + "/tests/data/tokenizer_cases.json";
+// From share/mole/ beside the test binary (the build copies them there), so a moved build or a bundle finds them.
+std::string tokenizer_path() {
+  return mole::data_dir() + "/gpt-neox-tokenizer/tokenizer.json";
+}
+std::string cases_path() {
+  return mole::data_dir() + "/tests/tokenizer_cases.json";
+}
 
 const mole::Tokenizer& neox() {
-  static const mole::Tokenizer tok = mole::Tokenizer::load(kTokenizerPath);
+  static const mole::Tokenizer tok = mole::Tokenizer::load(tokenizer_path());
   return tok;
 }
 
@@ -35,8 +41,8 @@ struct Case {
 
 const nlohmann::json& cases_doc() {
   static const nlohmann::json doc = [] {
-    std::ifstream in(kCasesPath);
-    REQUIRE_MESSAGE(in.good(), "cannot open " << kCasesPath);
+    std::ifstream in(cases_path());
+    REQUIRE_MESSAGE(in.good(), "cannot open " << cases_path());
     return nlohmann::json::parse(in);
   }();
   return doc;
@@ -130,7 +136,7 @@ TEST_CASE("tokenizer: encode and decode match Hugging Face tokenizers on every r
 
 TEST_CASE("tokenizer: added tokens with lstrip, rstrip, single_word and normalized flags match Hugging Face") {
   // GPT-NeoX's own added tokens leave these flags off, so the generator also ran a variant with extra tokens.
-  nlohmann::json doc = nlohmann::json::parse(read_all(kTokenizerPath));
+  nlohmann::json doc = nlohmann::json::parse(read_all(tokenizer_path()));
   for (const auto& t : cases_doc().at("variant_added_tokens")) doc["added_tokens"].push_back(t);
   TempFile variant_file("variant.json", doc.dump());
   const mole::Tokenizer tok = mole::Tokenizer::load(variant_file.path);
@@ -236,7 +242,7 @@ TEST_CASE("tokenizer: bad tokenizer files are a mole::Error naming the file") {
   const std::string missing = (std::filesystem::temp_directory_path() / "mole_no_such_dir/tokenizer.json").string();
   check_load_error(missing, "cannot open");
 
-  const std::string full = read_all(kTokenizerPath);
+  const std::string full = read_all(tokenizer_path());
   TempFile truncated("truncated.json", full.substr(0, full.size() / 2));
   check_load_error(truncated.path, "not valid JSON");
 
@@ -258,7 +264,7 @@ TEST_CASE("tokenizer: bad tokenizer files are a mole::Error naming the file") {
 }
 
 TEST_CASE("tokenizer: merges given as pairs load the same as merges given as strings") {
-  nlohmann::json doc = nlohmann::json::parse(read_all(kTokenizerPath));
+  nlohmann::json doc = nlohmann::json::parse(read_all(tokenizer_path()));
   auto& merges = doc["model"]["merges"];
   for (auto& m : merges) {
     std::string s = m.get<std::string>();
