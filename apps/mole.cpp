@@ -265,12 +265,16 @@ int main(int argc, char** argv) {
   c_bench->add_option("-n,--n-predict", bn.n_predict, "Decode steps to time")->capture_default_str();
   c_bench
       ->add_option("--placements", bn.placements,
-                   "LUT placements to compare, e.g. device,host,disk. On Vulkan, host runs both with copied rows "
-                   "and with rows read in place; when one decodes more than 2% faster, both run again, and if that "
-                   "round agrees the faster is recorded for --lut auto on this device")
+                   "LUT placements to compare, e.g. device,host,disk; one that cannot run (does not fit, say) "
+                   "is a row that says why. On Vulkan, host runs both with copied rows and with rows read in "
+                   "place; when one decodes more than 2% faster, both run again")
       ->capture_default_str();
   c_bench->add_option("--text-file", bn.text_file, "English text for the tokenizer benchmark (default: built-in)");
   c_bench->add_flag("--json", bn.json, "JSON output");
+  c_bench->add_option("-o,--output", bn.output, "Also write the results as JSON to this file");
+  c_bench->add_flag("--record", bn.record,
+                    "When both rounds agree that copied or in-place reads of --lut host are faster, record it for "
+                    "--lut auto on this device (in ~/.cache/mole); without it, bench changes nothing");
 
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;

@@ -1,8 +1,9 @@
 // mole bench: tokenizer throughput, and prefill/decode tokens per second for each LUT placement, measured side by
 // side in one run on the same weights, so their ratios mean something on any machine. On Vulkan, --lut host runs
 // twice, once per way of reading the table's rows (copy to the device, then read; or read in place: see
-// MOLE_VK_LUT_READ in vk-runtime/lut_stream.h), so that the choice `auto` makes can be checked on each device; when
-// one is more than 2% faster, the pair runs again, and an answer both rounds give is recorded for --lut auto.
+// MOLE_VK_LUT_READ in vk-runtime/lut_stream.h); when one is more than 2% faster, the pair runs again, and with
+// --record an answer both rounds give is recorded for --lut auto. A placement that cannot run (the table does not
+// fit, say) is a row that says why; the others are still measured.
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include "apps/backends.h"
 #include "apps/mole_commands.h"
 #include "model/error.h"
+#include "model/paths.h"
 
 namespace mole::app {
 namespace {
@@ -56,18 +58,17 @@ int cmd_bench(BenchArgs& a) {
   if (placements.empty()) throw Error("--placements: give at least one of device, host, disk");
   if (a.prompt_tokens < 1 || a.n_predict < 1) throw Error("--prompt-tokens and -n must be at least 1");
   a.f.quiet = a.f.quiet || a.json;
-  a.f.lut = placement_name(placements[0]);
-  auto m = load_model(a.f, false);
+  a.f.lut = "host";  // only for loading: no engine is made here, and a training-form table is computed in memory
+  auto m = load_model(a.f, false, /*make_engine=*/false);
   const bool vulkan = m->backend->info().name == "vulkan";
   nlohmann::json out = {{"model", m->dir}, {"backend", m->backend->info().device}, {"load_s", m->load_seconds}};
-  // Each placement gets a fresh backend and engine below; the run's own would only hold a second device (and, on
-  // the CPU, a second copy of the table) while they run.
-  m->engine.reset();
+  // Each placement gets a fresh backend and engine below; the run's own would only hold a second device while they
+  // run.
   m->backend.reset();
 
   // Tokenizer.
   std::optional<Tokenizer> tok = m->tokenizer;
-  if (!tok) tok = Tokenizer::load(std::string(MOLE_DATA_DIR) + "/gpt-neox-tokenizer/tokenizer.json");
+  if (!tok) tok = Tokenizer::load(data_dir() + "/gpt-neox-tokenizer/tokenizer.json");
   std::string text = a.text_file.empty() ? builtin_text(4 << 20) : read_file_arg(a.text_file, "--text-file");
   out["tokenizer_mb_per_s"] = tokenizer_benchmark_mb_per_s(*tok, text, 2.0);
 
@@ -92,7 +93,7 @@ int cmd_bench(BenchArgs& a) {
   // One run: a fresh backend and engine, prefill then greedy decode; its row of the table. The run's backend stays
   // in `last` until the next run starts (never two devices open at once), for recording what it measured.
   std::unique_ptr<Backend> last;
-  auto measure = [&](const Run& run) {
+  auto measure_run = [&](const Run& run) {
     last.reset();
     const LutPlacement pl = run.placement;
     nlohmann::json r = {{"lut", placement_name(pl)}};
@@ -105,17 +106,10 @@ int cmd_bench(BenchArgs& a) {
     Backend& backend = *last;
     EngineOptions eo;
     eo.max_context = std::max(a.f.ctx_size, std::min(m->cfg.max_position_embeddings, a.prompt_tokens + a.n_predict));
+    eo.max_step_tokens = a.f.ubatch;
     eo.lut = pl;
-    std::unique_ptr<Engine> engine;
     const auto t_setup = std::chrono::steady_clock::now();
-    try {
-      engine = std::make_unique<Engine>(m->cfg, m->weights, m->lut ? &*m->lut : nullptr, backend, eo);
-    } catch (const Error& e) {
-      if (run.read != "direct") throw;
-      r["skipped"] = e.what();  // this device cannot read the table in place
-      return r;
-    }
-    Engine& eng = *engine;
+    Engine eng(m->cfg, m->weights, m->lut ? &*m->lut : nullptr, backend, eo);
     r["setup_s"] = seconds_since(t_setup);  // the engine: weights and table onto the device, buffers, pipelines
     if (std::string how = lut_read_mode(backend); !how.empty()) r["lut_read"] = how;
     if (std::string note = lut_table_note(backend); !note.empty()) r["lut_table"] = note;
@@ -138,6 +132,17 @@ int cmd_bench(BenchArgs& a) {
     r["decode_ms_per_token"] = steps > 0 ? 1e3 * decode / steps : 0.0;
     return r;
   };
+  // A run that cannot be made (the table does not fit, this device cannot read it in place, a buffer too big for
+  // the memory left) is a row that says why.
+  auto measure = [&](const Run& run) {
+    try {
+      return measure_run(run);
+    } catch (const Error& e) {
+      nlohmann::json r = {{"lut", placement_name(run.placement)}, {"skipped", e.what()}};
+      if (!run.read.empty()) r["lut_read"] = run.read;
+      return r;
+    }
+  };
   // Decode speed of direct reads over copies, from two rows; 0 when either did not decode.
   auto direct_ratio = [](const nlohmann::json& copy, const nlohmann::json& direct) {
     const double c = copy.value("decode_tokens_per_s", 0.0), d = direct.value("decode_tokens_per_s", 0.0);
@@ -159,17 +164,24 @@ int cmd_bench(BenchArgs& a) {
     const std::string faster = first_ratio > 1 ? "direct" : "copy";
     const double ratio = first_ratio > 1 ? std::min(first_ratio, second_ratio) : std::max(first_ratio, second_ratio);
     out["lut_read_rounds"] = {first_ratio, second_ratio};
-    if (agree)
-      out["lut_read_recorded"] = {
-          {"mode", faster}, {"ratio", ratio}, {"file", record_lut_read(*last, faster)}};
+    if (agree) {
+      out["lut_read_faster"] = {{"mode", faster}, {"ratio", ratio}};
+      if (a.record) out["lut_read_faster"]["file"] = record_lut_read(*last, faster);
+    }
   }
   last.reset();
   out["placements"] = rows;
+  int measured = 0;
+  for (const auto& r : rows) measured += r.contains("skipped") ? 0 : 1;
 
-  if (a.json) {
-    std::cout << out.dump(2) << "\n";
-    return 0;
+  if (!a.output.empty()) write_file_atomically(a.output, out.dump(2) + "\n", "-o");
+  if (a.json) std::cout << out.dump(2) << "\n";
+  if (measured == 0) {
+    std::fprintf(stderr, "mole bench: no placement could be measured (each row says why)\n");
+    if (!a.json) std::cout << out["placements"].dump(2) << "\n";
+    return 1;
   }
+  if (a.json) return 0;
   std::printf("model      %s\nbackend    %s\nload       %.2fs\n", m->dir.c_str(),
               out["backend"].get<std::string>().c_str(), m->load_seconds);
   std::printf("tokenizer  %.1f MB/s (one core, %s)\n", out["tokenizer_mb_per_s"].get<double>(),
@@ -190,27 +202,28 @@ int cmd_bench(BenchArgs& a) {
     double d = r["decode_tokens_per_s"].get<double>();
     if (first == 0) first = d, first_label = label(r);
     std::printf("%-12s %9.2f %16.1f %16.1f %14.3f   (decode %.3fx of %s)\n", label(r).c_str(),
-                r["setup_s"].get<double>(), r["prefill_tokens_per_s"].get<double>(), d, r["decode_ms_per_token"].get<double>(), d / first,
-                first_label.c_str());
+                r["setup_s"].get<double>(), r["prefill_tokens_per_s"].get<double>(), d,
+                r["decode_ms_per_token"].get<double>(), d / first, first_label.c_str());
   }
   std::string table_note;  // the same for every --lut host run
   for (const auto& r : rows)
     if (r.contains("lut_table")) table_note = r["lut_table"].get<std::string>();
   if (!table_note.empty()) std::printf("lut table  --lut host: %s\n", table_note.c_str());
-  if (out.contains("lut_read_rounds") && !out.contains("lut_read_recorded")) {
+  if (out.contains("lut_read_rounds") && !out.contains("lut_read_faster")) {
     const auto& rounds = out["lut_read_rounds"];
     std::printf("lut read   direct/copy decode %.3fx, then %.3fx on a second round: not recorded (noise)\n",
                 rounds[0].get<double>(), rounds[1].get<double>());
   }
-  if (out.contains("lut_read_recorded")) {
-    const auto& rec = out["lut_read_recorded"];
+  if (out.contains("lut_read_faster")) {
+    const auto& rec = out["lut_read_faster"];
     const bool direct = rec["mode"] == "direct";
     const double ratio = rec["ratio"].get<double>();
-    const std::string file = rec["file"].get<std::string>();
-    std::printf("lut read   %s decoded %.2fx as fast as %s on this device: %s\n", direct ? "direct" : "copy",
-                direct ? ratio : 1 / ratio, direct ? "copy" : "direct",
-                file.empty() ? "no cache directory to record it in ($XDG_CACHE_HOME or $HOME)"
-                             : ("--lut auto follows it from now on (" + file + ")").c_str());
+    const std::string file = rec.value("file", "");
+    std::printf("lut read   %s decoded %.2fx as fast as %s on this device, in both rounds: %s\n",
+                direct ? "direct" : "copy", direct ? ratio : 1 / ratio, direct ? "copy" : "direct",
+                !a.record      ? "not recorded (--record makes --lut auto follow it)"
+                : file.empty() ? "no cache directory to record it in ($XDG_CACHE_HOME or $HOME)"
+                               : ("--lut auto follows it from now on (" + file + ")").c_str());
   }
   return 0;
 }

@@ -36,7 +36,9 @@ struct BenchArgs {
   RunFlags f;
   int prompt_tokens = 128, n_predict = 64;
   std::string placements = "device,host,disk", text_file;
+  std::string output;  // -o: the JSON results also go to this file
   bool json = false;
+  bool record = false;  // --record: keep a confirmed read-mode choice for --lut auto on this device
 };
 
 int cmd_logits(LogitsArgs& a);

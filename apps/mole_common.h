@@ -56,11 +56,13 @@ class OwnedBackendLutRows final : public LutRowSource {
   std::unique_ptr<LutRowSource> rows_;
 };
 // Loads config, weights (mmap), the table (computed for a training-form checkpoint), the tokenizer when the
-// directory has one (required if need_tokenizer), the backend and the engine.
-std::unique_ptr<LoadedModel> load_model(const RunFlags& f, bool need_tokenizer);
+// directory has one (required if need_tokenizer), the backend and, if make_engine, the engine.
+std::unique_ptr<LoadedModel> load_model(const RunFlags& f, bool need_tokenizer, bool make_engine = true);
 Tokenizer load_tokenizer_for(const std::string& model_dir);  // DIR/tokenizer.json
 // The whole file, for a flag that names one (-f, --file, --text-file); errors name the flag and path.
 std::string read_file_arg(const std::string& path, const std::string& flag);
+// Writes PATH.partial, then renames it to PATH: a failed write leaves no half-written PATH. Errors name the flag.
+void write_file_atomically(const std::string& path, const std::string& contents, const std::string& flag);
 std::vector<int32_t> parse_ids(const std::string& s, const std::string& flag);
 DType parse_dtype_flag(const std::string& s, const std::string& flag);
 // Adds the flags of RunFlags to a subcommand.

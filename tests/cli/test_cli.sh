@@ -202,8 +202,19 @@ if "$M" devices | grep -qE '^vulkan +available'; then
      and all(r["decode_tokens_per_s"] > 0 and r["prefill_tokens_per_s"] > 0 and r["setup_s"] > 0 for r in j["placements"])'
   check "bench --backend vulkan: --lut host says whether the table was imported" pyjson bench_vk.json \
     'all(r["lut_table"].startswith(("imported", "copied")) for r in j["placements"][:2]) and "lut_table" not in j["placements"][2]'
-  check "bench --backend vulkan: a recorded read mode is in the cache file it names" pyjson bench_vk.json \
-    '"lut_read_recorded" not in j or open(j["lut_read_recorded"]["file"]).read().strip() == j["lut_read_recorded"]["mode"]'
+  check "bench without --record changes nothing for later runs (no read-mode record in the cache)" \
+    bash -c "! ls '$T/cache/mole'/lut-read-* > /dev/null 2>&1"
+  XDG_CACHE_HOME="$T/cache" expect_ok "bench --backend vulkan --record -o FILE" \
+    "$M" bench -m infer --backend vulkan --placements host --prompt-tokens 4 -n 4 --record -o bench_rec.json -q
+  check "bench -o FILE writes the results (and no FILE.partial)" bash -c \
+    "test ! -e bench_rec.json.partial && $PY -c 'import json; j=json.load(open(\"bench_rec.json\")); assert len(j[\"placements\"]) == 2'"
+  check "bench --record: a confirmed read mode is in the cache file it names" pyjson bench_rec.json \
+    '"lut_read_faster" not in j or open(j["lut_read_faster"]["file"]).read().strip() == j["lut_read_faster"]["mode"]'
+  # A placement that does not fit is a row that says why; the others are still measured.
+  MOLE_VK_MEMORY_LIMIT_MB=0.5 expect_ok "bench with --lut device too big for the device" \
+    "$M" bench -m infer --backend vulkan --placements device,host -c 16 --ubatch-size 4 --prompt-tokens 4 -n 4 --json
+  check "bench: the device row says it does not fit, the host rows are measured" pyjson "$T/out" \
+    '"not enough GPU memory" in j["placements"][0]["skipped"] and all(r["decode_tokens_per_s"] > 0 for r in j["placements"][1:])'
   expect_ok "convert --backend vulkan" "$M" convert -m train -o conv_vk --backend vulkan -q
   check "convert --backend vulkan writes the inference form" bash -c "\"$M\" info -m conv_vk | grep -q inference"
   MOLE_VK_ATTN_SPLITS=x expect_fail "MOLE_VK_ATTN_SPLITS=x" 'MOLE_VK_ATTN_SPLITS must be.*x' \
@@ -219,6 +230,8 @@ check "bench --backend cpu: disk and host rows with speeds" pyjson "$T/out" \
   '[r["lut"] for r in j["placements"]] == ["disk", "host"] and all(r["decode_tokens_per_s"] > 0 for r in j["placements"])
    and j["tokenizer_mb_per_s"] > 0'
 expect_fail "bench --placements bogus" 'placements.*bogus' "$M" bench -m infer --backend cpu --placements bogus -q
+expect_fail "bench with nothing it can measure" 'no placement could be measured' \
+  "$M" bench -m train --backend cpu --placements disk --prompt-tokens 4 -n 4 -q
 MOLE_VK_LOADER=/nonexistent/libvulkan.so.1 expect_fail "--backend vulkan without a Vulkan loader" \
   'vulkan.*(loader|not built)' "$M" run -m infer --prompt-ids 1 --backend vulkan -q
 check "without a Vulkan loader, auto falls back to the CPU" \
