@@ -1,60 +1,235 @@
 #!/usr/bin/env bash
-# One call on a GPU machine (the device tool): Vulkan loader from carried .debs, parity tests against the CPU
-# reference with validation, then side-by-side benchmarks and a per-op profile. Build here first (scripts/setup.sh),
-# then run it there with `carry: [build, .gl]`; results land in $OUT (or the folder given).
-#   Carried packages, fetched once here into the ignored .gl/ (see ../.library/device/README.md):
-#   libvulkan1 vulkan-validationlayers (and their libegl/libgl deps as that README lists).
+# The GPU check, in one command on a machine with an NVIDIA GPU, from a bundle made by scripts/gpu-bundle.sh:
+#   gpu-check.sh [--dry-run] [--budget SECONDS] OUTDIR
+# First it checks that `mole devices` sees an NVIDIA GPU (else it stops with a one-line reason and exit 1). Then,
+# in order of value, each step under its own time limit and all of them within the budget (default 450 s):
+# the Vulkan test suite against the CPU reference with the validation layer (--require-device: a case that finds
+# no device fails), the built-in model reparameterized on the GPU and its greedy tokens compared with PyTorch's, a
+# per-op profile, and the benchmarks. It writes at most 6 files into OUTDIR, the summary first:
+#   1-summary.txt 2-devices.txt 3-tests.txt 4-run.txt 5-bench.txt 6-bench.json
+# and prints the summary as its last lines. Exit 0 only when every step that ran passed.
+# --dry-run runs the same steps on a CPU Vulkan driver (lavapipe) with the `tiny` preset and short runs: CI runs it
+# so that this script cannot rot between GPU loans. Run from a checkout (scripts/gpu-check.sh), it runs the bundle
+# in .gl/mole-gpu.
 set -uo pipefail
-cd "$(dirname "$0")/.."
-out="${1:-${OUT:-/tmp/mole-gpu}}"
-mkdir -p "$out"
-if ls .gl/*.deb > /dev/null 2>&1; then
-  for f in .gl/*.deb; do dpkg -x "$f" /; done
-  ldconfig
+here=$(cd "$(dirname "$0")" && pwd)
+if [ ! -x "$here/bin/mole" ]; then
+  bundle=$(realpath -m "$here/../.gl/mole-gpu")
+  [ -x "$bundle/gpu-check.sh" ] && exec "$bundle/gpu-check.sh" "$@"
+  echo "gpu-check.sh: no bundle at $bundle: make one with scripts/gpu-bundle.sh, then run BUNDLE/gpu-check.sh" >&2
+  exit 1
 fi
-nvidia_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$nvidia_icd" ]; then export VK_DRIVER_FILES="$nvidia_icd"; fi
-
-{ date -u; git rev-parse --short HEAD 2>/dev/null; nvidia-smi --query-gpu=name,driver_version --format=csv 2>/dev/null
-  build/mole devices; } 2>&1 | tee "$out/devices.txt"
-
-echo "== Vulkan parity tests (validation on) =="
-build/mole_tests --test-case='vulkan*,vk-runtime*' 2>&1 | tee "$out/tests.txt" | tail -4
-
-echo "== benchmarks =="
-models=/tmp/mole-gpu-models
-mkdir -p "$models"
-[ -d "$models/m160" ] || build/mole synth --preset mole-160m-4e -o "$models/m160" -q
-[ -d "$models/d160" ] || build/mole synth --preset dense-160m -o "$models/d160" -q
-build/mole bench -m "$models/m160" --backend vulkan --placements device,host,disk --prompt-tokens 128 -n 256 \
-  2>&1 | tee "$out/bench-mole-160m-4e.txt"
-MOLE_VK_LUT_IMPORT=off build/mole bench -m "$models/m160" --backend vulkan --placements host --prompt-tokens 128 \
-  -n 256 2>&1 | tee "$out/bench-mole-160m-4e-host-copied-table.txt"
-build/mole bench -m "$models/d160" --backend vulkan --placements device --prompt-tokens 128 -n 256 \
-  2>&1 | tee "$out/bench-dense-160m.txt"
-build/mole run -m "$models/m160" --backend vulkan --lut host --prompt-ids 1,2,3,4,5,6,7,8 -n 128 --temp 0 \
-  --ignore-eos --profile -q 2>&1 | tail -20 | tee "$out/profile-mole-160m-4e.txt"
-
-echo "== matmul kernels side by side: without subgroup reductions, without the tiled prefill kernel =="
-MOLE_VK_SUBGROUPS=0 build/mole bench -m "$models/m160" --backend vulkan --placements device --prompt-tokens 512 \
-  -n 128 2>&1 | tee "$out/bench-no-subgroups.txt"
-MOLE_VK_TILED_MIN_ROWS=1000000 build/mole bench -m "$models/m160" --backend vulkan --placements device \
-  --prompt-tokens 512 -n 128 2>&1 | tee "$out/bench-no-tiled.txt"
-build/mole bench -m "$models/m160" --backend vulkan --placements device --prompt-tokens 512 -n 128 \
-  2>&1 | tee "$out/bench-default-kernels.txt"
-
-echo "== long context: split-K attention (automatic) against the single pass (MOLE_VK_ATTN_SPLITS=1) =="
-for splits in 1 0; do
-  MOLE_VK_ATTN_SPLITS=$splits build/mole bench -m "$models/m160" --backend vulkan --placements device \
-    --prompt-tokens 1900 -n 128 2>&1 | tee "$out/bench-long-context-splits-$splits.txt"
+B=$here
+dry=0 budget=450 out=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dry-run) dry=1; shift ;;
+    --budget) budget=${2:?--budget needs seconds}; shift 2 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "gpu-check.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+    *) out=$1; shift ;;
+  esac
 done
+[ -n "$out" ] || { echo "usage: gpu-check.sh [--dry-run] [--budget SECONDS] OUTDIR" >&2; exit 2; }
+case "$budget" in ''|*[!0-9]*) echo "gpu-check.sh: --budget $budget: not a number of seconds" >&2; exit 2 ;; esac
+mkdir -p "$out" || exit 1
+out=$(cd "$out" && pwd)
+rm -f "$out"/[1-6]-*.txt "$out"/6-bench.json
+t_start=$(date +%s)
+deadline=$((t_start + budget))
 
-echo "== reparameterization on the GPU (mole-160m-4e, 11 TFLOP; the goal: limited by the disk write) =="
-[ -d "$models/t160" ] || build/mole synth --preset mole-160m-4e --form train -o "$models/t160" -q
-rm -rf "$models/t160-infer"
-TIMEFORMAT='convert --backend vulkan: %R s wall'
-{ time build/mole convert -m "$models/t160" -o "$models/t160-infer" --backend vulkan -q; } 2>&1 |
-  tail -3 | tee "$out/convert-vulkan.txt"
-du -sh "$models/t160-infer" | tee -a "$out/convert-vulkan.txt"
-dd if=/dev/zero of="$models/ddtest" bs=64M count=32 oflag=direct 2>&1 | tail -1 | tee -a "$out/convert-vulkan.txt"
-rm -rf "$models/t160-infer" "$models/ddtest"
+# Scratch: models, the unpacked validation layer, bench JSON before merging. Removed at exit.
+work=$(mktemp -d "${TMPDIR:-/tmp}/mole-gpu-check.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/lib" "$work/layers" "$work/models"
+
+# Libraries from the bundle that this machine lacks (never shadowing its own), and the bundle's validation layer.
+ldcache=$( (ldconfig -p || /sbin/ldconfig -p) 2>/dev/null)
+for lib in libvulkan.so.1 libGLdispatch.so.0; do
+  if [ -f "$B/lib/$lib" ] && ! grep -q "$lib " <<< "$ldcache"; then ln -s "$B/lib/$lib" "$work/lib/$lib"; fi
+done
+gunzip -c "$B/lib/libVkLayer_khronos_validation.so.gz" > "$work/lib/libVkLayer_khronos_validation.so"
+sed "s|\"library_path\": *\"[^\"]*\"|\"library_path\": \"$work/lib/libVkLayer_khronos_validation.so\"|" \
+  "$B/lib/VkLayer_khronos_validation.json" > "$work/layers/VkLayer_khronos_validation.json"
+export LD_LIBRARY_PATH="$work/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export VK_LAYER_PATH="$work/layers"
+nvidia_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+if [ "$dry" = 0 ] && [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$nvidia_icd" ]; then export VK_DRIVER_FILES="$nvidia_icd"; fi
+export M="$B/bin/mole" T="$B/bin/mole_tests" B work
+export XDG_CACHE_HOME="$work/cache"  # pipeline caches and read-mode records start empty and stay behind
+
+# Sizes: the real check measures the published 160M shapes; the dry run the `tiny` preset, briefly.
+if [ "$dry" = 1 ]; then
+  export MOLE_PRESET=tiny DENSE_PRESET=tiny DENSE_FORM=dense PROMPT=32 DECODE=32 LONG_PROMPT=300 KERNEL_PROMPT=128
+else
+  export MOLE_PRESET=mole-160m-4e DENSE_PRESET=dense-160m DENSE_FORM=auto PROMPT=256 DECODE=256 LONG_PROMPT=1900 \
+    KERNEL_PROMPT=512
+fi
+
+summary=$out/1-summary.txt
+failed=0
+{
+  echo "mole GPU check$([ "$dry" = 1 ] && echo " (dry run: CPU Vulkan driver, tiny preset)")"
+  echo "date    $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "commit  $(cat "$B/COMMIT" 2>/dev/null || echo unknown)"
+  if command -v nvidia-smi > /dev/null; then
+    echo "gpu     $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)"
+  fi
+  echo "budget  ${budget} s"
+} > "$summary"
+
+# step NAME LIMIT FILE FUNCTION: runs FUNCTION (exported) under `timeout`, its output appended to FILE; one line
+# in the summary. The limit shrinks to what is left of the budget; with under 10 s left the step is not started.
+step() {
+  local name=$1 limit=$2 file=$3 fn=$4
+  local left=$((deadline - $(date +%s)))
+  if [ "$left" -lt 10 ]; then
+    printf '%-8s %-44s budget spent\n' SKIPPED "$name" >> "$summary"
+    return 1
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  echo "== $name (limit ${limit} s) ==" >> "$out/$file"
+  echo "gpu-check: $name (limit ${limit} s)"
+  local t0 rc status
+  t0=$(date +%s)
+  timeout -k 10 "$limit" bash -c "$fn" >> "$out/$file" 2>&1
+  rc=$?
+  case $rc in
+    0) status=PASS ;;
+    124|137) status=TIMEOUT; echo "!! killed after $limit s" >> "$out/$file" ;;
+    *) status="FAIL($rc)" ;;
+  esac
+  [ $rc -eq 0 ] || failed=$((failed + 1))
+  printf '%-8s %-44s %4d s\n' "$status" "$name" "$(($(date +%s) - t0))" >> "$summary"
+  return $rc
+}
+
+# bench NAME ARGS...: one `mole bench`, its table into 5-bench.txt, its JSON kept for 6-bench.json.
+bench() {
+  local name=$1; shift
+  echo "-- $name: mole bench $*"
+  "$M" bench "$@" -o "$work/bench-$name.json"
+}
+export -f bench
+
+devices() {
+  command -v nvidia-smi > /dev/null && nvidia-smi
+  "$M" devices
+}
+tests() { "$T" --require-device --test-case='vulkan*,vk-runtime*'; }
+reparameterize_builtin() {
+  if [ ! -f "$B/models/kjv-mole-4l/config.json" ]; then echo "no training-form model in the bundle"; return 0; fi
+  rm -rf "$B/share/mole/models/kjv-mole-4l"
+  mkdir -p "$B/share/mole/models"
+  local t0=$(date +%s.%N)
+  "$M" convert -m "$B/models/kjv-mole-4l" -o "$B/share/mole/models/kjv-mole-4l" --backend vulkan -q || return 1
+  echo "convert --backend vulkan (kjv-mole-4l): $(awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $t0 }") s"
+  bash "$B/tests/e2e/test_default_model.sh" "$M"
+}
+synth_models() {
+  "$M" synth --preset "$MOLE_PRESET" -o "$work/models/mole" -q &&
+    "$M" synth --preset "$DENSE_PRESET" --form "$DENSE_FORM" -o "$work/models/dense" -q
+}
+profile() {
+  "$M" run -m "$work/models/mole" --backend vulkan --lut host --prompt-ids 1,2,3,4,5,6,7,8 -n 128 --temp 0 \
+    --ignore-eos --profile -q > /dev/null
+}
+bench_placements() {
+  bench mole-placements -m "$work/models/mole" --backend vulkan --placements device,host,disk \
+    --prompt-tokens "$PROMPT" -n "$DECODE"
+}
+bench_dense() {
+  bench dense -m "$work/models/dense" --backend vulkan --placements device --prompt-tokens "$PROMPT" -n "$DECODE"
+}
+bench_host_copied() {
+  MOLE_VK_LUT_IMPORT=off bench host-copied-table -m "$work/models/mole" --backend vulkan --placements host \
+    --prompt-tokens "$PROMPT" -n "$DECODE"
+}
+bench_long_context() {
+  local rc=0
+  MOLE_VK_ATTN_SPLITS=1 bench long-context-single-pass -m "$work/models/mole" --backend vulkan \
+    --placements device --prompt-tokens "$LONG_PROMPT" -n "$DECODE" || rc=1
+  bench long-context-split-k-auto -m "$work/models/mole" --backend vulkan --placements device \
+    --prompt-tokens "$LONG_PROMPT" -n "$DECODE" || rc=1
+  return $rc
+}
+bench_kernels() {
+  local rc=0
+  MOLE_VK_SUBGROUPS=0 bench no-subgroups -m "$work/models/mole" --backend vulkan --placements device \
+    --prompt-tokens "$KERNEL_PROMPT" -n 64 || rc=1
+  MOLE_VK_TILED_MIN_ROWS=1000000 bench no-tiled-prefill -m "$work/models/mole" --backend vulkan \
+    --placements device --prompt-tokens "$KERNEL_PROMPT" -n 64 || rc=1
+  bench default-kernels -m "$work/models/mole" --backend vulkan --placements device --prompt-tokens "$KERNEL_PROMPT" \
+    -n 64 || rc=1
+  return $rc
+}
+reparameterize_bench() {
+  "$M" synth --preset "$MOLE_PRESET" --form train -o "$work/models/train" -q || return 1
+  local t0=$(date +%s.%N)
+  "$M" convert -m "$work/models/train" -o "$work/models/train-infer" --backend vulkan -q || return 1
+  echo "convert --backend vulkan ($MOLE_PRESET): $(awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $t0 }") s wall," \
+    "$(du -sh "$work/models/train-infer" | cut -f1) written"
+  rm -rf "$work/models/train-infer"
+  dd if=/dev/zero of="$work/models/ddtest" bs=64M count=16 oflag=direct 2>&1 | tail -1
+  rm -f "$work/models/ddtest"
+}
+export -f devices tests reparameterize_builtin synth_models profile bench_placements bench_dense bench_host_copied \
+  bench_long_context bench_kernels reparameterize_bench
+
+finish() {
+  if command -v python3 > /dev/null && ls "$work"/bench-*.json > /dev/null 2>&1; then
+    python3 - "$work" "$out/6-bench.json" >> "$summary" << 'EOF'
+import glob, json, os, sys
+work, dest = sys.argv[1], sys.argv[2]
+runs = {}
+for f in sorted(glob.glob(os.path.join(work, "bench-*.json")), key=os.path.getmtime):
+    runs[os.path.basename(f)[6:-5]] = json.load(open(f))
+json.dump(runs, open(dest, "w"), indent=1)
+print("decode tokens/s (batch 1):")
+for name, r in runs.items():
+    for p in r.get("placements", []):
+        label = p["lut"] + ("/" + p["lut_read"] if "lut_read" in p else "")
+        if "skipped" in p:
+            print(f"  {name:28s} {label:12s} skipped: {p['skipped'][:90]}")
+        else:
+            print(f"  {name:28s} {label:12s} {p['decode_tokens_per_s']:9.1f}  (prefill {p['prefill_tokens_per_s']:.0f}, "
+                  f"context {p['prefill_tokens'] + p['decode_steps']})")
+EOF
+  fi
+  echo "total   $(($(date +%s) - t_start)) s; $failed step(s) failed" >> "$summary"
+  echo
+  cat "$summary"
+}
+
+# 1. A GPU, or stop.
+step "mole devices" 60 2-devices.txt devices
+if [ "$dry" = 1 ]; then
+  seen=$(grep -E '^vulkan +available' "$out/2-devices.txt")
+  why="mole devices sees no Vulkan device (install mesa-vulkan-drivers for lavapipe)"
+else
+  seen=$(grep -E '^(vulkan|cuda) +available' "$out/2-devices.txt" | grep -i nvidia)
+  why="mole devices sees no NVIDIA GPU: $(grep -E '^vulkan ' "$out/2-devices.txt" | head -1 | tr -s ' ')"
+fi
+if [ -z "$seen" ]; then
+  echo "STOPPED  $why" >> "$summary"
+  failed=$((failed + 1))
+  finish
+  echo "gpu-check.sh: $why" >&2
+  exit 1
+fi
+echo "device  $seen" >> "$summary"
+
+# 2. Parity, then the rest in order of value.
+step "vulkan tests (validation on)" "$([ "$dry" = 1 ] && echo 300 || echo 180)" 3-tests.txt tests
+step "reparameterize kjv-mole-4l, greedy = PyTorch" 180 4-run.txt reparameterize_builtin
+if step "synthesize $MOLE_PRESET and $DENSE_PRESET" 90 4-run.txt synth_models; then
+  step "profile (--lut host)" 60 4-run.txt profile
+  step "bench: placements" 120 5-bench.txt bench_placements
+  step "bench: dense baseline" 60 5-bench.txt bench_dense
+  step "bench: --lut host, table copied" 60 5-bench.txt bench_host_copied
+  step "bench: long context, split-K" 120 5-bench.txt bench_long_context
+  step "bench: reparameterization" 120 5-bench.txt reparameterize_bench
+  step "bench: matmul kernel variants" 120 5-bench.txt bench_kernels
+fi
+finish
+[ "$failed" -eq 0 ]

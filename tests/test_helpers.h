@@ -16,6 +16,20 @@
 
 namespace mole::test {
 
+// Set by mole_tests --require-device (test_main.cpp).
+inline bool& require_device() {
+  static bool required = false;
+  return required;
+}
+// Skips the case for want of a device (or of something a device run needs, such as the validation layer), saying
+// why; under --require-device the case fails instead.
+inline void skip_no_device(const std::string& why) {
+  if (require_device())
+    FAIL_CHECK("--require-device, but " << why);
+  else
+    MESSAGE("skipped: " << why);
+}
+
 // Sets an environment variable for a scope (unsets it for nullptr) and restores it afterwards.
 class ScopedEnv {
  public:

@@ -1,3 +1,22 @@
-// The one doctest main() shared by every tests/test_*.cpp file.
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+// The one doctest main() shared by every tests/test_*.cpp file. It takes one option of its own before doctest's:
+//   --require-device   a case that would be skipped for want of a device (or of the validation layer) fails
+//                      instead, so that a GPU check whose tests saw no GPU cannot pass (scripts/gpu-check.sh)
+#define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "tests/test_helpers.h"
+
+int main(int argc, char** argv) {
+  std::vector<char*> args;
+  for (int i = 0; i < argc; i++) {
+    if (std::strcmp(argv[i], "--require-device") == 0)
+      mole::test::require_device() = true;
+    else
+      args.push_back(argv[i]);
+  }
+  doctest::Context context(int(args.size()), args.data());
+  return context.run();
+}

@@ -3,6 +3,8 @@
 // Without a Vulkan loader or device each case says it was skipped.
 #include <doctest/doctest.h>
 
+#include "tests/test_helpers.h"
+
 #ifdef MOLE_HAVE_VULKAN
 
 #include <unistd.h>
@@ -98,7 +100,7 @@ struct Gpu {
 std::unique_ptr<Gpu> open_gpu(bool with_device = true) {
   std::string why;
   if (!vulkan_loader_available(&why)) {
-    MESSAGE("skipped: " << why);
+    test::skip_no_device(why);
     return nullptr;
   }
   auto g = std::make_unique<Gpu>();
@@ -107,17 +109,18 @@ std::unique_ptr<Gpu> open_gpu(bool with_device = true) {
       g->instance = Instance::create(true, true);
     } catch (const Error& e) {
       if (!std::strstr(e.what(), "vulkan-validationlayers")) throw;
+      if (test::require_device()) FAIL_CHECK("--require-device, but the validation layer is missing: " << e.what());
       MESSAGE("validation layer missing, running without it: " << std::string(e.what()));
       g->instance = Instance::create(false, false);
     }
   } catch (const Error& e) {
     if (!std::strstr(e.what(), "no Vulkan driver")) throw;
-    MESSAGE("skipped: " << std::string(e.what()));
+    test::skip_no_device(e.what());
     return nullptr;
   }
   g->devices = enumerate_devices(*g->instance);
   if (g->devices.empty()) {
-    MESSAGE("skipped: the Vulkan loader found no device (install mesa-vulkan-drivers for lavapipe)");
+    test::skip_no_device("the Vulkan loader found no device (install mesa-vulkan-drivers for lavapipe)");
     return nullptr;
   }
   g->index = pick_device(g->devices, -1);
@@ -233,7 +236,7 @@ TEST_CASE("vk-runtime: synchronization validation reports a missing barrier") {
   auto g = open_gpu();
   if (!g) return;
   if (!g->instance->validation_enabled()) {
-    MESSAGE("skipped: no validation layer");
+    test::skip_no_device("no validation layer");
     return;
   }
   const Device& dev = *g->device;
@@ -258,7 +261,7 @@ TEST_CASE("vk-runtime: synchronization validation reports a missing barrier") {
 TEST_CASE("vk-runtime: validation asked for without the layer installed is a clear error") {
   std::string why;
   if (!vulkan_loader_available(&why)) {
-    MESSAGE("skipped: " << why);
+    test::skip_no_device(why);
     return;
   }
   std::filesystem::path empty = std::filesystem::temp_directory_path() / ("mole-no-layers-" + std::to_string(getpid()));
@@ -556,13 +559,13 @@ TEST_CASE("vk-runtime: pipeline cache save and load round trip; bad files are ig
 TEST_CASE("vk-runtime: VulkanContext opens the best device with an in-memory pipeline cache") {
   std::string why;
   if (!vulkan_loader_available(&why)) {
-    MESSAGE("skipped: " << why);
+    test::skip_no_device(why);
     return;
   }
   bool ok = false;
   std::string line = vulkan_availability(&ok);
   if (!ok) {
-    MESSAGE("skipped: " << line);
+    test::skip_no_device(line);
     return;
   }
   {
@@ -584,7 +587,7 @@ TEST_CASE("vk-runtime: VulkanContext opens the best device with an in-memory pip
 #else
 
 TEST_CASE("vk-runtime: not built") {
-  MESSAGE("skipped: built without Vulkan headers (install libvulkan-dev)");
+  mole::test::skip_no_device("built without Vulkan headers (install libvulkan-dev)");
 }
 
 #endif  // MOLE_HAVE_VULKAN

@@ -3,6 +3,8 @@
 // says it was skipped. CI runs these on Mesa's lavapipe.
 #include <doctest/doctest.h>
 
+#include "tests/test_helpers.h"
+
 #ifdef MOLE_HAVE_VULKAN
 
 #include <cmath>
@@ -18,7 +20,6 @@
 #include "model/forward.h"
 #include "model/reparam.h"
 #include "model/sampling.h"
-#include "tests/test_helpers.h"
 #include "vk-runtime/vk_backend.h"
 
 using namespace mole;
@@ -31,7 +32,7 @@ std::unique_ptr<Backend> vulkan_or_skip() {
   try {
     return vulkan::make_vulkan_backend({.device_index = -1, .validation = true});
   } catch (const Error& e) {
-    MESSAGE("skipped: no usable Vulkan device: " << e.what());
+    test::skip_no_device(std::string("no usable Vulkan device: ") + e.what());
     return nullptr;
   }
 }
@@ -320,7 +321,7 @@ TEST_CASE("vulkan: direct reads of the table give the copy's logits bit for bit 
       copy_be = vulkan::make_vulkan_backend({.device_index = -1, .validation = true}, "copy");
       direct_be = vulkan::make_vulkan_backend({.device_index = -1, .validation = true}, "direct");
     } catch (const Error& e) {
-      MESSAGE("skipped: no usable Vulkan device: " << e.what());
+      test::skip_no_device(std::string("no usable Vulkan device: ") + e.what());
       return;
     }
     std::vector<std::vector<float>> direct;
@@ -363,7 +364,7 @@ TEST_CASE("vulkan: --lut auto follows the read mode recorded for the device") {
   try {
     probe = vulkan::make_vulkan_backend({.device_index = -1, .validation = true}, "auto");
   } catch (const Error& e) {
-    MESSAGE("skipped: no usable Vulkan device: " << e.what());
+    test::skip_no_device(std::string("no usable Vulkan device: ") + e.what());
     return;
   }
   const std::string rule = mode_of("auto", LutPlacement::Host);  // nothing recorded yet
@@ -386,7 +387,8 @@ TEST_CASE("vulkan: --lut auto follows the read mode recorded for the device") {
 
 // --lut host imports the file's own pages where the device can (VK_EXT_external_memory_host) instead of copying
 // the table into memory it allocates. Chunks of 5 rows, so that chunks start inside pages and share them.
-TEST_CASE("vulkan: --lut host, imported or copied, read by copy or in place: the device placement's logits bit for bit") {
+TEST_CASE(
+    "vulkan: --lut host, imported or copied, read by copy or in place: the device placement's logits bit for bit") {
   test::TempDir tmp;
   Model m(test::synth(tmp, "m", Form::Infer, {{"num_key_value_heads", 2}}, DType::F16));
   test::ScopedEnv chunks("MOLE_VK_LUT_CHUNK_BYTES", std::to_string(5 * m.lut->row_bytes()).c_str());
@@ -467,12 +469,12 @@ TEST_CASE("vulkan: --lut host copies a table it cannot import and says why; MOLE
 TEST_CASE("vulkan: a bad numeric MOLE_VK_* setting is an error naming it") {
   if (!vulkan_or_skip()) return;
   for (auto [name, value] : std::vector<std::pair<const char*, const char*>>{{"MOLE_VK_MEMORY_LIMIT_MB", "lots"},
-                                                                            {"MOLE_VK_MEMORY_LIMIT_MB", "-1"},
-                                                                            {"MOLE_VK_TILED_MIN_ROWS", "0"},
-                                                                            {"MOLE_VK_TILED_MIN_ROWS", "32rows"},
-                                                                            {"MOLE_VK_ATTN_SPLITS", "33"},
-                                                                            {"MOLE_VK_ATTN_SPLITS", "2.5"},
-                                                                            {"MOLE_VK_SUBGROUPS", "no"}}) {
+                                                                             {"MOLE_VK_MEMORY_LIMIT_MB", "-1"},
+                                                                             {"MOLE_VK_TILED_MIN_ROWS", "0"},
+                                                                             {"MOLE_VK_TILED_MIN_ROWS", "32rows"},
+                                                                             {"MOLE_VK_ATTN_SPLITS", "33"},
+                                                                             {"MOLE_VK_ATTN_SPLITS", "2.5"},
+                                                                             {"MOLE_VK_SUBGROUPS", "no"}}) {
     CAPTURE(name);
     CAPTURE(value);
     test::ScopedEnv env(name, value);
@@ -568,7 +570,7 @@ TEST_CASE("vulkan: reparameterization on the GPU gives the CPU's table rows") {
 #else
 
 TEST_CASE("vulkan: not built") {
-  MESSAGE("skipped: this build has no Vulkan backend (Vulkan headers or glslang missing)");
+  mole::test::skip_no_device("this build has no Vulkan backend (Vulkan headers or glslang missing)");
 }
 
 #endif

@@ -6,6 +6,8 @@
 // says it was skipped.
 #include <doctest/doctest.h>
 
+#include "tests/test_helpers.h"
+
 #ifdef MOLE_HAVE_VULKAN
 
 #include <stdlib.h>
@@ -21,7 +23,6 @@
 #include "model/cpu_backend.h"
 #include "model/error.h"
 #include "shaders/ops.h"
-#include "tests/test_helpers.h"
 #include "vk-runtime/vk_backend.h"
 
 using namespace mole;
@@ -61,7 +62,7 @@ class Harness {
     try {
       vk_ = vulkan::make_vulkan_backend({.device_index = -1, .validation = true});
     } catch (const Error& e) {
-      MESSAGE("skipped: no usable Vulkan device: " << e.what());
+      test::skip_no_device(std::string("no usable Vulkan device: ") + e.what());
       return false;
     }
     cpu_ = make_cpu_backend();
@@ -573,7 +574,7 @@ TEST_CASE("vulkan ops: argmax, the lowest index on ties") {
 #else
 
 TEST_CASE("vulkan ops: not built") {
-  MESSAGE("skipped: this build has no Vulkan backend (Vulkan headers or glslang missing)");
+  mole::test::skip_no_device("this build has no Vulkan backend (Vulkan headers or glslang missing)");
 }
 
 #endif

@@ -6,7 +6,7 @@ set -uo pipefail
 M=$1
 root=$(cd "$(dirname "$0")/../.." && pwd)
 ref=$root/models/kjv-mole-4l.reference.json
-PY=/usr/bin/python3
+PY=$(command -v python3 || echo /usr/bin/python3)
 passed=0 failed=0
 ok() { echo "ok $1"; passed=$((passed + 1)); }
 bad() { echo "FAIL $1"; failed=$((failed + 1)); }
