@@ -42,12 +42,14 @@ for bin in "$tmp"/bin/*; do
   fi
 done
 
-# The Vulkan loader, libglvnd's dispatch library (NVIDIA's Vulkan driver links it) and the validation layer, from
-# this machine's Debian packages (libvulkan1, libglvnd0, vulkan-validationlayers).
+# The Vulkan loader, libglvnd (NVIDIA's Vulkan driver starts through EGL when there is no display, and a GPU
+# machine's base image may have no libglvnd) and the validation layer, from this machine's Debian packages
+# (libvulkan1, libglvnd0, libegl1, libglx0, libopengl0, libgl1, libgles2, vulkan-validationlayers).
 libdir=$(dirname "$(realpath "$(ldconfig -p | awk '/libvulkan\.so\.1 .*x86-64/ {print $NF; exit}')")")
 [ -f "$libdir/libvulkan.so.1" ] || { echo "gpu-bundle.sh: no libvulkan.so.1 here (install libvulkan1)" >&2; exit 1; }
-cp -L "$libdir/libvulkan.so.1" "$tmp/lib/"
-[ -f "$libdir/libGLdispatch.so.0" ] && cp -L "$libdir/libGLdispatch.so.0" "$tmp/lib/"
+for lib in libvulkan.so.1 libGLdispatch.so.0 libEGL.so.1 libGLX.so.0 libOpenGL.so.0 libGL.so.1 libGLESv2.so.2; do
+  if [ -f "$libdir/$lib" ]; then cp -L "$libdir/$lib" "$tmp/lib/"; fi
+done
 layer=$libdir/libVkLayer_khronos_validation.so
 manifest=/usr/share/vulkan/explicit_layer.d/VkLayer_khronos_validation.json
 if [ -f "$layer" ] && [ -f "$manifest" ]; then

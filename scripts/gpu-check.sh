@@ -9,7 +9,8 @@
 #   1-summary.txt 2-devices.txt 3-tests.txt 4-run.txt 5-bench.txt 6-bench.json
 # and prints the summary as its last lines. Exit 0 only when every step that ran passed.
 # --dry-run runs the same steps on a CPU Vulkan driver (lavapipe) with the `tiny` preset and short runs: CI runs it
-# so that this script cannot rot between GPU loans. Run from a checkout (scripts/gpu-check.sh), it runs the bundle
+# so that this script cannot rot between GPU loans. `gpu-check.sh --exec CMD [ARG...]` runs one command in the
+# check's environment instead ($M is mole, $T mole_tests), to look into a failed step. Run from a checkout (scripts/gpu-check.sh), it runs the bundle
 # in .gl/mole-gpu.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -20,9 +21,11 @@ if [ ! -x "$here/bin/mole" ]; then
   exit 1
 fi
 B=$here
-dry=0 budget=450 out=""
+dry=0 budget=450 out="" run=()
 while [ $# -gt 0 ]; do
   case "$1" in
+    --exec) shift; run=("$@"); [ ${#run[@]} -gt 0 ] || { echo "gpu-check.sh: --exec needs a command" >&2; exit 2; }
+      break ;;
     --dry-run) dry=1; shift ;;
     --budget) budget=${2:?--budget needs seconds}; shift 2 ;;
     -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -30,11 +33,8 @@ while [ $# -gt 0 ]; do
     *) out=$1; shift ;;
   esac
 done
-[ -n "$out" ] || { echo "usage: gpu-check.sh [--dry-run] [--budget SECONDS] OUTDIR" >&2; exit 2; }
+[ -n "$out" ] || [ ${#run[@]} -gt 0 ] || { echo "usage: gpu-check.sh [--dry-run] [--budget SECONDS] OUTDIR" >&2; exit 2; }
 case "$budget" in ''|*[!0-9]*) echo "gpu-check.sh: --budget $budget: not a number of seconds" >&2; exit 2 ;; esac
-mkdir -p "$out" || exit 1
-out=$(cd "$out" && pwd)
-rm -f "$out"/[1-6]-*.txt "$out"/6-bench.json
 t_start=$(date +%s)
 deadline=$((t_start + budget))
 
@@ -45,18 +45,32 @@ mkdir -p "$work/lib" "$work/layers" "$work/models"
 
 # Libraries from the bundle that this machine lacks (never shadowing its own), and the bundle's validation layer.
 ldcache=$( (ldconfig -p || /sbin/ldconfig -p) 2>/dev/null)
-for lib in libvulkan.so.1 libGLdispatch.so.0; do
-  if [ -f "$B/lib/$lib" ] && ! grep -q "$lib " <<< "$ldcache"; then ln -s "$B/lib/$lib" "$work/lib/$lib"; fi
+for lib in "$B"/lib/*.so.[0-9]; do
+  lib=$(basename "$lib")
+  if ! grep -q "$lib " <<< "$ldcache"; then ln -s "$B/lib/$lib" "$work/lib/$lib"; fi
 done
 gunzip -c "$B/lib/libVkLayer_khronos_validation.so.gz" > "$work/lib/libVkLayer_khronos_validation.so"
 sed "s|\"library_path\": *\"[^\"]*\"|\"library_path\": \"$work/lib/libVkLayer_khronos_validation.so\"|" \
   "$B/lib/VkLayer_khronos_validation.json" > "$work/layers/VkLayer_khronos_validation.json"
 export LD_LIBRARY_PATH="$work/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export VK_LAYER_PATH="$work/layers"
-nvidia_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-if [ "$dry" = 0 ] && [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$nvidia_icd" ]; then export VK_DRIVER_FILES="$nvidia_icd"; fi
+# NVIDIA's Vulkan driver and its EGL vendor file where a container mounts the driver (/usr/local/nvidia).
+nvidia=/usr/local/nvidia/share
+if [ "$dry" = 0 ] && [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$nvidia/vulkan/icd.d/nvidia_icd.json" ]; then
+  export VK_DRIVER_FILES="$nvidia/vulkan/icd.d/nvidia_icd.json"
+fi
+if [ "$dry" = 0 ] && [ -z "${__EGL_VENDOR_LIBRARY_FILENAMES:-}" ] && [ -f "$nvidia/glvnd/egl_vendor.d/10_nvidia.json" ]; then
+  export __EGL_VENDOR_LIBRARY_FILENAMES="$nvidia/glvnd/egl_vendor.d/10_nvidia.json"
+fi
 export M="$B/bin/mole" T="$B/bin/mole_tests" B work
 export XDG_CACHE_HOME="$work/cache"  # pipeline caches and read-mode records start empty and stay behind
+if [ ${#run[@]} -gt 0 ]; then
+  "${run[@]}"
+  exit $?
+fi
+mkdir -p "$out" || exit 1
+out=$(cd "$out" && pwd)
+rm -f "$out"/[1-6]-*.txt "$out"/6-bench.json
 
 # Sizes: the real check measures the published 160M shapes; the dry run the `tiny` preset, briefly.
 if [ "$dry" = 1 ]; then
@@ -115,6 +129,12 @@ export -f bench
 devices() {
   command -v nvidia-smi > /dev/null && nvidia-smi
   "$M" devices
+  # Without a Vulkan device, the loader's own account of the drivers it tried.
+  if ! "$M" devices | grep -E '^vulkan +available' > /dev/null; then
+    echo "-- Vulkan loader messages (VK_LOADER_DEBUG=error,warn,driver):"
+    VK_LOADER_DEBUG=error,warn,driver "$M" devices 2>&1 | grep -v '^\(vulkan\|cuda\|cpu\) ' | head -40
+    echo "-- environment: VK_DRIVER_FILES=${VK_DRIVER_FILES:-} LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+  fi
 }
 tests() { "$T" --require-device --test-case='vulkan*,vk-runtime*'; }
 reparameterize_builtin() {

@@ -273,6 +273,35 @@ TEST_CASE("vk-runtime: validation asked for without the layer installed is a cle
   std::filesystem::remove_all(empty);
 }
 
+// A process makes and drops many instances and devices (every test does; so does an app that switches device):
+// none of them may be lost for good. Each stage runs 60 times and says at which round it failed.
+TEST_CASE("vk-runtime: instances and devices made and dropped 60 times each") {
+  auto g = open_gpu(false);
+  if (!g) return;
+  const DeviceInfo info = g->devices[size_t(g->index)];
+  g.reset();
+  constexpr int kRounds = 60;
+  for (bool validation : {false, true}) {
+    CAPTURE(validation);
+    int round = 0;
+    try {
+      for (; round < kRounds; round++) Instance::create(validation, false);
+    } catch (const Error& e) {
+      FAIL_CHECK("instance " << round << " of " << kRounds << ": " << e.what());
+    }
+    round = 0;
+    try {
+      for (; round < kRounds; round++) {
+        Instance instance = Instance::create(validation, false);
+        Device device = Device::create(instance, enumerate_devices(instance)[size_t(info.index)]);
+        Buffer b = Buffer::create(device, 1 << 20, kStorage, MemoryKind::DeviceLocal, "b");
+      }
+    } catch (const Error& e) {
+      FAIL_CHECK("instance, device and buffer " << round << " of " << kRounds << ": " << e.what());
+    }
+  }
+}
+
 TEST_CASE("vk-runtime: device, queues and memory types") {
   auto g = open_gpu();
   if (!g) return;

@@ -431,6 +431,8 @@ TEST_CASE(
           CHECK(note == "copied (import turned off)");
         else if (note.find("no VK_EXT_external_memory_host") != std::string::npos)
           MESSAGE("import not tried: " << note);
+        else if (note.find("NVIDIA's Vulkan driver cannot import") != std::string::npos)
+          MESSAGE("import not tried: " << note);
         else
           CHECK(note == "imported from the file's mapping (no copy)");
         check_no_validation_messages(*be);
@@ -485,6 +487,7 @@ TEST_CASE("vulkan: a bad numeric MOLE_VK_* setting is an error naming it") {
   test::TempDir tmp;
   Model m(test::synth(tmp, "m", Form::Infer, {}, DType::F16));
   auto be = vulkan_or_skip();
+  REQUIRE(be);
   test::ScopedEnv env("MOLE_VK_LUT_CHUNK_BYTES", "0");
   CHECK_THROWS_WITH_AS(be->set_lut(*m.lut, LutPlacement::Host, 4), doctest::Contains("MOLE_VK_LUT_CHUNK_BYTES must be"),
                        Error);

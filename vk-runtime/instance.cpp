@@ -163,6 +163,7 @@ Instance Instance::create(bool validation, bool sync_validation) {
         "e.g. mesa-vulkan-drivers, or the GPU vendor's driver");
   }
   VK_CHECK_CTX(r, "creating the Vulkan instance");
+  pin_loaded_libraries();
   try {
     load_instance_functions(inst.instance_, validation);
   } catch (...) {

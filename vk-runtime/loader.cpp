@@ -2,6 +2,7 @@
 #include "vk-runtime/loader.h"
 
 #include <dlfcn.h>
+#include <link.h>
 
 #include <atomic>
 #include <cassert>
@@ -92,6 +93,22 @@ void load_global_functions() {
   if (!vulkan_loader_available(&why)) throw Error(why);
   load_level(
       FnLevel::Global, [](const char* n) { return g_fns.vkGetInstanceProcAddr(VK_NULL_HANDLE, n); }, "Vulkan loader");
+}
+
+void pin_loaded_libraries() {
+  // Every shared object mapped now: the loader's, the drivers' it opened for vkCreateInstance, the layers'.
+  std::vector<std::string> names;
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* out) {
+        if (info->dlpi_name && *info->dlpi_name)
+          static_cast<std::vector<std::string>*>(out)->push_back(info->dlpi_name);
+        return 0;
+      },
+      &names);
+  for (const std::string& name : names) {
+    // RTLD_NOLOAD: only what is loaded already; RTLD_NODELETE: never unmapped, whatever dlclose is called later.
+    if (void* h = dlopen(name.c_str(), RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE)) dlclose(h);
+  }
 }
 
 void load_instance_functions(VkInstance instance, bool debug_utils) {

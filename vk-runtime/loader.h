@@ -19,88 +19,88 @@
 // A function promoted to core is also looked up under its KHR name (vkWaitSemaphores -> vkWaitSemaphoresKHR), so a
 // Vulkan 1.1 device with the extension works too. A missing required function is an error naming it; a missing
 // optional one stays nullptr (its extension or feature is off).
-#define MOLE_VK_FUNCTIONS(X)                                  \
-  X(Global, vkCreateInstance, true)                           \
-  X(Global, vkEnumerateInstanceVersion, false)                \
-  X(Global, vkEnumerateInstanceLayerProperties, true)         \
-  X(Global, vkEnumerateInstanceExtensionProperties, true)     \
-  X(Instance, vkDestroyInstance, true)                        \
-  X(Instance, vkEnumeratePhysicalDevices, true)               \
-  X(Instance, vkGetPhysicalDeviceProperties, true)            \
-  X(Instance, vkGetPhysicalDeviceProperties2, true)           \
-  X(Instance, vkGetPhysicalDeviceFeatures2, true)             \
-  X(Instance, vkGetPhysicalDeviceMemoryProperties, true)      \
-  X(Instance, vkGetPhysicalDeviceQueueFamilyProperties, true) \
-  X(Instance, vkEnumerateDeviceExtensionProperties, true)     \
-  X(Instance, vkCreateDevice, true)                           \
-  X(Instance, vkGetDeviceProcAddr, true)                      \
+#define MOLE_VK_FUNCTIONS(X)                                      \
+  X(Global, vkCreateInstance, true)                               \
+  X(Global, vkEnumerateInstanceVersion, false)                    \
+  X(Global, vkEnumerateInstanceLayerProperties, true)             \
+  X(Global, vkEnumerateInstanceExtensionProperties, true)         \
+  X(Instance, vkDestroyInstance, true)                            \
+  X(Instance, vkEnumeratePhysicalDevices, true)                   \
+  X(Instance, vkGetPhysicalDeviceProperties, true)                \
+  X(Instance, vkGetPhysicalDeviceProperties2, true)               \
+  X(Instance, vkGetPhysicalDeviceFeatures2, true)                 \
+  X(Instance, vkGetPhysicalDeviceMemoryProperties, true)          \
+  X(Instance, vkGetPhysicalDeviceQueueFamilyProperties, true)     \
+  X(Instance, vkEnumerateDeviceExtensionProperties, true)         \
+  X(Instance, vkCreateDevice, true)                               \
+  X(Instance, vkGetDeviceProcAddr, true)                          \
   X(Instance, vkGetPhysicalDeviceExternalBufferProperties, false) \
-  X(Instance, vkCreateDebugUtilsMessengerEXT, false)          \
-  X(Instance, vkDestroyDebugUtilsMessengerEXT, false)         \
-  X(Instance, vkSetDebugUtilsObjectNameEXT, false)            \
-  X(Device, vkDestroyDevice, true)                            \
-  X(Device, vkGetDeviceQueue, true)                           \
-  X(Device, vkDeviceWaitIdle, true)                           \
-  X(Device, vkQueueSubmit, true)                              \
-  X(Device, vkQueueWaitIdle, true)                            \
-  X(Device, vkCreateBuffer, true)                             \
-  X(Device, vkDestroyBuffer, true)                            \
-  X(Device, vkGetBufferMemoryRequirements, true)              \
-  X(Device, vkAllocateMemory, true)                           \
-  X(Device, vkFreeMemory, true)                               \
-  X(Device, vkBindBufferMemory, true)                         \
-  X(Device, vkMapMemory, true)                                \
-  X(Device, vkUnmapMemory, true)                              \
-  X(Device, vkGetBufferDeviceAddress, false)                  \
-  X(Device, vkGetMemoryHostPointerPropertiesEXT, false)       \
-  X(Device, vkCreateCommandPool, true)                        \
-  X(Device, vkDestroyCommandPool, true)                       \
-  X(Device, vkResetCommandPool, true)                         \
-  X(Device, vkAllocateCommandBuffers, true)                   \
-  X(Device, vkFreeCommandBuffers, true)                       \
-  X(Device, vkResetCommandBuffer, true)                       \
-  X(Device, vkBeginCommandBuffer, true)                       \
-  X(Device, vkEndCommandBuffer, true)                         \
-  X(Device, vkCmdBindPipeline, true)                          \
-  X(Device, vkCmdBindDescriptorSets, true)                    \
-  X(Device, vkCmdPushConstants, true)                         \
-  X(Device, vkCmdDispatch, true)                              \
-  X(Device, vkCmdCopyBuffer, true)                            \
-  X(Device, vkCmdFillBuffer, true)                            \
-  X(Device, vkCmdUpdateBuffer, true)                          \
-  X(Device, vkCmdPipelineBarrier, true)                       \
-  X(Device, vkCmdPipelineBarrier2, false)                     \
-  X(Device, vkQueueSubmit2, false)                            \
-  X(Device, vkCmdResetQueryPool, true)                        \
-  X(Device, vkCmdWriteTimestamp, true)                        \
-  X(Device, vkCreateQueryPool, true)                          \
-  X(Device, vkDestroyQueryPool, true)                         \
-  X(Device, vkGetQueryPoolResults, true)                      \
-  X(Device, vkCreateFence, true)                              \
-  X(Device, vkDestroyFence, true)                             \
-  X(Device, vkWaitForFences, true)                            \
-  X(Device, vkResetFences, true)                              \
-  X(Device, vkGetFenceStatus, true)                           \
-  X(Device, vkCreateSemaphore, true)                          \
-  X(Device, vkDestroySemaphore, true)                         \
-  X(Device, vkGetSemaphoreCounterValue, true)                 \
-  X(Device, vkWaitSemaphores, true)                           \
-  X(Device, vkSignalSemaphore, true)                          \
-  X(Device, vkCreateDescriptorSetLayout, true)                \
-  X(Device, vkDestroyDescriptorSetLayout, true)               \
-  X(Device, vkCreateDescriptorPool, true)                     \
-  X(Device, vkDestroyDescriptorPool, true)                    \
-  X(Device, vkResetDescriptorPool, true)                      \
-  X(Device, vkAllocateDescriptorSets, true)                   \
-  X(Device, vkUpdateDescriptorSets, true)                     \
-  X(Device, vkCreateShaderModule, true)                       \
-  X(Device, vkDestroyShaderModule, true)                      \
-  X(Device, vkCreatePipelineLayout, true)                     \
-  X(Device, vkDestroyPipelineLayout, true)                    \
-  X(Device, vkCreatePipelineCache, true)                      \
-  X(Device, vkDestroyPipelineCache, true)                     \
-  X(Device, vkGetPipelineCacheData, true)                     \
-  X(Device, vkCreateComputePipelines, true)                   \
+  X(Instance, vkCreateDebugUtilsMessengerEXT, false)              \
+  X(Instance, vkDestroyDebugUtilsMessengerEXT, false)             \
+  X(Instance, vkSetDebugUtilsObjectNameEXT, false)                \
+  X(Device, vkDestroyDevice, true)                                \
+  X(Device, vkGetDeviceQueue, true)                               \
+  X(Device, vkDeviceWaitIdle, true)                               \
+  X(Device, vkQueueSubmit, true)                                  \
+  X(Device, vkQueueWaitIdle, true)                                \
+  X(Device, vkCreateBuffer, true)                                 \
+  X(Device, vkDestroyBuffer, true)                                \
+  X(Device, vkGetBufferMemoryRequirements, true)                  \
+  X(Device, vkAllocateMemory, true)                               \
+  X(Device, vkFreeMemory, true)                                   \
+  X(Device, vkBindBufferMemory, true)                             \
+  X(Device, vkMapMemory, true)                                    \
+  X(Device, vkUnmapMemory, true)                                  \
+  X(Device, vkGetBufferDeviceAddress, false)                      \
+  X(Device, vkGetMemoryHostPointerPropertiesEXT, false)           \
+  X(Device, vkCreateCommandPool, true)                            \
+  X(Device, vkDestroyCommandPool, true)                           \
+  X(Device, vkResetCommandPool, true)                             \
+  X(Device, vkAllocateCommandBuffers, true)                       \
+  X(Device, vkFreeCommandBuffers, true)                           \
+  X(Device, vkResetCommandBuffer, true)                           \
+  X(Device, vkBeginCommandBuffer, true)                           \
+  X(Device, vkEndCommandBuffer, true)                             \
+  X(Device, vkCmdBindPipeline, true)                              \
+  X(Device, vkCmdBindDescriptorSets, true)                        \
+  X(Device, vkCmdPushConstants, true)                             \
+  X(Device, vkCmdDispatch, true)                                  \
+  X(Device, vkCmdCopyBuffer, true)                                \
+  X(Device, vkCmdFillBuffer, true)                                \
+  X(Device, vkCmdUpdateBuffer, true)                              \
+  X(Device, vkCmdPipelineBarrier, true)                           \
+  X(Device, vkCmdPipelineBarrier2, false)                         \
+  X(Device, vkQueueSubmit2, false)                                \
+  X(Device, vkCmdResetQueryPool, true)                            \
+  X(Device, vkCmdWriteTimestamp, true)                            \
+  X(Device, vkCreateQueryPool, true)                              \
+  X(Device, vkDestroyQueryPool, true)                             \
+  X(Device, vkGetQueryPoolResults, true)                          \
+  X(Device, vkCreateFence, true)                                  \
+  X(Device, vkDestroyFence, true)                                 \
+  X(Device, vkWaitForFences, true)                                \
+  X(Device, vkResetFences, true)                                  \
+  X(Device, vkGetFenceStatus, true)                               \
+  X(Device, vkCreateSemaphore, true)                              \
+  X(Device, vkDestroySemaphore, true)                             \
+  X(Device, vkGetSemaphoreCounterValue, true)                     \
+  X(Device, vkWaitSemaphores, true)                               \
+  X(Device, vkSignalSemaphore, true)                              \
+  X(Device, vkCreateDescriptorSetLayout, true)                    \
+  X(Device, vkDestroyDescriptorSetLayout, true)                   \
+  X(Device, vkCreateDescriptorPool, true)                         \
+  X(Device, vkDestroyDescriptorPool, true)                        \
+  X(Device, vkResetDescriptorPool, true)                          \
+  X(Device, vkAllocateDescriptorSets, true)                       \
+  X(Device, vkUpdateDescriptorSets, true)                         \
+  X(Device, vkCreateShaderModule, true)                           \
+  X(Device, vkDestroyShaderModule, true)                          \
+  X(Device, vkCreatePipelineLayout, true)                         \
+  X(Device, vkDestroyPipelineLayout, true)                        \
+  X(Device, vkCreatePipelineCache, true)                          \
+  X(Device, vkDestroyPipelineCache, true)                         \
+  X(Device, vkGetPipelineCacheData, true)                         \
+  X(Device, vkCreateComputePipelines, true)                       \
   X(Device, vkDestroyPipeline, true)
 
 namespace mole {
@@ -130,6 +130,11 @@ void load_instance_functions(VkInstance instance, bool debug_utils);
 void release_instance_functions();
 void load_device_functions(VkDevice device);
 void release_device_functions();
+// Keeps every shared object mapped now (the drivers and layers vkCreateInstance just opened) loaded for the life
+// of the process. The loader unloads its drivers when the last instance goes; some cannot be loaded again:
+// NVIDIA's libnvidia-tls uses static TLS, which glibc never gives back, so after about 28 reloads it fails with
+// "cannot allocate memory in static TLS block" and Vulkan finds no driver. Instance::create() calls it.
+void pin_loaded_libraries();
 
 // Gives a Vulkan object a name that validation messages and debuggers show; does nothing without VK_EXT_debug_utils
 // (only enabled with validation).

@@ -1,14 +1,14 @@
 // LutStream: the table's chunks, the row ring, the copies that fill it and the disk gather thread (see lut_stream.h).
 #include "vk-runtime/lut_stream.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-
-#include <unistd.h>
 
 #include "model/error.h"
 #include "vk-runtime/device.h"
@@ -119,6 +119,10 @@ void LutStream::import_table(VkBufferUsageFlags usage) {
   if (!lut.file_backed() || !lut.mapping()) throw Error("the table was computed at load, not read from a file");
   if (reinterpret_cast<uintptr_t>(lut.data()) % 4 != 0)
     throw Error("the table is not 4-byte aligned in its file");  // router_lut_direct.comp reads 32-bit words
+  // Not tried on NVIDIA's driver: it refuses a file's pages (VK_ERROR_OUT_OF_DEVICE_MEMORY), and after refusing a
+  // small import the device could allocate nothing more (H100, driver 580.159; docs/benchmarks.md).
+  if (dev_->info().driver_id == VK_DRIVER_ID_NVIDIA_PROPRIETARY)
+    throw Error("NVIDIA's Vulkan driver cannot import a file's pages");
   const uintptr_t align = std::max<uintptr_t>(dev_->info().min_imported_host_pointer_alignment, 1);
   const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
   // The mapping is readable from its page-aligned start to its length rounded up to a page.
@@ -131,10 +135,9 @@ void LutStream::import_table(VkBufferUsageFlags usage) {
     const uintptr_t p = reinterpret_cast<uintptr_t>(lut.row(int32_t(r0)));
     const uintptr_t a0 = p / align * align, a1 = (p + size_t(n) * row + align - 1) / align * align;
     if (a0 < lo || a1 > hi)
-      throw Error("the table's pages cannot be imported at this device's " + std::to_string(align) +
-                  "-byte alignment");
-    const std::string what = "lookup table (--lut host, imported; chunk " + std::to_string(c + 1) + " of " +
-                             std::to_string(n_chunks) + ")";
+      throw Error("the table's pages cannot be imported at this device's " + std::to_string(align) + "-byte alignment");
+    const std::string what =
+        "lookup table (--lut host, imported; chunk " + std::to_string(c + 1) + " of " + std::to_string(n_chunks) + ")";
     chunks_.push_back(Buffer::import_host(*dev_, reinterpret_cast<const void*>(a0), a1 - a0, usage, what.c_str()));
     chunk_offsets_.push_back(p - a0);
   }
@@ -188,8 +191,8 @@ std::unique_ptr<LutStream> LutStream::create(const Device& dev, const LutStore& 
   if (s->chunks_.empty()) {
     const MemoryKind kind = placement == LutPlacement::Device ? MemoryKind::DeviceLocal : MemoryKind::HostVisible;
     const std::string what = std::string("lookup table (--lut ") + placement_name(placement) + ")";
-    s->chunks_ = create_chunked(dev, lut.bytes(), limit, read_usage | VK_BUFFER_USAGE_TRANSFER_DST_BIT,
-                                kind, what.c_str(), row);
+    s->chunks_ =
+        create_chunked(dev, lut.bytes(), limit, read_usage | VK_BUFFER_USAGE_TRANSFER_DST_BIT, kind, what.c_str(), row);
     s->chunk_offsets_.assign(s->chunks_.size(), 0);
     for (size_t c = 0; c < s->chunks_.size(); c++) {
       const auto [r0, n] = s->chunk_rows(int64_t(c));

@@ -187,7 +187,7 @@ expect_fail "--backend bogus" 'backend.*bogus.*unknown|unknown backend' "$M" run
 # --backend vulkan: the CPU's greedy tokens with every table placement where a Vulkan device exists (lavapipe in CI),
 # else a reason. Its failure paths are checked everywhere: no loader, and a device too small for --lut device.
 greedy_ids() { "$M" run -m infer --prompt-ids 1,2,3 -n 6 --temp 0 --json -q "$@" | $PY -c 'import json,sys; print(json.load(sys.stdin)["ids"])'; }
-if "$M" devices | grep -qE '^vulkan +available'; then
+if "$M" devices | grep -E '^vulkan +available' > /dev/null; then
   cpu_ids=$(greedy_ids --backend cpu)
   for lut in device host disk; do
     check "--backend vulkan --lut $lut gives the CPU's greedy tokens" \

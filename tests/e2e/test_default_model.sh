@@ -26,7 +26,8 @@ want=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["greedy_ids"]
 n=$($PY -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["greedy_ids"]))' "$ref")
 
 backends=cpu
-"$M" devices | grep -qE '^vulkan +available' && backends="cpu vulkan"
+# (grep without -q: with pipefail, grep -q leaving early would fail the pipeline by SIGPIPE on a long listing)
+"$M" devices | grep -E '^vulkan +available' > /dev/null && backends="cpu vulkan"
 for b in $backends; do
   got=$("$M" run -m "$T/f32" --prompt-ids "$prompt_ids" -n "$n" --temp 0 --ignore-eos --json -q --backend "$b" |
     $PY -c 'import json,sys; print(json.load(sys.stdin)["ids"])')
