@@ -1,112 +1,189 @@
-// Backend registry. Each GPU backend is compiled in only when its toolkit was found at build time.
+// The backend registry and the backend flags (see backends.h).
 #include "apps/backends.h"
 
+#include <cmath>
 #include <cstdlib>
+#include <sstream>
 
 #include "model/cpu_backend.h"
 #include "model/error.h"
 
 #ifdef MOLE_HAVE_VULKAN
-#include "vk-runtime/context.h"
-#include "vk-runtime/device_info.h"
-#include "vk-runtime/instance.h"
 #include "vk-runtime/vk_backend.h"
+#endif
+#ifdef MOLE_HAVE_CUDA
+#include "cuda-backend/cuda_backend.h"
 #endif
 
 namespace mole {
 namespace {
 
-// A Vulkan device that is itself a CPU driver (lavapipe) is slower than the CPU reference's plain loops only in
-// theory, but it is never what a user with a GPU wants: `auto` skips it unless MOLE_VK_ALLOW_CPU=1.
-BackendAvailability vulkan_availability_entry(bool* gpu) {
-  *gpu = false;
-#ifdef MOLE_HAVE_VULKAN
-  bool ok = false, is_cpu = false;
-  std::string detail = vulkan_availability(&ok, &is_cpu);
-  *gpu = ok && (!is_cpu || (std::getenv("MOLE_VK_ALLOW_CPU") && std::string(std::getenv("MOLE_VK_ALLOW_CPU")) == "1"));
-  return {"vulkan", ok, detail};
-#else
-  return {"vulkan", false,
-          "this build has no Vulkan backend (Vulkan headers or glslangValidator were missing when it was configured; "
-          "run scripts/setup.sh)"};
-#endif
+// The row of a backend this build does not have: its probe says why, its factory refuses.
+BackendEntry not_built(const std::string& name, const std::string& why) {
+  return {
+      name,
+      [why](const BackendOptions&) {
+        return BackendProbe{false, why, "", false};
+      },
+      [name, why](const BackendOptions&) -> std::unique_ptr<Backend> { throw Error("--backend " + name + ": " + why); },
+      {},
+      false,
+      /*built=*/false};
 }
 
 }  // namespace
 
-std::vector<BackendAvailability> list_backends() {
-  bool gpu = false;
-  return {
-      vulkan_availability_entry(&gpu),
-      {"cuda", false, "not built yet in this version of mole (the CUDA backend is in progress)"},
-      {"cpu", true, make_cpu_backend()->info().device},
+std::vector<BackendEntry>& backend_registry() {
+  static std::vector<BackendEntry> rows = {
+#ifdef MOLE_HAVE_CUDA
+      cuda::cuda_backend_entry(),
+#else
+      not_built("cuda",
+                "this build has no CUDA backend (no CUDA toolkit was found when it was configured; install "
+                "one, e.g. under /usr/local/cuda, and build again)"),
+#endif
+#ifdef MOLE_HAVE_VULKAN
+      vulkan::vulkan_backend_entry(),
+#else
+      not_built("vulkan",
+                "this build has no Vulkan backend (Vulkan headers or glslangValidator were missing when it "
+                "was configured; run scripts/setup.sh)"),
+#endif
+      cpu_backend_entry(),
+      cpu_perturbed_backend_entry(),
   };
+  return rows;
 }
 
-std::string device_details() {
-  std::string out;
-#ifdef MOLE_HAVE_VULKAN
-  bool ok = false;
-  vulkan_availability(&ok);
-  if (!ok) return out;
-  try {
-    Instance instance = Instance::create(false, false);
-    auto devices = enumerate_devices(instance);
-    int picked = devices.empty() ? -1 : pick_device(devices, -1);
-    for (const auto& d : devices) {
-      out += "\nvulkan device " + std::to_string(d.index) + (d.index == picked ? " (default)" : "") + "\n";
-      out += describe(d);
+const BackendEntry& find_backend(const std::string& name) {
+  std::string names;
+  for (const BackendEntry& e : backend_registry()) {
+    if (e.name == name) return e;
+    if (!e.hidden) names += e.name + ", ";
+  }
+  throw Error("--backend " + name + ": unknown backend (choose auto, " + names.substr(0, names.size() - 2) + ")");
+}
+
+std::string pick_backend(const std::string& name, const BackendOptions& opt) {
+  if (name != "auto") return name;
+  for (const BackendEntry& e : backend_registry())
+    if (!e.hidden && e.name != "cpu" && e.probe(opt).gpu) return e.name;
+  return "cpu";
+}
+
+std::unique_ptr<Backend> make_backend(const std::string& name, const BackendOptions& opt) {
+  return find_backend(pick_backend(name, opt)).make(opt);
+}
+
+void add_backend_flags(CLI::App& cmd, BackendFlags& f, bool with_backend) {
+  if (with_backend)
+    cmd.add_option("--backend", f.backend, "Compute backend: auto, cuda, vulkan or cpu (see `mole devices`)")
+        ->capture_default_str();
+  cmd.add_option("--device", f.device, "GPU index from `mole devices` (default: the best)")
+      ->envname("MOLE_DEVICE")
+      ->check(CLI::Range(-1, 1 << 20));
+  cmd.add_option("--lut-read", f.lut_read,
+                 "How a GPU reads the table's rows: copy (to the device beside the first ops, then read), direct "
+                 "(in place, over the bus) or auto (what `mole bench --record` measured, else the device's rule)")
+      ->envname("MOLE_LUT_READ")
+      ->check(CLI::IsMember({"auto", "copy", "direct"}))
+      ->capture_default_str();
+  cmd.add_flag("--validate{on}", f.validate,
+               "Run under the Khronos validation layer (Vulkan); --validate=sync adds synchronization validation")
+      ->envname("MOLE_VALIDATE")
+      ->check(CLI::IsMember({"off", "on", "sync", "1", "0"}));
+  cmd.add_option("--pipeline-cache", f.pipeline_cache,
+                 "Vulkan pipeline cache file, or off (default: in ~/.cache/mole, per device)")
+      ->envname("MOLE_PIPELINE_CACHE");
+  cmd.add_option("--memory-limit", f.memory_limit_mib, "Use at most this many MiB of device memory (try what fits)")
+      ->envname("MOLE_MEMORY_LIMIT_MB")
+      ->check(CLI::Range(1.0 / 1024, 1e12));
+  cmd.add_flag("--allow-cpu-device", f.allow_cpu_device,
+               "Let --backend auto pick a CPU implementation of a GPU API (e.g. lavapipe)")
+      ->envname("MOLE_ALLOW_CPU_DEVICE");
+  cmd.add_option("--tune", f.tune,
+                 "Kernel choices, key=value,...: subgroups=0|1, tiled-min-rows=N, attention-splits=0..32, "
+                 "lut-chunk-bytes=N, lut-gather=auto|thread|inline, lut-import=auto|off (README)")
+      ->envname("MOLE_TUNE")
+      ->check(CLI::Validator(
+          [](std::string& s) {
+            try {
+              parse_tuning(s);
+            } catch (const Error& e) {
+              return std::string(e.what());
+            }
+            return std::string();
+          },
+          "KEY=VALUE,..."));
+}
+
+BackendOptions backend_options(const BackendFlags& f) {
+  BackendOptions o;
+  o.device = f.device;
+  o.lut_read = parse_lut_read(f.lut_read).value_or(LutRead::Auto);
+  o.validation = f.validate == "sync"                      ? BackendOptions::Validation::Sync
+                 : f.validate == "on" || f.validate == "1" ? BackendOptions::Validation::On
+                                                           : BackendOptions::Validation::Off;
+  o.pipeline_cache = f.pipeline_cache;
+  o.memory_limit_mib = f.memory_limit_mib;
+  o.allow_cpu_device = f.allow_cpu_device;
+  o.tuning = parse_tuning(f.tune);
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  const char* home = std::getenv("HOME");
+  if (xdg && xdg[0] == '/')
+    o.cache_dir = std::string(xdg) + "/mole";
+  else if (home && *home)
+    o.cache_dir = std::string(home) + "/.cache/mole";
+  return o;
+}
+
+BackendTuning parse_tuning(const std::string& s) {
+  BackendTuning t;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');) {
+    if (item.empty()) continue;
+    const size_t eq = item.find('=');
+    const std::string key = item.substr(0, eq), value = eq == std::string::npos ? "" : item.substr(eq + 1);
+    auto whole = [&](int64_t lo, int64_t hi, const char* what) {
+      char* end = nullptr;
+      errno = 0;
+      const double x = std::strtod(value.c_str(), &end);
+      if (value.empty() || *end != '\0' || errno != 0 || !std::isfinite(x) || x != std::floor(x) || x < double(lo) ||
+          x > double(hi))
+        throw Error("--tune " + item + ": " + key + " must be " + what);
+      return int64_t(x);
+    };
+    auto choice = [&](std::initializer_list<const char*> choices) {
+      std::string list;
+      for (const char* c : choices) {
+        if (value == c) return value;
+        list += (list.empty() ? "" : ", ") + std::string(c);
+      }
+      throw Error("--tune " + item + ": " + key + " must be one of " + list);
+    };
+    if (key == "subgroups") {
+      t.subgroups = int(whole(0, 1, "0 (off) or 1 (where the device can)"));
+    } else if (key == "tiled-min-rows") {
+      t.tiled_min_rows = int(whole(1, 1000000000, "a whole number of rows, at least 1"));
+    } else if (key == "attention-splits") {
+      t.attention_splits = int(whole(0, 32, "a whole number from 0 (automatic) to 32"));
+    } else if (key == "lut-chunk-bytes") {
+      t.lut_chunk_bytes = uint64_t(whole(1, int64_t(1) << 40, "a whole number of bytes, at least 1"));
+    } else if (key == "lut-gather") {
+      const std::string v = choice({"auto", "thread", "inline"});
+      t.lut_gather = v == "thread"   ? BackendTuning::Gather::Thread
+                     : v == "inline" ? BackendTuning::Gather::Inline
+                                     : BackendTuning::Gather::Auto;
+    } else if (key == "lut-import") {
+      t.lut_import = choice({"auto", "off"}) == "auto";
+    } else if (key == "perturb") {
+      t.perturb_op = value;
+    } else {
+      throw Error("--tune " + item + ": unknown key '" + key +
+                  "' (subgroups, tiled-min-rows, attention-splits, lut-chunk-bytes, lut-gather, lut-import)");
     }
-  } catch (const Error& e) {
-    out += std::string("\nvulkan: ") + e.what() + "\n";
   }
-#endif
-  return out;
-}
-
-std::unique_ptr<Backend> make_backend(const std::string& name, int device, const std::string& lut_read) {
-  if (name == "auto") {
-    bool gpu = false;
-    vulkan_availability_entry(&gpu);
-    return make_backend(gpu ? "vulkan" : "cpu", device, lut_read);
-  }
-  if (name == "cpu") return make_cpu_backend();
-  if (name == "vulkan") {
-#ifdef MOLE_HAVE_VULKAN
-    return vulkan::make_vulkan_backend({.device_index = device, .validation = false}, lut_read);
-#endif
-  }
-  for (const auto& b : list_backends())
-    if (b.name == name && !b.available) throw Error("--backend " + name + ": " + b.detail);
-  throw Error("--backend " + name + ": unknown backend (choose auto, vulkan, cuda or cpu)");
-}
-
-std::string lut_read_mode(const Backend& b) {
-#ifdef MOLE_HAVE_VULKAN
-  return vulkan::lut_read_mode(b);
-#else
-  (void)b;
-  return "";
-#endif
-}
-
-std::string lut_table_note(const Backend& b) {
-#ifdef MOLE_HAVE_VULKAN
-  return vulkan::lut_table_note(b);
-#else
-  (void)b;
-  return "";
-#endif
-}
-
-std::string record_lut_read(const Backend& b, const std::string& mode) {
-#ifdef MOLE_HAVE_VULKAN
-  return vulkan::record_lut_read(b, mode);
-#else
-  (void)b;
-  (void)mode;
-  return "";
-#endif
+  return t;
 }
 
 }  // namespace mole

@@ -1,7 +1,11 @@
-// The backends this build has, which of them can run on this machine, and the factory behind --backend.
-// It lives beside the apps, not in model/, so that model/ never depends on a GPU runtime.
+// The backend registry: a table of the backends this build has, one row each from its backend's public header
+// (model/cpu_backend.h, vk-runtime/vk_backend.h, cuda-backend/cuda_backend.h), in the order --backend auto prefers
+// them; `mole devices`, --backend, `mole parity` and the cross-backend tests read it. Also the backend flags every
+// command that runs a model shares, and their environment defaults: the one place outside the Vulkan loader where
+// mole reads the environment (README, "Environment").
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <memory>
 #include <string>
 #include <vector>
@@ -10,27 +14,34 @@
 
 namespace mole {
 
-struct BackendAvailability {
-  std::string name;
-  bool available = false;
-  std::string detail;  // the device, or the reason it is unavailable and what to do
+// The rows, visible ones first in auto's order, then hidden test rows. Tests may add rows.
+std::vector<BackendEntry>& backend_registry();
+// The row named `name`; throws mole::Error listing the names when there is none.
+const BackendEntry& find_backend(const std::string& name);
+// "auto": the first visible row whose probe finds a GPU (a CPU implementation only with allow_cpu_device), else
+// "cpu"; any other name as it is.
+std::string pick_backend(const std::string& name, const BackendOptions& opt);
+// The backend `name` (or auto's pick) made with `opt`. Throws mole::Error for an unknown name, or the row's own
+// error when it cannot be made here (not built, no device), naming --backend.
+std::unique_ptr<Backend> make_backend(const std::string& name, const BackendOptions& opt);
+
+// The flags that choose and configure a backend (--backend, --device, --lut-read, --validate, --pipeline-cache,
+// --memory-limit, --allow-cpu-device, --tune), each with its environment default.
+struct BackendFlags {
+  std::string backend = "auto";
+  int device = -1;
+  std::string lut_read = "auto";
+  std::string validate = "off";
+  std::string pipeline_cache;
+  double memory_limit_mib = 0;
+  bool allow_cpu_device = false;
+  std::string tune;
 };
-std::vector<BackendAvailability> list_backends();
-// Every GPU device found, described for `mole devices` (driver, memory heaps, queue families, features), with the
-// one --backend auto / --device would pick marked; empty when none.
-std::string device_details();
-// "auto" picks vulkan on a GPU (not on a CPU driver like lavapipe), else cpu. `device` selects a GPU by its index
-// in `mole devices` (-1: $MOLE_VK_DEVICE, else the best). `lut_read` (Vulkan only): how the table's rows are read,
-// copy|direct|auto, empty for $MOLE_VK_LUT_READ. Throws mole::Error for an unknown or unavailable name.
-std::unique_ptr<Backend> make_backend(const std::string& name, int device = -1, const std::string& lut_read = "");
-// How a Vulkan backend reads the table's rows once the run has set its table: "copy" (to a ring on the device, then
-// read) or "direct" (read in place); "" for other backends.
-std::string lut_read_mode(const Backend& b);
-// --lut host on Vulkan: whether the table was imported from the file's mapping or copied, and why (""
-// otherwise).
-std::string lut_table_note(const Backend& b);
-// Records "copy" or "direct" as what --lut auto uses on this Vulkan backend's device from now on (`mole bench`, for
-// the faster); returns the file written, "" if none (other backends, no cache directory).
-std::string record_lut_read(const Backend& b, const std::string& mode);
+// `with_backend` false: all but --backend (a command with its own, e.g. `mole parity`'s repeatable one).
+void add_backend_flags(CLI::App& cmd, BackendFlags& f, bool with_backend = true);
+// The options the flags say, with the cache directory ($XDG_CACHE_HOME/mole, else ~/.cache/mole) filled in.
+BackendOptions backend_options(const BackendFlags& f);
+// Parses --tune's "key=value,key=value" (README lists the keys); throws mole::Error naming the bad key or value.
+BackendTuning parse_tuning(const std::string& s);
 
 }  // namespace mole

@@ -1,4 +1,4 @@
-// The mole CLI: run, logits, tokenize, detokenize, convert, info, synth, devices, bench.
+// The mole CLI: run, logits, tokenize, detokenize, convert, info, synth, devices, bench, parity.
 // User errors (mole::Error, bad flags) become a message on stderr and exit code 1 (2 for flag errors).
 #include <unistd.h>
 
@@ -127,10 +127,14 @@ int cmd_run(RunArgs& a) {
   }
   if (a.f.profile) {
     print_profile(m->backend->profile(), m->backend->info().name);
-    if (std::string how = lut_read_mode(*m->backend); !how.empty())
-      std::fprintf(stderr, "lut read     %s (MOLE_VK_LUT_READ=copy|direct|auto)\n", how.c_str());
-    if (std::string note = lut_table_note(*m->backend); !note.empty())
-      std::fprintf(stderr, "lut table    %s (MOLE_VK_LUT_IMPORT=auto|off)\n", note.c_str());
+    const BackendInfo info = m->backend->info();
+    if (!info.lut_read.empty())
+      std::fprintf(stderr, "lut read     %s (--lut-read copy|direct|auto)\n", info.lut_read.c_str());
+    if (!info.lut_table_note.empty())
+      std::fprintf(stderr, "lut table    %s (--tune lut-import=auto|off)\n", info.lut_table_note.c_str());
+    if (info.lut_rows_moved > 0)
+      std::fprintf(stderr, "lut rows     %llu moved, %.1f MiB\n", (unsigned long long)info.lut_rows_moved,
+                   double(info.lut_bytes_moved) / 1048576.0);
   }
   if (a.json) {
     nlohmann::json j = {{"prompt_ids", ids},
@@ -223,9 +227,7 @@ int main(int argc, char** argv) {
   c_conv->add_option("--dtype", cv.dtype, "Table precision: f32, f16 or bf16")
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
-  c_conv->add_option("--backend", cv.backend, "Where the experts are evaluated: cpu, vulkan or auto")
-      ->capture_default_str();
-  c_conv->add_option("--device", cv.device, "GPU index from `mole devices`");
+  add_backend_flags(*c_conv, cv.bf);  // --backend: where the experts are evaluated (default cpu)
   c_conv->add_option("-t,--threads", cv.threads, "CPU threads (default: one per core)");
   c_conv->add_flag("-q,--quiet", cv.quiet, "No progress bar");
 
@@ -266,7 +268,7 @@ int main(int argc, char** argv) {
   c_bench
       ->add_option("--placements", bn.placements,
                    "LUT placements to compare, e.g. device,host,disk; one that cannot run (does not fit, say) "
-                   "is a row that says why. On Vulkan, host runs both with copied rows and with rows read in "
+                   "is a row that says why. On a GPU, host runs both with copied rows and with rows read in "
                    "place; when one decodes more than 2% faster, both run again")
       ->capture_default_str();
   c_bench->add_option("--text-file", bn.text_file, "English text for the tokenizer benchmark (default: built-in)");
@@ -275,6 +277,21 @@ int main(int argc, char** argv) {
   c_bench->add_flag("--record", bn.record,
                     "When both rounds agree that copied or in-place reads of --lut host are faster, record it for "
                     "--lut auto on this device (in ~/.cache/mole); without it, bench changes nothing");
+
+  ParityArgs pa;
+  auto* c_parity =
+      app.add_subcommand("parity", "Check backends op by op (and a model's logits with -m) against the CPU reference");
+  c_parity->add_option("--backend", pa.backends,
+                       "A backend to check; repeat for several (default: every available GPU backend)");
+  add_backend_flags(*c_parity, pa.bf, false);
+  c_parity->add_option("--op", pa.op,
+                       "Only this op's cases (embed, matmul, norm_matmul, kv_store, attention, "
+                       "router_lut, gather, argmax)");
+  c_parity->add_option("-m,--model", pa.model, "Also compare this model's logits and greedy tokens, every placement");
+  c_parity->add_option("--prompt-tokens", pa.tokens, "Prompt length for -m")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  c_parity->add_flag("--json", pa.json, "JSON output");
 
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
@@ -300,6 +317,7 @@ int main(int argc, char** argv) {
     if (c_synth->parsed()) return cmd_synth(sy);
     if (c_dev->parsed()) return cmd_devices();
     if (c_bench->parsed()) return cmd_bench(bn);
+    if (c_parity->parsed()) return cmd_parity(pa);
   } catch (const Error& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "mole: error: %s\n", e.what());

@@ -1,8 +1,8 @@
 // mole bench: tokenizer throughput, and prefill/decode tokens per second for each LUT placement, measured side by
-// side in one run on the same weights, so their ratios mean something on any machine. On Vulkan, --lut host runs
-// twice, once per way of reading the table's rows (copy to the device, then read; or read in place: see
-// MOLE_VK_LUT_READ in vk-runtime/lut_stream.h); when one is more than 2% faster, the pair runs again, and with
-// --record an answer both rounds give is recorded for --lut auto. A placement that cannot run (the table does not
+// side in one run on the same weights, so their ratios mean something on any machine. On a GPU backend, --lut host
+// runs twice, once per way of reading the table's rows (--lut-read copy: to the device, then read; direct: in
+// place); when one is more than 2% faster, the pair runs again, and with --record an answer both rounds give is
+// recorded for --lut-read auto on this device (model/lut_rows.h). A placement that cannot run (the table does not
 // fit, say) is a row that says why; the others are still measured.
 #include <chrono>
 #include <cstdio>
@@ -16,6 +16,7 @@
 #include "apps/backends.h"
 #include "apps/mole_commands.h"
 #include "model/error.h"
+#include "model/lut_rows.h"
 #include "model/paths.h"
 
 namespace mole::app {
@@ -60,7 +61,8 @@ int cmd_bench(BenchArgs& a) {
   a.f.quiet = a.f.quiet || a.json;
   a.f.lut = "host";  // only for loading: no engine is made here, and a training-form table is computed in memory
   auto m = load_model(a.f, false, /*make_engine=*/false);
-  const bool vulkan = m->backend->info().name == "vulkan";
+  const bool gpu = m->backend->info().name != "cpu";  // a backend whose --lut-read means something
+  const BackendOptions base = backend_options(a.f.bf);
   nlohmann::json out = {{"model", m->dir}, {"backend", m->backend->info().device}, {"load_s", m->load_seconds}};
   // Each placement gets a fresh backend and engine below; the run's own would only hold a second device while they
   // run.
@@ -79,11 +81,11 @@ int cmd_bench(BenchArgs& a) {
   nlohmann::json rows = nlohmann::json::array();
   struct Run {
     LutPlacement placement;
-    std::string read;  // Vulkan's MOLE_VK_LUT_READ for this run; "" for the default
+    std::string read;  // --lut-read for this run; "" for the run's own
   };
   std::vector<Run> runs;
   for (LutPlacement pl : placements) {
-    if (vulkan && pl == LutPlacement::Host && m->lut) {
+    if (gpu && pl == LutPlacement::Host && m->lut) {
       runs.push_back({pl, "copy"});
       runs.push_back({pl, "direct"});
     } else {
@@ -102,7 +104,9 @@ int cmd_bench(BenchArgs& a) {
       r["skipped"] = "a training-form checkpoint has no table on disk (run `mole convert` first)";
       return r;
     }
-    last = make_backend(a.f.backend, a.f.device, run.read);
+    BackendOptions opt = base;
+    if (!run.read.empty()) opt.lut_read = *parse_lut_read(run.read);
+    last = make_backend(a.f.bf.backend, opt);
     Backend& backend = *last;
     EngineOptions eo;
     eo.max_context = std::max(a.f.ctx_size, std::min(m->cfg.max_position_embeddings, a.prompt_tokens + a.n_predict));
@@ -111,8 +115,9 @@ int cmd_bench(BenchArgs& a) {
     const auto t_setup = std::chrono::steady_clock::now();
     Engine eng(m->cfg, m->weights, m->lut ? &*m->lut : nullptr, backend, eo);
     r["setup_s"] = seconds_since(t_setup);  // the engine: weights and table onto the device, buffers, pipelines
-    if (std::string how = lut_read_mode(backend); !how.empty()) r["lut_read"] = how;
-    if (std::string note = lut_table_note(backend); !note.empty()) r["lut_table"] = note;
+    const BackendInfo info = backend.info();
+    if (!info.lut_read.empty()) r["lut_read"] = info.lut_read;
+    if (!info.lut_table_note.empty()) r["lut_table"] = info.lut_table_note;
     // Untimed warm-up: faults in weight pages, starts the thread pool, touches the caches.
     eng.step({{0, prompt}});
     for (int i = 0; i < 4 && eng.length(0) < eng.max_context(); i++) eng.step_argmax({{0, {prompt[size_t(i)]}}});
@@ -122,9 +127,11 @@ int cmd_bench(BenchArgs& a) {
     int32_t next = eng.step_argmax({{0, prompt}}).at(0);
     double prefill = seconds_since(t0);
     int steps = std::min(a.n_predict, eng.max_context() - a.prompt_tokens);
+    const uint64_t moved_before = backend.info().lut_bytes_moved;
     t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < steps; i++) next = eng.step_argmax({{0, {next}}}).at(0);
     double decode = seconds_since(t0);
+    if (steps > 0 && m->lut) r["lut_kib_per_token"] = double(backend.info().lut_bytes_moved - moved_before) / 1024 / steps;
     r["prefill_tokens"] = a.prompt_tokens;
     r["prefill_tokens_per_s"] = a.prompt_tokens / prefill;
     r["decode_steps"] = steps;
@@ -153,7 +160,7 @@ int cmd_bench(BenchArgs& a) {
     rows.push_back(measure(run));
     if (run.read == "direct") first_ratio = direct_ratio(rows[rows.size() - 2], rows.back());  // copy ran just before
   }
-  // Vulkan, --lut host measured both ways: when one decoded more than 2% faster (less is within this benchmark's
+  // A GPU backend, --lut host measured both ways: when one decoded more than 2% faster (less is within this benchmark's
   // noise: the rule stays), the pair runs again, and only if the second round agrees is the faster recorded for
   // --lut auto on this device (with the smaller of the two ratios).
   auto beyond_noise = [](double ratio) { return ratio > 1.02 || (ratio > 0 && ratio < 1 / 1.02); };
@@ -166,7 +173,11 @@ int cmd_bench(BenchArgs& a) {
     out["lut_read_rounds"] = {first_ratio, second_ratio};
     if (agree) {
       out["lut_read_faster"] = {{"mode", faster}, {"ratio", ratio}};
-      if (a.record) out["lut_read_faster"]["file"] = record_lut_read(*last, faster);
+      if (a.record) {
+        const BackendInfo info = last->info();
+        out["lut_read_faster"]["file"] =
+            record_lut_read(lut_read_record_file(base.cache_dir, info.name, info.device_key), *parse_lut_read(faster));
+      }
     }
   }
   last.reset();
@@ -186,7 +197,7 @@ int cmd_bench(BenchArgs& a) {
               out["backend"].get<std::string>().c_str(), m->load_seconds);
   std::printf("tokenizer  %.1f MB/s (one core, %s)\n", out["tokenizer_mb_per_s"].get<double>(),
               a.text_file.empty() ? "built-in text" : a.text_file.c_str());
-  // "host" or, on Vulkan, "host/copy", "host/direct": the placement and how its rows were read.
+  // "host" or, on a GPU, "host/copy", "host/direct": the placement and how its rows were read.
   auto label = [](const nlohmann::json& r) {
     std::string s = r["lut"].get<std::string>();
     return r.contains("lut_read") ? s + "/" + r["lut_read"].get<std::string>() : s;

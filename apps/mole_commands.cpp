@@ -80,10 +80,11 @@ int cmd_convert(ConvertArgs& a) {
   ConvertOptions o;
   o.table_dtype = parse_dtype_flag(a.dtype, "--dtype");
   o.progress = !a.quiet;
-  if (a.backend != "cpu") {
-    make_backend(a.backend, a.device).reset();  // an unusable --backend fails before any work
+  const BackendOptions opt = backend_options(a.bf);
+  if (a.bf.backend != "cpu") {
+    make_backend(a.bf.backend, opt).reset();  // an unusable --backend fails before any work
     o.rows = [&](const Config& cfg, const Weights& w) -> std::unique_ptr<LutRowSource> {
-      return std::make_unique<OwnedBackendLutRows>(cfg, w, make_backend(a.backend, a.device));
+      return std::make_unique<OwnedBackendLutRows>(cfg, w, make_backend(a.bf.backend, opt));
     };
   }
   auto t0 = std::chrono::steady_clock::now();
@@ -177,9 +178,15 @@ int cmd_synth(SynthArgs& a) {
 }
 
 int cmd_devices() {
-  for (const auto& b : list_backends())
-    std::printf("%-7s %-11s %s\n", b.name.c_str(), b.available ? "available" : "unavailable", b.detail.c_str());
-  std::fputs(device_details().c_str(), stdout);
+  const BackendOptions opt = backend_options(BackendFlags{});
+  std::string details;
+  for (const BackendEntry& e : backend_registry()) {
+    if (e.hidden) continue;
+    const BackendProbe p = e.probe(opt);
+    std::printf("%-7s %-11s %s\n", e.name.c_str(), p.available ? "available" : "unavailable", p.detail.c_str());
+    details += p.devices;
+  }
+  std::fputs(details.c_str(), stdout);
   return 0;
 }
 

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "apps/mole_common.h"
 
@@ -17,9 +18,14 @@ struct TokenizeArgs {
   std::string model, tokenizer, text, file;
   bool json = false;
 };
+inline BackendFlags cpu_flags() {
+  BackendFlags f;
+  f.backend = "cpu";
+  return f;
+}
 struct ConvertArgs {
-  std::string in, out, dtype = "f16", backend = "cpu";
-  int device = -1;
+  std::string in, out, dtype = "f16";
+  BackendFlags bf = cpu_flags();  // --backend (default cpu): where the experts are evaluated
   int threads = 0;
   bool quiet = false;
 };
@@ -41,6 +47,15 @@ struct BenchArgs {
   bool record = false;  // --record: keep a confirmed read-mode choice for --lut auto on this device
 };
 
+struct ParityArgs {
+  std::vector<std::string> backends;  // --backend, repeatable; none: every available GPU backend
+  BackendFlags bf;                    // the other backend flags (--validate, --tune, ...)
+  std::string op;                     // --op: only this op's cases
+  std::string model;                  // -m: also compare this model's logits
+  int tokens = 32;                    // prompt length for -m
+  bool json = false;
+};
+
 int cmd_logits(LogitsArgs& a);
 int cmd_tokenize(TokenizeArgs& a);
 int cmd_detokenize(TokenizeArgs& a);
@@ -49,5 +64,6 @@ int cmd_info(InfoArgs& a);
 int cmd_synth(SynthArgs& a);
 int cmd_devices();
 int cmd_bench(BenchArgs& a);
+int cmd_parity(ParityArgs& a);
 
 }  // namespace mole::app

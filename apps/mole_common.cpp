@@ -28,9 +28,7 @@ void add_run_flags(CLI::App& cmd, RunFlags& f) {
   cmd.add_option("-m,--model", f.model,
                  "Model directory (Hugging Face layout: config.json, *.safetensors, tokenizer.json); default: the "
                  "built-in model, or $MOLE_MODEL");
-  cmd.add_option("--backend", f.backend, "Compute backend: auto, cpu, vulkan or cuda (see `mole devices`)")
-      ->capture_default_str();
-  cmd.add_option("--device", f.device, "GPU index from `mole devices` (default: $MOLE_VK_DEVICE, else the best)");
+  add_backend_flags(cmd, f.bf);
   cmd.add_option("--lut", f.lut,
                  "Where the lookup table lives: device, host or disk; auto = the backend's choice (vulkan: host; "
                  "cpu: disk for a table in a file; host for one computed at load)")
@@ -128,7 +126,8 @@ std::unique_ptr<LoadedModel> load_model(const RunFlags& f, bool need_tokenizer, 
                 " (build it with `cmake --build build`, or install it with `cmake --install build`), or pass -m DIR");
   m->cfg = Config::load_dir(m->dir);
   m->weights = Weights::load(m->dir, m->cfg);
-  m->backend = make_backend(f.backend, f.device);
+  const BackendOptions opt = backend_options(f.bf);
+  m->backend = make_backend(f.bf.backend, opt);
   auto placement = parse_lut_placement(f.lut);
   if (f.lut == "auto")
     placement = m->weights.form == Form::Train ? LutPlacement::Host : m->backend->info().preferred_lut;
@@ -147,10 +146,11 @@ std::unique_ptr<LoadedModel> load_model(const RunFlags& f, bool need_tokenizer, 
       // On a GPU the table is computed there, on a backend of its own, freed before the run's backend is made.
       m->backend.reset();
       {
-        OwnedBackendLutRows rows(m->cfg, m->weights, make_backend(f.backend, f.device));
+        OwnedBackendLutRows rows(m->cfg, m->weights, make_backend(f.bf.backend, opt));
         m->lut = LutStore::compute(m->cfg, m->weights, dt, !f.quiet, &rows);
       }
-      m->backend = make_backend(f.backend, f.device);
+      const BackendOptions opt = backend_options(f.bf);
+      m->backend = make_backend(f.bf.backend, opt);
     }
   }
   if (need_tokenizer || std::filesystem::exists(m->dir + "/tokenizer.json")) m->tokenizer = load_tokenizer_for(m->dir);

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/backends.h"
 #include "model/backend.h"
 #include "model/config.h"
 #include "model/forward.h"
@@ -31,8 +32,7 @@ struct LoadedModel {
 
 struct RunFlags {
   std::string model;
-  std::string backend = "auto";
-  int device = -1;
+  BackendFlags bf;  // --backend, --device, --lut-read, --validate, ... (apps/backends.h)
   std::string lut = "auto";
   std::string lut_dtype = "f16";
   int ctx_size = 0;

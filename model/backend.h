@@ -14,7 +14,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -111,6 +113,42 @@ struct StepProfile {
 // The least memory traffic of one op on one step: weights once, activations in and out, KV rows read.
 uint64_t op_bytes(const Op& op, const StepInputs& in, size_t weight_elem_bytes, size_t lut_elem_bytes);
 
+// How a GPU backend's router_lut reads the step's LUT rows (--lut-read): copied into a small device ring beside the
+// step's first ops, then read (Copy); or read in place from wherever the table lives (Direct: nothing copied, each
+// row read over the bus when the kernel needs it). Auto: the choice `mole bench --record` measured for the device,
+// else the backend's rule (model/lut_rows.h). --lut disk always copies.
+enum class LutRead { Auto, Copy, Direct };
+const char* lut_read_name(LutRead r);  // "auto", "copy", "direct"
+// "auto", "copy" or "direct"; nullopt for anything else.
+std::optional<LutRead> parse_lut_read(const std::string& s);
+
+// Kernel and streaming choices a backend makes itself unless told (tests pick variants, a user tunes): --tune.
+// Each backend honours the keys its registry entry lists and ignores the rest (BackendEntry::tuning_keys).
+struct BackendTuning {
+  int subgroups = -1;            // "subgroups": matrix products with subgroup reductions: -1 where the device can
+  int tiled_min_rows = 0;        // "tiled-min-rows": steps of at least this many tokens use the tiled product; 0:
+                                 //   the backend's default
+  int attention_splits = 0;      // "attention-splits": split-K attention: 0 automatic, 1 never, N (<= 32) forced
+  uint64_t lut_chunk_bytes = 0;  // "lut-chunk-bytes": the most bytes of the table in one buffer; 0: the default
+  enum class Gather { Auto, Thread, Inline };
+  Gather lut_gather = Gather::Auto;  // "lut-gather": --lut disk gathers rows on a thread or in the caller
+  bool lut_import = true;            // "lut-import": --lut host may map the file's own pages instead of copying
+  std::string perturb_op;            // "perturb": the cpu-perturbed test backend's wrong op (op_name(), e.g. matmul)
+};
+
+// One run's choices for a backend (apps/ fills it from flags, their defaults from the environment; README).
+struct BackendOptions {
+  int device = -1;                   // --device: index in `mole devices` for this backend; -1: the best
+  LutRead lut_read = LutRead::Auto;  // --lut-read
+  enum class Validation { Off, On, Sync };
+  Validation validation = Validation::Off;  // --validate: the Khronos layer (Sync: plus synchronization validation)
+  std::string cache_dir;                    // where per-device caches go (pipelines, the measured read mode); "": none
+  std::string pipeline_cache;               // --pipeline-cache: a file, "off" (memory only), or "" (in cache_dir)
+  double memory_limit_mib = 0;              // --memory-limit: pretend the device has this much memory; 0: what it has
+  bool allow_cpu_device = false;            // --backend auto may pick a CPU implementation of a GPU API (lavapipe)
+  BackendTuning tuning;                     // --tune
+};
+
 struct BackendInfo {
   std::string name;            // "cpu", "vulkan", "cuda"
   std::string device;          // the device's own name
@@ -118,8 +156,20 @@ struct BackendInfo {
   // What --lut auto means here for a table that is in a file (a computed table always starts in host memory).
   LutPlacement preferred_lut = LutPlacement::Host;
   bool runs_on_cpu = false;  // the CPU reference, or a CPU Vulkan driver (lavapipe): host loops are as fast or faster
+  // What the backend decided, once set_lut() has run ("" before, and where it does not apply):
+  std::string lut_read;        // "copy" or "direct"
+  std::string lut_table_note;  // --lut host: the table's pages mapped from the file (no copy), or copied and why
+  std::string device_key;      // identifies the device across runs (its UUID), for caches of measured choices
+  // Rows and bytes of the table moved to where router_lut reads them, over the backend's life (always counted).
+  uint64_t lut_rows_moved = 0, lut_bytes_moved = 0;
+  // Messages of a validation layer (--validate), counted and kept (tests fail on any); 0 and "" without one.
+  uint64_t validation_messages = 0;
+  std::string validation_log;
 };
 
+// The one-line contract every backend relies on: a backend instance runs one StepGraph for its life (the first
+// run_step() binds it; a GPU backend records command buffers or graphs for it); a second graph needs a second
+// backend. Buffers, the table and the graph belong to the instance; two instances share nothing.
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -150,6 +200,29 @@ class Backend {
   // Optional: per-op timing of every later step (default: not measured; profile() stays empty).
   virtual void set_profiling(bool on) { (void)on; }
   virtual StepProfile profile() { return {}; }
+};
+
+// ---- the backend registry's row type (apps/backends.h holds the table) ----
+
+// What a backend's probe found: whether it can run here, and its devices.
+struct BackendProbe {
+  bool available = false;
+  std::string detail;   // the device that would be used, or why none can be and what to do (one line)
+  std::string devices;  // every device described, for `mole devices`; "" when there are none
+  bool gpu = false;     // the device that would be used is a GPU (not a CPU implementation unless allowed), so
+                        //   --backend auto may pick it
+};
+
+// One row of the registry: a backend's name, its probe and its factory. Each backend's public header exports its
+// row; adding a backend is adding a folder and a row.
+struct BackendEntry {
+  std::string name;
+  std::function<BackendProbe(const BackendOptions&)> probe;  // never throws
+  // Throws mole::Error when the backend cannot be made (no device, bad options), naming the cause.
+  std::function<std::unique_ptr<Backend>(const BackendOptions&)> make;
+  std::vector<std::string> tuning_keys;  // the --tune keys it honours, and "lut-read" where --lut-read matters
+  bool hidden = false;                   // a backend for tests: not in `mole devices`, never --backend auto's choice
+  bool built = true;                     // false: a row saying this build lacks the backend (its probe says why)
 };
 
 }  // namespace mole

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <optional>
 
 #include "model/cpu_ops.h"
 #include "model/error.h"
@@ -22,10 +23,19 @@ struct Buffer {
 
 class CpuBackend final : public Backend {
  public:
+  explicit CpuBackend(std::optional<OpKind> perturb = std::nullopt) : perturb_(perturb) {}
+
   BackendInfo info() const override {
+    BackendInfo i;
+    i.name = perturb_ ? "cpu-perturbed" : "cpu";
+    i.device = "CPU reference (float32), " + std::to_string(num_threads()) + " threads";
+    if (perturb_) i.device += std::string(", ") + op_name(*perturb_) + " off by 0.1%";
     // For the CPU the page cache already is host memory: reading rows from the mapping costs no copy of the table.
-    return {"cpu", "CPU reference (float32), " + std::to_string(num_threads()) + " threads", 0, LutPlacement::Disk,
-            true};
+    i.preferred_lut = LutPlacement::Disk;
+    i.runs_on_cpu = true;
+    i.lut_rows_moved = rows_moved_;
+    i.lut_bytes_moved = lut_ ? rows_moved_ * lut_->row_bytes() : 0;
+    return i;
   }
 
   BufferId upload_weight(const TensorView& t) override {
@@ -67,17 +77,22 @@ class CpuBackend final : public Backend {
 
   void stream_lut_rows(const std::vector<int32_t>& ids) override {
     if (lut_ && placement_ == LutPlacement::Disk) lut_->prefetch(ids);
+    if (lut_) rows_moved_ += ids.size();
   }
 
   void run_step(const StepGraph& g, const StepInputs& in) override {
     if (!profiling_) {
-      for (const Op& op : g.ops) run_op(op, in);
+      for (const Op& op : g.ops) {
+        run_op(op, in);
+        if (perturb_ == op.kind) perturb(op, in);
+      }
       return;
     }
     if (prof_.ops.size() != g.ops.size()) prof_.ops.assign(g.ops.size(), {});
     for (size_t i = 0; i < g.ops.size(); i++) {
       auto t0 = std::chrono::steady_clock::now();
       run_op(g.ops[i], in);
+      if (perturb_ == g.ops[i].kind) perturb(g.ops[i], in);
       OpProfile& p = prof_.ops[i];
       p.kind = g.ops[i].kind;
       p.calls++;
@@ -97,6 +112,20 @@ class CpuBackend final : public Backend {
   void synchronize() override {}
 
  private:
+  // The deliberate error of the cpu-perturbed backend: every value the op wrote, 0.1% too large.
+  void perturb(const Op& op, const StepInputs& in) {
+    const size_t rows = size_t(op.on_out_rows ? in.out_rows.size() : size_t(in.tokens()));
+    size_t width = size_t(op.n);
+    if (op.kind == OpKind::Attention) width = size_t(op.n) * size_t(op.k);
+    if (op.kind == OpKind::RouterLut) width = size_t(op.k);
+    if (op.kind == OpKind::Argmax) width = 1;
+    float* dst = act(op.dst);
+    for (size_t r = 0; r < rows; r++) {
+      const size_t row = op.kind == OpKind::KvStore ? size_t(in.slot[r]) * size_t(op.ctx) + size_t(in.pos[r]) : r;
+      for (size_t i = 0; i < width; i++) dst[row * width + i] *= 1.001f;
+    }
+  }
+
   float* act(BufferId id) { return bufs_.at(size_t(id)).data.get(); }
   const TensorView& weight(BufferId id) { return bufs_.at(size_t(id)).weight; }
 
@@ -249,12 +278,40 @@ class CpuBackend final : public Backend {
   std::vector<uint8_t> copy_;  // the whole table, for Device/Host placement of a file-backed table
   bool profiling_ = false;
   StepProfile prof_;
+  std::optional<OpKind> perturb_;  // cpu-perturbed: the op whose output is made wrong on purpose
+  uint64_t rows_moved_ = 0;        // table rows the steps read
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend() {
-  return std::make_unique<CpuBackend>();
+std::unique_ptr<Backend> make_cpu_backend(std::optional<OpKind> perturb) {
+  return std::make_unique<CpuBackend>(perturb);
+}
+
+BackendEntry cpu_backend_entry() {
+  return {"cpu",
+          [](const BackendOptions&) {
+            return BackendProbe{true, make_cpu_backend()->info().device, "", false};
+          },
+          [](const BackendOptions&) { return make_cpu_backend(); },
+          {}};
+}
+
+BackendEntry cpu_perturbed_backend_entry() {
+  return {"cpu-perturbed",
+          [](const BackendOptions&) {
+            return BackendProbe{true, "the CPU reference with one op's output 0.1% off (--tune perturb=OP)", "", false};
+          },
+          [](const BackendOptions& o) {
+            const std::string name = o.tuning.perturb_op.empty() ? "matmul" : o.tuning.perturb_op;
+            for (int k = 0; k <= int(OpKind::Argmax); k++)
+              if (name == op_name(OpKind(k))) return make_cpu_backend(OpKind(k));
+            throw Error("--tune perturb=" + name +
+                        ": not an op (embed, norm_matmul, matmul, kv_store, attention, "
+                        "router_lut, gather, argmax)");
+          },
+          {"perturb"},
+          /*hidden=*/true};
 }
 
 }  // namespace mole

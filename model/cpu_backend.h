@@ -3,11 +3,17 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 
 #include "model/backend.h"
 
 namespace mole {
 
-std::unique_ptr<Backend> make_cpu_backend();
+// `perturb`: make that op's output 0.1% too large, on purpose (the cpu-perturbed backend, which proves that
+// `mole parity` and the cross-backend tests catch a wrong op).
+std::unique_ptr<Backend> make_cpu_backend(std::optional<OpKind> perturb = std::nullopt);
+// The registry rows: "cpu", and the hidden "cpu-perturbed" (--tune perturb=OP; default matmul).
+BackendEntry cpu_backend_entry();
+BackendEntry cpu_perturbed_backend_entry();
 
 }  // namespace mole

@@ -6,6 +6,7 @@
 // backend applies identical cos/sin tables and the scaling rules (linear, dynamic NTK) live in one place.
 #include "model/forward.h"
 
+#include <cassert>
 #include <cmath>
 
 #include "model/error.h"
@@ -20,7 +21,7 @@ Engine::Engine(const Config& c, const Weights& w, const LutStore* lut, Backend& 
                 std::to_string(c.max_position_embeddings) + ") and config.json sets no rope_scaling");
   if (opt.max_batch < 1) throw Error("batch size must be at least 1");
   if (opt.max_step_tokens < 1) throw Error("step size must be at least 1");
-  if (c.is_mole() && !lut) throw Error("internal: a MoLE model needs its lookup table");
+  assert((!c.is_mole() || lut) && "a MoLE model needs its lookup table");
   lengths_.assign(size_t(opt.max_batch), 0);
 
   const int D = c.hidden_size, F = c.intermediate_size, E = c.num_experts, V = c.vocab_size;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cstring>
 
 #include "model/cpu_ops.h"
@@ -61,7 +62,7 @@ void compute_lut_rows(const Config& c, const Weights& w, int64_t first, int64_t 
 }
 
 LutStore LutStore::compute(const Config& c, const Weights& w, DType dtype, bool progress, LutRowSource* source) {
-  if (w.form != Form::Train) throw Error("internal: LutStore::compute needs a training-form checkpoint");
+  assert(w.form == Form::Train && "LutStore::compute needs a training-form checkpoint");
   CpuLutRows cpu(c, w);
   if (!source) source = &cpu;
   LutStore s;

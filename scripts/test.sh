@@ -17,4 +17,4 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOLE_SANITIZE=ON \
   > /dev/null
 cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-  ctest --test-dir build-asan --output-on-failure -j "$jobs" -R '^(unit|vulkan|cli)$'
+  ctest --test-dir build-asan --output-on-failure -j "$jobs" -R '^(unit|backends|cli)$'

@@ -1,11 +1,14 @@
 // Declarations shared by every compute shader of the Vulkan backend, included after `#version 450` and
 // `#extension GL_GOOGLE_include_directive : require`.
 //
-// Specialization constants (ids mirrored in shaders/ops.h):
-//   constant_id 0  WDTYPE  dtype of a weight binding (embed, rmsnorm, matmul): 0 F32, 1 F16, 2 BF16; default 0
+// Specialization constants (ids mirrored in shaders/ops.h, kSpec*):
+//   constant_id 0  WDTYPE  dtype of a weight binding (embed, matmul, norm_matmul, router_lut's router): 0 F32,
+//                          1 F16, 2 BF16; default 0
 //   constant_id 1  local size x: workgroup size, any power of two >= 32; default 256 (attention needs it >= hd)
 //   constant_id 2  LDTYPE  dtype of the lookup-table rows (router_lut), same encoding as WDTYPE; default 0
-// WDTYPE/LDTYPE are declared by the shaders that have a weight, so the others carry no unused constant.
+//   constant_id 3  NDTYPE  dtype of a fused RMSNorm's weight (norm_matmul, router_lut), same encoding; default 0
+//   constant_id 4  GELU    norm_matmul: 1 applies GELU to the product, 0 not; default 0
+// Each is declared by the shaders that use it, so the others carry no unused constant.
 //
 // Weights and table rows are bound as `uint` arrays (no 16-bit storage needed, so any device runs them):
 //   F32   element i is word i (the float's bits)

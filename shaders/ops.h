@@ -178,7 +178,7 @@ constexpr Groups groups(const ArgmaxPush& p, uint32_t) {
 // Automatic (forced = 0): 1 below two chunks of the local size (the single pass is then at most two chunks long),
 // else about one split per kAttentionSplitKeys keys of the step's longest sequence (max_keys = max pos + 1),
 // rounded up to a power of two so that few step shapes are recorded, at most kAttentionMaxSplits. forced > 0
-// (MOLE_VK_ATTN_SPLITS) asks for that many, up to kAttentionMaxSplits. Either way at most `slots` / T (the scratch
+// (--tune attention-splits) asks for that many, up to kAttentionMaxSplits. Either way at most `slots` / T (the scratch
 // holds `slots` token-splits): steps of many tokens have T * H workgroups already.
 constexpr uint32_t attention_splits(uint32_t max_keys, uint32_t T, uint32_t slots, uint32_t forced,
                                     uint32_t local_size) {

@@ -4,7 +4,7 @@
 #extension GL_EXT_buffer_reference_uvec2 : require
 // router_lut_direct: router_lut reading each token's row in place, from the table's chunks (host-visible for
 // --lut host, device-local for --lut device) through their buffer device addresses, by token id: no copy, no wait
-// for one (MOLE_VK_LUT_READ, vk-runtime/lut_stream.h). The math is in router_lut.glsl, shared with router_lut.comp,
+// for one (--lut-read, vk-runtime/lut_stream.h). The math is in router_lut.glsl, shared with router_lut.comp,
 // so both give the same bits. Needs bufferDeviceAddress (no 64-bit integers: addresses are uvec2).
 //
 // Bindings: 0-3 and push constants as router_lut.glsl, then

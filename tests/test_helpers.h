@@ -16,20 +16,6 @@
 
 namespace mole::test {
 
-// Set by mole_tests --require-device (test_main.cpp).
-inline bool& require_device() {
-  static bool required = false;
-  return required;
-}
-// Skips the case for want of a device (or of something a device run needs, such as the validation layer), saying
-// why; under --require-device the case fails instead.
-inline void skip_no_device(const std::string& why) {
-  if (require_device())
-    FAIL_CHECK("--require-device, but " << why);
-  else
-    MESSAGE("skipped: " << why);
-}
-
 // Sets an environment variable for a scope (unsets it for nullptr) and restores it afterwards.
 class ScopedEnv {
  public:
@@ -53,6 +39,26 @@ class ScopedEnv {
   const char* name_;
   std::optional<std::string> saved_;
 };
+
+// Set by mole_tests --require-device[=a,b] (test_main.cpp): the backends that must be runnable here ("*": every
+// GPU backend this build has).
+inline std::vector<std::string>& required_backends() {
+  static std::vector<std::string> names;
+  return names;
+}
+inline bool device_required(const std::string& backend) {
+  for (const std::string& n : required_backends())
+    if (n == "*" || n == backend) return true;
+  return false;
+}
+// Skips the case for want of a device of `backend` (or of something a device run needs, such as the validation
+// layer), saying why; when --require-device names that backend the case fails instead.
+inline void skip_no_device(const std::string& why, const std::string& backend = "vulkan") {
+  if (device_required(backend))
+    FAIL_CHECK("--require-device, but " << why);
+  else
+    MESSAGE("skipped: " << why);
+}
 
 struct TempDir {
   std::string path;

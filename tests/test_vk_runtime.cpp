@@ -109,7 +109,8 @@ std::unique_ptr<Gpu> open_gpu(bool with_device = true) {
       g->instance = Instance::create(true, true);
     } catch (const Error& e) {
       if (!std::strstr(e.what(), "vulkan-validationlayers")) throw;
-      if (test::require_device()) FAIL_CHECK("--require-device, but the validation layer is missing: " << e.what());
+      if (test::device_required("vulkan"))
+        FAIL_CHECK("--require-device, but the validation layer is missing: " << e.what());
       MESSAGE("validation layer missing, running without it: " << std::string(e.what()));
       g->instance = Instance::create(false, false);
     }
@@ -168,16 +169,7 @@ struct ScaleKernel {
   }
 };
 
-// Sets (value) or unsets (nullptr) an environment variable for the scope.
-struct ScopedEnv {
-  std::string name;
-  std::optional<std::string> old;
-  ScopedEnv(const char* n, const char* value) : name(n) {
-    if (const char* o = std::getenv(n)) old = o;
-    value ? setenv(n, value, 1) : unsetenv(n);
-  }
-  ~ScopedEnv() { old ? setenv(name.c_str(), old->c_str(), 1) : unsetenv(name.c_str()); }
-};
+using test::ScopedEnv;
 
 uint32_t float_bits(float f) {
   uint32_t u;
@@ -193,17 +185,12 @@ TEST_CASE("vk-runtime: pick_device prefers discrete > integrated > virtual > CPU
   d[1].type = VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU;
   d[2].type = VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU;
   d[3].type = VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU;
-  ScopedEnv env("MOLE_VK_DEVICE", nullptr);
   CHECK(pick_device(d, -1) == 2);
   CHECK(pick_device({d[0], d[1]}, -1) == 1);
   CHECK(pick_device(d, 0) == 0);
+  CHECK(pick_device(d, 3) == 3);
   CHECK_THROWS_WITH_AS(pick_device(d, 4), doctest::Contains("--device 4"), Error);
   CHECK_THROWS_AS(pick_device({}, -1), Error);
-  setenv("MOLE_VK_DEVICE", "3", 1);
-  CHECK(pick_device(d, -1) == 3);
-  CHECK(pick_device(d, 1) == 1);  // the flag wins over the variable
-  setenv("MOLE_VK_DEVICE", "x1", 1);
-  CHECK_THROWS_WITH_AS(pick_device(d, -1), doctest::Contains("MOLE_VK_DEVICE=x1"), Error);
   CHECK(std::string(vk_result_name(VK_ERROR_OUT_OF_DEVICE_MEMORY)) == "VK_ERROR_OUT_OF_DEVICE_MEMORY");
   CHECK_THROWS_WITH_AS(VK_CHECK(VK_ERROR_DEVICE_LOST), doctest::Contains("failed: VK_ERROR_DEVICE_LOST at"), Error);
 }
@@ -578,9 +565,9 @@ TEST_CASE("vk-runtime: pipeline cache save and load round trip; bad files are ig
     unwritable.save();  // silent
     CHECK(!PipelineCache::create(dev, "").loaded_from_file());
 
-    ScopedEnv env("XDG_CACHE_HOME", dir.c_str());
-    CHECK(PipelineCache::default_path(dev.info()) ==
-          dir.string() + "/mole/pipelines-" + uuid_hex(dev.info().uuid) + ".bin");
+    CHECK(PipelineCache::default_path(dir.string(), dev.info()) ==
+          dir.string() + "/pipelines-" + uuid_hex(dev.info().uuid) + ".bin");
+    CHECK(PipelineCache::default_path("", dev.info()).empty());
   }
   g->finish();
 }
@@ -598,13 +585,12 @@ TEST_CASE("vk-runtime: VulkanContext opens the best device with an in-memory pip
     return;
   }
   {
-    ScopedEnv env("MOLE_VK_PIPELINE_CACHE", "off");
     std::unique_ptr<VulkanContext> ctx;
     try {
-      ctx = VulkanContext::create(-1, true);
+      ctx = VulkanContext::create(-1, true, false, "off");
     } catch (const Error& e) {
       if (!std::strstr(e.what(), "vulkan-validationlayers")) throw;
-      ctx = VulkanContext::create(-1, false);
+      ctx = VulkanContext::create(-1, false, false, "off");
     }
     CHECK(ctx->device.handle() != VK_NULL_HANDLE);
     CHECK(ctx->cache.path().empty());

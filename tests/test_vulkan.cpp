@@ -1,6 +1,8 @@
-// Vulkan backend against the CPU reference, with the Khronos validation layer and synchronization validation on:
-// any validation message fails the test. On a machine without a Vulkan device (no loader, no driver) every case
-// says it was skipped. CI runs these on Mesa's lavapipe.
+// What only the Vulkan backend has to show, with the Khronos validation layer and synchronization validation on
+// (any validation message fails the test): the table placements and read modes give identical logits bit for bit,
+// the host import and its fallbacks, the disk gather thread's lifetime and errors, greedy ids on the device,
+// reparameterization on the GPU. (Every op and whole model against the CPU reference: test_backend_ops.cpp.) On a
+// machine without a Vulkan device every case says it was skipped. CI runs these on Mesa's lavapipe.
 #include <doctest/doctest.h>
 
 #include "tests/test_helpers.h"
@@ -12,12 +14,14 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <sstream>
 
 #include "model/cpu_backend.h"
 #include "model/error.h"
 #include "model/forward.h"
+#include "model/lut_rows.h"
 #include "model/reparam.h"
 #include "model/sampling.h"
 #include "vk-runtime/vk_backend.h"
@@ -27,10 +31,19 @@ using mole::test::rel_l2;
 
 namespace {
 
+// The options of every test's backend: validation and synchronization validation, no pipeline cache on disk.
+BackendOptions options(std::function<void(BackendOptions&)> tweak = {}) {
+  BackendOptions o;
+  o.validation = BackendOptions::Validation::Sync;
+  o.pipeline_cache = "off";
+  if (tweak) tweak(o);
+  return o;
+}
+
 // One Vulkan backend per test; nullptr (with the reason printed) when no device can run it.
-std::unique_ptr<Backend> vulkan_or_skip() {
+std::unique_ptr<Backend> vulkan_or_skip(const BackendOptions& o = options()) {
   try {
-    return vulkan::make_vulkan_backend({.device_index = -1, .validation = true});
+    return vulkan::make_vulkan_backend(o);
   } catch (const Error& e) {
     test::skip_no_device(std::string("no usable Vulkan device: ") + e.what());
     return nullptr;
@@ -38,8 +51,9 @@ std::unique_ptr<Backend> vulkan_or_skip() {
 }
 
 void check_no_validation_messages(const Backend& b) {
-  INFO(vulkan::validation_log(b));
-  CHECK(vulkan::validation_message_count(b) == 0);
+  const BackendInfo info = b.info();
+  INFO(info.validation_log);
+  CHECK(info.validation_messages == 0);
 }
 
 // The same, except for one known false report of Debian 12's validation layer (1.3.239) about a timeline semaphore
@@ -47,19 +61,23 @@ void check_no_validation_messages(const Backend& b) {
 // UNASSIGNED-VkSemaphore-state-timeout, "This is most likely a validation bug", fixed upstream by
 // KhronosGroup/Vulkan-ValidationLayers PR #8519. Seen on a loaded 2-core machine; any other message still fails.
 void check_no_validation_messages_but_timeline_timeouts(const Backend& b) {
-  const std::string log = vulkan::validation_log(b);
+  const BackendInfo info = b.info();
+  const std::string& log = info.validation_log;
   INFO(log);
   uint64_t known = 0;  // messages (one per line of the log) that are that report
   std::istringstream lines(log);
   for (std::string line; std::getline(lines, line);)
     if (line.find("UNASSIGNED-VkSemaphore-state-timeout") != std::string::npos) known++;
   if (known > 0) MESSAGE("ignored " << known << " UNASSIGNED-VkSemaphore-state-timeout report(s) (layer bug)");
-  CHECK(vulkan::validation_message_count(b) == known);
+  CHECK(info.validation_messages == known);
 }
 
-// Where --lut disk gathers its rows (MOLE_VK_LUT_GATHER): on a thread (the default where the transfer queue is a
+// Where --lut disk gathers its rows (--tune lut-gather): on a thread (the default where the transfer queue is a
 // queue of its own) or inline (where one queue does everything, as on lavapipe). The tests run both.
-constexpr const char* kGatherModes[] = {"thread", "inline"};
+constexpr BackendTuning::Gather kGatherModes[] = {BackendTuning::Gather::Thread, BackendTuning::Gather::Inline};
+std::function<void(BackendOptions&)> gather(BackendTuning::Gather g) {
+  return [g](BackendOptions& o) { o.tuning.lut_gather = g; };
+}
 
 // Whether the CPU's top logit leads the second by more than 1e-3, so that any backend within the tolerance must
 // pick the same greedy token (closer calls are not compared).
@@ -91,12 +109,6 @@ std::vector<int32_t> random_ids(int n, int vocab, uint32_t seed) {
 std::vector<std::vector<float>> all_logits(Model& m, Backend& be, const std::vector<int32_t>& ids, EngineOptions o) {
   Engine e(m.cfg, m.w, m.lut ? &*m.lut : nullptr, be, o);
   return e.step({{0, ids}}, true);
-}
-
-double worst_rel(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
-  double worst = 0;
-  for (size_t t = 0; t < a.size(); t++) worst = std::max(worst, rel_l2(a[t], b[t]));
-  return worst;
 }
 
 // Every logits row of a multi-step run: a 41-token prompt in steps of 3 tokens, three more prompts in one batch, then
@@ -133,94 +145,6 @@ size_t thread_count() {
 }
 
 }  // namespace
-
-TEST_CASE("vulkan: whole models match the CPU reference (rel. L2 < 1e-3)") {
-  test::TempDir tmp;
-  struct Variant {
-    const char* name;
-    Form form;
-    nlohmann::json set;
-    DType dtype;
-    int tokens;
-  };
-  const std::vector<Variant> variants = {
-      {"gqa_f32_infer", Form::Infer, {{"num_key_value_heads", 2}}, DType::F32, 37},
-      {"mha_f16_train", Form::Train, {{"num_key_value_heads", 4}}, DType::F16, 300},
-      {"mqa_bf16_infer_linear",
-       Form::Infer,
-       {{"num_key_value_heads", 1}, {"rope_scaling", {{"type", "linear"}, {"factor", 2.0}}}},
-       DType::BF16,
-       65},
-      {"dynamic_dense",
-       Form::Dense,
-       {{"max_position_embeddings", 32}, {"rope_scaling", {{"type", "dynamic"}, {"factor", 2.0}}}},
-       DType::BF16,
-       50},
-      {"odd_sizes",
-       Form::Infer,
-       {{"hidden_size", 36},
-        {"num_attention_heads", 3},
-        {"num_key_value_heads", 1},
-        {"intermediate_size", 77},
-        {"vocab_size", 301},
-        {"num_experts", 3}},
-       DType::F16,
-       19},
-  };
-  for (const Variant& v : variants) {
-    std::string name = v.name;
-    CAPTURE(name);
-    auto vkb = vulkan_or_skip();
-    if (!vkb) return;
-    Model m(test::synth(tmp, v.name, v.form, v.set, v.dtype));
-    auto ids = random_ids(v.tokens, m.cfg.vocab_size, 11);
-    EngineOptions o;
-    o.max_context = std::max(v.tokens, 64);
-    o.max_step_tokens = v.tokens;
-    auto cpu = make_cpu_backend();
-    auto ref = all_logits(m, *cpu, ids, o);
-    auto got = all_logits(m, *vkb, ids, o);
-    double err = worst_rel(got, ref);
-    MESSAGE(name << ": worst rel. L2 error " << err);
-    CHECK(err < 1e-3);
-    check_no_validation_messages(*vkb);
-  }
-}
-
-TEST_CASE("vulkan: batched decode gives the CPU's greedy tokens, identical over 32 steps") {
-  test::TempDir tmp;
-  auto vkb = vulkan_or_skip();
-  if (!vkb) return;
-  Model m(test::synth(tmp, "m", Form::Infer, {{"num_key_value_heads", 2}}, DType::BF16));
-  const int B = 5;
-  EngineOptions o;
-  o.max_batch = B;
-  o.max_context = 128;
-  o.max_step_tokens = 64;
-  auto cpu = make_cpu_backend();
-  Engine ec(m.cfg, m.w, &*m.lut, *cpu, o), ev(m.cfg, m.w, &*m.lut, *vkb, o);
-  std::vector<Engine::Chunk> prompts;
-  for (int s = 0; s < B; s++) prompts.push_back({s, random_ids(3 + 7 * s, m.cfg.vocab_size, uint32_t(100 + s))});
-  auto rc = ec.step(prompts), rv = ev.step(prompts);
-  int compared = 0;
-  for (int step = 0; step < 32; step++) {
-    std::vector<Engine::Chunk> next;
-    for (int s = 0; s < B; s++) {
-      CHECK(rel_l2(rv[size_t(s)], rc[size_t(s)]) < 1e-3);
-      int32_t tc = argmax(rc[size_t(s)]), tv = argmax(rv[size_t(s)]);
-      if (clear_winner(rc[size_t(s)])) {
-        CHECK(tv == tc);
-        compared++;
-      }
-      next.push_back({s, {tc}});  // both follow the CPU's tokens so that the sequences stay comparable
-    }
-    rc = ec.step(next);
-    rv = ev.step(next);
-  }
-  MESSAGE("greedy tokens compared: " << compared << " of " << 32 * B);
-  CHECK(compared > 32 * B / 2);
-  check_no_validation_messages(*vkb);
-}
 
 // Greedy ids computed on the device (only R ids come back) equal the argmax of the CPU's logits; a logits step
 // between id-only steps returns that step's logits, not stale ones.
@@ -298,10 +222,9 @@ TEST_CASE("vulkan: --lut disk (gather thread or inline) gives --lut host's logit
   if (!host_be) return;
   auto host = many_steps(m, *host_be, LutPlacement::Host);
   check_no_validation_messages(*host_be);
-  for (const char* gather : kGatherModes) {
-    CAPTURE(gather);
-    test::ScopedEnv mode("MOLE_VK_LUT_GATHER", gather);
-    auto disk_be = vulkan_or_skip();
+  for (BackendTuning::Gather g : kGatherModes) {
+    CAPTURE(g == BackendTuning::Gather::Thread ? "thread" : "inline");
+    auto disk_be = vulkan_or_skip(options(gather(g)));
     REQUIRE(disk_be);
     auto disk = many_steps(m, *disk_be, LutPlacement::Disk);
     REQUIRE(disk.size() == host.size());
@@ -311,15 +234,15 @@ TEST_CASE("vulkan: --lut disk (gather thread or inline) gives --lut host's logit
 }
 
 // router_lut_direct reads the rows in place (buffer device address) where router_lut reads the copied ring.
-TEST_CASE("vulkan: direct reads of the table give the copy's logits bit for bit (MOLE_VK_LUT_READ)") {
+TEST_CASE("vulkan: direct reads of the table give the copy's logits bit for bit (--lut-read)") {
   test::TempDir tmp;
   Model m(test::synth(tmp, "m", Form::Infer, {{"num_key_value_heads", 2}}, DType::F16));
   for (LutPlacement p : {LutPlacement::Host, LutPlacement::Device}) {
     CAPTURE(placement_name(p));
     std::unique_ptr<Backend> copy_be, direct_be;
     try {
-      copy_be = vulkan::make_vulkan_backend({.device_index = -1, .validation = true}, "copy");
-      direct_be = vulkan::make_vulkan_backend({.device_index = -1, .validation = true}, "direct");
+      copy_be = vulkan::make_vulkan_backend(options([](BackendOptions& o) { o.lut_read = LutRead::Copy; }));
+      direct_be = vulkan::make_vulkan_backend(options([](BackendOptions& o) { o.lut_read = LutRead::Direct; }));
     } catch (const Error& e) {
       test::skip_no_device(std::string("no usable Vulkan device: ") + e.what());
       return;
@@ -333,43 +256,39 @@ TEST_CASE("vulkan: direct reads of the table give the copy's logits bit for bit 
       return;
     }
     auto copy = many_steps(m, *copy_be, p);
-    CHECK(vulkan::lut_read_mode(*copy_be) == "copy");
-    CHECK(vulkan::lut_read_mode(*direct_be) == "direct");
+    CHECK(copy_be->info().lut_read == "copy");
+    CHECK(direct_be->info().lut_read == "direct");
     REQUIRE(direct.size() == copy.size());
     for (size_t i = 0; i < copy.size(); i++) CHECK(direct[i] == copy[i]);
     check_no_validation_messages(*copy_be);
     check_no_validation_messages(*direct_be);
   }
-  // --lut disk always copies (its rows are only in the staging ring); a bad value is an error naming the variable.
-  auto be = vulkan::make_vulkan_backend({.device_index = -1, .validation = true}, "direct");
+  // --lut disk always copies (its rows are only in the staging ring).
+  auto be = vulkan::make_vulkan_backend(options([](BackendOptions& o) { o.lut_read = LutRead::Direct; }));
   be->set_lut(*m.lut, LutPlacement::Disk, 4);
-  CHECK(vulkan::lut_read_mode(*be) == "copy");
-  CHECK_THROWS_WITH_AS(vulkan::make_vulkan_backend({.device_index = -1, .validation = true}, "fast"),
-                       doctest::Contains("MOLE_VK_LUT_READ"), Error);
+  CHECK(be->info().lut_read == "copy");
 }
 
-// `mole bench` records the faster of copy and direct per device; auto then follows it (explicit choices still win,
-// --lut disk still copies, and a damaged record is ignored).
-TEST_CASE("vulkan: --lut auto follows the read mode recorded for the device") {
+// `mole bench --record` records the faster of copy and direct per device; auto then follows it (explicit choices
+// still win, --lut disk still copies, and a damaged record is ignored).
+TEST_CASE("vulkan: --lut-read auto follows the read mode recorded for the device") {
   test::TempDir tmp;
-  test::ScopedEnv cache("XDG_CACHE_HOME", tmp.path.c_str());
   Model m(test::synth(tmp, "m", Form::Infer, {}, DType::F16));
   auto mode_of = [&](const char* read, LutPlacement p) {
-    auto be = vulkan::make_vulkan_backend({.device_index = -1, .validation = true}, read);
+    auto be = vulkan::make_vulkan_backend(options([&](BackendOptions& o) {
+      o.lut_read = *parse_lut_read(read);
+      o.cache_dir = tmp / "cache";
+    }));
     be->set_lut(*m.lut, p, 4);
     check_no_validation_messages(*be);
-    return vulkan::lut_read_mode(*be);
+    return be->info().lut_read;
   };
-  std::unique_ptr<Backend> probe;
-  try {
-    probe = vulkan::make_vulkan_backend({.device_index = -1, .validation = true}, "auto");
-  } catch (const Error& e) {
-    test::skip_no_device(std::string("no usable Vulkan device: ") + e.what());
-    return;
-  }
+  std::unique_ptr<Backend> probe = vulkan_or_skip();
+  if (!probe) return;
   const std::string rule = mode_of("auto", LutPlacement::Host);  // nothing recorded yet
   const std::string other = rule == "direct" ? "copy" : "direct";
-  const std::string file = vulkan::record_lut_read(*probe, other);
+  const std::string file =
+      record_lut_read(lut_read_record_file(tmp / "cache", "vulkan", probe->info().device_key), *parse_lut_read(other));
   REQUIRE(file.rfind(tmp.path, 0) == 0);
   if (other == "direct" && mode_of("auto", LutPlacement::Host) == "copy") {
     MESSAGE("skipped the rest: this device cannot read the table in place");
@@ -391,11 +310,11 @@ TEST_CASE(
     "vulkan: --lut host, imported or copied, read by copy or in place: the device placement's logits bit for bit") {
   test::TempDir tmp;
   Model m(test::synth(tmp, "m", Form::Infer, {{"num_key_value_heads", 2}}, DType::F16));
-  test::ScopedEnv chunks("MOLE_VK_LUT_CHUNK_BYTES", std::to_string(5 * m.lut->row_bytes()).c_str());
-  auto ref_be = vulkan_or_skip();
+  const uint64_t chunk_bytes = 5 * m.lut->row_bytes();
+  auto ref_be = vulkan_or_skip(options([&](BackendOptions& o) { o.tuning.lut_chunk_bytes = chunk_bytes; }));
   if (!ref_be) return;
   const auto ref = many_steps(m, *ref_be, LutPlacement::Device);
-  CHECK(vulkan::lut_table_note(*ref_be).empty());
+  CHECK(ref_be->info().lut_table_note.empty());
   check_no_validation_messages(*ref_be);
   // A copy of the table in aligned heap memory, starting 4100 bytes in: not a file, not page-aligned.
   const size_t bytes = m.lut->bytes(), at = 4100;
@@ -407,14 +326,17 @@ TEST_CASE(
   view.mapping = heap.get();
   view.mapping_bytes = at + bytes;
   const LutStore file_lut = *m.lut, heap_lut = LutStore::from_tensor(view, m.cfg.lut_row_elems());
-  for (const char* read : {"copy", "direct"}) {
-    for (const char* import : {"auto", "off"}) {
+  for (LutRead read : {LutRead::Copy, LutRead::Direct}) {
+    for (bool import : {true, false}) {
       for (const LutStore* table : {&file_lut, &heap_lut}) {
-        CAPTURE(read);
+        CAPTURE(lut_read_name(read));
         CAPTURE(import);
         CAPTURE(table == &heap_lut ? "heap" : "file");
-        test::ScopedEnv env("MOLE_VK_LUT_IMPORT", import);
-        auto be = vulkan::make_vulkan_backend({.device_index = -1, .validation = true}, read);
+        auto be = vulkan::make_vulkan_backend(options([&](BackendOptions& o) {
+          o.lut_read = read;
+          o.tuning.lut_import = import;
+          o.tuning.lut_chunk_bytes = chunk_bytes;
+        }));
         m.lut = *table;
         std::vector<std::vector<float>> rows;
         try {
@@ -426,8 +348,8 @@ TEST_CASE(
         }
         REQUIRE(rows.size() == ref.size());
         for (size_t i = 0; i < ref.size(); i++) CHECK(rows[i] == ref[i]);
-        const std::string note = vulkan::lut_table_note(*be);
-        if (std::string(import) == "off")
+        const std::string note = be->info().lut_table_note;
+        if (!import)
           CHECK(note == "copied (import turned off)");
         else if (note.find("no VK_EXT_external_memory_host") != std::string::npos)
           MESSAGE("import not tried: " << note);
@@ -442,13 +364,13 @@ TEST_CASE(
   m.lut = file_lut;
 }
 
-TEST_CASE("vulkan: --lut host copies a table it cannot import and says why; MOLE_VK_LUT_IMPORT is checked") {
+TEST_CASE("vulkan: --lut host copies a table it cannot import and says why") {
   test::TempDir tmp;
   auto be = vulkan_or_skip();
   if (!be) return;
   Model train(test::synth(tmp, "t", Form::Train, {}, DType::F16));
   be->set_lut(*train.lut, LutPlacement::Host, 4);
-  CHECK(vulkan::lut_table_note(*be) == "copied: the table was computed at load, not read from a file");
+  CHECK(be->info().lut_table_note == "copied: the table was computed at load, not read from a file");
   // A table 2 bytes into its mapping: router_lut_direct.comp reads 32-bit words.
   Model m(test::synth(tmp, "m", Form::Infer, {}, DType::F16));
   std::vector<uint32_t> words(m.lut->bytes() / 4 + 2);
@@ -459,50 +381,20 @@ TEST_CASE("vulkan: --lut host copies a table it cannot import and says why; MOLE
   view.mapping_bytes = words.size() * 4;
   const LutStore odd = LutStore::from_tensor(view, m.cfg.lut_row_elems());
   be->set_lut(odd, LutPlacement::Host, 4);
-  CHECK(vulkan::lut_table_note(*be) == "copied: the table is not 4-byte aligned in its file");
+  CHECK(be->info().lut_table_note == "copied: the table is not 4-byte aligned in its file");
   be->set_lut(*m.lut, LutPlacement::Disk, 4);
-  CHECK(vulkan::lut_table_note(*be).empty());
+  CHECK(be->info().lut_table_note.empty());
   check_no_validation_messages(*be);
-  test::ScopedEnv env("MOLE_VK_LUT_IMPORT", "always");
-  CHECK_THROWS_WITH_AS(be->set_lut(*m.lut, LutPlacement::Host, 4), doctest::Contains("MOLE_VK_LUT_IMPORT"), Error);
-}
-
-// The numeric MOLE_VK_* settings: a value that is not a number in range is an error naming the variable.
-TEST_CASE("vulkan: a bad numeric MOLE_VK_* setting is an error naming it") {
-  if (!vulkan_or_skip()) return;
-  for (auto [name, value] : std::vector<std::pair<const char*, const char*>>{{"MOLE_VK_MEMORY_LIMIT_MB", "lots"},
-                                                                             {"MOLE_VK_MEMORY_LIMIT_MB", "-1"},
-                                                                             {"MOLE_VK_TILED_MIN_ROWS", "0"},
-                                                                             {"MOLE_VK_TILED_MIN_ROWS", "32rows"},
-                                                                             {"MOLE_VK_ATTN_SPLITS", "33"},
-                                                                             {"MOLE_VK_ATTN_SPLITS", "2.5"},
-                                                                             {"MOLE_VK_SUBGROUPS", "no"}}) {
-    CAPTURE(name);
-    CAPTURE(value);
-    test::ScopedEnv env(name, value);
-    const std::string says = std::string(name) + " must be";
-    CHECK_THROWS_WITH_AS(vulkan::make_vulkan_backend({.device_index = -1, .validation = true}),
-                         doctest::Contains(says.c_str()), Error);
-  }
-  test::TempDir tmp;
-  Model m(test::synth(tmp, "m", Form::Infer, {}, DType::F16));
-  auto be = vulkan_or_skip();
-  REQUIRE(be);
-  test::ScopedEnv env("MOLE_VK_LUT_CHUNK_BYTES", "0");
-  CHECK_THROWS_WITH_AS(be->set_lut(*m.lut, LutPlacement::Host, 4), doctest::Contains("MOLE_VK_LUT_CHUNK_BYTES must be"),
-                       Error);
-  test::ScopedEnv fine("MOLE_VK_ATTN_SPLITS", "");  // empty: unset
-  CHECK_NOTHROW(vulkan::make_vulkan_backend({.device_index = -1, .validation = true}));
 }
 
 TEST_CASE("vulkan: --lut disk: destroying the backend right after stream_lut_rows neither hangs nor leaks") {
-  test::ScopedEnv mode("MOLE_VK_LUT_GATHER", "thread");
+  const BackendOptions threaded = options(gather(BackendTuning::Gather::Thread));
   test::TempDir tmp;
   Model m(test::synth(tmp, "m", Form::Infer, {}, DType::F16));
   const auto ids = random_ids(8, m.cfg.vocab_size, 3);
   {
     // A first device, so that the threads a driver keeps for the process (if any) are counted in the baseline.
-    auto vkb = vulkan_or_skip();
+    auto vkb = vulkan_or_skip(threaded);
     if (!vkb) return;
     vkb->set_lut(*m.lut, LutPlacement::Disk, 8);
     vkb->stream_lut_rows(ids);
@@ -510,7 +402,7 @@ TEST_CASE("vulkan: --lut disk: destroying the backend right after stream_lut_row
   }
   const size_t baseline = thread_count();
   for (int i = 0; i < 3; i++) {
-    auto vkb = vulkan_or_skip();
+    auto vkb = vulkan_or_skip(threaded);
     REQUIRE(vkb);
     vkb->set_lut(*m.lut, LutPlacement::Disk, 8);
     vkb->stream_lut_rows(ids);  // the copy waits for the gather thread; nothing waits for the copy
@@ -521,10 +413,9 @@ TEST_CASE("vulkan: --lut disk: destroying the backend right after stream_lut_row
 }
 
 TEST_CASE("vulkan: --lut disk: a failure on the gather thread is a mole::Error on the caller's thread") {
-  test::ScopedEnv mode("MOLE_VK_LUT_GATHER", "thread");
   test::TempDir tmp;
   Model m(test::synth(tmp, "m", Form::Infer, {}, DType::F16));
-  auto vkb = vulkan_or_skip();
+  auto vkb = vulkan_or_skip(options(gather(BackendTuning::Gather::Thread)));
   if (!vkb) return;
   vkb->set_lut(*m.lut, LutPlacement::Disk, 8);
   // An id outside the table is found by the thread (it checks each row it reads); stream_lut_rows returned at once.

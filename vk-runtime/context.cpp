@@ -10,13 +10,15 @@
 
 namespace mole {
 
-std::unique_ptr<VulkanContext> VulkanContext::create(int device_index, bool validation, bool sync_validation) {
+std::unique_ptr<VulkanContext> VulkanContext::create(int device_index, bool validation, bool sync_validation,
+                                                     const std::string& pipeline_cache, const std::string& cache_dir) {
   Instance instance = Instance::create(validation, sync_validation);
   std::vector<DeviceInfo> devices = enumerate_devices(instance);
   DeviceInfo info = devices[size_t(pick_device(devices, device_index))];
   Device device = Device::create(instance, info);
-  std::string path = PipelineCache::default_path(info);
-  if (const char* env = std::getenv("MOLE_VK_PIPELINE_CACHE")) path = std::strcmp(env, "off") == 0 ? "" : env;
+  const std::string path = pipeline_cache == "off"  ? ""
+                           : pipeline_cache.empty() ? PipelineCache::default_path(cache_dir, info)
+                                                    : pipeline_cache;
   PipelineCache cache = PipelineCache::create(device, path);
   return std::unique_ptr<VulkanContext>(
       new VulkanContext{std::move(instance), std::move(info), std::move(device), std::move(cache)});
@@ -52,9 +54,23 @@ std::string vulkan_availability(bool* ok, bool* cpu_device) {
   }
 }
 
-bool vulkan_cpu_device_allowed() {
-  const char* env = std::getenv("MOLE_VK_ALLOW_CPU");
-  return env && std::strcmp(env, "1") == 0;
+std::string vulkan_device_details() {
+  std::string out;
+  bool ok = false;
+  vulkan_availability(&ok);
+  if (!ok) return out;
+  try {
+    Instance instance = Instance::create(false, false);
+    auto devices = enumerate_devices(instance);
+    int picked = devices.empty() ? -1 : pick_device(devices, -1);
+    for (const auto& d : devices) {
+      out += "\nvulkan device " + std::to_string(d.index) + (d.index == picked ? " (default)" : "") + "\n";
+      out += describe(d);
+    }
+  } catch (const Error& e) {
+    out += std::string("\nvulkan: ") + e.what() + "\n";
+  }
+  return out;
 }
 
 }  // namespace mole

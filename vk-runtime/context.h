@@ -1,16 +1,8 @@
 // Everything the Vulkan backend needs opened once per process: the instance, the chosen device and the pipeline
 // cache; and the probe `mole devices` and `--backend auto` use to ask whether Vulkan is usable here.
-//
-// Environment variables read by vk-runtime/:
-//   MOLE_VK_DEVICE=N           the device index when --device is not given (`mole devices` lists them)
-//   MOLE_VK_VALIDATION=1|sync  the Khronos validation layer (sync: plus synchronization validation)
-//   MOLE_VK_PIPELINE_CACHE=P   the pipeline cache file ("off": memory only); default ~/.cache/mole/pipelines-*.bin
-//   MOLE_VK_ALLOW_CPU=1        --backend auto may pick a CPU Vulkan device (lavapipe)
-//   MOLE_VK_LUT_READ=R         copy|direct|auto: how router_lut reads the table's rows (lut_stream.h)
-//   MOLE_VK_LUT_GATHER=G       thread|inline|auto: where --lut disk gathers rows (lut_stream.h)
-//   MOLE_VK_SUBGROUPS=0        matmul without the subgroup-arithmetic variants (vk_backend.cpp)
-//   MOLE_VK_TILED_MIN_ROWS=N   steps of at least N rows use the tiled matmul (default 32)
-//   MOLE_VK_LOADER=FILE        dlopen this instead of libvulkan.so.1 (tests of the no-loader path)
+// Choices come from the caller (BackendOptions, filled by apps/); the one environment variable read in
+// vk-runtime/ is MOLE_VK_LOADER (loader.cpp: dlopen this instead of libvulkan.so.1, for tests of the no-loader
+// path), besides those the Vulkan loader itself reads (VK_DRIVER_FILES, VK_LAYER_PATH, ...).
 #pragma once
 
 #include <memory>
@@ -31,11 +23,12 @@ struct VulkanContext {
   Device device;
   PipelineCache cache;
 
-  // `device_index` -1: MOLE_VK_DEVICE, else the best device (see pick_device()). Validation also comes from
-  // MOLE_VK_VALIDATION (1, or sync for synchronization validation too). The pipeline cache lives at
-  // PipelineCache::default_path(), or at $MOLE_VK_PIPELINE_CACHE when set ("" or "off": memory only).
+  // `device_index` -1: the best device (see pick_device()). The pipeline cache lives at `pipeline_cache`, or when
+  // that is "" at PipelineCache::default_path(cache_dir) ("off", or no cache_dir: memory only).
   // Throws mole::Error saying what is missing and what to do.
-  static std::unique_ptr<VulkanContext> create(int device_index, bool validation, bool sync_validation = false);
+  static std::unique_ptr<VulkanContext> create(int device_index, bool validation, bool sync_validation = false,
+                                               const std::string& pipeline_cache = "off",
+                                               const std::string& cache_dir = "");
 
   ~VulkanContext();
 };
@@ -44,10 +37,11 @@ struct VulkanContext {
 // "lavapipe (llvmpipe (LLVM 15.0.6, 256 bits)), driver Mesa 22.3.6 (LLVM 15.0.6), Vulkan 1.3, a CPU implementation",
 // *ok = true. Otherwise the reason and what to do,
 // *ok = false. `cpu_device` (when given) says whether the device that would be used is a CPU implementation:
-// --backend auto should not prefer it to mole's own CPU backend unless MOLE_VK_ALLOW_CPU=1. Never throws.
+// --backend auto should not prefer it to mole's own CPU backend unless allowed (--allow-cpu-device). Never throws.
 std::string vulkan_availability(bool* ok, bool* cpu_device = nullptr);
 
-// Whether MOLE_VK_ALLOW_CPU=1 lets --backend auto use a CPU Vulkan device.
-bool vulkan_cpu_device_allowed();
+// Every Vulkan device described for `mole devices` (driver, heaps, queues, features), the default one marked; ""
+// when there is none. Never throws.
+std::string vulkan_device_details();
 
 }  // namespace mole

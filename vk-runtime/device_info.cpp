@@ -165,15 +165,6 @@ int pick_device(const std::vector<DeviceInfo>& devices, int requested) {
     }
     return requested;
   }
-  if (const char* env = std::getenv("MOLE_VK_DEVICE"); env && *env) {
-    char* end = nullptr;
-    long v = std::strtol(env, &end, 10);
-    if (*end != '\0' || v < 0 || v >= n) {
-      throw Error(std::string("MOLE_VK_DEVICE=") + env + ": not a Vulkan device index (" + range +
-                  "; `mole devices` lists them)");
-    }
-    return int(v);
-  }
   int best = 0;
   for (int i = 1; i < n; ++i) {
     if (type_rank(devices[i].type) < type_rank(devices[best].type)) best = i;

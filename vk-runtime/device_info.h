@@ -13,7 +13,7 @@ namespace mole {
 class Instance;
 
 struct DeviceInfo {
-  int index = 0;  // position in vkEnumeratePhysicalDevices, what --device and MOLE_VK_DEVICE name
+  int index = 0;                               // position in vkEnumeratePhysicalDevices, what --device names
   VkPhysicalDevice physical = VK_NULL_HANDLE;  // valid while the Instance that enumerated it lives
   std::string name;                            // "NVIDIA GeForce RTX 4090", "llvmpipe (LLVM 15.0.6, 256 bits)"
   std::string driver_name;  // "NVIDIA", "llvmpipe"; empty before Vulkan 1.2 without VK_KHR_driver_properties
@@ -60,7 +60,7 @@ struct DeviceInfo {
 // name, type and heaps only.
 std::vector<DeviceInfo> enumerate_devices(const Instance& instance);
 
-// The device to use: `requested` >= 0 picks that index; else $MOLE_VK_DEVICE if set; else the best type (discrete >
+// The device to use: `requested` >= 0 picks that index; else the best type (discrete >
 // integrated > virtual > CPU > other), ties to the lower index. Throws mole::Error naming the flag or variable when
 // the index is out of range or malformed, or when there is no device at all.
 int pick_device(const std::vector<DeviceInfo>& devices, int requested);

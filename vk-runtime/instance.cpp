@@ -75,10 +75,6 @@ bool contains(const std::vector<std::string>& names, const char* name) {
 }  // namespace
 
 Instance Instance::create(bool validation, bool sync_validation) {
-  if (const char* env = std::getenv("MOLE_VK_VALIDATION")) {
-    if (std::strcmp(env, "1") == 0) validation = true;
-    if (std::strcmp(env, "sync") == 0) validation = sync_validation = true;
-  }
   if (sync_validation) validation = true;
 
   load_global_functions();
@@ -93,8 +89,8 @@ Instance Instance::create(bool validation, bool sync_validation) {
   bool validation_features = false;
   if (validation) {
     if (!has_layer(kValidationLayer)) {
-      throw Error(std::string("vulkan: validation was asked for (--vk-validation or MOLE_VK_VALIDATION) but ") +
-                  kValidationLayer + " is not installed: install vulkan-validationlayers " +
+      throw Error(std::string("vulkan: validation was asked for (--validate) but ") + kValidationLayer +
+                  " is not installed: install vulkan-validationlayers " +
                   "(apt-get install vulkan-validationlayers), or run without validation");
     }
     layers.push_back(kValidationLayer);

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -12,82 +13,10 @@
 
 #include "model/error.h"
 #include "vk-runtime/device.h"
-#include "vk-runtime/env.h"
 #include "vk-runtime/loader.h"
 #include "vk-runtime/pipeline.h"
 
 namespace mole::vulkan {
-namespace {
-
-// Auto: direct where the table's memory is the device's own memory (a CPU or integrated GPU), copy on a discrete
-// GPU; direct only with bufferDeviceAddress. --lut disk always copies (its rows exist only in the staging ring).
-std::string lut_read_file(const DeviceInfo& info) {
-  return device_cache_file(info, "lut-read");
-}
-
-LutRead resolve(LutRead read, const Device& dev, LutPlacement placement) {
-  if (placement == LutPlacement::Disk || read == LutRead::Copy) return LutRead::Copy;
-  const bool bda = dev.enabled().buffer_device_address;
-  if (read == LutRead::Direct) {
-    if (!bda)
-      throw Error("MOLE_VK_LUT_READ=direct: " + dev.info().name +
-                  " has no bufferDeviceAddress, which reading the table in place needs; use copy or auto");
-    return LutRead::Direct;
-  }
-  // Auto: what `mole bench` measured faster on this device, if it recorded a choice; else the rule.
-  if (std::optional<LutRead> measured = recorded_lut_read(dev.info()))
-    return *measured == LutRead::Direct && !bda ? LutRead::Copy : *measured;
-  const VkPhysicalDeviceType type = dev.info().type;
-  const bool shared_memory = type == VK_PHYSICAL_DEVICE_TYPE_CPU || type == VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU;
-  return bda && shared_memory ? LutRead::Direct : LutRead::Copy;
-}
-
-}  // namespace
-
-std::optional<LutRead> recorded_lut_read(const DeviceInfo& info) {
-  const std::string path = lut_read_file(info);
-  std::ifstream f(path);
-  std::string word;
-  if (path.empty() || !(f >> word)) return std::nullopt;
-  if (word == "copy") return LutRead::Copy;
-  if (word == "direct") return LutRead::Direct;
-  return std::nullopt;  // not ours or damaged: ignored, the next bench overwrites it
-}
-
-std::string record_lut_read(const DeviceInfo& info, LutRead read) {
-  const std::string path = lut_read_file(info);
-  if (path.empty() || read == LutRead::Auto) return "";
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    f << lut_read_name(read) << "\n";
-    if (!f) return "";
-  }
-  std::filesystem::rename(tmp, path, ec);
-  return ec ? "" : path;
-}
-
-const char* lut_read_name(LutRead r) {
-  switch (r) {
-    case LutRead::Auto:
-      return "auto";
-    case LutRead::Copy:
-      return "copy";
-    case LutRead::Direct:
-      return "direct";
-  }
-  return "?";
-}
-
-LutRead parse_lut_read(const std::string& value) {
-  const std::string v = value.empty() ? env_choice("MOLE_VK_LUT_READ", {"auto", "copy", "direct"}) : value;
-  if (v == "auto") return LutRead::Auto;
-  if (v == "copy") return LutRead::Copy;
-  if (v == "direct") return LutRead::Direct;
-  throw Error("MOLE_VK_LUT_READ: '" + v + "' is not one of copy, direct, auto");
-}
 
 LutStream::LutStream(const Device& device, const LutStore& lut)
     : dev_(&device),
@@ -95,24 +24,6 @@ LutStream::LutStream(const Device& device, const LutStore& lut)
       transfer_pool_(CommandPool::create(device, device.transfer_family(), true)),
       lut_tl_(TimelineSemaphore::create(device, 0)),
       gathered_tl_(TimelineSemaphore::create(device, 0)) {}
-
-// MOLE_VK_LUT_GATHER=thread|inline|auto (default auto): where --lut disk gathers its rows.
-static bool gather_on_thread(const Device& dev) {
-  const std::string v = env_choice("MOLE_VK_LUT_GATHER", {"auto", "thread", "inline"});
-  if (v != "auto") return v == "thread";
-  return dev.transfer_kind() != Device::TransferQueueKind::SameQueue;
-}
-
-// The most bytes in one chunk of the table: 1 GiB, or $MOLE_VK_LUT_CHUNK_BYTES (a test knob).
-static VkDeviceSize chunk_limit() {
-  const auto bytes = env_number("MOLE_VK_LUT_CHUNK_BYTES", 1, 1ull << 40, true, "a whole number of bytes, at least 1");
-  return bytes ? VkDeviceSize(*bytes) : VkDeviceSize(1) << 30;
-}
-
-// MOLE_VK_LUT_IMPORT=auto|off (default auto): whether --lut host may import the file's pages (import_table()).
-static bool import_wanted() {
-  return env_choice("MOLE_VK_LUT_IMPORT", {"auto", "off"}) == "auto";
-}
 
 void LutStream::import_table(VkBufferUsageFlags usage) {
   const LutStore& lut = *lut_;
@@ -129,9 +40,9 @@ void LutStream::import_table(VkBufferUsageFlags usage) {
   const uintptr_t lo = reinterpret_cast<uintptr_t>(lut.mapping());
   const uintptr_t hi = lo + (lut.mapping_bytes() + page - 1) / page * page;
   const size_t row = lut.row_bytes();
-  const int64_t n_chunks = (lut.rows() + rows_per_chunk_ - 1) / rows_per_chunk_;
+  const int64_t n_chunks = plan_.count();
   for (int64_t c = 0; c < n_chunks; c++) {
-    const auto [r0, n] = chunk_rows(c);
+    const auto [r0, n] = plan_.chunk(c);
     const uintptr_t p = reinterpret_cast<uintptr_t>(lut.row(int32_t(r0)));
     const uintptr_t a0 = p / align * align, a1 = (p + size_t(n) * row + align - 1) / align * align;
     if (a0 < lo || a1 > hi)
@@ -145,15 +56,24 @@ void LutStream::import_table(VkBufferUsageFlags usage) {
 }
 
 std::unique_ptr<LutStream> LutStream::create(const Device& dev, const LutStore& lut, LutPlacement placement,
-                                             int max_step_tokens, LutRead read, const Charge& charge,
+                                             int max_step_tokens, LutRead read, const BackendTuning& tuning,
+                                             const std::string& record_file, const Charge& charge,
                                              const Upload& upload) {
   std::unique_ptr<LutStream> s(new LutStream(dev, lut));
   s->placement_ = placement;
-  s->read_ = resolve(read, dev, placement);
+  // Direct reads need buffer device addresses; they suit devices that read host memory as their own.
+  const VkPhysicalDeviceType type = dev.info().type;
+  s->read_ = resolve_lut_read(
+      read, placement, type == VK_PHYSICAL_DEVICE_TYPE_CPU || type == VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU,
+      dev.enabled().buffer_device_address,
+      dev.info().name + " has no bufferDeviceAddress, which reading the table in place needs", record_file);
   s->max_tokens_ = max_step_tokens;
   const bool direct = s->direct();
   const size_t row = lut.row_bytes();
-  if ((row & 3) != 0) throw Error("internal: LUT rows must be a multiple of 4 bytes");
+  if ((row & 3) != 0)
+    throw Error("vulkan: the lookup table's rows are " + std::to_string(row) +
+                " bytes, not whole 32-bit words, which the shaders read: convert with --dtype f32, or use another "
+                "backend");
   if (!direct) charge(row * size_t(max_step_tokens), "the LUT row ring");
   if (placement == LutPlacement::Device)
     charge(lut.bytes(), "the whole lookup table (--lut device, " + std::to_string(lut.bytes() >> 20) + " MiB)");
@@ -164,19 +84,24 @@ std::unique_ptr<LutStream> LutStream::create(const Device& dev, const LutStore& 
   if (placement == LutPlacement::Disk) {
     s->staging_ = Buffer::create(dev, row * size_t(max_step_tokens), VK_BUFFER_USAGE_TRANSFER_SRC_BIT,
                                  MemoryKind::HostVisible, "LUT staging ring");
-    if (gather_on_thread(dev)) s->gather_ = std::thread([p = s.get()] { p->gather_loop(); });
+    // On a thread where the transfer queue is a queue of its own; inline where one queue does everything.
+    const bool thread = tuning.lut_gather == BackendTuning::Gather::Auto
+                            ? dev.transfer_kind() != Device::TransferQueueKind::SameQueue
+                            : tuning.lut_gather == BackendTuning::Gather::Thread;
+    if (thread)
+      s->gather_ = std::make_unique<LutGatherThread>(
+          lut, [p = s.get()](uint64_t value) { p->gathered_tl_.signal_from_host(value); });
     return s;
   }
   // Row-aligned chunks, each within the device's allocation and binding limits (lavapipe: 128 MiB) and 1 GiB, or
-  // MOLE_VK_LUT_CHUNK_BYTES (tests: many chunks from a small table).
-  const VkDeviceSize limit = chunk_limit();
-  const VkDeviceSize chunk = chunk_bytes(dev, limit, row);
-  s->rows_per_chunk_ = int64_t(chunk / row);
+  // --tune lut-chunk-bytes (tests: many chunks from a small table).
+  const VkDeviceSize limit = tuning.lut_chunk_bytes ? VkDeviceSize(tuning.lut_chunk_bytes) : VkDeviceSize(1) << 30;
+  s->plan_ = plan_lut_chunks(lut, chunk_bytes(dev, limit, row), dev.info().name);
   const VkBufferUsageFlags read_usage =
       VK_BUFFER_USAGE_TRANSFER_SRC_BIT | (direct ? VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT : 0);
   if (placement == LutPlacement::Host) {
     lut.prefetch_all();  // the whole table into host memory now, as this placement promises, imported or not
-    if (!import_wanted()) {
+    if (!tuning.lut_import) {
       s->import_note_ = "copied (import turned off)";
     } else {
       try {
@@ -195,7 +120,7 @@ std::unique_ptr<LutStream> LutStream::create(const Device& dev, const LutStore& 
         create_chunked(dev, lut.bytes(), limit, read_usage | VK_BUFFER_USAGE_TRANSFER_DST_BIT, kind, what.c_str(), row);
     s->chunk_offsets_.assign(s->chunks_.size(), 0);
     for (size_t c = 0; c < s->chunks_.size(); c++) {
-      const auto [r0, n] = s->chunk_rows(int64_t(c));
+      const auto [r0, n] = s->plan_.chunk(int64_t(c));
       if (kind == MemoryKind::HostVisible)
         std::memcpy(s->chunks_[c].mapped(), lut.row(int32_t(r0)), size_t(n) * row);
       else
@@ -204,7 +129,7 @@ std::unique_ptr<LutStream> LutStream::create(const Device& dev, const LutStore& 
   }
   if (direct) {
     // {rows_per_chunk, 0, then each chunk's address as two words, low first}: router_lut_direct.comp's binding 2.
-    std::vector<uint32_t> words = {uint32_t(s->rows_per_chunk_), 0};
+    std::vector<uint32_t> words = {uint32_t(s->plan_.rows_per_chunk), 0};
     for (size_t c = 0; c < s->chunks_.size(); c++) {
       const VkDeviceAddress a = s->chunks_[c].device_address() + s->chunk_offsets_[c];
       words.push_back(uint32_t(a));
@@ -220,7 +145,7 @@ std::unique_ptr<LutStream> LutStream::create(const Device& dev, const LutStore& 
 }
 
 LutStream::~LutStream() {
-  stop_gathering();
+  gather_.reset();  // stopped and joined: a job handed over is finished or skipped, and signalled either way
   try {
     lut_tl_.wait(lut_value_, kLutWaitNs);  // the copy's command buffer must not be pending when it is freed
   } catch (const Error&) {
@@ -228,77 +153,8 @@ LutStream::~LutStream() {
   }
 }
 
-void LutStream::stop_gathering() noexcept {
-  if (!gather_.joinable()) return;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  gather_.join();
-}
-
-void LutStream::check_ids(const std::vector<int32_t>& ids) const {
-  for (int32_t id : ids)
-    if (id < 0 || int64_t(id) >= lut_->rows())
-      throw Error("token id " + std::to_string(id) + " is outside the lookup table (" + std::to_string(lut_->rows()) +
-                  " rows)");
-}
-
-void LutStream::gather(const std::vector<int32_t>& ids) {
-  check_ids(ids);
-  lut_->prefetch(ids);  // all rows' reads start now; the memcpy below faults in the first ones meanwhile
-  const size_t row = lut_->row_bytes();
-  for (size_t t = 0; t < ids.size(); t++)
-    std::memcpy(static_cast<uint8_t*>(staging_->mapped()) + t * row, lut_->row(ids[t]), row);
-}
-
-void LutStream::gather_loop() {
-  std::unique_lock<std::mutex> lock(mu_);
-  for (;;) {
-    cv_.wait(lock, [this] { return stop_ || job_; });
-    if (!job_) return;  // stopping, nothing handed over
-    Job job = std::move(*job_);
-    job_.reset();
-    const bool skip = stop_;  // stopping: the rows will never be read, only the signal matters
-    lock.unlock();
-    std::exception_ptr failed;
-    try {
-      if (!skip) gather(job.ids);
-    } catch (...) {
-      failed = std::current_exception();
-    }
-    lock.lock();
-    if (failed && !error_) error_ = failed;  // recorded before the signal, so whoever saw the signal finds it
-    lock.unlock();
-    // Signal whatever happened: the copy (and the compute after it) waits for this value on the GPU.
-    try {
-      gathered_tl_.signal_from_host(job.value);
-    } catch (...) {
-      lock.lock();
-      if (!error_) error_ = std::current_exception();
-      lock.unlock();
-    }
-    lock.lock();
-  }
-}
-
 void LutStream::check() {
-  std::exception_ptr e;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    e = std::exchange(error_, nullptr);
-  }
-  if (!e) return;
-  try {
-    std::rethrow_exception(e);
-  } catch (const Error&) {
-    throw;
-  } catch (const std::exception& x) {
-    throw Error(std::string("--lut disk: reading lookup table rows failed: ") + x.what());
-  } catch (...) {
-    throw Error("--lut disk: reading lookup table rows failed");
-  }
+  if (gather_) gather_->check();
 }
 
 void LutStream::wait() {
@@ -307,9 +163,10 @@ void LutStream::wait() {
 }
 
 void LutStream::stream(const std::vector<int32_t>& ids, const TimelineSemaphore& compute, uint64_t compute_value) {
-  if (int(ids.size()) > max_tokens_) throw Error("internal: more LUT rows than the step size");
+  assert(int(ids.size()) <= max_tokens_ && "more LUT rows than the step size");
   const bool disk = placement_ == LutPlacement::Disk;
-  if (!disk) check_ids(ids);
+  if (!disk) check_lut_ids(*lut_, ids);
+  rows_moved_ += ids.size();
   if (direct()) {
     rows_streamed_ = int(ids.size());
     return;
@@ -318,15 +175,11 @@ void LutStream::stream(const std::vector<int32_t>& ids, const TimelineSemaphore&
   // It waited for the step before it, whose read-back the engine has waited for: this costs nothing there.
   wait();
   const size_t row = lut_->row_bytes();
-  const bool threaded = disk && gather_.joinable();
+  const bool threaded = disk && gather_;
   if (threaded) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      job_ = Job{ids, ++gathered_value_};
-    }
-    cv_.notify_one();  // the thread gathers while the copy is recorded and the compute step is queued
+    gather_->submit(ids, staging_->mapped(), ++gathered_value_);  // gathers while the copy and the step are queued
   } else if (disk) {
-    gather(ids);  // one queue: the copy could not start before the rows are here anyway (see the header)
+    gather_lut_rows(*lut_, ids, staging_->mapped());  // one queue: the copy could not start before the rows anyway
   }
   if (!cb_) cb_ = CommandBuffer::create(*dev_, transfer_pool_);
   VkCommandBuffer cb = cb_->handle();
@@ -348,7 +201,7 @@ void LutStream::stream(const std::vector<int32_t>& ids, const TimelineSemaphore&
     vk().vkCmdCopyBuffer(cb, staging_->handle(), ring_->handle(), 1, &region);
   } else {
     for (size_t t = 0; t < ids.size(); t++) {
-      int64_t chunk = ids[t] / rows_per_chunk_, within = ids[t] % rows_per_chunk_;
+      int64_t chunk = ids[t] / plan_.rows_per_chunk, within = ids[t] % plan_.rows_per_chunk;
       VkBufferCopy region{chunk_offsets_[size_t(chunk)] + size_t(within) * row, t * row, row};
       vk().vkCmdCopyBuffer(cb, chunks_[size_t(chunk)].handle(), ring_->handle(), 1, &region);
     }

@@ -1,5 +1,6 @@
-// The lookup table's rows on their way to router_lut, for the Vulkan backend (vk_backend.cpp). Two ways to read
-// them (LutRead, MOLE_VK_LUT_READ=copy|direct|auto):
+// The lookup table's rows on their way to router_lut, for the Vulkan backend (vk_backend.cpp): the Vulkan half
+// (buffers, the transfer queue, timeline semaphores); the choice of read mode, the chunk plan, id checks and the
+// disk gather thread are model/lut_rows.h's. Two ways to read them (LutRead, --lut-read copy|direct|auto):
 //
 // Direct (--lut host and device): router_lut_direct.comp reads each token's row in place from the table's chunks,
 // through their buffer device addresses, by token id. Nothing is copied and nothing waits; each row crosses to the
@@ -7,14 +8,14 @@
 // shader, where a DMA copy beside part A moves the same bytes at full speed and hidden; from the same memory on a
 // CPU or integrated GPU, where the copy is a pure extra read and write). Auto picks direct where host memory is the
 // device's memory (CPU and integrated GPU) and bufferDeviceAddress is there, copy on a discrete GPU, unless
-// `mole bench` measured both on this device and recorded the faster (recorded_lut_read()): then that one.
+// `mole bench --record` measured both on this device and recorded the faster (recorded_lut_read()): then that one.
 //
 // Copy (and always for --lut disk): router_lut.comp reads a small device-local ring of the step's rows
 // (max_step_tokens rows, in step order), filled by vkCmdCopyBuffer regions on the transfer queue from wherever the
 // table lives:
 //   device: row-aligned device-local chunks (no buffer exceeds maxStorageBufferRange or maxMemoryAllocationSize),
 //   host:   the same chunks in host-visible memory: the file's own pages imported where the device can
-//           (VK_EXT_external_memory_host; import_table()), else copied in (MOLE_VK_LUT_IMPORT=off: always copied),
+//           (VK_EXT_external_memory_host; import_table()), else copied in (--tune lut-import=0: always copied),
 //   disk:   a host-visible staging ring that a gather thread fills from the mmap'd file.
 // The copy signals a timeline semaphore that only the compute work reading the ring waits on, so it overlaps the
 // compute before the first LUT sum.
@@ -30,23 +31,20 @@
 // copy. There the copy's wait would hold up everything queued behind it, the compute before the first LUT sum
 // included, so a thread would overlap nothing. (Also, the Khronos validation layer of Debian 12, 1.3.239, can report
 // UNASSIGNED-VkSemaphore-state-timeout, "most likely a validation bug", for a host signal racing host waits: fixed
-// upstream in Vulkan-ValidationLayers PR #8519.) MOLE_VK_LUT_GATHER=thread|inline forces either way (tests).
+// upstream in Vulkan-ValidationLayers PR #8519.) --tune lut-gather=thread|inline forces either way (tests).
 #pragma once
 
-#include <algorithm>
-#include <condition_variable>
 #include <cstdint>
-#include <exception>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
+#include "model/backend.h"
 #include "model/lut.h"
+#include "model/lut_rows.h"
 #include "vk-runtime/buffer.h"
 #include "vk-runtime/command.h"
 #include "vk-runtime/device_info.h"
@@ -57,18 +55,6 @@ namespace mole::vulkan {
 
 // A wait on the GPU longer than this is treated as a hung device (as the backend's own waits).
 constexpr uint64_t kLutWaitNs = 120ull * 1000 * 1000 * 1000;
-
-// How router_lut reads the step's rows (see above). Auto resolves to Copy or Direct in LutStream::create().
-enum class LutRead { Auto, Copy, Direct };
-const char* lut_read_name(LutRead r);  // "auto", "copy", "direct"
-// `value` copy|direct|auto; empty: $MOLE_VK_LUT_READ, and auto when that is unset or empty. Throws mole::Error naming
-// MOLE_VK_LUT_READ for anything else.
-LutRead parse_lut_read(const std::string& value);
-// The choice `mole bench` recorded for this device (the faster of copy and direct for --lut host), which Auto then
-// follows; nullopt when none was recorded. record_lut_read() writes it to the device's cache file and returns that
-// path ("" when there is no cache directory or it could not be written).
-std::optional<LutRead> recorded_lut_read(const DeviceInfo& info);
-std::string record_lut_read(const DeviceInfo& info, LutRead read);
 
 // Owns the table's chunks, the row ring, the staging ring, the transfer command buffer that fills the ring, the
 // timeline semaphores and the timestamp pool, and destroys them; no compute submission may still read the ring then
@@ -85,12 +71,13 @@ class LutStream {
   using Upload = std::function<void(const Buffer& dst, const void* src, size_t bytes)>;
 
   // Allocates the table's chunks (device, host: the whole table copied in now) and, for direct reads, their
-  // address table, or for copies the ring and (disk) the staging ring and the gather thread. `read`: Auto as above;
-  // Direct needs bufferDeviceAddress (else a mole::Error saying so); --lut disk always copies. Throws mole::Error
-  // from `charge` or Buffer::create when something does not fit.
+  // address table, or for copies the ring and (disk) the staging ring and the gather thread. `read`: Auto as above
+  // (`record_file`: where a measured choice may be, lut_read_record_file()); Direct needs bufferDeviceAddress (else
+  // a mole::Error saying so); --lut disk always copies. `tuning`: lut_chunk_bytes, lut_gather, lut_import. Throws
+  // mole::Error from `charge` or Buffer::create when something does not fit.
   static std::unique_ptr<LutStream> create(const Device& device, const LutStore& lut, LutPlacement placement,
-                                           int max_step_tokens, LutRead read, const Charge& charge,
-                                           const Upload& upload);
+                                           int max_step_tokens, LutRead read, const BackendTuning& tuning,
+                                           const std::string& record_file, const Charge& charge, const Upload& upload);
 
   LutStream(const LutStream&) = delete;
   LutStream& operator=(const LutStream&) = delete;
@@ -115,6 +102,9 @@ class LutStream {
   // Rows streamed since the last consumed(): run_step checks that they are the step's tokens.
   int rows_streamed() const { return rows_streamed_; }
   void consumed() { rows_streamed_ = 0; }
+  // Rows and bytes brought to router_lut since create(): copied into the ring, or read in place.
+  uint64_t rows_moved() const { return rows_moved_; }
+  uint64_t bytes_moved() const { return rows_moved_ * lut_->row_bytes(); }
 
   // Copy: what router_lut.comp reads, (max_step_tokens, L*E*D) in the table's dtype.
   const Buffer& ring() const { return *ring_; }
@@ -142,15 +132,6 @@ class LutStream {
   // (Buffer::import_host), each chunk's first row at chunk_offsets_[c] within its buffer. Throws mole::Error saying
   // why it cannot (the caller then copies the table instead).
   void import_table(VkBufferUsageFlags usage);
-  // Chunk c's first row and row count.
-  std::pair<int64_t, int64_t> chunk_rows(int64_t c) const {
-    const int64_t r0 = c * rows_per_chunk_;
-    return {r0, std::min(rows_per_chunk_, lut_->rows() - r0)};
-  }
-  void check_ids(const std::vector<int32_t>& ids) const;  // throws mole::Error naming an id outside the table
-  void gather(const std::vector<int32_t>& ids);           // the rows of ids into the staging ring (disk)
-  void gather_loop();                                     // the disk placement's thread
-  void stop_gathering() noexcept;
 
   const Device* dev_;
   const LutStore* lut_;
@@ -160,10 +141,10 @@ class LutStream {
   CommandPool transfer_pool_;
   TimelineSemaphore lut_tl_;  // value lut_value_: the last copy submitted has filled the ring
   uint64_t lut_value_ = 0;
-  std::vector<Buffer> chunks_;       // device/host placement: the whole table, row-aligned chunks
+  std::vector<Buffer> chunks_;               // device/host placement: the whole table, row-aligned chunks
   std::vector<VkDeviceSize> chunk_offsets_;  // where each chunk's first row starts in its buffer (imported: > 0)
   std::string import_note_;
-  int64_t rows_per_chunk_ = 0;       // rows in each chunk (the last may hold fewer)
+  LutChunks plan_;                   // rows in each chunk (the last may hold fewer)
   std::optional<Buffer> addresses_;  // direct: {rows_per_chunk, 0, uvec2 address[chunks]} device-local
   std::optional<Buffer> staging_;    // disk placement: (max_tokens, L*E*D) host-visible
   std::optional<Buffer> ring_;       // (max_tokens, L*E*D) device-local: what router_lut.comp reads
@@ -171,22 +152,14 @@ class LutStream {
   bool profiling_ = false;
   std::optional<TimestampQueryPool> ts_;  // 2 timestamps around the copy
   int rows_streamed_ = 0;
+  uint64_t rows_moved_ = 0;
 
   // Disk placement: the gather thread and the one job it may hold. The staging ring is single-buffered: stream()
   // hands over step N's job only after step N-1's copy out of the ring is done (a second ring would let it go
   // earlier, but the engine's read-back of step N-1 has already waited for that copy, so it would buy nothing).
   TimelineSemaphore gathered_tl_;  // value gathered_value_: the staging ring holds the last job's rows (host-signalled)
   uint64_t gathered_value_ = 0;
-  struct Job {
-    std::vector<int32_t> ids;
-    uint64_t value = 0;  // the gathered_tl_ value to signal when done, or failed
-  };
-  std::mutex mu_;  // guards job_, stop_ and error_
-  std::condition_variable cv_;
-  std::optional<Job> job_;
-  bool stop_ = false;
-  std::exception_ptr error_;  // the thread's failure, until check() rethrows it
-  std::thread gather_;        // declared last: joined (in the destructor) before anything it uses goes
+  std::unique_ptr<LutGatherThread> gather_;  // declared last: joined before anything it uses goes
 };
 
 }  // namespace mole::vulkan

@@ -44,23 +44,8 @@ std::vector<char> read_cache_file(const std::string& path, const DeviceInfo& inf
 
 }  // namespace
 
-std::string PipelineCache::default_path(const DeviceInfo& info) {
-  std::string f = device_cache_file(info, "pipelines");
-  return f.empty() ? f : f + ".bin";
-}
-
-std::string device_cache_file(const DeviceInfo& info, const std::string& what) {
-  std::string dir;
-  const char* xdg = std::getenv("XDG_CACHE_HOME");
-  const char* home = std::getenv("HOME");
-  if (xdg && xdg[0] == '/') {
-    dir = xdg;
-  } else if (home && *home) {
-    dir = std::string(home) + "/.cache";
-  } else {
-    return "";
-  }
-  return dir + "/mole/" + what + "-" + uuid_hex(info.uuid);
+std::string PipelineCache::default_path(const std::string& cache_dir, const DeviceInfo& info) {
+  return cache_dir.empty() ? "" : cache_dir + "/pipelines-" + uuid_hex(info.uuid) + ".bin";
 }
 
 PipelineCache PipelineCache::create(const Device& device, std::string path) {

@@ -14,10 +14,6 @@ class Device;
 class DescriptorSetLayout;
 struct DeviceInfo;
 
-// A file of mole's per-device cache: $XDG_CACHE_HOME/mole/<what>-<deviceUUID hex> (else ~/.cache/mole/...);
-// "" when neither variable gives a directory.
-std::string device_cache_file(const DeviceInfo& info, const std::string& what);
-
 // Owns a VkPipelineCache and destroys it (without saving: call save()). The Device must outlive it.
 // The file is a cache: one that is missing, unreadable, truncated or made for another device or driver is ignored,
 // and save() replaces it; a failure to save is silent.
@@ -25,8 +21,9 @@ class PipelineCache {
  public:
   // `path` "" keeps the cache in memory only.
   static PipelineCache create(const Device& device, std::string path);
-  // $XDG_CACHE_HOME/mole/pipelines-<device uuid hex>.bin, else ~/.cache/mole/...; "" if neither variable is set.
-  static std::string default_path(const DeviceInfo& info);  // device_cache_file(info, "pipelines") + ".bin"
+  // CACHE_DIR/pipelines-<device uuid hex>.bin (apps/ makes CACHE_DIR $XDG_CACHE_HOME/mole or ~/.cache/mole); ""
+  // without a cache directory.
+  static std::string default_path(const std::string& cache_dir, const DeviceInfo& info);
 
   PipelineCache(PipelineCache&& other) noexcept;
   PipelineCache& operator=(PipelineCache&& other) noexcept;

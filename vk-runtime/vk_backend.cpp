@@ -3,7 +3,7 @@
 // first RouterLut on) waits on the LUT timeline semaphore, so the rows' copy on the transfer queue overlaps part A.
 // Within a part, a barrier separates two ops only where one reads or writes what the other writes (op_reads()).
 //
-// The table's rows reach the shaders through LutStream (lut_stream.h), read one of two ways (MOLE_VK_LUT_READ):
+// The table's rows reach the shaders through LutStream (lut_stream.h), read one of two ways (--lut-read):
 //   copy:   router_lut.comp reads a small device-local ring of the step's rows (max_step_tokens rows, in step
 //           order), filled by vkCmdCopyBuffer regions on the transfer queue from wherever the table lives
 //           (device-local chunks, host-visible chunks, or for disk a host-visible staging ring that a host thread
@@ -20,6 +20,7 @@
 #include "vk-runtime/vk_backend.h"
 
 #include <algorithm>
+#include <cassert>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -28,6 +29,7 @@
 #include <tuple>
 
 #include "model/error.h"
+#include "model/lut_rows.h"
 #include "shaders/ops.h"
 #include "shaders/shader_registry.h"
 #include "vk-runtime/buffer.h"
@@ -35,7 +37,6 @@
 #include "vk-runtime/command.h"
 #include "vk-runtime/context.h"
 #include "vk-runtime/descriptor.h"
-#include "vk-runtime/env.h"
 #include "vk-runtime/loader.h"
 #include "vk-runtime/lut_stream.h"
 #include "vk-runtime/op_record.h"
@@ -61,7 +62,7 @@ static_assert(kLocalSize == 256, "matmul_tiled.glsl computes 64 x 64 blocks with
 template <typename T>
 void copy_in(const Buffer& dst, const std::vector<T>& src) {
   if (src.empty()) return;
-  if (src.size() * sizeof(T) > dst.size()) throw Error("internal: step input larger than its buffer");
+  assert(src.size() * sizeof(T) <= dst.size() && "step input larger than its buffer");
   std::memcpy(dst.mapped(), src.data(), src.size() * sizeof(T));
 }
 
@@ -79,23 +80,22 @@ struct Recorded {
 
 class VulkanBackend final : public Backend {
  public:
-  VulkanBackend(std::unique_ptr<VulkanContext> ctx, LutRead lut_read)
+  VulkanBackend(std::unique_ptr<VulkanContext> ctx, const BackendOptions& opt)
       : ctx_(std::move(ctx)),
-        lut_read_(lut_read),
+        lut_read_(opt.lut_read),
+        tuning_(opt.tuning),
+        record_file_(lut_read_record_file(opt.cache_dir, "vulkan", uuid_hex(ctx_->info.uuid))),
         dev_(ctx_->device),
         compute_pool_(CommandPool::create(dev_, dev_.compute_family(), true)),
         compute_tl_(TimelineSemaphore::create(dev_, 0)),
         upload_fence_(Fence::create(dev_, false)) {
     budget_ = info().device_memory;
-    if (auto mb = env_number("MOLE_VK_MEMORY_LIMIT_MB", 0, 1e12, false, "a number of MiB"))
-      budget_ = std::min<uint64_t>(budget_ ? budget_ : UINT64_MAX, uint64_t(*mb * 1048576.0));
+    if (opt.memory_limit_mib > 0)
+      budget_ = std::min<uint64_t>(budget_ ? budget_ : UINT64_MAX, uint64_t(opt.memory_limit_mib * 1048576.0));
     if (budget_ == 0) budget_ = UINT64_MAX;
-    subgroups_ = use_subgroups();
-    if (auto rows = env_number("MOLE_VK_TILED_MIN_ROWS", 1, 1e9, true, "a whole number of rows, at least 1"))
-      tiled_min_rows_ = uint32_t(*rows);
-    if (auto s = env_number("MOLE_VK_ATTN_SPLITS", 0, kAttentionMaxSplits, true,
-                            ("a whole number from 0 (automatic) to " + std::to_string(kAttentionMaxSplits)).c_str()))
-      forced_splits_ = uint32_t(*s);
+    subgroups_ = use_subgroups(opt.tuning.subgroups);
+    if (opt.tuning.tiled_min_rows > 0) tiled_min_rows_ = uint32_t(opt.tuning.tiled_min_rows);
+    forced_splits_ = uint32_t(std::clamp<int>(opt.tuning.attention_splits, 0, int(kAttentionMaxSplits)));
     // Split-K fills a wide GPU; a CPU driver has a few cores that T * H workgroups already keep busy, and there it
     // only adds work (attention 1.16-1.37x slower at 2,000-4,000 keys on lavapipe, 2 cores).
     if (forced_splits_ == 0 && ctx_->info.type == VK_PHYSICAL_DEVICE_TYPE_CPU) forced_splits_ = 1;
@@ -107,18 +107,24 @@ class VulkanBackend final : public Backend {
   }
 
   BackendInfo info() const override {
-    uint64_t mem = 0;
+    BackendInfo i;
+    i.name = "vulkan";
+    i.device = ctx_->info.name + " (" + ctx_->info.driver_name + ")";
     for (const auto& h : ctx_->info.heaps)
-      if (h.flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) mem = std::max<uint64_t>(mem, h.size);
-    return {"vulkan", ctx_->info.name + " (" + ctx_->info.driver_name + ")", mem, LutPlacement::Host,
-            ctx_->info.type == VK_PHYSICAL_DEVICE_TYPE_CPU};
+      if (h.flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) i.device_memory = std::max<uint64_t>(i.device_memory, h.size);
+    i.preferred_lut = LutPlacement::Host;
+    i.runs_on_cpu = ctx_->info.type == VK_PHYSICAL_DEVICE_TYPE_CPU;
+    i.device_key = uuid_hex(ctx_->info.uuid);
+    if (lut_stream_) {
+      i.lut_read = lut_read_name(lut_stream_->read());
+      i.lut_table_note = lut_stream_->import_note();
+      i.lut_rows_moved = lut_stream_->rows_moved();
+      i.lut_bytes_moved = lut_stream_->bytes_moved();
+    }
+    i.validation_messages = ctx_->instance.validation_messages();
+    for (const auto& line : ctx_->instance.validation_log()) i.validation_log += line + "\n";
+    return i;
   }
-
-  const Instance& instance() const { return ctx_->instance; }
-  const DeviceInfo& device_info() const { return ctx_->info; }
-  // "copy" or "direct" once set_lut() has run, else "".
-  std::string lut_read_mode() const { return lut_stream_ ? lut_read_name(lut_stream_->read()) : ""; }
-  std::string lut_table_note() const { return lut_stream_ ? lut_stream_->import_note() : ""; }
 
   // Device-local memory is budgeted before it is allocated, so running out is a clear error naming what did not fit
   // (and, for the table, what to do) rather than a driver failure halfway through. MOLE_VK_MEMORY_LIMIT_MB lowers
@@ -264,7 +270,7 @@ class VulkanBackend final : public Backend {
     for (const ShaderOp& o : kShaderOps)
       if (o.name == shader) op = &o;
     auto spirv = shader_spirv(shader);
-    if (!op || spirv.empty()) throw Error("internal: shader '" + std::string(shader) + "' is not in this build");
+    assert(op && !spirv.empty() && "a shader this build does not have");
     // By kSpec* id; the ids a shader does not declare are ignored.
     std::vector<uint32_t> spec = {weight_dtype, kLocalSize, lut_dtype, norm_dtype, gelu};
     std::string key = std::string(shader);
@@ -281,10 +287,10 @@ class VulkanBackend final : public Backend {
   }
   // Whether the matmul/norm_matmul _subgroup variants run here: subgroup arithmetic and a subgroup size that
   // divides the local size (then a column's lanes are one subgroup, reduced without shared memory or barriers).
-  // MOLE_VK_SUBGROUPS=0 turns them off (the tests run both).
-  bool use_subgroups() const {
+  // --tune subgroups=0 turns them off (the tests run both).
+  bool use_subgroups(int wanted) const {
     const uint32_t sg = ctx_->info.subgroup_size;
-    if (env_number("MOLE_VK_SUBGROUPS", 0, 1, true, "0 (off) or 1") == 0.0) return false;
+    if (wanted == 0) return false;
     return (ctx_->info.subgroup_ops & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) && sg >= 4 && sg <= kLocalSize &&
            kLocalSize % sg == 0;
   }
@@ -309,7 +315,9 @@ class VulkanBackend final : public Backend {
   static VkDescriptorBufferInfo whole(const Buffer& b) { return {b.handle(), 0, VK_WHOLE_SIZE}; }
 
   std::unique_ptr<VulkanContext> ctx_;
-  LutRead lut_read_;  // as asked for (make_vulkan_backend's lut_read or MOLE_VK_LUT_READ); LutStream resolves Auto
+  LutRead lut_read_;         // as asked for (--lut-read); LutStream resolves Auto
+  BackendTuning tuning_;     // --tune: the table's chunks, the disk gather, the import
+  std::string record_file_;  // where `mole bench --record` keeps this device's measured read mode
   const Device& dev_;
   CommandPool compute_pool_;
   TimelineSemaphore compute_tl_;
@@ -321,8 +329,8 @@ class VulkanBackend final : public Backend {
   uint64_t used_ = 0, budget_ = 0;  // device-local bytes allocated, and the most we may
   std::map<std::string, ComputePipeline> pipelines_;
   bool subgroups_ = false;                         // use_subgroups(), decided once
-  uint32_t tiled_min_rows_ = kMatMulTiledMinRows;  // MOLE_VK_TILED_MIN_ROWS overrides (tests, tuning)
-  uint32_t forced_splits_ = 0;  // MOLE_VK_ATTN_SPLITS, else 1 on a CPU device; 0: attention_splits() decides
+  uint32_t tiled_min_rows_ = kMatMulTiledMinRows;  // --tune tiled-min-rows overrides (tests, tuning)
+  uint32_t forced_splits_ = 0;  // --tune attention-splits, else 1 on a CPU device; 0: attention_splits() decides
   std::map<uint32_t, DescriptorSetLayout> layouts_;
 
   // Graph-bound state, made on the first run_step (the graph never changes afterwards).
@@ -358,7 +366,7 @@ void VulkanBackend::set_lut(const LutStore& lut, LutPlacement placement, int max
   lut_stream_.reset();
   lut_ = nullptr;
   lut_stream_ = LutStream::create(
-      dev_, lut, placement, max_step_tokens, lut_read_,
+      dev_, lut, placement, max_step_tokens, lut_read_, tuning_, record_file_,
       [this](size_t bytes, const std::string& what) { charge(bytes, what); },
       [this](const Buffer& dst, const void* src, size_t bytes) { upload_bytes(dst, 0, src, bytes); });
   lut_stream_->set_profiling(profiling_);
@@ -447,7 +455,7 @@ void VulkanBackend::prepare(const StepGraph& g) {
              whole(*in_pos_), whole(op.dst),  whole(*in_cos_), whole(*in_sin_)};
         break;
       case OpKind::RouterLut:
-        if (!lut_) throw Error("internal: RouterLut without a table");
+        assert(lut_ && "RouterLut without a table");
         split_ = std::min(split_, i);
         p = &pipeline(lut_stream_->direct() ? "router_lut_direct" : "router_lut", wdt(op.src1),
                       dtype_code(lut_->dtype()), wdt(op.src2));
@@ -535,14 +543,12 @@ Recorded& VulkanBackend::recorded_for(const StepGraph& g, const ShapeKey& key) {
 
 void VulkanBackend::run_step(const StepGraph& g, const StepInputs& in) {
   if (graph_ != &g) {
-    if (graph_) throw Error("internal: the Vulkan backend runs one graph per instance");
+    assert(!graph_ && "a backend runs one graph for its life (model/backend.h)");
     prepare(g);
   }
   const uint32_t T = uint32_t(in.tokens()), R = uint32_t(in.out_rows.size());
-  if (T == 0 || T > uint32_t(g.max_tokens) || R == 0 || R > uint32_t(g.max_out_rows))
-    throw Error("internal: step of " + std::to_string(T) + " tokens outside the graph's limits");
-  if (lut_ && lut_stream_->rows_streamed() != int(T))
-    throw Error("internal: stream_lut_rows() must precede run_step()");
+  assert(T > 0 && T <= uint32_t(g.max_tokens) && R > 0 && R <= uint32_t(g.max_out_rows) && "step outside the graph");
+  assert((!lut_ || lut_stream_->rows_streamed() == int(T)) && "stream_lut_rows() must precede run_step()");
   compute_tl_.wait(compute_value_, kWaitNs);  // the previous step no longer reads the inputs
   if (lut_stream_) lut_stream_->check();      // a failed gather (disk) is reported before the step goes out
   collect_profile();
@@ -625,38 +631,29 @@ void VulkanBackend::collect_profile() {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_vulkan_backend(const VulkanOptions& opt, const std::string& lut_read_choice) {
-  const LutRead lut_read = parse_lut_read(lut_read_choice);  // a bad MOLE_VK_LUT_READ fails before a device is opened
-  return std::make_unique<VulkanBackend>(VulkanContext::create(opt.device_index, opt.validation, opt.validation),
-                                         lut_read);
+std::unique_ptr<Backend> make_vulkan_backend(const BackendOptions& opt) {
+  using V = BackendOptions::Validation;
+  return std::make_unique<VulkanBackend>(
+      VulkanContext::create(opt.device, opt.validation != V::Off, opt.validation == V::Sync, opt.pipeline_cache,
+                            opt.cache_dir),
+      opt);
 }
 
-uint64_t validation_message_count(const Backend& b) {
-  auto* v = dynamic_cast<const VulkanBackend*>(&b);
-  return v ? v->instance().validation_messages() : 0;
+BackendProbe probe_vulkan(const BackendOptions& opt) {
+  BackendProbe p;
+  bool cpu = false;
+  p.detail = vulkan_availability(&p.available, &cpu);
+  p.gpu = p.available && (!cpu || opt.allow_cpu_device);
+  if (p.available) p.devices = vulkan_device_details();
+  return p;
 }
 
-std::string lut_read_mode(const Backend& b) {
-  auto* v = dynamic_cast<const VulkanBackend*>(&b);
-  return v ? v->lut_read_mode() : "";
-}
-
-std::string lut_table_note(const Backend& b) {
-  auto* v = dynamic_cast<const VulkanBackend*>(&b);
-  return v ? v->lut_table_note() : "";
-}
-
-std::string record_lut_read(const Backend& b, const std::string& mode) {
-  auto* v = dynamic_cast<const VulkanBackend*>(&b);
-  return v ? mole::vulkan::record_lut_read(v->device_info(), parse_lut_read(mode)) : "";
-}
-
-std::string validation_log(const Backend& b) {
-  auto* v = dynamic_cast<const VulkanBackend*>(&b);
-  std::string s;
-  if (v)
-    for (const auto& line : v->instance().validation_log()) s += line + "\n";
-  return s;
+BackendEntry vulkan_backend_entry() {
+  return {
+      "vulkan",
+      probe_vulkan,
+      make_vulkan_backend,
+      {"lut-read", "subgroups", "tiled-min-rows", "attention-splits", "lut-chunk-bytes", "lut-gather", "lut-import"}};
 }
 
 }  // namespace mole::vulkan

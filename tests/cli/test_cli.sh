@@ -211,17 +211,37 @@ if "$M" devices | grep -E '^vulkan +available' > /dev/null; then
   check "bench --record: a confirmed read mode is in the cache file it names" pyjson bench_rec.json \
     '"lut_read_faster" not in j or open(j["lut_read_faster"]["file"]).read().strip() == j["lut_read_faster"]["mode"]'
   # A placement that does not fit is a row that says why; the others are still measured.
-  MOLE_VK_MEMORY_LIMIT_MB=0.5 expect_ok "bench with --lut device too big for the device" \
-    "$M" bench -m infer --backend vulkan --placements device,host -c 16 --ubatch-size 4 --prompt-tokens 4 -n 4 --json
+  expect_ok "bench with --lut device too big for the device" \
+    "$M" bench -m infer --backend vulkan --placements device,host -c 16 --ubatch-size 4 --prompt-tokens 4 -n 4 --json \
+    --memory-limit 0.5
   check "bench: the device row says it does not fit, the host rows are measured" pyjson "$T/out" \
     '"not enough GPU memory" in j["placements"][0]["skipped"] and all(r["decode_tokens_per_s"] > 0 for r in j["placements"][1:])'
   expect_ok "convert --backend vulkan" "$M" convert -m train -o conv_vk --backend vulkan -q
   check "convert --backend vulkan writes the inference form" bash -c "\"$M\" info -m conv_vk | grep -q inference"
-  MOLE_VK_ATTN_SPLITS=x expect_fail "MOLE_VK_ATTN_SPLITS=x" 'MOLE_VK_ATTN_SPLITS must be.*x' \
-    "$M" run -m infer --prompt-ids 1 --backend vulkan -q
+  expect_fail "--tune attention-splits=x" 'attention-splits=x.*must be a whole number' \
+    "$M" run -m infer --prompt-ids 1 --backend vulkan -q --tune attention-splits=x
+  MOLE_TUNE=attention-splits=33 expect_fail "MOLE_TUNE=attention-splits=33 (the default of --tune)" \
+    'attention-splits=33.*from 0 \(automatic\) to 32' "$M" run -m infer --prompt-ids 1 --backend vulkan -q
+  expect_fail "--tune with an unknown key" "unknown key 'fast'" \
+    "$M" run -m infer --prompt-ids 1 --backend vulkan -q --tune fast=1
+  expect_fail "--lut-read bogus" 'lut-read.*bogus|bogus.*lut-read|not in' \
+    "$M" run -m infer --prompt-ids 1 --backend vulkan -q --lut-read bogus
+  check "--tune and --lut-read choose the kernels and the read mode (--profile says which)" bash -c \
+    "'$M' run -m infer --prompt-ids 1,2 -n 2 --backend vulkan --lut host --lut-read copy --profile \
+       --tune subgroups=0,tiled-min-rows=1,attention-splits=4,lut-import=off 2>&1 >/dev/null |
+     grep -q 'lut read     copy' && '$M' run -m infer --prompt-ids 1,2 -n 2 --backend vulkan --lut host --profile \
+       --tune lut-import=off 2>&1 >/dev/null | grep -q 'copied (import turned off)'"
+  # mole parity: ops of the CPU Vulkan driver against the reference, and the built-in model's logits; the
+  # cpu-perturbed backend (router_lut 0.1% off on purpose) fails exactly that op's cases, with a non-zero exit.
+  expect_ok "parity --backend vulkan --op embed -m infer" "$M" parity --backend vulkan --op embed -m infer
+  check "parity prints OK lines and N/N passed" bash -c \
+    "grep -q '^embed(D=37, F16): OK' '$T/out' && grep -q '^model(.*lut disk): OK' '$T/out' && grep -qE '^vulkan: ([0-9]+)/\\1 passed' '$T/out'"
   # 0.25 MiB holds this model's activations (tiny with -c 16 --ubatch-size 4) but not its 384 KiB table.
-  MOLE_VK_MEMORY_LIMIT_MB=0.25 expect_fail "--lut device on a device too small" 'lookup table.*MiB.*--lut host' \
-    "$M" run -m infer --prompt-ids 1 --backend vulkan --lut device -c 16 --ubatch-size 4 -q
+  expect_fail "--lut device on a device too small" 'lookup table.*MiB.*--lut host' \
+    "$M" run -m infer --prompt-ids 1 --backend vulkan --lut device -c 16 --ubatch-size 4 -q --memory-limit 0.25
+  MOLE_MEMORY_LIMIT_MB=0.25 expect_fail "MOLE_MEMORY_LIMIT_MB (the default of --memory-limit)" \
+    'lookup table.*MiB.*--lut host' "$M" run -m infer --prompt-ids 1 --backend vulkan --lut device -c 16 \
+    --ubatch-size 4 -q
 else
   expect_fail "--backend vulkan (unavailable)" 'vulkan.*(not built|no Vulkan|unavailable|no .*device)' "$M" run -m infer --prompt-ids 1 --backend vulkan -q
 fi
@@ -230,6 +250,13 @@ check "bench --backend cpu: disk and host rows with speeds" pyjson "$T/out" \
   '[r["lut"] for r in j["placements"]] == ["disk", "host"] and all(r["decode_tokens_per_s"] > 0 for r in j["placements"])
    and j["tokenizer_mb_per_s"] > 0'
 expect_fail "bench --placements bogus" 'placements.*bogus' "$M" bench -m infer --backend cpu --placements bogus -q
+expect_fail "parity with a wrong op (cpu-perturbed, router_lut 0.1% off) fails" \
+  'comparison\(s\) failed' "$M" parity --backend cpu-perturbed --tune perturb=router_lut --op router_lut
+check "parity prints FAIL lines with the NMSE for the perturbed op" bash -c \
+  "grep -q '^router_lut(E=3 layer=0, table F32 host, router BF16): FAIL NMSE=' '$T/out' && grep -q '^cpu-perturbed: 0/' '$T/out'"
+expect_ok "parity of an unperturbed op on cpu-perturbed passes" "$M" parity --backend cpu-perturbed --tune perturb=router_lut --op matmul
+expect_fail "parity --op bogus" 'op bogus.*no such op' "$M" parity --backend cpu-perturbed --op bogus
+expect_fail "parity --backend bogus" 'unknown backend' "$M" parity --backend bogus --op argmax
 expect_fail "bench with nothing it can measure" 'no placement could be measured' \
   "$M" bench -m train --backend cpu --placements disk --prompt-tokens 4 -n 4 -q
 MOLE_VK_LOADER=/nonexistent/libvulkan.so.1 expect_fail "--backend vulkan without a Vulkan loader" \

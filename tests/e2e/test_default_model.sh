@@ -25,9 +25,9 @@ prompt_ids=$($PY -c 'import json,sys; print(",".join(map(str, json.load(open(sys
 want=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["greedy_ids"])' "$ref")
 n=$($PY -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["greedy_ids"]))' "$ref")
 
-backends=cpu
-# (grep without -q: with pipefail, grep -q leaving early would fail the pipeline by SIGPIPE on a long listing)
-"$M" devices | grep -E '^vulkan +available' > /dev/null && backends="cpu vulkan"
+# Every backend `mole devices` finds available (awk reads the whole listing: with pipefail, grep -q leaving early
+# would fail the pipeline by SIGPIPE).
+backends=$("$M" devices | awk '$2 == "available" {print $1}' | paste -sd ' ')
 for b in $backends; do
   got=$("$M" run -m "$T/f32" --prompt-ids "$prompt_ids" -n "$n" --temp 0 --ignore-eos --json -q --backend "$b" |
     $PY -c 'import json,sys; print(json.load(sys.stdin)["ids"])')
