@@ -32,6 +32,15 @@ endif()
 
 set(CMAKE_CUDA_RUNTIME_LIBRARY Static)
 enable_language(CUDA)
+if(CMAKE_CUDA_COMPILER_VERSION VERSION_LESS 12.0)  # the CUDA 12 runtime API (graphs, events), and sm_90
+  set(mole_cuda_old "nvcc ${CMAKE_CUDA_COMPILER_VERSION} (${CMAKE_CUDA_COMPILER}) is older than CUDA 12.0, which the "
+                    "CUDA backend needs")
+  if(MOLE_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "MOLE_CUDA=ON, but ${mole_cuda_old}: install CUDA 12.0 or newer")
+  endif()
+  message(STATUS "mole: ${mole_cuda_old}: building without the CUDA backend")
+  return()
+endif()
 find_package(CUDAToolkit REQUIRED)
 
 file(GLOB MOLE_CUDA_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/cuda-backend/*.cu

@@ -259,9 +259,6 @@ class CudaBackend final : public Backend {
 
 void CudaBackend::prepare(const StepGraph& g) {
   MOLE_CUDA_ASSERT(g.logits == kNoBuffer || g.max_out_rows >= 1);
-  graph_ = &g;
-  logits_ = g.logits;
-  argmax_ = g.argmax;
   first_lut_op_ = g.ops.size();
   size_t part_width = 0;  // the widest attention's H * (2 + hd)
   for (size_t i = 0; i < g.ops.size(); i++) {
@@ -274,8 +271,9 @@ void CudaBackend::prepare(const StepGraph& g) {
       part_width = std::max(part_width, size_t(op.n) * size_t(2 + op.k));
     }
     if (op.kind == OpKind::RouterLut) {
-      if (size_t(op.n) * sizeof(float) > 48 * 1024)
-        throw Error("the CUDA backend supports at most 12288 experts (this model has " + std::to_string(op.n) + ")");
+      if (op.n > kRouterLutMaxExperts)
+        throw Error("the CUDA backend supports at most " + std::to_string(kRouterLutMaxExperts) +
+                    " experts (this model has " + std::to_string(op.n) + ")");
       first_lut_op_ = std::min(first_lut_op_, i);
     }
   }
@@ -287,7 +285,11 @@ void CudaBackend::prepare(const StepGraph& g) {
   const InputLayout most{T, R, size_t(rope_half_)};
   inputs_dev_ = DeviceBuffer::create(most.words * 4, "step inputs");
   inputs_host_ = PinnedBuffer::create(most.words * 4, "step inputs (staging)");
-  if (argmax_ != kNoBuffer) ids_host_ = PinnedBuffer::create(R * sizeof(float), "greedy ids (read-back)");
+  if (g.argmax != kNoBuffer) ids_host_ = PinnedBuffer::create(R * sizeof(float), "greedy ids (read-back)");
+  // Only now (a graph this backend cannot run has thrown above and may be retried):
+  graph_ = &g;
+  logits_ = g.logits;
+  argmax_ = g.argmax;
 }
 
 void CudaBackend::run_step(const StepGraph& g, const StepInputs& in) {

@@ -71,7 +71,7 @@ __global__ void __launch_bounds__(kThreads) router_lut_kernel(RouterLutArgs a) {
 }  // namespace
 
 void launch_router_lut(const RouterLutArgs& a, cudaStream_t stream) {
-  MOLE_CUDA_ASSERT(a.E >= 1 && size_t(a.E) * sizeof(float) <= 48 * 1024);
+  MOLE_CUDA_ASSERT(a.E >= 1 && a.E <= kRouterLutMaxExperts);
   if (a.T == 0 || a.D == 0) return;
   const dim3 grid((a.D + kThreads - 1) / kThreads, std::min(a.T, 65535));
   const size_t shared = size_t(a.E) * sizeof(float);

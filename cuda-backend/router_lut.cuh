@@ -12,6 +12,8 @@
 
 namespace mole::cuda {
 
+constexpr int kRouterLutMaxExperts = 8192;  // the probabilities live in shared memory (32 KiB)
+
 struct RouterLutArgs {
   const float* x = nullptr;      // (T, D) the residual stream
   const void* router = nullptr;  // (E, D) the router's weight in router_dtype
