@@ -96,6 +96,7 @@ class CudaBackend final : public Backend {
     } catch (const Error&) {
       // A failed device: nothing left to wait for.
     }
+    recorded_.clear();  // the graphs go before the events, buffers and table they name
   }
 
   BackendInfo info() const override {
