@@ -1,0 +1,195 @@
+// attention: the single pass and split-K's split kernel are one kernel (gridDim.y = splits; the single pass is
+// splits = 1, writing out instead of partials), then attention_combine for splits > 1. A port of
+// shaders/attention.comp: scores in cpu::dot's 8-lane order, the softmax's max subtracted as cpu::softmax does.
+#include <cmath>
+
+#include "cuda-backend/attention.cuh"
+
+namespace mole::cuda {
+namespace {
+
+constexpr int kThreads = kAttentionThreads;
+constexpr int kMaxPasses = kAttentionMaxHeadDim / kThreads;  // output dims per thread at most (hd > kThreads)
+
+// q_s . k[0, hd) with 8 partial sums combined as cpu::dot does; k read as float4 when hd % 4 == 0 (then every key
+// row, at a multiple of hd floats into the 256-byte aligned cache, is 16-byte aligned).
+__device__ __forceinline__ float score_dot(const float* q_s, const float* k, int hd) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int d = 0;
+  if (hd % 4 == 0) {
+    const float4* k4 = reinterpret_cast<const float4*>(k);
+    for (; d + 8 <= hd; d += 8) {
+      const float4 a = k4[d / 4], b = k4[d / 4 + 1];
+      acc[0] += q_s[d] * a.x;
+      acc[1] += q_s[d + 1] * a.y;
+      acc[2] += q_s[d + 2] * a.z;
+      acc[3] += q_s[d + 3] * a.w;
+      acc[4] += q_s[d + 4] * b.x;
+      acc[5] += q_s[d + 5] * b.y;
+      acc[6] += q_s[d + 6] * b.z;
+      acc[7] += q_s[d + 7] * b.w;
+    }
+  }
+  for (; d + 8 <= hd; d += 8)
+#pragma unroll
+    for (int j = 0; j < 8; j++) acc[j] += q_s[d + j] * k[d + j];
+  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; d < hd; d++) s += q_s[d] * k[d];
+  return s;
+}
+
+// Grid: (min(T * H, 65535), splits); block (x, y) takes pairs x, x + gridDim.x, ... and split y of each.
+// Split s takes keys [s * c, min((s + 1) * c, n_keys)) with c = ceil(n_keys / splits) rounded up to a multiple of
+// the chunk size (as many chunks per split as without the rounding, and fewer splits with keys); a split without
+// keys writes sum = 0, which the combine skips. Split 0 always has keys.
+//
+// Each chunk: thread i scores key c0 + i; the block's max and sum update the running ones; then the V sum is shared
+// by G = kThreads / span groups of span = min(hd, kThreads) threads, group g taking keys g, g + G, ... of the chunk
+// for dims vd + i * span (several dims per thread only when hd > kThreads, and then G = 1). The G partial sums of
+// each dim are added in group order at the end.
+__global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs a, float scale) {
+  extern __shared__ float q_s[];   // (hd) the query row, rotated
+  __shared__ float p_s[kThreads];  // the chunk's unnormalised probabilities, then the V groups' partial sums
+  __shared__ float scratch[kWarpSize];
+  const int tid = threadIdx.x, hd = a.hd;
+  const int group = a.H / a.KVH;
+  const size_t kv_width = size_t(a.KVH) * hd;
+  const int span = min(hd, kThreads), passes = (hd + span - 1) / span, v_groups = kThreads / span;
+  const int vg = tid / span, vd = tid % span;
+  const bool v_lane = vg < v_groups;
+  const int splits = gridDim.y, split = blockIdx.y;
+  for (int pair = blockIdx.x; pair < a.T * a.H; pair += gridDim.x) {
+    const int t = pair / a.H, h = pair % a.H;
+    const size_t kv_off = size_t(h / group) * hd;           // the kv head's columns within a cache row
+    const size_t base = size_t(a.slot[t]) * size_t(a.ctx);  // the slot's first cache row
+    const int n_keys = a.pos[t] + 1;
+    const int per_split = ((n_keys + splits - 1) / splits + kThreads - 1) / kThreads * kThreads;
+    const int k0 = split * per_split, k1 = min(n_keys, k0 + per_split);
+    float* rec = a.part ? a.part + (size_t(pair) * splits + split) * size_t(hd + 2) : nullptr;
+    if (k0 >= n_keys) {  // only a split after the first (uniform over the block): sum = 0, skipped by the combine
+      if (tid == 0) rec[0] = rec[1] = 0.0f;
+      continue;
+    }
+    const float* qrow = a.q + size_t(pair) * hd;
+    for (int d = tid; d < hd; d += kThreads) {
+      float v = qrow[d];
+      if (a.rope) {
+        const int half = hd / 2, f = d % half;
+        const float c = a.cos[size_t(t) * half + f], s = a.sin[size_t(t) * half + f];
+        v = d < half ? v * c - qrow[d + half] * s : v * c + qrow[d - half] * s;
+      }
+      q_s[d] = v;
+    }
+    __syncthreads();
+
+    float run_max = 0.0f, run_sum = 0.0f;  // set by the first chunk
+    float acc[kMaxPasses];                 // this thread's running sums of exp(score - run_max) * V[j][d]
+#pragma unroll
+    for (int i = 0; i < kMaxPasses; i++) acc[i] = 0.0f;
+    for (int c0 = k0; c0 < k1; c0 += kThreads) {
+      const int j = c0 + tid;
+      const bool valid = j < k1;
+      const float s = valid ? score_dot(q_s, a.k_cache + (base + j) * kv_width + kv_off, hd) * scale : -INFINITY;
+      const float chunk_max = block_max(s, scratch);  // finite: the chunk has at least one key
+      const float new_max = c0 == k0 ? chunk_max : fmaxf(run_max, chunk_max);
+      const float p = valid ? expf(s - new_max) : 0.0f;
+      p_s[tid] = p;
+      const float chunk_sum = block_sum(p, scratch);  // its barriers also publish p_s
+      const float alpha = c0 == k0 ? 0.0f : expf(run_max - new_max);
+      run_sum = run_sum * alpha + chunk_sum;
+      run_max = new_max;
+      if (v_lane) {
+        const int count = min(kThreads, k1 - c0);
+        const float* vrow = a.v_cache + (base + c0) * kv_width + kv_off;
+#pragma unroll
+        for (int i = 0; i < kMaxPasses; i++) {
+          const int d = vd + i * span;
+          if (i < passes && d < hd) {
+            float s_acc = acc[i] * alpha;
+            for (int jj = vg; jj < count; jj += v_groups) s_acc += p_s[jj] * vrow[size_t(jj) * kv_width + d];
+            acc[i] = s_acc;
+          }
+        }
+      }
+      __syncthreads();  // p_s is rewritten by the next chunk
+    }
+    if (rec && tid == 0) {
+      rec[0] = run_max;
+      rec[1] = run_sum;
+    }
+    // The output row: divided by the sum (single pass), or unnormalised into the partial (split-K).
+    float* dst = rec ? rec + 2 : a.out + size_t(pair) * hd;
+    const float div = rec ? 1.0f : run_sum;
+    if (passes == 1) {
+      p_s[tid] = v_lane ? acc[0] : 0.0f;  // thread vg * hd + vd holds group vg's sum of dim vd
+      __syncthreads();
+      if (tid < hd) {
+        float o = 0.0f;
+        for (int g = 0; g < v_groups; g++) o += p_s[g * hd + tid];
+        dst[tid] = o / div;
+      }
+    } else {  // one group: each thread has its dims' whole sums
+#pragma unroll
+      for (int i = 0; i < kMaxPasses; i++)
+        if (i < passes && vd + i * span < hd) dst[vd + i * span] = acc[i] / div;
+    }
+    __syncthreads();  // q_s and p_s are rewritten by the next pair
+  }
+}
+
+// out[pair][d] = sum_s exp(m_s - M) acc_s[d] / sum_s exp(m_s - M) l_s over the splits with keys (l_s > 0), M the
+// largest of their m_s, in split order. One thread per output element, grid-stride.
+__global__ void __launch_bounds__(kThreads)
+    attention_combine_kernel(const float* part, float* out, int pairs, int hd, int splits) {
+  const size_t stride = size_t(hd) + 2, count = size_t(pairs) * hd;
+  for (size_t i = size_t(blockIdx.x) * kThreads + threadIdx.x; i < count; i += size_t(gridDim.x) * kThreads) {
+    const size_t pair = i / hd, d = i % hd;
+    const float* first = part + pair * splits * stride;  // split 0's record
+    float m = first[0];
+    for (int s = 1; s < splits; s++)
+      if (first[s * stride + 1] > 0.0f) m = fmaxf(m, first[s * stride]);
+    float l = 0.0f, o = 0.0f;
+    for (int s = 0; s < splits; s++) {
+      const float* rec = first + s * stride;
+      if (rec[1] > 0.0f) {
+        const float w = expf(rec[0] - m);
+        l += rec[1] * w;
+        o += rec[2 + d] * w;
+      }
+    }
+    out[i] = o / l;
+  }
+}
+
+}  // namespace
+
+int attention_splits(int max_keys, int T, int slots, int forced) {
+  int s = 1;
+  if (forced > 0) {
+    s = std::min(forced, kAttentionMaxSplits);
+  } else if (max_keys >= 2 * kAttentionThreads) {
+    const int want = (max_keys + kAttentionSplitKeys - 1) / kAttentionSplitKeys;
+    while (s < want && s < kAttentionMaxSplits) s *= 2;
+  }
+  return std::max(1, std::min(s, slots / std::max(T, 1)));
+}
+
+void launch_attention(const AttentionArgs& a, cudaStream_t stream) {
+  MOLE_CUDA_ASSERT(a.hd >= 1 && a.hd <= kAttentionMaxHeadDim && a.KVH >= 1 && a.H % a.KVH == 0);
+  MOLE_CUDA_ASSERT(!a.rope || a.hd % 2 == 0);
+  MOLE_CUDA_ASSERT(a.splits == 1 || a.part);
+  if (a.T == 0 || a.H == 0) return;
+  const int pairs = a.T * a.H;
+  const float scale = 1.0f / std::sqrt(float(a.hd));  // as the CPU backend computes it
+  AttentionArgs split_args = a;
+  if (a.splits == 1) split_args.part = nullptr;  // the single pass writes out
+  const dim3 grid(std::min(pairs, 65535), a.splits);
+  attention_kernel<<<grid, kThreads, size_t(a.hd) * sizeof(float), stream>>>(split_args, scale);
+  if (a.splits > 1) {
+    const size_t count = size_t(pairs) * a.hd;
+    const unsigned blocks = unsigned(std::min<size_t>((count + kThreads - 1) / kThreads, 65535));
+    attention_combine_kernel<<<blocks, kThreads, 0, stream>>>(a.part, a.out, pairs, a.hd, a.splits);
+  }
+}
+
+}  // namespace mole::cuda

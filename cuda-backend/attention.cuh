@@ -1,0 +1,49 @@
+// attention (RoPE fused into the read of q): causal attention of each query head over its sequence's cached keys
+// and values (OpKind::Attention in model/backend.h, shaders/attention.comp and attention_combine.comp). Token t,
+// head h, kv head h / (H / KVH) (GQA; MQA when KVH = 1) attends to cache rows slot[t] * S + j, j in [0, pos[t]]:
+//   out[t][h] = sum_j softmax_j(scale * rope(q[t][h]) . K[j]) * V[j],  scale = 1 / sqrt(hd)
+// with the max subtracted before exp, as cpu::softmax.
+//
+// One block per (token, head) pair walks its keys in chunks of kAttentionThreads with an online softmax (the
+// running max, the running sum and the output rescaled by exp(old max - new max) at each chunk). Split-K
+// (flash-decoding) for long contexts: a decode step has only T x H pairs, too few blocks for a GPU once a context
+// holds thousands of keys, so each pair's keys may be divided among `splits` blocks, each writing its running max,
+// sum and unnormalised output to `part`, merged in split order by a second kernel. The split count follows the
+// step's longest sequence (attention_splits()), as on Vulkan, so few step shapes are recorded.
+#pragma once
+
+#include "cuda-backend/common.cuh"
+
+namespace mole::cuda {
+
+constexpr int kAttentionThreads = 256;      // keys per chunk, threads per block
+constexpr int kAttentionMaxHeadDim = 1024;  // q in shared memory, and at most 4 output dims per thread
+constexpr int kAttentionSplitKeys = 256;    // split-K: about one split per this many keys of the longest sequence
+constexpr int kAttentionMaxSplits = 32;     // splits per pair at most
+constexpr int kAttentionSplitSlots = 256;   // tokens x splits the partials hold at most (8 tokens x 32 splits)
+
+// How many blocks share each pair's keys (1: the single pass, no partials, no combine). The rule of the Vulkan
+// backend (attention_splits() in shaders/ops.h, with its 256-wide workgroups): `forced` > 0 asks for that many (at
+// most kAttentionMaxSplits); else 1 below 512 keys (two chunks), and from there about one split per
+// kAttentionSplitKeys keys, rounded up to a power of two, at most kAttentionMaxSplits. Either way at most
+// slots / T: the partials hold `slots` token-splits.
+int attention_splits(int max_keys, int T, int slots, int forced);
+
+struct AttentionArgs {
+  const float* q = nullptr;        // (T, H * hd)
+  const float* k_cache = nullptr;  // (B * S, KVH * hd)
+  const float* v_cache = nullptr;  // (B * S, KVH * hd)
+  const int32_t* slot = nullptr;   // (T), in [0, B)
+  const int32_t* pos = nullptr;    // (T), in [0, S)
+  const float* cos = nullptr;      // (T, hd / 2), read when rope
+  const float* sin = nullptr;      // (T, hd / 2)
+  float* out = nullptr;            // (T, H * hd)
+  float* part = nullptr;           // split-K partials (T * H, splits, 2 + hd): {max, sum, acc[hd]}; splits > 1
+  int T = 0, H = 0, KVH = 0, hd = 0, ctx = 0;  // ctx = S
+  bool rope = false;
+  int splits = 1;
+};
+// The single pass (splits = 1), or split-K's two kernels (splits > 1), on one stream. hd <= kAttentionMaxHeadDim.
+void launch_attention(const AttentionArgs& a, cudaStream_t stream);
+
+}  // namespace mole::cuda

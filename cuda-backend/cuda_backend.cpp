@@ -1,0 +1,604 @@
+// The CUDA backend (cuda_backend.h). Weights (in their stored dtype), activations and KV caches live in device
+// memory; the table's rows come through LutRows (lut_rows.h).
+//
+// A step is recorded once per shape as a CUDA graph (stream capture) and replayed. The shape is (T tokens, R output
+// rows, whether the logits come back or only the greedy ids, attention's split count): a decode step (T = 1) is
+// recorded once per split count, which follows the longest sequence in powers of two (split-K, attention.cuh).
+// Per step, run_step() writes the step's inputs (ids, slots, positions, RoPE cos/sin, output rows) packed into one
+// page-locked staging buffer, sends them with one cudaMemcpyAsync and launches the graph once, on the compute stream.
+// The graph ends with copies of the greedy ids (and, when wanted, the logits) to page-locked host memory, so
+// read_back() of them is a wait and a memcpy.
+//
+// Inside the graph, ops without a data dependency run side by side (q, k and v; the two KV stores; the LUT sum and
+// up): ops go into groups as the Vulkan backend places its barriers (a new group before an op that reads or writes a
+// buffer written in the current group, or writes one read in it; op_reads() in model/backend.h), and a group of
+// several ops forks from the capture stream onto auxiliary streams and joins back. The first group holding a
+// RouterLut waits for the step's LUT copy (an external event-wait node on LutRows::ready()) on the branches of its
+// RouterLuts only, so the copy overlaps the embedding and the first attention; everything later is ordered after it.
+//
+// Profiling records an event after every op (external event-record nodes) and captures the ops in one chain, so
+// each op's time is its own; the graphs are recorded again when profiling is switched.
+#include "cuda-backend/cuda_backend.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <tuple>
+
+#include "cuda-backend/argmax.cuh"
+#include "cuda-backend/attention.cuh"
+#include "cuda-backend/common.cuh"
+#include "cuda-backend/device_info.h"
+#include "cuda-backend/embed.cuh"
+#include "cuda-backend/gather.cuh"
+#include "cuda-backend/handles.h"
+#include "cuda-backend/kv_store.cuh"
+#include "cuda-backend/lut_rows.h"
+#include "cuda-backend/matmul.cuh"
+#include "cuda-backend/norm_matmul.cuh"
+#include "cuda-backend/router_lut.cuh"
+#include "model/error.h"
+
+namespace mole::cuda {
+namespace {
+
+constexpr size_t kMaxRecorded = 32;         // recorded step shapes kept; beyond, start over
+constexpr int kMaxBranches = 4;             // ops of one group run on at most this many streams side by side
+constexpr BufferId kAttentionScratch = -2;  // attention's split-K partials, shared by the layers, as a pseudo-buffer
+
+struct Buf {
+  DeviceBuffer mem;
+  bool weight = false;
+  DType dtype = DType::F32;  // weights: the stored dtype; activations: F32
+  size_t count = 0;          // elements
+  DeviceBuffer norm_f32;     // 1-D weights (norms): a float32 copy, which the kernels read
+};
+
+// (T, R, whether the graph copies the logits to the host, attention's splits).
+using StepShape = std::tuple<int, int, bool, int>;
+
+struct Recorded {
+  GraphExec exec;
+  int kernels = 0, groups = 0;  // for the profile: launches, and the groups they run in
+};
+
+// Where each step input starts in the packed input block (in 4-byte words), for a step of T tokens and R rows.
+struct InputLayout {
+  size_t ids, slot, pos, cos, sin, rows, words;
+  InputLayout(size_t T, size_t R, size_t half)
+      : ids(0), slot(T), pos(2 * T), cos(3 * T), sin(3 * T + T * half), rows(3 * T + 2 * T * half), words(rows + R) {}
+};
+
+bool contains(const std::vector<BufferId>& set, BufferId b) {
+  return std::find(set.begin(), set.end(), b) != set.end();
+}
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(int device, LutRead lut_read, const CudaTuning& tuning)
+      : device_(device), lut_read_(lut_read), tuning_(tuning) {
+    set_device();
+    compute_ = make_stream();
+    capture_ = make_stream();
+    for (Stream& s : aux_) s = make_stream();
+    fork_ = make_event(false);
+    for (Event& e : join_) e = make_event(false);
+    step_done_ = make_event(false);
+    inputs_sent_ = make_event(false);
+    CUDA_CHECK(cudaGetDeviceProperties(&props_, device_));
+  }
+
+  ~CudaBackend() override {
+    try {
+      set_device();  // the members are freed on this device, after this body
+      synchronize();
+    } catch (const Error&) {
+      // A failed device: nothing left to wait for.
+    }
+    recorded_.clear();  // the graphs go before the events, buffers and table they name
+  }
+
+  BackendInfo info() const override {
+    return {"cuda",
+            std::string(props_.name) + " (compute capability " + std::to_string(props_.major) + "." +
+                std::to_string(props_.minor) + ")",
+            uint64_t(props_.totalGlobalMem), LutPlacement::Host, false};
+  }
+
+  BufferId upload_weight(const TensorView& t) override {
+    set_device();
+    Buf b;
+    b.weight = true;
+    b.dtype = t.dtype;
+    b.count = size_t(t.numel());
+    b.mem = DeviceBuffer::create(t.nbytes, t.name);
+    CUDA_CHECK(cudaMemcpy(b.mem.get(), t.data, t.nbytes, cudaMemcpyHostToDevice));
+    if (t.shape.size() == 1) {
+      std::vector<float> f(b.count);
+      t.to_f32(0, int64_t(b.count), f.data());
+      b.norm_f32 = DeviceBuffer::create(b.count * sizeof(float), t.name + " (float32)");
+      CUDA_CHECK(cudaMemcpy(b.norm_f32.get(), f.data(), b.count * sizeof(float), cudaMemcpyHostToDevice));
+    }
+    bufs_.push_back(std::move(b));
+    return BufferId(bufs_.size() - 1);
+  }
+
+  BufferId alloc(size_t count, const char* what) override {
+    set_device();
+    Buf b;
+    b.count = count;
+    b.mem = DeviceBuffer::create(std::max<size_t>(count, 1) * sizeof(float), what);
+    bufs_.push_back(std::move(b));
+    return BufferId(bufs_.size() - 1);
+  }
+
+  void write(BufferId id, size_t first, size_t count, const float* src) override {
+    set_device();
+    MOLE_CUDA_ASSERT(!buf(id).weight && first + count <= buf(id).count);
+    CUDA_CHECK(cudaMemcpyAsync(act(id) + first, src, count * sizeof(float), cudaMemcpyHostToDevice, compute_.get()));
+    CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
+    if (id == argmax_) host_ids_valid_ = false;  // the copies made by the last step are stale now
+    if (id == logits_) host_logits_valid_ = false;
+  }
+
+  void set_lut(const LutStore& lut, LutPlacement placement, int max_step_tokens) override {
+    set_device();
+    synchronize();  // no step still reads the old ring or table
+    recorded_.clear();
+    lut_.reset();
+    lut_ = LutRows::create(lut, placement, max_step_tokens, lut_read_);
+    lut_->set_profiling(profiling_);
+  }
+
+  void stream_lut_rows(const std::vector<int32_t>& ids) override {
+    set_device();
+    if (lut_) lut_->stream(ids, step_done_.get());  // the ring is free once the last step is done
+  }
+
+  void run_step(const StepGraph& g, const StepInputs& in) override;
+
+  void read_back(BufferId id, size_t first, size_t count, float* dst) override {
+    set_device();
+    const size_t row = graph_ && graph_->max_out_rows > 0 ? buf(id).count / size_t(graph_->max_out_rows) : 0;
+    if (id == argmax_ && host_ids_valid_ && first + count <= size_t(last_rows_)) {
+      CUDA_CHECK(cudaEventSynchronize(step_done_.get()));
+      std::memcpy(dst, static_cast<const float*>(ids_host_.get()) + first, count * sizeof(float));
+      return;
+    }
+    if (id == logits_ && host_logits_valid_ && first + count <= size_t(last_rows_) * row) {
+      CUDA_CHECK(cudaEventSynchronize(step_done_.get()));
+      std::memcpy(dst, static_cast<const float*>(logits_host_.get()) + first, count * sizeof(float));
+      return;
+    }
+    MOLE_CUDA_ASSERT(first + count <= buf(id).count);
+    synchronize();
+    CUDA_CHECK(cudaMemcpyAsync(dst, act(id) + first, count * sizeof(float), cudaMemcpyDeviceToHost, compute_.get()));
+    CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
+  }
+
+  void synchronize() override {
+    set_device();
+    CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
+    if (lut_) lut_->wait();
+  }
+
+  void set_profiling(bool on) override {
+    if (on == profiling_) return;
+    synchronize();
+    collect_profile();
+    recorded_.clear();  // recorded again with (or without) the events
+    profiling_ = on;
+    if (lut_) lut_->set_profiling(on);
+  }
+
+  StepProfile profile() override {
+    synchronize();
+    collect_profile();
+    return prof_;
+  }
+
+  std::string lut_read_mode() const { return lut_ ? lut_->read_name() : ""; }
+  std::string lut_table_note() const { return lut_ ? lut_->note() : ""; }
+
+ private:
+  void set_device() const { CUDA_CHECK(cudaSetDevice(device_)); }
+  Buf& buf(BufferId id) { return bufs_.at(size_t(id)); }
+  float* act(BufferId id) { return buf(id).mem.f32(); }
+  const void* weight(BufferId id) {
+    MOLE_CUDA_ASSERT(buf(id).weight);
+    return buf(id).mem.get();
+  }
+  const float* norm_weight(BufferId id) {
+    MOLE_CUDA_ASSERT(buf(id).weight && buf(id).norm_f32);  // a 1-D weight
+    return buf(id).norm_f32.f32();
+  }
+
+  void prepare(const StepGraph& g);
+  Recorded capture(const StepGraph& g, const StepShape& shape);
+  void capture_ops(const StepGraph& g, const StepShape& shape, Recorded& rec);
+  void launch_op(const Op& op, const StepShape& shape, cudaStream_t stream);
+  void collect_profile();
+
+  const int device_;
+  const LutRead lut_read_;  // as asked for; LutRows resolves Auto
+  const CudaTuning tuning_;
+  cudaDeviceProp props_{};
+  // Streams and events first, so that they are destroyed last.
+  Stream compute_;                       // steps, uploads, read-backs
+  Stream capture_;                       // graphs are captured here (never run on)
+  Stream aux_[kMaxBranches - 1];         // branches of a group, during capture
+  Event fork_, join_[kMaxBranches - 1];  // fork and join of a group's branches, during capture
+  Event step_done_;                      // recorded after each step's graph
+  Event inputs_sent_;                    // recorded after each step's input upload
+  std::vector<Buf> bufs_;
+
+  // Graph-bound state, made on the first run_step (the graph never changes afterwards).
+  const StepGraph* graph_ = nullptr;
+  BufferId logits_ = kNoBuffer, argmax_ = kNoBuffer;
+  int rope_half_ = 0;         // hd / 2 of the graph's RoPE ops (0: none)
+  size_t first_lut_op_ = 0;   // index of the first RouterLut (ops.size() without one)
+  DeviceBuffer attn_part_;    // split-K partials: attn_slots_ x max over attention ops of H * (2 + hd)
+  int attn_slots_ = 0;        // token-splits attn_part_ holds; 0: the graph has no attention
+  DeviceBuffer inputs_dev_;   // the packed step inputs (InputLayout for the largest step)
+  PinnedBuffer inputs_host_;  // their staging
+  PinnedBuffer ids_host_;     // (max_out_rows) the greedy ids, copied by each step's graph
+  PinnedBuffer logits_host_;  // (max_out_rows, V) the logits, copied by graphs that want them (made once)
+  std::map<StepShape, Recorded> recorded_;
+  bool host_ids_valid_ = false, host_logits_valid_ = false;  // the last step's copies are there
+  int last_rows_ = 0;                                        // R of the last step
+
+  // Profiling.
+  bool profiling_ = false, profile_pending_ = false;
+  std::vector<Event> op_events_;  // (ops + 1): before the first op, then after each
+  StepInputs profiled_in_;        // the step whose events are pending
+  int profiled_copy_slot_ = -1;   // and the LutRows copy-event slot of its rows
+  StepProfile prof_;
+
+  std::unique_ptr<LutRows> lut_;  // null for a dense model
+};
+
+void CudaBackend::prepare(const StepGraph& g) {
+  MOLE_CUDA_ASSERT(g.logits == kNoBuffer || g.max_out_rows >= 1);
+  first_lut_op_ = g.ops.size();
+  size_t part_width = 0;  // the widest attention's H * (2 + hd)
+  for (size_t i = 0; i < g.ops.size(); i++) {
+    const Op& op = g.ops[i];
+    if (op.rope) rope_half_ = std::max(rope_half_, op.k / 2);
+    if (op.kind == OpKind::Attention) {
+      if (op.k > kAttentionMaxHeadDim)
+        throw Error("the CUDA backend supports head dimensions up to " + std::to_string(kAttentionMaxHeadDim) +
+                    " (this model: " + std::to_string(op.k) + ")");
+      part_width = std::max(part_width, size_t(op.n) * size_t(2 + op.k));
+    }
+    if (op.kind == OpKind::RouterLut) {
+      if (op.n > kRouterLutMaxExperts)
+        throw Error("the CUDA backend supports at most " + std::to_string(kRouterLutMaxExperts) +
+                    " experts (this model has " + std::to_string(op.n) + ")");
+      first_lut_op_ = std::min(first_lut_op_, i);
+    }
+  }
+  const size_t T = size_t(g.max_tokens), R = size_t(g.max_out_rows);
+  if (part_width > 0) {  // at most kAttentionSplitSlots token-splits: 0.8 MiB for 12 heads of 64
+    attn_slots_ = int(std::min<size_t>(kAttentionSplitSlots, T * kAttentionMaxSplits));
+    attn_part_ = DeviceBuffer::create(size_t(attn_slots_) * part_width * sizeof(float), "attention split partials");
+  }
+  const InputLayout most{T, R, size_t(rope_half_)};
+  inputs_dev_ = DeviceBuffer::create(most.words * 4, "step inputs");
+  inputs_host_ = PinnedBuffer::create(most.words * 4, "step inputs (staging)");
+  if (g.argmax != kNoBuffer) ids_host_ = PinnedBuffer::create(R * sizeof(float), "greedy ids (read-back)");
+  // Only now (a graph this backend cannot run has thrown above and may be retried):
+  graph_ = &g;
+  logits_ = g.logits;
+  argmax_ = g.argmax;
+}
+
+void CudaBackend::run_step(const StepGraph& g, const StepInputs& in) {
+  set_device();
+  if (graph_ != &g) {
+    MOLE_CUDA_ASSERT(!graph_ && "the CUDA backend runs one graph per instance");
+    prepare(g);
+  }
+  const int T = in.tokens(), R = int(in.out_rows.size());
+  MOLE_CUDA_ASSERT(T >= 1 && T <= g.max_tokens && R <= g.max_out_rows);
+  MOLE_CUDA_ASSERT(in.slot.size() == size_t(T) && in.pos.size() == size_t(T));
+  const size_t angles = size_t(T) * size_t(rope_half_);  // what the graph's RoPE ops read (none without them)
+  MOLE_CUDA_ASSERT(in.rope_cos.size() >= angles && in.rope_sin.size() >= angles);
+  if (lut_) MOLE_CUDA_ASSERT(lut_->rows_streamed() == T && "stream_lut_rows() must precede run_step()");
+  if (profile_pending_) {  // the previous step's events are read before this step records them again
+    CUDA_CHECK(cudaEventSynchronize(step_done_.get()));
+    collect_profile();
+  }
+  int max_keys = 0;
+  for (int32_t p : in.pos) max_keys = std::max(max_keys, int(p) + 1);
+  const int splits = attn_slots_ ? attention_splits(max_keys, T, attn_slots_, tuning_.attention_splits) : 1;
+  // Without an Argmax op (reparameterization) the logits always come back.
+  const bool copy_logits = logits_ != kNoBuffer && (in.want_logits || argmax_ == kNoBuffer);
+  const StepShape shape{T, R, copy_logits, splits};
+  auto it = recorded_.find(shape);
+  const bool replay = it != recorded_.end();
+  if (!replay) {
+    if (recorded_.size() >= kMaxRecorded) {
+      synchronize();
+      recorded_.clear();
+    }
+    it = recorded_.emplace(shape, capture(g, shape)).first;
+  }
+
+  const auto launch_start = std::chrono::steady_clock::now();
+  CUDA_CHECK(cudaEventSynchronize(inputs_sent_.get()));  // the previous step's inputs have left the staging
+  const InputLayout at{size_t(T), size_t(R), size_t(rope_half_)};
+  uint32_t* words = static_cast<uint32_t*>(inputs_host_.get());
+  auto put = [&](size_t offset, const auto& v, size_t count) {
+    if (count > 0) std::memcpy(words + offset, v.data(), count * 4);  // int32 and float: 4 bytes each
+  };
+  put(at.ids, in.ids, size_t(T));
+  put(at.slot, in.slot, size_t(T));
+  put(at.pos, in.pos, size_t(T));
+  put(at.cos, in.rope_cos, angles);
+  put(at.sin, in.rope_sin, angles);
+  put(at.rows, in.out_rows, size_t(R));
+  CUDA_CHECK(cudaMemcpyAsync(inputs_dev_.get(), words, at.words * 4, cudaMemcpyHostToDevice, compute_.get()));
+  CUDA_CHECK(cudaEventRecord(inputs_sent_.get(), compute_.get()));
+  CUDA_CHECK(cudaGraphLaunch(it->second.exec.get(), compute_.get()));
+  CUDA_CHECK(cudaEventRecord(step_done_.get(), compute_.get()));
+  if (lut_) lut_->consumed();
+  host_ids_valid_ = argmax_ != kNoBuffer;
+  host_logits_valid_ = copy_logits;
+  last_rows_ = R;
+  if (profiling_) {
+    if (replay) {
+      prof_.replayed_steps++;
+      prof_.submits++;
+      prof_.host_launch_seconds +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - launch_start).count();
+    }
+    profiled_in_ = in;
+    profiled_copy_slot_ = lut_ ? lut_->copy_slot() : -1;
+    profile_pending_ = true;
+    prof_.dispatches += uint64_t(it->second.kernels);
+    prof_.barriers += uint64_t(std::max(it->second.groups - 1, 0));
+  }
+}
+
+// Captures the step's work on capture_ into a graph and instantiates it. Nothing in between allocates or
+// synchronises (both are illegal while capturing); a failure ends the capture before it is rethrown.
+Recorded CudaBackend::capture(const StepGraph& g, const StepShape& shape) {
+  const auto [T, R, copy_logits, splits] = shape;
+  if (copy_logits && !logits_host_)
+    logits_host_ = PinnedBuffer::create(buf(logits_).count * sizeof(float), "logits (read-back)");
+  if (profiling_ && op_events_.size() != g.ops.size() + 1) {
+    op_events_.clear();
+    for (size_t i = 0; i <= g.ops.size(); i++) op_events_.push_back(make_event(true));
+  }
+  Recorded rec;
+  cudaStream_t cs = capture_.get();
+  CUDA_CHECK(cudaStreamBeginCapture(cs, cudaStreamCaptureModeThreadLocal));
+  try {
+    capture_ops(g, shape, rec);
+    // The greedy ids, and the logits when wanted, to page-locked host memory, after every op.
+    if (argmax_ != kNoBuffer && R > 0)
+      CUDA_CHECK(cudaMemcpyAsync(ids_host_.get(), act(argmax_), size_t(R) * sizeof(float), cudaMemcpyDeviceToHost, cs));
+    if (copy_logits && R > 0) {
+      const size_t row = buf(logits_).count / size_t(g.max_out_rows);
+      CUDA_CHECK(cudaMemcpyAsync(logits_host_.get(), act(logits_), size_t(R) * row * sizeof(float),
+                                 cudaMemcpyDeviceToHost, cs));
+    }
+  } catch (...) {
+    cudaGraph_t failed = nullptr;
+    cudaStreamEndCapture(cs, &failed);
+    if (failed) cudaGraphDestroy(failed);
+    cudaGetLastError();
+    throw;
+  }
+  cudaGraph_t graph = nullptr;
+  CUDA_CHECK(cudaStreamEndCapture(cs, &graph));
+  Graph owned(graph);
+  cudaGraphExec_t exec = nullptr;
+  CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  rec.exec.reset(exec);
+  return rec;
+}
+
+// The ops, in groups of ops without dependencies between them (see the top of this file).
+void CudaBackend::capture_ops(const StepGraph& g, const StepShape& shape, Recorded& rec) {
+  std::vector<std::vector<size_t>> groups;
+  std::vector<BufferId> written, read;  // by the current group
+  for (size_t i = 0; i < g.ops.size(); i++) {
+    const Op& op = g.ops[i];
+    std::vector<BufferId> writes = {op.dst}, reads = op_reads(op);
+    if (op.kind == OpKind::Attention) writes.push_back(kAttentionScratch);
+    bool hazard = groups.empty() || profiling_ || groups.back().size() >= size_t(kMaxBranches);
+    for (BufferId w : writes) hazard = hazard || contains(written, w) || contains(read, w);
+    for (BufferId r : reads) hazard = hazard || contains(written, r);
+    if (hazard) {
+      groups.emplace_back();
+      written.clear();
+      read.clear();
+    }
+    groups.back().push_back(i);
+    written.insert(written.end(), writes.begin(), writes.end());
+    read.insert(read.end(), reads.begin(), reads.end());
+  }
+
+  cudaStream_t cs = capture_.get();
+  const bool lut_wait = lut_ && !lut_->direct();
+  bool lut_waited = false;  // a wait node precedes everything captured from here on
+  if (profiling_) CUDA_CHECK(cudaEventRecordWithFlags(op_events_[0].get(), cs, cudaEventRecordExternal));
+  for (const std::vector<size_t>& group : groups) {
+    const bool fork = group.size() > 1;
+    if (fork) CUDA_CHECK(cudaEventRecord(fork_.get(), cs));
+    bool group_waits = false;
+    for (size_t j = 0; j < group.size(); j++) {
+      const Op& op = g.ops[group[j]];
+      cudaStream_t s = j == 0 ? cs : aux_[j - 1].get();
+      if (j > 0) CUDA_CHECK(cudaStreamWaitEvent(s, fork_.get(), 0));
+      if (op.kind == OpKind::RouterLut && lut_wait && !lut_waited) {
+        CUDA_CHECK(cudaStreamWaitEvent(s, lut_->ready(), cudaEventWaitExternal));
+        group_waits = true;
+      }
+      launch_op(op, shape, s);
+      rec.kernels += op.kind == OpKind::Attention && std::get<3>(shape) > 1 ? 2 : 1;
+      if (profiling_) CUDA_CHECK(cudaEventRecordWithFlags(op_events_[group[j] + 1].get(), s, cudaEventRecordExternal));
+      if (j > 0) {
+        CUDA_CHECK(cudaEventRecord(join_[j - 1].get(), s));
+        CUDA_CHECK(cudaStreamWaitEvent(cs, join_[j - 1].get(), 0));
+      }
+    }
+    lut_waited = lut_waited || group_waits;
+    rec.groups++;
+  }
+}
+
+void CudaBackend::launch_op(const Op& op, const StepShape& shape, cudaStream_t stream) {
+  const auto [T, R, copy_logits, splits] = shape;
+  const InputLayout at{size_t(T), size_t(R), size_t(rope_half_)};
+  const int32_t* in_words = static_cast<const int32_t*>(inputs_dev_.get());
+  const int32_t* ids = in_words + at.ids;
+  const int32_t* slot = in_words + at.slot;
+  const int32_t* pos = in_words + at.pos;
+  const float* cos = reinterpret_cast<const float*>(in_words + at.cos);
+  const float* sin = reinterpret_cast<const float*>(in_words + at.sin);
+  const int32_t* out_rows = in_words + at.rows;
+  const int rows = op.on_out_rows ? R : T;
+  switch (op.kind) {
+    case OpKind::Embed:
+      launch_embed(
+          {.table = weight(op.src0), .dtype = buf(op.src0).dtype, .ids = ids, .dst = act(op.dst), .T = T, .D = op.n},
+          stream);
+      break;
+    case OpKind::NormMatMul:
+      launch_norm_matmul({.x = act(op.src0),
+                          .w = weight(op.src1),
+                          .dtype = buf(op.src1).dtype,
+                          .y = act(op.dst),
+                          .rows = rows,
+                          .K = op.k,
+                          .N = op.n,
+                          .tiled_min_rows = tuning_.tiled_min_rows,
+                          .norm = norm_weight(op.src2),
+                          .eps = op.eps,
+                          .gelu = op.gelu},
+                         stream);
+      break;
+    case OpKind::MatMul:
+      launch_matmul({.x = act(op.src0),
+                     .w = weight(op.src1),
+                     .dtype = buf(op.src1).dtype,
+                     .y = act(op.dst),
+                     .rows = rows,
+                     .K = op.k,
+                     .N = op.n,
+                     .tiled_min_rows = tuning_.tiled_min_rows,
+                     .accumulate = op.accumulate,
+                     .addend = op.src2 != kNoBuffer ? act(op.src2) : nullptr},
+                    stream);
+      break;
+    case OpKind::KvStore:
+      launch_kv_store({.src = act(op.src0),
+                       .cache = act(op.dst),
+                       .slot = slot,
+                       .pos = pos,
+                       .cos = cos,
+                       .sin = sin,
+                       .T = T,
+                       .n = op.n,
+                       .ctx = op.ctx,
+                       .hd = op.rope ? op.k : 0},
+                      stream);
+      break;
+    case OpKind::Attention:
+      launch_attention({.q = act(op.src0),
+                        .k_cache = act(op.src1),
+                        .v_cache = act(op.src2),
+                        .slot = slot,
+                        .pos = pos,
+                        .cos = cos,
+                        .sin = sin,
+                        .out = act(op.dst),
+                        .part = attn_part_.f32(),
+                        .T = T,
+                        .H = op.n,
+                        .KVH = op.kv_heads,
+                        .hd = op.k,
+                        .ctx = op.ctx,
+                        .rope = op.rope,
+                        .splits = splits},
+                       stream);
+      break;
+    case OpKind::RouterLut:
+      MOLE_CUDA_ASSERT(lut_ && "a RouterLut op needs set_lut() first");
+      launch_router_lut({.x = act(op.src0),
+                         .router = weight(op.src1),
+                         .router_dtype = buf(op.src1).dtype,
+                         .norm = norm_weight(op.src2),
+                         .dst = act(op.dst),
+                         .rows = lut_->kernel_rows(),
+                         .ids = lut_->direct() ? ids : nullptr,
+                         .lut_dtype = lut_->lut().dtype(),
+                         .row_bytes = lut_->lut().row_bytes(),
+                         .T = T,
+                         .E = op.n,
+                         .D = op.k,
+                         .layer = op.layer,
+                         .eps = op.eps},
+                        stream);
+      break;
+    case OpKind::Gather:
+      launch_gather({.src = act(op.src0), .out_rows = out_rows, .dst = act(op.dst), .R = R, .n = op.n}, stream);
+      break;
+    case OpKind::Argmax:
+      launch_argmax({.src = act(op.src0), .dst = act(op.dst), .R = R, .n = op.n}, stream);
+      break;
+  }
+  CUDA_CHECK(cudaGetLastError());  // a launch that could not start (its configuration), named here
+}
+
+// Adds the finished step's event times to prof_ (only once that step is complete).
+void CudaBackend::collect_profile() {
+  if (!profile_pending_ || !graph_) return;
+  profile_pending_ = false;
+  const auto& ops = graph_->ops;
+  if (prof_.ops.size() != ops.size()) prof_.ops.assign(ops.size(), {});
+  auto seconds = [&](size_t a, size_t b) {
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, op_events_[a].get(), op_events_[b].get()));
+    return double(ms) * 1e-3;
+  };
+  for (size_t i = 0; i < ops.size(); i++) {
+    OpProfile& p = prof_.ops[i];
+    p.kind = ops[i].kind;
+    p.calls++;
+    p.seconds += seconds(i, i + 1);  // split-K's combine counts in the attention's time
+    const BufferId w = op_weight(ops[i]);
+    const size_t wb = w == kNoBuffer ? 0 : dtype_size(buf(w).dtype);
+    p.bytes += op_bytes(ops[i], profiled_in_, wb, lut_ ? dtype_size(lut_->lut().dtype()) : 0);
+  }
+  if (lut_ && first_lut_op_ < ops.size()) {
+    prof_.lut_window_seconds += seconds(0, first_lut_op_);
+    prof_.lut_copy_seconds += lut_->copy_seconds(profiled_copy_slot_);
+  }
+  prof_.steps++;
+}
+
+}  // namespace
+}  // namespace mole::cuda
+
+namespace mole {
+
+std::unique_ptr<Backend> make_cuda_backend(const CudaOptions& opt, const CudaTuning& tuning) {
+  const cuda::LutRead read = cuda::parse_lut_read(opt.lut_read);  // a bad value fails before a device is opened
+  return std::make_unique<cuda::CudaBackend>(cuda::choose_device(opt.device), read, tuning);
+}
+
+std::string cuda_lut_read_mode(const Backend& b) {
+  auto* c = dynamic_cast<const cuda::CudaBackend*>(&b);
+  return c ? c->lut_read_mode() : "";
+}
+
+std::string cuda_lut_table_note(const Backend& b) {
+  auto* c = dynamic_cast<const cuda::CudaBackend*>(&b);
+  return c ? c->lut_table_note() : "";
+}
+
+}  // namespace mole

@@ -1,0 +1,19 @@
+// Which CUDA devices there are and whether this build can use them: the probe behind cuda_availability() and
+// cuda_device_details() (cuda_backend.h), and the device choice of make_cuda_backend().
+#pragma once
+
+#include <string>
+
+namespace mole::cuda {
+
+constexpr int kMinComputeMajor = 8;  // the architectures this build has code for start at sm_80 (cmake/cuda.cmake)
+
+// "13.0" from CUDA's 13000.
+std::string cuda_version_name(int version);
+// The device `index` asks for (-1: the default, device 0) after checking that CUDA works here and that the device
+// exists and is recent enough; throws mole::Error saying why not and what to do.
+int choose_device(int index);
+// "NVIDIA H100 80GB HBM3, compute capability 9.0, 81559 MiB, 132 SMs"
+std::string describe_device(int index);
+
+}  // namespace mole::cuda

@@ -1,0 +1,37 @@
+// embed: one thread per element of a token's row, blocks over (D, T). A copy with a widening conversion: exact.
+#include "cuda-backend/embed.cuh"
+
+namespace mole::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+template <DType DT>
+__global__ void __launch_bounds__(kThreads) embed_kernel(EmbedArgs a) {
+  const int d = blockIdx.x * kThreads + threadIdx.x;
+  if (d >= a.D) return;
+  for (int t = blockIdx.y; t < a.T; t += gridDim.y) {
+    const size_t row = size_t(a.ids[t]) * size_t(a.D);
+    a.dst[size_t(t) * a.D + d] = load_elem<DT>(a.table, row + d);
+  }
+}
+
+}  // namespace
+
+void launch_embed(const EmbedArgs& a, cudaStream_t stream) {
+  if (a.T == 0 || a.D == 0) return;
+  const dim3 grid((a.D + kThreads - 1) / kThreads, std::min(a.T, 65535));
+  switch (a.dtype) {
+    case DType::F32:
+      embed_kernel<DType::F32><<<grid, kThreads, 0, stream>>>(a);
+      break;
+    case DType::F16:
+      embed_kernel<DType::F16><<<grid, kThreads, 0, stream>>>(a);
+      break;
+    case DType::BF16:
+      embed_kernel<DType::BF16><<<grid, kThreads, 0, stream>>>(a);
+      break;
+  }
+}
+
+}  // namespace mole::cuda

@@ -1,0 +1,188 @@
+// LutRows: the table's placement, the ring and the copies that fill it (see lut_rows.h).
+#include "cuda-backend/lut_rows.h"
+
+#include <unistd.h>
+
+#include <cstring>
+
+#include "cuda-backend/common.cuh"
+#include "model/error.h"
+
+namespace mole::cuda {
+namespace {
+
+int device_attribute(cudaDeviceAttr attr) {
+  int device = 0, value = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&value, attr, device));
+  return value;
+}
+
+}  // namespace
+
+const char* lut_read_name(LutRead r) {
+  switch (r) {
+    case LutRead::Auto:
+      return "auto";
+    case LutRead::Copy:
+      return "copy";
+    case LutRead::Direct:
+      return "direct";
+  }
+  return "?";
+}
+
+LutRead parse_lut_read(const std::string& value) {
+  if (value == "auto" || value.empty()) return LutRead::Auto;
+  if (value == "copy") return LutRead::Copy;
+  if (value == "direct") return LutRead::Direct;
+  throw Error("--lut-read: '" + value + "' is not one of copy, direct, auto");
+}
+
+LutRows::LutRows(const LutStore& lut, LutPlacement placement, int max_step_tokens, LutRead read)
+    : lut_(&lut),
+      placement_(placement),
+      read_(read),
+      max_tokens_(max_step_tokens),
+      copy_(make_stream()),
+      ready_(make_event(false)),
+      copy_start_{make_event(true), make_event(true)},
+      copy_end_{make_event(true), make_event(true)} {}
+
+LutRows::~LutRows() {
+  cudaStreamSynchronize(copy_.get());  // no copy may still read or write what is freed next
+}
+
+std::unique_ptr<LutRows> LutRows::create(const LutStore& lut, LutPlacement placement, int max_step_tokens,
+                                         LutRead read) {
+  MOLE_CUDA_ASSERT(max_step_tokens >= 1);
+  const bool integrated = device_attribute(cudaDevAttrIntegrated) != 0;
+  if (placement == LutPlacement::Disk) {
+    read = LutRead::Copy;
+  } else if (read == LutRead::Auto) {
+    read = placement == LutPlacement::Device || integrated ? LutRead::Direct : LutRead::Copy;
+  }
+  if (read == LutRead::Direct && placement == LutPlacement::Host && !device_attribute(cudaDevAttrCanMapHostMemory))
+    throw Error("--lut-read direct: this GPU cannot map host memory, which reading the table in place needs; use copy");
+  std::unique_ptr<LutRows> s(new LutRows(lut, placement, max_step_tokens, read));
+  const size_t ring_bytes = lut.row_bytes() * size_t(max_step_tokens);
+  if (placement == LutPlacement::Device) s->place_on_device();
+  if (placement == LutPlacement::Host) s->place_in_host_memory();
+  if (!s->direct()) s->ring_ = DeviceBuffer::create(ring_bytes, "the lookup table's row ring");
+  if (placement == LutPlacement::Disk)
+    s->staging_ = PinnedBuffer::create(ring_bytes, "the lookup table's staging ring");
+  return s;
+}
+
+void LutRows::place_on_device() {
+  const size_t bytes = lut_->bytes();
+  size_t free = 0, total = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  if (bytes > free)
+    throw Error("not enough GPU memory for the whole lookup table (--lut device): it needs " + mib(bytes) + ", " +
+                mib(free) + " of " + mib(total) + " are free; use --lut host or --lut disk");
+  table_dev_ = DeviceBuffer::create(bytes, "the whole lookup table (--lut device)");
+  CUDA_CHECK(cudaMemcpy(table_dev_.get(), lut_->data(), bytes, cudaMemcpyHostToDevice));
+  table_device_ = table_dev_.get();
+}
+
+// The file's pages are registered where possible: no copy, and no second copy of a multi-GB table in memory. The
+// registration covers whole pages, from the page holding row 0 to the one holding the last byte, all inside the
+// mapping (it is readable up to its length rounded up to a page).
+void LutRows::place_in_host_memory() {
+  const LutStore& lut = *lut_;
+  lut.prefetch_all();  // the whole table into memory now, as this placement promises
+  std::string why;
+  const uint8_t* base = nullptr;  // what was registered or allocated: the table starts at table_host_ within it
+  if (!lut.file_backed() || !lut.mapping()) {
+    why = "the table was computed at load, not read from a file";
+  } else if (!device_attribute(cudaDevAttrHostRegisterSupported)) {
+    why = "this GPU cannot register host memory (cudaDevAttrHostRegisterSupported is 0)";
+  } else if (!device_attribute(cudaDevAttrHostRegisterReadOnlySupported)) {
+    why = "this GPU cannot register read-only host memory (cudaDevAttrHostRegisterReadOnlySupported is 0)";
+  } else {
+    const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+    const uintptr_t p0 = reinterpret_cast<uintptr_t>(lut.data()) / page * page;
+    const uintptr_t p1 = (reinterpret_cast<uintptr_t>(lut.data()) + lut.bytes() + page - 1) / page * page;
+    const uintptr_t m0 = reinterpret_cast<uintptr_t>(lut.mapping());
+    const uintptr_t m1 = m0 + (lut.mapping_bytes() + page - 1) / page * page;
+    MOLE_CUDA_ASSERT(m0 <= p0 && p1 <= m1);
+    const cudaError_t err = HostRegistration::create(reinterpret_cast<const void*>(p0), p1 - p0,
+                                                     cudaHostRegisterReadOnly | cudaHostRegisterMapped, &registered_);
+    if (err == cudaSuccess) {
+      base = static_cast<const uint8_t*>(registered_.get());
+      note_ = "registered in place from the file's mapping (read-only, no copy)";
+    } else {
+      why = std::string("cudaHostRegister refused the file's pages: ") + cudaGetErrorString(err);
+    }
+  }
+  if (!base) {
+    table_pinned_ = PinnedBuffer::create(lut.bytes(), "the whole lookup table (--lut host)");
+    std::memcpy(table_pinned_.get(), lut.data(), lut.bytes());
+    base = static_cast<const uint8_t*>(table_pinned_.get());
+    note_ = "copied into pinned memory: " + why;
+  }
+  table_host_ = registered_ ? lut.data() : base;
+  if (direct()) {
+    void* dev = nullptr;
+    CUDA_CHECK(cudaHostGetDevicePointer(&dev, const_cast<uint8_t*>(base), 0));
+    table_device_ = static_cast<const uint8_t*>(dev) + (table_host_ - base);
+  }
+}
+
+void LutRows::stream(const std::vector<int32_t>& ids, cudaEvent_t ring_free) {
+  MOLE_CUDA_ASSERT(int(ids.size()) <= max_tokens_);
+  for (int32_t id : ids)
+    if (id < 0 || int64_t(id) >= lut_->rows())
+      throw Error("token id " + std::to_string(id) + " is outside the lookup table (" + std::to_string(lut_->rows()) +
+                  " rows)");
+  rows_streamed_ = int(ids.size());
+  slot_ ^= 1;
+  copy_timed_[slot_] = false;
+  if (direct() || ids.empty()) return;
+  const size_t row = lut_->row_bytes();
+  uint8_t* ring = static_cast<uint8_t*>(ring_.get());
+  // The last step that read the ring must be done, and (disk) the last copy out of the single staging ring: the
+  // engine's read-back of that step has already waited for both, so this costs nothing there. Waiting on the host
+  // also means ready() is recorded again only once no launched step can still be waiting on its last record.
+  CUDA_CHECK(cudaEventSynchronize(ring_free));
+  CUDA_CHECK(cudaEventSynchronize(ready_.get()));
+  if (placement_ == LutPlacement::Disk) {  // the page faults, i.e. the disk reads, happen here
+    lut_->prefetch(ids);
+    uint8_t* staging = static_cast<uint8_t*>(staging_.get());
+    for (size_t t = 0; t < ids.size(); t++) std::memcpy(staging + t * row, lut_->row(ids[t]), row);
+  }
+  if (profiling_) CUDA_CHECK(cudaEventRecord(copy_start_[slot_].get(), copy_.get()));
+  if (placement_ == LutPlacement::Disk) {
+    CUDA_CHECK(cudaMemcpyAsync(ring, staging_.get(), ids.size() * row, cudaMemcpyHostToDevice, copy_.get()));
+  } else {
+    // One copy per run of consecutive ids (a prompt's repeated or sequential ids cost fewer calls).
+    const bool from_host = placement_ == LutPlacement::Host;
+    const uint8_t* table = from_host ? table_host_ : static_cast<const uint8_t*>(table_dev_.get());
+    for (size_t t = 0; t < ids.size();) {
+      size_t run = 1;
+      while (t + run < ids.size() && ids[t + run] == ids[t] + int32_t(run)) run++;
+      CUDA_CHECK(cudaMemcpyAsync(ring + t * row, table + size_t(ids[t]) * row, run * row,
+                                 from_host ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToDevice, copy_.get()));
+      t += run;
+    }
+  }
+  if (profiling_) {
+    CUDA_CHECK(cudaEventRecord(copy_end_[slot_].get(), copy_.get()));
+    copy_timed_[slot_] = true;
+  }
+  CUDA_CHECK(cudaEventRecord(ready_.get(), copy_.get()));
+}
+
+void LutRows::wait() {
+  CUDA_CHECK(cudaStreamSynchronize(copy_.get()));
+}
+
+double LutRows::copy_seconds(int slot) {
+  if (slot < 0 || slot > 1 || !copy_timed_[slot]) return 0;
+  float ms = 0;
+  CUDA_CHECK(cudaEventElapsedTime(&ms, copy_start_[slot].get(), copy_end_[slot].get()));
+  return double(ms) * 1e-3;
+}
+
+}  // namespace mole::cuda

@@ -1,0 +1,106 @@
+// The lookup table's rows on their way to router_lut, for the CUDA backend (cuda_backend.cpp). Where the table
+// lives (LutPlacement, chosen once per run):
+//   device: all of it in device memory (cudaMalloc), uploaded once; a clear error with the needed and free sizes
+//           when it does not fit;
+//   host:   all of it in page-locked host memory: the file's own pages registered in place (cudaHostRegister with
+//           cudaHostRegisterReadOnly: the mapping is read-only) where the device allows, else a copy in
+//           cudaHostAlloc'd memory; note() says which, and why;
+//   disk:   it stays in the mmap'd file; each step's rows are gathered (memcpy, on the calling thread for now) into a
+//           page-locked staging ring (max_step_tokens rows), then copied as below.
+// How router_lut reads a step's rows (LutRead, the CLI's copy|direct|auto):
+//   copy:   router_lut reads a device ring of max_step_tokens rows in step order, filled by cudaMemcpyAsync (one per
+//           run of consecutive ids) on a copy stream of its own from wherever the table lives, once the last step
+//           that read the ring is done (the caller's `ring_free` event; the host waits for it, which the engine's
+//           read-back of that step has already done). The copies record ready(), which only the step's first
+//           RouterLut waits on (an external event-wait node in the recorded graph), so the copy overlaps the
+//           embedding and the first attention.
+//   direct: router_lut reads row ids[t] in place (host: through the mapped pinned memory, over the bus; device: the
+//           table in device memory). No copy, no wait, no ring.
+//   auto:   direct where the table already is in memory the device reads at full speed: --lut device, and --lut host
+//           on an integrated GPU (host memory is its memory); copy for --lut host on a discrete GPU, where a kernel
+//           reading host memory pays bus latency on the critical path while a DMA copy moves the same bytes hidden
+//           behind compute. --lut disk always copies (its rows exist only in the staging ring).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cuda-backend/handles.h"
+#include "model/lut.h"
+
+namespace mole::cuda {
+
+enum class LutRead { Auto, Copy, Direct };
+const char* lut_read_name(LutRead r);  // "auto", "copy", "direct"
+// copy|direct|auto; throws mole::Error naming --lut-read for anything else.
+LutRead parse_lut_read(const std::string& value);
+
+// Owns the table's device or pinned copy (or its registration), the ring, the staging ring, the copy stream and
+// its events; the destructor waits for the copy stream before any of them goes. The LutStore must outlive it.
+class LutRows {
+ public:
+  // Makes the placement on the current device (see above); `read` Auto is resolved here. Throws mole::Error when
+  // something does not fit, or for direct reads the device cannot do.
+  static std::unique_ptr<LutRows> create(const LutStore& lut, LutPlacement placement, int max_step_tokens,
+                                         LutRead read);
+  LutRows(const LutRows&) = delete;
+  LutRows& operator=(const LutRows&) = delete;
+  ~LutRows();
+
+  const LutStore& lut() const { return *lut_; }
+  LutPlacement placement() const { return placement_; }
+  bool direct() const { return read_ == LutRead::Direct; }
+  const char* read_name() const { return lut_read_name(read_); }  // "copy" or "direct"
+  // --lut host: "registered in place ..." or "copied into pinned memory: <why>"; "" for the other placements.
+  const std::string& note() const { return note_; }
+  // What router_lut reads (a device-visible address): the ring (copy; row t of the step at t * row_bytes) or the
+  // table (direct; row id at id * row_bytes).
+  const void* kernel_rows() const { return direct() ? table_device_ : ring_.get(); }
+
+  // Checks the ids (mole::Error naming one outside the table) and notes how many there are. Copy: waits on the host
+  // for `ring_free` (recorded after the last step that read the ring) and for the last copy, then starts bringing
+  // the rows into the ring, in step order, on the copy stream, and records ready(). Disk gathers them into the
+  // staging ring first.
+  void stream(const std::vector<int32_t>& ids, cudaEvent_t ring_free);
+  // Copy: recorded once the last stream()'s rows are in the ring. The step reading them waits on it.
+  cudaEvent_t ready() const { return ready_.get(); }
+  int rows_streamed() const { return rows_streamed_; }
+  void consumed() { rows_streamed_ = 0; }
+  // Blocks until every copy queued so far is done.
+  void wait();
+
+  // With profiling on, events around each step's copies measure them. Two steps' events are kept (the caller reads a
+  // step's time once it is done, after the next step's rows have been streamed): copy_slot() names the last
+  // stream()'s, copy_seconds(slot) returns its time on the copy stream (0 when not measured).
+  void set_profiling(bool on) { profiling_ = on; }
+  int copy_slot() const { return slot_; }
+  double copy_seconds(int slot);
+
+ private:
+  LutRows(const LutStore& lut, LutPlacement placement, int max_step_tokens, LutRead read);
+  void place_on_device();
+  void place_in_host_memory();
+
+  const LutStore* lut_;
+  LutPlacement placement_;
+  LutRead read_;
+  int max_tokens_;
+  Stream copy_;
+  Event ready_, copy_start_[2], copy_end_[2];
+  DeviceBuffer table_dev_;               // device: (V, L*E*D)
+  PinnedBuffer table_pinned_;            // host, when copied: (V, L*E*D)
+  HostRegistration registered_;          // host, when registered: the file's pages under the table
+  const uint8_t* table_host_ = nullptr;  // host: row 0 of the page-locked table, as the host addresses it
+  const void* table_device_ = nullptr;   // direct: row 0 of the table, as kernels address it
+  DeviceBuffer ring_;                    // copy: (max_step_tokens, L*E*D)
+  PinnedBuffer staging_;                 // disk: (max_step_tokens, L*E*D)
+  std::string note_;
+  int rows_streamed_ = 0;
+  bool profiling_ = false;
+  int slot_ = 0;  // copy_start_/copy_end_ of the last stream()
+  bool copy_timed_[2] = {false, false};
+};
+
+}  // namespace mole::cuda

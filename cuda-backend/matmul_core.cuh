@@ -1,0 +1,243 @@
+// The kernels of the matmul family, included by matmul.cu (NORM = false) and norm_matmul.cu (NORM = true), each
+// instantiated once per weight dtype. For every output column n and token row t:
+//   dot = sum_k x[t][k] * norm[k] * W[n][k]     (norm = 1 without NORM)
+//   ss  = sum_k x[t][k]^2                        (NORM only: the row's sum of squares, for its RMS)
+// then store() writes y[t][n] as the op says (matmul: y = dot, y += dot, plus the addend; norm_matmul:
+// act(dot / sqrt(ss / K + eps))). Two kernels:
+//
+// Column kernel (few rows: decode, batched decode): one warp per output column, for up to kColRows token rows at
+// once. The warp reads the weight row with 16-byte loads (4 floats or 8 halves per lane; coalesced), decodes each
+// element once and uses it for every row, then reduces with shuffles. Weights are read once per kColRows rows: for
+// a decode step the product is a pass over the weights at memory bandwidth. 16-byte loads need K to be a multiple
+// of the elements per load (every row then starts 16-byte aligned); otherwise scalar loads, same order of work.
+//
+// Tiled kernel (rows >= tiled_min_rows: prefill chunks, reparameterization blocks): a block of 256 threads computes
+// a 64 x 64 tile of y from 32-wide K slices of x and W staged in shared memory (as float32, the norm applied to x),
+// on tensor cores with WMMA TF32 m16n16k8 fragments, each of the 8 warps a 16 x 32 part. TF32 keeps 11 significant
+// bits, too few for the float32 results the CPU reference gives (the op tests bound the NMSE at 1e-10), so x is
+// split as x = x_hi + x_lo, both TF32, and the products summed as x_lo W + x_hi W: F16 and BF16 weights are exact in
+// TF32 (11 and 8 significant bits), so that is x to 22 bits against exact weights. F32 weights are split too:
+// x_lo W_hi + x_hi W_lo + x_hi W_hi ("3xTF32"), dropping only x_lo W_lo (2^-22 relative). Tensor cores accumulate in
+// float32. 2 or 3 MMAs per product is still far above the float32 SIMT rate.
+#pragma once
+
+#include <mma.h>
+
+#include "cuda-backend/matmul.cuh"
+
+namespace mole::cuda {
+namespace {
+
+constexpr int kColWarps = 4;  // output columns per block of the column kernel
+constexpr int kColRows = 8;   // token rows per warp
+constexpr int kColThreads = kColWarps * kWarpSize;
+
+constexpr int kTileM = 64, kTileN = 64, kTileK = 32;  // the tiled kernel's output tile and K slice
+constexpr int kTileLd = kTileK + 4;                   // shared-memory row stride of the staged slices (floats)
+constexpr int kTileLdC = kTileN + 4;                  // and of the output tile
+constexpr int kTileThreads = 256;                     // 8 warps: 4 along M (16 rows each) x 2 along N (32 columns)
+static_assert(kTileM * kTileLdC <= 2 * kTileM * kTileLd, "the output tile reuses the staging memory");
+
+// Writes y[t][n] from the row's dot product and, for NORM, its 1 / RMS.
+template <bool NORM>
+__device__ __forceinline__ void store(const MatMulArgs& a, int t, int n, float dot, float inv_rms) {
+  const size_t o = size_t(t) * size_t(a.N) + size_t(n);
+  if constexpr (NORM) {
+    const float v = dot * inv_rms;
+    a.y[o] = a.gelu ? gelu(v) : v;
+  } else {
+    float r = a.accumulate ? a.y[o] + dot : dot;
+    if (a.addend) r += a.addend[o];
+    a.y[o] = r;
+  }
+}
+
+// 1 / sqrt(mean(x^2) + eps), as the CPU's rmsnorm computes its scale.
+__device__ __forceinline__ float inv_rms_of(float ss, int K, float eps) {
+  return 1.0f / sqrtf(ss / float(K) + eps);
+}
+
+// Grid: (ceil(N / kColWarps), ceil(rows / kColRows)). Warp w of block b computes column b.x * kColWarps + w for
+// rows [b.y * kColRows, + kColRows).
+template <DType DT, bool NORM>
+__global__ void __launch_bounds__(kColThreads) matmul_col_kernel(MatMulArgs a) {
+  constexpr int kEpv = kElemsPer16<DT>;  // weight elements per 16-byte load
+  constexpr size_t kElemBytes = DT == DType::F32 ? 4 : 2;
+  const int lane = threadIdx.x % kWarpSize;
+  const int n = blockIdx.x * kColWarps + threadIdx.x / kWarpSize;
+  if (n >= a.N) return;  // the whole warp (no block-wide synchronisation below)
+  const int t0 = blockIdx.y * kColRows, rows = min(kColRows, a.rows - t0);
+  float acc[kColRows], ss[kColRows];
+#pragma unroll
+  for (int r = 0; r < kColRows; r++) acc[r] = ss[r] = 0.0f;
+  const size_t wrow = size_t(n) * size_t(a.K);  // the weight row's first element
+  const float* x0 = a.x + size_t(t0) * size_t(a.K);
+  if (a.K % kEpv == 0) {
+    const uint4* w4 = reinterpret_cast<const uint4*>(static_cast<const char*>(a.w) + wrow * kElemBytes);
+#pragma unroll 4
+    for (int i = lane; i < a.K / kEpv; i += kWarpSize) {  // unrolled: 4 loads of each lane in flight at once
+      const int k = i * kEpv;
+      float wf[kEpv];
+      unpack16<DT>(__ldg(w4 + i), wf);
+      if constexpr (NORM) {
+#pragma unroll
+        for (int e = 0; e < kEpv; e++) wf[e] *= a.norm[k + e];
+      }
+#pragma unroll
+      for (int r = 0; r < kColRows; r++) {
+        if (r < rows) {
+          const float4* x4 = reinterpret_cast<const float4*>(x0 + size_t(r) * a.K + k);  // 16-byte aligned: K % 4 == 0
+#pragma unroll
+          for (int v = 0; v < kEpv / 4; v++) {
+            const float4 xv = x4[v];
+            acc[r] += xv.x * wf[4 * v] + xv.y * wf[4 * v + 1] + xv.z * wf[4 * v + 2] + xv.w * wf[4 * v + 3];
+            if constexpr (NORM) ss[r] += xv.x * xv.x + xv.y * xv.y + xv.z * xv.z + xv.w * xv.w;
+          }
+        }
+      }
+    }
+  } else {
+#pragma unroll 4
+    for (int k = lane; k < a.K; k += kWarpSize) {
+      float wk = load_elem<DT>(a.w, wrow + k);
+      if constexpr (NORM) wk *= a.norm[k];
+#pragma unroll
+      for (int r = 0; r < kColRows; r++) {
+        if (r < rows) {
+          const float xv = x0[size_t(r) * a.K + k];
+          acc[r] += xv * wk;
+          if constexpr (NORM) ss[r] += xv * xv;
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < kColRows; r++) {
+    if (r < rows) {  // uniform over the warp: every lane takes part in the shuffles
+      const float d = warp_sum(acc[r]);
+      const float s = NORM ? warp_sum(ss[r]) : 0.0f;
+      if (lane == 0) store<NORM>(a, t0 + r, n, d, NORM ? inv_rms_of(s, a.K, a.eps) : 1.0f);
+    }
+  }
+}
+
+using namespace nvcuda;
+using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
+using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major>;
+using FragC = wmma::fragment<wmma::accumulator, 16, 16, 8, float>;
+
+// hi = tf32(v), lo = tf32(v - hi) for each element (v - hi is exact in float32). Fragments of one type share their
+// element layout, so this works element by element.
+template <typename Frag>
+__device__ __forceinline__ void split_tf32(Frag& hi, Frag& lo) {
+#pragma unroll
+  for (int e = 0; e < hi.num_elements; e++) {
+    const float v = hi.x[e], h = wmma::__float_to_tf32(v);
+    hi.x[e] = h;
+    lo.x[e] = wmma::__float_to_tf32(v - h);
+  }
+}
+
+// Grid: (ceil(N / 64), ceil(rows / 64)); block (x, y) computes y rows [y * 64, + 64) x columns [x * 64, + 64).
+template <DType DT, bool NORM>
+__global__ void __launch_bounds__(kTileThreads) matmul_tiled_kernel(MatMulArgs a) {
+  __shared__ __align__(32) float smem[2 * kTileM * kTileLd];  // xs (64 x 32 of x) and ws (64 x 32 of W), then y's tile
+  __shared__ float inv_rms[kTileM];                           // NORM: 1 / RMS of the tile's rows
+  float* xs = smem;                                           // [m * kTileLd + kk] = x[mb + m][k0 + kk] * norm
+  float* ws = smem + kTileM * kTileLd;                        // [n * kTileLd + kk] = W[nb + n][k0 + kk]
+  const int tid = threadIdx.x, warp = tid / kWarpSize, lane = tid % kWarpSize;
+  const int wm = warp % 4, wn = warp / 4;  // this warp's rows wm * 16 + [0, 16), columns wn * 32 + [0, 32)
+  const int mb = blockIdx.y * kTileM, nb = blockIdx.x * kTileN;
+  if constexpr (NORM) {
+    for (int m = warp; m < kTileM; m += kTileThreads / kWarpSize) {
+      const int t = mb + m;
+      float ss = 0.0f;
+      if (t < a.rows)
+        for (int k = lane; k < a.K; k += kWarpSize) {
+          const float v = a.x[size_t(t) * a.K + k];
+          ss += v * v;
+        }
+      ss = warp_sum(ss);
+      if (lane == 0) inv_rms[m] = inv_rms_of(ss, a.K, a.eps);  // published by the barriers of the K loop
+    }
+  }
+  FragC c[2];
+  wmma::fill_fragment(c[0], 0.0f);
+  wmma::fill_fragment(c[1], 0.0f);
+  for (int k0 = 0; k0 < a.K; k0 += kTileK) {
+    // Stage: consecutive threads take consecutive k of a row (coalesced); out of range is zero.
+    for (int i = tid; i < kTileM * kTileK; i += kTileThreads) {
+      const int m = i / kTileK, kk = i % kTileK, k = k0 + kk, t = mb + m, n = nb + m;
+      float xv = 0.0f, wv = 0.0f;
+      if (k < a.K) {
+        if (t < a.rows) {
+          xv = a.x[size_t(t) * a.K + k];
+          if constexpr (NORM) xv *= a.norm[k];
+        }
+        if (n < a.N) wv = load_elem<DT>(a.w, size_t(n) * a.K + k);
+      }
+      xs[m * kTileLd + kk] = xv;
+      ws[m * kTileLd + kk] = wv;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < kTileK; kk += 8) {
+      FragA a_hi, a_lo;
+      wmma::load_matrix_sync(a_hi, xs + wm * 16 * kTileLd + kk, kTileLd);
+      split_tf32(a_hi, a_lo);
+#pragma unroll
+      for (int j = 0; j < 2; j++) {
+        FragB b_hi, b_lo;
+        wmma::load_matrix_sync(b_hi, ws + (wn * 32 + j * 16) * kTileLd + kk, kTileLd);
+        split_tf32(b_hi, b_lo);  // 16-bit weights: b_lo is all zero, not used
+        wmma::mma_sync(c[j], a_lo, b_hi, c[j]);
+        if constexpr (DT == DType::F32) wmma::mma_sync(c[j], a_hi, b_lo, c[j]);
+        wmma::mma_sync(c[j], a_hi, b_hi, c[j]);
+      }
+    }
+    __syncthreads();  // xs and ws are staged again by the next slice
+  }
+  float* cs = smem;  // the 64 x 64 tile of dot products, row stride kTileLdC
+#pragma unroll
+  for (int j = 0; j < 2; j++)
+    wmma::store_matrix_sync(cs + wm * 16 * kTileLdC + wn * 32 + j * 16, c[j], kTileLdC, wmma::mem_row_major);
+  __syncthreads();
+  for (int i = tid; i < kTileM * kTileN; i += kTileThreads) {
+    const int m = i / kTileN, nn = i % kTileN, t = mb + m, n = nb + nn;
+    if (t < a.rows && n < a.N) store<NORM>(a, t, n, cs[m * kTileLdC + nn], NORM ? inv_rms[m] : 1.0f);
+  }
+}
+
+template <DType DT, bool NORM>
+void launch_dtype(const MatMulArgs& a, cudaStream_t stream) {
+  if (a.rows >= a.tiled_min_rows) {
+    const dim3 grid((a.N + kTileN - 1) / kTileN, (a.rows + kTileM - 1) / kTileM);
+    matmul_tiled_kernel<DT, NORM><<<grid, kTileThreads, 0, stream>>>(a);
+  } else {
+    const dim3 grid((a.N + kColWarps - 1) / kColWarps, (a.rows + kColRows - 1) / kColRows);
+    matmul_col_kernel<DT, NORM><<<grid, kColThreads, 0, stream>>>(a);
+  }
+}
+
+// Picks the kernel for the step's rows and the weight's dtype. rows / 64 and rows / 8 stay far below the grid's
+// 65535 in y (rows is at most a step's tokens).
+template <bool NORM>
+void launch_matmul_family(const MatMulArgs& a, cudaStream_t stream) {
+  MOLE_CUDA_ASSERT(a.x != a.y);
+  MOLE_CUDA_ASSERT(a.rows <= 65535 * kColRows);
+  if (a.rows == 0 || a.N == 0) return;
+  switch (a.dtype) {
+    case DType::F32:
+      launch_dtype<DType::F32, NORM>(a, stream);
+      break;
+    case DType::F16:
+      launch_dtype<DType::F16, NORM>(a, stream);
+      break;
+    case DType::BF16:
+      launch_dtype<DType::BF16, NORM>(a, stream);
+      break;
+  }
+}
+
+}  // namespace
+}  // namespace mole::cuda
