@@ -19,7 +19,7 @@ namespace mole {
 namespace {
 
 // The row of a backend this build does not have: its probe says why, its factory refuses.
-BackendEntry not_built(const std::string& name, const std::string& why) {
+[[maybe_unused]] BackendEntry not_built(const std::string& name, const std::string& why) {
   return {
       name,
       [why](const BackendOptions&) {

@@ -1,5 +1,5 @@
 // The CUDA backend (cuda_backend.h). Weights (in their stored dtype), activations and KV caches live in device
-// memory; the table's rows come through LutRows (lut_rows.h).
+// memory; the table's rows come through LutStream (lut_stream.h; its backend-neutral half is model/lut_rows.h).
 //
 // A step is recorded once per shape as a CUDA graph (stream capture) and replayed. The shape is (T tokens, R output
 // rows, whether the logits come back or only the greedy ids, attention's split count): a decode step (T = 1) is
@@ -13,7 +13,7 @@
 // up): ops go into groups as the Vulkan backend places its barriers (a new group before an op that reads or writes a
 // buffer written in the current group, or writes one read in it; op_reads() in model/backend.h), and a group of
 // several ops forks from the capture stream onto auxiliary streams and joins back. The first group holding a
-// RouterLut waits for the step's LUT copy (an external event-wait node on LutRows::ready()) on the branches of its
+// RouterLut waits for the step's LUT copy (an external event-wait node on LutStream::ready()) on the branches of its
 // RouterLuts only, so the copy overlaps the embedding and the first attention; everything later is ordered after it.
 //
 // Profiling records an event after every op (external event-record nodes) and captures the ops in one chain, so
@@ -34,11 +34,12 @@
 #include "cuda-backend/gather.cuh"
 #include "cuda-backend/handles.h"
 #include "cuda-backend/kv_store.cuh"
-#include "cuda-backend/lut_rows.h"
+#include "cuda-backend/lut_stream.h"
 #include "cuda-backend/matmul.cuh"
 #include "cuda-backend/norm_matmul.cuh"
 #include "cuda-backend/router_lut.cuh"
 #include "model/error.h"
+#include "model/lut_rows.h"
 
 namespace mole::cuda {
 namespace {
@@ -76,8 +77,12 @@ bool contains(const std::vector<BufferId>& set, BufferId b) {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend(int device, LutRead lut_read, const CudaTuning& tuning)
-      : device_(device), lut_read_(lut_read), tuning_(tuning) {
+  CudaBackend(int device, const BackendOptions& opt)
+      : device_(device),
+        lut_read_(opt.lut_read),
+        tiled_min_rows_(opt.tuning.tiled_min_rows > 0 ? opt.tuning.tiled_min_rows : 32),
+        forced_splits_(std::clamp(opt.tuning.attention_splits, 0, 32)),
+        cache_dir_(opt.cache_dir) {
     set_device();
     compute_ = make_stream();
     capture_ = make_stream();
@@ -100,10 +105,20 @@ class CudaBackend final : public Backend {
   }
 
   BackendInfo info() const override {
-    return {"cuda",
-            std::string(props_.name) + " (compute capability " + std::to_string(props_.major) + "." +
-                std::to_string(props_.minor) + ")",
-            uint64_t(props_.totalGlobalMem), LutPlacement::Host, false};
+    BackendInfo i;
+    i.name = "cuda";
+    i.device = std::string(props_.name) + " (compute capability " + std::to_string(props_.major) + "." +
+               std::to_string(props_.minor) + ")";
+    i.device_memory = uint64_t(props_.totalGlobalMem);
+    i.preferred_lut = LutPlacement::Host;
+    i.device_key = device_key();
+    if (lut_) {
+      i.lut_read = lut_->read_name();
+      i.lut_table_note = lut_->note();
+      i.lut_rows_moved = lut_->rows_moved();
+      i.lut_bytes_moved = lut_->bytes_moved();
+    }
+    return i;
   }
 
   BufferId upload_weight(const TensorView& t) override {
@@ -147,7 +162,8 @@ class CudaBackend final : public Backend {
     synchronize();  // no step still reads the old ring or table
     recorded_.clear();
     lut_.reset();
-    lut_ = LutRows::create(lut, placement, max_step_tokens, lut_read_);
+    lut_ = LutStream::create(lut, placement, max_step_tokens, lut_read_,
+                             lut_read_record_file(cache_dir_, "cuda", device_key()));
     lut_->set_profiling(profiling_);
   }
 
@@ -198,10 +214,18 @@ class CudaBackend final : public Backend {
     return prof_;
   }
 
-  std::string lut_read_mode() const { return lut_ ? lut_->read_name() : ""; }
-  std::string lut_table_note() const { return lut_ ? lut_->note() : ""; }
-
  private:
+  // The device's UUID in hex: the key of its measured choices (lut_read_record_file()).
+  std::string device_key() const {
+    static const char* hex = "0123456789abcdef";
+    std::string k;
+    for (unsigned char c : props_.uuid.bytes) {
+      k += hex[c >> 4];
+      k += hex[c & 15];
+    }
+    return k;
+  }
+
   void set_device() const { CUDA_CHECK(cudaSetDevice(device_)); }
   Buf& buf(BufferId id) { return bufs_.at(size_t(id)); }
   float* act(BufferId id) { return buf(id).mem.f32(); }
@@ -221,8 +245,10 @@ class CudaBackend final : public Backend {
   void collect_profile();
 
   const int device_;
-  const LutRead lut_read_;  // as asked for; LutRows resolves Auto
-  const CudaTuning tuning_;
+  const LutRead lut_read_;      // as asked for (--lut-read); LutStream resolves Auto
+  const int tiled_min_rows_;    // --tune tiled-min-rows: steps of at least this many rows use the tensor-core kernel
+  const int forced_splits_;     // --tune attention-splits: 0 automatic, 1 never, N always N
+  const std::string cache_dir_;  // where `mole bench --record` keeps this device's measured read mode
   cudaDeviceProp props_{};
   // Streams and events first, so that they are destroyed last.
   Stream compute_;                       // steps, uploads, read-backs
@@ -252,10 +278,10 @@ class CudaBackend final : public Backend {
   bool profiling_ = false, profile_pending_ = false;
   std::vector<Event> op_events_;  // (ops + 1): before the first op, then after each
   StepInputs profiled_in_;        // the step whose events are pending
-  int profiled_copy_slot_ = -1;   // and the LutRows copy-event slot of its rows
+  int profiled_copy_slot_ = -1;   // and the LutStream copy-event slot of its rows
   StepProfile prof_;
 
-  std::unique_ptr<LutRows> lut_;  // null for a dense model
+  std::unique_ptr<LutStream> lut_;  // null for a dense model
 };
 
 void CudaBackend::prepare(const StepGraph& g) {
@@ -311,7 +337,7 @@ void CudaBackend::run_step(const StepGraph& g, const StepInputs& in) {
   }
   int max_keys = 0;
   for (int32_t p : in.pos) max_keys = std::max(max_keys, int(p) + 1);
-  const int splits = attn_slots_ ? attention_splits(max_keys, T, attn_slots_, tuning_.attention_splits) : 1;
+  const int splits = attn_slots_ ? attention_splits(max_keys, T, attn_slots_, forced_splits_) : 1;
   // Without an Argmax op (reparameterization) the logits always come back.
   const bool copy_logits = logits_ != kNoBuffer && (in.want_logits || argmax_ == kNoBuffer);
   const StepShape shape{T, R, copy_logits, splits};
@@ -475,7 +501,7 @@ void CudaBackend::launch_op(const Op& op, const StepShape& shape, cudaStream_t s
                           .rows = rows,
                           .K = op.k,
                           .N = op.n,
-                          .tiled_min_rows = tuning_.tiled_min_rows,
+                          .tiled_min_rows = tiled_min_rows_,
                           .norm = norm_weight(op.src2),
                           .eps = op.eps,
                           .gelu = op.gelu},
@@ -489,7 +515,7 @@ void CudaBackend::launch_op(const Op& op, const StepShape& shape, cudaStream_t s
                      .rows = rows,
                      .K = op.k,
                      .N = op.n,
-                     .tiled_min_rows = tuning_.tiled_min_rows,
+                     .tiled_min_rows = tiled_min_rows_,
                      .accumulate = op.accumulate,
                      .addend = op.src2 != kNoBuffer ? act(op.src2) : nullptr},
                     stream);
@@ -586,19 +612,24 @@ void CudaBackend::collect_profile() {
 
 namespace mole {
 
-std::unique_ptr<Backend> make_cuda_backend(const CudaOptions& opt, const CudaTuning& tuning) {
-  const cuda::LutRead read = cuda::parse_lut_read(opt.lut_read);  // a bad value fails before a device is opened
-  return std::make_unique<cuda::CudaBackend>(cuda::choose_device(opt.device), read, tuning);
+std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& opt) {
+  return std::make_unique<cuda::CudaBackend>(cuda::choose_device(opt.device), opt);
 }
 
-std::string cuda_lut_read_mode(const Backend& b) {
-  auto* c = dynamic_cast<const cuda::CudaBackend*>(&b);
-  return c ? c->lut_read_mode() : "";
+namespace cuda {
+
+BackendEntry cuda_backend_entry() {
+  return {"cuda",
+          [](const BackendOptions&) {
+            BackendProbe p;
+            p.detail = cuda_availability(&p.available);
+            p.gpu = p.available;
+            if (p.available) p.devices = cuda_device_details();
+            return p;
+          },
+          make_cuda_backend,
+          {"lut-read", "tiled-min-rows", "attention-splits"}};
 }
 
-std::string cuda_lut_table_note(const Backend& b) {
-  auto* c = dynamic_cast<const cuda::CudaBackend*>(&b);
-  return c ? c->lut_table_note() : "";
-}
-
+}  // namespace cuda
 }  // namespace mole

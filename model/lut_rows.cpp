@@ -28,7 +28,7 @@ std::optional<LutRead> parse_lut_read(const std::string& s) {
   return std::nullopt;
 }
 
-LutRead resolve_lut_read(LutRead asked, LutPlacement placement, bool shares_host_memory, bool can_read_direct,
+LutRead resolve_lut_read(LutRead asked, LutPlacement placement, bool direct_preferred, bool can_read_direct,
                          const std::string& direct_unsupported, const std::string& record_file) {
   if (placement == LutPlacement::Disk || asked == LutRead::Copy) return LutRead::Copy;
   if (asked == LutRead::Direct) {
@@ -38,7 +38,7 @@ LutRead resolve_lut_read(LutRead asked, LutPlacement placement, bool shares_host
   // Auto: what `mole bench --record` measured faster on this device, if anything; else the rule.
   if (std::optional<LutRead> measured = recorded_lut_read(record_file))
     return *measured == LutRead::Direct && !can_read_direct ? LutRead::Copy : *measured;
-  return can_read_direct && shares_host_memory ? LutRead::Direct : LutRead::Copy;
+  return can_read_direct && direct_preferred ? LutRead::Direct : LutRead::Copy;
 }
 
 std::string lut_read_record_file(const std::string& cache_dir, const std::string& backend,

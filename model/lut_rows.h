@@ -24,8 +24,9 @@ namespace mole {
 
 // Copy or Direct for a run (never Auto). Direct where it was asked for (an error if the device cannot read the
 // table in place: `direct_unsupported` says why), or, for Auto, where `record_file` holds a measured "direct", else
-// where the device reads host memory as its own (a CPU or integrated GPU). --lut disk always copies.
-LutRead resolve_lut_read(LutRead asked, LutPlacement placement, bool shares_host_memory, bool can_read_direct,
+// where the backend's rule prefers it (`direct_preferred`: the device reads the table's memory at full speed, e.g.
+// host memory on a CPU or integrated GPU). --lut disk always copies.
+LutRead resolve_lut_read(LutRead asked, LutPlacement placement, bool direct_preferred, bool can_read_direct,
                          const std::string& direct_unsupported, const std::string& record_file);
 
 // The file holding the measured read mode of one device of one backend: CACHE_DIR/lut-read-BACKEND-KEY; "" when

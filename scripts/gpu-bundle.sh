@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes the folder that travels to a GPU machine for scripts/gpu-check.sh: the installed mole and mole_tests (their
-# libraries linked statically, checked with ldd), the Vulkan loader and the Khronos validation layer (gzipped; the
+# libraries linked statically, checked with ldd; gzipped), the Vulkan loader and the Khronos validation layer (gzipped; the
 # check unpacks it), mole's data, the built-in model in training form (reparameterized there, on the GPU), its
 # PyTorch reference and the end-to-end script that compares them, and gpu-check.sh itself. Prints the bundle's size.
 #
@@ -32,7 +32,9 @@ for component in runtime tests; do
 done
 
 # Only system libraries may remain dynamic: a GPU machine has the NVIDIA driver and CUDA, none of mole's Debian
-# dependencies. The Vulkan loader is opened at run time (dlopen), from lib/ when the machine has none.
+# dependencies. The Vulkan loader is opened at run time (dlopen), from lib/ when the machine has none; so is the
+# NVIDIA driver (the CUDA runtime is linked in statically). The binaries travel gzipped (their CUDA kernels for
+# four GPU generations compress 3x); gpu-check.sh unpacks them beside the .gz.
 allowed='^(linux-vdso|libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux-x86-64)\.so'
 for bin in "$tmp"/bin/*; do
   extra=$(ldd "$bin" | awk '{print $1}' | sed 's|.*/||' | grep -vE "$allowed" || true)
@@ -40,6 +42,7 @@ for bin in "$tmp"/bin/*; do
     echo "gpu-bundle.sh: $(basename "$bin") needs libraries a GPU machine may lack: $extra" >&2
     exit 1
   fi
+  gzip -6 "$bin"
 done
 
 # The Vulkan loader, libglvnd (NVIDIA's Vulkan driver starts through EGL when there is no display, and a GPU

@@ -5,7 +5,8 @@
 # in order of value, each step under its own time limit and all of them within the budget (default 450 s):
 # the built-in model reparameterized on the GPU and its greedy tokens compared with PyTorch's, `mole parity` (every
 # op case, and the built-in model's logits, against the CPU reference, validation on), the test suite's GPU cases
-# (--require-device: a case that finds no device fails), a per-op profile, and the benchmarks, on every GPU backend. It writes at most 6 files into OUTDIR, the summary first:
+# (--require-device: a case that finds no device fails), compute-sanitizer on CUDA, a per-op profile, and the
+# benchmarks, on every GPU backend side by side. It writes at most 6 files into OUTDIR, the summary first:
 #   1-summary.txt 2-devices.txt 3-tests.txt 4-run.txt 5-bench.txt 6-bench.json
 # and prints the summary as its last lines. Exit 0 only when every step that ran passed. --budget defaults to 450 s
 # (1,350 s, and three times each step's limit, in a dry run).
@@ -15,13 +16,20 @@
 # in .gl/mole-gpu.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-if [ ! -x "$here/bin/mole" ]; then
+if [ ! -f "$here/bin/mole.gz" ] && [ ! -x "$here/bin/mole" ]; then
   bundle=$(realpath -m "$here/../.gl/mole-gpu")
   [ -x "$bundle/gpu-check.sh" ] && exec "$bundle/gpu-check.sh" "$@"
   echo "gpu-check.sh: no bundle at $bundle: make one with scripts/gpu-bundle.sh, then run BUNDLE/gpu-check.sh" >&2
   exit 1
 fi
 B=$here
+# The binaries travel gzipped: unpacked beside the .gz (share/mole/ must stay where they find it).
+for gz in "$B"/bin/*.gz; do
+  [ -e "$gz" ] || continue
+  if [ ! -x "${gz%.gz}" ] || [ "$gz" -nt "${gz%.gz}" ]; then
+    gunzip -c "$gz" > "${gz%.gz}.tmp" && chmod +x "${gz%.gz}.tmp" && mv "${gz%.gz}.tmp" "${gz%.gz}" || exit 1
+  fi
+done
 dry=0 budget="" out="" run=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -165,7 +173,26 @@ parity() {
   done
   return $rc
 }
-tests() { "$T" --require-device="${GPUS// /,}" --test-case='vulkan*,vk-runtime*,backends*'; }
+tests() { "$T" --require-device="${GPUS// /,}" --test-case='vulkan*,vk-runtime*,backends*,cuda*'; }
+# CUDA only: compute-sanitizer's memcheck and racecheck on a short decode of the built-in model, memcheck on a few
+# op cases of `mole parity`.
+sanitize() {
+  local cs rc=0 tool op model=$B/share/mole/models/kjv-mole-4l
+  cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  [ -x "$cs" ] || { echo "no compute-sanitizer here"; return 1; }
+  [ -f "$model/config.json" ] || model=$B/models/kjv-mole-4l
+  for tool in memcheck racecheck; do
+    echo "-- $tool: mole run --backend cuda --lut host -n 8"
+    "$cs" --tool "$tool" --error-exitcode 99 "$M" run -m "$model" --backend cuda --lut host -p "In the beginning" \
+      -n 8 --temp 0 -q > /dev/null || rc=1
+  done
+  for op in gather argmax router_lut embed; do
+    echo "-- memcheck: mole parity --backend cuda --op $op"
+    "$cs" --tool memcheck --error-exitcode 99 "$M" parity --backend cuda --op "$op" > "$work/sanitize.txt" 2>&1 || rc=1
+    grep -v ': OK$' "$work/sanitize.txt" | tail -15
+  done
+  return $rc
+}
 synth_models() {
   "$M" synth --preset "$MOLE_PRESET" -o "$work/models/mole" -q &&
     "$M" synth --preset "$DENSE_PRESET" --form "$DENSE_FORM" -o "$work/models/dense" -q
@@ -216,7 +243,7 @@ disk_speed() {
   dd if=/dev/zero of="$work/models/ddtest" bs=64M count=16 oflag=direct 2>&1 | tail -1
   rm -f "$work/models/ddtest"
 }
-export -f devices reparameterize_builtin parity tests synth_models profile_one bench_placements bench_dense \
+export -f devices reparameterize_builtin parity tests sanitize synth_models profile_one bench_placements bench_dense \
   bench_host_copied bench_long_context bench_kernels reparameterize_bench disk_speed
 
 finish() {
@@ -274,6 +301,7 @@ done
 step "reparameterize kjv-mole-4l, greedy = PyTorch" 180 4-run.txt reparameterize_builtin
 step "mole parity: ops, built-in model" 240 3-tests.txt parity
 step "tests (validation on, --require-device)" 240 3-tests.txt tests
+case " $GPUS " in *" cuda "*) step "compute-sanitizer (memcheck, racecheck)" 180 3-tests.txt sanitize ;; esac
 if step "synthesize $MOLE_PRESET and $DENSE_PRESET" 90 4-run.txt synth_models; then
   step "profile (--lut host)" 60 4-run.txt "on_each_gpu profile_one"
   step "bench: placements" 150 5-bench.txt "on_each_gpu bench_placements"

@@ -24,14 +24,22 @@ using mole::test::rel_l2;
 namespace {
 
 // A CUDA backend, or nullptr (with the reason printed) when CUDA is unavailable here.
-std::unique_ptr<Backend> cuda_or_skip(const CudaOptions& opt = {}, const CudaTuning& tuning = {}) {
+std::unique_ptr<Backend> cuda_or_skip(const BackendOptions& opt = {}) {
   bool ok = false;
   const std::string why = cuda_availability(&ok);
   if (!ok) {
-    test::skip_no_device("no CUDA device: " + why);
+    test::skip_no_device("no CUDA device: " + why, "cuda");
     return nullptr;
   }
-  return make_cuda_backend(opt, tuning);
+  return make_cuda_backend(opt);
+}
+
+BackendOptions options(LutRead read, int tiled_min_rows = 0, int splits = 0) {
+  BackendOptions o;
+  o.lut_read = read;
+  o.tuning.tiled_min_rows = tiled_min_rows;
+  o.tuning.attention_splits = splits;
+  return o;
 }
 
 std::vector<int32_t> random_ids(int n, int vocab, uint32_t seed) {
@@ -79,17 +87,18 @@ TEST_CASE("cuda: availability names a device or the reason; no backend opens wit
   const std::string line = cuda_availability(&ok);
   MESSAGE("cuda: " << line);
   CHECK(!line.empty());
-  CHECK_THROWS_WITH_AS(make_cuda_backend({.lut_read = "sideways"}), doctest::Contains("--lut-read"), Error);
   if (!ok) {
     CHECK(cuda_device_details().empty());
-    CHECK_THROWS_WITH_AS(make_cuda_backend({}), doctest::Contains(line.c_str()), Error);
+    CHECK_THROWS_WITH_AS(make_cuda_backend(BackendOptions{}), doctest::Contains(line.c_str()), Error);
     return;
   }
   MESSAGE(cuda_device_details());
-  auto b = make_cuda_backend({});
+  auto b = make_cuda_backend(BackendOptions{});
   CHECK(b->info().name == "cuda");
   CHECK(b->info().device_memory > 0);
-  CHECK_THROWS_AS(make_cuda_backend({.device = 1000}), Error);
+  BackendOptions far;
+  far.device = 1000;
+  CHECK_THROWS_AS(make_cuda_backend(far), Error);
 }
 
 TEST_CASE("cuda: whole models match the CPU reference in every placement, read and kernel choice") {
@@ -127,15 +136,13 @@ TEST_CASE("cuda: whole models match the CPU reference in every placement, read a
   };
   struct Run {
     LutPlacement placement;
-    const char* read;
-    CudaTuning tuning;
+    BackendOptions opt;
   };
-  const CudaTuning all_tiled{.tiled_min_rows = 1, .attention_splits = 3},
-      no_tiled{.tiled_min_rows = 1 << 30, .attention_splits = 1};
   const std::vector<Run> runs = {
-      {LutPlacement::Device, "auto", {}},      {LutPlacement::Device, "copy", {}},     {LutPlacement::Host, "auto", {}},
-      {LutPlacement::Host, "copy", {}},        {LutPlacement::Host, "direct", {}},     {LutPlacement::Disk, "auto", {}},
-      {LutPlacement::Host, "auto", all_tiled}, {LutPlacement::Host, "auto", no_tiled},
+      {LutPlacement::Device, options(LutRead::Auto)},        {LutPlacement::Device, options(LutRead::Copy)},
+      {LutPlacement::Host, options(LutRead::Auto)},          {LutPlacement::Host, options(LutRead::Copy)},
+      {LutPlacement::Host, options(LutRead::Direct)},        {LutPlacement::Disk, options(LutRead::Auto)},
+      {LutPlacement::Host, options(LutRead::Auto, 1, 3)},    {LutPlacement::Host, options(LutRead::Auto, 1 << 30, 1)},
   };
   for (const Variant& v : variants) {
     std::string name = v.name;
@@ -147,14 +154,16 @@ TEST_CASE("cuda: whole models match the CPU reference in every placement, read a
     const auto ref = all_logits(m, *cpu, ids, LutPlacement::Host);
     for (const Run& r : runs) {
       if (r.placement == LutPlacement::Disk && (!m.lut || !m.lut->file_backed())) continue;
-      const std::string what = name + " --lut " + placement_name(r.placement) + " read " + r.read + " tiled_min_rows " +
-                               std::to_string(r.tuning.tiled_min_rows) + " splits " +
-                               std::to_string(r.tuning.attention_splits);
+      const std::string what = name + " --lut " + placement_name(r.placement) + " read " +
+                               lut_read_name(r.opt.lut_read) + " tiled_min_rows " +
+                               std::to_string(r.opt.tuning.tiled_min_rows) + " splits " +
+                               std::to_string(r.opt.tuning.attention_splits);
       CAPTURE(what);
-      auto be = make_cuda_backend({.lut_read = r.read}, r.tuning);
+      auto be = make_cuda_backend(r.opt);
       const double err = worst_rel(all_logits(m, *be, ids, r.placement), ref);
-      MESSAGE(what << ": worst rel. L2 error " << err << (m.lut ? ", rows read by " + cuda_lut_read_mode(*be) : "")
-                   << " " << cuda_lut_table_note(*be));
+      const BackendInfo info = be->info();
+      MESSAGE(what << ": worst rel. L2 error " << err << (m.lut ? ", rows read by " + info.lut_read : "") << " "
+                   << info.lut_table_note);
       CHECK(err < 1e-4);
     }
   }
@@ -212,7 +221,7 @@ TEST_CASE("cuda: batched greedy decode gives the CPU's tokens; the profile is fi
     CHECK(p.steps >= 25);
     CHECK(p.replayed_steps > 0);
     CHECK(p.ops.size() == eg.graph().ops.size());
-    if (cuda_lut_read_mode(*be) == "copy") CHECK(p.lut_copy_seconds > 0);
+    if (be->info().lut_read == "copy") CHECK(p.lut_copy_seconds > 0);
     double total = 0;
     for (const OpProfile& op : p.ops) total += op.seconds;
     CHECK(total > 0);

@@ -6,7 +6,9 @@
 //           cudaHostRegisterReadOnly: the mapping is read-only) where the device allows, else a copy in
 //           cudaHostAlloc'd memory; note() says which, and why;
 //   disk:   it stays in the mmap'd file; each step's rows are gathered (memcpy, on the calling thread for now) into a
-//           page-locked staging ring (max_step_tokens rows), then copied as below.
+//           page-locked staging ring (max_step_tokens rows), then copied as below. (Vulkan gathers on a thread of
+//           its own, model/lut_rows.h's LutGatherThread; here the copy stream could only wait for the thread
+//           through a host function or a stream memory operation, not done yet.)
 // How router_lut reads a step's rows (LutRead, the CLI's copy|direct|auto):
 //   copy:   router_lut reads a device ring of max_step_tokens rows in step order, filled by cudaMemcpyAsync (one per
 //           run of consecutive ids) on a copy stream of its own from wherever the table lives, once the last step
@@ -28,26 +30,23 @@
 #include <vector>
 
 #include "cuda-backend/handles.h"
+#include "model/backend.h"
 #include "model/lut.h"
 
 namespace mole::cuda {
 
-enum class LutRead { Auto, Copy, Direct };
-const char* lut_read_name(LutRead r);  // "auto", "copy", "direct"
-// copy|direct|auto; throws mole::Error naming --lut-read for anything else.
-LutRead parse_lut_read(const std::string& value);
-
 // Owns the table's device or pinned copy (or its registration), the ring, the staging ring, the copy stream and
 // its events; the destructor waits for the copy stream before any of them goes. The LutStore must outlive it.
-class LutRows {
+class LutStream {
  public:
-  // Makes the placement on the current device (see above); `read` Auto is resolved here. Throws mole::Error when
-  // something does not fit, or for direct reads the device cannot do.
-  static std::unique_ptr<LutRows> create(const LutStore& lut, LutPlacement placement, int max_step_tokens,
-                                         LutRead read);
-  LutRows(const LutRows&) = delete;
-  LutRows& operator=(const LutRows&) = delete;
-  ~LutRows();
+  // Makes the placement on the current device (see above); `read` Auto is resolved here (model/lut_rows.h, with a
+  // choice `mole bench --record` measured in `record_file`). Throws mole::Error when something does not fit, or for
+  // direct reads the device cannot do.
+  static std::unique_ptr<LutStream> create(const LutStore& lut, LutPlacement placement, int max_step_tokens,
+                                           LutRead read, const std::string& record_file);
+  LutStream(const LutStream&) = delete;
+  LutStream& operator=(const LutStream&) = delete;
+  ~LutStream();
 
   const LutStore& lut() const { return *lut_; }
   LutPlacement placement() const { return placement_; }
@@ -68,6 +67,9 @@ class LutRows {
   cudaEvent_t ready() const { return ready_.get(); }
   int rows_streamed() const { return rows_streamed_; }
   void consumed() { rows_streamed_ = 0; }
+  // Rows brought to router_lut since create() (copied into the ring, or read in place), and their bytes.
+  uint64_t rows_moved() const { return rows_moved_; }
+  uint64_t bytes_moved() const { return rows_moved_ * lut_->row_bytes(); }
   // Blocks until every copy queued so far is done.
   void wait();
 
@@ -79,7 +81,7 @@ class LutRows {
   double copy_seconds(int slot);
 
  private:
-  LutRows(const LutStore& lut, LutPlacement placement, int max_step_tokens, LutRead read);
+  LutStream(const LutStore& lut, LutPlacement placement, int max_step_tokens, LutRead read);
   void place_on_device();
   void place_in_host_memory();
 
@@ -98,6 +100,7 @@ class LutRows {
   PinnedBuffer staging_;                 // disk: (max_step_tokens, L*E*D)
   std::string note_;
   int rows_streamed_ = 0;
+  uint64_t rows_moved_ = 0;
   bool profiling_ = false;
   int slot_ = 0;  // copy_start_/copy_end_ of the last stream()
   bool copy_timed_[2] = {false, false};

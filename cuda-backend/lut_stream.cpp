@@ -1,5 +1,5 @@
-// LutRows: the table's placement, the ring and the copies that fill it (see lut_rows.h).
-#include "cuda-backend/lut_rows.h"
+// LutStream: the table's placement, the ring and the copies that fill it (see lut_stream.h).
+#include "cuda-backend/lut_stream.h"
 
 #include <unistd.h>
 
@@ -7,6 +7,7 @@
 
 #include "cuda-backend/common.cuh"
 #include "model/error.h"
+#include "model/lut_rows.h"
 
 namespace mole::cuda {
 namespace {
@@ -20,26 +21,7 @@ int device_attribute(cudaDeviceAttr attr) {
 
 }  // namespace
 
-const char* lut_read_name(LutRead r) {
-  switch (r) {
-    case LutRead::Auto:
-      return "auto";
-    case LutRead::Copy:
-      return "copy";
-    case LutRead::Direct:
-      return "direct";
-  }
-  return "?";
-}
-
-LutRead parse_lut_read(const std::string& value) {
-  if (value == "auto" || value.empty()) return LutRead::Auto;
-  if (value == "copy") return LutRead::Copy;
-  if (value == "direct") return LutRead::Direct;
-  throw Error("--lut-read: '" + value + "' is not one of copy, direct, auto");
-}
-
-LutRows::LutRows(const LutStore& lut, LutPlacement placement, int max_step_tokens, LutRead read)
+LutStream::LutStream(const LutStore& lut, LutPlacement placement, int max_step_tokens, LutRead read)
     : lut_(&lut),
       placement_(placement),
       read_(read),
@@ -49,22 +31,20 @@ LutRows::LutRows(const LutStore& lut, LutPlacement placement, int max_step_token
       copy_start_{make_event(true), make_event(true)},
       copy_end_{make_event(true), make_event(true)} {}
 
-LutRows::~LutRows() {
+LutStream::~LutStream() {
   cudaStreamSynchronize(copy_.get());  // no copy may still read or write what is freed next
 }
 
-std::unique_ptr<LutRows> LutRows::create(const LutStore& lut, LutPlacement placement, int max_step_tokens,
-                                         LutRead read) {
+std::unique_ptr<LutStream> LutStream::create(const LutStore& lut, LutPlacement placement, int max_step_tokens,
+                                             LutRead read, const std::string& record_file) {
   MOLE_CUDA_ASSERT(max_step_tokens >= 1);
+  // Direct where the table already is in memory the device reads at full speed: --lut device, and --lut host on an
+  // integrated GPU; unless `mole bench --record` measured otherwise on this device.
   const bool integrated = device_attribute(cudaDevAttrIntegrated) != 0;
-  if (placement == LutPlacement::Disk) {
-    read = LutRead::Copy;
-  } else if (read == LutRead::Auto) {
-    read = placement == LutPlacement::Device || integrated ? LutRead::Direct : LutRead::Copy;
-  }
-  if (read == LutRead::Direct && placement == LutPlacement::Host && !device_attribute(cudaDevAttrCanMapHostMemory))
-    throw Error("--lut-read direct: this GPU cannot map host memory, which reading the table in place needs; use copy");
-  std::unique_ptr<LutRows> s(new LutRows(lut, placement, max_step_tokens, read));
+  const bool can_map = placement != LutPlacement::Host || device_attribute(cudaDevAttrCanMapHostMemory) != 0;
+  read = resolve_lut_read(read, placement, placement == LutPlacement::Device || integrated, can_map,
+                          "this GPU cannot map host memory, which reading the table in place needs", record_file);
+  std::unique_ptr<LutStream> s(new LutStream(lut, placement, max_step_tokens, read));
   const size_t ring_bytes = lut.row_bytes() * size_t(max_step_tokens);
   if (placement == LutPlacement::Device) s->place_on_device();
   if (placement == LutPlacement::Host) s->place_in_host_memory();
@@ -74,7 +54,7 @@ std::unique_ptr<LutRows> LutRows::create(const LutStore& lut, LutPlacement place
   return s;
 }
 
-void LutRows::place_on_device() {
+void LutStream::place_on_device() {
   const size_t bytes = lut_->bytes();
   size_t free = 0, total = 0;
   CUDA_CHECK(cudaMemGetInfo(&free, &total));
@@ -89,7 +69,7 @@ void LutRows::place_on_device() {
 // The file's pages are registered where possible: no copy, and no second copy of a multi-GB table in memory. The
 // registration covers whole pages, from the page holding row 0 to the one holding the last byte, all inside the
 // mapping (it is readable up to its length rounded up to a page).
-void LutRows::place_in_host_memory() {
+void LutStream::place_in_host_memory() {
   const LutStore& lut = *lut_;
   lut.prefetch_all();  // the whole table into memory now, as this placement promises
   std::string why;
@@ -130,13 +110,11 @@ void LutRows::place_in_host_memory() {
   }
 }
 
-void LutRows::stream(const std::vector<int32_t>& ids, cudaEvent_t ring_free) {
+void LutStream::stream(const std::vector<int32_t>& ids, cudaEvent_t ring_free) {
   MOLE_CUDA_ASSERT(int(ids.size()) <= max_tokens_);
-  for (int32_t id : ids)
-    if (id < 0 || int64_t(id) >= lut_->rows())
-      throw Error("token id " + std::to_string(id) + " is outside the lookup table (" + std::to_string(lut_->rows()) +
-                  " rows)");
+  check_lut_ids(*lut_, ids);
   rows_streamed_ = int(ids.size());
+  rows_moved_ += ids.size();
   slot_ ^= 1;
   copy_timed_[slot_] = false;
   if (direct() || ids.empty()) return;
@@ -147,11 +125,7 @@ void LutRows::stream(const std::vector<int32_t>& ids, cudaEvent_t ring_free) {
   // also means ready() is recorded again only once no launched step can still be waiting on its last record.
   CUDA_CHECK(cudaEventSynchronize(ring_free));
   CUDA_CHECK(cudaEventSynchronize(ready_.get()));
-  if (placement_ == LutPlacement::Disk) {  // the page faults, i.e. the disk reads, happen here
-    lut_->prefetch(ids);
-    uint8_t* staging = static_cast<uint8_t*>(staging_.get());
-    for (size_t t = 0; t < ids.size(); t++) std::memcpy(staging + t * row, lut_->row(ids[t]), row);
-  }
+  if (placement_ == LutPlacement::Disk) gather_lut_rows(*lut_, ids, staging_.get());  // the disk reads happen here
   if (profiling_) CUDA_CHECK(cudaEventRecord(copy_start_[slot_].get(), copy_.get()));
   if (placement_ == LutPlacement::Disk) {
     CUDA_CHECK(cudaMemcpyAsync(ring, staging_.get(), ids.size() * row, cudaMemcpyHostToDevice, copy_.get()));
@@ -174,11 +148,11 @@ void LutRows::stream(const std::vector<int32_t>& ids, cudaEvent_t ring_free) {
   CUDA_CHECK(cudaEventRecord(ready_.get(), copy_.get()));
 }
 
-void LutRows::wait() {
+void LutStream::wait() {
   CUDA_CHECK(cudaStreamSynchronize(copy_.get()));
 }
 
-double LutRows::copy_seconds(int slot) {
+double LutStream::copy_seconds(int slot) {
   if (slot < 0 || slot > 1 || !copy_timed_[slot]) return 0;
   float ms = 0;
   CUDA_CHECK(cudaEventElapsedTime(&ms, copy_start_[slot].get(), copy_end_[slot].get()));
