@@ -161,7 +161,10 @@ __global__ void __launch_bounds__(kTileThreads) matmul_tiled_kernel(MatMulArgs a
       if (lane == 0) inv_rms[m] = inv_rms_of(ss, a.K, a.eps);  // published by the barriers of the K loop
     }
   }
-  FragC c[2];
+  // c: the sums over the slices so far, added in float32 (round to nearest); s: one slice's sums on the tensor
+  // cores. A tensor core adds into its accumulator with truncation, so one long chain of MMAs over K drifts (NMSE up
+  // to 1e-9 at K = 2053 on an H100); restarting from zero every slice keeps each chain short.
+  FragC c[2], s[2];
   wmma::fill_fragment(c[0], 0.0f);
   wmma::fill_fragment(c[1], 0.0f);
   for (int k0 = 0; k0 < a.K; k0 += kTileK) {
@@ -180,6 +183,8 @@ __global__ void __launch_bounds__(kTileThreads) matmul_tiled_kernel(MatMulArgs a
       ws[m * kTileLd + kk] = wv;
     }
     __syncthreads();
+    wmma::fill_fragment(s[0], 0.0f);
+    wmma::fill_fragment(s[1], 0.0f);
 #pragma unroll
     for (int kk = 0; kk < kTileK; kk += 8) {
       FragA a_hi, a_lo;
@@ -190,11 +195,16 @@ __global__ void __launch_bounds__(kTileThreads) matmul_tiled_kernel(MatMulArgs a
         FragB b_hi, b_lo;
         wmma::load_matrix_sync(b_hi, ws + (wn * 32 + j * 16) * kTileLd + kk, kTileLd);
         split_tf32(b_hi, b_lo);  // 16-bit weights: b_lo is all zero, not used
-        wmma::mma_sync(c[j], a_lo, b_hi, c[j]);
-        if constexpr (DT == DType::F32) wmma::mma_sync(c[j], a_hi, b_lo, c[j]);
-        wmma::mma_sync(c[j], a_hi, b_hi, c[j]);
+        wmma::mma_sync(s[j], a_lo, b_hi, s[j]);
+        if constexpr (DT == DType::F32) wmma::mma_sync(s[j], a_hi, b_lo, s[j]);
+        wmma::mma_sync(s[j], a_hi, b_hi, s[j]);
       }
     }
+    // Accumulator fragments of one type map their elements alike, so they add element by element.
+#pragma unroll
+    for (int j = 0; j < 2; j++)
+#pragma unroll
+      for (int e = 0; e < s[j].num_elements; e++) c[j].x[e] += s[j].x[e];
     __syncthreads();  // xs and ws are staged again by the next slice
   }
   float* cs = smem;  // the 64 x 64 tile of dot products, row stride kTileLdC

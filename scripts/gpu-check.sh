@@ -183,13 +183,16 @@ sanitize() {
   [ -f "$model/config.json" ] || model=$B/models/kjv-mole-4l
   for tool in memcheck racecheck; do
     echo "-- $tool: mole run --backend cuda --lut host -n 8"
-    "$cs" --tool "$tool" --error-exitcode 99 "$M" run -m "$model" --backend cuda --lut host -p "In the beginning" \
-      -n 8 --temp 0 -q > /dev/null || rc=1
+    "$cs" --tool "$tool" --error-exitcode 99 --print-limit 20 "$M" run -m "$model" --backend cuda --lut host \
+      -p "In the beginning" -n 8 --temp 0 -q > /dev/null || rc=1
   done
   for op in gather argmax router_lut embed; do
     echo "-- memcheck: mole parity --backend cuda --op $op"
-    "$cs" --tool memcheck --error-exitcode 99 "$M" parity --backend cuda --op "$op" > "$work/sanitize.txt" 2>&1 || rc=1
-    grep -v ': OK$' "$work/sanitize.txt" | tail -15
+    "$cs" --tool memcheck --error-exitcode 99 --print-limit 20 "$M" parity --backend cuda --op "$op" \
+      > "$work/sanitize.txt" 2>&1 || rc=1
+    # The sanitizer's first reports (what went wrong first), then the failed cases and the summary.
+    grep -E '^=========' "$work/sanitize.txt" | head -60
+    grep -vE '^=========|: OK$' "$work/sanitize.txt" | tail -8
   done
   return $rc
 }
