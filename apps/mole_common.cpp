@@ -13,6 +13,7 @@
 #include "model/parallel.h"
 #include "model/paths.h"
 #include "model/reparam.h"
+#include "model/user_files.h"
 
 namespace mole::app {
 
@@ -53,11 +54,11 @@ void add_run_flags(CLI::App& cmd, RunFlags& f) {
 }
 
 std::string read_file_arg(const std::string& path, const std::string& flag) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(flag + " " + path + ": cannot open file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  try {
+    return read_file(path, "a text file");
+  } catch (const Error& e) {
+    throw Error(flag + " " + e.what());
+  }
 }
 
 void write_file_atomically(const std::string& path, const std::string& contents, const std::string& flag) {
@@ -111,7 +112,7 @@ std::vector<int32_t> parse_ids(const std::string& s, const std::string& flag) {
 
 Tokenizer load_tokenizer_for(const std::string& dir) {
   std::string path = dir + "/tokenizer.json";
-  if (!std::filesystem::exists(path))
+  if (path_kind(path) == PathKind::Missing)
     throw Error(dir +
                 ": no tokenizer.json; add the model's tokenizer file, or pass token ids where the command "
                 "takes them (run --prompt-ids)");
@@ -123,7 +124,7 @@ std::unique_ptr<LoadedModel> load_model(const RunFlags& f, bool need_tokenizer, 
   if (f.threads > 0) set_num_threads(f.threads);
   auto m = std::make_unique<LoadedModel>();
   m->dir = f.model.empty() ? default_model_dir() : f.model;
-  if (f.model.empty() && !std::filesystem::is_directory(m->dir))
+  if (f.model.empty() && path_kind(m->dir) != PathKind::Directory)
     throw Error("the built-in default model is missing at " + m->dir +
                 " (build it with `cmake --build build`, or install it with `cmake --install build`), or pass -m DIR");
   m->cfg = Config::load_dir(m->dir);
@@ -153,7 +154,8 @@ std::unique_ptr<LoadedModel> load_model(const RunFlags& f, bool need_tokenizer, 
       m->backend = make_backend(f.backend, f.device);
     }
   }
-  if (need_tokenizer || std::filesystem::exists(m->dir + "/tokenizer.json")) m->tokenizer = load_tokenizer_for(m->dir);
+  if (need_tokenizer || path_kind(m->dir + "/tokenizer.json") != PathKind::Missing)
+    m->tokenizer = load_tokenizer_for(m->dir);
   if (!make_engine) {
     m->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return m;

@@ -2,11 +2,9 @@
 #include "model/config.h"
 
 #include <cmath>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "model/error.h"
+#include "model/user_files.h"
 
 namespace mole {
 namespace {
@@ -116,22 +114,17 @@ Config Config::from_json(const nlohmann::json& j, const std::string& src) {
 }
 
 Config Config::load_dir(const std::string& dir) {
-  std::error_code ec;
-  if (!std::filesystem::exists(dir, ec))
-    throw Error(dir + ": no such directory (expected a Hugging Face model directory)");
-  if (!std::filesystem::is_directory(dir, ec))
+  const PathKind kind = path_kind(dir);
+  if (kind == PathKind::Missing) throw Error(dir + ": no such directory (expected a Hugging Face model directory)");
+  if (kind != PathKind::Directory)
     throw Error(dir + ": not a directory (expected a Hugging Face model directory holding config.json)");
   return load_file(dir + "/config.json");
 }
 
 Config Config::load_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(path + ": cannot open config.json (is -m a Hugging Face model directory?)");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, false);
-  if (j.is_discarded()) throw Error(path + ": not valid JSON");
-  return from_json(j, path);
+  if (path_kind(path) == PathKind::Missing)
+    throw Error(path + ": cannot open config.json: no such file (is -m a Hugging Face model directory?)");
+  return from_json(load_json_file(path, "config.json"), path);
 }
 
 }  // namespace mole

@@ -7,19 +7,16 @@
 
 #include <algorithm>
 #include <array>
-#include <cerrno>
 #include <chrono>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <unordered_map>
 #include <utility>
 
 #include "model/error.h"
+#include "model/user_files.h"
 
 namespace mole {
 namespace {
@@ -346,23 +343,6 @@ uint64_t pair_key(int32_t a, int32_t b) {
   throw Error(path + ": " + what);
 }
 
-std::string read_file(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, std::string("cannot open ") + what + ": " + std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) fail(path, std::string("cannot read ") + what);
-  return ss.str();
-}
-
-Json parse_json(const std::string& path, const char* what) {
-  try {
-    return Json::parse(read_file(path, what));
-  } catch (const Json::exception& e) {
-    fail(path, std::string(what) + " is not valid JSON: " + e.what());
-  }
-}
-
 std::string type_of(const Json& j) {
   return j.is_object() && j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>() : "";
 }
@@ -551,11 +531,10 @@ void Tokenizer::Impl::load_bos_eos() {
   const fs::path dir = fs::path(path).parent_path();
   std::vector<Json> configs;
   for (const char* name : {"tokenizer_config.json", "special_tokens_map.json"}) {
-    fs::path file = dir / name;
-    std::error_code ec;
-    if (!fs::exists(file, ec)) continue;
-    configs.push_back(parse_json(file.string(), name));
-    if (!configs.back().is_object()) fail(file.string(), "is not a JSON object");
+    const std::string file = (dir / name).string();
+    if (path_kind(file) == PathKind::Missing) continue;
+    configs.push_back(load_json_file(file, name));
+    if (!configs.back().is_object()) fail(file, "is not a JSON object");
   }
   auto lookup = [&](const char* key) -> std::optional<int32_t> {
     std::string name;
@@ -707,7 +686,7 @@ Tokenizer::Tokenizer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Tokenizer Tokenizer::load(const std::string& path) {
   auto impl = std::make_shared<Impl>();
   impl->path = path;
-  Json doc = parse_json(path, "tokenizer file");
+  Json doc = load_json_file(path, "tokenizer file");
   try {
     if (!doc.is_object()) fail(path, "tokenizer file is not a JSON object");
     impl->load_model(doc.value("model", Json()));
