@@ -184,6 +184,24 @@ bool is_file(const fs::path& p) {
   return path_kind(p.string()) == PathKind::File;
 }
 
+// A shard named by the index must be a file inside the checkpoint directory: a downloaded model must not make mole
+// read files elsewhere. Subfolders are allowed; an absolute path, a ".." component or a NUL character is not.
+// (Symbolic links inside the directory are followed: Hugging Face's cache links each file to a blob outside it.)
+void check_shard_name(const std::string& index_path, const std::string& tensor, const std::string& shard) {
+  auto fail = [&](const std::string& why) {
+    return Error(index_path + ": weight_map entry for tensor " + in_quotes(tensor) + " names " + why +
+                 "; shards must be files inside the checkpoint directory");
+  };
+  // Named without echoing it: a NUL would cut the message short.
+  if (shard.find('\0') != std::string::npos) throw fail("a shard with a NUL character in its name");
+  const std::string named = "shard " + in_quotes(shard) + ", ";
+  const fs::path p(shard);
+  if (p.is_absolute()) throw fail(named + "an absolute path");
+  for (const fs::path& part : p) {
+    if (part == "..") throw fail(named + "which leaves the checkpoint directory through \"..\"");
+  }
+}
+
 }  // namespace
 
 // Three dtypes only: adding one means revisiting these, to_f32 and f32_to_bytes.
@@ -398,6 +416,7 @@ TensorSet TensorSet::open_dir(const std::string& dir) {
         throw Error(index_path + ": weight_map entry for tensor " + in_quotes(tensor) +
                     " must be a shard file name, got " + brief(shard));
       }
+      check_shard_name(index_path, tensor, shard.get<std::string>());
       weight_map[tensor] = shard.get<std::string>();
       shards.emplace(shard.get<std::string>(), tensor);
     }

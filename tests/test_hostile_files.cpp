@@ -1,6 +1,6 @@
 // Hostile files (issue 13), each class checked against what it must give, independently of any one file: JSON
 // nested past the limit in every JSON file mole reads, safetensors headers of 100,000 tensors, symbolic-link loops
-// and directories where files should be. Each must be a
+// and directories where files should be, and shard names that leave the checkpoint directory. Each must be a
 // mole::Error naming the file, within seconds; never a crash, a std::filesystem exception or a file read elsewhere.
 #include <doctest/doctest.h>
 
@@ -237,4 +237,27 @@ TEST_CASE("hostile: symbolic-link loops where model files should be are errors n
     make_loop(tmp / "out");
     check_contains(error_of([&] { convert_checkpoint(train, tmp / "out", o); }), {tmp / "out", loops});
   }
+}
+
+TEST_CASE("hostile: shard names that leave the checkpoint directory are rejected naming the index and entry") {
+  TempDir tmp;
+  const std::string dir = tmp / "m", index = dir + "/model.safetensors.index.json";
+  fs::create_directories(dir + "/sub");
+  const std::vector<float> one = {1.0f};
+  // A valid shard outside the directory: opening it would succeed, so only the name check can reject it.
+  write_safetensors(tmp / "outside.safetensors", {{"a", DType::F32, {1}, f32_to_bytes(one.data(), 1, DType::F32)}});
+  write_safetensors(dir + "/sub/inside.safetensors", {{"a", DType::F32, {1}, f32_to_bytes(one.data(), 1, DType::F32)}});
+  for (const std::string& name : {std::string("../outside.safetensors"), tmp / "outside.safetensors",
+                                  std::string("sub/../../outside.safetensors"), std::string("./../outside.safetensors"),
+                                  std::string("sub/../../m/../outside.safetensors")}) {
+    CAPTURE(name);
+    write_text(index, nlohmann::json{{"weight_map", {{"a", name}}}}.dump());
+    check_contains(error_of([&] { TensorSet::open_dir(dir); }),
+                   {index, "'a'", "'" + name + "'", "inside the checkpoint directory"});
+  }
+  write_text(index, R"({"weight_map":{"a":"sub/inside.safetensors\u0000/../../../outside.safetensors"}})");
+  check_contains(error_of([&] { TensorSet::open_dir(dir); }), {index, "'a'", "NUL"});
+  // A subfolder inside the directory is fine.
+  write_text(index, R"({"weight_map":{"a":"sub/inside.safetensors"}})");
+  CHECK(TensorSet::open_dir(dir).get("a").file == dir + "/sub/inside.safetensors");
 }
