@@ -343,6 +343,29 @@ uint64_t pair_key(int32_t a, int32_t b) {
   throw Error(path + ": " + what);
 }
 
+// A token in an error message: quoted, cut short, control characters escaped (a NUL would end the message).
+std::string shown(const std::string& token) {
+  std::string out = "\"";
+  for (size_t i = 0; i < token.size() && i < 60; ++i) {
+    auto c = static_cast<unsigned char>(token[i]);
+    if (c < 0x20 || c == 0x7F) {
+      static const char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + (token.size() > 60 ? "...\"" : "\"");
+}
+
+// A JSON value in an error message, cut short.
+std::string brief(const Json& v) {
+  std::string s = v.dump(-1, ' ', false, Json::error_handler_t::replace);
+  return s.size() > 40 ? s.substr(0, 37) + "..." : s;
+}
+
 std::string type_of(const Json& j) {
   return j.is_object() && j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>() : "";
 }
@@ -373,14 +396,34 @@ struct Tokenizer::Impl {
   mutable std::mutex cache_mutex;
   mutable StringMap<std::vector<int32_t>> cache;
 
-  void set_token(int32_t id, const std::string& token) {
-    if (id < 0 || id >= kMaxTokenId) fail(path, "token \"" + token + "\" has bad id " + std::to_string(id));
+  // Gives `id` to `token`; `where` names the entry for errors. An id already given to a different token is an error
+  // (an added token may restate a model token's id with the same content, as GPT-NeoX's <|endoftext|> does).
+  void set_token(int32_t id, const std::string& token, const std::string& where) {
+    if (id < 0 || id >= kMaxTokenId) fail(path, where + " has id " + std::to_string(id) + ", far past any vocabulary");
     if (static_cast<size_t>(id) >= tokens.size()) {
       tokens.resize(id + 1);
       has_id.resize(id + 1, false);
     }
+    if (has_id[id] && tokens[id] != token) {
+      fail(path, where + " has id " + std::to_string(id) + ", which is already the id of token " + shown(tokens[id]) +
+                     "; every id names one token");
+    }
     tokens[id] = token;
     has_id[id] = true;
+  }
+  // An id as tokenizer.json gives it: an integer in [0, limit). Anything else (a fraction, a string, a negative
+  // number, 2^31 or more, or an id past the vocabulary) would be truncated, wrapped or leave a hole.
+  int32_t parse_id(const Json& v, int64_t limit, const std::string& where, const std::string& limit_meaning) const {
+    if (!v.is_number_integer()) fail(path, where + " has id " + brief(v) + ", which is not an integer");
+    const bool negative = !v.is_number_unsigned() && v.get<int64_t>() < 0;
+    if (negative || (v.is_number_unsigned() ? v.get<uint64_t>() > uint64_t(INT32_MAX) : v.get<int64_t>() > INT32_MAX))
+      fail(path, where + " has id " + v.dump() + ", outside [0, 2^31)");
+    const int64_t id = v.get<int64_t>();
+    if (id >= limit) {
+      fail(path, where + " has id " + std::to_string(id) + ", outside the vocabulary (" + limit_meaning +
+                     ", so ids 0 to " + std::to_string(limit - 1) + ")");
+    }
+    return static_cast<int32_t>(id);
   }
 
   void load_model(const Json& model);
@@ -421,9 +464,12 @@ void Tokenizer::Impl::load_model(const Json& model) {
   if (!model.contains("merges") || !model["merges"].is_array()) fail(path, "model.merges is missing or not an array");
 
   const StringMap<int32_t>& vocab = token_ids;  // only model tokens so far; added tokens come later
+  // Ids are 0..N-1 for N tokens: with no id repeated (set_token), every one below N is used exactly once.
+  const int64_t n = static_cast<int64_t>(model["vocab"].size());
   for (const auto& [token, id_json] : model["vocab"].items()) {
-    auto id = id_json.get<int32_t>();
-    set_token(id, token);
+    const std::string where = "model.vocab token " + shown(token);
+    const int32_t id = parse_id(id_json, n, where, "model.vocab has " + std::to_string(n) + " tokens");
+    set_token(id, token, where);
     token_ids.emplace(token, id);
   }
   const auto& table = byte_level();
@@ -482,10 +528,14 @@ void Tokenizer::Impl::load_pipeline(const Json& doc) {
 void Tokenizer::Impl::load_added(const Json& list) {
   if (list.is_null()) return;
   if (!list.is_array()) fail(path, "added_tokens is not an array");
+  // Added tokens either restate a model token or extend the vocabulary past it, without leaving holes.
+  const int64_t limit = static_cast<int64_t>(tokens.size() + list.size());
   for (const Json& t : list) {
     AddedToken tok;
     tok.content = t.at("content").get<std::string>();
-    tok.id = t.at("id").get<int32_t>();
+    const std::string where = "added token " + shown(tok.content);
+    tok.id = parse_id(t.at("id"), limit, where,
+                      std::to_string(tokens.size()) + " model tokens and " + std::to_string(list.size()) + " added");
     tok.single_word = t.value("single_word", false);
     tok.lstrip = t.value("lstrip", false);
     tok.rstrip = t.value("rstrip", false);
@@ -497,10 +547,10 @@ void Tokenizer::Impl::load_added(const Json& list) {
       // HF matches a normalized token's normalized content against normalized text, and decodes that form too.
       std::string norm_content;
       if (nfc) append_nfc(tok.content, norm_content);
-      set_token(tok.id, nfc ? norm_content : tok.content);
+      set_token(tok.id, nfc ? norm_content : tok.content, where);
       normalized_trie.insert(tokens[tok.id], index);
     } else {
-      set_token(tok.id, tok.content);
+      set_token(tok.id, tok.content, where);
       raw_trie.insert(tok.content, index);
     }
     token_ids[tok.content] = tok.id;
@@ -521,7 +571,13 @@ void Tokenizer::Impl::load_post_processor(const Json& pp) {
       }
       const std::string name = item.at("SpecialToken").at("id").get<std::string>();
       const Json& special = p.at("special_tokens").at(name);
-      for (const Json& id : special.at("ids")) (after_sequence ? suffix_ids : prefix_ids).push_back(id.get<int32_t>());
+      for (const Json& id_json : special.at("ids")) {
+        const std::string where = "post_processor special token " + shown(name);
+        const int32_t id = parse_id(id_json, INT32_MAX, where, "");  // then checked against the ids given
+        if (static_cast<size_t>(id) >= tokens.size() || !has_id[id])
+          fail(path, where + " has id " + std::to_string(id) + ", which is not a token of the vocabulary");
+        (after_sequence ? suffix_ids : prefix_ids).push_back(id);
+      }
     }
   }
 }

@@ -260,7 +260,51 @@ TEST_CASE("tokenizer: bad tokenizer files are a mole::Error naming the file") {
   check_load_error(bad_merge.path, "merge 1");
 
   TempFile wrong_type("wrong_type.json", R"({"model":{"type":"BPE","vocab":{"a":"zero"},"merges":[]}})");
-  check_load_error(wrong_type.path, "unexpected tokenizer.json content");
+  check_load_error(wrong_type.path, "not an integer");
+}
+
+TEST_CASE("tokenizer: impossible ids are a mole::Error naming the file and the token") {
+  // A small byte-level BPE: model tokens a=0, b=1, ab=2, then whatever each case changes.
+  auto doc = [](const std::string& vocab, const std::string& added = "[]", const std::string& post = "null") {
+    return R"({"model":{"type":"BPE","vocab":)" + vocab + R"(,"merges":["a b"]},"added_tokens":)" + added +
+           R"(,"pre_tokenizer":{"type":"ByteLevel"},"decoder":{"type":"ByteLevel"},"post_processor":)" + post + "}";
+  };
+  const std::string good = R"({"a":0,"b":1,"ab":2})";
+  auto template_with = [](const std::string& ids) {
+    return R"({"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<s>","type_id":0}},)"
+           R"({"Sequence":{"id":"A","type_id":0}}],"pair":[],"special_tokens":{"<s>":{"id":"<s>","ids":)" +
+           ids + R"(,"tokens":["<s>"]}}})";
+  };
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {doc(R"({"a":0,"b":0,"ab":1})"), "already the id of token"},              // duplicate ids
+      {doc(R"({"a":0,"b":2147483648,"ab":2})"), "outside [0, 2^31)"},           // 2^31
+      {doc(R"({"a":0,"b":4294967297,"ab":2})"), "outside [0, 2^31)"},           // 2^32 + 1 wrapped to 1 before
+      {doc(R"({"a":0,"b":-1,"ab":2})"), "outside [0, 2^31)"},                   // negative
+      {doc(R"({"a":0,"b":1.5,"ab":2})"), "not an integer"},                     // truncated to 1 before
+      {doc(R"({"a":0,"b":"1","ab":2})"), "not an integer"},                     // a string
+      {doc(R"({"a":0,"b":true,"ab":2})"), "not an integer"},                    // a boolean
+      {doc(R"({"a":0,"b":1,"ab":7})"), "outside the vocabulary"},               // a hole at 2..6
+      {doc(good, R"([{"id":9,"content":"<x>"}])"), "outside the vocabulary"},   // past vocab + added
+      {doc(good, R"([{"id":1,"content":"<x>"}])"), "already the id of token"},  // a model token's id, other content
+      {doc(good, R"([{"id":3,"content":"<x>"},{"id":3,"content":"<y>"}])"), "already the id of token"},
+      {doc(good, R"([{"id":3.0,"content":"<x>"}])"), "not an integer"},
+      {doc(good, R"([{"id":3,"content":"<x>"}])", template_with("[99]")), "not a token of the vocabulary"},
+      {doc(good, R"([{"id":3,"content":"<x>"}])", template_with("[4294967299]")), "outside [0, 2^31)"},
+      {doc(good, R"([{"id":3,"content":"<x>"}])", template_with("[\"3\"]")), "not an integer"},
+  };
+  for (size_t i = 0; i < bad.size(); ++i) {
+    CAPTURE(bad[i].first);
+    TempFile file("ids_" + std::to_string(i) + ".json", bad[i].first);
+    check_load_error(file.path, bad[i].second);
+  }
+  // What is allowed: an added token restating a model token, and one extending the vocabulary, used by the
+  // post-processor.
+  TempFile ok("ids_ok.json",
+              doc(good, R"([{"id":2,"content":"ab"},{"id":3,"content":"<s>","special":true}])", template_with("[3]")));
+  const mole::Tokenizer tok = mole::Tokenizer::load(ok.path);
+  CHECK(tok.vocab_size() == 4);
+  CHECK(tok.encode("ab") == std::vector<int32_t>{3, 2});
+  CHECK(tok.encode("<s>a") == std::vector<int32_t>{3, 3, 0});
 }
 
 TEST_CASE("tokenizer: merges given as pairs load the same as merges given as strings") {
