@@ -1,8 +1,11 @@
 // Model loading and small helpers shared by the mole subcommands.
 #include "apps/mole_common.h"
 
+#include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -25,13 +28,53 @@ std::string default_model_dir() {
 OwnedBackendLutRows::OwnedBackendLutRows(const Config& cfg, const Weights& w, std::unique_ptr<Backend> backend)
     : backend_(std::move(backend)), rows_(std::make_unique<BackendLutRows>(cfg, w, *backend_)) {}
 
+namespace {
+
+// The flag's value as a finite number, or an error message.
+std::optional<double> finite_number(const std::string& s, std::string& error) {
+  char* end = nullptr;
+  errno = 0;
+  const double v = std::strtod(s.c_str(), &end);
+  if (s.empty() || end != s.c_str() + s.size()) {
+    error = "'" + s + "' is not a number";
+    return std::nullopt;
+  }
+  if (!std::isfinite(v) || errno == ERANGE) {
+    error = "'" + s + "' is not a finite number";
+    return std::nullopt;
+  }
+  return v;
+}
+
+std::string number_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.10g", v);
+  return buf;
+}
+
+}  // namespace
+
+CLI::Validator number_in(double lo, double hi, const std::string& note) {
+  const std::string range = "[" + number_text(lo) + ", " + number_text(hi) + "]";
+  return CLI::Validator(
+      [lo, hi, range, note](std::string& s) -> std::string {
+        std::string error;
+        auto v = finite_number(s, error);
+        if (!v) return error;
+        if (*v >= lo && *v <= hi) return "";
+        return s + " is outside " + range + (note.empty() ? "" : " (" + note + ")");
+      },
+      "in " + range);
+}
+
 void add_run_flags(CLI::App& cmd, RunFlags& f) {
   cmd.add_option("-m,--model", f.model,
                  "Model directory (Hugging Face layout: config.json, *.safetensors, tokenizer.json); default: the "
                  "built-in model, or $MOLE_MODEL");
   cmd.add_option("--backend", f.backend, "Compute backend: auto, cpu, vulkan or cuda (see `mole devices`)")
       ->capture_default_str();
-  cmd.add_option("--device", f.device, "GPU index from `mole devices` (default: $MOLE_VK_DEVICE, else the best)");
+  cmd.add_option("--device", f.device, "GPU index from `mole devices` (default: $MOLE_VK_DEVICE, else the best)")
+      ->check(number_in(-1, INT32_MAX, "-1 = the default"));
   cmd.add_option("--lut", f.lut,
                  "Where the lookup table lives: device, host or disk; auto = the backend's choice (vulkan: host; "
                  "cpu: disk for a table in a file; host for one computed at load)")
@@ -43,11 +86,12 @@ void add_run_flags(CLI::App& cmd, RunFlags& f) {
       ->capture_default_str();
   cmd.add_option("-c,--ctx-size", f.ctx_size,
                  "Context length in tokens (default: max_position_embeddings, times the RoPE scaling factor if any)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(number_in(0, kMaxContext, "0 = the model's"));
   cmd.add_option("--ubatch-size", f.ubatch, "Most tokens per step; longer prompts run in chunks")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  cmd.add_option("-t,--threads", f.threads, "CPU threads (default: one per core)")->check(CLI::NonNegativeNumber);
+      ->check(number_in(1, kMaxContext));
+  cmd.add_option("-t,--threads", f.threads, "CPU threads (default: one per core)")
+      ->check(number_in(0, kMaxThreads, "0 = one per core"));
   cmd.add_flag("-q,--quiet", f.quiet, "No progress bars or load messages on stderr");
   cmd.add_flag("--profile", f.profile,
                "Print a per-op time table at the end (GPU timestamps on Vulkan, wall time on the CPU)");
