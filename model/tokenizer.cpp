@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -16,6 +15,7 @@
 #include <utility>
 
 #include "model/error.h"
+#include "model/nfc.h"
 #include "model/user_files.h"
 
 namespace mole {
@@ -122,27 +122,6 @@ void append_char(char32_t cp, std::string& out) {
   std::array<utf8proc_uint8_t, 4> buf{};
   auto n = utf8proc_encode_char(static_cast<utf8proc_int32_t>(cp), buf.data());
   out.append(reinterpret_cast<const char*>(buf.data()), static_cast<size_t>(n));
-}
-
-// Appends NFC(s) (s is valid UTF-8). utf8proc before 2.9 wrongly composes an LV syllable with U+11A7, which is
-// not a trailing consonant; U+11A7 is a starter that composes with nothing, so normalizing around it is exact.
-void append_nfc(std::string_view s, std::string& out) {
-  constexpr std::string_view kJamo11A7 = "\xE1\x86\xA7";
-  for (size_t begin = 0; begin <= s.size();) {
-    size_t end = std::min(s.find(kJamo11A7, begin), s.size());
-    if (end > begin) {
-      utf8proc_uint8_t* dst = nullptr;
-      auto n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data() + begin),
-                            static_cast<utf8proc_ssize_t>(end - begin), &dst,
-                            static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
-      if (n < 0) throw Error(std::string("tokenizer: cannot NFC-normalize text: ") + utf8proc_errmsg(n));
-      out.append(reinterpret_cast<const char*>(dst), static_cast<size_t>(n));
-      std::free(dst);
-    }
-    if (end == s.size()) break;
-    out.append(kJamo11A7);
-    begin = end + kJamo11A7.size();
-  }
 }
 
 enum class CharClass : uint8_t { kLetter, kNumber, kSpace, kOther };
@@ -546,7 +525,7 @@ void Tokenizer::Impl::load_added(const Json& list) {
     if (tok.normalized) {
       // HF matches a normalized token's normalized content against normalized text, and decodes that form too.
       std::string norm_content;
-      if (nfc) append_nfc(tok.content, norm_content);
+      if (nfc) append_nfc_hf(tok.content, norm_content);
       set_token(tok.id, nfc ? norm_content : tok.content, where);
       normalized_trie.insert(tokens[tok.id], index);
     } else {
@@ -773,7 +752,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
     bool needs_nfc =
         im.nfc && std::any_of(piece.begin(), piece.end(), [](char c) { return static_cast<unsigned char>(c) >= 0xCC; });
     if (needs_nfc) {
-      append_nfc(piece, normalized);
+      append_nfc_hf(piece, normalized);
       piece = normalized;
     }
     im.split_added(piece, im.normalized_trie, [&](std::string_view sub, int32_t sub_id) {

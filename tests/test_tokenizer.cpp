@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "model/error.h"
+#include "model/nfc.h"
 #include "model/paths.h"
 #include "model/tokenizer.h"
 
@@ -132,6 +134,36 @@ TEST_CASE("tokenizer: encode and decode match Hugging Face tokenizers on every r
   const auto& all = cases();
   REQUIRE(all.size() >= 500);
   MESSAGE(check_cases(neox(), all) << " of " << all.size() << " Hugging Face cases match");
+}
+
+TEST_CASE("tokenizer: characters from every Unicode version after 9.0 normalize as Hugging Face's NFC leaves them") {
+  // Hugging Face normalizes with Unicode 9.0 tables (model/nfc.h); utf8proc's newer ones would reorder or compose
+  // each of these texts. Recorded with tokenizers (tools/tokenizer-cases/gen.js), for each version through 17.0.
+  std::map<std::string, size_t> per_version;
+  for (const auto& c : cases_doc().at("unicode_version_cases")) per_version[c.at("unicode").get<std::string>()]++;
+  for (const char* version : {"10.0", "11.0", "12.0", "12.1", "13.0", "14.0", "15.0", "15.1", "16.0", "17.0"}) {
+    CAPTURE(version);
+    CHECK(per_version[version] > 0);
+  }
+  const std::vector<Case> all = read_cases("unicode_version_cases");
+  CHECK(check_cases(neox(), all) == all.size());
+  // The texts do differ under utf8proc's own NFC, so the cases would catch a tokenizer that used it.
+  size_t differ = 0;
+  for (const Case& c : all) differ += nfc(c.text) != c.decoded;
+  CHECK(differ >= 20);
+}
+
+TEST_CASE("tokenizer: the Unicode 9.0 assignment table's edges") {
+  // Spot checks against the Unicode Character Database's DerivedAge.txt.
+  for (char32_t cp :
+       {0x0U, 0x377U, 0x37AU, 0x1DF5U, 0x1E94AU, 0xAC00U, 0xD7A3U, 0xD800U, 0xE000U, 0xFFFFU, 0x2B820U, 0x10FFFFU}) {
+    CAPTURE(uint32_t(cp));
+    CHECK(mole::assigned_in_unicode9(cp));
+  }
+  for (char32_t cp : {0x378U, 0x7FDU, 0x1DF6U, 0x32FFU, 0x11930U, 0x1E4ECU, 0x2EBF0U, 0x16D67U, 0x1E6E3U, 0xE0000U}) {
+    CAPTURE(uint32_t(cp));
+    CHECK_FALSE(mole::assigned_in_unicode9(cp));
+  }
 }
 
 TEST_CASE("tokenizer: added tokens with lstrip, rstrip, single_word and normalized flags match Hugging Face") {
