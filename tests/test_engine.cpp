@@ -6,6 +6,7 @@
 #include "model/cpu_backend.h"
 #include "model/error.h"
 #include "model/forward.h"
+#include "model/parallel.h"
 #include "model/sampling.h"
 #include "tests/test_helpers.h"
 
@@ -175,4 +176,13 @@ TEST_CASE("engine sizes: --ubatch-size past the context sizes nothing more; out-
                   {{"max_position_embeddings", 8}, {"rope_scaling", {{"type", "dynamic"}, {"factor", 2.0}}}}));
   o.max_context = kMaxContext + 1;
   CHECK_THROWS_WITH_AS(Engine(scaled.cfg, scaled.w, &*scaled.lut, *be2, o), doctest::Contains("--ctx-size"), Error);
+}
+
+TEST_CASE("thread counts outside [0, kMaxThreads] are errors naming -t; the pool restarts at the size asked for") {
+  CHECK_THROWS_WITH_AS(set_num_threads(kMaxThreads + 1), doctest::Contains("-t"), Error);
+  CHECK_THROWS_WITH_AS(set_num_threads(-1), doctest::Contains("-t"), Error);
+  set_num_threads(3);
+  CHECK(num_threads() == 3);
+  set_num_threads(0);  // back to one per core for the other cases
+  CHECK(num_threads() >= 1);
 }
