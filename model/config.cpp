@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <initializer_list>
+#include <limits>
 
 #include "model/error.h"
 #include "model/user_files.h"
@@ -68,8 +69,10 @@ Config Config::from_json(const nlohmann::json& j, const std::string& src) {
   c.num_kv_heads = get_int(j, "num_key_value_heads", c.num_heads, src);
   c.num_experts = get_int(j, "num_experts", 0, src);
   c.max_position_embeddings = get_int(j, "max_position_embeddings", 2048, src);
-  const double eps = get_num(j, "rms_norm_eps", 1e-6, src);  // checked before it is narrowed to float
-  require(eps > 0 && eps <= 1, src, "rms_norm_eps must be a positive number of at most 1");
+  // Checked before it is narrowed to float: 1e300 would overflow it and 1e-86 become 0 (found by fuzz_config).
+  const double eps = get_num(j, "rms_norm_eps", 1e-6, src);
+  require(eps >= std::numeric_limits<float>::min() && eps <= 1, src,
+          "rms_norm_eps must be a positive number from 1.2e-38 (the least float32) to 1");
   c.rms_norm_eps = float(eps);
   c.rope_theta = get_num(j, "rope_theta", 10000.0, src);
   c.bos_token_id = get_token_id(j, "bos_token_id", src);

@@ -88,6 +88,7 @@ TEST_CASE("sizes derived from config.json are range-checked in 64 bits, naming t
       {{{"intermediate_size", 2147483647}, {"hidden_size", 1048576}}, "an MLP matrix"},
       {{{"num_hidden_layers", 2147483647}, {"num_experts", 2147483647}}, "the lookup table"},  // L*E*D overflows int64
       {{{"rms_norm_eps", 1e300}}, "rms_norm_eps"},  // would overflow the float it is stored in
+      {{{"rms_norm_eps", 1e-86}}, "rms_norm_eps"},  // would become 0 in it (found by fuzz_config)
       {{{"eos_token_id", 4294967296}}, "eos_token_id"},
       {{{"eos_token_id", nlohmann::json::parse("4294967296")}}, "eos_token_id"},  // as read from a file: unsigned
       {{{"bos_token_id", {-1}}}, "bos_token_id"},
