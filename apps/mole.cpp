@@ -14,6 +14,7 @@
 #include "model/checkpoint_io.h"
 #include "model/error.h"
 #include "model/generate.h"
+#include "model/parallel.h"
 #include "model/progress.h"
 
 using namespace mole;
@@ -78,12 +79,22 @@ int cmd_run(RunArgs& a) {
         throw Error("--prompt-ids: token id " + std::to_string(id) + " is outside the model's vocabulary [0, " +
                     std::to_string(m->cfg.vocab_size) + ")");
   } else {
+    const std::string flag = a.prompt_file.empty() ? std::string("-p") : "-f " + a.prompt_file;
     try {
       ids = m->tokenizer->encode(a.prompt);
     } catch (const Error& e) {
-      throw Error((a.prompt_file.empty() ? std::string("-p") : "-f " + a.prompt_file) + ": " + e.what());
+      throw Error(flag + ": " + e.what());
     }
+    for (int32_t id : ids)
+      if (id >= m->cfg.vocab_size)
+        throw Error(flag + ": the tokenizer gives token id " + std::to_string(id) +
+                    ", outside the model's vocabulary [0, " + std::to_string(m->cfg.vocab_size) + "): does " + m->dir +
+                    "/tokenizer.json belong to this model?");
   }
+  // Checked before anything is printed: a run that cannot hold its prompt prints nothing.
+  if (int64_t(ids.size()) > m->engine->max_context())
+    throw Error("the prompt has " + std::to_string(ids.size()) + " tokens but the context holds " +
+                std::to_string(m->engine->max_context()) + "; shorten it, or raise -c/--ctx-size");
 
   GenerateOptions go;
   go.max_new_tokens = a.n_predict;
@@ -100,9 +111,11 @@ int cmd_run(RunArgs& a) {
   StopFilter stop(a.stops);
   std::string text;
   if (!a.json && !a.no_display_prompt) {
-    std::string shown = a.prompt_ids.empty() ? a.prompt : (m->tokenizer ? m->tokenizer->decode(ids) : "");
-    std::fputs(shown.c_str(), stdout);
-    std::fflush(stdout);
+    go.on_prefilled = [&] {
+      std::string shown = a.prompt_ids.empty() ? a.prompt : (m->tokenizer ? m->tokenizer->decode(ids) : "");
+      std::fputs(shown.c_str(), stdout);
+      std::fflush(stdout);
+    };
   }
   auto emit = [&](const std::string& s) {
     text += s;
@@ -165,18 +178,26 @@ int cmd_run(RunArgs& a) {
 }
 
 void add_sampling_flags(CLI::App* c, RunArgs& a) {
-  c->add_option("--temp", a.sp.temperature, "Temperature; 0 = greedy")->capture_default_str();
-  c->add_option("--top-k", a.sp.top_k, "Keep the K most likely tokens; 0 = off")->capture_default_str();
+  // Every value finite and in range (a NaN temperature or penalty would make every probability NaN).
+  c->add_option("--temp", a.sp.temperature, "Temperature; 0 = greedy")->capture_default_str()->check(number_in(0, 1e6));
+  c->add_option("--top-k", a.sp.top_k, "Keep the K most likely tokens; 0 = off")
+      ->capture_default_str()
+      ->check(number_in(0, INT32_MAX));
   c->add_option("--top-p", a.sp.top_p, "Nucleus sampling threshold; 1 = off")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(number_in(0.0, 1.0));
   c->add_option("--min-p", a.sp.min_p, "Drop tokens below min-p times the top probability; 0 = off")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
-  c->add_option("--repeat-penalty", a.sp.repeat_penalty, "Penalty for recent tokens; 1 = off")->capture_default_str();
+      ->check(number_in(0.0, 1.0));
+  c->add_option("--repeat-penalty", a.sp.repeat_penalty, "Penalty for recent tokens; 1 = off")
+      ->capture_default_str()
+      ->check(number_in(1e-6, 1e6));
   c->add_option("--repeat-last-n", a.sp.repeat_last_n, "How many recent tokens the penalty covers; -1 = all")
-      ->capture_default_str();
-  c->add_option("-s,--seed", a.seed, "Random seed; -1 = random")->capture_default_str();
+      ->capture_default_str()
+      ->check(number_in(-1, INT32_MAX, "-1 = all"));
+  c->add_option("-s,--seed", a.seed, "Random seed; -1 = random")
+      ->capture_default_str()
+      ->check(number_in(-1, 9e18, "-1 = random"));
 }
 
 }  // namespace
@@ -193,7 +214,8 @@ int main(int argc, char** argv) {
   c_run->add_option("-f,--file", run.prompt_file, "Read the prompt from a file");
   c_run->add_option("--prompt-ids", run.prompt_ids, "Prompt as token ids, e.g. 1,2,3 (no tokenizer needed)");
   c_run->add_option("-n,--n-predict", run.n_predict, "Tokens to generate; -1 = until EOS or the context is full")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(number_in(-1, INT32_MAX, "-1 = until end of sequence or a full context; else a count of tokens"));
   add_sampling_flags(c_run, run);
   c_run->add_option("--stop", run.stops, "Stop when this text appears (repeatable); it is not printed");
   c_run->add_flag("--ignore-eos", run.ignore_eos, "Keep generating past the end-of-sequence token");
@@ -228,7 +250,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
   add_backend_flags(*c_conv, cv.bf);  // --backend: where the experts are evaluated (default cpu)
-  c_conv->add_option("-t,--threads", cv.threads, "CPU threads (default: one per core)");
+  c_conv->add_option("-t,--threads", cv.threads, "CPU threads (default: one per core)")
+      ->check(number_in(0, kMaxThreads, "0 = one per core"));
   c_conv->add_flag("-q,--quiet", cv.quiet, "No progress bar");
 
   InfoArgs in;
@@ -253,7 +276,7 @@ int main(int argc, char** argv) {
   c_synth->add_option("--table-dtype", sy.table_dtype, "Table dtype of the inference form")
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
-  c_synth->add_option("--seed", sy.seed, "Random seed")->capture_default_str();
+  c_synth->add_option("--seed", sy.seed, "Random seed")->capture_default_str()->check(number_in(0, 1.8e19));
   c_synth->add_option("--set", sy.set, "JSON object merged into config.json, e.g. '{\"num_key_value_heads\": 1}'");
   c_synth->add_flag("-q,--quiet", sy.quiet, "No progress bar");
 
@@ -263,8 +286,11 @@ int main(int argc, char** argv) {
   auto* c_bench = app.add_subcommand("bench", "Measure tokenizer MB/s and prefill/decode tokens/s, side by side");
   add_run_flags(*c_bench, bn.f);
   c_bench->add_option("--prompt-tokens", bn.prompt_tokens, "Prompt length for the prefill measurement")
-      ->capture_default_str();
-  c_bench->add_option("-n,--n-predict", bn.n_predict, "Decode steps to time")->capture_default_str();
+      ->capture_default_str()
+      ->check(number_in(1, kMaxContext));
+  c_bench->add_option("-n,--n-predict", bn.n_predict, "Decode steps to time")
+      ->capture_default_str()
+      ->check(number_in(1, kMaxContext));
   c_bench
       ->add_option("--placements", bn.placements,
                    "LUT placements to compare, e.g. device,host,disk; one that cannot run (does not fit, say) "
@@ -304,7 +330,9 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // CLI11 prints the message (or the help) and has its own exit codes (104, 105, ...); a malformed command line
+    // is documented as 2.
+    return app.exit(e) == 0 ? 0 : 2;
   }
   install_interrupt_handler();
   try {

@@ -13,6 +13,7 @@
 #include "model/error.h"
 #include "model/parallel.h"
 #include "model/sampling.h"
+#include "model/user_files.h"
 
 namespace mole::app {
 namespace {
@@ -169,9 +170,10 @@ int cmd_synth(SynthArgs& a) {
   o.seed = a.seed;
   o.progress = !a.quiet;
   if (!a.set.empty()) {
-    o.overrides = nlohmann::json::parse(a.set, nullptr, false);
-    if (o.overrides.is_discarded() || !o.overrides.is_object())
-      throw Error("--set: expected a JSON object, e.g. '{\"num_key_value_heads\": 1}', got: " + a.set);
+    const std::string expected = "expected a JSON object, e.g. '{\"num_key_value_heads\": 1}', got: " +
+                                 (a.set.size() > 80 ? a.set.substr(0, 77) + "..." : a.set);
+    o.overrides = parse_json(a.set, "--set", "the value", expected);
+    if (!o.overrides.is_object()) throw Error("--set: " + expected);
   }
   synth_checkpoint(a.out, o);
   return 0;

@@ -1,8 +1,11 @@
 // Model loading and small helpers shared by the mole subcommands.
 #include "apps/mole_common.h"
 
+#include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -13,6 +16,7 @@
 #include "model/parallel.h"
 #include "model/paths.h"
 #include "model/reparam.h"
+#include "model/user_files.h"
 
 namespace mole::app {
 
@@ -23,6 +27,45 @@ std::string default_model_dir() {
 
 OwnedBackendLutRows::OwnedBackendLutRows(const Config& cfg, const Weights& w, std::unique_ptr<Backend> backend)
     : backend_(std::move(backend)), rows_(std::make_unique<BackendLutRows>(cfg, w, *backend_)) {}
+
+namespace {
+
+// The flag's value as a finite number, or an error message.
+std::optional<double> finite_number(const std::string& s, std::string& error) {
+  char* end = nullptr;
+  errno = 0;
+  const double v = std::strtod(s.c_str(), &end);
+  if (s.empty() || end != s.c_str() + s.size()) {
+    error = "'" + s + "' is not a number";
+    return std::nullopt;
+  }
+  if (!std::isfinite(v) || errno == ERANGE) {
+    error = "'" + s + "' is not a finite number";
+    return std::nullopt;
+  }
+  return v;
+}
+
+std::string number_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.10g", v);
+  return buf;
+}
+
+}  // namespace
+
+CLI::Validator number_in(double lo, double hi, const std::string& note) {
+  const std::string range = "[" + number_text(lo) + ", " + number_text(hi) + "]";
+  return CLI::Validator(
+      [lo, hi, range, note](std::string& s) -> std::string {
+        std::string error;
+        auto v = finite_number(s, error);
+        if (!v) return error;
+        if (*v >= lo && *v <= hi) return "";
+        return s + " is outside " + range + (note.empty() ? "" : " (" + note + ")");
+      },
+      "in " + range);
+}
 
 void add_run_flags(CLI::App& cmd, RunFlags& f) {
   cmd.add_option("-m,--model", f.model,
@@ -40,22 +83,23 @@ void add_run_flags(CLI::App& cmd, RunFlags& f) {
       ->capture_default_str();
   cmd.add_option("-c,--ctx-size", f.ctx_size,
                  "Context length in tokens (default: max_position_embeddings, times the RoPE scaling factor if any)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(number_in(0, kMaxContext, "0 = the model's"));
   cmd.add_option("--ubatch-size", f.ubatch, "Most tokens per step; longer prompts run in chunks")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  cmd.add_option("-t,--threads", f.threads, "CPU threads (default: one per core)")->check(CLI::NonNegativeNumber);
+      ->check(number_in(1, kMaxContext));
+  cmd.add_option("-t,--threads", f.threads, "CPU threads (default: one per core)")
+      ->check(number_in(0, kMaxThreads, "0 = one per core"));
   cmd.add_flag("-q,--quiet", f.quiet, "No progress bars or load messages on stderr");
   cmd.add_flag("--profile", f.profile,
                "Print a per-op time table at the end (GPU timestamps on Vulkan, wall time on the CPU)");
 }
 
 std::string read_file_arg(const std::string& path, const std::string& flag) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(flag + " " + path + ": cannot open file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  try {
+    return read_file(path, "a text file");
+  } catch (const Error& e) {
+    throw Error(flag + " " + e.what());
+  }
 }
 
 void write_file_atomically(const std::string& path, const std::string& contents, const std::string& flag) {
@@ -109,7 +153,7 @@ std::vector<int32_t> parse_ids(const std::string& s, const std::string& flag) {
 
 Tokenizer load_tokenizer_for(const std::string& dir) {
   std::string path = dir + "/tokenizer.json";
-  if (!std::filesystem::exists(path))
+  if (path_kind(path) == PathKind::Missing)
     throw Error(dir +
                 ": no tokenizer.json; add the model's tokenizer file, or pass token ids where the command "
                 "takes them (run --prompt-ids)");
@@ -121,7 +165,7 @@ std::unique_ptr<LoadedModel> load_model(const RunFlags& f, bool need_tokenizer, 
   if (f.threads > 0) set_num_threads(f.threads);
   auto m = std::make_unique<LoadedModel>();
   m->dir = f.model.empty() ? default_model_dir() : f.model;
-  if (f.model.empty() && !std::filesystem::is_directory(m->dir))
+  if (f.model.empty() && path_kind(m->dir) != PathKind::Directory)
     throw Error("the built-in default model is missing at " + m->dir +
                 " (build it with `cmake --build build`, or install it with `cmake --install build`), or pass -m DIR");
   m->cfg = Config::load_dir(m->dir);
@@ -153,7 +197,8 @@ std::unique_ptr<LoadedModel> load_model(const RunFlags& f, bool need_tokenizer, 
       m->backend = make_backend(f.bf.backend, opt);
     }
   }
-  if (need_tokenizer || std::filesystem::exists(m->dir + "/tokenizer.json")) m->tokenizer = load_tokenizer_for(m->dir);
+  if (need_tokenizer || path_kind(m->dir + "/tokenizer.json") != PathKind::Missing)
+    m->tokenizer = load_tokenizer_for(m->dir);
   if (!make_engine) {
     m->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return m;

@@ -65,6 +65,9 @@ std::string read_file_arg(const std::string& path, const std::string& flag);
 void write_file_atomically(const std::string& path, const std::string& contents, const std::string& flag);
 std::vector<int32_t> parse_ids(const std::string& s, const std::string& flag);
 DType parse_dtype_flag(const std::string& s, const std::string& flag);
+// Flag check: a finite number in [lo, hi] (CLI11's Range lets "nan" through); `note` (what -1 means, say) is added
+// to the message. An integer flag's value is then converted by CLI11, which refuses fractions.
+CLI::Validator number_in(double lo, double hi, const std::string& note = "");
 // Adds the flags of RunFlags to a subcommand.
 void add_run_flags(CLI::App& cmd, RunFlags& f);
 // Prints a per-op table (time, share, bytes moved, achieved GB/s) aggregated by op kind, and the LUT copy time and

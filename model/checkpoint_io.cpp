@@ -11,6 +11,7 @@
 #include "model/parallel.h"
 #include "model/paths.h"
 #include "model/progress.h"
+#include "model/user_files.h"
 
 namespace fs = std::filesystem;
 
@@ -22,10 +23,12 @@ class PartialDir {
  public:
   explicit PartialDir(const std::string& out) : out_(out), tmp_(out + ".partial") {
     std::error_code ec;
-    if (fs::exists(out_, ec) && !fs::is_directory(out_, ec))
+    const PathKind kind = path_kind(out_);  // throws for a link loop, say, naming the path
+    if (kind == PathKind::File || kind == PathKind::Other)
       throw Error(out_ + ": exists and is a file; -o needs a new (or empty) directory");
-    if (fs::exists(out_, ec) && !fs::is_empty(out_, ec))
+    if (kind == PathKind::Directory && !fs::is_empty(out_, ec))
       throw Error(out_ + ": already exists and is not empty; choose another -o or remove it");
+    if (ec) throw Error(out_ + ": cannot list directory: " + ec.message());
     fs::remove_all(tmp_, ec);  // left by an earlier run that was killed
     if (!fs::create_directories(tmp_, ec) || ec) throw Error(tmp_ + ": cannot create directory (" + ec.message() + ")");
   }
@@ -125,13 +128,15 @@ void convert_checkpoint(const std::string& in_dir, const std::string& out_dir, c
   bar.finish();
 
   write_json(out.path("config.json"), cfg.raw);
-  for (const auto& entry : fs::directory_iterator(in_dir)) {
-    std::string name = entry.path().filename().string();
-    if (!entry.is_regular_file() || name == "config.json" || name.ends_with(".safetensors") ||
-        name == "model.safetensors.index.json" || name.ends_with(".bin") || name.ends_with(".pt"))
+  std::error_code ec;
+  for (fs::directory_iterator it(in_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (name == "config.json" || name.ends_with(".safetensors") || name == "model.safetensors.index.json" ||
+        name.ends_with(".bin") || name.ends_with(".pt") || path_kind(it->path().string()) != PathKind::File)
       continue;
-    copy_file(entry.path(), out.path(name));  // tokenizer files, generation_config.json, README, ...
+    copy_file(it->path(), out.path(name));  // tokenizer files, generation_config.json, README, ...
   }
+  if (ec) throw Error(in_dir + ": cannot list directory: " + ec.message());
   out.finish();
 }
 

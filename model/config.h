@@ -3,6 +3,7 @@
 // H query heads, KVH key/value heads, hd head dim, E experts, L layers, V vocabulary, S context length.
 #pragma once
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -10,6 +11,13 @@
 namespace mole {
 
 enum class RopeScaling { None, Linear, Dynamic };
+
+// The longest context mole runs (S): 16M positions. max_position_embeddings, times the RoPE scaling factor, must
+// stay within it, and so must --ctx-size and --ubatch-size; every size derived from them then fits in 64 bits.
+constexpr int kMaxContext = 1 << 24;
+// The most values any tensor config.json implies may hold (the table: V*L*E*D), 2^40 (the largest MoLE tables are
+// ~2^34): products of the fields are checked against it, in 64 bits, before anything is sized from them.
+constexpr int64_t kMaxTensorElements = int64_t(1) << 40;
 
 struct Config {
   int vocab_size = 0;               // V
@@ -31,7 +39,7 @@ struct Config {
   nlohmann::json raw;  // the file as read, written back unchanged (but for what convert changes)
 
   bool is_mole() const { return num_experts > 0; }
-  // Values per token in the lookup table: L*E*D.
+  // Values per token in the lookup table: L*E*D (validated by from_json to fit kMaxTensorElements).
   int64_t lut_row_elems() const { return int64_t(num_layers) * num_experts * hidden_size; }
 
   // Throws mole::Error naming `source` and the field on a missing, mistyped or contradictory value.

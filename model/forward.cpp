@@ -6,6 +6,7 @@
 // backend applies identical cos/sin tables and the scaling rules (linear, dynamic NTK) live in one place.
 #include "model/forward.h"
 
+#include <algorithm>
 #include <cassert>
 #include <cmath>
 
@@ -19,14 +20,22 @@ Engine::Engine(const Config& c, const Weights& w, const LutStore* lut, Backend& 
   if (ctx_ > c.max_position_embeddings && c.rope_scaling == RopeScaling::None)
     throw Error("--ctx-size " + std::to_string(ctx_) + " is past this model's max_position_embeddings (" +
                 std::to_string(c.max_position_embeddings) + ") and config.json sets no rope_scaling");
-  if (opt.max_batch < 1) throw Error("batch size must be at least 1");
-  if (opt.max_step_tokens < 1) throw Error("step size must be at least 1");
+  if (ctx_ > kMaxContext)
+    throw Error("--ctx-size " + std::to_string(ctx_) + " is more than " + std::to_string(kMaxContext) +
+                " positions, the longest context mole runs");
+  if (opt.max_batch < 1 || opt.max_batch > kMaxBatch)
+    throw Error("batch size " + std::to_string(opt.max_batch) + " is outside [1, " + std::to_string(kMaxBatch) + "]");
+  if (opt.max_step_tokens < 1) throw Error("--ubatch-size must be at least 1");
   assert((!c.is_mole() || lut) && "a MoLE model needs its lookup table");
   lengths_.assign(size_t(opt.max_batch), 0);
 
   const int D = c.hidden_size, F = c.intermediate_size, E = c.num_experts, V = c.vocab_size;
   const int H = c.num_heads, KVH = c.num_kv_heads, hd = c.head_dim, qd = H * hd, kvd = KVH * hd;
-  const int T = opt.max_step_tokens, R = std::max(T, opt.max_batch), B = opt.max_batch;
+  // A step never holds more tokens than the batch's sequences can (B*S), so a larger --ubatch-size sizes nothing
+  // beyond that; both are bounded above, so every buffer size below fits in 64 bits.
+  const int T = int(std::min<int64_t>(opt.max_step_tokens, int64_t(opt.max_batch) * ctx_));
+  const int R = std::max(T, opt.max_batch), B = opt.max_batch;
+  opt_.max_step_tokens = T;
   graph_.max_tokens = T;
   graph_.max_out_rows = R;
 
@@ -123,7 +132,10 @@ Engine::Engine(const Config& c, const Weights& w, const LutStore* lut, Backend& 
 
 int default_context(const Config& c) {
   if (c.rope_scaling == RopeScaling::None) return c.max_position_embeddings;
-  return int(std::max(1.0, std::floor(double(c.max_position_embeddings) * std::max(1.0, c.rope_factor))));
+  // Config::from_json keeps max_position_embeddings * factor within kMaxContext; the clamp keeps the conversion
+  // defined for a Config made some other way.
+  const double stretched = std::floor(double(c.max_position_embeddings) * std::max(1.0, c.rope_factor));
+  return int(std::clamp(stretched, 1.0, double(kMaxContext)));
 }
 
 void Engine::reset(int slot) {

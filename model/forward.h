@@ -15,10 +15,13 @@ namespace mole {
 // config.json sets one (linear or dynamic NTK scaling exist to stretch the trained context).
 int default_context(const Config& c);
 
+// The most sequence slots an engine holds.
+constexpr int kMaxBatch = 4096;
+
 struct EngineOptions {
-  int max_batch = 1;          // B: sequence slots (independent KV caches)
-  int max_context = 0;        // S: positions per sequence; 0 = default_context()
-  int max_step_tokens = 512;  // longest step; longer prompts are processed in chunks of this many tokens
+  int max_batch = 1;          // B: sequence slots (independent KV caches), 1 to kMaxBatch
+  int max_context = 0;        // S: positions per sequence, at most kMaxContext; 0 = default_context()
+  int max_step_tokens = 512;  // longest step (at least 1); longer prompts are processed in chunks of this many tokens
   LutPlacement lut = LutPlacement::Host;
 };
 

@@ -31,6 +31,7 @@ GenerateResult generate(Engine& engine, const std::vector<int32_t>& prompt, cons
   auto t0 = clock::now();
   int32_t next = next_of(prompt);
   res.prefill_seconds = std::chrono::duration<double>(clock::now() - t0).count();
+  if (opt.on_prefilled) opt.on_prefilled();
   auto t1 = clock::now();
   res.stop_reason = "length";
   for (int i = 0; opt.max_new_tokens < 0 || i < opt.max_new_tokens; i++) {

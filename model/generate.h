@@ -17,6 +17,9 @@ struct GenerateOptions {
   std::vector<int32_t> eos_ids;           // stop after any of these (not returned to the callback)
   std::vector<std::string> stop_strings;  // stop once the decoded text contains one (checked by the caller's
                                           // callback returning false)
+  // Called once the prompt has run, before the first token is handed on: a caller prints the prompt here, so a
+  // run that fails on its prompt (too long, an id the model lacks, a device error) has printed nothing.
+  std::function<void()> on_prefilled;
 };
 
 struct GenerateResult {

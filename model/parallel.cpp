@@ -6,8 +6,12 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
+
+#include "model/error.h"
 
 namespace mole {
 namespace {
@@ -15,17 +19,16 @@ namespace {
 class Pool {
  public:
   explicit Pool(int n) {
-    for (int i = 1; i < n; i++) workers_.emplace_back([this, i] { loop(i); });
+    try {
+      for (int i = 1; i < n; i++) workers_.emplace_back([this, i] { loop(i); });
+    } catch (const std::system_error& e) {  // out of threads (EAGAIN): stop those started, then say so
+      stop();
+      throw Error("cannot start " + std::to_string(n) + " threads: " + e.what() + " after starting " +
+                  std::to_string(workers_.size() + 1) + "; ask for fewer with -t");
+    }
     size_ = n;
   }
-  ~Pool() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : workers_) t.join();
-  }
+  ~Pool() { stop(); }
   int size() const { return size_; }
 
   void run(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn) {
@@ -51,6 +54,15 @@ class Pool {
   }
 
  private:
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+  }
   void run_part(int i) {
     int64_t begin = n_ * i / parts_, end = n_ * (i + 1) / parts_;
     try {
@@ -93,12 +105,13 @@ int g_requested = 0;
 std::mutex g_pool_mu;
 std::unique_ptr<Pool> g_pool;
 
+int threads_for(int requested) {
+  return requested > 0 ? requested : int(std::clamp(std::thread::hardware_concurrency(), 1u, unsigned(kMaxThreads)));
+}
+
 Pool& pool() {
   std::lock_guard<std::mutex> lock(g_pool_mu);
-  if (!g_pool) {
-    int n = g_requested > 0 ? g_requested : int(std::max(1u, std::thread::hardware_concurrency()));
-    g_pool = std::make_unique<Pool>(n);
-  }
+  if (!g_pool) g_pool = std::make_unique<Pool>(threads_for(g_requested));
   return *g_pool;
 }
 
@@ -114,9 +127,13 @@ int num_threads() {
 }
 
 void set_num_threads(int n) {
+  if (n < 0 || n > kMaxThreads)
+    throw Error("-t " + std::to_string(n) + ": the thread count must be 0 (one per core) to " +
+                std::to_string(kMaxThreads));
   std::lock_guard<std::mutex> lock(g_pool_mu);
-  g_requested = n;
   g_pool.reset();
+  g_pool = std::make_unique<Pool>(threads_for(n));
+  g_requested = n;
 }
 
 }  // namespace mole

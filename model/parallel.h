@@ -10,7 +10,13 @@ namespace mole {
 // Calls fn(begin, end) on disjoint ranges covering [0, n); returns when all are done. Exceptions thrown by fn
 // are rethrown (the first one) on the calling thread.
 void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t min_chunk = 1);
+// The most threads set_num_threads() starts (-t); far above any machine's cores, far below what exhausts a
+// process's thread limit.
+constexpr int kMaxThreads = 1024;
+
 int num_threads();
-void set_num_threads(int n);  // 0 = one per core
+// Starts the pool now with n threads (0 = one per core), so a failure shows at the flag: throws mole::Error for n
+// outside [0, kMaxThreads] or when the system cannot start that many threads.
+void set_num_threads(int n);
 
 }  // namespace mole

@@ -14,14 +14,13 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 #include <utility>
 
 #include "model/error.h"
 #include "model/half.h"
+#include "model/user_files.h"
 
 static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian; so is this host");
 
@@ -42,7 +41,9 @@ std::string errno_text(int err) {
 }
 
 std::string in_quotes(std::string_view s) {
-  return "'" + std::string(s) + "'";
+  std::string out = "'";  // appended, not "'" + s: GCC 12 warns falsely (-Wrestrict) about that form here
+  out.append(s);
+  return out + "'";
 }
 
 // A JSON value for an error message, cut short so a garbage header cannot flood the terminal.
@@ -157,22 +158,11 @@ ParsedEntry parse_entry(const std::string& path, const std::string& name, const 
 
 // Parses the header JSON, reporting a repeated top-level key (which nlohmann would silently overwrite).
 json parse_header_json(const std::string& path, const char* begin, const char* end) {
-  std::set<std::string> seen;
-  std::string duplicate;
-  auto note_keys = [&](int depth, json::parse_event_t event, json& parsed) {
-    if (event == json::parse_event_t::key && depth == 1 && parsed.is_string()) {
-      if (!seen.insert(parsed.get<std::string>()).second && duplicate.empty()) duplicate = parsed.get<std::string>();
-    }
-    return true;
-  };
-  json header;
-  try {
-    header = json::parse(begin, end, note_keys);
-  } catch (const json::exception& e) {
-    throw Error(path + ": header is not valid JSON (" + e.what() + "); the file is corrupt or not safetensors");
-  }
+  std::string repeated;
+  json header = parse_json(std::string_view(begin, size_t(end - begin)), path, "header",
+                           "the file is corrupt or not safetensors", &repeated);
   if (!header.is_object()) throw Error(path + ": header must be a JSON object, got " + brief(header));
-  if (!duplicate.empty()) throw Error(path + ": tensor " + in_quotes(duplicate) + " appears twice in the header");
+  if (!repeated.empty()) throw Error(path + ": tensor " + in_quotes(repeated) + " appears twice in the header");
   return header;
 }
 
@@ -188,9 +178,28 @@ std::map<std::string, std::string> parse_metadata(const std::string& path, const
   return out;
 }
 
+// True for a regular file (or a link to one); false when absent or something else; throws Error naming the path
+// for a symbolic-link loop and other errors, which would otherwise read as "missing".
 bool is_file(const fs::path& p) {
-  std::error_code ec;
-  return fs::is_regular_file(p, ec);
+  return path_kind(p.string()) == PathKind::File;
+}
+
+// A shard named by the index must be a file inside the checkpoint directory: a downloaded model must not make mole
+// read files elsewhere. Subfolders are allowed; an absolute path, a ".." component or a NUL character is not.
+// (Symbolic links inside the directory are followed: Hugging Face's cache links each file to a blob outside it.)
+void check_shard_name(const std::string& index_path, const std::string& tensor, const std::string& shard) {
+  auto fail = [&](const std::string& why) {
+    return Error(index_path + ": weight_map entry for tensor " + in_quotes(tensor) + " names " + why +
+                 "; shards must be files inside the checkpoint directory");
+  };
+  // Named without echoing it: a NUL would cut the message short.
+  if (shard.find('\0') != std::string::npos) throw fail("a shard with a NUL character in its name");
+  const std::string named = "shard " + in_quotes(shard) + ", ";
+  const fs::path p(shard);
+  if (p.is_absolute()) throw fail(named + "an absolute path");
+  for (const fs::path& part : p) {
+    if (part == "..") throw fail(named + "which leaves the checkpoint directory through \"..\"");
+  }
 }
 
 }  // namespace
@@ -384,9 +393,9 @@ void TensorSet::add_file(SafetensorsFile file) {
 TensorSet TensorSet::open_dir(const std::string& dir) {
   TensorSet set;
   set.dir_ = dir;
-  std::error_code ec;
-  if (!fs::exists(dir, ec)) throw Error(dir + ": checkpoint directory does not exist");
-  if (!fs::is_directory(dir, ec)) throw Error(dir + ": not a directory (expected a checkpoint directory)");
+  const PathKind kind = path_kind(dir);
+  if (kind == PathKind::Missing) throw Error(dir + ": checkpoint directory does not exist");
+  if (kind != PathKind::Directory) throw Error(dir + ": not a directory (expected a checkpoint directory)");
   const fs::path root(dir);
 
   if (is_file(root / kSingleName)) {
@@ -396,16 +405,7 @@ TensorSet TensorSet::open_dir(const std::string& dir) {
 
   const std::string index_path = (root / kIndexName).string();
   if (is_file(index_path)) {
-    std::ifstream in(index_path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    if (!in) throw Error(index_path + ": cannot read");
-    json index;
-    try {
-      index = json::parse(ss.str());
-    } catch (const json::exception& e) {
-      throw Error(index_path + ": not valid JSON (" + e.what() + ")");
-    }
+    const json index = load_json_file(index_path, "shard index");
     if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
       throw Error(index_path + ": expected an object with a \"weight_map\" object {tensor: shard file}");
     }
@@ -416,6 +416,7 @@ TensorSet TensorSet::open_dir(const std::string& dir) {
         throw Error(index_path + ": weight_map entry for tensor " + in_quotes(tensor) +
                     " must be a shard file name, got " + brief(shard));
       }
+      check_shard_name(index_path, tensor, shard.get<std::string>());
       weight_map[tensor] = shard.get<std::string>();
       shards.emplace(shard.get<std::string>(), tensor);
     }
@@ -449,6 +450,7 @@ TensorSet TensorSet::open_dir(const std::string& dir) {
   }
 
   std::vector<std::string> candidates;
+  std::error_code ec;
   for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
     if (it->path().extension() == ".safetensors" && is_file(it->path())) {
       candidates.push_back(it->path().filename().string());

@@ -7,19 +7,16 @@
 
 #include <algorithm>
 #include <array>
-#include <cerrno>
 #include <chrono>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <unordered_map>
 #include <utility>
 
 #include "model/error.h"
+#include "model/nfc.h"
+#include "model/user_files.h"
 
 namespace mole {
 namespace {
@@ -125,27 +122,6 @@ void append_char(char32_t cp, std::string& out) {
   std::array<utf8proc_uint8_t, 4> buf{};
   auto n = utf8proc_encode_char(static_cast<utf8proc_int32_t>(cp), buf.data());
   out.append(reinterpret_cast<const char*>(buf.data()), static_cast<size_t>(n));
-}
-
-// Appends NFC(s) (s is valid UTF-8). utf8proc before 2.9 wrongly composes an LV syllable with U+11A7, which is
-// not a trailing consonant; U+11A7 is a starter that composes with nothing, so normalizing around it is exact.
-void append_nfc(std::string_view s, std::string& out) {
-  constexpr std::string_view kJamo11A7 = "\xE1\x86\xA7";
-  for (size_t begin = 0; begin <= s.size();) {
-    size_t end = std::min(s.find(kJamo11A7, begin), s.size());
-    if (end > begin) {
-      utf8proc_uint8_t* dst = nullptr;
-      auto n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data() + begin),
-                            static_cast<utf8proc_ssize_t>(end - begin), &dst,
-                            static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
-      if (n < 0) throw Error(std::string("tokenizer: cannot NFC-normalize text: ") + utf8proc_errmsg(n));
-      out.append(reinterpret_cast<const char*>(dst), static_cast<size_t>(n));
-      std::free(dst);
-    }
-    if (end == s.size()) break;
-    out.append(kJamo11A7);
-    begin = end + kJamo11A7.size();
-  }
 }
 
 enum class CharClass : uint8_t { kLetter, kNumber, kSpace, kOther };
@@ -346,21 +322,27 @@ uint64_t pair_key(int32_t a, int32_t b) {
   throw Error(path + ": " + what);
 }
 
-std::string read_file(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, std::string("cannot open ") + what + ": " + std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) fail(path, std::string("cannot read ") + what);
-  return ss.str();
+// A token in an error message: quoted, cut short, control characters escaped (a NUL would end the message).
+std::string shown(const std::string& token) {
+  std::string out = "\"";
+  for (size_t i = 0; i < token.size() && i < 60; ++i) {
+    auto c = static_cast<unsigned char>(token[i]);
+    if (c < 0x20 || c == 0x7F) {
+      static const char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + (token.size() > 60 ? "...\"" : "\"");
 }
 
-Json parse_json(const std::string& path, const char* what) {
-  try {
-    return Json::parse(read_file(path, what));
-  } catch (const Json::exception& e) {
-    fail(path, std::string(what) + " is not valid JSON: " + e.what());
-  }
+// A JSON value in an error message, cut short.
+std::string brief(const Json& v) {
+  std::string s = v.dump(-1, ' ', false, Json::error_handler_t::replace);
+  return s.size() > 40 ? s.substr(0, 37) + "..." : s;
 }
 
 std::string type_of(const Json& j) {
@@ -393,14 +375,34 @@ struct Tokenizer::Impl {
   mutable std::mutex cache_mutex;
   mutable StringMap<std::vector<int32_t>> cache;
 
-  void set_token(int32_t id, const std::string& token) {
-    if (id < 0 || id >= kMaxTokenId) fail(path, "token \"" + token + "\" has bad id " + std::to_string(id));
+  // Gives `id` to `token`; `where` names the entry for errors. An id already given to a different token is an error
+  // (an added token may restate a model token's id with the same content, as GPT-NeoX's <|endoftext|> does).
+  void set_token(int32_t id, const std::string& token, const std::string& where) {
+    if (id < 0 || id >= kMaxTokenId) fail(path, where + " has id " + std::to_string(id) + ", far past any vocabulary");
     if (static_cast<size_t>(id) >= tokens.size()) {
       tokens.resize(id + 1);
       has_id.resize(id + 1, false);
     }
+    if (has_id[id] && tokens[id] != token) {
+      fail(path, where + " has id " + std::to_string(id) + ", which is already the id of token " + shown(tokens[id]) +
+                     "; every id names one token");
+    }
     tokens[id] = token;
     has_id[id] = true;
+  }
+  // An id as tokenizer.json gives it: an integer in [0, limit). Anything else (a fraction, a string, a negative
+  // number, 2^31 or more, or an id past the vocabulary) would be truncated, wrapped or leave a hole.
+  int32_t parse_id(const Json& v, int64_t limit, const std::string& where, const std::string& limit_meaning) const {
+    if (!v.is_number_integer()) fail(path, where + " has id " + brief(v) + ", which is not an integer");
+    const bool negative = !v.is_number_unsigned() && v.get<int64_t>() < 0;
+    if (negative || (v.is_number_unsigned() ? v.get<uint64_t>() > uint64_t(INT32_MAX) : v.get<int64_t>() > INT32_MAX))
+      fail(path, where + " has id " + v.dump() + ", outside [0, 2^31)");
+    const int64_t id = v.get<int64_t>();
+    if (id >= limit) {
+      fail(path, where + " has id " + std::to_string(id) + ", outside the vocabulary (" + limit_meaning +
+                     ", so ids 0 to " + std::to_string(limit - 1) + ")");
+    }
+    return static_cast<int32_t>(id);
   }
 
   void load_model(const Json& model);
@@ -441,9 +443,12 @@ void Tokenizer::Impl::load_model(const Json& model) {
   if (!model.contains("merges") || !model["merges"].is_array()) fail(path, "model.merges is missing or not an array");
 
   const StringMap<int32_t>& vocab = token_ids;  // only model tokens so far; added tokens come later
+  // Ids are 0..N-1 for N tokens: with no id repeated (set_token), every one below N is used exactly once.
+  const int64_t n = static_cast<int64_t>(model["vocab"].size());
   for (const auto& [token, id_json] : model["vocab"].items()) {
-    auto id = id_json.get<int32_t>();
-    set_token(id, token);
+    const std::string where = "model.vocab token " + shown(token);
+    const int32_t id = parse_id(id_json, n, where, "model.vocab has " + std::to_string(n) + " tokens");
+    set_token(id, token, where);
     token_ids.emplace(token, id);
   }
   const auto& table = byte_level();
@@ -502,10 +507,14 @@ void Tokenizer::Impl::load_pipeline(const Json& doc) {
 void Tokenizer::Impl::load_added(const Json& list) {
   if (list.is_null()) return;
   if (!list.is_array()) fail(path, "added_tokens is not an array");
+  // Added tokens either restate a model token or extend the vocabulary past it, without leaving holes.
+  const int64_t limit = static_cast<int64_t>(tokens.size() + list.size());
   for (const Json& t : list) {
     AddedToken tok;
     tok.content = t.at("content").get<std::string>();
-    tok.id = t.at("id").get<int32_t>();
+    const std::string where = "added token " + shown(tok.content);
+    tok.id = parse_id(t.at("id"), limit, where,
+                      std::to_string(tokens.size()) + " model tokens and " + std::to_string(list.size()) + " added");
     tok.single_word = t.value("single_word", false);
     tok.lstrip = t.value("lstrip", false);
     tok.rstrip = t.value("rstrip", false);
@@ -516,11 +525,11 @@ void Tokenizer::Impl::load_added(const Json& list) {
     if (tok.normalized) {
       // HF matches a normalized token's normalized content against normalized text, and decodes that form too.
       std::string norm_content;
-      if (nfc) append_nfc(tok.content, norm_content);
-      set_token(tok.id, nfc ? norm_content : tok.content);
+      if (nfc) append_nfc_hf(tok.content, norm_content);
+      set_token(tok.id, nfc ? norm_content : tok.content, where);
       normalized_trie.insert(tokens[tok.id], index);
     } else {
-      set_token(tok.id, tok.content);
+      set_token(tok.id, tok.content, where);
       raw_trie.insert(tok.content, index);
     }
     token_ids[tok.content] = tok.id;
@@ -541,7 +550,13 @@ void Tokenizer::Impl::load_post_processor(const Json& pp) {
       }
       const std::string name = item.at("SpecialToken").at("id").get<std::string>();
       const Json& special = p.at("special_tokens").at(name);
-      for (const Json& id : special.at("ids")) (after_sequence ? suffix_ids : prefix_ids).push_back(id.get<int32_t>());
+      for (const Json& id_json : special.at("ids")) {
+        const std::string where = "post_processor special token " + shown(name);
+        const int32_t id = parse_id(id_json, INT32_MAX, where, "");  // then checked against the ids given
+        if (static_cast<size_t>(id) >= tokens.size() || !has_id[id])
+          fail(path, where + " has id " + std::to_string(id) + ", which is not a token of the vocabulary");
+        (after_sequence ? suffix_ids : prefix_ids).push_back(id);
+      }
     }
   }
 }
@@ -551,11 +566,10 @@ void Tokenizer::Impl::load_bos_eos() {
   const fs::path dir = fs::path(path).parent_path();
   std::vector<Json> configs;
   for (const char* name : {"tokenizer_config.json", "special_tokens_map.json"}) {
-    fs::path file = dir / name;
-    std::error_code ec;
-    if (!fs::exists(file, ec)) continue;
-    configs.push_back(parse_json(file.string(), name));
-    if (!configs.back().is_object()) fail(file.string(), "is not a JSON object");
+    const std::string file = (dir / name).string();
+    if (path_kind(file) == PathKind::Missing) continue;
+    configs.push_back(load_json_file(file, name));
+    if (!configs.back().is_object()) fail(file, "is not a JSON object");
   }
   auto lookup = [&](const char* key) -> std::optional<int32_t> {
     std::string name;
@@ -707,7 +721,7 @@ Tokenizer::Tokenizer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Tokenizer Tokenizer::load(const std::string& path) {
   auto impl = std::make_shared<Impl>();
   impl->path = path;
-  Json doc = parse_json(path, "tokenizer file");
+  Json doc = load_json_file(path, "tokenizer file");
   try {
     if (!doc.is_object()) fail(path, "tokenizer file is not a JSON object");
     impl->load_model(doc.value("model", Json()));
@@ -738,7 +752,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
     bool needs_nfc =
         im.nfc && std::any_of(piece.begin(), piece.end(), [](char c) { return static_cast<unsigned char>(c) >= 0xCC; });
     if (needs_nfc) {
-      append_nfc(piece, normalized);
+      append_nfc_hf(piece, normalized);
       piece = normalized;
     }
     im.split_added(piece, im.normalized_trie, [&](std::string_view sub, int32_t sub_id) {

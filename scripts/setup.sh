@@ -11,6 +11,7 @@ packages=(
   doctest-dev libstb-dev nlohmann-json3-dev libutf8proc-dev libcli11-dev
   libglfw3-dev libimgui-dev
   python3 python3-numpy
+  clang-14 libclang-rt-14-dev
 )
 
 if [ -z "${MOLE_SKIP_APT:-}" ]; then

@@ -3,6 +3,7 @@
 
 #include "model/config.h"
 #include "model/error.h"
+#include "model/forward.h"
 
 using namespace mole;
 
@@ -62,4 +63,43 @@ TEST_CASE("invalid configs are errors naming the field") {
     check_error(j, needle);
   }
   check_error(nlohmann::json::array(), "object");
+}
+
+TEST_CASE("sizes derived from config.json are range-checked in 64 bits, naming the field") {
+  // max_position_embeddings times the RoPE factor: 1e300 (or an int overflow, 2^24 times 200) is out of range,
+  // reported as the field it is, before default_context() converts it to an int.
+  for (double factor : {1e300, 200.0, 4097.0}) {
+    CAPTURE(factor);
+    auto j = base();
+    j["max_position_embeddings"] = factor == 200.0 ? kMaxContext : 4096;
+    j["rope_scaling"] = {{"type", "linear"}, {"factor", factor}};
+    check_error(j, "rope_scaling.factor");
+  }
+  auto at_limit = base();
+  at_limit["max_position_embeddings"] = 4096;
+  at_limit["rope_scaling"] = {{"type", "dynamic"}, {"factor", 4096.0}};
+  CHECK(default_context(Config::from_json(at_limit, "c")) == kMaxContext);
+  at_limit["rope_scaling"]["factor"] = 0.5;  // a factor below 1 never shortens the default context
+  CHECK(default_context(Config::from_json(at_limit, "c")) == 4096);
+
+  const std::vector<std::pair<nlohmann::json, const char*>> cases = {
+      {{{"max_position_embeddings", kMaxContext + 1}}, "max_position_embeddings"},
+      {{{"vocab_size", 1073741824}, {"hidden_size", 2048}}, "the embeddings"},  // V*D = 2^41
+      {{{"intermediate_size", 2147483647}, {"hidden_size", 1048576}}, "an MLP matrix"},
+      {{{"num_hidden_layers", 2147483647}, {"num_experts", 2147483647}}, "the lookup table"},  // L*E*D overflows int64
+      {{{"rms_norm_eps", 1e300}}, "rms_norm_eps"},  // would overflow the float it is stored in
+      {{{"rms_norm_eps", 1e-86}}, "rms_norm_eps"},  // would become 0 in it (found by fuzz_config)
+      {{{"eos_token_id", 4294967296}}, "eos_token_id"},
+      {{{"eos_token_id", nlohmann::json::parse("4294967296")}}, "eos_token_id"},  // as read from a file: unsigned
+      {{{"bos_token_id", {-1}}}, "bos_token_id"},
+  };
+  for (const auto& [patch, needle] : cases) {
+    CAPTURE(patch.dump());
+    auto j = base();
+    j.merge_patch(patch);
+    check_error(j, needle);
+  }
+  auto ids = base();
+  ids["eos_token_id"] = {7, 8};
+  CHECK(Config::from_json(ids, "c").eos_token_id == 7);
 }

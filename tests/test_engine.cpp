@@ -6,6 +6,7 @@
 #include "model/cpu_backend.h"
 #include "model/error.h"
 #include "model/forward.h"
+#include "model/parallel.h"
 #include "model/sampling.h"
 #include "tests/test_helpers.h"
 
@@ -148,4 +149,40 @@ TEST_CASE("engine errors name what is wrong") {
   o.max_context = 16;  // past max_position_embeddings without rope scaling
   auto be2 = make_cpu_backend();
   CHECK_THROWS_WITH_AS(Engine(m.cfg, m.w, &*m.lut, *be2, o), doctest::Contains("max_position_embeddings"), Error);
+}
+
+TEST_CASE("engine sizes: --ubatch-size past the context sizes nothing more; out-of-range sizes are errors") {
+  test::TempDir tmp;
+  Loaded m(test::synth(tmp, "m", Form::Infer, {{"max_position_embeddings", 8}}));
+  const auto expected = m.logits({1, 2, 3});
+  // A step holds at most B*S tokens, so a 16M-token --ubatch-size allocates for 8 (a 16M-row buffer of logits would
+  // need 24 GiB for this model's 384-id vocabulary).
+  EngineOptions o;
+  o.max_step_tokens = kMaxContext;
+  auto be = make_cpu_backend();
+  Engine e(m.cfg, m.w, &*m.lut, *be, o);
+  CHECK(e.graph().max_tokens == 8);
+  CHECK(rel_l2(e.step({{0, {1, 2, 3}}}, true).back(), expected.back()) == 0.0);
+
+  auto be2 = make_cpu_backend();
+  o.max_step_tokens = 0;
+  CHECK_THROWS_WITH_AS(Engine(m.cfg, m.w, &*m.lut, *be2, o), doctest::Contains("--ubatch-size"), Error);
+  o.max_step_tokens = 4;
+  o.max_batch = kMaxBatch + 1;
+  CHECK_THROWS_WITH_AS(Engine(m.cfg, m.w, &*m.lut, *be2, o), doctest::Contains("batch size"), Error);
+  o.max_batch = 1;
+  Loaded scaled(
+      test::synth(tmp, "s", Form::Infer,
+                  {{"max_position_embeddings", 8}, {"rope_scaling", {{"type", "dynamic"}, {"factor", 2.0}}}}));
+  o.max_context = kMaxContext + 1;
+  CHECK_THROWS_WITH_AS(Engine(scaled.cfg, scaled.w, &*scaled.lut, *be2, o), doctest::Contains("--ctx-size"), Error);
+}
+
+TEST_CASE("thread counts outside [0, kMaxThreads] are errors naming -t; the pool restarts at the size asked for") {
+  CHECK_THROWS_WITH_AS(set_num_threads(kMaxThreads + 1), doctest::Contains("-t"), Error);
+  CHECK_THROWS_WITH_AS(set_num_threads(-1), doctest::Contains("-t"), Error);
+  set_num_threads(3);
+  CHECK(num_threads() == 3);
+  set_num_threads(0);  // back to one per core for the other cases
+  CHECK(num_threads() >= 1);
 }

@@ -7,11 +7,14 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "model/checkpoint_io.h"
+#include "model/error.h"
 #include "model/lut.h"
 
 namespace mole::test {
@@ -101,6 +104,28 @@ struct LoadedModel {
   }
   const LutStore* table() const { return lut ? &*lut : nullptr; }
 };
+
+// Runs fn, requires that it throws mole::Error (not another exception, not nothing), and returns the message.
+inline std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    FAIL_CHECK("expected mole::Error, got another exception: " << e.what());
+    return {};
+  }
+  FAIL_CHECK("expected mole::Error, nothing was thrown");
+  return {};
+}
+
+// Checks that `message` contains each of `parts`.
+inline void check_contains(const std::string& message, std::initializer_list<std::string> parts) {
+  for (const std::string& part : parts) {
+    INFO("message: " << message);
+    CHECK_MESSAGE(message.find(part) != std::string::npos, "missing: " << part);
+  }
+}
 
 // ||a - b|| / ||b||
 inline double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {

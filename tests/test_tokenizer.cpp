@@ -4,17 +4,21 @@
 #include <unistd.h>
 #include <utf8proc.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "model/error.h"
+#include "model/nfc.h"
 #include "model/paths.h"
 #include "model/tokenizer.h"
 
@@ -132,6 +136,70 @@ TEST_CASE("tokenizer: encode and decode match Hugging Face tokenizers on every r
   const auto& all = cases();
   REQUIRE(all.size() >= 500);
   MESSAGE(check_cases(neox(), all) << " of " << all.size() << " Hugging Face cases match");
+}
+
+TEST_CASE("tokenizer: characters from every Unicode version after 9.0 normalize as Hugging Face's NFC leaves them") {
+  // Hugging Face normalizes with Unicode 9.0 tables (model/nfc.h); utf8proc's newer ones would reorder or compose
+  // each of these texts. Recorded with tokenizers (tools/tokenizer-cases/gen.js), for each version through 17.0.
+  std::map<std::string, size_t> per_version;
+  for (const auto& c : cases_doc().at("unicode_version_cases")) per_version[c.at("unicode").get<std::string>()]++;
+  for (const char* version : {"10.0", "11.0", "12.0", "12.1", "13.0", "14.0", "15.0", "15.1", "16.0", "17.0"}) {
+    CAPTURE(version);
+    CHECK(per_version[version] > 0);
+  }
+  const std::vector<Case> all = read_cases("unicode_version_cases");
+  CHECK(check_cases(neox(), all) == all.size());
+  // The texts do differ under utf8proc's own NFC, so the cases would catch a tokenizer that used it.
+  size_t differ = 0;
+  for (const Case& c : all) differ += nfc(c.text) != c.decoded;
+  CHECK(differ >= 20);
+}
+
+TEST_CASE("tokenizer: NFC equals utf8proc's on Unicode 9.0 text, and long runs of marks take linear time") {
+  // Random strings of characters that decompose, compose and reorder (no U+11A7, which utf8proc 2.8 mishandles).
+  const std::vector<std::pair<char32_t, char32_t>> pools = {
+      {0x41, 0x7A},     {0xC0, 0x17F},    {0x300, 0x36F},   {0x1E00, 0x1EFF},   {0x1F00, 0x1FFF}, {0x591, 0x5C7},
+      {0x610, 0x61A},   {0x93C, 0x94D},   {0xE38, 0xE3A},   {0x1100, 0x1112},   {0x1161, 0x1175}, {0x11A8, 0x11C2},
+      {0xAC00, 0xAC40}, {0x3099, 0x309A}, {0x304B, 0x3050}, {0x1D165, 0x1D16D}, {0x20D0, 0x20F0}};
+  std::mt19937 rng(13);
+  for (int iter = 0; iter < 20000; ++iter) {
+    std::string text;
+    for (int n = 1 + int(rng() % 12); n > 0; --n) {
+      const auto& [lo, hi] = pools[rng() % pools.size()];
+      utf8proc_uint8_t buf[4];
+      text.append(reinterpret_cast<const char*>(buf),
+                  size_t(utf8proc_encode_char(utf8proc_int32_t(lo + rng() % (hi - lo + 1)), buf)));
+    }
+    std::string got;
+    mole::append_nfc_hf(text, got);
+    CAPTURE(text);
+    REQUIRE(got == nfc(text));
+  }
+  // 160,000 marks of classes 230 and 220, alternating: utf8proc's exchange sort took 38 s on them. Stably sorted,
+  // the 220s come first, and the first 230 then composes with the base.
+  std::string marks = "a";
+  for (int i = 0; i < 80000; ++i) marks += "\u0301\u0316";
+  std::string expected = "\u00e1";
+  for (int i = 0; i < 80000; ++i) expected += "\u0316";
+  for (int i = 1; i < 80000; ++i) expected += "\u0301";
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string got;
+  mole::append_nfc_hf(marks, got);
+  CHECK(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < 5.0);
+  CHECK(got == expected);
+}
+
+TEST_CASE("tokenizer: the Unicode 9.0 assignment table's edges") {
+  // Spot checks against the Unicode Character Database's DerivedAge.txt.
+  for (char32_t cp :
+       {0x0U, 0x377U, 0x37AU, 0x1DF5U, 0x1E94AU, 0xAC00U, 0xD7A3U, 0xD800U, 0xE000U, 0xFFFFU, 0x2B820U, 0x10FFFFU}) {
+    CAPTURE(uint32_t(cp));
+    CHECK(mole::assigned_in_unicode9(cp));
+  }
+  for (char32_t cp : {0x378U, 0x7FDU, 0x1DF6U, 0x32FFU, 0x11930U, 0x1E4ECU, 0x2EBF0U, 0x16D67U, 0x1E6E3U, 0xE0000U}) {
+    CAPTURE(uint32_t(cp));
+    CHECK_FALSE(mole::assigned_in_unicode9(cp));
+  }
 }
 
 TEST_CASE("tokenizer: added tokens with lstrip, rstrip, single_word and normalized flags match Hugging Face") {
@@ -260,7 +328,51 @@ TEST_CASE("tokenizer: bad tokenizer files are a mole::Error naming the file") {
   check_load_error(bad_merge.path, "merge 1");
 
   TempFile wrong_type("wrong_type.json", R"({"model":{"type":"BPE","vocab":{"a":"zero"},"merges":[]}})");
-  check_load_error(wrong_type.path, "unexpected tokenizer.json content");
+  check_load_error(wrong_type.path, "not an integer");
+}
+
+TEST_CASE("tokenizer: impossible ids are a mole::Error naming the file and the token") {
+  // A small byte-level BPE: model tokens a=0, b=1, ab=2, then whatever each case changes.
+  auto doc = [](const std::string& vocab, const std::string& added = "[]", const std::string& post = "null") {
+    return R"({"model":{"type":"BPE","vocab":)" + vocab + R"(,"merges":["a b"]},"added_tokens":)" + added +
+           R"(,"pre_tokenizer":{"type":"ByteLevel"},"decoder":{"type":"ByteLevel"},"post_processor":)" + post + "}";
+  };
+  const std::string good = R"({"a":0,"b":1,"ab":2})";
+  auto template_with = [](const std::string& ids) {
+    return R"({"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<s>","type_id":0}},)"
+           R"({"Sequence":{"id":"A","type_id":0}}],"pair":[],"special_tokens":{"<s>":{"id":"<s>","ids":)" +
+           ids + R"(,"tokens":["<s>"]}}})";
+  };
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {doc(R"({"a":0,"b":0,"ab":1})"), "already the id of token"},              // duplicate ids
+      {doc(R"({"a":0,"b":2147483648,"ab":2})"), "outside [0, 2^31)"},           // 2^31
+      {doc(R"({"a":0,"b":4294967297,"ab":2})"), "outside [0, 2^31)"},           // 2^32 + 1 wrapped to 1 before
+      {doc(R"({"a":0,"b":-1,"ab":2})"), "outside [0, 2^31)"},                   // negative
+      {doc(R"({"a":0,"b":1.5,"ab":2})"), "not an integer"},                     // truncated to 1 before
+      {doc(R"({"a":0,"b":"1","ab":2})"), "not an integer"},                     // a string
+      {doc(R"({"a":0,"b":true,"ab":2})"), "not an integer"},                    // a boolean
+      {doc(R"({"a":0,"b":1,"ab":7})"), "outside the vocabulary"},               // a hole at 2..6
+      {doc(good, R"([{"id":9,"content":"<x>"}])"), "outside the vocabulary"},   // past vocab + added
+      {doc(good, R"([{"id":1,"content":"<x>"}])"), "already the id of token"},  // a model token's id, other content
+      {doc(good, R"([{"id":3,"content":"<x>"},{"id":3,"content":"<y>"}])"), "already the id of token"},
+      {doc(good, R"([{"id":3.0,"content":"<x>"}])"), "not an integer"},
+      {doc(good, R"([{"id":3,"content":"<x>"}])", template_with("[99]")), "not a token of the vocabulary"},
+      {doc(good, R"([{"id":3,"content":"<x>"}])", template_with("[4294967299]")), "outside [0, 2^31)"},
+      {doc(good, R"([{"id":3,"content":"<x>"}])", template_with("[\"3\"]")), "not an integer"},
+  };
+  for (size_t i = 0; i < bad.size(); ++i) {
+    CAPTURE(bad[i].first);
+    TempFile file("ids_" + std::to_string(i) + ".json", bad[i].first);
+    check_load_error(file.path, bad[i].second);
+  }
+  // What is allowed: an added token restating a model token, and one extending the vocabulary, used by the
+  // post-processor.
+  TempFile ok("ids_ok.json",
+              doc(good, R"([{"id":2,"content":"ab"},{"id":3,"content":"<s>","special":true}])", template_with("[3]")));
+  const mole::Tokenizer tok = mole::Tokenizer::load(ok.path);
+  CHECK(tok.vocab_size() == 4);
+  CHECK(tok.encode("ab") == std::vector<int32_t>{3, 2});
+  CHECK(tok.encode("<s>a") == std::vector<int32_t>{3, 3, 0});
 }
 
 TEST_CASE("tokenizer: merges given as pairs load the same as merges given as strings") {

@@ -38,12 +38,17 @@ expect_ok() {
 }
 # expect_fail NAME PATTERN CMD...: CMD must fail cleanly, its stderr matching the extended regex PATTERN
 # (case-insensitive). With OUTDIR=DIR set, neither DIR nor DIR.partial may exist afterwards; with NOSTDOUT=1,
-# nothing may have been printed on stdout.
+# nothing may have been printed on stdout; with RC_IS=N, the exit code must be N; with WITHIN=S, it must have
+# taken at most S seconds.
 expect_fail() {
   local name=$1 pat=$2; shift 2
+  local t0=$SECONDS
   run_cmd "$@"
   if [ -n "$WHY" ]; then fail "$name" "$WHY"
   elif [ $RC -eq 0 ]; then fail "$name" "exit 0, expected an error"
+  elif [ -n "${RC_IS:-}" ] && [ "$RC" -ne "$RC_IS" ]; then fail "$name" "exit $RC, expected $RC_IS"
+  elif [ -n "${WITHIN:-}" ] && [ $((SECONDS - t0)) -gt "$WITHIN" ]; then
+    fail "$name" "took $((SECONDS - t0)) s, more than $WITHIN s"
   elif ! grep -qiE -- "$pat" "$T/err"; then fail "$name" "stderr does not match /$pat/"
   elif [ -n "${OUTDIR:-}" ] && { [ -e "$OUTDIR" ] || [ -e "$OUTDIR.partial" ]; }; then
     fail "$name" "left $OUTDIR or $OUTDIR.partial behind"
@@ -98,6 +103,11 @@ elif op == 'overlap':                                               # args[0] re
     h[args[0]]['data_offsets'] = h['lm_head.weight']['data_offsets']; save(p, h, data)
 elif op == 'drop': del ts[args[0]]; repack(p, ts)
 elif op == 'extra': ts[args[0]] = ({'dtype': 'F32', 'shape': [4]}, bytes(16)); repack(p, ts)
+elif op == 'deep':                                                  # a header of 100,000 nested objects
+    hb = b'{"a":' * 100000 + b'1' + b'}' * 100000; open(p, 'wb').write(struct.pack('<Q', len(hb)) + hb)
+elif op == 'many':                                                  # 100,000 more valid F32 tensors of 1 value
+    for i in range(100000): ts['extra.%d' % i] = ({'dtype': 'F32', 'shape': [1]}, bytes(4))
+    repack(p, ts)
 EOF
 
 SMALL='{"vocab_size": 384}'
@@ -179,9 +189,9 @@ a = np.array(json.load(open('conv_logits.json'))['logits']); b = np.array(json.l
 assert a.shape == b.shape == (5, $V) and np.allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(b).max())"
 
 # ---- bad input: command line -----------------------------------------------------------------------------------
-expect_fail "unknown subcommand" 'bogus' "$M" bogus
-expect_fail "unknown flag" '--bogus' "$M" run --bogus
-expect_fail "-n abc" '(-n|n-predict).*abc' "$M" run -m infer --prompt-ids 1 -n abc -q
+RC_IS=2 expect_fail "unknown subcommand" 'bogus' "$M" bogus
+RC_IS=2 expect_fail "unknown flag" '--bogus' "$M" run --bogus
+RC_IS=2 expect_fail "-n abc" '(-n|n-predict).*abc' "$M" run -m infer --prompt-ids 1 -n abc -q
 expect_fail "--lut bogus" 'lut.*bogus|bogus.*lut' "$M" run -m infer --prompt-ids 1 --lut bogus -q
 expect_fail "--backend bogus" 'backend.*bogus.*unknown|unknown backend' "$M" run -m infer --prompt-ids 1 --backend bogus -q
 # --backend vulkan: the CPU's greedy tokens with every table placement where a Vulkan device exists (lavapipe in CI),
@@ -273,7 +283,8 @@ expect_fail "run --prompt-ids past the tokenizer names the model vocab" "99999.*
   "$M" run -m infer --prompt-ids 1,99999 -n 2 --temp 0 -q
 expect_ok "synth with max_position_embeddings 8" \
   "$M" synth --preset tiny -o short --form infer --set '{"vocab_size": 384, "max_position_embeddings": 8}' -q
-expect_fail "prompt longer than the context" '20 tokens.*8' "$M" run -m short --prompt-ids "$(seq -s, 1 20)" -n 2 -q
+NOSTDOUT=1 expect_fail "prompt longer than the context" '20 tokens.*8' \
+  "$M" run -m short --prompt-ids "$(seq -s, 1 20)" -n 2 -q
 printf '\xff\xfe' >bad_utf8.txt
 expect_fail "invalid UTF-8 prompt (-f FILE)" 'bad_utf8\.txt.*UTF-8|UTF-8.*bad_utf8\.txt' \
   "$M" run -m infer -f bad_utf8.txt -n 2 -q
@@ -323,6 +334,127 @@ expect_fail "extra unexpected tensor" "unexpected tensor 'model\.bogus\.weight'"
 rm -rf badtok && cp -r infer badtok && head -c 5000 infer/tokenizer.json >badtok/tokenizer.json
 expect_fail "corrupt tokenizer.json with -p" 'badtok/tokenizer\.json.*not valid JSON' \
   "$M" run -m badtok -p "Hello" -n 2 -q
+
+# ---- hostile input (issue 13): each class must fail cleanly, quickly, naming the flag or file -----------------
+# Malformed flags: exit code 2, the flag named, nothing on stdout.
+for args in "-t 100000|--threads.*100000" "-n -5|n-predict.*-5.*until end of sequence" "-n 1e12|n-predict.*1e12" \
+  "-n 99999999999|n-predict.*99999999999" "--temp nan|--temp.*nan.*finite" "--temp -1|--temp.*-1" \
+  "--temp inf|--temp.*inf" "--top-p nan|--top-p.*nan" "--min-p 1.5|--min-p.*1.5" \
+  "--repeat-penalty nan|--repeat-penalty.*nan" "--repeat-penalty 0|--repeat-penalty.*0" \
+  "--repeat-last-n -2|--repeat-last-n.*-2" "--top-k -1|--top-k.*-1" "--top-k 1.5|top-k.*1.5" \
+  "--seed -2|--seed.*-2" "-c 99999999|--ctx-size.*99999999" "-c nan|--ctx-size.*nan" \
+  "--ubatch-size 0|--ubatch-size.*0" "--ubatch-size 1e9|--ubatch-size.*1e9" "--device -2|--device.*-2"; do
+  RC_IS=2 NOSTDOUT=1 expect_fail "run ${args%%|*}" "${args#*|}" "$M" run -m infer --prompt-ids 1 -q ${args%%|*}
+done
+RC_IS=2 expect_fail "convert -t -1" '--threads.*-1' "$M" convert -m train -o c_threads -t -1 -q
+RC_IS=2 expect_fail "bench --prompt-tokens 0" '--prompt-tokens.*0' "$M" bench -m infer --prompt-tokens 0 -q
+RC_IS=2 expect_fail "synth --seed -5" 'seed.*-5' "$M" synth -o s_seed --seed -5 -q
+expect_ok "--help exits 0" "$M" run --help
+# Too many threads for the system: an error, not an uncaught std::system_error (under a 2 GB address-space limit,
+# which the sanitizers' shadow memory cannot start in).
+if ldd "$M" | grep -q libasan; then
+  echo "skipped -t 1024 under ulimit -v: a sanitizer build cannot start with its address space limited"
+else
+  expect_fail "-t 1024 beyond the system's threads" 'cannot start 1024 threads' \
+    bash -c "ulimit -v 2000000 && exec \"$M\" run -m infer --prompt-ids 1 -n 1 -q -t 1024"
+fi
+
+# Prompts that cannot run are refused before anything is printed.
+$PY -c "open('big_prompt.txt', 'w').write('word ' * 2000000)"
+NOSTDOUT=1 WITHIN=60 expect_fail "10 MB prompt with -c 64: nothing printed" '200000[01] tokens.*context holds 64' \
+  "$M" run -f big_prompt.txt -c 64 -n 2 -q
+NOSTDOUT=1 expect_fail "prompt the model's vocabulary lacks: nothing printed" \
+  "-p: the tokenizer gives token id [0-9]+, outside the model's vocabulary \[0, $V\)" \
+  "$M" run -m infer -p "Hello world" -n 2 -q
+$PY -c "open('marks.txt', 'w', encoding='utf-8').write('a' + '\u0301\u0316' * 80000)"
+expect_ok "160,000 alternating combining marks tokenize within 20 s (105 s before)" \
+  timeout 20 "$M" tokenize --tokenizer "$NEOX" --file marks.txt
+mkdir -p prompt_dir
+expect_fail "-f DIR says it is a directory" 'prompt_dir: is a directory' "$M" run -m infer -f prompt_dir -n 2 -q
+expect_fail "tokenize --file DIR says it is a directory" 'prompt_dir: is a directory' \
+  "$M" tokenize --tokenizer "$NEOX" --file prompt_dir
+expect_fail "bench --text-file DIR says it is a directory" 'prompt_dir: is a directory' \
+  "$M" bench -m infer --text-file prompt_dir -q
+
+# Deeply nested JSON in every JSON file mole reads.
+deep() { $PY -c "print('{\"$1\": ' + '[' * 100000 + ']' * 100000 + '}')"; }
+rm -rf deepcfg && cp -r infer deepcfg && $PY - deepcfg/config.json <<'PYEOF'
+import sys
+p = sys.argv[1]; t = open(p).read().rstrip()
+open(p, 'w').write(t[:-1] + ', "task_specific_params": ' + '[' * 100000 + ']' * 100000 + '}')
+PYEOF
+expect_fail "config.json nested 100,000 deep" 'deepcfg/config\.json.*128 levels' "$M" info -m deepcfg
+mkst deepst deep
+expect_fail "safetensors header nested 100,000 deep" 'deepst/model\.safetensors.*128 levels' "$M" info -m deepst
+rm -rf deepidx && cp -r infer deepidx && mv deepidx/model.safetensors deepidx/model-1.safetensors && deep weight_map \
+  >deepidx/model.safetensors.index.json
+expect_fail "model.safetensors.index.json nested 100,000 deep" 'deepidx/model\.safetensors\.index\.json.*128 levels' \
+  "$M" info -m deepidx
+rm -rf deeptok && cp -r infer deeptok && deep model >deeptok/tokenizer.json
+expect_fail "tokenizer.json nested 100,000 deep" 'deeptok/tokenizer\.json.*128 levels' "$M" run -m deeptok -p hi -q
+deep eos_token >deeptok/tokenizer_config.json && cp infer/tokenizer.json deeptok/
+expect_fail "tokenizer_config.json nested 100,000 deep" 'deeptok/tokenizer_config\.json.*128 levels' \
+  "$M" run -m deeptok -p hi -q
+RC_IS=1 expect_fail "synth --set nested 60,000 deep (near the 128 KiB argument limit)" '--set.*128 levels' \
+  "$M" synth -o s_deep --set "$($PY -c "print('{\"a\": ' + '[' * 60000 + ']' * 60000 + '}')")" -q
+
+# A header of 100,000 more tensors is read in linear time (it took a minute): the extra tensors are then refused.
+mkst many many
+WITHIN=30 expect_fail "100,000 extra tensors, refused in seconds" "unexpected tensor 'extra\.[0-9]+'" "$M" info -m many
+
+# Symbolic-link loops where model files should be: errors naming the path, not std::filesystem aborts.
+loop() { rm -rf "$1" && ln -s "$(basename "$1")" "$1"; }
+loop selfloop
+expect_fail "-m is a symbolic-link loop" 'selfloop.*symbolic links' "$M" run -m selfloop --prompt-ids 1 -q
+for f in config.json model.safetensors tokenizer.json tokenizer_config.json; do
+  rm -rf "loop_$f" && cp -r infer "loop_$f" && loop "loop_$f/$f"
+  expect_fail "$f is a symbolic-link loop" "loop_$f/$f.*symbolic links" "$M" run -m "loop_$f" -p Hello -n 2 -q
+done
+loop loop_prompt.txt
+expect_fail "-f is a symbolic-link loop" 'loop_prompt\.txt.*symbolic links' "$M" run -m infer -f loop_prompt.txt -q
+expect_fail "--tokenizer is a symbolic-link loop" 'loop_prompt\.txt.*symbolic links' \
+  "$M" tokenize --tokenizer loop_prompt.txt --text hi
+
+# Shard names that leave the model directory: refused, naming the index and the entry, though the file exists.
+rm -rf escape && mkdir escape && cp infer/config.json escape/ && cp infer/model.safetensors outside.safetensors
+$PY - escape/model.safetensors.index.json outside.safetensors <<'PYEOF'
+import json, struct, sys
+b = open(sys.argv[2], 'rb').read(); n = struct.unpack('<Q', b[:8])[0]
+names = [k for k in json.loads(b[8:8 + n]) if k != '__metadata__']
+json.dump({'weight_map': {k: '../outside.safetensors' for k in names}}, open(sys.argv[1], 'w'))
+PYEOF
+expect_fail "shard ../outside.safetensors" "escape/model\.safetensors\.index\.json: weight_map entry for tensor '.*'\.\./outside\.safetensors'.*inside the checkpoint directory" \
+  "$M" info -m escape
+sed -i "s#\.\./outside#$T/outside#g" escape/model.safetensors.index.json
+expect_fail "shard by absolute path" "index\.json: weight_map entry .*absolute path" "$M" info -m escape
+
+# Sizes from config.json: out of range is named as the field, never an out-of-memory.
+mkcfg ropebig "c['rope_scaling'] = {'type': 'linear', 'factor': 1e300}"
+expect_fail "rope_scaling.factor 1e300" 'rope_scaling\.factor 1e\+300 is out of range' "$M" run -m ropebig --prompt-ids 1 -q
+mkcfg ropeint "c['max_position_embeddings'] = 16777216; c['rope_scaling'] = {'type': 'dynamic', 'factor': 200.0}"
+expect_fail "max_position_embeddings x factor past int" 'rope_scaling\.factor 200.* out of range' \
+  "$M" run -m ropeint --prompt-ids 1 -q
+mkcfg maxpos "c['max_position_embeddings'] = 2147483647"
+expect_fail "max_position_embeddings 2^31-1" 'max_position_embeddings \(2147483647\) is more than' \
+  "$M" run -m maxpos --prompt-ids 1 -q
+
+# tokenizer.json with impossible ids.
+mktok() {  # mktok DIR STMT: copy infer/ to DIR and run STMT on tokenizer.json's dict `t`
+  rm -rf "$1" && cp -r infer "$1"
+  $PY - "$1/tokenizer.json" "$2" <<'PYEOF'
+import json, sys
+p = sys.argv[1]; t = json.load(open(p)); exec(sys.argv[2]); json.dump(t, open(p, 'w'))
+PYEOF
+}
+mktok dupid "t['model']['vocab']['!'] = t['model']['vocab']['\"']"
+expect_fail "tokenizer.json: duplicate id" "dupid/tokenizer\.json: model\.vocab token .* already the id of token" \
+  "$M" run -m dupid -p hi -q
+mktok bigid "t['model']['vocab']['!'] = 2**32"
+expect_fail "tokenizer.json: id 2^32" 'bigid/tokenizer\.json: model\.vocab token .* outside \[0, 2\^31\)' \
+  "$M" run -m bigid -p hi -q
+mktok addedid "t['added_tokens'].append({'id': 60000, 'content': '<x>'})"
+expect_fail "tokenizer.json: added token past the vocabulary" 'addedid/tokenizer\.json: added token "<x>" has id 60000, outside the vocabulary' \
+  "$M" run -m addedid -p hi -q
 
 # ---- bad input: convert and synth (no complete-looking output may be left behind) -----------------------------
 mkdir -p full && echo keep >full/keep.txt && snapshot full >full.before
