@@ -163,17 +163,6 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
-int attention_splits(int max_keys, int T, int slots, int forced) {
-  int s = 1;
-  if (forced > 0) {
-    s = std::min(forced, kAttentionMaxSplits);
-  } else if (max_keys >= 2 * kAttentionThreads) {
-    const int want = (max_keys + kAttentionSplitKeys - 1) / kAttentionSplitKeys;
-    while (s < want && s < kAttentionMaxSplits) s *= 2;
-  }
-  return std::max(1, std::min(s, slots / std::max(T, 1)));
-}
-
 void launch_attention(const AttentionArgs& a, cudaStream_t stream) {
   MOLE_CUDA_ASSERT(a.hd >= 1 && a.hd <= kAttentionMaxHeadDim && a.KVH >= 1 && a.H % a.KVH == 0);
   MOLE_CUDA_ASSERT(!a.rope || a.hd % 2 == 0);

@@ -13,21 +13,21 @@
 #pragma once
 
 #include "cuda-backend/common.cuh"
+#include "model/attention_splits.h"
 
 namespace mole::cuda {
 
 constexpr int kAttentionThreads = 256;      // keys per chunk, threads per block
 constexpr int kAttentionMaxHeadDim = 1024;  // q in shared memory, and at most 4 output dims per thread
-constexpr int kAttentionSplitKeys = 256;    // split-K: about one split per this many keys of the longest sequence
-constexpr int kAttentionMaxSplits = 32;     // splits per pair at most
-constexpr int kAttentionSplitSlots = 256;   // tokens x splits the partials hold at most (8 tokens x 32 splits)
+constexpr int kAttentionMaxSplits = int(mole::kAttentionMaxSplits);    // model/attention_splits.h
+constexpr int kAttentionSplitSlots = int(mole::kAttentionSplitSlots);
 
-// How many blocks share each pair's keys (1: the single pass, no partials, no combine). The rule of the Vulkan
-// backend (attention_splits() in shaders/ops.h, with its 256-wide workgroups): `forced` > 0 asks for that many (at
-// most kAttentionMaxSplits); else 1 below 512 keys (two chunks), and from there about one split per
-// kAttentionSplitKeys keys, rounded up to a power of two, at most kAttentionMaxSplits. Either way at most
-// slots / T: the partials hold `slots` token-splits.
-int attention_splits(int max_keys, int T, int slots, int forced);
+// How many blocks share each pair's keys (1: the single pass): the rule of every GPU backend
+// (model/attention_splits.h), with chunks of kAttentionThreads keys.
+inline int attention_splits(int max_keys, int T, int slots, int forced) {
+  return int(mole::attention_splits(uint32_t(max_keys), uint32_t(T), uint32_t(slots), uint32_t(forced),
+                                    uint32_t(kAttentionThreads)));
+}
 
 struct AttentionArgs {
   const float* q = nullptr;        // (T, H * hd)

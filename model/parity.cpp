@@ -575,8 +575,6 @@ std::vector<ParityResult> run_model_case(const ModelCase& c, const std::string& 
   return compare_model(dir, c.tokens, entry, opt, c.name);
 }
 
-namespace {
-
 std::vector<int32_t> random_ids(int n, int vocab, uint32_t seed) {
   std::mt19937 rng(seed);
   std::vector<int32_t> ids(static_cast<size_t>(n));
@@ -584,8 +582,6 @@ std::vector<int32_t> random_ids(int n, int vocab, uint32_t seed) {
   return ids;
 }
 
-// Whether the reference's top logit leads the second by more than 1e-3, so that any backend within the tolerance
-// must pick the same greedy token (closer calls are not compared).
 bool clear_winner(const std::vector<float>& logits) {
   float first = -INFINITY, second = -INFINITY;
   for (float v : logits) {
@@ -598,8 +594,6 @@ bool clear_winner(const std::vector<float>& logits) {
   }
   return first - second > 1e-3f;
 }
-
-}  // namespace
 
 std::vector<ParityResult> compare_model(const std::string& dir, int tokens, const BackendEntry& entry,
                                         const BackendOptions& opt, const std::string& name) {

@@ -28,6 +28,12 @@ namespace mole {
 constexpr double kParityExact = 0, kParityTight = 1e-12, kParityLongSum = 1e-10;  // NMSE bounds
 constexpr double kParityModelRelL2 = 1e-3;                                        // whole-model logits
 
+// n token ids drawn from [0, vocab) by a generator seeded with `seed`.
+std::vector<int32_t> random_ids(int n, int vocab, uint32_t seed);
+// Whether the top logit leads the second by more than 1e-3, so that any backend within the model bound must pick
+// the same greedy token (closer calls are not compared).
+bool clear_winner(const std::vector<float>& logits);
+
 // One compared output (or one failure) of a case on one backend.
 struct ParityResult {
   std::string op;     // "matmul", ...; "model" for model cases

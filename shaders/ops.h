@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "model/attention_splits.h"
+
 namespace mole::vulkan {
 
 // Specialization constant ids (shaders/common.glsl).
@@ -32,9 +34,8 @@ constexpr uint32_t kMatMulSharedLanes = 32;      // threads per output column wi
 constexpr uint32_t kMatMulTile = 64;             // token rows and columns per workgroup of the _tiled variants
 constexpr uint32_t kMatMulTiledMinRows = 32;     // the _tiled variants run for steps of at least this many rows
 constexpr uint32_t kAttentionMaxHeadDim = 1024;  // attention's shared query row (and 4 dims per invocation at 256)
-constexpr uint32_t kAttentionSplitKeys = 256;    // split-K: about one split per this many keys (of the longest)
-constexpr uint32_t kAttentionMaxSplits = 32;     // splits per (t, h) pair at most
-constexpr uint32_t kAttentionSplitSlots = 256;   // tokens x splits the partials' scratch holds (8 tokens x 32)
+using mole::kAttentionMaxSplits;                 // split-K's limits: model/attention_splits.h
+using mole::kAttentionSplitSlots;
 constexpr uint32_t kRouterLutMaxExperts = 1024;  // router_lut's shared softmax holds at most this many experts
 
 // Push-constant blocks, one per shader, in declaration order. All members are 32-bit; uint unless float.
@@ -174,22 +175,7 @@ constexpr Groups groups(const ArgmaxPush& p, uint32_t) {
   return {groups_for_items(p.R)};
 }
 
-// How many splits a step's attention divides each pair's keys into (1: the single pass, no scratch, no combine).
-// Automatic (forced = 0): 1 below two chunks of the local size (the single pass is then at most two chunks long),
-// else about one split per kAttentionSplitKeys keys of the step's longest sequence (max_keys = max pos + 1),
-// rounded up to a power of two so that few step shapes are recorded, at most kAttentionMaxSplits. forced > 0
-// (--tune attention-splits) asks for that many, up to kAttentionMaxSplits. Either way at most `slots` / T (the scratch
-// holds `slots` token-splits): steps of many tokens have T * H workgroups already.
-constexpr uint32_t attention_splits(uint32_t max_keys, uint32_t T, uint32_t slots, uint32_t forced,
-                                    uint32_t local_size) {
-  uint32_t s = 1;
-  if (forced > 0) {
-    s = std::min(forced, kAttentionMaxSplits);
-  } else if (max_keys >= 2 * local_size) {
-    const uint32_t want = (max_keys + kAttentionSplitKeys - 1) / kAttentionSplitKeys;
-    while (s < want && s < kAttentionMaxSplits) s *= 2;
-  }
-  return std::max(1u, std::min(s, slots / std::max(T, 1u)));
-}
+// Split-K's rule (model/attention_splits.h) with the single pass's chunk: the local size.
+using mole::attention_splits;
 
 }  // namespace mole::vulkan

@@ -15,6 +15,7 @@
 #include "model/cpu_backend.h"
 #include "model/error.h"
 #include "model/forward.h"
+#include "model/parity.h"
 #include "model/reparam.h"
 #include "model/sampling.h"
 
@@ -42,13 +43,6 @@ BackendOptions options(LutRead read, int tiled_min_rows = 0, int splits = 0) {
   return o;
 }
 
-std::vector<int32_t> random_ids(int n, int vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> ids(static_cast<size_t>(n));
-  for (auto& id : ids) id = int32_t(rng() % uint32_t(vocab));
-  return ids;
-}
-
 // Logits of every position of one sequence, the prompt in one step.
 std::vector<std::vector<float>> all_logits(test::LoadedModel& m, Backend& be, const std::vector<int32_t>& ids,
                                            LutPlacement placement) {
@@ -64,20 +58,6 @@ double worst_rel(const std::vector<std::vector<float>>& a, const std::vector<std
   double worst = 0;
   for (size_t t = 0; t < a.size(); t++) worst = std::max(worst, rel_l2(a[t], b[t]));
   return worst;
-}
-
-// Whether the top logit leads the second by more than 1e-3 (closer calls are not compared).
-bool clear_winner(const std::vector<float>& logits) {
-  float first = -INFINITY, second = -INFINITY;
-  for (float v : logits) {
-    if (v > first) {
-      second = first;
-      first = v;
-    } else if (v > second) {
-      second = v;
-    }
-  }
-  return first - second > 1e-3f;
 }
 
 }  // namespace
@@ -103,48 +83,17 @@ TEST_CASE("cuda: availability names a device or the reason; no backend opens wit
 
 TEST_CASE("cuda: whole models match the CPU reference in every placement, read and kernel choice") {
   test::TempDir tmp;
-  struct Variant {
-    const char* name;
-    Form form;
-    nlohmann::json set;
-    DType dtype;
-    int tokens;  // the prompt, one step: 32 or more use the tensor-core matmul by default
-  };
-  const std::vector<Variant> variants = {
-      {"gqa_f32_infer", Form::Infer, {{"num_key_value_heads", 2}}, DType::F32, 37},
-      {"mha_f16_train", Form::Train, {{"num_key_value_heads", 4}}, DType::F16, 300},
-      {"mqa_bf16_infer_linear",
-       Form::Infer,
-       {{"num_key_value_heads", 1}, {"rope_scaling", {{"type", "linear"}, {"factor", 2.0}}}},
-       DType::BF16,
-       65},
-      {"dynamic_dense",
-       Form::Dense,
-       {{"max_position_embeddings", 32}, {"rope_scaling", {{"type", "dynamic"}, {"factor", 2.0}}}},
-       DType::BF16,
-       50},
-      {"odd_sizes",
-       Form::Infer,
-       {{"hidden_size", 36},
-        {"num_attention_heads", 3},
-        {"num_key_value_heads", 1},
-        {"intermediate_size", 77},
-        {"vocab_size", 301},
-        {"num_experts", 3}},
-       DType::F16,
-       19},
-  };
   struct Run {
     LutPlacement placement;
     BackendOptions opt;
   };
   const std::vector<Run> runs = {
-      {LutPlacement::Device, options(LutRead::Auto)},        {LutPlacement::Device, options(LutRead::Copy)},
-      {LutPlacement::Host, options(LutRead::Auto)},          {LutPlacement::Host, options(LutRead::Copy)},
-      {LutPlacement::Host, options(LutRead::Direct)},        {LutPlacement::Disk, options(LutRead::Auto)},
-      {LutPlacement::Host, options(LutRead::Auto, 1, 3)},    {LutPlacement::Host, options(LutRead::Auto, 1 << 30, 1)},
+      {LutPlacement::Device, options(LutRead::Auto)},     {LutPlacement::Device, options(LutRead::Copy)},
+      {LutPlacement::Host, options(LutRead::Auto)},       {LutPlacement::Host, options(LutRead::Copy)},
+      {LutPlacement::Host, options(LutRead::Direct)},     {LutPlacement::Disk, options(LutRead::Auto)},
+      {LutPlacement::Host, options(LutRead::Auto, 1, 3)}, {LutPlacement::Host, options(LutRead::Auto, 1 << 30, 1)},
   };
-  for (const Variant& v : variants) {
+  for (const ModelCase& v : model_cases()) {  // as the cross-backend model cases: 32 tokens and more use tensor cores
     std::string name = v.name;
     CAPTURE(name);
     if (!cuda_or_skip()) return;

@@ -22,6 +22,7 @@
 #include "model/error.h"
 #include "model/forward.h"
 #include "model/lut_rows.h"
+#include "model/parity.h"
 #include "model/reparam.h"
 #include "model/sampling.h"
 #include "vk-runtime/vk_backend.h"
@@ -79,31 +80,9 @@ std::function<void(BackendOptions&)> gather(BackendTuning::Gather g) {
   return [g](BackendOptions& o) { o.tuning.lut_gather = g; };
 }
 
-// Whether the CPU's top logit leads the second by more than 1e-3, so that any backend within the tolerance must
-// pick the same greedy token (closer calls are not compared).
-bool clear_winner(const std::vector<float>& logits) {
-  float first = -INFINITY, second = -INFINITY;
-  for (float v : logits) {
-    if (v > first) {
-      second = first;
-      first = v;
-    } else if (v > second) {
-      second = v;
-    }
-  }
-  return first - second > 1e-3f;
-}
-
 struct Model : test::LoadedModel {
   explicit Model(const std::string& dir) : test::LoadedModel(dir, DType::F16) {}
 };
-
-std::vector<int32_t> random_ids(int n, int vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> ids(static_cast<size_t>(n));
-  for (auto& id : ids) id = int32_t(rng() % uint32_t(vocab));
-  return ids;
-}
 
 // Logits of every position of one sequence, on the given backend.
 std::vector<std::vector<float>> all_logits(Model& m, Backend& be, const std::vector<int32_t>& ids, EngineOptions o) {

@@ -1,0 +1,32 @@
+// Split-K attention's rule, one for every GPU backend (shaders/attention.comp with attention_combine.comp, and
+// cuda-backend/attention.cu): how many workgroups (blocks) share each (token, head) pair's keys in a step. 1 is the
+// single pass: no partials, no combine.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+namespace mole {
+
+constexpr uint32_t kAttentionSplitKeys = 256;   // about one split per this many keys (of the step's longest sequence)
+constexpr uint32_t kAttentionMaxSplits = 32;    // splits per (t, h) pair at most
+constexpr uint32_t kAttentionSplitSlots = 256;  // tokens x splits the partials' scratch holds (8 tokens x 32)
+
+// Automatic (forced = 0): 1 below two chunks of `chunk` keys (the single pass is then at most two chunks long; a
+// chunk is the keys one workgroup of the single pass reads at a time), else about one split per
+// kAttentionSplitKeys keys of the step's longest sequence (max_keys = max pos + 1), rounded up to a power of two so
+// that few step shapes are recorded, at most kAttentionMaxSplits. forced > 0 (--tune attention-splits) asks for
+// that many, up to kAttentionMaxSplits. Either way at most `slots` / T (the scratch holds `slots` token-splits):
+// steps of many tokens have T * H workgroups already.
+constexpr uint32_t attention_splits(uint32_t max_keys, uint32_t T, uint32_t slots, uint32_t forced, uint32_t chunk) {
+  uint32_t s = 1;
+  if (forced > 0) {
+    s = std::min(forced, kAttentionMaxSplits);
+  } else if (max_keys >= 2 * chunk) {
+    const uint32_t want = (max_keys + kAttentionSplitKeys - 1) / kAttentionSplitKeys;
+    while (s < want && s < kAttentionMaxSplits) s *= 2;
+  }
+  return std::max(1u, std::min(s, slots / std::max(T, 1u)));
+}
+
+}  // namespace mole
