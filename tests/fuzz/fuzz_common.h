@@ -2,9 +2,11 @@
 // check that aborts with a message (libFuzzer then keeps the input as a crash).
 #pragma once
 
+#include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -13,12 +15,23 @@
 
 namespace mole::fuzz {
 
-// A directory under /dev/shm (else /tmp) made once per process and removed at exit (not after a crash).
+// A directory under /dev/shm (else /tmp), mole-fuzz-PID, made once per process and removed at exit. libFuzzer
+// may leave with _Exit (a time limit, a crash), skipping that, so each start also removes the directories of
+// processes that no longer exist.
 class ScratchDir {
  public:
   ScratchDir() {
-    path_ = std::filesystem::exists("/dev/shm") ? "/dev/shm/mole-fuzz-XXXXXX" : "/tmp/mole-fuzz-XXXXXX";
-    if (!mkdtemp(path_.data())) std::abort();
+    const std::filesystem::path base = std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp";
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(base, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.rfind("mole-fuzz-", 0) != 0) continue;
+      const long pid = std::strtol(name.c_str() + 10, nullptr, 10);
+      if (pid > 0 && ::kill(pid_t(pid), 0) != 0 && errno == ESRCH) std::filesystem::remove_all(entry.path(), ec);
+    }
+    path_ = (base / ("mole-fuzz-" + std::to_string(::getpid()))).string();
+    std::filesystem::create_directories(path_, ec);
+    if (ec) std::abort();
   }
   ~ScratchDir() {
     std::error_code ec;
