@@ -42,6 +42,9 @@ studio() {  # studio NAME ARGS...: headless run, stdout/stderr to NAME.out/NAME.
   timeout 300 xvfb-run -a -s "-screen 0 ${SIZE}x24" "$S" --size "$SIZE" "$@" --screenshot "$T/$name.png" \
     > "$T/$name.out" 2> "$T/$name.err"
   RC=$?
+  if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:|terminate called' "$T/$name.err"; then
+    fail "$name: no crash or sanitizer report" "$(grep -m3 -E 'Sanitizer|runtime error:|terminate' "$T/$name.err")"
+  fi
 }
 
 studio one --prompt "$P1" --steps $N --temp 0
