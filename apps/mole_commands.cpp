@@ -143,8 +143,7 @@ int cmd_info(InfoArgs& a) {
   if (c.is_mole())
     std::printf("lookup table   (%d, %lld) = %.2fM values, %s in %s; %s per token\n", c.vocab_size,
                 (long long)c.lut_row_elems(), lut_elems / 1e6,
-                human_bytes(double(lut_elems) * double(lut_dtype_size)).c_str(),
-                sm.lut_dtype.c_str(),
+                human_bytes(double(lut_elems) * double(lut_dtype_size)).c_str(), sm.lut_dtype.c_str(),
                 human_bytes(double(c.lut_row_elems()) * double(lut_dtype_size)).c_str());
   std::string dts;
   for (auto& [k, v] : by_dtype) dts += (dts.empty() ? "" : ", ") + k + " " + std::to_string(v);
