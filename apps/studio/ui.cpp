@@ -393,6 +393,10 @@ void Ui::lut_panel() {
   ImGui::PlotLines("##lut", v.data(), int(v.size()), 0, overlay.c_str(), 0.0f, top * 1.1f,
                    ImVec2(ImGui::GetContentRegionAvail().x, 45));
   ImGui::Text("%llu rows, %s moved this run", (unsigned long long)g.lut_rows, bytes(double(g.lut_bytes)).c_str());
+  if (g.decode_steps > 0 && g.total.wall > 0)
+    ImGui::Text(
+        "decode: %.0f rows/s, %s/s", g.decode_steps / g.total.wall,
+        bytes(double(g.lut_bytes) / double(g.lut_rows ? g.lut_rows : 1) * g.decode_steps / g.total.wall).c_str());
   const double copy = g.total.lut_copy, hidden = g.total.lut_copy_hidden;
   if (copy > 0)
     ImGui::Text("copy %.3f ms/step, %.0f%% hidden behind compute", 1e3 * copy / std::max(g.decode_steps, 1),
