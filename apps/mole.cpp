@@ -13,48 +13,14 @@
 #include "apps/mole_common.h"
 #include "model/checkpoint_io.h"
 #include "model/error.h"
-#include "model/generate.h"
 #include "model/parallel.h"
 #include "model/progress.h"
+#include "model/session.h"
 
 using namespace mole;
 using namespace mole::app;
 
 namespace {
-
-// Holds back the tail of the output that could still become a stop string, so a stop string is never printed.
-class StopFilter {
- public:
-  explicit StopFilter(std::vector<std::string> stops) : stops_(std::move(stops)) {}
-  // Returns the text safe to print now; sets `stopped` once a stop string appears (text before it is returned).
-  std::string push(const std::string& piece, bool& stopped) {
-    held_ += piece;
-    for (const auto& s : stops_) {
-      size_t at = held_.find(s);
-      if (!s.empty() && at != std::string::npos) {
-        stopped = true;
-        std::string out = held_.substr(0, at);
-        held_.clear();
-        return out;
-      }
-    }
-    size_t keep = 0;
-    for (const auto& s : stops_)
-      for (size_t n = std::min(s.size() - 1, held_.size()); n > keep; n--)
-        if (held_.compare(held_.size() - n, n, s, 0, n) == 0) {
-          keep = n;
-          break;
-        }
-    std::string out = held_.substr(0, held_.size() - keep);
-    held_.erase(0, held_.size() - keep);
-    return out;
-  }
-  std::string flush() { return std::exchange(held_, ""); }
-
- private:
-  std::vector<std::string> stops_;
-  std::string held_;
-};
 
 struct RunArgs {
   RunFlags f;
@@ -64,13 +30,24 @@ struct RunArgs {
   int64_t seed = -1;
   std::vector<std::string> stops;
   bool ignore_eos = false, json = false, no_display_prompt = false;
+  std::string router_trace;  // --router-trace FILE
 };
 
 int cmd_run(RunArgs& a) {
   if (a.prompt.empty() + a.prompt_file.empty() + a.prompt_ids.empty() != 2)
     throw Error("give exactly one of -p TEXT, -f FILE or --prompt-ids 1,2,3");
   if (!a.prompt_file.empty()) a.prompt = read_file_arg(a.prompt_file, "-f");
-  auto m = load_model(a.f, a.prompt_ids.empty());
+  // The trace file is opened before the model loads: a path that cannot be written fails at once.
+  std::optional<std::ofstream> trace;
+  if (!a.router_trace.empty()) {
+    trace.emplace(a.router_trace, std::ios::trunc);
+    if (!*trace) throw Error("--router-trace " + a.router_trace + ": cannot open it for writing");
+  }
+  LoadOptions lo = load_options(a.f, a.prompt_ids.empty());
+  lo.engine.router_probs = trace.has_value();
+  Session session(lo);
+  LoadedModel* m = &session.model();
+  if (trace && !m->cfg.is_mole()) throw Error("--router-trace: " + m->dir + " is a dense model; it has no router");
   std::vector<int32_t> ids;
   if (!a.prompt_ids.empty()) {
     ids = parse_ids(a.prompt_ids, "--prompt-ids");
@@ -79,17 +56,7 @@ int cmd_run(RunArgs& a) {
         throw Error("--prompt-ids: token id " + std::to_string(id) + " is outside the model's vocabulary [0, " +
                     std::to_string(m->cfg.vocab_size) + ")");
   } else {
-    const std::string flag = a.prompt_file.empty() ? std::string("-p") : "-f " + a.prompt_file;
-    try {
-      ids = m->tokenizer->encode(a.prompt);
-    } catch (const Error& e) {
-      throw Error(flag + ": " + e.what());
-    }
-    for (int32_t id : ids)
-      if (id >= m->cfg.vocab_size)
-        throw Error(flag + ": the tokenizer gives token id " + std::to_string(id) +
-                    ", outside the model's vocabulary [0, " + std::to_string(m->cfg.vocab_size) + "): does " + m->dir +
-                    "/tokenizer.json belong to this model?");
+    ids = session.encode(a.prompt, a.prompt_file.empty() ? std::string("-p") : "-f " + a.prompt_file);
   }
   // Checked before anything is printed: a run that cannot hold its prompt prints nothing.
   if (int64_t(ids.size()) > m->engine->max_context())
@@ -104,12 +71,7 @@ int cmd_run(RunArgs& a) {
     if (m->cfg.eos_token_id) go.eos_ids.push_back(*m->cfg.eos_token_id);
     if (m->tokenizer && m->tokenizer->eos_id()) go.eos_ids.push_back(*m->tokenizer->eos_id());
   }
-  if (!a.stops.empty() && !m->tokenizer) throw Error("--stop needs the model's tokenizer.json to decode text");
-
-  std::optional<Tokenizer::StreamDecoder> dec;
-  if (m->tokenizer) dec.emplace(*m->tokenizer);
-  StopFilter stop(a.stops);
-  std::string text;
+  go.stop_strings = a.stops;
   if (!a.json && !a.no_display_prompt) {
     go.on_prefilled = [&] {
       std::string shown = a.prompt_ids.empty() ? a.prompt : (m->tokenizer ? m->tokenizer->decode(ids) : "");
@@ -117,27 +79,34 @@ int cmd_run(RunArgs& a) {
       std::fflush(stdout);
     };
   }
-  auto emit = [&](const std::string& s) {
-    text += s;
-    if (!a.json) {
-      std::fputs(s.c_str(), stdout);
-      std::fflush(stdout);
-    }
+  auto print = [&](const std::string& s) {
+    if (a.json || s.empty()) return;
+    std::fputs(s.c_str(), stdout);
+    std::fflush(stdout);
   };
-  GenerateResult r = generate(*m->engine, ids, go, [&](int32_t id) {
-    if (!dec) {
-      if (!a.json) std::printf("%d ", id), std::fflush(stdout);
-      return true;
+  const int L = m->cfg.num_layers, E = m->cfg.num_experts;
+  GenerateResult r = session.generate(ids, go, [&](const TokenEvent& ev) {
+    if (!m->tokenizer) {
+      if (!a.json) std::printf("%d ", ev.id), std::fflush(stdout);
+    } else {
+      print(ev.piece);
     }
-    bool stopped = false;
-    emit(stop.push(dec->push(id), stopped));
-    return !stopped;
+    if (trace) {
+      nlohmann::json router = nlohmann::json::array();
+      for (int l = 0; l < L; l++)
+        router.push_back(std::vector<float>(ev.router.begin() + l * E, ev.router.begin() + (l + 1) * E));
+      nlohmann::json line = {
+          {"index", ev.index}, {"id", ev.id}, {"position", ev.position}, {"input_id", ev.input_id}, {"router", router}};
+      if (m->tokenizer) line["text"] = m->tokenizer->decode({ev.id});
+      *trace << line.dump() << "\n";
+    }
   });
-  if (dec && r.stop_reason != "stop") {
-    bool stopped = false;
-    emit(stop.push(dec->finish(), stopped));
-    if (!stopped) emit(stop.flush());
+  print(r.tail);
+  if (trace) {
+    trace->close();
+    if (!*trace) throw Error("--router-trace " + a.router_trace + ": writing failed (disk full?)");
   }
+  const std::string& text = r.text;
   if (a.f.profile) {
     print_profile(m->backend->profile(), m->backend->info().name);
     const BackendInfo info = m->backend->info();
@@ -221,6 +190,9 @@ int main(int argc, char** argv) {
   c_run->add_flag("--ignore-eos", run.ignore_eos, "Keep generating past the end-of-sequence token");
   c_run->add_flag("--no-display-prompt", run.no_display_prompt, "Print only the generated text");
   c_run->add_flag("--json", run.json, "Print generated ids, text and timings as one JSON object");
+  c_run->add_option("--router-trace", run.router_trace,
+                    "Write one JSON line per generated token to FILE: its id, and the router's weights "
+                    "(layers x experts) of the step that chose it");
 
   LogitsArgs lg;
   auto* c_logits = app.add_subcommand("logits", "Print float32 logits for every input position as JSON");
@@ -312,7 +284,7 @@ int main(int argc, char** argv) {
   add_backend_flags(*c_parity, pa.bf, false);
   c_parity->add_option("--op", pa.op,
                        "Only this op's cases (embed, matmul, norm_matmul, kv_store, attention, "
-                       "router_lut, gather, argmax)");
+                       "router_lut, router_probs, gather, argmax)");
   c_parity->add_option("-m,--model", pa.model, "Also compare this model's logits and greedy tokens, every placement");
   c_parity->add_option("--prompt-tokens", pa.tokens, "Prompt length for -m")
       ->capture_default_str()

@@ -12,6 +12,7 @@
 #include "model/checkpoint_io.h"
 #include "model/error.h"
 #include "model/parallel.h"
+#include "model/reparam.h"
 #include "model/sampling.h"
 #include "model/user_files.h"
 
@@ -100,16 +101,11 @@ int cmd_info(InfoArgs& a) {
   std::string dir = a.model.empty() ? default_model_dir() : a.model;
   Config c = Config::load_dir(dir);
   Weights w = Weights::load(dir, c);
-  int64_t total = w.parameter_count(), table = w.moe_table ? w.moe_table->numel() : 0, experts = 0, attn_mlp = 0;
-  std::map<std::string, int64_t> by_dtype;
-  for (const auto& name : w.tensors.names()) {
-    const TensorView* t = w.tensors.find(name);
-    by_dtype[dtype_name(t->dtype)] += t->numel();
-    if (name.find(".experts.") != std::string::npos) experts += t->numel();
-  }
-  attn_mlp = total - table - experts;
-  const int64_t lut_elems = c.is_mole() ? int64_t(c.vocab_size) * c.lut_row_elems() : 0;
-  const size_t lut_dtype_size = w.moe_table ? dtype_size(w.moe_table->dtype) : 2;
+  const ModelSummary sm = summarize(c, w);
+  const int64_t total = sm.parameters_total, table = sm.table_parameters, experts = sm.parameters_training_experts,
+                attn_mlp = sm.parameters_dense_part, lut_elems = sm.lut_elements;
+  const size_t lut_dtype_size = sm.lut_dtype_size;
+  const std::map<std::string, int64_t> by_dtype(sm.dtypes.begin(), sm.dtypes.end());
   nlohmann::json j = {{"model", dir},
                       {"form", form_name(w.form)},
                       {"layers", c.num_layers},
@@ -147,8 +143,7 @@ int cmd_info(InfoArgs& a) {
   if (c.is_mole())
     std::printf("lookup table   (%d, %lld) = %.2fM values, %s in %s; %s per token\n", c.vocab_size,
                 (long long)c.lut_row_elems(), lut_elems / 1e6,
-                human_bytes(double(lut_elems) * double(lut_dtype_size)).c_str(),
-                w.moe_table ? dtype_name(w.moe_table->dtype) : "F16 (computed at load)",
+                human_bytes(double(lut_elems) * double(lut_dtype_size)).c_str(), sm.lut_dtype.c_str(),
                 human_bytes(double(c.lut_row_elems()) * double(lut_dtype_size)).c_str());
   std::string dts;
   for (auto& [k, v] : by_dtype) dts += (dts.empty() ? "" : ", ") + k + " " + std::to_string(v);

@@ -25,9 +25,6 @@ std::string default_model_dir() {
   return builtin_model_dir();
 }
 
-OwnedBackendLutRows::OwnedBackendLutRows(const Config& cfg, const Weights& w, std::unique_ptr<Backend> backend)
-    : backend_(std::move(backend)), rows_(std::make_unique<BackendLutRows>(cfg, w, *backend_)) {}
-
 namespace {
 
 // The flag's value as a finite number, or an error message.
@@ -151,67 +148,33 @@ std::vector<int32_t> parse_ids(const std::string& s, const std::string& flag) {
   return ids;
 }
 
-Tokenizer load_tokenizer_for(const std::string& dir) {
-  std::string path = dir + "/tokenizer.json";
-  if (path_kind(path) == PathKind::Missing)
-    throw Error(dir +
-                ": no tokenizer.json; add the model's tokenizer file, or pass token ids where the command "
-                "takes them (run --prompt-ids)");
-  return Tokenizer::load(path);
+LoadOptions load_options(const RunFlags& f, bool need_tokenizer, bool make_engine) {
+  LoadOptions o;
+  o.model_dir = f.model.empty() ? default_model_dir() : f.model;
+  if (f.model.empty() && path_kind(o.model_dir) != PathKind::Directory)
+    throw Error("the built-in default model is missing at " + o.model_dir +
+                " (build it with `cmake --build build`, or install it with `cmake --install build`), or pass -m DIR");
+  o.backend = f.bf.backend;
+  o.backend_options = backend_options(f.bf);
+  o.make_backend = make_backend;
+  if (f.lut != "auto") {
+    o.lut = parse_lut_placement(f.lut);
+    if (!o.lut) throw Error("--lut " + f.lut + ": choose auto, device, host or disk");
+  }
+  o.lut_dtype = parse_dtype_flag(f.lut_dtype, "--lut-dtype");
+  o.need_tokenizer = need_tokenizer;
+  o.make_engine = make_engine;
+  o.engine.max_batch = f.batch;
+  o.engine.max_context = f.ctx_size;
+  o.engine.max_step_tokens = f.ubatch;
+  o.threads = f.threads;
+  o.progress = !f.quiet;
+  o.profile = f.profile;
+  return o;
 }
 
 std::unique_ptr<LoadedModel> load_model(const RunFlags& f, bool need_tokenizer, bool make_engine) {
-  auto t0 = std::chrono::steady_clock::now();
-  if (f.threads > 0) set_num_threads(f.threads);
-  auto m = std::make_unique<LoadedModel>();
-  m->dir = f.model.empty() ? default_model_dir() : f.model;
-  if (f.model.empty() && path_kind(m->dir) != PathKind::Directory)
-    throw Error("the built-in default model is missing at " + m->dir +
-                " (build it with `cmake --build build`, or install it with `cmake --install build`), or pass -m DIR");
-  m->cfg = Config::load_dir(m->dir);
-  m->weights = Weights::load(m->dir, m->cfg);
-  const BackendOptions opt = backend_options(f.bf);
-  m->backend = make_backend(f.bf.backend, opt);
-  auto placement = parse_lut_placement(f.lut);
-  if (f.lut == "auto")
-    placement = m->weights.form == Form::Train ? LutPlacement::Host : m->backend->info().preferred_lut;
-  if (!placement) throw Error("--lut " + f.lut + ": choose auto, device, host or disk");
-  m->placement = *placement;
-  if (m->weights.form == Form::Infer) {
-    m->lut = LutStore::from_tensor(*m->weights.moe_table, m->cfg.lut_row_elems());
-  } else if (m->weights.form == Form::Train) {
-    if (*placement == LutPlacement::Disk)
-      throw Error(m->dir + ": a training-form checkpoint has no table on disk; run `mole convert -m " + m->dir +
-                  " -o OUT` once and use OUT, or choose --lut host");
-    DType dt = parse_dtype_flag(f.lut_dtype, "--lut-dtype");
-    if (m->backend->info().runs_on_cpu) {
-      m->lut = LutStore::compute(m->cfg, m->weights, dt, !f.quiet);
-    } else {
-      // On a GPU the table is computed there, on a backend of its own, freed before the run's backend is made.
-      m->backend.reset();
-      {
-        OwnedBackendLutRows rows(m->cfg, m->weights, make_backend(f.bf.backend, opt));
-        m->lut = LutStore::compute(m->cfg, m->weights, dt, !f.quiet, &rows);
-      }
-      const BackendOptions opt = backend_options(f.bf);
-      m->backend = make_backend(f.bf.backend, opt);
-    }
-  }
-  if (need_tokenizer || path_kind(m->dir + "/tokenizer.json") != PathKind::Missing)
-    m->tokenizer = load_tokenizer_for(m->dir);
-  if (!make_engine) {
-    m->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    return m;
-  }
-  EngineOptions eo;
-  eo.max_batch = f.batch;
-  eo.max_context = f.ctx_size;
-  eo.max_step_tokens = f.ubatch;
-  eo.lut = *placement;
-  if (f.profile) m->backend->set_profiling(true);
-  m->engine = std::make_unique<Engine>(m->cfg, m->weights, m->lut ? &*m->lut : nullptr, *m->backend, eo);
-  m->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return m;
+  return mole::load_model(load_options(f, need_tokenizer, make_engine));
 }
 
 void print_profile(const StepProfile& p, const std::string& backend) {

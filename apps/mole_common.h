@@ -12,23 +12,11 @@
 #include "model/config.h"
 #include "model/forward.h"
 #include "model/lut.h"
+#include "model/session.h"
 #include "model/tokenizer.h"
 #include "model/weights.h"
 
 namespace mole::app {
-
-// Everything a run holds, in dependency order (the engine points into the others).
-struct LoadedModel {
-  std::string dir;
-  Config cfg;
-  Weights weights;
-  std::optional<LutStore> lut;
-  std::optional<Tokenizer> tokenizer;
-  std::unique_ptr<Backend> backend;
-  LutPlacement placement = LutPlacement::Host;  // --lut, with auto resolved
-  std::unique_ptr<Engine> engine;
-  double load_seconds = 0;
-};
 
 struct RunFlags {
   std::string model;
@@ -44,21 +32,11 @@ struct RunFlags {
 };
 
 std::string default_model_dir();
-// Table rows computed on a backend of its own (a backend runs one graph), for convert and training-form loads.
-class OwnedBackendLutRows final : public LutRowSource {
- public:
-  OwnedBackendLutRows(const Config& cfg, const Weights& w, std::unique_ptr<Backend> backend);
-  int64_t block() const override { return rows_->block(); }
-  void rows(int64_t first, int64_t count, float* out) override { rows_->rows(first, count, out); }
-
- private:
-  std::unique_ptr<Backend> backend_;
-  std::unique_ptr<LutRowSource> rows_;
-};
-// Loads config, weights (mmap), the table (computed for a training-form checkpoint), the tokenizer when the
-// directory has one (required if need_tokenizer), the backend and, if make_engine, the engine.
+// The load options the flags say: -m (default: the built-in model, or $MOLE_MODEL), --backend and its flags, --lut,
+// --lut-dtype, context and step sizes, threads; the backend comes from the registry (apps/backends.h).
+LoadOptions load_options(const RunFlags& f, bool need_tokenizer, bool make_engine = true);
+// load_model(load_options(...)).
 std::unique_ptr<LoadedModel> load_model(const RunFlags& f, bool need_tokenizer, bool make_engine = true);
-Tokenizer load_tokenizer_for(const std::string& model_dir);  // DIR/tokenizer.json
 // The whole file, for a flag that names one (-f, --file, --text-file); errors name the flag and path.
 std::string read_file_arg(const std::string& path, const std::string& flag);
 // Writes PATH.partial, then renames it to PATH: a failed write leaves no half-written PATH. Errors name the flag.

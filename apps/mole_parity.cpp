@@ -37,7 +37,7 @@ int cmd_parity(ParityArgs& a) {
   for (const OpCase& c : op_cases()) op_known = op_known || c.op == a.op;
   if (!op_known)
     throw Error("--op " + a.op +
-                ": no such op (embed, matmul, norm_matmul, attention, router_lut, gather, "
+                ": no such op (embed, matmul, norm_matmul, attention, router_lut, router_probs, gather, "
                 "argmax; kv_store is checked with attention)");
 
   nlohmann::json out = nlohmann::json::array();

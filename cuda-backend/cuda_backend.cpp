@@ -38,6 +38,7 @@
 #include "cuda-backend/matmul.cuh"
 #include "cuda-backend/norm_matmul.cuh"
 #include "cuda-backend/router_lut.cuh"
+#include "cuda-backend/router_probs.cuh"
 #include "model/error.h"
 #include "model/lut_rows.h"
 
@@ -297,6 +298,9 @@ void CudaBackend::prepare(const StepGraph& g) {
                     " (this model: " + std::to_string(op.k) + ")");
       part_width = std::max(part_width, size_t(op.n) * size_t(2 + op.k));
     }
+    if (op.kind == OpKind::RouterProbs && op.n > kRouterLutMaxExperts)
+      throw Error("the CUDA backend supports at most " + std::to_string(kRouterLutMaxExperts) +
+                  " experts (this model has " + std::to_string(op.n) + ")");
     if (op.kind == OpKind::RouterLut) {
       if (op.n > kRouterLutMaxExperts)
         throw Error("the CUDA backend supports at most " + std::to_string(kRouterLutMaxExperts) +
@@ -569,6 +573,21 @@ void CudaBackend::launch_op(const Op& op, const StepShape& shape, cudaStream_t s
                          .layer = op.layer,
                          .eps = op.eps},
                         stream);
+      break;
+    case OpKind::RouterProbs:
+      launch_router_probs({.x = act(op.src0),
+                           .out_rows = out_rows,
+                           .router = weight(op.src1),
+                           .router_dtype = buf(op.src1).dtype,
+                           .norm = norm_weight(op.src2),
+                           .dst = act(op.dst),
+                           .R = R,
+                           .E = op.n,
+                           .D = op.k,
+                           .layer = op.layer,
+                           .cols = op.layers * op.n,
+                           .eps = op.eps},
+                          stream);
       break;
     case OpKind::Gather:
       launch_gather({.src = act(op.src0), .out_rows = out_rows, .dst = act(op.dst), .R = R, .n = op.n}, stream);

@@ -17,6 +17,8 @@ const char* op_name(OpKind k) {
       return "attention";
     case OpKind::RouterLut:
       return "router_lut";
+    case OpKind::RouterProbs:
+      return "router_probs";
     case OpKind::Gather:
       return "gather";
     case OpKind::Argmax:
@@ -27,7 +29,9 @@ const char* op_name(OpKind k) {
 
 BufferId op_weight(const Op& op) {
   if (op.kind == OpKind::Embed) return op.src0;
-  if (op.kind == OpKind::NormMatMul || op.kind == OpKind::MatMul || op.kind == OpKind::RouterLut) return op.src1;
+  if (op.kind == OpKind::NormMatMul || op.kind == OpKind::MatMul || op.kind == OpKind::RouterLut ||
+      op.kind == OpKind::RouterProbs)
+    return op.src1;
   return kNoBuffer;
 }
 
@@ -39,6 +43,7 @@ std::vector<BufferId> op_reads(const Op& op) {
     case OpKind::KvStore:
     case OpKind::Gather:
     case OpKind::RouterLut:
+    case OpKind::RouterProbs:
     case OpKind::Argmax:
       return {op.src0};
     case OpKind::MatMul: {
@@ -72,6 +77,8 @@ uint64_t op_bytes(const Op& op, const StepInputs& in, size_t wb, size_t lb) {
     }
     case OpKind::RouterLut:  // x in, the router weight (and the norm's, at its width), the rows, dst out
       return T * k * 8 + (n + 1) * k * wb + T * n * k * lb;
+    case OpKind::RouterProbs:  // the output rows of x in, the router weight (and the norm's), R x E weights out
+      return R * k * 4 + (n + 1) * k * wb + R * n * 4;
     case OpKind::Gather:
       return R * n * 8;
     case OpKind::Argmax:

@@ -11,6 +11,10 @@
 //      copy run beside compute), then run_step(graph, inputs), then read_back() of the output rows.
 // A backend may record the graph the first time it sees it and replay it afterwards: the graph never changes
 // between steps; everything that does is in StepInputs.
+// Router weights: RouterLut keeps its softmax to itself. A graph built to show the router's weights (for `mole run
+// --router-trace` and mole-studio) adds one RouterProbs op beside each RouterLut, all writing graph.router_probs;
+// the probabilities must be RouterLut's own (same formula, same summation order where the backend can). Graphs
+// without them (every normal run) pay nothing. Every backend of the registry implements both ops.
 #pragma once
 
 #include <cstdint>
@@ -29,24 +33,28 @@ using BufferId = int32_t;  // a backend-owned buffer; valid until the backend is
 constexpr BufferId kNoBuffer = -1;
 
 enum class OpKind {
-  Embed,       // dst (T, D) = src0 (V, D) [ids[t]]                                  (src0: weight)
-  NormMatMul,  // dst (T, N) = act(rmsnorm(src0 (T, K)) * src2 (K) @ src1 (N, K)^T); rmsnorm(x) = x / sqrt(mean(x^2)
-               //   + eps), eps = op.eps; act = gelu (exact erf form) when op.gelu, else none; n = N, k = K
-               //   (src1, src2: weights; the norm is fused into the product so the normed rows are never stored)
-  MatMul,      // dst (T, N) (+)= src0 (T, K) @ src1 (N, K)^T (+ src2 (T, N) if given); n = N, k = K; accumulate
-               //   adds into dst, then src2 is added                                           (src1: weight)
-  KvStore,     // dst (B*S, n) row slot[t]*S + pos[t] = rope?(src0 (T, n) row t)          (dst: a KV cache)
-               //   with op.rope, each of the row's n/k heads of k = hd is rotated first (see below); ctx = S
-  Attention,   // dst (T, H*hd) = causal attention of rope?(src0 q (T, H*hd)) over caches src1 K, src2 V
-               //   (B*S, KVH*hd): token t sees rows slot[t]*S + [0, pos[t]]; n = H, k = hd, kv_heads = KVH, ctx = S;
-               //   with op.rope, q is rotated on the way in (the q buffer is left as it is)
-  RouterLut,   // dst (T, D) = sum_e p_e * LUT[ids[t]][layer][e] (the step's LUT rows), with the router fused in:
-               //   p = softmax(rmsnorm(src0 x (T, D)) * src2 (D) @ src1 (E, D)^T), eps = op.eps; n = E, k = D
-               //   (src1, src2: weights). It reads x and writes its own dst, so it runs beside the MLP's up
-               //   projection; the down projection adds dst into the residual stream (MatMul's src2).
-  Gather,      // dst (R, n) = src0 (T, n) [out_rows[r]]
-  Argmax,      // dst (R) = for each row r of src0 (R, n), the index of its largest value, the lowest on ties, as a
-               //   float (exact: n < 2^24); on_out_rows. Greedy decoding reads these R floats, not the logits.
+  Embed,        // dst (T, D) = src0 (V, D) [ids[t]]                                  (src0: weight)
+  NormMatMul,   // dst (T, N) = act(rmsnorm(src0 (T, K)) * src2 (K) @ src1 (N, K)^T); rmsnorm(x) = x / sqrt(mean(x^2)
+                //   + eps), eps = op.eps; act = gelu (exact erf form) when op.gelu, else none; n = N, k = K
+                //   (src1, src2: weights; the norm is fused into the product so the normed rows are never stored)
+  MatMul,       // dst (T, N) (+)= src0 (T, K) @ src1 (N, K)^T (+ src2 (T, N) if given); n = N, k = K; accumulate
+                //   adds into dst, then src2 is added                                           (src1: weight)
+  KvStore,      // dst (B*S, n) row slot[t]*S + pos[t] = rope?(src0 (T, n) row t)          (dst: a KV cache)
+                //   with op.rope, each of the row's n/k heads of k = hd is rotated first (see below); ctx = S
+  Attention,    // dst (T, H*hd) = causal attention of rope?(src0 q (T, H*hd)) over caches src1 K, src2 V
+                //   (B*S, KVH*hd): token t sees rows slot[t]*S + [0, pos[t]]; n = H, k = hd, kv_heads = KVH, ctx = S;
+                //   with op.rope, q is rotated on the way in (the q buffer is left as it is)
+  RouterLut,    // dst (T, D) = sum_e p_e * LUT[ids[t]][layer][e] (the step's LUT rows), with the router fused in:
+                //   p = softmax(rmsnorm(src0 x (T, D)) * src2 (D) @ src1 (E, D)^T), eps = op.eps; n = E, k = D
+                //   (src1, src2: weights). It reads x and writes its own dst, so it runs beside the MLP's up
+                //   projection; the down projection adds dst into the residual stream (MatMul's src2).
+  RouterProbs,  // dst (R, layers*n): columns [layer*n, (layer+1)*n) of row r = p for token out_rows[r], the router
+                //   weights RouterLut computes from the same x (its formula above, with the same src0, src1, src2,
+                //   n = E, k = D, eps and layer; op.layers = L). Only in graphs that ask for the router's weights
+                //   (EngineOptions::router_probs): it reads x and writes its own dst, beside RouterLut and up.
+  Gather,       // dst (R, n) = src0 (T, n) [out_rows[r]]
+  Argmax,       // dst (R) = for each row r of src0 (R, n), the index of its largest value, the lowest on ties, as a
+                //   float (exact: n < 2^24); on_out_rows. Greedy decoding reads these R floats, not the logits.
 };
 const char* op_name(OpKind k);
 struct Op;
@@ -61,7 +69,8 @@ struct Op {
   BufferId dst = kNoBuffer, src0 = kNoBuffer, src1 = kNoBuffer, src2 = kNoBuffer;
   int n = 0, k = 0;           // widths, as each kind above says
   int kv_heads = 0, ctx = 0;  // Attention only
-  int layer = 0;              // RouterLut only
+  int layer = 0;              // RouterLut, RouterProbs
+  int layers = 0;             // RouterProbs only: L, dst's row holds layers * n weights
   bool rope = false;          // KvStore, Attention: rotate by RoPE first: rotate_half form, cos/sin (T, hd/2) from
                               //   the step's inputs, pairs (i, i + hd/2) of each head
   float eps = 0.0f;           // NormMatMul, RouterLut
@@ -73,10 +82,11 @@ struct Op {
 // The forward pass of one step, in order. Widths are fixed; the token count comes with each step's inputs.
 struct StepGraph {
   std::vector<Op> ops;
-  BufferId logits = kNoBuffer;  // (R, V) float32: what read_back() returns after a step
-  BufferId argmax = kNoBuffer;  // (R) float32: each output row's greedy token id (an Argmax op), for read_back()
-  int max_tokens = 0;           // T never exceeds this
-  int max_out_rows = 0;         // R never exceeds this
+  BufferId logits = kNoBuffer;        // (R, V) float32: what read_back() returns after a step
+  BufferId argmax = kNoBuffer;        // (R) float32: each output row's greedy token id (an Argmax op), for read_back()
+  BufferId router_probs = kNoBuffer;  // (R, L*E) float32: the output rows' router weights (RouterProbs ops), or none
+  int max_tokens = 0;                 // T never exceeds this
+  int max_out_rows = 0;               // R never exceeds this
 };
 
 // What changes from step to step. All vectors have T entries except out_rows (R) and rope (T*hd/2 each).
@@ -150,9 +160,10 @@ struct BackendOptions {
 };
 
 struct BackendInfo {
-  std::string name;            // "cpu", "vulkan", "cuda"
-  std::string device;          // the device's own name
-  uint64_t device_memory = 0;  // bytes usable for weights, table and activations; 0 if unknown
+  std::string name;                 // "cpu", "vulkan", "cuda"
+  std::string device;               // the device's own name
+  uint64_t device_memory = 0;       // bytes usable for weights, table and activations; 0 if unknown
+  uint64_t device_memory_used = 0;  // bytes this backend holds there now (weights, table, activations); 0 if unknown
   // What --lut auto means here for a table that is in a file (a computed table always starts in host memory).
   LutPlacement preferred_lut = LutPlacement::Host;
   bool runs_on_cpu = false;  // the CPU reference, or a CPU Vulkan driver (lavapipe): host loops are as fast or faster

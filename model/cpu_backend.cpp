@@ -120,6 +120,12 @@ class CpuBackend final : public Backend {
     if (op.kind == OpKind::RouterLut) width = size_t(op.k);
     if (op.kind == OpKind::Argmax) width = 1;
     float* dst = act(op.dst);
+    if (op.kind == OpKind::RouterProbs) {  // its layer's columns of each output row
+      for (size_t r = 0; r < in.out_rows.size(); r++)
+        for (size_t e = 0; e < size_t(op.n); e++)
+          dst[(r * size_t(op.layers) + size_t(op.layer)) * size_t(op.n) + e] *= 1.001f;
+      return;
+    }
     for (size_t r = 0; r < rows; r++) {
       const size_t row = op.kind == OpKind::KvStore ? size_t(in.slot[r]) * size_t(op.ctx) + size_t(in.pos[r]) : r;
       for (size_t i = 0; i < width; i++) dst[row * width + i] *= 1.001f;
@@ -175,6 +181,9 @@ class CpuBackend final : public Backend {
         break;
       case OpKind::RouterLut:
         router_lut(op, in);
+        break;
+      case OpKind::RouterProbs:
+        router_probs(op, in);
         break;
       case OpKind::Argmax: {
         const float* l = act(op.src0);
@@ -244,35 +253,58 @@ class CpuBackend final : public Backend {
     });
   }
 
-  // Unfused: rmsnorm, the router's product, softmax, then the weighted sum of the rows into dst.
+  // The router's weights of `rows` rows of x (T, D), row i being x's row at[i]: rmsnorm, the router's product,
+  // softmax, unfused. Into probs_ (rows, E). RouterLut and RouterProbs both call it, so their weights are the same.
+  void router_weights(const Op& op, const std::vector<int32_t>& at) {
+    const int64_t rows = int64_t(at.size()), E = op.n, D = op.k;
+    picked_.resize(size_t(rows * D));
+    for (int64_t i = 0; i < rows; i++)
+      std::copy(act(op.src0) + int64_t(at[size_t(i)]) * D, act(op.src0) + (int64_t(at[size_t(i)]) + 1) * D,
+                picked_.begin() + i * D);
+    normed_.resize(size_t(rows * D));
+    probs_.resize(size_t(rows * E));
+    cpu::rmsnorm(picked_.data(), weight(op.src2), op.eps, rows, D, normed_.data());
+    cpu::matmul(normed_.data(), weight(op.src1), rows, D, E, probs_.data(), false);
+    for (int64_t i = 0; i < rows; i++) cpu::softmax(probs_.data() + i * E, E);
+  }
+
+  // The router's weights, then the weighted sum of each token's table row into dst.
   void router_lut(const Op& op, const StepInputs& in) {
     const int64_t T = in.tokens(), E = op.n, D = op.k;
     const int64_t row_elems = lut_->row_elems();
+    std::vector<int32_t> all(static_cast<size_t>(T));
+    for (int64_t t = 0; t < T; t++) all[size_t(t)] = int32_t(t);
+    router_weights(op, all);
     float* x = act(op.dst);
     std::fill(x, x + T * D, 0.0f);
-    normed_.resize(size_t(T * D));
-    logits_.resize(size_t(T * E));
-    cpu::rmsnorm(act(op.src0), weight(op.src2), op.eps, T, D, normed_.data());
-    cpu::matmul(normed_.data(), weight(op.src1), T, D, E, logits_.data(), false);
-    std::vector<float> r(static_cast<size_t>(E)), slice(static_cast<size_t>(D));
+    std::vector<float> slice(static_cast<size_t>(D));
     TensorView view;  // a row slice of the table as a tensor, to reuse the dtype conversion
     view.dtype = lut_->dtype();
     for (int64_t t = 0; t < T; t++) {
-      std::copy(logits_.data() + t * E, logits_.data() + (t + 1) * E, r.begin());
-      cpu::softmax(r.data(), E);
+      const float* r = probs_.data() + t * E;
       view.data = lut_row(in.ids[size_t(t)]);
       view.shape = {row_elems};
       view.nbytes = lut_->row_bytes();
       for (int64_t e = 0; e < E; e++) {
         view.to_f32((int64_t(op.layer) * E + e) * D, D, slice.data());
-        for (int64_t d = 0; d < D; d++) x[t * D + d] += r[size_t(e)] * slice[size_t(d)];
+        for (int64_t d = 0; d < D; d++) x[t * D + d] += r[e] * slice[size_t(d)];
       }
     }
   }
 
+  // The output rows' router weights into their layer's columns of dst (R, layers * E).
+  void router_probs(const Op& op, const StepInputs& in) {
+    const int64_t E = op.n, cols = int64_t(op.layers) * E;
+    router_weights(op, in.out_rows);
+    for (size_t r = 0; r < in.out_rows.size(); r++)
+      std::copy(probs_.data() + int64_t(r) * E, probs_.data() + (int64_t(r) + 1) * E,
+                act(op.dst) + int64_t(r) * cols + int64_t(op.layer) * E);
+  }
+
   std::vector<Buffer> bufs_;
-  std::vector<float> normed_;  // (rows, K) NormMatMul and RouterLut scratch
-  std::vector<float> logits_;  // (T, E) RouterLut scratch
+  std::vector<float> normed_;  // (rows, K) NormMatMul and router scratch
+  std::vector<float> picked_;  // (rows, D) the rows of x the router reads
+  std::vector<float> probs_;   // (rows, E) the router's weights
   const LutStore* lut_ = nullptr;
   LutPlacement placement_ = LutPlacement::Host;
   std::vector<uint8_t> copy_;  // the whole table, for Device/Host placement of a file-backed table
@@ -308,7 +340,7 @@ BackendEntry cpu_perturbed_backend_entry() {
               if (name == op_name(OpKind(k))) return make_cpu_backend(OpKind(k));
             throw Error("--tune perturb=" + name +
                         ": not an op (embed, norm_matmul, matmul, kv_store, attention, "
-                        "router_lut, gather, argmax)");
+                        "router_lut, router_probs, gather, argmax)");
           },
           {"perturb"},
           /*hidden=*/true};

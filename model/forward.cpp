@@ -46,6 +46,8 @@ Engine::Engine(const Config& c, const Weights& w, const LutStore* lut, Backend& 
   BufferId att = backend.alloc(size_t(T) * qd, "attention output");
   BufferId ffn = backend.alloc(size_t(T) * F, "MLP hidden");
   BufferId lut_sum = c.is_mole() ? backend.alloc(size_t(T) * D, "LUT sums") : kNoBuffer;
+  const bool router_probs = opt.router_probs && c.is_mole();
+  if (router_probs) graph_.router_probs = backend.alloc(size_t(R) * c.num_layers * E, "router weights");
   BufferId g = backend.alloc(size_t(R) * D, "output rows");
   graph_.logits = backend.alloc(size_t(R) * V, "logits");
   graph_.argmax = backend.alloc(size_t(R), "greedy token ids");
@@ -114,6 +116,14 @@ Engine::Engine(const Config& c, const Weights& w, const LutStore* lut, Backend& 
                      .k = D,
                      .layer = l,
                      .eps = c.rms_norm_eps});
+    // The same weights again, for the output rows only, where a caller asked to see them.
+    if (router_probs) {
+      Op probs = ops.back();
+      probs.kind = OpKind::RouterProbs;
+      probs.dst = graph_.router_probs;
+      probs.layers = c.num_layers;
+      ops.push_back(probs);
+    }
     norm_matmul(ffn, post_norm, lw.up, F, true);
     matmul(x, ffn, lw.down, D, F, lut_sum);
   }
@@ -198,12 +208,12 @@ std::vector<std::vector<float>> Engine::step_rows(const std::vector<Chunk>& chun
                   " positions (max_position_embeddings, or --ctx-size); shorten the prompt or -n");
   }
   // Split into steps of at most max_step_tokens, keeping each chunk's tokens in order.
-  std::vector<std::vector<float>> out;
+  std::vector<std::vector<float>> out, router;
   std::vector<Chunk> pending;
   int pending_tokens = 0;
   auto flush = [&] {
     if (pending.empty()) return;
-    auto rows = run_one(pending, all_logits, ids_only);
+    auto rows = run_one(pending, all_logits, ids_only, router);
     for (auto& r : rows) out.push_back(std::move(r));
     pending.clear();
     pending_tokens = 0;
@@ -224,13 +234,21 @@ std::vector<std::vector<float>> Engine::step_rows(const std::vector<Chunk>& chun
     }
   }
   flush();
-  if (all_logits) return out;
-  for (size_t i = 0; i < out.size(); i++)
-    if (owner[i] >= 0) last_rows.push_back(std::move(out[i]));
+  router_rows_.clear();
+  if (all_logits) {
+    router_rows_ = std::move(router);
+    return out;
+  }
+  for (size_t i = 0; i < out.size(); i++) {
+    if (owner[i] < 0) continue;
+    last_rows.push_back(std::move(out[i]));
+    if (!router.empty()) router_rows_.push_back(std::move(router[i]));
+  }
   return last_rows;
 }
 
-std::vector<std::vector<float>> Engine::run_one(const std::vector<Chunk>& chunks, bool all_logits, bool ids_only) {
+std::vector<std::vector<float>> Engine::run_one(const std::vector<Chunk>& chunks, bool all_logits, bool ids_only,
+                                                std::vector<std::vector<float>>& router) {
   StepInputs in;
   in.want_logits = !ids_only;
   for (const Chunk& ch : chunks) {
@@ -251,6 +269,13 @@ std::vector<std::vector<float>> Engine::run_one(const std::vector<Chunk>& chunks
   backend_.read_back(ids_only ? graph_.argmax : graph_.logits, 0, all.size(), all.data());
   std::vector<std::vector<float>> rows(in.out_rows.size());
   for (size_t r = 0; r < rows.size(); r++) rows[r].assign(all.begin() + long(r * V), all.begin() + long((r + 1) * V));
+  if (graph_.router_probs != kNoBuffer) {
+    const size_t W = size_t(cfg_.num_layers) * size_t(cfg_.num_experts);
+    std::vector<float> probs(in.out_rows.size() * W);
+    backend_.read_back(graph_.router_probs, 0, probs.size(), probs.data());
+    for (size_t r = 0; r < in.out_rows.size(); r++)
+      router.emplace_back(probs.begin() + long(r * W), probs.begin() + long((r + 1) * W));
+  }
   return rows;
 }
 

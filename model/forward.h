@@ -23,6 +23,8 @@ struct EngineOptions {
   int max_context = 0;        // S: positions per sequence, at most kMaxContext; 0 = default_context()
   int max_step_tokens = 512;  // longest step (at least 1); longer prompts are processed in chunks of this many tokens
   LutPlacement lut = LutPlacement::Host;
+  bool router_probs = false;  // a MoLE model's graph also computes the router's weights of every returned row
+                              //   (RouterProbs ops, model/backend.h), for router_probs(); off: not computed at all
 };
 
 class Engine {
@@ -42,6 +44,11 @@ class Engine {
   // on ties, as mole::argmax), computed on the backend: a GPU backend then brings back R ids, not R*V logits.
   std::vector<int32_t> step_argmax(const std::vector<Chunk>& chunks);
 
+  // With EngineOptions::router_probs, the router's weights of the rows the last step() or step_argmax() returned,
+  // one row each, in the same order: (L, E) values per row, layer-major, each layer's E weights summing to 1.
+  // Empty otherwise (and for a dense model).
+  const std::vector<std::vector<float>>& router_probs() const { return router_rows_; }
+
   void reset(int slot);  // forgets a sequence (its cache rows are simply overwritten later)
   int length(int slot) const { return lengths_.at(size_t(slot)); }
   int max_context() const { return ctx_; }
@@ -50,7 +57,9 @@ class Engine {
  private:
   // Rows of logits, or with ids_only rows of one float: the greedy id.
   std::vector<std::vector<float>> step_rows(const std::vector<Chunk>& chunks, bool all_logits, bool ids_only);
-  std::vector<std::vector<float>> run_one(const std::vector<Chunk>& chunks, bool all_logits, bool ids_only);
+  // Also appends the step's router rows to `router` when the graph computes them.
+  std::vector<std::vector<float>> run_one(const std::vector<Chunk>& chunks, bool all_logits, bool ids_only,
+                                          std::vector<std::vector<float>>& router);
   void rope_for(const std::vector<Chunk>& chunks, StepInputs& in) const;
 
   const Config& cfg_;
@@ -58,7 +67,8 @@ class Engine {
   EngineOptions opt_;
   int ctx_ = 0;
   StepGraph graph_;
-  std::vector<int> lengths_;  // B: tokens held per slot
+  std::vector<int> lengths_;                     // B: tokens held per slot
+  std::vector<std::vector<float>> router_rows_;  // (rows, L*E) of the last step, with EngineOptions::router_probs
 };
 
 }  // namespace mole

@@ -380,6 +380,38 @@ void router_lut_case(ParityHarness& h, int E, DType d, LutPlacement p) {
   for (int T : {1, 12}) h.step(h.inputs(T));  // 12 ids from 40: repeated rows are likely
 }
 
+// The router's weights of a step's output rows, two layers into one (R, 2E) buffer; E up to 257 (more than a
+// workgroup's threads on some backends), router weights in each dtype, repeated and unordered output rows.
+void router_probs_case(ParityHarness& h, int E, DType router_dt) {
+  const int L = 2, D = 37, R = 4;
+  h.graph.max_tokens = 12;
+  h.graph.max_out_rows = R;
+  BufferId dst = h.act(size_t(R * L * E));
+  for (int layer = 0; layer < L; layer++) {
+    BufferId x = h.act(size_t(12 * D), 3, true);
+    BufferId router = h.weight({E, D}, router_dt, 4.0f / std::sqrt(float(D)));
+    BufferId norm = h.weight({D}, layer == 0 ? DType::F16 : DType::F32, 1.5f);
+    h.graph.ops.push_back({.kind = OpKind::RouterProbs,
+                           .dst = dst,
+                           .src0 = x,
+                           .src1 = router,
+                           .src2 = norm,
+                           .n = E,
+                           .k = D,
+                           .layer = layer,
+                           .layers = L,
+                           .eps = 1e-5f});
+  }
+  h.graph.logits = h.act(R);  // what a GPU backend copies back with every step: one float per row
+  h.expect(dst, size_t(L * E), ParityRows::OutRows, kParityLongSum, "router_probs",
+           str("E=", E) + str(" L=", L) + ", router " + dt(router_dt));
+  for (auto [T, rows] : std::vector<std::pair<int, std::vector<int32_t>>>{{1, {0}}, {12, {11}}, {12, {11, 0, 5, 5}}}) {
+    StepInputs in = h.inputs(T);
+    in.out_rows = rows;
+    h.step(in);
+  }
+}
+
 void gather_case(ParityHarness& h) {
   const int D = 37, V = 301, R = 4;
   h.graph.max_tokens = 12;
@@ -494,6 +526,9 @@ std::vector<OpCase> make_op_cases() {
                            run});
         }
       }
+  for (int E : {1, 3, 16, 64, 257})
+    for (DType d : kDtypes)
+      cases.push_back({"router_probs", "", {}, none, [E, d](ParityHarness& h) { router_probs_case(h, E, d); }});
   cases.push_back({"gather", "", {}, none, gather_case});
   cases.push_back({"argmax", "", {}, none, argmax_case});
   return cases;
@@ -635,6 +670,31 @@ std::vector<ParityResult> compare_model(const std::string& dir, int tokens, cons
         failed(what, e.what());
       }
       if (!table) break;
+    }
+
+    // The router's weights of every position (RouterProbs in the graph), against the reference's.
+    if (table) {
+      const std::string what = "router weights of " + std::to_string(tokens) + " positions";
+      try {
+        EngineOptions ro = eo;
+        ro.lut = LutPlacement::Host;
+        ro.router_probs = true;
+        auto cpu_r = make_cpu_backend();
+        Engine ref_engine(cfg, w, table, *cpu_r, ro);
+        ref_engine.step({{0, ids}}, true);
+        auto be = entry.make(opt);
+        Engine dut_engine(cfg, w, table, *be, ro);
+        dut_engine.step({{0, ids}}, true);
+        const auto& want = ref_engine.router_probs();
+        const auto& got = dut_engine.router_probs();
+        double worst = want.size() == size_t(tokens) && got.size() == want.size() ? 0 : INFINITY;
+        for (size_t t = 0; t < want.size() && t < got.size(); t++) worst = std::max(worst, rel_l2(got[t], want[t]));
+        const BackendInfo info = be->info();
+        out.push_back({"model", label("model", name + ", " + what, ""), worst, kParityModelRelL2,
+                       worst < kParityModelRelL2 && info.validation_messages == 0, info.validation_log});
+      } catch (const std::exception& e) {
+        failed(what, e.what());
+      }
     }
 
     // Batched greedy decoding: 3 sequences, 16 steps; the backend's greedy ids (on the device) against the

@@ -9,7 +9,7 @@ packages=(
   build-essential cmake pkg-config git
   libvulkan-dev vulkan-validationlayers glslang-tools mesa-vulkan-drivers spirv-tools
   doctest-dev libstb-dev nlohmann-json3-dev libutf8proc-dev libcli11-dev
-  libglfw3-dev libimgui-dev
+  libglfw3-dev libimgui-dev libgl1-mesa-dri xvfb xauth
   python3 python3-numpy
   clang-14 libclang-rt-14-dev
 )

@@ -20,7 +20,7 @@ constexpr uint32_t kSpecWeightDtype = 0;  // embed, matmul, norm_matmul: dtype o
 constexpr uint32_t kSpecLocalSize = 1;    // all: workgroup size x, a power of two >= 32; attention needs >= hd
                                           // (shared memory: matmul 32, norm_matmul 64 bytes per invocation)
 constexpr uint32_t kSpecLutDtype = 2;     // router_lut: dtype of the table rows (ShaderDtype)
-constexpr uint32_t kSpecNormDtype = 3;    // norm_matmul: dtype of the norm weight (ShaderDtype)
+constexpr uint32_t kSpecNormDtype = 3;    // norm_matmul, router_lut, router_probs: dtype of the norm weight
 constexpr uint32_t kSpecGelu = 4;         // norm_matmul: 1 applies GELU to the product, 0 not
 
 // Values of kSpecWeightDtype/kSpecLutDtype; equal to uint32_t(mole::DType) (F32, F16, BF16 in that order).
@@ -36,7 +36,7 @@ constexpr uint32_t kMatMulTiledMinRows = 32;     // the _tiled variants run for 
 constexpr uint32_t kAttentionMaxHeadDim = 1024;  // attention's shared query row (and 4 dims per invocation at 256)
 using mole::kAttentionMaxSplits;                 // split-K's limits: model/attention_splits.h
 using mole::kAttentionSplitSlots;
-constexpr uint32_t kRouterLutMaxExperts = 1024;  // router_lut's shared softmax holds at most this many experts
+constexpr uint32_t kRouterLutMaxExperts = 1024;  // router.glsl's shared softmax holds at most this many experts
 
 // Push-constant blocks, one per shader, in declaration order. All members are 32-bit; uint unless float.
 
@@ -81,6 +81,13 @@ struct RouterLutPush {
   uint32_t T, E, D, layer, row_elems;  // row_elems = L*E*D
   float eps;
 };
+// router_probs: dst (R, cols) columns [layer*E, (layer+1)*E) of row r = softmax(rmsnorm(x row out_rows[r]) * nw @
+// Wr^T), router_lut's weights (router.glsl). Bindings: x (T, D), Wr (E, D) (weight), nw (D) (norm weight), dst,
+// out_rows int (R). E <= kRouterLutMaxExperts.
+struct RouterProbsPush {
+  uint32_t R, E, D, layer, cols;  // cols = L*E
+  float eps;
+};
 // gather: dst (R, n) = src (T, n) [out_rows[r]]. Bindings: src, out_rows int (R), dst.
 struct GatherPush {
   uint32_t R, n;
@@ -97,6 +104,7 @@ static_assert(sizeof(KvStorePush) == 16);
 static_assert(sizeof(AttentionPush) == 28);
 static_assert(sizeof(AttentionCombinePush) == 12);
 static_assert(sizeof(RouterLutPush) == 24);
+static_assert(sizeof(RouterProbsPush) == 24);
 static_assert(sizeof(GatherPush) == 8);
 static_assert(sizeof(ArgmaxPush) == 8);
 
@@ -122,6 +130,7 @@ inline constexpr ShaderOp kShaderOps[] = {
     {"attention_combine", 2, sizeof(AttentionCombinePush)},  // partials, out
     {"router_lut", 5, sizeof(RouterLutPush)},                // x, router W, norm W, dst, lut rows
     {"router_lut_direct", 6, sizeof(RouterLutPush)},         // x, router W, norm W, dst, ids, chunk addresses
+    {"router_probs", 5, sizeof(RouterProbsPush)},            // x, router W, norm W, dst, out_rows
     {"gather", 3, sizeof(GatherPush)},                       // src, out_rows, dst
     {"argmax", 2, sizeof(ArgmaxPush)},                       // logits, out
 };
@@ -167,6 +176,9 @@ constexpr Groups groups(const AttentionCombinePush& p, uint32_t ls) {
 
 constexpr Groups groups(const RouterLutPush& p, uint32_t) {
   return {groups_for_items(p.T)};
+}
+constexpr Groups groups(const RouterProbsPush& p, uint32_t) {
+  return {groups_for_items(p.R)};
 }
 constexpr Groups groups(const GatherPush& p, uint32_t ls) {
   return {groups_for_elements(p.R * p.n, ls)};

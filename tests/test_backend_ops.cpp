@@ -111,3 +111,18 @@ TEST_CASE("backends: a row added to the registry runs every case; a perturbed op
   CHECK(router_failed == router_total);
   CHECK(others_failed == 0);
 }
+
+TEST_CASE("backends: router weights 0.1% off fail every router_probs case") {
+  const BackendEntry& perturbed = find_backend("cpu-perturbed");
+  BackendOptions o = test_options();
+  o.tuning.perturb_op = "router_probs";
+  size_t cases = 0;
+  for (const OpCase& c : op_cases()) {
+    if (c.op != "router_probs") continue;
+    for (const ParityResult& r : run_op_case(c, perturbed, o)) {
+      cases++;
+      CHECK_MESSAGE(!r.ok, r.label << " passed with perturbed weights");
+    }
+  }
+  CHECK(cases >= 15);
+}

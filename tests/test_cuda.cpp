@@ -44,13 +44,13 @@ BackendOptions options(LutRead read, int tiled_min_rows = 0, int splits = 0) {
 }
 
 // Logits of every position of one sequence, the prompt in one step.
-std::vector<std::vector<float>> all_logits(test::LoadedModel& m, Backend& be, const std::vector<int32_t>& ids,
+std::vector<std::vector<float>> all_logits(LoadedModel& m, Backend& be, const std::vector<int32_t>& ids,
                                            LutPlacement placement) {
   EngineOptions o;
   o.max_context = std::max(int(ids.size()), 64);
   o.max_step_tokens = int(ids.size());
   o.lut = placement;
-  Engine e(m.cfg, m.w, m.table(), be, o);
+  Engine e(m.cfg, m.weights, m.table(), be, o);
   return e.step({{0, ids}}, true);
 }
 
@@ -97,7 +97,7 @@ TEST_CASE("cuda: whole models match the CPU reference in every placement, read a
     std::string name = v.name;
     CAPTURE(name);
     if (!cuda_or_skip()) return;
-    test::LoadedModel m(test::synth(tmp, v.name, v.form, v.set, v.dtype), DType::F16);
+    LoadedModel m = test::load(test::synth(tmp, v.name, v.form, v.set, v.dtype), DType::F16);
     const auto ids = random_ids(v.tokens, m.cfg.vocab_size, 11);
     auto cpu = make_cpu_backend();
     const auto ref = all_logits(m, *cpu, ids, LutPlacement::Host);
@@ -125,8 +125,8 @@ TEST_CASE("cuda: batched greedy decode gives the CPU's tokens; the profile is fi
   for (LutPlacement placement : {LutPlacement::Host, LutPlacement::Disk}) {
     auto be = cuda_or_skip();
     if (!be) return;
-    test::LoadedModel m(test::synth(tmp, placement == LutPlacement::Host ? "host" : "disk", Form::Infer,
-                                    {{"num_key_value_heads", 2}}, DType::BF16));
+    LoadedModel m = test::load(test::synth(tmp, placement == LutPlacement::Host ? "host" : "disk", Form::Infer,
+                                           {{"num_key_value_heads", 2}}, DType::BF16));
     const int B = 3;
     EngineOptions o;
     o.max_batch = B;
@@ -135,7 +135,7 @@ TEST_CASE("cuda: batched greedy decode gives the CPU's tokens; the profile is fi
     o.lut = placement;
     be->set_profiling(true);
     auto cpu = make_cpu_backend();
-    Engine ec(m.cfg, m.w, m.table(), *cpu, o), eg(m.cfg, m.w, m.table(), *be, o);
+    Engine ec(m.cfg, m.weights, m.table(), *cpu, o), eg(m.cfg, m.weights, m.table(), *be, o);
     std::vector<Engine::Chunk> chunks;
     for (int s = 0; s < B; s++) chunks.push_back({s, random_ids(5 + 9 * s, m.cfg.vocab_size, uint32_t(200 + s))});
     auto lc = ec.step(chunks);

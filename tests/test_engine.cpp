@@ -15,11 +15,11 @@ using mole::test::rel_l2;
 
 namespace {
 
-struct Loaded : test::LoadedModel {
-  using test::LoadedModel::LoadedModel;
+struct Loaded : LoadedModel {
+  explicit Loaded(const std::string& dir) : LoadedModel(test::load(dir)) {}
   std::vector<std::vector<float>> logits(const std::vector<int32_t>& ids, EngineOptions o = {}) {
     auto be = make_cpu_backend();
-    Engine e(cfg, w, table(), *be, o);
+    Engine e(cfg, weights, table(), *be, o);
     return e.step({{0, ids}}, true);
   }
 };
@@ -34,7 +34,7 @@ TEST_CASE("KV-cache decode gives the one-pass logits at every position") {
     Loaded m(test::synth(tmp, form == Form::Infer ? "i" : "d", form));
     auto full = m.logits(kIds);
     auto be = make_cpu_backend();
-    Engine e(m.cfg, m.w, m.lut ? &*m.lut : nullptr, *be, {});
+    Engine e(m.cfg, m.weights, m.lut ? &*m.lut : nullptr, *be, {});
     auto first = e.step({{0, {kIds.begin(), kIds.begin() + 4}}}, true);
     for (size_t t = 0; t < 4; t++) CHECK(rel_l2(first[t], full[t]) < 1e-6);
     for (size_t t = 4; t < kIds.size(); t++) {
@@ -64,7 +64,7 @@ TEST_CASE("a batch of sequences of different lengths equals each sequence alone"
   auto be = make_cpu_backend();
   EngineOptions o;
   o.max_batch = 3;
-  Engine e(m.cfg, m.w, &*m.lut, *be, o);
+  Engine e(m.cfg, m.weights, &*m.lut, *be, o);
   // Prefill all three in one step (slots out of order), then decode two of them together.
   auto rows = e.step({{2, {c.begin(), c.end() - 1}}, {0, {a.begin(), a.end() - 2}}, {1, {b[0]}}});
   REQUIRE(rows.size() == 3);
@@ -88,7 +88,7 @@ TEST_CASE("step_argmax returns the argmax of each chunk's last logits row, throu
   o.max_batch = 2;
   o.max_step_tokens = 4;
   auto b1 = make_cpu_backend(), b2 = make_cpu_backend();
-  Engine with_logits(m.cfg, m.w, m.table(), *b1, o), with_ids(m.cfg, m.w, m.table(), *b2, o);
+  Engine with_logits(m.cfg, m.weights, m.table(), *b1, o), with_ids(m.cfg, m.weights, m.table(), *b2, o);
   std::vector<Engine::Chunk> chunks = {{0, kIds}, {1, {3, 1, 4}}};
   for (int step = 0; step < 6; step++) {
     auto rows = with_logits.step(chunks);
@@ -122,11 +122,11 @@ TEST_CASE("the table changes the output: zeroing the router's effect is detectab
   Loaded m(test::synth(tmp, "m", Form::Infer));
   auto with = m.logits(kIds);
   std::vector<uint8_t> zeros(m.lut->bytes(), 0);
-  TensorView tv = *m.w.moe_table;
+  TensorView tv = *m.weights.moe_table;
   tv.data = zeros.data();
   LutStore z = LutStore::from_tensor(tv, m.cfg.lut_row_elems());
   auto be = make_cpu_backend();
-  Engine e(m.cfg, m.w, &z, *be, {});
+  Engine e(m.cfg, m.weights, &z, *be, {});
   auto without = e.step({{0, kIds}}, true);
   CHECK(rel_l2(without.back(), with.back()) > 1e-2);
 }
@@ -137,7 +137,7 @@ TEST_CASE("engine errors name what is wrong") {
   auto be = make_cpu_backend();
   EngineOptions o;
   o.max_batch = 2;
-  Engine e(m.cfg, m.w, &*m.lut, *be, o);
+  Engine e(m.cfg, m.weights, &*m.lut, *be, o);
   CHECK_THROWS_WITH_AS(e.step({{0, {384}}}), doctest::Contains("outside the vocabulary"), Error);
   CHECK_THROWS_WITH_AS(e.step({{0, {-1}}}), doctest::Contains("outside the vocabulary"), Error);
   CHECK_THROWS_WITH_AS(e.step({{2, {1}}}), doctest::Contains("outside the batch"), Error);
@@ -148,7 +148,7 @@ TEST_CASE("engine errors name what is wrong") {
   CHECK_THROWS_WITH_AS(e.step({{0, {1}}}), doctest::Contains("longer than the context"), Error);
   o.max_context = 16;  // past max_position_embeddings without rope scaling
   auto be2 = make_cpu_backend();
-  CHECK_THROWS_WITH_AS(Engine(m.cfg, m.w, &*m.lut, *be2, o), doctest::Contains("max_position_embeddings"), Error);
+  CHECK_THROWS_WITH_AS(Engine(m.cfg, m.weights, &*m.lut, *be2, o), doctest::Contains("max_position_embeddings"), Error);
 }
 
 TEST_CASE("engine sizes: --ubatch-size past the context sizes nothing more; out-of-range sizes are errors") {
@@ -160,22 +160,23 @@ TEST_CASE("engine sizes: --ubatch-size past the context sizes nothing more; out-
   EngineOptions o;
   o.max_step_tokens = kMaxContext;
   auto be = make_cpu_backend();
-  Engine e(m.cfg, m.w, &*m.lut, *be, o);
+  Engine e(m.cfg, m.weights, &*m.lut, *be, o);
   CHECK(e.graph().max_tokens == 8);
   CHECK(rel_l2(e.step({{0, {1, 2, 3}}}, true).back(), expected.back()) == 0.0);
 
   auto be2 = make_cpu_backend();
   o.max_step_tokens = 0;
-  CHECK_THROWS_WITH_AS(Engine(m.cfg, m.w, &*m.lut, *be2, o), doctest::Contains("--ubatch-size"), Error);
+  CHECK_THROWS_WITH_AS(Engine(m.cfg, m.weights, &*m.lut, *be2, o), doctest::Contains("--ubatch-size"), Error);
   o.max_step_tokens = 4;
   o.max_batch = kMaxBatch + 1;
-  CHECK_THROWS_WITH_AS(Engine(m.cfg, m.w, &*m.lut, *be2, o), doctest::Contains("batch size"), Error);
+  CHECK_THROWS_WITH_AS(Engine(m.cfg, m.weights, &*m.lut, *be2, o), doctest::Contains("batch size"), Error);
   o.max_batch = 1;
   Loaded scaled(
       test::synth(tmp, "s", Form::Infer,
                   {{"max_position_embeddings", 8}, {"rope_scaling", {{"type", "dynamic"}, {"factor", 2.0}}}}));
   o.max_context = kMaxContext + 1;
-  CHECK_THROWS_WITH_AS(Engine(scaled.cfg, scaled.w, &*scaled.lut, *be2, o), doctest::Contains("--ctx-size"), Error);
+  CHECK_THROWS_WITH_AS(Engine(scaled.cfg, scaled.weights, &*scaled.lut, *be2, o), doctest::Contains("--ctx-size"),
+                       Error);
 }
 
 TEST_CASE("thread counts outside [0, kMaxThreads] are errors naming -t; the pool restarts at the size asked for") {

@@ -16,6 +16,7 @@
 #include "model/checkpoint_io.h"
 #include "model/error.h"
 #include "model/lut.h"
+#include "model/session.h"
 
 namespace mole::test {
 
@@ -91,19 +92,14 @@ inline std::string synth(const TempDir& dir, const std::string& name, Form form,
   return out;
 }
 
-// A checkpoint opened for an Engine: config, weights, and the table (computed at load, in `train_lut` precision,
-// for a training-form checkpoint).
-struct LoadedModel {
-  Config cfg;
-  Weights w;
-  std::optional<LutStore> lut;
-  explicit LoadedModel(const std::string& dir, DType train_lut = DType::F32)
-      : cfg(Config::load_dir(dir)), w(Weights::load(dir, cfg)) {
-    if (w.form == Form::Infer) lut = LutStore::from_tensor(*w.moe_table, cfg.lut_row_elems());
-    if (w.form == Form::Train) lut = LutStore::compute(cfg, w, train_lut, false);
-  }
-  const LutStore* table() const { return lut ? &*lut : nullptr; }
-};
+// A checkpoint opened for an Engine (mole::load_model() without a backend): config, weights, and the table
+// (computed at load, in `train_lut` precision, for a training-form checkpoint).
+inline LoadedModel load(const std::string& dir, DType train_lut = DType::F32) {
+  LoadOptions o;
+  o.model_dir = dir;
+  o.lut_dtype = train_lut;
+  return std::move(*load_model(o));
+}
 
 // Runs fn, requires that it throws mole::Error (not another exception, not nothing), and returns the message.
 inline std::string error_of(const std::function<void()>& fn) {

@@ -80,13 +80,13 @@ std::function<void(BackendOptions&)> gather(BackendTuning::Gather g) {
   return [g](BackendOptions& o) { o.tuning.lut_gather = g; };
 }
 
-struct Model : test::LoadedModel {
-  explicit Model(const std::string& dir) : test::LoadedModel(dir, DType::F16) {}
+struct Model : LoadedModel {
+  explicit Model(const std::string& dir) : LoadedModel(test::load(dir, DType::F16)) {}
 };
 
 // Logits of every position of one sequence, on the given backend.
 std::vector<std::vector<float>> all_logits(Model& m, Backend& be, const std::vector<int32_t>& ids, EngineOptions o) {
-  Engine e(m.cfg, m.w, m.lut ? &*m.lut : nullptr, be, o);
+  Engine e(m.cfg, m.weights, m.lut ? &*m.lut : nullptr, be, o);
   return e.step({{0, ids}}, true);
 }
 
@@ -99,7 +99,7 @@ std::vector<std::vector<float>> many_steps(Model& m, Backend& be, LutPlacement p
   o.max_context = 96;
   o.max_step_tokens = 3;
   o.lut = placement;
-  Engine e(m.cfg, m.w, &*m.lut, be, o);
+  Engine e(m.cfg, m.weights, &*m.lut, be, o);
   auto out = e.step({{0, random_ids(41, m.cfg.vocab_size, 21)}}, true);
   std::vector<Engine::Chunk> prompts;
   for (int s = 1; s < B; s++) prompts.push_back({s, random_ids(2 + 3 * s, m.cfg.vocab_size, uint32_t(30 + s))});
@@ -138,7 +138,7 @@ TEST_CASE("vulkan: step_argmax gives the CPU's greedy tokens; logits after id-on
   o.max_context = 96;
   o.max_step_tokens = 32;
   auto cpu = make_cpu_backend();
-  Engine ec(m.cfg, m.w, &*m.lut, *cpu, o), ev(m.cfg, m.w, &*m.lut, *vkb, o);
+  Engine ec(m.cfg, m.weights, &*m.lut, *cpu, o), ev(m.cfg, m.weights, &*m.lut, *vkb, o);
   std::vector<Engine::Chunk> chunks;
   for (int s = 0; s < B; s++) chunks.push_back({s, random_ids(5 + 9 * s, m.cfg.vocab_size, uint32_t(200 + s))});
   auto lc = ec.step(chunks);
@@ -300,7 +300,7 @@ TEST_CASE(
   std::unique_ptr<uint8_t, decltype(&std::free)> heap(
       static_cast<uint8_t*>(std::aligned_alloc(65536, (at + bytes + 65535) / 65536 * 65536)), &std::free);
   std::memcpy(heap.get() + at, m.lut->data(), bytes);
-  TensorView view = *m.w.moe_table;
+  TensorView view = *m.weights.moe_table;
   view.data = heap.get() + at;
   view.mapping = heap.get();
   view.mapping_bytes = at + bytes;
@@ -354,7 +354,7 @@ TEST_CASE("vulkan: --lut host copies a table it cannot import and says why") {
   Model m(test::synth(tmp, "m", Form::Infer, {}, DType::F16));
   std::vector<uint32_t> words(m.lut->bytes() / 4 + 2);
   std::memcpy(reinterpret_cast<uint8_t*>(words.data()) + 2, m.lut->data(), m.lut->bytes());
-  TensorView view = *m.w.moe_table;
+  TensorView view = *m.weights.moe_table;
   view.data = reinterpret_cast<uint8_t*>(words.data()) + 2;
   view.mapping = reinterpret_cast<uint8_t*>(words.data());
   view.mapping_bytes = words.size() * 4;
@@ -426,14 +426,14 @@ TEST_CASE("vulkan: reparameterization on the GPU gives the CPU's table rows") {
                        {"intermediate_size", 77},
                        {"num_experts", 3}},
                       DType::BF16));
-  BackendLutRows gpu(m.cfg, m.w, *vkb, 128);
+  BackendLutRows gpu(m.cfg, m.weights, *vkb, 128);
   const int64_t row = m.cfg.lut_row_elems();
   std::vector<float> want(size_t(128 * row)), got(size_t(128 * row));
   for (int64_t first : {int64_t(0), int64_t(128), int64_t(256)}) {
     int64_t n = std::min<int64_t>(128, m.cfg.vocab_size - first);
     want.resize(size_t(n * row));
     got.resize(size_t(n * row));
-    compute_lut_rows(m.cfg, m.w, first, n, want.data());
+    compute_lut_rows(m.cfg, m.weights, first, n, want.data());
     gpu.rows(first, n, got.data());
     CHECK(rel_l2(got, want) < 1e-5);
   }

@@ -91,6 +91,9 @@ int record_op(VkCommandBuffer cb, const Op& op, const OpPlan& plan, const Record
     case OpKind::RouterLut:
       plain(RouterLutPush{T, n, k, uint32_t(op.layer), s.lut_row_elems, op.eps});
       break;
+    case OpKind::RouterProbs:
+      plain(RouterProbsPush{R, n, k, uint32_t(op.layer), uint32_t(op.layers) * n, op.eps});
+      break;
     case OpKind::Gather:
       plain(GatherPush{R, n});
       break;

@@ -114,6 +114,7 @@ class VulkanBackend final : public Backend {
       if (h.flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) i.device_memory = std::max<uint64_t>(i.device_memory, h.size);
     i.preferred_lut = LutPlacement::Host;
     i.runs_on_cpu = ctx_->info.type == VK_PHYSICAL_DEVICE_TYPE_CPU;
+    i.device_memory_used = used_;
     i.device_key = uuid_hex(ctx_->info.uuid);
     if (lut_stream_) {
       i.lut_read = lut_read_name(lut_stream_->read());
@@ -389,7 +390,7 @@ void VulkanBackend::prepare(const StepGraph& g) {
     if (op.kind == OpKind::Attention && uint32_t(op.k) > max_hd)
       throw Error("the Vulkan backend supports head dimensions up to " + std::to_string(max_hd) +
                   " (this model: " + std::to_string(op.k) + ")");
-    if (op.kind == OpKind::RouterLut && uint32_t(op.n) > kRouterLutMaxExperts)
+    if ((op.kind == OpKind::RouterLut || op.kind == OpKind::RouterProbs) && uint32_t(op.n) > kRouterLutMaxExperts)
       throw Error("the Vulkan backend supports at most " + std::to_string(kRouterLutMaxExperts) +
                   " experts (this model has " + std::to_string(op.n) + ")");
     n_desc += 8;                         // the most any shader binds
@@ -466,6 +467,10 @@ void VulkanBackend::prepare(const StepGraph& g) {
         } else {
           b.push_back(whole(lut_stream_->ring()));
         }
+        break;
+      case OpKind::RouterProbs:
+        p = &pipeline("router_probs", wdt(op.src1), 0, wdt(op.src2));
+        b = {whole(op.src0), whole(op.src1), whole(op.src2), whole(op.dst), whole(*in_rows_)};
         break;
       case OpKind::Gather:
         p = &pipeline("gather");

@@ -163,6 +163,24 @@ import json, sys
 t = json.load(open('long.json'))['text']; out = open('stop_out.txt', encoding='utf-8', errors='replace').read()
 sys.exit(0 if sys.argv[1] and out.rstrip('\n') == t[:t.find(sys.argv[1])] else 1)" "$STOP"
 
+# --router-trace: one JSON line per generated token, L x E weights each summing to 1 per layer; stdout unchanged.
+expect_ok "run --router-trace" "$M" run -m infer --prompt-ids 1,2,3 -n 12 --temp 0 --json -q --router-trace trace.jsonl
+save traced.json
+check "--router-trace leaves the ids as they were" pyjson traced.json "j['ids'] == json.load(open('long.json'))['ids']"
+check "--router-trace: a line per token, L x E weights summing to 1" $PY -c "
+import json, sys
+ids = json.load(open('traced.json'))['ids']; cfg = json.load(open('infer/config.json'))
+lines = [json.loads(l) for l in open('trace.jsonl')]
+ok = len(lines) == len(ids) and all(l['index'] == i and l['id'] == ids[i] for i, l in enumerate(lines))
+ok = ok and [l['input_id'] for l in lines] == [3] + ids[:-1] and [l['position'] for l in lines] == list(range(2, 2 + len(ids)))
+ok = ok and all(len(l['router']) == cfg['num_hidden_layers'] and all(len(r) == cfg['num_experts'] and
+                abs(sum(r) - 1) < 1e-5 for r in l['router']) for l in lines)
+sys.exit(0 if ok else 1)"
+expect_fail "run --router-trace into a missing folder" 'router-trace.*nope/t\.jsonl.*cannot open' \
+  "$M" run -m infer --prompt-ids 1,2,3 -n 2 -q --router-trace nope/t.jsonl
+expect_fail "run --router-trace on a dense model" 'router-trace.*dense' \
+  "$M" run -m dense --prompt-ids 1,2,3 -n 2 -q --router-trace t.jsonl
+
 expect_ok "run default model -p 'Hello world'" "$M" run -p "Hello world" -n 8 --temp 0 -q
 check "default model output starts with the prompt" grep -q '^Hello world' "$T/out"
 # The default model's vocab (50304) is padded past the tokenizer's (50277): ids in the padding are valid model ids.
