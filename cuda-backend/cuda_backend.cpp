@@ -83,6 +83,7 @@ class CudaBackend final : public Backend {
         lut_read_(opt.lut_read),
         tiled_min_rows_(opt.tuning.tiled_min_rows > 0 ? opt.tuning.tiled_min_rows : 32),
         forced_splits_(std::clamp(opt.tuning.attention_splits, 0, 32)),
+        lut_gather_(opt.tuning.lut_gather),
         cache_dir_(opt.cache_dir) {
     set_device();
     compute_ = make_stream();
@@ -164,7 +165,7 @@ class CudaBackend final : public Backend {
     recorded_.clear();
     lut_.reset();
     lut_ = LutStream::create(lut, placement, max_step_tokens, lut_read_,
-                             lut_read_record_file(cache_dir_, "cuda", device_key()));
+                             lut_read_record_file(cache_dir_, "cuda", device_key()), lut_gather_);
     lut_->set_profiling(profiling_);
   }
 
@@ -180,11 +181,13 @@ class CudaBackend final : public Backend {
     const size_t row = graph_ && graph_->max_out_rows > 0 ? buf(id).count / size_t(graph_->max_out_rows) : 0;
     if (id == argmax_ && host_ids_valid_ && first + count <= size_t(last_rows_)) {
       CUDA_CHECK(cudaEventSynchronize(step_done_.get()));
+      if (lut_) lut_->check();  // --lut disk: the step's rows were read (else the step read what was there)
       std::memcpy(dst, static_cast<const float*>(ids_host_.get()) + first, count * sizeof(float));
       return;
     }
     if (id == logits_ && host_logits_valid_ && first + count <= size_t(last_rows_) * row) {
       CUDA_CHECK(cudaEventSynchronize(step_done_.get()));
+      if (lut_) lut_->check();
       std::memcpy(dst, static_cast<const float*>(logits_host_.get()) + first, count * sizeof(float));
       return;
     }
@@ -249,6 +252,7 @@ class CudaBackend final : public Backend {
   const LutRead lut_read_;      // as asked for (--lut-read); LutStream resolves Auto
   const int tiled_min_rows_;    // --tune tiled-min-rows: steps of at least this many rows use the tensor-core kernel
   const int forced_splits_;     // --tune attention-splits: 0 automatic, 1 never, N always N
+  const BackendTuning::Gather lut_gather_;  // --tune lut-gather: where --lut disk gathers rows (thread unless inline)
   const std::string cache_dir_;  // where `mole bench --record` keeps this device's measured read mode
   cudaDeviceProp props_{};
   // Streams and events first, so that they are destroyed last.
@@ -647,7 +651,7 @@ BackendEntry cuda_backend_entry() {
             return p;
           },
           make_cuda_backend,
-          {"lut-read", "tiled-min-rows", "attention-splits"}};
+          {"lut-read", "tiled-min-rows", "attention-splits", "lut-gather"}};
 }
 
 }  // namespace cuda

@@ -32,11 +32,15 @@ LutStream::LutStream(const LutStore& lut, LutPlacement placement, int max_step_t
       copy_end_{make_event(true), make_event(true)} {}
 
 LutStream::~LutStream() {
-  cudaStreamSynchronize(copy_.get());  // no copy may still read or write what is freed next
+  // No copy may still read or write what is freed next. A host function still waiting for the gather thread is
+  // released by it: the thread finishes or skips the job it was handed, and signals either way.
+  cudaStreamSynchronize(copy_.get());
+  gather_.reset();
 }
 
 std::unique_ptr<LutStream> LutStream::create(const LutStore& lut, LutPlacement placement, int max_step_tokens,
-                                             LutRead read, const std::string& record_file) {
+                                             LutRead read, const std::string& record_file,
+                                             BackendTuning::Gather gather) {
   MOLE_CUDA_ASSERT(max_step_tokens >= 1);
   // Direct where the table already is in memory the device reads at full speed: --lut device, and --lut host on an
   // integrated GPU; unless `mole bench --record` measured otherwise on this device.
@@ -49,8 +53,17 @@ std::unique_ptr<LutStream> LutStream::create(const LutStore& lut, LutPlacement p
   if (placement == LutPlacement::Device) s->place_on_device();
   if (placement == LutPlacement::Host) s->place_in_host_memory();
   if (!s->direct()) s->ring_ = DeviceBuffer::create(ring_bytes, "the lookup table's row ring");
-  if (placement == LutPlacement::Disk)
+  if (placement == LutPlacement::Disk) {
     s->staging_ = PinnedBuffer::create(ring_bytes, "the lookup table's staging ring");
+    if (gather != BackendTuning::Gather::Inline)
+      s->gather_ = std::make_unique<LutGatherThread>(lut, [p = s.get()](uint64_t value) {
+        {
+          std::lock_guard<std::mutex> lock(p->gather_mu_);
+          p->gathered_ = value;
+        }
+        p->gather_cv_.notify_all();
+      });
+  }
   return s;
 }
 
@@ -125,7 +138,19 @@ void LutStream::stream(const std::vector<int32_t>& ids, cudaEvent_t ring_free) {
   // also means ready() is recorded again only once no launched step can still be waiting on its last record.
   CUDA_CHECK(cudaEventSynchronize(ring_free));
   CUDA_CHECK(cudaEventSynchronize(ready_.get()));
-  if (placement_ == LutPlacement::Disk) gather_lut_rows(*lut_, ids, staging_.get());  // the disk reads happen here
+  check();  // a failed read of the last step's rows, if its read-back did not report it
+  if (placement_ == LutPlacement::Disk && gather_) {
+    // The last host function has returned (it precedes ready_'s last record): awaited_ is free to change.
+    uint64_t value = 0;
+    {
+      std::lock_guard<std::mutex> lock(gather_mu_);
+      value = ++awaited_;
+    }
+    gather_->submit(ids, staging_.get(), value);  // the disk reads happen there, while the step starts
+    CUDA_CHECK(cudaLaunchHostFunc(copy_.get(), &LutStream::wait_for_gather, this));
+  } else if (placement_ == LutPlacement::Disk) {
+    gather_lut_rows(*lut_, ids, staging_.get());  // --tune lut-gather=inline: the disk reads happen here
+  }
   if (profiling_) CUDA_CHECK(cudaEventRecord(copy_start_[slot_].get(), copy_.get()));
   if (placement_ == LutPlacement::Disk) {
     CUDA_CHECK(cudaMemcpyAsync(ring, staging_.get(), ids.size() * row, cudaMemcpyHostToDevice, copy_.get()));
@@ -148,8 +173,19 @@ void LutStream::stream(const std::vector<int32_t>& ids, cudaEvent_t ring_free) {
   CUDA_CHECK(cudaEventRecord(ready_.get(), copy_.get()));
 }
 
+void CUDART_CB LutStream::wait_for_gather(void* stream) {
+  auto* s = static_cast<LutStream*>(stream);
+  std::unique_lock<std::mutex> lock(s->gather_mu_);
+  s->gather_cv_.wait(lock, [s] { return s->gathered_ >= s->awaited_; });
+}
+
+void LutStream::check() {
+  if (gather_) gather_->check();
+}
+
 void LutStream::wait() {
   CUDA_CHECK(cudaStreamSynchronize(copy_.get()));
+  check();
 }
 
 double LutStream::copy_seconds(int slot) {

@@ -5,10 +5,13 @@
 //   host:   all of it in page-locked host memory: the file's own pages registered in place (cudaHostRegister with
 //           cudaHostRegisterReadOnly: the mapping is read-only) where the device allows, else a copy in
 //           cudaHostAlloc'd memory; note() says which, and why;
-//   disk:   it stays in the mmap'd file; each step's rows are gathered (memcpy, on the calling thread for now) into a
-//           page-locked staging ring (max_step_tokens rows), then copied as below. (Vulkan gathers on a thread of
-//           its own, model/lut_rows.h's LutGatherThread; here the copy stream could only wait for the thread
-//           through a host function or a stream memory operation, not done yet.)
+//   disk:   it stays in the mmap'd file; each step's rows are gathered (memcpy: where the page faults, i.e. the
+//           disk reads, happen) into a page-locked staging ring (max_step_tokens rows), then copied as below. The
+//           gather runs on a thread of its own (model/lut_rows.h's LutGatherThread, as on Vulkan): the copy stream
+//           waits for it in a host function (cudaLaunchHostFunc) queued before the copy, so the caller returns at
+//           once and the step's embedding and first attention run while the rows are read. A failed read still
+//           releases the copy; it is reported by the next check() (the read-back of that step). --tune
+//           lut-gather=inline gathers on the calling thread instead (tests).
 // How router_lut reads a step's rows (LutRead, the CLI's copy|direct|auto):
 //   copy:   router_lut reads a device ring of max_step_tokens rows in step order, filled by cudaMemcpyAsync (one per
 //           run of consecutive ids) on a copy stream of its own from wherever the table lives, once the last step
@@ -24,14 +27,17 @@
 //           behind compute. --lut disk always copies (its rows exist only in the staging ring).
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "cuda-backend/handles.h"
 #include "model/backend.h"
 #include "model/lut.h"
+#include "model/lut_rows.h"
 
 namespace mole::cuda {
 
@@ -42,8 +48,10 @@ class LutStream {
   // Makes the placement on the current device (see above); `read` Auto is resolved here (model/lut_rows.h, with a
   // choice `mole bench --record` measured in `record_file`). Throws mole::Error when something does not fit, or for
   // direct reads the device cannot do.
+  // `gather`: where --lut disk gathers (Auto and Thread: on the thread).
   static std::unique_ptr<LutStream> create(const LutStore& lut, LutPlacement placement, int max_step_tokens,
-                                           LutRead read, const std::string& record_file);
+                                           LutRead read, const std::string& record_file,
+                                           BackendTuning::Gather gather = BackendTuning::Gather::Auto);
   LutStream(const LutStream&) = delete;
   LutStream& operator=(const LutStream&) = delete;
   ~LutStream();
@@ -61,8 +69,10 @@ class LutStream {
   // Checks the ids (mole::Error naming one outside the table) and notes how many there are. Copy: waits on the host
   // for `ring_free` (recorded after the last step that read the ring) and for the last copy, then starts bringing
   // the rows into the ring, in step order, on the copy stream, and records ready(). Disk gathers them into the
-  // staging ring first.
+  // staging ring first (on the gather thread, which the copy stream waits for).
   void stream(const std::vector<int32_t>& ids, cudaEvent_t ring_free);
+  // Rethrows, as a mole::Error, a failure of the gather thread not yet reported (a failed disk read).
+  void check();
   // Copy: recorded once the last stream()'s rows are in the ring. The step reading them waits on it.
   cudaEvent_t ready() const { return ready_.get(); }
   int rows_streamed() const { return rows_streamed_; }
@@ -70,7 +80,7 @@ class LutStream {
   // Rows brought to router_lut since create() (copied into the ring, or read in place), and their bytes.
   uint64_t rows_moved() const { return rows_moved_; }
   uint64_t bytes_moved() const { return rows_moved_ * lut_->row_bytes(); }
-  // Blocks until every copy queued so far is done.
+  // Blocks until every copy queued so far is done; then check().
   void wait();
 
   // With profiling on, events around each step's copies measure them. Two steps' events are kept (the caller reads a
@@ -84,6 +94,8 @@ class LutStream {
   LutStream(const LutStore& lut, LutPlacement placement, int max_step_tokens, LutRead read);
   void place_on_device();
   void place_in_host_memory();
+  // The copy stream's host function: returns once the gather thread has signalled awaited_.
+  static void CUDART_CB wait_for_gather(void* stream);
 
   const LutStore* lut_;
   LutPlacement placement_;
@@ -104,6 +116,11 @@ class LutStream {
   bool profiling_ = false;
   int slot_ = 0;  // copy_start_/copy_end_ of the last stream()
   bool copy_timed_[2] = {false, false};
+  // --lut disk on the gather thread: the last value it signalled, and the one the queued host function waits for.
+  std::mutex gather_mu_;
+  std::condition_variable gather_cv_;
+  uint64_t gathered_ = 0, awaited_ = 0;
+  std::unique_ptr<LutGatherThread> gather_;  // declared last: stopped before what its signal uses goes
 };
 
 }  // namespace mole::cuda

@@ -177,6 +177,45 @@ TEST_CASE("cuda: batched greedy decode gives the CPU's tokens; the profile is fi
   }
 }
 
+// --lut disk gathers the rows on a thread of its own (the copy stream waits for it in a host function) or, with
+// --tune lut-gather=inline, on the caller's; --lut host copies the same rows from page-locked memory. Same rows, same
+// kernels: the logits must be equal bit for bit, over a prompt and many batched decode steps (each step's rows are
+// gathered while the step before it may still run).
+TEST_CASE("cuda: --lut disk (gather thread or inline) gives --lut host's logits bit for bit over many steps") {
+  test::TempDir tmp;
+  if (!cuda_or_skip()) return;
+  LoadedModel m = test::load(test::synth(tmp, "m", Form::Infer, {{"num_key_value_heads", 2}}, DType::BF16));
+  auto run = [&m](LutPlacement placement, BackendTuning::Gather gather) {
+    BackendOptions opt = options(LutRead::Copy);
+    opt.tuning.lut_gather = gather;
+    auto be = make_cuda_backend(opt);
+    const int B = 4;
+    EngineOptions o;
+    o.max_batch = B;
+    o.max_context = 96;
+    o.max_step_tokens = 3;  // the prompt goes in many steps
+    o.lut = placement;
+    Engine e(m.cfg, m.weights, m.table(), *be, o);
+    std::vector<std::vector<float>> out;
+    std::vector<Engine::Chunk> chunks;
+    for (int s = 0; s < B; s++) chunks.push_back({s, random_ids(2 + 3 * s, m.cfg.vocab_size, uint32_t(30 + s))});
+    for (int step = 0; step < 24; step++) {
+      auto rows = e.step(chunks);
+      chunks.clear();
+      for (int s = 0; s < B; s++) chunks.push_back({s, {argmax(rows[size_t(s)])}});
+      out.insert(out.end(), rows.begin(), rows.end());
+    }
+    return out;
+  };
+  const auto host = run(LutPlacement::Host, BackendTuning::Gather::Auto);
+  for (BackendTuning::Gather g : {BackendTuning::Gather::Thread, BackendTuning::Gather::Inline}) {
+    CAPTURE(g == BackendTuning::Gather::Thread ? "thread" : "inline");
+    const auto disk = run(LutPlacement::Disk, g);
+    REQUIRE(disk.size() == host.size());
+    for (size_t i = 0; i < host.size(); i++) CHECK(disk[i] == host[i]);
+  }
+}
+
 TEST_CASE("cuda: reparameterization on the GPU gives the CPU's table") {
   test::TempDir tmp;
   auto be = cuda_or_skip();

@@ -56,9 +56,10 @@ std::vector<uint8_t> read_bytes(const std::string& path) {
 std::vector<uint8_t> raw_file(const std::string& header, size_t data_bytes = 0,
                               std::optional<uint64_t> length_prefix = std::nullopt) {
   const uint64_t len = length_prefix.value_or(header.size());
-  std::vector<uint8_t> out(8);
-  for (int i = 0; i < 8; i++) out[size_t(i)] = uint8_t(len >> (8 * i));
-  out.insert(out.end(), header.begin(), header.end());
+  std::vector<uint8_t> out;
+  out.reserve(8 + header.size() + data_bytes);
+  for (int i = 0; i < 8; i++) out.push_back(uint8_t(len >> (8 * i)));
+  for (char c : header) out.push_back(uint8_t(c));
   for (size_t i = 0; i < data_bytes; i++) out.push_back(uint8_t(i * 7 + 1));
   return out;
 }
