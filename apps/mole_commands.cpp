@@ -11,6 +11,7 @@
 #include "apps/backends.h"
 #include "model/checkpoint_io.h"
 #include "model/error.h"
+#include "model/progress.h"
 #include "model/parallel.h"
 #include "model/reparam.h"
 #include "model/sampling.h"
@@ -23,15 +24,6 @@ Tokenizer tokenizer_from(const TokenizeArgs& a) {
   if (!a.tokenizer.empty() && !a.model.empty()) throw Error("give -m DIR or --tokenizer FILE, not both");
   if (!a.tokenizer.empty()) return Tokenizer::load(a.tokenizer);
   return load_tokenizer_for(a.model.empty() ? default_model_dir() : a.model);
-}
-
-std::string human_bytes(double b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (b >= 1024 && u < 4) b /= 1024, u++;
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u ? "%.2f %s" : "%.0f %s", b, units[u]);
-  return buf;
 }
 
 }  // namespace

@@ -23,6 +23,9 @@ class Progress {
   std::chrono::steady_clock::time_point start_, last_draw_;
 };
 
+// A size for people: "512 B", "4.00 KiB", "196.50 MiB" (powers of 1024, two decimals from KiB on).
+std::string human_bytes(double bytes);
+
 }  // namespace mole
 
 namespace mole {

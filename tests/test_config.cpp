@@ -4,6 +4,7 @@
 #include "model/config.h"
 #include "model/error.h"
 #include "model/forward.h"
+#include "model/progress.h"
 
 using namespace mole;
 
@@ -102,4 +103,13 @@ TEST_CASE("sizes derived from config.json are range-checked in 64 bits, naming t
   auto ids = base();
   ids["eos_token_id"] = {7, 8};
   CHECK(Config::from_json(ids, "c").eos_token_id == 7);
+}
+
+TEST_CASE("human_bytes: whole bytes below 1 KiB, then two decimals in powers of 1024") {
+  CHECK(mole::human_bytes(0) == "0 B");
+  CHECK(mole::human_bytes(1023) == "1023 B");
+  CHECK(mole::human_bytes(1024) == "1.00 KiB");
+  CHECK(mole::human_bytes(4096 + 512) == "4.50 KiB");
+  CHECK(mole::human_bytes(196.5 * 1024 * 1024) == "196.50 MiB");
+  CHECK(mole::human_bytes(3.0 * (uint64_t(1) << 40) * 1024) == "3072.00 TiB");  // no unit above TiB
 }

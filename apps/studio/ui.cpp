@@ -10,6 +10,7 @@
 #include <cstdio>
 
 #include "model/lut.h"
+#include "model/progress.h"
 
 namespace mole::studio {
 namespace {
@@ -22,15 +23,6 @@ const char* kPlacements[] = {"auto", "device", "host", "disk"};
 std::string fmt(const char* f, double a) {
   char buf[64];
   std::snprintf(buf, sizeof buf, f, a);
-  return buf;
-}
-
-std::string bytes(double b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (b >= 1024 && u < 4) b /= 1024, u++;
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u ? "%.2f %s" : "%.0f %s", b, units[u]);
   return buf;
 }
 
@@ -201,8 +193,8 @@ void Ui::info_panel() {
   ImGui::Text("parameters: %s activated per token", millions(s.parameters_dense_part).c_str());
   ImGui::Text("            %s in the table", millions(s.lut_elements).c_str());
   if (c.is_mole()) {
-    ImGui::Text("table %s (%s)", bytes(double(s.lut_bytes)).c_str(), s.lut_dtype.c_str());
-    ImGui::Text("      %s per token", bytes(double(s.lut_bytes_per_token)).c_str());
+    ImGui::Text("table %s (%s)", human_bytes(double(s.lut_bytes)).c_str(), s.lut_dtype.c_str());
+    ImGui::Text("      %s per token", human_bytes(double(s.lut_bytes_per_token)).c_str());
   }
   ImGui::Text("backend %s", m.backend.c_str());
   ImGui::TextWrapped("device %s", m.device.c_str());
@@ -392,11 +384,11 @@ void Ui::lut_panel() {
   const std::string overlay = v.empty() ? "" : fmt("%.2f MB/s", double(v.back()));
   ImGui::PlotLines("##lut", v.data(), int(v.size()), 0, overlay.c_str(), 0.0f, top * 1.1f,
                    ImVec2(ImGui::GetContentRegionAvail().x, 45));
-  ImGui::Text("%llu rows, %s moved this run", (unsigned long long)g.lut_rows, bytes(double(g.lut_bytes)).c_str());
+  ImGui::Text("%llu rows, %s moved this run", (unsigned long long)g.lut_rows, human_bytes(double(g.lut_bytes)).c_str());
   if (g.decode_steps > 0 && g.total.wall > 0)
     ImGui::Text(
         "decode: %.0f rows/s, %s/s", g.decode_steps / g.total.wall,
-        bytes(double(g.lut_bytes) / double(g.lut_rows ? g.lut_rows : 1) * g.decode_steps / g.total.wall).c_str());
+        human_bytes(double(g.lut_bytes) / double(g.lut_rows ? g.lut_rows : 1) * g.decode_steps / g.total.wall).c_str());
   const double copy = g.total.lut_copy, hidden = g.total.lut_copy_hidden;
   if (copy > 0)
     ImGui::Text("copy %.3f ms/step, %.0f%% hidden behind compute", 1e3 * copy / std::max(g.decode_steps, 1),
@@ -409,11 +401,11 @@ void Ui::lut_panel() {
 void Ui::memory_panel() {
   section("Memory");
   const ModelState& m = snap_.model;
-  ImGui::Text("host: %s resident", bytes(double(snap_.host_memory)).c_str());
+  ImGui::Text("host: %s resident", human_bytes(double(snap_.host_memory)).c_str());
   if (m.device_memory_used > 0 || m.device_memory > 0) {
     const float used = m.device_memory ? float(double(m.device_memory_used) / double(m.device_memory)) : 0.0f;
     ImGui::ProgressBar(used, ImVec2(-1, 0),
-                       (bytes(double(m.device_memory_used)) + " of " + bytes(double(m.device_memory))).c_str());
+                       (human_bytes(double(m.device_memory_used)) + " of " + human_bytes(double(m.device_memory))).c_str());
   } else if (m.loaded) {
     ImGui::TextColored(kGrey, "device: %s", m.backend == "cpu" ? "the host (CPU reference)" : "not reported");
   }
