@@ -12,7 +12,7 @@ constexpr int kThreads = kAttentionThreads;
 constexpr int kMaxPasses = kAttentionMaxHeadDim / kThreads;  // output dims per thread at most (hd > kThreads)
 
 // q_s . k[0, hd) with 8 partial sums combined as cpu::dot does; k read as float4 when hd % 4 == 0 (then every key
-// row, at a multiple of hd floats into the 256-byte aligned cache, is 16-byte aligned).
+// head, at a multiple of hd floats into the 256-byte aligned cache, is 16-byte aligned).
 __device__ __forceinline__ float score_dot(const float* q_s, const float* k, int hd) {
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int d = 0;
@@ -53,7 +53,8 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs a, fl
   __shared__ float scratch[kWarpSize];
   const int tid = threadIdx.x, hd = a.hd;
   const int group = a.H / a.KVH;
-  const size_t kv_width = size_t(a.KVH) * hd;
+  const size_t kv_width = size_t(a.KVH) * hd, cache_row = 2 * kv_width;  // a cache row: keys, then values
+  const size_t q_row = size_t(a.H) * hd + cache_row;                     // a q/k/v row
   const int span = min(hd, kThreads), passes = (hd + span - 1) / span, v_groups = kThreads / span;
   const int vg = tid / span, vd = tid % span;
   const bool v_lane = vg < v_groups;
@@ -70,7 +71,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs a, fl
       if (tid == 0) rec[0] = rec[1] = 0.0f;
       continue;
     }
-    const float* qrow = a.q + size_t(pair) * hd;
+    const float* qrow = a.q + size_t(t) * q_row + size_t(h) * hd;
     for (int d = tid; d < hd; d += kThreads) {
       float v = qrow[d];
       if (a.rope) {
@@ -89,7 +90,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs a, fl
     for (int c0 = k0; c0 < k1; c0 += kThreads) {
       const int j = c0 + tid;
       const bool valid = j < k1;
-      const float s = valid ? score_dot(q_s, a.k_cache + (base + j) * kv_width + kv_off, hd) * scale : -INFINITY;
+      const float s = valid ? score_dot(q_s, a.kv_cache + (base + j) * cache_row + kv_off, hd) * scale : -INFINITY;
       const float chunk_max = block_max(s, scratch);  // finite: the chunk has at least one key
       const float new_max = c0 == k0 ? chunk_max : fmaxf(run_max, chunk_max);
       const float p = valid ? expf(s - new_max) : 0.0f;
@@ -100,13 +101,13 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs a, fl
       run_max = new_max;
       if (v_lane) {
         const int count = min(kThreads, k1 - c0);
-        const float* vrow = a.v_cache + (base + c0) * kv_width + kv_off;
+        const float* vrow = a.kv_cache + (base + c0) * cache_row + kv_width + kv_off;
 #pragma unroll
         for (int i = 0; i < kMaxPasses; i++) {
           const int d = vd + i * span;
           if (i < passes && d < hd) {
             float s_acc = acc[i] * alpha;
-            for (int jj = vg; jj < count; jj += v_groups) s_acc += p_s[jj] * vrow[size_t(jj) * kv_width + d];
+            for (int jj = vg; jj < count; jj += v_groups) s_acc += p_s[jj] * vrow[size_t(jj) * cache_row + d];
             acc[i] = s_acc;
           }
         }

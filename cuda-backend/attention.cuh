@@ -19,7 +19,7 @@ namespace mole::cuda {
 
 constexpr int kAttentionThreads = 256;      // keys per chunk, threads per block
 constexpr int kAttentionMaxHeadDim = 1024;  // q in shared memory, and at most 4 output dims per thread
-constexpr int kAttentionMaxSplits = int(mole::kAttentionMaxSplits);    // model/attention_splits.h
+constexpr int kAttentionMaxSplits = int(mole::kAttentionMaxSplits);  // model/attention_splits.h
 constexpr int kAttentionSplitSlots = int(mole::kAttentionSplitSlots);
 
 // How many blocks share each pair's keys (1: the single pass): the rule of every GPU backend
@@ -30,15 +30,14 @@ inline int attention_splits(int max_keys, int T, int slots, int forced) {
 }
 
 struct AttentionArgs {
-  const float* q = nullptr;        // (T, H * hd)
-  const float* k_cache = nullptr;  // (B * S, KVH * hd)
-  const float* v_cache = nullptr;  // (B * S, KVH * hd)
-  const int32_t* slot = nullptr;   // (T), in [0, B)
-  const int32_t* pos = nullptr;    // (T), in [0, S)
-  const float* cos = nullptr;      // (T, hd / 2), read when rope
-  const float* sin = nullptr;      // (T, hd / 2)
-  float* out = nullptr;            // (T, H * hd)
-  float* part = nullptr;           // split-K partials (T * H, splits, 2 + hd): {max, sum, acc[hd]}; splits > 1
+  const float* q = nullptr;         // (T, (H + 2 * KVH) * hd): q, k, v side by side; q = each row's first H * hd
+  const float* kv_cache = nullptr;  // (B * S, 2 * KVH * hd): each row the keys, then the values
+  const int32_t* slot = nullptr;    // (T), in [0, B)
+  const int32_t* pos = nullptr;     // (T), in [0, S)
+  const float* cos = nullptr;       // (T, hd / 2), read when rope
+  const float* sin = nullptr;       // (T, hd / 2)
+  float* out = nullptr;             // (T, H * hd)
+  float* part = nullptr;            // split-K partials (T * H, splits, 2 + hd): {max, sum, acc[hd]}; splits > 1
   int T = 0, H = 0, KVH = 0, hd = 0, ctx = 0;  // ctx = S
   bool rope = false;
   int splits = 1;

@@ -9,12 +9,12 @@
 // The graph ends with copies of the greedy ids (and, when wanted, the logits) to page-locked host memory, so
 // read_back() of them is a wait and a memcpy.
 //
-// Inside the graph, ops without a data dependency run side by side (q, k and v; the two KV stores; the LUT sum and
-// up): ops go into groups as the Vulkan backend places its barriers (a new group before an op that reads or writes a
-// buffer written in the current group, or writes one read in it; op_reads() in model/backend.h), and a group of
-// several ops forks from the capture stream onto auxiliary streams and joins back. The first group holding a
-// RouterLut waits for the step's LUT copy (an external event-wait node on LutStream::ready()) on the branches of its
-// RouterLuts only, so the copy overlaps the embedding and the first attention; everything later is ordered after it.
+// Inside the graph, ops without a data dependency run side by side (the LUT sum and up): ops go into groups as the
+// Vulkan backend places its barriers (a new group before an op that reads or writes a buffer written in the current
+// group, or writes one read in it; op_reads() in model/backend.h), and a group of several ops forks from the capture
+// stream onto auxiliary streams and joins back. The first group holding a RouterLut waits for the step's LUT copy (an
+// external event-wait node on LutStream::ready()) on the branches of its RouterLuts only, so the copy overlaps the
+// embedding and the first attention; everything later is ordered after it.
 //
 // Profiling records an event after every op (external event-record nodes) and captures the ops in one chain, so
 // each op's time is its own; the graphs are recorded again when profiling is switched.
@@ -141,6 +141,23 @@ class CudaBackend final : public Backend {
     return BufferId(bufs_.size() - 1);
   }
 
+  BufferId upload_stacked(const std::vector<const TensorView*>& parts) override {
+    set_device();
+    const TensorView all = stack_check(parts);
+    Buf b;
+    b.weight = true;
+    b.dtype = all.dtype;
+    b.count = size_t(all.numel());
+    b.mem = DeviceBuffer::create(all.nbytes, all.name);
+    size_t at = 0;
+    for (const TensorView* t : parts) {
+      CUDA_CHECK(cudaMemcpy(static_cast<uint8_t*>(b.mem.get()) + at, t->data, t->nbytes, cudaMemcpyHostToDevice));
+      at += t->nbytes;
+    }
+    bufs_.push_back(std::move(b));
+    return BufferId(bufs_.size() - 1);
+  }
+
   BufferId alloc(size_t count, const char* what) override {
     set_device();
     Buf b;
@@ -249,11 +266,11 @@ class CudaBackend final : public Backend {
   void collect_profile();
 
   const int device_;
-  const LutRead lut_read_;      // as asked for (--lut-read); LutStream resolves Auto
-  const int tiled_min_rows_;    // --tune tiled-min-rows: steps of at least this many rows use the tensor-core kernel
-  const int forced_splits_;     // --tune attention-splits: 0 automatic, 1 never, N always N
+  const LutRead lut_read_;    // as asked for (--lut-read); LutStream resolves Auto
+  const int tiled_min_rows_;  // --tune tiled-min-rows: steps of at least this many rows use the tensor-core kernel
+  const int forced_splits_;   // --tune attention-splits: 0 automatic, 1 never, N always N
   const BackendTuning::Gather lut_gather_;  // --tune lut-gather: where --lut disk gathers rows (thread unless inline)
-  const std::string cache_dir_;  // where `mole bench --record` keeps this device's measured read mode
+  const std::string cache_dir_;             // where `mole bench --record` keeps this device's measured read mode
   cudaDeviceProp props_{};
   // Streams and events first, so that they are destroyed last.
   Stream compute_;                       // steps, uploads, read-backs
@@ -536,15 +553,15 @@ void CudaBackend::launch_op(const Op& op, const StepShape& shape, cudaStream_t s
                        .cos = cos,
                        .sin = sin,
                        .T = T,
-                       .n = op.n,
+                       .qd = op.n * op.k,
+                       .kvd = op.kv_heads * op.k,
                        .ctx = op.ctx,
                        .hd = op.rope ? op.k : 0},
                       stream);
       break;
     case OpKind::Attention:
       launch_attention({.q = act(op.src0),
-                        .k_cache = act(op.src1),
-                        .v_cache = act(op.src2),
+                        .kv_cache = act(op.src1),
                         .slot = slot,
                         .pos = pos,
                         .cos = cos,

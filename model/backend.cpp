@@ -1,6 +1,9 @@
 // Names of the backend ops, for messages and profiles.
 #include "model/backend.h"
 
+#include "model/error.h"
+#include "model/weights.h"
+
 namespace mole {
 
 const char* op_name(OpKind k) {
@@ -53,7 +56,7 @@ std::vector<BufferId> op_reads(const Op& op) {
       return r;
     }
     case OpKind::Attention:
-      return {op.src0, op.src1, op.src2};
+      return {op.src0, op.src1};
   }
   return {};
 }
@@ -68,8 +71,8 @@ uint64_t op_bytes(const Op& op, const StepInputs& in, size_t wb, size_t lb) {
       return (n + 1) * k * wb + rows * k * 4 + rows * n * 4;
     case OpKind::MatMul:
       return n * k * wb + rows * k * 4 + rows * n * (op.accumulate ? 8 : 4) + (op.src2 != kNoBuffer ? rows * n * 4 : 0);
-    case OpKind::KvStore:
-      return T * n * 8 + (op.rope ? T * k * 4 : 0);
+    case OpKind::KvStore:  // k and v in, the cache rows out, the angles
+      return T * uint64_t(op.kv_heads) * k * 16 + (op.rope ? T * k * 4 : 0);
     case OpKind::Attention: {
       uint64_t kv_rows = 0;
       for (int32_t p : in.pos) kv_rows += uint64_t(p) + 1;
@@ -85,6 +88,23 @@ uint64_t op_bytes(const Op& op, const StepInputs& in, size_t wb, size_t lb) {
       return R * n * 4 + R * 4;
   }
   return 0;
+}
+
+TensorView stack_check(const std::vector<const TensorView*>& parts) {
+  if (parts.empty()) throw Error("a stacked weight needs at least one tensor");
+  TensorView out;
+  out.dtype = parts[0]->dtype;
+  out.shape = {0, parts[0]->shape.size() == 2 ? parts[0]->shape[1] : 0};
+  for (const TensorView* t : parts) {
+    out.name += (out.name.empty() ? "" : "+") + t->name;
+    if (t->shape.size() != 2 || t->shape[1] != out.shape[1] || t->dtype != out.dtype)
+      throw Error("tensors " + out.name + " cannot be stacked into one weight: " + t->name + " is " +
+                  dtype_name(t->dtype) + " " + shape_str(t->shape) + ", the first was " + dtype_name(out.dtype) +
+                  " with rows of " + std::to_string(out.shape[1]));
+    out.shape[0] += t->shape[0];
+    out.nbytes += t->nbytes;
+  }
+  return out;
 }
 
 }  // namespace mole

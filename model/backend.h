@@ -39,11 +39,14 @@ enum class OpKind {
                 //   (src1, src2: weights; the norm is fused into the product so the normed rows are never stored)
   MatMul,       // dst (T, N) (+)= src0 (T, K) @ src1 (N, K)^T (+ src2 (T, N) if given); n = N, k = K; accumulate
                 //   adds into dst, then src2 is added                                           (src1: weight)
-  KvStore,      // dst (B*S, n) row slot[t]*S + pos[t] = rope?(src0 (T, n) row t)          (dst: a KV cache)
-                //   with op.rope, each of the row's n/k heads of k = hd is rotated first (see below); ctx = S
-  Attention,    // dst (T, H*hd) = causal attention of rope?(src0 q (T, H*hd)) over caches src1 K, src2 V
-                //   (B*S, KVH*hd): token t sees rows slot[t]*S + [0, pos[t]]; n = H, k = hd, kv_heads = KVH, ctx = S;
-                //   with op.rope, q is rotated on the way in (the q buffer is left as it is)
+  KvStore,      // dst (B*S, 2*KVH*hd) row slot[t]*S + pos[t] = [rope?(k), v] of token t, where src0 (T, (H + 2*KVH)*hd)
+                //   holds each token's q, k and v side by side (the one q/k/v product): k = columns [H*hd, (H+KVH)*hd),
+                //   v = the KVH*hd after them; dst is the layer's KV cache, each row its keys then its values.
+                //   n = H, k = hd, kv_heads = KVH, ctx = S; with op.rope each key head is rotated first (see below)
+  Attention,    // dst (T, H*hd) = causal attention of rope?(q) over the KV cache src1 (B*S, 2*KVH*hd) (KvStore's
+                //   layout: keys, then values): q = columns [0, H*hd) of src0 (T, (H + 2*KVH)*hd), as KvStore reads
+                //   it; token t sees rows slot[t]*S + [0, pos[t]]; n = H, k = hd, kv_heads = KVH, ctx = S; with
+                //   op.rope, q is rotated on the way in (src0 is left as it is)
   RouterLut,    // dst (T, D) = sum_e p_e * LUT[ids[t]][layer][e] (the step's LUT rows), with the router fused in:
                 //   p = softmax(rmsnorm(src0 x (T, D)) * src2 (D) @ src1 (E, D)^T), eps = op.eps; n = E, k = D
                 //   (src1, src2: weights). It reads x and writes its own dst, so it runs beside the MLP's up
@@ -68,7 +71,7 @@ struct Op {
   OpKind kind;
   BufferId dst = kNoBuffer, src0 = kNoBuffer, src1 = kNoBuffer, src2 = kNoBuffer;
   int n = 0, k = 0;           // widths, as each kind above says
-  int kv_heads = 0, ctx = 0;  // Attention only
+  int kv_heads = 0, ctx = 0;  // KvStore, Attention
   int layer = 0;              // RouterLut, RouterProbs
   int layers = 0;             // RouterProbs only: L, dst's row holds layers * n weights
   bool rope = false;          // KvStore, Attention: rotate by RoPE first: rotate_half form, cos/sin (T, hd/2) from
@@ -189,6 +192,9 @@ class Backend {
   // Copies a checkpoint tensor to the device in its stored dtype (or keeps a reference to host memory where the
   // device is the host). Throws mole::Error naming the tensor if the device is out of memory.
   virtual BufferId upload_weight(const TensorView& t) = 0;
+  // One weight made of several tensors stacked along their rows (the same dtype and row width; stack_check()
+  // says so or throws), as upload_weight() would store their concatenation: q, k and v become one product.
+  virtual BufferId upload_stacked(const std::vector<const TensorView*>& parts) = 0;
   // A float32 buffer of `count` elements whose contents are undefined until an op writes them (the graph writes
   // every row before reading it, so nothing is zero-filled: a 2048-position KV cache costs no time until used).
   // `what` names it in out-of-memory errors.
@@ -212,6 +218,10 @@ class Backend {
   virtual void set_profiling(bool on) { (void)on; }
   virtual StepProfile profile() { return {}; }
 };
+
+// Checks that `parts` can be stacked along their rows (at least one, all 2-D, one dtype, one row width) and returns
+// their description as one tensor: the name "a+b+c", the summed rows, data null. Throws mole::Error naming them.
+TensorView stack_check(const std::vector<const TensorView*>& parts);
 
 // ---- the backend registry's row type (apps/backends.h holds the table) ----
 

@@ -17,8 +17,9 @@ namespace mole {
 namespace {
 
 struct Buffer {
-  std::unique_ptr<float[]> data;  // activations and caches; uninitialised, so pages are touched only when used
-  TensorView weight;              // weights: a view into the checkpoint mapping (data is null)
+  std::unique_ptr<float[]> data;       // activations and caches; uninitialised, so pages are touched only when used
+  TensorView weight;                   // weights: a view into the checkpoint mapping (data is null), or into stacked
+  std::unique_ptr<uint8_t[]> stacked;  // a stacked weight's own bytes (upload_stacked)
 };
 
 class CpuBackend final : public Backend {
@@ -41,6 +42,20 @@ class CpuBackend final : public Backend {
   BufferId upload_weight(const TensorView& t) override {
     Buffer b;
     b.weight = t;
+    bufs_.push_back(std::move(b));
+    return BufferId(bufs_.size() - 1);
+  }
+
+  BufferId upload_stacked(const std::vector<const TensorView*>& parts) override {
+    Buffer b;
+    b.weight = stack_check(parts);
+    b.stacked.reset(new uint8_t[b.weight.nbytes]);
+    size_t at = 0;
+    for (const TensorView* t : parts) {
+      std::memcpy(b.stacked.get() + at, t->data, t->nbytes);
+      at += t->nbytes;
+    }
+    b.weight.data = b.stacked.get();
     bufs_.push_back(std::move(b));
     return BufferId(bufs_.size() - 1);
   }
@@ -117,6 +132,7 @@ class CpuBackend final : public Backend {
     const size_t rows = size_t(op.on_out_rows ? in.out_rows.size() : size_t(in.tokens()));
     size_t width = size_t(op.n);
     if (op.kind == OpKind::Attention) width = size_t(op.n) * size_t(op.k);
+    if (op.kind == OpKind::KvStore) width = 2 * size_t(op.kv_heads) * size_t(op.k);
     if (op.kind == OpKind::RouterLut) width = size_t(op.k);
     if (op.kind == OpKind::Argmax) width = 1;
     float* dst = act(op.dst);
@@ -165,14 +181,15 @@ class CpuBackend final : public Backend {
           for (int64_t i = 0; i < rows_of(op, in) * op.n; i++) d[i] += a[i];
         }
         break;
-      case OpKind::KvStore: {
+      case OpKind::KvStore: {  // keys (rotated) then values, from the q/k/v row's last 2*KVH*hd columns
+        const int64_t kvd = int64_t(op.kv_heads) * op.k, w = int64_t(op.n) * op.k + 2 * kvd;
         float* cache = act(op.dst);
         const float* src = act(op.src0);
         for (int64_t t = 0; t < T; t++) {
-          int64_t row = int64_t(in.slot[size_t(t)]) * op.ctx + in.pos[size_t(t)];
-          std::memcpy(cache + row * op.n, src + t * op.n, size_t(op.n) * sizeof(float));
+          float* row = cache + (int64_t(in.slot[size_t(t)]) * op.ctx + in.pos[size_t(t)]) * 2 * kvd;
+          std::memcpy(row, src + t * w + int64_t(op.n) * op.k, size_t(2 * kvd) * sizeof(float));
           if (op.rope)
-            for (int64_t h = 0; h < op.n / op.k; h++) rope(cache + row * op.n + h * op.k, op.k, in, t);
+            for (int64_t h = 0; h < op.kv_heads; h++) rope(row + h * op.k, op.k, in, t);
         }
         break;
       }
@@ -224,9 +241,10 @@ class CpuBackend final : public Backend {
 
   void attention(const Op& op, const StepInputs& in) {
     const int64_t T = in.tokens(), H = op.n, hd = op.k, KVH = op.kv_heads, group = H / KVH;
+    const int64_t w = (H + 2 * KVH) * hd, kv_w = 2 * KVH * hd;  // a q/k/v row's width, a cache row's
     const float* q = act(op.src0);
     const float* kc = act(op.src1);
-    const float* vc = act(op.src2);
+    const float* vc = kc + KVH * hd;  // each cache row: keys, then values
     float* out = act(op.dst);
     const float scale = 1.0f / std::sqrt(float(hd));
     parallel_for(T * H, [&](int64_t i0, int64_t i1) {
@@ -234,19 +252,19 @@ class CpuBackend final : public Backend {
       for (int64_t i = i0; i < i1; i++) {
         int64_t t = i / H, h = i % H, kvh = h / group;
         int64_t base = int64_t(in.slot[size_t(t)]) * op.ctx, n = in.pos[size_t(t)] + 1;
-        const float* qv = q + (t * H + h) * hd;
+        const float* qv = q + t * w + h * hd;
         if (op.rope) {
           std::copy(qv, qv + hd, q_rot.begin());
           rope(q_rot.data(), hd, in, t);
           qv = q_rot.data();
         }
         score.resize(size_t(n));
-        for (int64_t j = 0; j < n; j++) score[size_t(j)] = cpu::dot(qv, kc + ((base + j) * KVH + kvh) * hd, hd) * scale;
+        for (int64_t j = 0; j < n; j++) score[size_t(j)] = cpu::dot(qv, kc + (base + j) * kv_w + kvh * hd, hd) * scale;
         cpu::softmax(score.data(), n);
         float* o = out + (t * H + h) * hd;
         std::fill(o, o + hd, 0.0f);
         for (int64_t j = 0; j < n; j++) {
-          const float* vv = vc + ((base + j) * KVH + kvh) * hd;
+          const float* vv = vc + (base + j) * kv_w + kvh * hd;
           for (int64_t d = 0; d < hd; d++) o[d] += score[size_t(j)] * vv[d];
         }
       }

@@ -40,9 +40,7 @@ Engine::Engine(const Config& c, const Weights& w, const LutStore* lut, Backend& 
   graph_.max_out_rows = R;
 
   BufferId x = backend.alloc(size_t(T) * D, "residual stream");
-  BufferId q = backend.alloc(size_t(T) * qd, "queries");
-  BufferId k = backend.alloc(size_t(T) * kvd, "keys");
-  BufferId v = backend.alloc(size_t(T) * kvd, "values");
+  BufferId qkv = backend.alloc(size_t(T) * (qd + 2 * kvd), "queries, keys and values");
   BufferId att = backend.alloc(size_t(T) * qd, "attention output");
   BufferId ffn = backend.alloc(size_t(T) * F, "MLP hidden");
   BufferId lut_sum = c.is_mole() ? backend.alloc(size_t(T) * D, "LUT sums") : kNoBuffer;
@@ -58,8 +56,7 @@ Engine::Engine(const Config& c, const Weights& w, const LutStore* lut, Backend& 
   for (int l = 0; l < c.num_layers; l++) {
     const LayerWeights& lw = w.layers[size_t(l)];
     std::string name = "KV cache of layer " + std::to_string(l);
-    BufferId kc = backend.alloc(size_t(B) * ctx_ * kvd, name.c_str());
-    BufferId vc = backend.alloc(size_t(B) * ctx_ * kvd, name.c_str());
+    BufferId kv = backend.alloc(size_t(B) * ctx_ * 2 * kvd, name.c_str());  // each row: keys, then values
     // Into the residual stream, plus `addend` if given.
     auto matmul = [&](BufferId dst, BufferId src, const TensorView* wt, int n, int kk, BufferId addend) {
       ops.push_back({.kind = OpKind::MatMul,
@@ -72,30 +69,27 @@ Engine::Engine(const Config& c, const Weights& w, const LutStore* lut, Backend& 
                      .accumulate = true});
     };
     // rmsnorm(x) * norm_w @ wt^T, with the norm fused into the product.
-    auto norm_matmul = [&](BufferId dst, BufferId norm_w, const TensorView* wt, int n, bool gelu) {
+    auto norm_matmul = [&](BufferId dst, BufferId norm_w, BufferId wt, int n, bool gelu) {
       ops.push_back({.kind = OpKind::NormMatMul,
                      .dst = dst,
                      .src0 = x,
-                     .src1 = backend.upload_weight(*wt),
+                     .src1 = wt,
                      .src2 = norm_w,
                      .n = n,
                      .k = D,
                      .eps = c.rms_norm_eps,
                      .gelu = gelu});
     };
-    // h = x + o(attention(rope(q), rope(k), v)) with q, k, v = rmsnorm(x) @ ...
+    // h = x + o(attention(rope(q), rope(k), v)) with q, k, v = rmsnorm(x) @ [q; k; v]^T, one product.
     BufferId input_norm = backend.upload_weight(*lw.input_norm);
-    norm_matmul(q, input_norm, lw.q, qd, false);
-    norm_matmul(k, input_norm, lw.k, kvd, false);
-    norm_matmul(v, input_norm, lw.v, kvd, false);
+    norm_matmul(qkv, input_norm, backend.upload_stacked({lw.q, lw.k, lw.v}), qd + 2 * kvd, false);
     // RoPE is fused into the key store and into attention's read of q.
-    ops.push_back({.kind = OpKind::KvStore, .dst = kc, .src0 = k, .n = kvd, .k = hd, .ctx = ctx_, .rope = true});
-    ops.push_back({.kind = OpKind::KvStore, .dst = vc, .src0 = v, .n = kvd, .ctx = ctx_});
+    ops.push_back(
+        {.kind = OpKind::KvStore, .dst = kv, .src0 = qkv, .n = H, .k = hd, .kv_heads = KVH, .ctx = ctx_, .rope = true});
     ops.push_back({.kind = OpKind::Attention,
                    .dst = att,
-                   .src0 = q,
-                   .src1 = kc,
-                   .src2 = vc,
+                   .src0 = qkv,
+                   .src1 = kv,
                    .n = H,
                    .k = hd,
                    .kv_heads = KVH,
@@ -124,7 +118,7 @@ Engine::Engine(const Config& c, const Weights& w, const LutStore* lut, Backend& 
       probs.layers = c.num_layers;
       ops.push_back(probs);
     }
-    norm_matmul(ffn, post_norm, lw.up, F, true);
+    norm_matmul(ffn, post_norm, backend.upload_weight(*lw.up), F, true);
     matmul(x, ffn, lw.down, D, F, lut_sum);
   }
   ops.push_back({.kind = OpKind::Gather, .dst = g, .src0 = x, .n = D});

@@ -62,6 +62,8 @@ class ParityHarness {
   BufferId act(size_t count, float range = 0, bool per_step = false);
   // A weight of the given shape in `dtype`, uniform in [-range, range] (rounded to the dtype on both sides alike).
   BufferId weight(std::vector<int64_t> shape, DType dtype, float range = 1);
+  // A weight stacked from tensors of `rows` rows each (one width, one dtype) by upload_stacked(), as q/k/v are.
+  BufferId stacked_weight(const std::vector<int64_t>& rows, int64_t width, DType dtype, float range = 1);
   // A table (V, row_elems) in `dtype` at `placement` on both backends, for steps of up to graph.max_tokens tokens.
   void lut(int64_t V, int64_t row_elems, DType dtype, LutPlacement placement);
   // Writes the same values into a buffer on both backends.

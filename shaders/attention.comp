@@ -22,9 +22,9 @@
 // unnormalised accumulator, which attention_combine.comp merges in split order. A split without keys writes l = 0,
 // which the combine skips. The pass is the same code as the single one (splits = 1 gives c >= n_keys).
 //
-// Bindings: 0 q     float (T, H * hd)
-//           1 k     float (B * S, KVH * hd), the layer's key cache
-//           2 v     float (B * S, KVH * hd), the layer's value cache
+// Bindings: 0 qkv   float (T, (H + 2 * KVH) * hd): q, k, v side by side, q the first H * hd of each row
+//           1 kv    float (B * S, 2 * KVH * hd), the layer's KV cache: each row its keys, then its values
+//           2 kv    the same buffer again (read as values)
 //           3 slot  int (T), in [0, B)
 //           4 pos   int (T), in [0, S)
 //           5 out   float (T, H * hd); attention_split: part float (T * H, splits, 2 + hd), per (pair, split)
@@ -35,7 +35,7 @@
 // Spec:     local size (id 1); hd <= min(1024, 4 x local size) (checked by the host)
 // Dispatch: (min(T * H, 65535), splits, 1); one workgroup per (t, h) pair and split, grid-stride over pairs.
 //
-// Version 3: split-K over long contexts (version 2: keys read as vec4 when hd is a multiple of 4, the V sum split
+// Version 4: q read from the q/k/v product's rows, keys and values from one cache (version 3: split-K over long contexts (version 2: keys read as vec4 when hd is a multiple of 4, the V sum split
 // over G groups; version 1: only hd invocations summed V, one key after another). Faster later: several heads of a
 // kv group per workgroup, subgroup reductions.
 // mole-variant: split ATTENTION_SPLIT
@@ -45,7 +45,7 @@
 layout(std430, set = 0, binding = 0) readonly buffer Q { float q[]; };
 layout(std430, set = 0, binding = 1) readonly buffer KCache { float k_cache[]; };
 layout(std430, set = 0, binding = 1) readonly buffer KCache4 { vec4 k_cache4[]; };  // the same, hd % 4 == 0
-layout(std430, set = 0, binding = 2) readonly buffer VCache { float v_cache[]; };
+layout(std430, set = 0, binding = 2) readonly buffer VCache { float v_cache[]; };  // the same KV cache
 layout(std430, set = 0, binding = 3) readonly buffer Slot { int slot[]; };
 layout(std430, set = 0, binding = 4) readonly buffer Pos { int pos[]; };
 #ifdef ATTENTION_SPLIT
@@ -94,7 +94,8 @@ float score_dot(uint off) {
 
 void main() {
   const uint group = pc.H / pc.KVH;
-  const uint kv_width = pc.KVH * pc.hd;
+  const uint kv_width = pc.KVH * pc.hd, cache_row = 2u * kv_width;  // a cache row: keys, then values
+  const uint q_row = pc.H * pc.hd + cache_row;                      // a q/k/v row
   // V lanes: span = min(hd, local size) dims per group, G = local size / span groups; an invocation of group g
   // handles dims vd + i * span, i < passes (several only when hd > local size, and then G = 1).
   const uint span = min(pc.hd, BLOCK), passes = (pc.hd + span - 1u) / span;
@@ -105,7 +106,8 @@ void main() {
   for (uint pair = gl_WorkGroupID.x; pair < pc.T * pc.H; pair += gl_NumWorkGroups.x) {
     const uint t = pair / pc.H;
     const uint h = pair % pc.H;
-    const uint kv_off = (h / group) * pc.hd;       // the kv head's columns within a cache row
+    const uint kv_off = (h / group) * pc.hd;       // the kv head's columns within a cache row's keys
+    const uint q_off = t * q_row + h * pc.hd;      // the query head's first element
     const uint base = uint(slot[t]) * pc.ctx;       // the slot's first cache row
     const uint n_keys = uint(pos[t]) + 1u;
     // This split's keys [k0, k1): all of them when splits = 1.
@@ -122,11 +124,11 @@ void main() {
     }
 #endif
     for (uint d = TID; d < pc.hd; d += BLOCK) {
-      float v = q[pair * pc.hd + d];
+      float v = q[q_off + d];
       if (pc.rope != 0u) {
         const uint half_hd = pc.hd / 2u, f = d % half_hd;
         const float c = cos_t[t * half_hd + f], s = sin_t[t * half_hd + f];
-        v = d < half_hd ? v * c - q[pair * pc.hd + d + half_hd] * s : v * c + q[pair * pc.hd + d - half_hd] * s;
+        v = d < half_hd ? v * c - q[q_off + d + half_hd] * s : v * c + q[q_off + d - half_hd] * s;
       }
       q_s[d] = v;
     }
@@ -139,7 +141,7 @@ void main() {
     for (uint c0 = k0; c0 < k1; c0 += BLOCK) {
       const uint j = c0 + TID;
       const bool valid = j < k1;
-      const float s = valid ? score_dot((base + j) * kv_width + kv_off) * pc.scale : NEG_INF;
+      const float s = valid ? score_dot((base + j) * cache_row + kv_off) * pc.scale : NEG_INF;
       const float chunk_max = workgroup_max(s);  // finite: the chunk has at least one key
       const float new_max = c0 == k0 ? chunk_max : max(run_max, chunk_max);
       const float p = valid ? exp(s - new_max) : 0.0;
@@ -155,7 +157,7 @@ void main() {
           float a = acc[i] * alpha;
           if (d < pc.hd)
             for (uint jj = vg; jj < count; jj += v_groups)
-              a += p_s[jj] * v_cache[(base + c0 + jj) * kv_width + kv_off + d];
+              a += p_s[jj] * v_cache[(base + c0 + jj) * cache_row + kv_width + kv_off + d];
           acc[i] = a;
         }
       }

@@ -54,13 +54,15 @@ struct NormMatMulPush {
   uint32_t T, K, N;
   float eps;
 };
-// kv_store: cache row slot[t]*ctx + pos[t] = src row t, each head RoPE-rotated first when hd > 0.
-// Bindings: src (T, n), cache (B*S, n), slot int, pos int, cos (T, hd/2), sin (T, hd/2).
+// kv_store: cache row slot[t]*ctx + pos[t] = the last 2*kvd columns of q/k/v row t (keys, then values), each key
+// head RoPE-rotated first when hd > 0.
+// Bindings: src (T, qd + 2*kvd), cache (B*S, 2*kvd), slot int, pos int, cos (T, hd/2), sin (T, hd/2).
 struct KvStorePush {
-  uint32_t T, n, ctx, hd;  // hd: 0 stores the row as it is (values)
+  uint32_t T, qd, kvd, ctx, hd;  // hd: 0 stores the keys as they are
 };
 // attention: out (T, H*hd), q RoPE-rotated on the way in when rope = 1.
-// Bindings: q (T, H*hd), K cache, V cache (B*S, KVH*hd), slot int, pos int, out, cos (T, hd/2), sin (T, hd/2).
+// Bindings: q/k/v (T, (H + 2*KVH)*hd), the KV cache (B*S, 2*KVH*hd) twice (keys, values), slot int, pos int, out,
+// cos (T, hd/2), sin (T, hd/2).
 struct AttentionPush {
   uint32_t T, H, KVH, hd, ctx;
   float scale;  // 1 / sqrt(hd), computed as the CPU backend does: 1.0f / std::sqrt(float(hd))
@@ -100,7 +102,7 @@ struct ArgmaxPush {
 static_assert(sizeof(EmbedPush) == 8);
 static_assert(sizeof(MatMulPush) == 20);
 static_assert(sizeof(NormMatMulPush) == 16);
-static_assert(sizeof(KvStorePush) == 16);
+static_assert(sizeof(KvStorePush) == 20);
 static_assert(sizeof(AttentionPush) == 28);
 static_assert(sizeof(AttentionCombinePush) == 12);
 static_assert(sizeof(RouterLutPush) == 24);
@@ -125,8 +127,8 @@ inline constexpr ShaderOp kShaderOps[] = {
     {"norm_matmul_subgroup", 4, sizeof(NormMatMulPush)},     // x, W, y, norm weight
     {"norm_matmul_tiled", 4, sizeof(NormMatMulPush)},        // x, W, y, norm weight
     {"kv_store", 6, sizeof(KvStorePush)},                    // src, cache, slot, pos, cos, sin
-    {"attention", 8, sizeof(AttentionPush)},                 // q, K cache, V cache, slot, pos, out, cos, sin
-    {"attention_split", 8, sizeof(AttentionPush)},           // q, K cache, V cache, slot, pos, partials, cos, sin
+    {"attention", 8, sizeof(AttentionPush)},                 // q/k/v, KV cache (twice), slot, pos, out, cos, sin
+    {"attention_split", 8, sizeof(AttentionPush)},           // q/k/v, KV cache (twice), slot, pos, partials, cos, sin
     {"attention_combine", 2, sizeof(AttentionCombinePush)},  // partials, out
     {"router_lut", 5, sizeof(RouterLutPush)},                // x, router W, norm W, dst, lut rows
     {"router_lut_direct", 6, sizeof(RouterLutPush)},         // x, router W, norm W, dst, ids, chunk addresses
@@ -161,7 +163,7 @@ constexpr Groups matmul_tiled_groups(uint32_t T, uint32_t N) {
   return {groups_for_elements(N, kMatMulTile), groups_for_elements(T, kMatMulTile)};
 }
 constexpr Groups groups(const KvStorePush& p, uint32_t ls) {
-  return {groups_for_elements(p.T * p.n, ls)};
+  return {groups_for_elements(p.T * 2 * p.kvd, ls)};
 }
 constexpr Groups groups(const AttentionPush& p, uint32_t) {
   return {groups_for_items(p.T * p.H)};

@@ -6,11 +6,14 @@
 // wrong on purpose, fails exactly the router_lut cases: the comparison can fail.
 #include <doctest/doctest.h>
 
+#include <deque>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "apps/backends.h"
 #include "model/cpu_backend.h"
+#include "model/error.h"
 #include "model/parity.h"
 #include "tests/test_helpers.h"
 
@@ -56,6 +59,16 @@ size_t run_all_op_cases(const BackendEntry& e) {
   for (const OpCase& c : op_cases())
     if (op_case_applies(c, e)) n += check_results(e.name, run_op_case(c, e, test_options()));
   return n;
+}
+
+TensorView tensor(std::string name, DType dtype, std::vector<int64_t> shape, const std::vector<uint8_t>& bytes) {
+  TensorView t;
+  t.name = std::move(name);
+  t.dtype = dtype;
+  t.shape = std::move(shape);
+  t.data = bytes.data();
+  t.nbytes = bytes.size();
+  return t;
 }
 
 size_t run_all_model_cases(const BackendEntry& e) {
@@ -125,4 +138,101 @@ TEST_CASE("backends: router weights 0.1% off fail every router_probs case") {
     }
   }
   CHECK(cases >= 15);
+}
+
+TEST_CASE("backends: a stacked weight's product is its parts' products side by side, bit for bit") {
+  // Three parts of odd row counts (a 16-bit part then starts 2 bytes into a 4-byte word) in every dtype; the CPU
+  // reference and each GPU backend, each against itself: stacking may change where a row's weights live, never
+  // what is computed from them.
+  const int64_t K = 40, T = 3;
+  const std::vector<int64_t> rows = {7, 3, 5};
+  std::vector<const BackendEntry*> backends = runnable_backends();
+  backends.insert(backends.begin(), &find_backend("cpu"));
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (const BackendEntry* e : backends) {
+    for (DType d : {DType::F32, DType::F16, DType::BF16}) {
+      CAPTURE(e->name);
+      CAPTURE(std::string(dtype_name(d)));
+      std::unique_ptr<Backend> be = e->make(test_options());
+      std::deque<std::vector<uint8_t>> bytes;
+      std::deque<TensorView> views;
+      std::vector<const TensorView*> parts;
+      for (int64_t r : rows) {
+        std::vector<float> v(size_t(r * K));
+        for (float& f : v) f = u(rng);
+        const std::vector<uint8_t>& b = bytes.emplace_back(f32_to_bytes(v.data(), v.size(), d));
+        parts.push_back(&views.emplace_back(tensor("part" + std::to_string(parts.size()), d, {r, K}, b)));
+      }
+      std::vector<float> norm(size_t(K), 1.0f), xs(size_t(T * K));
+      for (float& f : xs) f = u(rng);
+      const std::vector<uint8_t> norm_bytes = f32_to_bytes(norm.data(), norm.size(), DType::F32);
+      const TensorView norm_view = tensor("norm", DType::F32, {K}, norm_bytes);
+      const BufferId nw = be->upload_weight(norm_view), x = be->alloc(size_t(T * K), "x");
+      be->write(x, 0, xs.size(), xs.data());
+      const int64_t N = rows[0] + rows[1] + rows[2];
+      StepGraph g;
+      g.max_tokens = T;
+      g.max_out_rows = T;
+      g.logits = be->alloc(size_t(T), "logits");  // what a GPU backend copies back with every step: one float per row
+      const BufferId all = be->alloc(size_t(T * N), "stacked");
+      g.ops.push_back({.kind = OpKind::NormMatMul,
+                       .dst = all,
+                       .src0 = x,
+                       .src1 = be->upload_stacked(parts),
+                       .src2 = nw,
+                       .n = int(N),
+                       .k = int(K),
+                       .eps = 1e-5f});
+      std::vector<BufferId> alone;
+      for (const TensorView* p : parts) {
+        alone.push_back(be->alloc(size_t(T * p->shape[0]), "alone"));
+        g.ops.push_back({.kind = OpKind::NormMatMul,
+                         .dst = alone.back(),
+                         .src0 = x,
+                         .src1 = be->upload_weight(*p),
+                         .src2 = nw,
+                         .n = int(p->shape[0]),
+                         .k = int(K),
+                         .eps = 1e-5f});
+      }
+      StepInputs in;
+      for (int t = 0; t < T; t++) {
+        in.ids.push_back(0);
+        in.slot.push_back(0);
+        in.pos.push_back(t);
+        in.out_rows.push_back(t);
+      }
+      be->run_step(g, in);
+      std::vector<float> got(size_t(T * N));
+      be->read_back(all, 0, got.size(), got.data());
+      int64_t col = 0;
+      for (size_t i = 0; i < parts.size(); i++) {
+        const int64_t n = rows[i];
+        std::vector<float> want(size_t(T * n));
+        be->read_back(alone[i], 0, want.size(), want.data());
+        for (int64_t t = 0; t < T; t++)
+          for (int64_t j = 0; j < n; j++)
+            REQUIRE_MESSAGE(got[size_t(t * N + col + j)] == want[size_t(t * n + j)],
+                            "part " << i << ", token " << t << ", row " << j);
+        col += n;
+      }
+      CHECK(be->info().validation_messages == 0);
+    }
+  }
+}
+
+TEST_CASE("backends: tensors that cannot be stacked are an error naming them") {
+  const std::vector<uint8_t> data(32);
+  const TensorView a = tensor("q_proj", DType::F16, {2, 8}, data);
+  TensorView b = a, c = a;
+  b.name = "k_proj";
+  b.dtype = DType::BF16;
+  c.name = "v_proj";
+  c.shape = {4, 4};
+  CHECK(stack_check({&a, &a}).shape == std::vector<int64_t>{4, 8});
+  CHECK(stack_check({&a, &a}).nbytes == 64);
+  CHECK_THROWS_WITH_AS(stack_check({&a, &b}), doctest::Contains("q_proj+k_proj cannot be stacked"), Error);
+  CHECK_THROWS_WITH_AS(stack_check({&a, &c}), doctest::Contains("v_proj is F16 (4, 4)"), Error);
+  CHECK_THROWS_AS(stack_check({}), Error);
 }

@@ -55,26 +55,24 @@ TEST_CASE("vulkan ops: split-K attention runs exactly where the rule says (dispa
     const int H = 4, hd = 64, ctx = 3001, slots = 3, T = 8;
     h.graph.max_tokens = T;
     h.rope_half = hd / 2;
-    BufferId q = h.act(size_t(T * H * hd), 3, true), k = h.act(size_t(T * H * hd), 1, true);
-    BufferId v = h.act(size_t(T * H * hd), 1, true);
-    BufferId kc = h.act(size_t(slots * ctx * H * hd), 1), vc = h.act(size_t(slots * ctx * H * hd), 1);
+    BufferId qkv = h.act(size_t(T * 3 * H * hd), 3, true);  // q, k, v side by side
+    BufferId kv = h.act(size_t(slots * ctx * 2 * H * hd), 1);
     BufferId out = h.act(size_t(T * H * hd));
-    h.graph.ops = {{.kind = OpKind::KvStore, .dst = kc, .src0 = k, .n = H * hd, .k = hd, .ctx = ctx, .rope = true},
-                   {.kind = OpKind::KvStore, .dst = vc, .src0 = v, .n = H * hd, .ctx = ctx},
-                   {.kind = OpKind::Attention,
-                    .dst = out,
-                    .src0 = q,
-                    .src1 = kc,
-                    .src2 = vc,
-                    .n = H,
-                    .k = hd,
-                    .kv_heads = H,
-                    .ctx = ctx,
-                    .rope = true}};
+    h.graph.ops = {
+        {.kind = OpKind::KvStore, .dst = kv, .src0 = qkv, .n = H, .k = hd, .kv_heads = H, .ctx = ctx, .rope = true},
+        {.kind = OpKind::Attention,
+         .dst = out,
+         .src0 = qkv,
+         .src1 = kv,
+         .n = H,
+         .k = hd,
+         .kv_heads = H,
+         .ctx = ctx,
+         .rope = true}};
     h.expect(out, size_t(H * hd), ParityRows::Tokens, kParityLongSum, "attention", "MHA H=4 hd=64 ctx=3001, rope");
     h.dut().set_profiling(true);
     uint64_t dispatches = 0;
-    // Each step is the two KV stores and attention: three dispatches, four where attention splits (the combine).
+    // Each step is the KV store and attention: two dispatches, three where attention splits (the combine).
     for (std::vector<std::pair<int, int>> runs :  // (slot, position) of each token
          std::vector<std::vector<std::pair<int, int>>>{
              {{0, 3000}}, {{1, 10}, {2, 300}}, {{0, 510}, {1, 511}}, {{2, 511}}, {{0, 2000}, {1, 5}, {2, 1500}}}) {
@@ -88,7 +86,7 @@ TEST_CASE("vulkan ops: split-K attention runs exactly where the rule says (dispa
       h.step(in);
       const bool split = forced == 0 ? max_keys >= 512 && !cpu_device : forced > 1;
       const uint64_t now = h.dut().profile().dispatches;
-      CHECK_MESSAGE(now - dispatches == (split ? 4u : 3u), "max keys " << max_keys);
+      CHECK_MESSAGE(now - dispatches == (split ? 3u : 2u), "max keys " << max_keys);
       dispatches = now;
     }
     for (const ParityResult& r : h.results()) CHECK_MESSAGE(r.ok, r.label << ": " << r.error << " " << r.note);

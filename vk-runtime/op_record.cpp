@@ -83,7 +83,7 @@ int record_op(VkCommandBuffer cb, const Op& op, const OpPlan& plan, const Record
       matmul(MatMulPush{rows, k, n, op.accumulate ? 1u : 0u, op.src2 != kNoBuffer ? 1u : 0u});
       break;
     case OpKind::KvStore:
-      plain(KvStorePush{T, n, uint32_t(op.ctx), op.rope ? k : 0u});
+      plain(KvStorePush{T, n * k, uint32_t(op.kv_heads) * k, uint32_t(op.ctx), op.rope ? k : 0u});
       break;
     case OpKind::Attention:  // the single pass
       plain(attention_push(op, T));

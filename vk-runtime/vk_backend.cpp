@@ -1,7 +1,7 @@
 // Vulkan backend. Each step is two command buffers submitted in one vkQueueSubmit: part A (up to the first layer's
-// LUT sum: embedding, q/k/v with the norm fused in, the KV stores, attention, o) needs no LUT rows; part B (from the
-// first RouterLut on) waits on the LUT timeline semaphore, so the rows' copy on the transfer queue overlaps part A.
-// Within a part, a barrier separates two ops only where one reads or writes what the other writes (op_reads()).
+// LUT sum: embedding, the q/k/v product with the norm fused in, the KV store, attention, o) needs no LUT rows; part B
+// (from the first RouterLut on) waits on the LUT timeline semaphore, so the rows' copy on the transfer queue overlaps
+// part A. Within a part, a barrier separates two ops only where one reads or writes what the other writes (op_reads()).
 //
 // The table's rows reach the shaders through LutStream (lut_stream.h), read one of two ways (--lut-read):
 //   copy:   router_lut.comp reads a small device-local ring of the step's rows (max_step_tokens rows, in step
@@ -145,6 +145,21 @@ class VulkanBackend final : public Backend {
     charge(bytes, t.name);
     Buf b{Buffer::create(dev_, bytes, kStorage, MemoryKind::DeviceLocal, t.name.c_str()), t.dtype, size_t(t.numel())};
     upload_bytes(b.buffer, 0, t.data, t.nbytes);
+    bufs_.push_back(std::move(b));
+    return BufferId(bufs_.size() - 1);
+  }
+
+  BufferId upload_stacked(const std::vector<const TensorView*>& parts) override {
+    const TensorView all = stack_check(parts);
+    const size_t bytes = std::max<size_t>((all.nbytes + 3) & ~size_t(3), 4);
+    charge(bytes, all.name);
+    Buf b{Buffer::create(dev_, bytes, kStorage, MemoryKind::DeviceLocal, all.name.c_str()), all.dtype,
+          size_t(all.numel())};
+    size_t at = 0;
+    for (const TensorView* t : parts) {
+      upload_bytes(b.buffer, at, t->data, t->nbytes);
+      at += t->nbytes;
+    }
     bufs_.push_back(std::move(b));
     return BufferId(bufs_.size() - 1);
   }
@@ -452,7 +467,7 @@ void VulkanBackend::prepare(const StepGraph& g) {
         break;
       case OpKind::Attention:
         p = &pipeline("attention");
-        b = {whole(op.src0),  whole(op.src1), whole(op.src2),  whole(*in_slot_),
+        b = {whole(op.src0),  whole(op.src1), whole(op.src1),  whole(*in_slot_),  // the KV cache: keys, values
              whole(*in_pos_), whole(op.dst),  whole(*in_cos_), whole(*in_sin_)};
         break;
       case OpKind::RouterLut:
