@@ -172,7 +172,7 @@ void add_sampling_flags(CLI::App* c, RunArgs& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"mole: run Mixture-of-Lookup-Experts language models (CPU reference and Vulkan; CUDA to come)"};
+  CLI::App app{"mole: run Mixture-of-Lookup-Experts language models (CPU reference, Vulkan, CUDA)"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
 
