@@ -16,6 +16,7 @@
 
 #include "model/error.h"
 #include "model/nfc.h"
+#include "model/pretokenize_classes.h"
 #include "model/user_files.h"
 
 namespace mole {
@@ -124,18 +125,15 @@ void append_char(char32_t cp, std::string& out) {
   out.append(reinterpret_cast<const char*>(buf.data()), static_cast<size_t>(n));
 }
 
-enum class CharClass : uint8_t { kLetter, kNumber, kSpace, kOther };
-
 constexpr uint32_t category_bit(utf8proc_category_t c) {
   return uint32_t{1} << c;
 }
 constexpr uint32_t kLetterCategories = category_bit(UTF8PROC_CATEGORY_LU) | category_bit(UTF8PROC_CATEGORY_LL) |
                                        category_bit(UTF8PROC_CATEGORY_LT) | category_bit(UTF8PROC_CATEGORY_LM) |
                                        category_bit(UTF8PROC_CATEGORY_LO);
-constexpr uint32_t kNumberCategories =
-    category_bit(UTF8PROC_CATEGORY_ND) | category_bit(UTF8PROC_CATEGORY_NL) | category_bit(UTF8PROC_CATEGORY_NO);
-// Unicode \w as Rust's regex crate reads it (HF's single_word test): Alphabetic, marks, decimal digits and connector
-// punctuation (plus joiners and Other_Alphabetic symbols, handled in is_word_char).
+// Unicode \w as Rust's regex crate reads it (HF's single_word test), by utf8proc's General_Category: Alphabetic,
+// marks, decimal digits and connector punctuation (plus joiners and Other_Alphabetic symbols, handled in
+// is_word_char).
 constexpr uint32_t kWordCategories = kLetterCategories | category_bit(UTF8PROC_CATEGORY_NL) |
                                      category_bit(UTF8PROC_CATEGORY_ND) | category_bit(UTF8PROC_CATEGORY_MN) |
                                      category_bit(UTF8PROC_CATEGORY_MC) | category_bit(UTF8PROC_CATEGORY_ME) |
@@ -143,30 +141,6 @@ constexpr uint32_t kWordCategories = kLetterCategories | category_bit(UTF8PROC_C
 
 uint32_t category_bits(char32_t cp) {
   return category_bit(utf8proc_category(static_cast<utf8proc_int32_t>(cp)));
-}
-
-// White_Space, which is what Oniguruma's \s, Rust regex's \s and char::is_whitespace all mean.
-bool is_white_space(char32_t cp) {
-  if (cp < 0x80) return cp == ' ' || (cp >= 0x09 && cp <= 0x0D);
-  constexpr std::array<char32_t, 8> kOthers = {0x85, 0xA0, 0x1680, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000};
-  return (cp >= 0x2000 && cp <= 0x200A) || std::find(kOthers.begin(), kOthers.end(), cp) != kOthers.end();
-}
-
-// Letters and numbers by utf8proc's General_Category. Known gap: Hugging Face's pre-tokenizer regex (Oniguruma, in
-// tokenizers 0.23.2) has Unicode 16.0 tables and utf8proc 2.8 has 15.0's, so the 5,004 letters and digits added in
-// 15.1 and 16.0 (CJK Extension I, Garay, Kirat Rai, Tulu-Tigalari, ...) are "other" here and letters or numbers
-// there; text with them next to other letters or punctuation splits differently. (Measured over every code point
-// with tokenizers' own ByteLevel pre-tokenizer; the recorded cases keep such letters between spaces.)
-CharClass classify(char32_t cp) {
-  if (cp < 0x80) {
-    if ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z') return CharClass::kLetter;
-    if (cp >= '0' && cp <= '9') return CharClass::kNumber;
-    return is_white_space(cp) ? CharClass::kSpace : CharClass::kOther;
-  }
-  if (is_white_space(cp)) return CharClass::kSpace;
-  uint32_t bits = category_bits(cp);
-  if (bits & kLetterCategories) return CharClass::kLetter;
-  return bits & kNumberCategories ? CharClass::kNumber : CharClass::kOther;
 }
 
 bool is_word_char(char32_t cp) {
@@ -187,20 +161,20 @@ size_t gpt2_match_end(std::string_view s, size_t i) {
     }
   }
   size_t len = 0;
-  CharClass c = classify(decode_char(s, i, len));
+  PretokenizeClass c = pretokenize_class(decode_char(s, i, len));
   size_t j = i + len;
   if (s[i] == ' ' && j < n) {
     size_t next_len = 0;
-    CharClass next = classify(decode_char(s, j, next_len));
-    if (next != CharClass::kSpace) {
+    PretokenizeClass next = pretokenize_class(decode_char(s, j, next_len));
+    if (next != PretokenizeClass::kSpace) {
       c = next;
       j += next_len;
     }
   }
-  if (c != CharClass::kSpace) {
+  if (c != PretokenizeClass::kSpace) {
     while (j < n) {
       size_t l = 0;
-      if (classify(decode_char(s, j, l)) != c) break;
+      if (pretokenize_class(decode_char(s, j, l)) != c) break;
       j += l;
     }
     return j;
@@ -210,7 +184,7 @@ size_t gpt2_match_end(std::string_view s, size_t i) {
   size_t last = i;
   while (j < n) {
     size_t l = 0;
-    if (classify(decode_char(s, j, l)) != CharClass::kSpace) break;
+    if (pretokenize_class(decode_char(s, j, l)) != PretokenizeClass::kSpace) break;
     last = j;
     j += l;
   }

@@ -4,6 +4,7 @@
 #include <unistd.h>
 #include <utf8proc.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -20,6 +21,7 @@
 #include "model/error.h"
 #include "model/nfc.h"
 #include "model/paths.h"
+#include "model/pretokenize_classes.h"
 #include "model/tokenizer.h"
 
 namespace {
@@ -153,6 +155,49 @@ TEST_CASE("tokenizer: characters from every Unicode version after 9.0 normalize 
   size_t differ = 0;
   for (const Case& c : all) differ += nfc(c.text) != c.decoded;
   CHECK(differ >= 20);
+}
+
+TEST_CASE("tokenizer: the pre-tokenizer's letters and numbers agree with utf8proc's Unicode wherever it knows them") {
+  // model/pretokenize_classes.inc was read from Hugging Face's pre-tokenizer; utf8proc's General_Category is a
+  // second, independent source for every code point its Unicode version assigns.
+  using mole::PretokenizeClass;
+  for (const mole::CodeRanges r :
+       {mole::pretokenize_letters(), mole::pretokenize_numbers(), mole::pretokenize_spaces()}) {
+    REQUIRE(r.end - r.begin > 0);
+    for (const mole::CodeRange* it = r.begin; it != r.end; ++it) {
+      REQUIRE(it->first <= it->last);
+      REQUIRE(it->last <= 0x10FFFF);
+      if (it != r.begin) REQUIRE(std::prev(it)->last + 1 < it->first);  // sorted, disjoint, merged
+    }
+  }
+  size_t newer = 0, checked = 0, wrong = 0;
+  char32_t first_wrong = 0;
+  const auto spaces = mole::pretokenize_spaces();
+  for (char32_t cp = 0x80; cp <= 0x10FFFF; ++cp) {
+    if (cp >= 0xD800 && cp <= 0xDFFF) continue;
+    const PretokenizeClass c = mole::pretokenize_class(cp);
+    const bool in_spaces =
+        std::any_of(spaces.begin, spaces.end, [&](const mole::CodeRange& r) { return cp >= r.first && cp <= r.last; });
+    bool ok = in_spaces == mole::is_white_space(cp) && (c == PretokenizeClass::kSpace) == in_spaces;
+    const auto cat = utf8proc_category(utf8proc_int32_t(cp));
+    if (cat == UTF8PROC_CATEGORY_CN) {  // unassigned in utf8proc's version: newer letters and numbers are expected
+      newer += c == PretokenizeClass::kLetter || c == PretokenizeClass::kNumber;
+    } else {
+      checked++;
+      const bool letter = cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_LO;
+      const bool number = cat >= UTF8PROC_CATEGORY_ND && cat <= UTF8PROC_CATEGORY_NO;
+      ok = ok && (c == PretokenizeClass::kLetter) == letter && (c == PretokenizeClass::kNumber) == number;
+    }
+    if (!ok && wrong++ == 0) first_wrong = cp;
+  }
+  CHECK_MESSAGE(wrong == 0, wrong << " code points disagree, the first U+" << std::hex << uint32_t(first_wrong));
+  MESSAGE(checked << " code points agree with utf8proc's Unicode " << std::string(utf8proc_unicode_version()) << "; "
+                  << newer << " letters and numbers are newer than its tables");
+  CHECK(checked > 140000);
+  // Unicode 16.0: GARAY CAPITAL LETTER A and KIRAT RAI DIGIT ZERO; 17.0 (newer than Hugging Face's tables): other.
+  CHECK(mole::pretokenize_class(0x10D4A) == PretokenizeClass::kLetter);
+  CHECK(mole::pretokenize_class(0x16D70) == PretokenizeClass::kNumber);
+  CHECK(mole::pretokenize_class(0x1E6C0) == PretokenizeClass::kOther);
 }
 
 TEST_CASE("tokenizer: NFC equals utf8proc's on Unicode 9.0 text, and long runs of marks take linear time") {
