@@ -103,7 +103,8 @@ void add_backend_flags(CLI::App& cmd, BackendFlags& f, bool with_backend) {
       ->envname("MOLE_ALLOW_CPU_DEVICE");
   cmd.add_option("--tune", f.tune,
                  "Kernel choices, key=value,...: subgroups=0|1, tiled-min-rows=N, attention-splits=0..32, "
-                 "lut-chunk-bytes=N, lut-gather=auto|thread|inline, lut-import=auto|off (README)")
+                 "lut-chunk-bytes=N, lut-gather=auto|thread|inline, lut-import=auto|off, matvec=auto|warp|staged "
+                 "(README)")
       ->envname("MOLE_TUNE")
       ->check(CLI::Validator(
           [](std::string& s) {
@@ -176,11 +177,16 @@ BackendTuning parse_tuning(const std::string& s) {
                                      : BackendTuning::Gather::Auto;
     } else if (key == "lut-import") {
       t.lut_import = choice({"auto", "off"}) == "auto";
+    } else if (key == "matvec") {
+      const std::string v = choice({"auto", "warp", "staged"});
+      t.matvec = v == "warp"     ? BackendTuning::MatVec::Warp
+                 : v == "staged" ? BackendTuning::MatVec::Staged
+                                 : BackendTuning::MatVec::Auto;
     } else if (key == "perturb") {
       t.perturb_op = value;
     } else {
       throw Error("--tune " + item + ": unknown key '" + key +
-                  "' (subgroups, tiled-min-rows, attention-splits, lut-chunk-bytes, lut-gather, lut-import)");
+                  "' (subgroups, tiled-min-rows, attention-splits, lut-chunk-bytes, lut-gather, lut-import, matvec)");
     }
   }
   return t;

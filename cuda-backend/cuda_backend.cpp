@@ -82,6 +82,7 @@ class CudaBackend final : public Backend {
       : device_(device),
         lut_read_(opt.lut_read),
         tiled_min_rows_(opt.tuning.tiled_min_rows > 0 ? opt.tuning.tiled_min_rows : 32),
+        staged_matvec_(opt.tuning.matvec == BackendTuning::MatVec::Staged),
         forced_splits_(std::clamp(opt.tuning.attention_splits, 0, 32)),
         lut_gather_(opt.tuning.lut_gather),
         cache_dir_(opt.cache_dir) {
@@ -268,6 +269,7 @@ class CudaBackend final : public Backend {
   const int device_;
   const LutRead lut_read_;    // as asked for (--lut-read); LutStream resolves Auto
   const int tiled_min_rows_;  // --tune tiled-min-rows: steps of at least this many rows use the tensor-core kernel
+  const bool staged_matvec_;  // --tune matvec=staged: the column kernel stages x in shared memory (auto: warp)
   const int forced_splits_;   // --tune attention-splits: 0 automatic, 1 never, N always N
   const BackendTuning::Gather lut_gather_;  // --tune lut-gather: where --lut disk gathers rows (thread unless inline)
   const std::string cache_dir_;             // where `mole bench --record` keeps this device's measured read mode
@@ -527,6 +529,7 @@ void CudaBackend::launch_op(const Op& op, const StepShape& shape, cudaStream_t s
                           .K = op.k,
                           .N = op.n,
                           .tiled_min_rows = tiled_min_rows_,
+                          .staged = staged_matvec_,
                           .norm = norm_weight(op.src2),
                           .eps = op.eps,
                           .gelu = op.gelu},
@@ -541,6 +544,7 @@ void CudaBackend::launch_op(const Op& op, const StepShape& shape, cudaStream_t s
                      .K = op.k,
                      .N = op.n,
                      .tiled_min_rows = tiled_min_rows_,
+                     .staged = staged_matvec_,
                      .accumulate = op.accumulate,
                      .addend = op.src2 != kNoBuffer ? act(op.src2) : nullptr},
                     stream);
@@ -668,7 +672,7 @@ BackendEntry cuda_backend_entry() {
             return p;
           },
           make_cuda_backend,
-          {"lut-read", "tiled-min-rows", "attention-splits", "lut-gather"}};
+          {"lut-read", "tiled-min-rows", "attention-splits", "lut-gather", "matvec"}};
 }
 
 }  // namespace cuda

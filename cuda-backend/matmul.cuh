@@ -15,6 +15,7 @@ struct MatMulArgs {
   float* y = nullptr;  // (rows, N); never the same buffer as x
   int rows = 0, K = 0, N = 0;
   int tiled_min_rows = 32;  // steps of at least this many rows use the tensor-core kernel, fewer the column kernel
+  bool staged = false;      // the column kernel's variant that stages x in shared memory (--tune matvec=staged)
   // matmul only:
   bool accumulate = false;        // y += product instead of y = product
   const float* addend = nullptr;  // (rows, N), added after the product, or null

@@ -10,6 +10,7 @@
 // element once and uses it for every row, then reduces with shuffles. Weights are read once per kColRows rows: for
 // a decode step the product is a pass over the weights at memory bandwidth. 16-byte loads need K to be a multiple
 // of the elements per load (every row then starts 16-byte aligned); otherwise scalar loads, same order of work.
+// A variant, the staged column kernel (--tune matvec=staged), reads each block's rows of x into shared memory once.
 //
 // Tiled kernel (rows >= tiled_min_rows: prefill chunks, reparameterization blocks): a block of 256 threads computes
 // a 64 x 64 tile of y from 32-wide K slices of x and W staged in shared memory (as float32, the norm applied to x),
@@ -23,6 +24,8 @@
 
 #include <mma.h>
 
+#include <algorithm>
+
 #include "cuda-backend/matmul.cuh"
 
 namespace mole::cuda {
@@ -31,6 +34,11 @@ namespace {
 constexpr int kColWarps = 4;  // output columns per block of the column kernel
 constexpr int kColRows = 8;   // token rows per warp
 constexpr int kColThreads = kColWarps * kWarpSize;
+
+constexpr int kStagedWarps = 8;  // output columns per block of the staged column kernel
+constexpr int kStagedThreads = kStagedWarps * kWarpSize;
+constexpr size_t kStagedMaxShared = 48 * 1024;  // the most dynamic shared memory a launch may ask without opting in
+static_assert(kStagedWarps >= kColRows, "each staged row's sum of squares has a warp");
 
 constexpr int kTileM = 64, kTileN = 64, kTileK = 32;  // the tiled kernel's output tile and K slice
 constexpr int kTileLd = kTileK + 4;                   // shared-memory row stride of the staged slices (floats)
@@ -117,6 +125,83 @@ __global__ void __launch_bounds__(kColThreads) matmul_col_kernel(MatMulArgs a) {
       const float d = warp_sum(acc[r]);
       const float s = NORM ? warp_sum(ss[r]) : 0.0f;
       if (lane == 0) store<NORM>(a, t0 + r, n, d, NORM ? inv_rms_of(s, a.K, a.eps) : 1.0f);
+    }
+  }
+}
+
+// Staged column kernel (--tune matvec=staged; not yet measured against the column kernel above): the block's rows
+// of x, times the norm, are read from global memory once into shared memory, and NORM's sums of squares are taken
+// once per row (warp r sums row r); then each warp computes one column as the column kernel does, reading x from
+// shared memory: per 16-byte weight load the warp does no global loads of x or of the norm. Launched only where the
+// rows fit in kStagedMaxShared bytes (otherwise the column kernel runs).
+// Grid: (ceil(N / kStagedWarps), ceil(rows / kColRows)); dynamic shared memory min(rows, kColRows) * K floats.
+template <DType DT, bool NORM>
+__global__ void __launch_bounds__(kStagedThreads) matmul_staged_kernel(MatMulArgs a) {
+  // [r * K + k] = x[t0 + r][k] * norm[k]; each row starts 16-byte aligned when K % 4 == 0.
+  extern __shared__ float4 staged4[];
+  __shared__ float inv_rms[kColRows];  // NORM: 1 / RMS of each staged row
+  constexpr int kEpv = kElemsPer16<DT>;
+  constexpr size_t kElemBytes = DT == DType::F32 ? 4 : 2;
+  float* xs = reinterpret_cast<float*>(staged4);
+  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
+  const int t0 = blockIdx.y * kColRows, rows = min(kColRows, a.rows - t0);
+  const float* x0 = a.x + size_t(t0) * size_t(a.K);
+  for (int i = threadIdx.x; i < rows * a.K; i += kStagedThreads) {
+    float v = x0[i];
+    if constexpr (NORM) v *= a.norm[i % a.K];
+    xs[i] = v;
+  }
+  if constexpr (NORM) {
+    if (warp < rows) {
+      float ss = 0.0f;
+      for (int k = lane; k < a.K; k += kWarpSize) {
+        const float v = x0[size_t(warp) * a.K + k];
+        ss += v * v;
+      }
+      ss = warp_sum(ss);
+      if (lane == 0) inv_rms[warp] = inv_rms_of(ss, a.K, a.eps);
+    }
+  }
+  __syncthreads();
+  const int n = blockIdx.x * kStagedWarps + warp;
+  if (n >= a.N) return;  // the whole warp, after the block's only barrier
+  float acc[kColRows];
+#pragma unroll
+  for (int r = 0; r < kColRows; r++) acc[r] = 0.0f;
+  const size_t wrow = size_t(n) * size_t(a.K);
+  if (a.K % kEpv == 0) {
+    const uint4* w4 = reinterpret_cast<const uint4*>(static_cast<const char*>(a.w) + wrow * kElemBytes);
+#pragma unroll 4
+    for (int i = lane; i < a.K / kEpv; i += kWarpSize) {
+      const int k = i * kEpv;
+      float wf[kEpv];
+      unpack16<DT>(__ldg(w4 + i), wf);
+#pragma unroll
+      for (int r = 0; r < kColRows; r++) {
+        if (r < rows) {
+          const float4* x4 = reinterpret_cast<const float4*>(xs + r * a.K + k);
+#pragma unroll
+          for (int v = 0; v < kEpv / 4; v++) {
+            const float4 xv = x4[v];
+            acc[r] += xv.x * wf[4 * v] + xv.y * wf[4 * v + 1] + xv.z * wf[4 * v + 2] + xv.w * wf[4 * v + 3];
+          }
+        }
+      }
+    }
+  } else {
+#pragma unroll 4
+    for (int k = lane; k < a.K; k += kWarpSize) {
+      const float wk = load_elem<DT>(a.w, wrow + k);
+#pragma unroll
+      for (int r = 0; r < kColRows; r++)
+        if (r < rows) acc[r] += xs[r * a.K + k] * wk;
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < kColRows; r++) {
+    if (r < rows) {  // uniform over the warp
+      const float d = warp_sum(acc[r]);
+      if (lane == 0) store<NORM>(a, t0 + r, n, d, NORM ? inv_rms[r] : 1.0f);
     }
   }
 }
@@ -223,6 +308,10 @@ void launch_dtype(const MatMulArgs& a, cudaStream_t stream) {
   if (a.rows >= a.tiled_min_rows) {
     const dim3 grid((a.N + kTileN - 1) / kTileN, (a.rows + kTileM - 1) / kTileM);
     matmul_tiled_kernel<DT, NORM><<<grid, kTileThreads, 0, stream>>>(a);
+  } else if (const size_t shared = size_t(std::min(a.rows, kColRows)) * size_t(a.K) * sizeof(float);
+             a.staged && shared <= kStagedMaxShared) {
+    const dim3 grid((a.N + kStagedWarps - 1) / kStagedWarps, (a.rows + kColRows - 1) / kColRows);
+    matmul_staged_kernel<DT, NORM><<<grid, kStagedThreads, shared, stream>>>(a);
   } else {
     const dim3 grid((a.N + kColWarps - 1) / kColWarps, (a.rows + kColRows - 1) / kColRows);
     matmul_col_kernel<DT, NORM><<<grid, kColThreads, 0, stream>>>(a);

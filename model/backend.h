@@ -146,7 +146,10 @@ struct BackendTuning {
   enum class Gather { Auto, Thread, Inline };
   Gather lut_gather = Gather::Auto;  // "lut-gather": --lut disk gathers rows on a thread or in the caller
   bool lut_import = true;            // "lut-import": --lut host may map the file's own pages instead of copying
-  std::string perturb_op;            // "perturb": the cpu-perturbed test backend's wrong op (op_name(), e.g. matmul)
+  enum class MatVec { Auto, Warp, Staged };
+  MatVec matvec = MatVec::Auto;  // "matvec": the column kernel for few rows (CUDA): x read by every warp (warp) or
+                                 //   staged once per block in shared memory (staged); auto: the backend's default
+  std::string perturb_op;        // "perturb": the cpu-perturbed test backend's wrong op (op_name(), e.g. matmul)
 };
 
 // One run's choices for a backend (apps/ fills it from flags, their defaults from the environment; README).

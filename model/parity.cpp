@@ -488,7 +488,7 @@ void argmax_case(ParityHarness& h) {
 }
 
 // The matrix-product kernels a backend may choose between: its own choice, without subgroup reductions, the tiled
-// kernel for every step.
+// kernel for every step, the column kernel that stages x in shared memory for every step.
 struct KernelVariant {
   const char* name;
   std::vector<std::string> needs;
@@ -503,6 +503,12 @@ const KernelVariant kKernelVariants[] = {
        o.tuning.tiled_min_rows = 1000000;
      }},
     {"tiled", {"tiled-min-rows"}, [](BackendOptions& o) { o.tuning.tiled_min_rows = 1; }},
+    {"staged column kernel",
+     {"matvec", "tiled-min-rows"},
+     [](BackendOptions& o) {
+       o.tuning.matvec = BackendTuning::MatVec::Staged;
+       o.tuning.tiled_min_rows = 1000000;
+     }},
 };
 
 std::function<void(BackendOptions&)> splits(int n) {

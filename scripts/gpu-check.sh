@@ -232,6 +232,10 @@ bench_kernels() {
     --tune tiled-min-rows=1000000 --prompt-tokens "$KERNEL_PROMPT" -n 64 || rc=1
   bench "$1-default-kernels" -m "$work/models/mole" --backend "$1" --placements device \
     --prompt-tokens "$KERNEL_PROMPT" -n 64 || rc=1
+  if [ "$1" = cuda ]; then  # the column kernel that stages x in shared memory, against the default beside it
+    bench "$1-staged-matvec" -m "$work/models/mole" --backend "$1" --placements device \
+      --tune matvec=staged --prompt-tokens "$KERNEL_PROMPT" -n 64 || rc=1
+  fi
   return $rc
 }
 reparameterize_bench() {

@@ -252,6 +252,8 @@ if "$M" devices | grep -E '^vulkan +available' > /dev/null; then
     'attention-splits=33.*from 0 \(automatic\) to 32' "$M" run -m infer --prompt-ids 1 --backend vulkan -q
   expect_fail "--tune with an unknown key" "unknown key 'fast'" \
     "$M" run -m infer --prompt-ids 1 --backend vulkan -q --tune fast=1
+  expect_fail "--tune matvec=fast" 'matvec=fast.*one of auto, warp, staged' \
+    "$M" run -m infer --prompt-ids 1 --backend vulkan -q --tune matvec=fast
   expect_fail "--lut-read bogus" 'lut-read.*bogus|bogus.*lut-read|not in' \
     "$M" run -m infer --prompt-ids 1 --backend vulkan -q --lut-read bogus
   check "--tune and --lut-read choose the kernels and the read mode (--profile says which)" bash -c \
