@@ -35,9 +35,10 @@
 // Spec:     local size (id 1); hd <= min(1024, 4 x local size) (checked by the host)
 // Dispatch: (min(T * H, 65535), splits, 1); one workgroup per (t, h) pair and split, grid-stride over pairs.
 //
-// Version 4: q read from the q/k/v product's rows, keys and values from one cache (version 3: split-K over long contexts (version 2: keys read as vec4 when hd is a multiple of 4, the V sum split
-// over G groups; version 1: only hd invocations summed V, one key after another). Faster later: several heads of a
-// kv group per workgroup, subgroup reductions.
+// Version 4: q read from the q/k/v product's rows, keys and values from one cache (version 3: split-K over long
+// contexts; version 2: keys read as vec4 when hd is a multiple of 4, the V sum split over G groups; version 1: only
+// hd invocations summed V, one key after another). Faster later: several heads of a kv group per workgroup, subgroup
+// reductions.
 // mole-variant: split ATTENTION_SPLIT
 #define MOLE_WORKGROUP_REDUCE
 #include "common.glsl"
