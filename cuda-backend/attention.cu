@@ -40,8 +40,8 @@ __device__ __forceinline__ float score_dot(const float* q_s, const float* k, int
 
 // Grid: (min(T * H, 65535), splits); block (x, y) takes pairs x, x + gridDim.x, ... and split y of each.
 // Split s takes keys [s * c, min((s + 1) * c, n_keys)) with c = ceil(n_keys / splits) rounded up to a multiple of
-// the chunk size (as many chunks per split as without the rounding, and fewer splits with keys); a split without
-// keys writes sum = 0, which the combine skips. Split 0 always has keys.
+// kAttentionSplitGranule (32; a split of fewer keys than a chunk is one partial chunk); a split without keys writes
+// sum = 0, which the combine skips. Split 0 always has keys.
 //
 // Each chunk: thread i scores key c0 + i; the block's max and sum update the running ones; then the V sum is shared
 // by G = kThreads / span groups of span = min(hd, kThreads) threads, group g taking keys g, g + G, ... of the chunk
@@ -64,7 +64,8 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs a, fl
     const size_t kv_off = size_t(h / group) * hd;           // the kv head's columns within a cache row
     const size_t base = size_t(a.slot[t]) * size_t(a.ctx);  // the slot's first cache row
     const int n_keys = a.pos[t] + 1;
-    const int per_split = ((n_keys + splits - 1) / splits + kThreads - 1) / kThreads * kThreads;
+    constexpr int kGranule = int(mole::kAttentionSplitGranule);
+    const int per_split = ((n_keys + splits - 1) / splits + kGranule - 1) / kGranule * kGranule;
     const int k0 = split * per_split, k1 = min(n_keys, k0 + per_split);
     float* rec = a.part ? a.part + (size_t(pair) * splits + split) * size_t(hd + 2) : nullptr;
     if (k0 >= n_keys) {  // only a split after the first (uniform over the block): sum = 0, skipped by the combine

@@ -6,8 +6,8 @@
 //
 // One block per (token, head) pair walks its keys in chunks of kAttentionThreads with an online softmax (the
 // running max, the running sum and the output rescaled by exp(old max - new max) at each chunk). Split-K
-// (flash-decoding) for long contexts: a decode step has only T x H pairs, too few blocks for a GPU once a context
-// holds thousands of keys, so each pair's keys may be divided among `splits` blocks, each writing its running max,
+// (flash-decoding): a decode step has only T x H pairs, too few blocks for a GPU once a context holds a few hundred
+// keys, so each pair's keys may be divided among `splits` blocks, each writing its running max,
 // sum and unnormalised output to `part`, merged in split order by a second kernel. The split count follows the
 // step's longest sequence (attention_splits()), as on Vulkan, so few step shapes are recorded.
 #pragma once

@@ -17,8 +17,8 @@
 // fill a GPU, and at a long context each walks thousands of keys; so the host may divide each pair's keys among
 // `splits` workgroups (the dispatch's y; chosen per step from the longest key count, see attention_splits() in
 // ops.h; 1 is the single pass above). Split s takes keys [s * c, min((s + 1) * c, n_keys)) with c = ceil(n_keys /
-// splits) rounded up to a multiple of the local size (as many chunks per split as without the rounding, and fewer
-// splits with keys), and writes its partial instead of out: the running max m, the running sum l and the
+// splits) rounded up to a multiple of 32 (kAttentionSplitGranule in model/attention_splits.h; a split of fewer keys
+// than the local size is one partial chunk), and writes its partial instead of out: the running max m, the running sum l and the
 // unnormalised accumulator, which attention_combine.comp merges in split order. A split without keys writes l = 0,
 // which the combine skips. The pass is the same code as the single one (splits = 1 gives c >= n_keys).
 //
@@ -35,10 +35,10 @@
 // Spec:     local size (id 1); hd <= min(1024, 4 x local size) (checked by the host)
 // Dispatch: (min(T * H, 65535), splits, 1); one workgroup per (t, h) pair and split, grid-stride over pairs.
 //
-// Version 4: q read from the q/k/v product's rows, keys and values from one cache (version 3: split-K over long
-// contexts; version 2: keys read as vec4 when hd is a multiple of 4, the V sum split over G groups; version 1: only
-// hd invocations summed V, one key after another). Faster later: several heads of a kv group per workgroup, subgroup
-// reductions.
+// Version 5: splits of a multiple of 32 keys, not of the local size (version 4: q read from the q/k/v product's
+// rows, keys and values from one cache; version 3: split-K over long contexts; version 2: keys read as vec4 when hd
+// is a multiple of 4, the V sum split over G groups; version 1: only hd invocations summed V, one key after
+// another). Faster later: several heads of a kv group per workgroup, subgroup reductions.
 // mole-variant: split ATTENTION_SPLIT
 #define MOLE_WORKGROUP_REDUCE
 #include "common.glsl"
@@ -112,7 +112,7 @@ void main() {
     const uint base = uint(slot[t]) * pc.ctx;       // the slot's first cache row
     const uint n_keys = uint(pos[t]) + 1u;
     // This split's keys [k0, k1): all of them when splits = 1.
-    const uint per_split = ((n_keys + splits - 1u) / splits + BLOCK - 1u) / BLOCK * BLOCK;
+    const uint per_split = ((n_keys + splits - 1u) / splits + 31u) / 32u * 32u;  // kAttentionSplitGranule
     const uint k0 = split * per_split, k1 = min(n_keys, k0 + per_split);
 #ifdef ATTENTION_SPLIT
     const uint rec = (pair * splits + split) * (pc.hd + 2u);  // this (pair, split)'s partial in part

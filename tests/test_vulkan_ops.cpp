@@ -22,10 +22,12 @@ TEST_CASE("vulkan ops: attention's split count (host rule)") {
   using vulkan::attention_splits;
   const uint32_t ls = 256, slots = vulkan::kAttentionSplitSlots;
   CHECK(attention_splits(1, 1, slots, 0, ls) == 1);
-  CHECK(attention_splits(511, 1, slots, 0, ls) == 1);  // below two chunks of the local size: the single pass
-  CHECK(attention_splits(512, 1, slots, 0, ls) == 2);
-  CHECK(attention_splits(513, 1, slots, 0, ls) == 4);    // 3 splits of 256 keys, rounded up to a power of two
-  CHECK(attention_splits(3000, 8, slots, 0, ls) == 16);  // 12 rounded up
+  CHECK(attention_splits(255, 1, slots, 0, ls) == 1);  // below one chunk of the local size: the single pass
+  CHECK(attention_splits(256, 1, slots, 0, ls) == 4);
+  CHECK(attention_splits(257, 1, slots, 0, ls) == 8);  // 5 splits of 64 keys, rounded up to a power of two
+  CHECK(attention_splits(512, 1, slots, 0, ls) == 8);
+  CHECK(attention_splits(1000, 8, slots, 0, ls) == 16);  // 16 splits of 64 keys
+  CHECK(attention_splits(3000, 8, slots, 0, ls) == 32);  // 47, at most 32
   CHECK(attention_splits(100000, 1, slots, 0, ls) == vulkan::kAttentionMaxSplits);
   CHECK(attention_splits(100000, 19, slots, 0, ls) == slots / 19);  // the scratch holds `slots` token-splits
   CHECK(attention_splits(100000, 512, slots, 0, ls) == 1);
@@ -36,7 +38,7 @@ TEST_CASE("vulkan ops: attention's split count (host rule)") {
 }
 
 TEST_CASE("vulkan ops: split-K attention runs exactly where the rule says (dispatch counts), and matches") {
-  // Splits automatic (split-K from 512 keys on a GPU, never on a CPU device), 1 (never) and 5 (always).
+  // Splits automatic (split-K from 256 keys on a GPU, never on a CPU device), 1 (never) and 5 (always).
   for (int forced : {0, 1, 5}) {
     CAPTURE(forced);
     BackendOptions o;
@@ -74,8 +76,12 @@ TEST_CASE("vulkan ops: split-K attention runs exactly where the rule says (dispa
     uint64_t dispatches = 0;
     // Each step is the KV store and attention: two dispatches, three where attention splits (the combine).
     for (std::vector<std::pair<int, int>> runs :  // (slot, position) of each token
-         std::vector<std::vector<std::pair<int, int>>>{
-             {{0, 3000}}, {{1, 10}, {2, 300}}, {{0, 510}, {1, 511}}, {{2, 511}}, {{0, 2000}, {1, 5}, {2, 1500}}}) {
+         std::vector<std::vector<std::pair<int, int>>>{{{0, 3000}},
+                                                       {{1, 10}, {2, 300}},
+                                                       {{0, 510}, {1, 511}},
+                                                       {{2, 511}},
+                                                       {{1, 100}},
+                                                       {{0, 2000}, {1, 5}, {2, 1500}}}) {
       StepInputs in = h.inputs(int(runs.size()));
       int max_keys = 0;
       for (size_t t = 0; t < runs.size(); t++) {
@@ -84,7 +90,7 @@ TEST_CASE("vulkan ops: split-K attention runs exactly where the rule says (dispa
         max_keys = std::max(max_keys, runs[t].second + 1);
       }
       h.step(in);
-      const bool split = forced == 0 ? max_keys >= 512 && !cpu_device : forced > 1;
+      const bool split = forced == 0 ? max_keys >= 256 && !cpu_device : forced > 1;
       const uint64_t now = h.dut().profile().dispatches;
       CHECK_MESSAGE(now - dispatches == (split ? 3u : 2u), "max keys " << max_keys);
       dispatches = now;
