@@ -22,19 +22,48 @@ DEFINE_WEIGHT_LOADER(load_norm, nw, NDTYPE)
 const uint MAX_EXPERTS = 1024u;  // 4 KiB of shared memory; kRouterLutMaxExperts in ops.h
 shared float prob[MAX_EXPERTS];
 
+// Sums reduced together: the row's sum of squares and its logits share one tree walk (and its barriers) per
+// REDUCE_WIDTH values instead of one each.
+const uint REDUCE_WIDTH = 8u;
+shared float router_scratch[REDUCE_WIDTH * gl_WorkGroupSize.x];
+
+// Sums v[0, n) over the workgroup, each by the tree of workgroup_sum() (common.glsl), so each result has the bits n
+// separate calls would give, with one set of barriers. Uniform control flow, n uniform.
+void workgroup_sum_n(inout float v[REDUCE_WIDTH], uint n) {
+  for (uint i = 0u; i < n; i++) router_scratch[i * BLOCK + TID] = v[i];
+  barrier();
+  for (uint s = BLOCK / 2u; s > 0u; s >>= 1) {
+    if (TID < s)
+      for (uint i = 0u; i < n; i++) router_scratch[i * BLOCK + TID] += router_scratch[i * BLOCK + TID + s];
+    barrier();
+  }
+  for (uint i = 0u; i < n; i++) v[i] = router_scratch[i * BLOCK];
+  barrier();
+}
+
 // Fills prob[0, E) with the weights of the row at x[base]. Every invocation calls it, in uniform control flow; on
 // return prob is visible to the whole workgroup. A caller that calls it again first waits (barrier()) until every
 // invocation has finished reading prob.
 void router_softmax(uint base, uint E, uint D, float eps) {
-  float ss = 0.0;
-  for (uint d = TID; d < D; d += BLOCK) ss += x[base + d] * x[base + d];
-  const float inv_rms = 1.0 / sqrt(workgroup_sum(ss) / float(D) + eps);
-  // The router's E logits, one workgroup-wide sum each (E is small: 4 to 64 in published models).
-  for (uint e = 0u; e < E; e++) {
-    float part = 0.0;
-    for (uint d = TID; d < D; d += BLOCK) part += x[base + d] * load_norm(d) * load_router(e * D + d);
-    const float logit = workgroup_sum(part) * inv_rms;
-    if (TID == 0u) prob[e] = logit;
+  // The sum of squares and the E logits (E is small: 4 to 64 in published models), REDUCE_WIDTH sums per tree walk:
+  // the first walk carries the sum of squares in slot 0 and the first REDUCE_WIDTH - 1 logits.
+  float inv_rms = 0.0;
+  float v[REDUCE_WIDTH];
+  for (uint e0 = 0u, pass = 0u; pass == 0u || e0 < E; pass++) {
+    const uint off = pass == 0u ? 1u : 0u;
+    const uint n = min(E - e0, REDUCE_WIDTH - off);  // logits in this walk
+    for (uint i = 0u; i < REDUCE_WIDTH; i++) v[i] = 0.0;
+    for (uint d = TID; d < D; d += BLOCK) {
+      const float xv = x[base + d];
+      if (off == 1u) v[0] += xv * xv;
+      const float xn = xv * load_norm(d);
+      for (uint i = 0u; i < n; i++) v[off + i] += xn * load_router((e0 + i) * D + d);
+    }
+    workgroup_sum_n(v, off + n);
+    if (off == 1u) inv_rms = 1.0 / sqrt(v[0] / float(D) + eps);
+    if (TID == 0u)
+      for (uint i = 0u; i < n; i++) prob[e0 + i] = v[off + i] * inv_rms;
+    e0 += n;
   }
   barrier();  // prob holds the logits
   // Every invocation computes the max and the sum itself, serially in expert order (E is small), so they equal
