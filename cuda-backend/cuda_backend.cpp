@@ -125,38 +125,19 @@ class CudaBackend final : public Backend {
   }
 
   BufferId upload_weight(const TensorView& t) override {
-    set_device();
-    Buf b;
-    b.weight = true;
-    b.dtype = t.dtype;
-    b.count = size_t(t.numel());
-    b.mem = DeviceBuffer::create(t.nbytes, t.name);
-    CUDA_CHECK(cudaMemcpy(b.mem.get(), t.data, t.nbytes, cudaMemcpyHostToDevice));
-    if (t.shape.size() == 1) {
+    const BufferId id = upload_parts(t, {&t});
+    if (t.shape.size() == 1) {  // a norm weight: kernels read it as float32
+      Buf& b = buf(id);
       std::vector<float> f(b.count);
       t.to_f32(0, int64_t(b.count), f.data());
       b.norm_f32 = DeviceBuffer::create(b.count * sizeof(float), t.name + " (float32)");
       CUDA_CHECK(cudaMemcpy(b.norm_f32.get(), f.data(), b.count * sizeof(float), cudaMemcpyHostToDevice));
     }
-    bufs_.push_back(std::move(b));
-    return BufferId(bufs_.size() - 1);
+    return id;
   }
 
   BufferId upload_stacked(const std::vector<const TensorView*>& parts) override {
-    set_device();
-    const TensorView all = stack_check(parts);
-    Buf b;
-    b.weight = true;
-    b.dtype = all.dtype;
-    b.count = size_t(all.numel());
-    b.mem = DeviceBuffer::create(all.nbytes, all.name);
-    size_t at = 0;
-    for (const TensorView* t : parts) {
-      CUDA_CHECK(cudaMemcpy(static_cast<uint8_t*>(b.mem.get()) + at, t->data, t->nbytes, cudaMemcpyHostToDevice));
-      at += t->nbytes;
-    }
-    bufs_.push_back(std::move(b));
-    return BufferId(bufs_.size() - 1);
+    return upload_parts(stack_check(parts), parts);
   }
 
   BufferId alloc(size_t count, const char* what) override {
@@ -249,6 +230,23 @@ class CudaBackend final : public Backend {
   }
 
   void set_device() const { CUDA_CHECK(cudaSetDevice(device_)); }
+  // One device weight buffer described by `all` (name, dtype, size), holding the parts' bytes one after another (a
+  // single tensor is its own one part).
+  BufferId upload_parts(const TensorView& all, const std::vector<const TensorView*>& parts) {
+    set_device();
+    Buf b;
+    b.weight = true;
+    b.dtype = all.dtype;
+    b.count = size_t(all.numel());
+    b.mem = DeviceBuffer::create(all.nbytes, all.name);
+    size_t at = 0;
+    for (const TensorView* t : parts) {
+      CUDA_CHECK(cudaMemcpy(static_cast<uint8_t*>(b.mem.get()) + at, t->data, t->nbytes, cudaMemcpyHostToDevice));
+      at += t->nbytes;
+    }
+    bufs_.push_back(std::move(b));
+    return BufferId(bufs_.size() - 1);
+  }
   Buf& buf(BufferId id) { return bufs_.at(size_t(id)); }
   float* act(BufferId id) { return buf(id).mem.f32(); }
   const void* weight(BufferId id) {

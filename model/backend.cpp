@@ -90,6 +90,23 @@ uint64_t op_bytes(const Op& op, const StepInputs& in, size_t wb, size_t lb) {
   return 0;
 }
 
+std::array<Op, 2> kv_store_and_attention(BufferId qkv, BufferId kv_cache, BufferId out, int H, int hd, int KVH, int ctx,
+                                         bool rope) {
+  const Op store{.kind = OpKind::KvStore,
+                 .dst = kv_cache,
+                 .src0 = qkv,
+                 .n = H,
+                 .k = hd,
+                 .kv_heads = KVH,
+                 .ctx = ctx,
+                 .rope = rope};
+  Op attend = store;  // the same heads, head dimension, kv heads, context and RoPE
+  attend.kind = OpKind::Attention;
+  attend.dst = out;
+  attend.src1 = kv_cache;
+  return {store, attend};
+}
+
 TensorView stack_check(const std::vector<const TensorView*>& parts) {
   if (parts.empty()) throw Error("a stacked weight needs at least one tensor");
   TensorView out;

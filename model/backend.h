@@ -17,6 +17,7 @@
 // without them (every normal run) pay nothing. Every backend of the registry implements both ops.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -81,6 +82,12 @@ struct Op {
   bool accumulate = false;    // MatMul only
   bool on_out_rows = false;   // NormMatMul/MatMul after Gather: runs over the R output rows instead of the T tokens
 };
+
+// A layer's KV store and the attention that reads it (in that order): both read the q/k/v rows (T, (H + 2*KVH)*hd)
+// and share the cache (B*S, 2*KVH*hd) and the shape; attention writes `out` (T, H*hd). With rope, keys are rotated as
+// they are stored and queries as attention reads them.
+std::array<Op, 2> kv_store_and_attention(BufferId qkv, BufferId kv_cache, BufferId out, int H, int hd, int KVH, int ctx,
+                                         bool rope);
 
 // The forward pass of one step, in order. Widths are fixed; the token count comes with each step's inputs.
 struct StepGraph {

@@ -84,17 +84,7 @@ Engine::Engine(const Config& c, const Weights& w, const LutStore* lut, Backend& 
     BufferId input_norm = backend.upload_weight(*lw.input_norm);
     norm_matmul(qkv, input_norm, backend.upload_stacked({lw.q, lw.k, lw.v}), qd + 2 * kvd, false);
     // RoPE is fused into the key store and into attention's read of q.
-    ops.push_back(
-        {.kind = OpKind::KvStore, .dst = kv, .src0 = qkv, .n = H, .k = hd, .kv_heads = KVH, .ctx = ctx_, .rope = true});
-    ops.push_back({.kind = OpKind::Attention,
-                   .dst = att,
-                   .src0 = qkv,
-                   .src1 = kv,
-                   .n = H,
-                   .k = hd,
-                   .kv_heads = KVH,
-                   .ctx = ctx_,
-                   .rope = true});
+    for (const Op& op : kv_store_and_attention(qkv, kv, att, H, hd, KVH, ctx_, true)) ops.push_back(op);
     matmul(x, att, lw.o, D, qd, kNoBuffer);
     // out = h + down(gelu(up(y))) + sum_e softmax(router(y))_e * LUT[id][l][e], y = rmsnorm_post(h). The LUT sum
     // (router and norm fused in) and the MLP hidden are both computed from h, side by side; down() adds itself and

@@ -8,16 +8,13 @@
 #include <iterator>
 #include <vector>
 
+#include "model/code_ranges.h"
 #include "model/error.h"
 
 namespace mole {
 namespace {
 
-struct Range {
-  char32_t first, last;
-};
-
-constexpr Range kAssignedInUnicode9[] = {
+constexpr CodeRange kAssignedInUnicode9[] = {
 #include "model/unicode9_assigned.inc"
 };
 
@@ -67,9 +64,7 @@ void append_utf8proc_nfc(std::string_view s, std::string& out) {
 }  // namespace
 
 bool assigned_in_unicode9(char32_t cp) {
-  auto it = std::upper_bound(std::begin(kAssignedInUnicode9), std::end(kAssignedInUnicode9), cp,
-                             [](char32_t c, const Range& r) { return c < r.first; });
-  return it != std::begin(kAssignedInUnicode9) && cp <= std::prev(it)->last;
+  return in_ranges(std::begin(kAssignedInUnicode9), std::end(kAssignedInUnicode9), cp);
 }
 
 void append_nfc_hf(std::string_view s, std::string& out) {

@@ -292,23 +292,8 @@ AttentionBuffers attention_graph(ParityHarness& h, const AttentionConfig& c) {
   const size_t rows = size_t(kAttentionSlots * c.ctx);
   BufferId qkv = h.act(T * (q_width + 2 * kv_width), 3, true);
   AttentionBuffers b{h.act(rows * 2 * kv_width, 1), h.act(T * q_width)};
-  h.graph.ops = {{.kind = OpKind::KvStore,
-                  .dst = b.kv_cache,
-                  .src0 = qkv,
-                  .n = c.H,
-                  .k = c.hd,
-                  .kv_heads = c.KVH,
-                  .ctx = c.ctx,
-                  .rope = c.rope},
-                 {.kind = OpKind::Attention,
-                  .dst = b.out,
-                  .src0 = qkv,
-                  .src1 = b.kv_cache,
-                  .n = c.H,
-                  .k = c.hd,
-                  .kv_heads = c.KVH,
-                  .ctx = c.ctx,
-                  .rope = c.rope}};
+  const auto ops = kv_store_and_attention(qkv, b.kv_cache, b.out, c.H, c.hd, c.KVH, c.ctx, c.rope);
+  h.graph.ops.assign(ops.begin(), ops.end());
   return b;
 }
 

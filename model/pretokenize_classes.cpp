@@ -11,9 +11,7 @@ namespace {
 
 template <size_t N>
 bool in(const CodeRange (&ranges)[N], char32_t cp) {
-  auto it = std::upper_bound(std::begin(ranges), std::end(ranges), cp,
-                             [](char32_t c, const CodeRange& r) { return c < r.first; });
-  return it != std::begin(ranges) && cp <= std::prev(it)->last;
+  return in_ranges(std::begin(ranges), std::end(ranges), cp);
 }
 
 }  // namespace

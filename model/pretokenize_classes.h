@@ -4,6 +4,8 @@
 // whose regex engine has Unicode 16.0 tables), so mole splits as it does whatever Unicode version utf8proc has.
 #pragma once
 
+#include "model/code_ranges.h"
+
 namespace mole {
 
 enum class PretokenizeClass : unsigned char { kLetter, kNumber, kSpace, kOther };
@@ -13,10 +15,7 @@ PretokenizeClass pretokenize_class(char32_t cp);
 // White_Space, which is what Oniguruma's \s, Rust regex's \s and char::is_whitespace all mean.
 bool is_white_space(char32_t cp);
 
-// The generated tables, for tests: sorted, disjoint, inclusive ranges.
-struct CodeRange {
-  char32_t first, last;
-};
+// The generated tables, for tests.
 struct CodeRanges {
   const CodeRange* begin;
   const CodeRange* end;

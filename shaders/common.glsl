@@ -74,3 +74,25 @@ float workgroup_max(float v) {
   return r;
 }
 #endif
+
+#ifdef MOLE_WORKGROUP_REDUCE_N
+// Up to REDUCE_WIDTH sums reduced together, for a shader that needs several at once (router.glsl: a row's sum of
+// squares and its logits): one tree walk and its barriers for all of them, where workgroup_sum() above walks once
+// per sum. Each sum takes workgroup_sum()'s tree, so each result has the bits a call of it would give. Every
+// invocation calls it, in uniform control flow, with the same n <= REDUCE_WIDTH.
+const uint REDUCE_WIDTH = 8u;
+shared float mole_reduce_n_scratch[REDUCE_WIDTH * gl_WorkGroupSize.x];
+
+void workgroup_sum_n(inout float v[REDUCE_WIDTH], uint n) {
+  for (uint i = 0u; i < n; i++) mole_reduce_n_scratch[i * BLOCK + TID] = v[i];
+  barrier();
+  for (uint s = BLOCK / 2u; s > 0u; s >>= 1) {
+    if (TID < s)
+      for (uint i = 0u; i < n; i++)
+        mole_reduce_n_scratch[i * BLOCK + TID] += mole_reduce_n_scratch[i * BLOCK + TID + s];
+    barrier();
+  }
+  for (uint i = 0u; i < n; i++) v[i] = mole_reduce_n_scratch[i * BLOCK];
+  barrier();
+}
+#endif

@@ -3,7 +3,7 @@
 // x starting at element `base`:
 //   logit_e = (sum_d x[base + d] * nw[d] * Wr[e][d]) / sqrt(mean_d x[base + d]^2 + eps)   (= rmsnorm(x) * nw @ Wr^T)
 //   prob[e] = softmax(logit)_e (max-subtracted, summed in expert order, as cpu::softmax)
-// Included after common.glsl (with MOLE_WORKGROUP_REDUCE) by a shader whose bindings 0-2 are:
+// Included after common.glsl (with MOLE_WORKGROUP_REDUCE_N) by a shader whose bindings 0-2 are:
 //   0 x   float (T, D), the residual stream (read only)
 //   1 Wr  (E, D) the router's weight, uint words of dtype WDTYPE
 //   2 nw  (D) the post-attention norm's weight, uint words of dtype NDTYPE
@@ -22,31 +22,13 @@ DEFINE_WEIGHT_LOADER(load_norm, nw, NDTYPE)
 const uint MAX_EXPERTS = 1024u;  // 4 KiB of shared memory; kRouterLutMaxExperts in ops.h
 shared float prob[MAX_EXPERTS];
 
-// Sums reduced together: the row's sum of squares and its logits share one tree walk (and its barriers) per
-// REDUCE_WIDTH values instead of one each.
-const uint REDUCE_WIDTH = 8u;
-shared float router_scratch[REDUCE_WIDTH * gl_WorkGroupSize.x];
-
-// Sums v[0, n) over the workgroup, each by the tree of workgroup_sum() (common.glsl), so each result has the bits n
-// separate calls would give, with one set of barriers. Uniform control flow, n uniform.
-void workgroup_sum_n(inout float v[REDUCE_WIDTH], uint n) {
-  for (uint i = 0u; i < n; i++) router_scratch[i * BLOCK + TID] = v[i];
-  barrier();
-  for (uint s = BLOCK / 2u; s > 0u; s >>= 1) {
-    if (TID < s)
-      for (uint i = 0u; i < n; i++) router_scratch[i * BLOCK + TID] += router_scratch[i * BLOCK + TID + s];
-    barrier();
-  }
-  for (uint i = 0u; i < n; i++) v[i] = router_scratch[i * BLOCK];
-  barrier();
-}
-
 // Fills prob[0, E) with the weights of the row at x[base]. Every invocation calls it, in uniform control flow; on
 // return prob is visible to the whole workgroup. A caller that calls it again first waits (barrier()) until every
 // invocation has finished reading prob.
 void router_softmax(uint base, uint E, uint D, float eps) {
-  // The sum of squares and the E logits (E is small: 4 to 64 in published models), REDUCE_WIDTH sums per tree walk:
-  // the first walk carries the sum of squares in slot 0 and the first REDUCE_WIDTH - 1 logits.
+  // The sum of squares and the E logits (E is small: 4 to 64 in published models), REDUCE_WIDTH sums per tree walk
+  // (workgroup_sum_n, common.glsl): the first walk carries the sum of squares in slot 0 and the first
+  // REDUCE_WIDTH - 1 logits.
   float inv_rms = 0.0;
   float v[REDUCE_WIDTH];
   for (uint e0 = 0u, pass = 0u; pass == 0u || e0 < E; pass++) {

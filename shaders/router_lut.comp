@@ -6,7 +6,7 @@
 //
 // Bindings: 4 lut the step's table rows in step order, uint words of dtype LDTYPE; row t starts at element
 //                 t * row_elems and is laid out (L, E, D)
-#define MOLE_WORKGROUP_REDUCE
+#define MOLE_WORKGROUP_REDUCE_N
 #include "common.glsl"
 #include "router_lut.glsl"
 

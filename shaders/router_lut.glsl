@@ -5,7 +5,7 @@
 //   dst[t][d] = sum_e p[e] * row_t[(layer * E + e) * D + d], summed in expert order as the CPU backend's router_lut()
 // dst is the step's LUT sums, which the down projection adds into the residual stream (matmul.comp's addend), so
 // this runs beside the MLP's up projection: both only read x. The two shaders differ only in where row_t is, so they
-// give the same bits. Included after common.glsl (with MOLE_WORKGROUP_REDUCE) by a shader that declares its
+// give the same bits. Included after common.glsl (with MOLE_WORKGROUP_REDUCE_N) by a shader that declares its
 // bindings from 4 on and defines, after this include:
 //   uint lut_row(uint t)   the element index of token t's row in what lut_load() reads (and selects that memory)
 //   float lut_load(uint i) element i of it, decoded from LDTYPE words

@@ -12,7 +12,7 @@
 //           5 chunks rows_per_chunk, then each chunk's device address (uvec2, low word first); chunk c holds table
 //                    rows [c * rows_per_chunk, (c + 1) * rows_per_chunk), uint words of dtype LDTYPE, row r of the
 //                    chunk starting at element r * row_elems, laid out (L, E, D)
-#define MOLE_WORKGROUP_REDUCE
+#define MOLE_WORKGROUP_REDUCE_N
 #include "common.glsl"
 
 #include "router_lut.glsl"

@@ -9,7 +9,7 @@
 // Push:     R, E (<= 1024, checked by the host), D, layer, cols (L * E), eps (float)  (RouterProbsPush)
 // Spec:     WDTYPE (id 0), local size (id 1), NDTYPE (id 3)
 // Dispatch: (min(R, 65535), 1, 1); one workgroup per output row, grid-stride.
-#define MOLE_WORKGROUP_REDUCE
+#define MOLE_WORKGROUP_REDUCE_N
 #include "common.glsl"
 
 #include "router.glsl"

@@ -176,8 +176,7 @@ TEST_CASE("tokenizer: the pre-tokenizer's letters and numbers agree with utf8pro
   for (char32_t cp = 0x80; cp <= 0x10FFFF; ++cp) {
     if (cp >= 0xD800 && cp <= 0xDFFF) continue;
     const PretokenizeClass c = mole::pretokenize_class(cp);
-    const bool in_spaces =
-        std::any_of(spaces.begin, spaces.end, [&](const mole::CodeRange& r) { return cp >= r.first && cp <= r.last; });
+    const bool in_spaces = mole::in_ranges(spaces.begin, spaces.end, cp);
     bool ok = in_spaces == mole::is_white_space(cp) && (c == PretokenizeClass::kSpace) == in_spaces;
     const auto cat = utf8proc_category(utf8proc_int32_t(cp));
     if (cat == UTF8PROC_CATEGORY_CN) {  // unassigned in utf8proc's version: newer letters and numbers are expected

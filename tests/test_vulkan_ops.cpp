@@ -60,17 +60,8 @@ TEST_CASE("vulkan ops: split-K attention runs exactly where the rule says (dispa
     BufferId qkv = h.act(size_t(T * 3 * H * hd), 3, true);  // q, k, v side by side
     BufferId kv = h.act(size_t(slots * ctx * 2 * H * hd), 1);
     BufferId out = h.act(size_t(T * H * hd));
-    h.graph.ops = {
-        {.kind = OpKind::KvStore, .dst = kv, .src0 = qkv, .n = H, .k = hd, .kv_heads = H, .ctx = ctx, .rope = true},
-        {.kind = OpKind::Attention,
-         .dst = out,
-         .src0 = qkv,
-         .src1 = kv,
-         .n = H,
-         .k = hd,
-         .kv_heads = H,
-         .ctx = ctx,
-         .rope = true}};
+    const auto ops = kv_store_and_attention(qkv, kv, out, H, hd, H, ctx, true);
+    h.graph.ops.assign(ops.begin(), ops.end());
     h.expect(out, size_t(H * hd), ParityRows::Tokens, kParityLongSum, "attention", "MHA H=4 hd=64 ctx=3001, rope");
     h.dut().set_profiling(true);
     uint64_t dispatches = 0;

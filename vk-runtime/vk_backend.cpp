@@ -140,28 +140,9 @@ class VulkanBackend final : public Backend {
     used_ += bytes;
   }
 
-  BufferId upload_weight(const TensorView& t) override {
-    size_t bytes = std::max<size_t>((t.nbytes + 3) & ~size_t(3), 4);  // shaders read 32-bit words
-    charge(bytes, t.name);
-    Buf b{Buffer::create(dev_, bytes, kStorage, MemoryKind::DeviceLocal, t.name.c_str()), t.dtype, size_t(t.numel())};
-    upload_bytes(b.buffer, 0, t.data, t.nbytes);
-    bufs_.push_back(std::move(b));
-    return BufferId(bufs_.size() - 1);
-  }
-
+  BufferId upload_weight(const TensorView& t) override { return upload_parts(t, {&t}); }
   BufferId upload_stacked(const std::vector<const TensorView*>& parts) override {
-    const TensorView all = stack_check(parts);
-    const size_t bytes = std::max<size_t>((all.nbytes + 3) & ~size_t(3), 4);
-    charge(bytes, all.name);
-    Buf b{Buffer::create(dev_, bytes, kStorage, MemoryKind::DeviceLocal, all.name.c_str()), all.dtype,
-          size_t(all.numel())};
-    size_t at = 0;
-    for (const TensorView* t : parts) {
-      upload_bytes(b.buffer, at, t->data, t->nbytes);
-      at += t->nbytes;
-    }
-    bufs_.push_back(std::move(b));
-    return BufferId(bufs_.size() - 1);
+    return upload_parts(stack_check(parts), parts);
   }
 
   BufferId alloc(size_t count, const char* what) override {
@@ -250,6 +231,22 @@ class VulkanBackend final : public Backend {
     upload_fence_.reset();
     VK_CHECK(vk().vkQueueSubmit(dev_.compute_queue(), 1, &si, upload_fence_.handle()));
     upload_fence_.wait(kWaitNs);
+  }
+
+  // One device-local weight buffer described by `all` (name, dtype, size), holding the parts' bytes one after
+  // another (a single tensor is its own one part).
+  BufferId upload_parts(const TensorView& all, const std::vector<const TensorView*>& parts) {
+    const size_t bytes = std::max<size_t>((all.nbytes + 3) & ~size_t(3), 4);  // shaders read 32-bit words
+    charge(bytes, all.name);
+    Buf b{Buffer::create(dev_, bytes, kStorage, MemoryKind::DeviceLocal, all.name.c_str()), all.dtype,
+          size_t(all.numel())};
+    size_t at = 0;
+    for (const TensorView* t : parts) {
+      upload_bytes(b.buffer, at, t->data, t->nbytes);
+      at += t->nbytes;
+    }
+    bufs_.push_back(std::move(b));
+    return BufferId(bufs_.size() - 1);
   }
 
   void upload_bytes(const Buffer& dst, size_t offset, const void* src, size_t n) {
