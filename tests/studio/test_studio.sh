@@ -28,7 +28,8 @@ if ! command -v xvfb-run > /dev/null || ! command -v Xvfb > /dev/null; then
 fi
 SIZE=1280x800
 xrun() { xvfb-run -a -s "-screen 0 ${SIZE}x24" "$@"; }
-if ! xrun true > "$T/xvfb.log" 2>&1; then
+xrun sh -c 'echo ok > "$0"' "$T/probe" > "$T/xvfb.log" 2>&1
+if [ ! -s "$T/probe" ]; then  # the X session never ran the command (xvfb-run's own exit code can be a cleanup race)
   echo "skipped: Xvfb cannot start an X server here: $(tail -2 "$T/xvfb.log")"
   exit 77
 fi
@@ -37,11 +38,18 @@ fi
 P1="In the beginning God created"
 P2="And the LORD spake unto Moses, saying"
 N=24
-studio() {  # studio NAME ARGS...: headless run, stdout/stderr to NAME.out/NAME.err, exit code to RC
+# studio NAME ARGS...: headless run, stdout/stderr to NAME.out/NAME.err, mole-studio's exit code to RC. The code is
+# written by a shell inside the X session: xvfb-run sometimes exits 5 after the program ("problem while cleaning up
+# temporary directory", a race in its own cleanup under load), which is not mole-studio's answer. Where the program
+# never ran (no X server, or killed by the timeout) RC is xvfb-run's or timeout's code.
+studio() {
   local name=$1; shift
-  timeout 300 xvfb-run -a -s "-screen 0 ${SIZE}x24" "$S" --size "$SIZE" "$@" --screenshot "$T/$name.png" \
+  rm -f "$T/$name.rc"
+  RC_FILE="$T/$name.rc" timeout 300 xvfb-run -a -s "-screen 0 ${SIZE}x24" \
+    sh -c '"$@"; echo $? > "$RC_FILE"' sh "$S" --size "$SIZE" "$@" --screenshot "$T/$name.png" \
     > "$T/$name.out" 2> "$T/$name.err"
   RC=$?
+  if [ -s "$T/$name.rc" ]; then RC=$(cat "$T/$name.rc"); fi
   if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:|terminate called' "$T/$name.err"; then
     fail "$name: no crash or sanitizer report" "$(grep -m3 -E 'Sanitizer|runtime error:|terminate' "$T/$name.err")"
   fi
