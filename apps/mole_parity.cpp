@@ -38,7 +38,7 @@ int cmd_parity(ParityArgs& a) {
   if (!op_known)
     throw Error("--op " + a.op +
                 ": no such op (embed, matmul, norm_matmul, attention, router_lut, router_probs, gather, "
-                "argmax; kv_store is checked with attention)");
+                "argmax; the KV store is part of attention)");
 
   nlohmann::json out = nlohmann::json::array();
   int failures = 0;

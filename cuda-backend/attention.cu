@@ -1,6 +1,7 @@
-// attention: the single pass and split-K's split kernel are one kernel (gridDim.y = splits; the single pass is
-// splits = 1, writing out instead of partials), then attention_combine for splits > 1. A port of
-// shaders/attention.comp: scores in cpu::dot's 8-lane order, the softmax's max subtracted as cpu::softmax does.
+// attention: the store pass where a sequence has several tokens (attention_store, shaders/attention_store.comp), then
+// the single pass and split-K's split kernel, one kernel (gridDim.y = splits; the single pass is splits = 1, writing
+// out instead of partials), then attention_combine for splits > 1. A port of shaders/attention.comp: scores in
+// cpu::dot's 8-lane order, the softmax's max subtracted as cpu::softmax does.
 #include <cmath>
 
 #include "cuda-backend/attention.cuh"
@@ -38,6 +39,17 @@ __device__ __forceinline__ float score_dot(const float* q_s, const float* k, int
   return s;
 }
 
+// Element d of a head h[0, hd) of token row r's q/k/v row (a query or key head), rotated by r's angles when rope.
+__device__ __forceinline__ float rotated(const float* h, int d, int r, const AttentionArgs& a) {
+  float v = h[d];
+  if (a.rope) {
+    const int half = a.hd / 2, f = d % half;
+    const float c = a.cos[size_t(r) * half + f], s = a.sin[size_t(r) * half + f];
+    v = d < half ? v * c - h[d + half] * s : v * c + h[d - half] * s;
+  }
+  return v;
+}
+
 // Grid: (min(T * H, 65535), splits); block (x, y) takes pairs x, x + gridDim.x, ... and split y of each.
 // Split s takes keys [s * c, min((s + 1) * c, n_keys)) with c = ceil(n_keys / splits) rounded up to a multiple of
 // kAttentionSplitGranule (32; a split of fewer keys than a chunk is one partial chunk); a split without keys writes
@@ -48,7 +60,8 @@ __device__ __forceinline__ float score_dot(const float* q_s, const float* k, int
 // for dims vd + i * span (several dims per thread only when hd > kThreads, and then G = 1). The G partial sums of
 // each dim are added in group order at the end.
 __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs a, float scale) {
-  extern __shared__ float q_s[];   // (hd) the query row, rotated
+  extern __shared__ __align__(16) float q_s[];  // (hd) the query row, rotated; without store_pass then own_s
+  float* own_s = q_s + a.hd;       // (hd) token t's own key, rotated (16-byte aligned where score_dot reads float4s)
   __shared__ float p_s[kThreads];  // the chunk's unnormalised probabilities, then the V groups' partial sums
   __shared__ float scratch[kWarpSize];
   const int tid = threadIdx.x, hd = a.hd;
@@ -63,6 +76,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs a, fl
     const int t = pair / a.H, h = pair % a.H;
     const size_t kv_off = size_t(h / group) * hd;           // the kv head's columns within a cache row
     const size_t base = size_t(a.slot[t]) * size_t(a.ctx);  // the slot's first cache row
+    const size_t k_col = size_t(a.H) * hd + kv_off, v_col = k_col + kv_width;  // the kv head's q/k/v columns
     const int n_keys = a.pos[t] + 1;
     constexpr int kGranule = int(mole::kAttentionSplitGranule);
     const int per_split = ((n_keys + splits - 1) / splits + kGranule - 1) / kGranule * kGranule;
@@ -72,17 +86,19 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs a, fl
       if (tid == 0) rec[0] = rec[1] = 0.0f;
       continue;
     }
-    const float* qrow = a.q + size_t(t) * q_row + size_t(h) * hd;
+    const float* src = a.q + size_t(t) * q_row;  // token t's q/k/v row
     for (int d = tid; d < hd; d += kThreads) {
-      float v = qrow[d];
-      if (a.rope) {
-        const int half = hd / 2, f = d % half;
-        const float c = a.cos[size_t(t) * half + f], s = a.sin[size_t(t) * half + f];
-        v = d < half ? v * c - qrow[d + half] * s : v * c + qrow[d - half] * s;
-      }
-      q_s[d] = v;
+      q_s[d] = rotated(src + size_t(h) * hd, d, t, a);
+      if (!a.store_pass) own_s[d] = rotated(src + k_col, d, t, a);
     }
     __syncthreads();
+    if (!a.store_pass && split == 0 && h % group == 0) {  // the KV store: token t's keys and values of this kv head
+      float* row = a.kv_cache + (base + size_t(a.pos[t])) * cache_row;
+      for (int d = tid; d < hd; d += kThreads) {
+        row[kv_off + d] = own_s[d];
+        row[kv_width + kv_off + d] = src[v_col + d];
+      }
+    }
 
     float run_max = 0.0f, run_sum = 0.0f;  // set by the first chunk
     float acc[kMaxPasses];                 // this thread's running sums of exp(score - run_max) * V[j][d]
@@ -91,7 +107,9 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs a, fl
     for (int c0 = k0; c0 < k1; c0 += kThreads) {
       const int j = c0 + tid;
       const bool valid = j < k1;
-      const float s = valid ? score_dot(q_s, a.kv_cache + (base + j) * cache_row + kv_off, hd) * scale : -INFINITY;
+      const bool own = !a.store_pass && j + 1 == n_keys;  // token t's own key, which this kernel stores
+      float s = -INFINITY;
+      if (valid) s = score_dot(q_s, own ? own_s : a.kv_cache + (base + j) * cache_row + kv_off, hd) * scale;
       const float chunk_max = block_max(s, scratch);  // finite: the chunk has at least one key
       const float new_max = c0 == k0 ? chunk_max : fmaxf(run_max, chunk_max);
       const float p = valid ? expf(s - new_max) : 0.0f;
@@ -102,13 +120,16 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs a, fl
       run_max = new_max;
       if (v_lane) {
         const int count = min(kThreads, k1 - c0);
+        // Without store_pass, token t's own key (the last) is read from its q/k/v row, after the cached ones.
+        const int cached = !a.store_pass && c0 + count == n_keys ? count - 1 : count;
         const float* vrow = a.kv_cache + (base + c0) * cache_row + kv_width + kv_off;
 #pragma unroll
         for (int i = 0; i < kMaxPasses; i++) {
           const int d = vd + i * span;
           if (i < passes && d < hd) {
             float s_acc = acc[i] * alpha;
-            for (int jj = vg; jj < count; jj += v_groups) s_acc += p_s[jj] * vrow[size_t(jj) * cache_row + d];
+            for (int jj = vg; jj < cached; jj += v_groups) s_acc += p_s[jj] * vrow[size_t(jj) * cache_row + d];
+            if (cached < count && cached % v_groups == vg) s_acc += p_s[cached] * src[v_col + d];
             acc[i] = s_acc;
           }
         }
@@ -136,6 +157,20 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs a, fl
         if (i < passes && vd + i * span < hd) dst[vd + i * span] = acc[i] / div;
     }
     __syncthreads();  // q_s and p_s are rewritten by the next pair
+  }
+}
+
+// The store pass: one thread per key or value element of the step's rows, grid-stride, into cache row
+// slot[t] * S + pos[t]. A rotated element reads its pair partner from the q/k/v row, so the rotation never reads
+// what another thread writes.
+__global__ void __launch_bounds__(kThreads) attention_store_kernel(AttentionArgs a) {
+  const size_t kvd = size_t(a.KVH) * a.hd, width = 2 * kvd, qd = size_t(a.H) * a.hd, count = size_t(a.T) * width;
+  for (size_t g = size_t(blockIdx.x) * kThreads + threadIdx.x; g < count; g += size_t(gridDim.x) * kThreads) {
+    const int t = int(g / width);
+    const size_t i = g % width;
+    const float* k = a.q + size_t(t) * (qd + width) + qd;  // token t's keys, then values
+    const float v = i < kvd ? rotated(k + i / a.hd * a.hd, int(i % a.hd), t, a) : k[i];
+    a.kv_cache[(size_t(a.slot[t]) * size_t(a.ctx) + size_t(a.pos[t])) * width + i] = v;
   }
 }
 
@@ -172,10 +207,16 @@ void launch_attention(const AttentionArgs& a, cudaStream_t stream) {
   if (a.T == 0 || a.H == 0) return;
   const int pairs = a.T * a.H;
   const float scale = 1.0f / std::sqrt(float(a.hd));  // as the CPU backend computes it
+  if (a.store_pass) {
+    const size_t count = size_t(a.T) * 2 * size_t(a.KVH) * a.hd;
+    const unsigned blocks = unsigned(std::min<size_t>((count + kThreads - 1) / kThreads, 65535));
+    attention_store_kernel<<<blocks, kThreads, 0, stream>>>(a);
+  }
   AttentionArgs split_args = a;
   if (a.splits == 1) split_args.part = nullptr;  // the single pass writes out
   const dim3 grid(std::min(pairs, 65535), a.splits);
-  attention_kernel<<<grid, kThreads, size_t(a.hd) * sizeof(float), stream>>>(split_args, scale);
+  const size_t shared = size_t(a.store_pass ? 1 : 2) * size_t(a.hd) * sizeof(float);  // q_s, and own_s
+  attention_kernel<<<grid, kThreads, shared, stream>>>(split_args, scale);
   if (a.splits > 1) {
     const size_t count = size_t(pairs) * a.hd;
     const unsigned blocks = unsigned(std::min<size_t>((count + kThreads - 1) / kThreads, 65535));

@@ -1,8 +1,13 @@
-// attention (RoPE fused into the read of q): causal attention of each query head over its sequence's cached keys
-// and values (OpKind::Attention in model/backend.h, shaders/attention.comp and attention_combine.comp). Token t,
-// head h, kv head h / (H / KVH) (GQA; MQA when KVH = 1) attends to cache rows slot[t] * S + j, j in [0, pos[t]]:
-//   out[t][h] = sum_j softmax_j(scale * rope(q[t][h]) . K[j]) * V[j],  scale = 1 / sqrt(hd)
-// with the max subtracted before exp, as cpu::softmax.
+// attention (the KV store and RoPE fused in): causal attention of each query head over its sequence's keys and
+// values, storing the step's own keys and values into the cache (OpKind::Attention in model/backend.h,
+// shaders/attention.comp and attention_combine.comp). Token t, head h, kv head h / (H / KVH) (GQA; MQA when KVH = 1)
+// attends to its slot's positions j in [0, pos[t]]:
+//   out[t][h] = sum_j softmax_j(scale * rope(q[t][h]) . rope(K[j])) * V[j],  scale = 1 / sqrt(hd)
+// with the max subtracted before exp, as cpu::softmax. K[j] and V[j] are cache row slot[t] * S + j. Where a sequence
+// has several tokens in the step (store_pass, model/attention_splits.h) a store kernel writes the step's keys and
+// values there first; otherwise each token is its sequence's only token in the step, the attention kernel stores
+// them itself (the block of (t, first head of each kv group), split 0) and reads token t's own key, its last, from
+// its row of the q/k/v product, rotated there.
 //
 // One block per (token, head) pair walks its keys in chunks of kAttentionThreads with an online softmax (the
 // running max, the running sum and the output rescaled by exp(old max - new max) at each chunk). Split-K
@@ -30,19 +35,21 @@ inline int attention_splits(int max_keys, int T, int slots, int forced) {
 }
 
 struct AttentionArgs {
-  const float* q = nullptr;         // (T, (H + 2 * KVH) * hd): q, k, v side by side; q = each row's first H * hd
-  const float* kv_cache = nullptr;  // (B * S, 2 * KVH * hd): each row the keys, then the values
-  const int32_t* slot = nullptr;    // (T), in [0, B)
-  const int32_t* pos = nullptr;     // (T), in [0, S)
-  const float* cos = nullptr;       // (T, hd / 2), read when rope
-  const float* sin = nullptr;       // (T, hd / 2)
-  float* out = nullptr;             // (T, H * hd)
-  float* part = nullptr;            // split-K partials (T * H, splits, 2 + hd): {max, sum, acc[hd]}; splits > 1
+  const float* q = nullptr;       // (T, (H + 2 * KVH) * hd): q, k, v side by side; q = each row's first H * hd
+  float* kv_cache = nullptr;      // (B * S, 2 * KVH * hd): each row the keys, then the values
+  const int32_t* slot = nullptr;  // (T), in [0, B)
+  const int32_t* pos = nullptr;   // (T), in [0, S)
+  const float* cos = nullptr;     // (T, hd / 2), read when rope
+  const float* sin = nullptr;     // (T, hd / 2)
+  float* out = nullptr;           // (T, H * hd)
+  float* part = nullptr;          // split-K partials (T * H, splits, 2 + hd): {max, sum, acc[hd]}; splits > 1
   int T = 0, H = 0, KVH = 0, hd = 0, ctx = 0;  // ctx = S
   bool rope = false;
   int splits = 1;
+  bool store_pass = false;  // the step's keys and values stored by a kernel of their own first
 };
-// The single pass (splits = 1), or split-K's two kernels (splits > 1), on one stream. hd <= kAttentionMaxHeadDim.
+// The store pass (store_pass), then the single pass (splits = 1) or split-K's two kernels (splits > 1), on one
+// stream. hd <= kAttentionMaxHeadDim.
 void launch_attention(const AttentionArgs& a, cudaStream_t stream);
 
 }  // namespace mole::cuda

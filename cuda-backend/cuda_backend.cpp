@@ -33,7 +33,6 @@
 #include "cuda-backend/embed.cuh"
 #include "cuda-backend/gather.cuh"
 #include "cuda-backend/handles.h"
-#include "cuda-backend/kv_store.cuh"
 #include "cuda-backend/lut_stream.h"
 #include "cuda-backend/matmul.cuh"
 #include "cuda-backend/norm_matmul.cuh"
@@ -58,7 +57,7 @@ struct Buf {
 };
 
 // (T, R, whether the graph copies the logits to the host, attention's splits).
-using StepShape = std::tuple<int, int, bool, int>;
+using StepShape = std::tuple<int, int, bool, int, bool>;  // T, R, logits back, attention splits, store pass
 
 struct Recorded {
   GraphExec exec;
@@ -356,6 +355,7 @@ void CudaBackend::run_step(const StepGraph& g, const StepInputs& in) {
   const size_t angles = size_t(T) * size_t(rope_half_);  // what the graph's RoPE ops read (none without them)
   MOLE_CUDA_ASSERT(in.rope_cos.size() >= angles && in.rope_sin.size() >= angles);
   if (lut_) MOLE_CUDA_ASSERT(lut_->rows_streamed() == T && "stream_lut_rows() must precede run_step()");
+  check_step_slots(g, in);
   if (profile_pending_) {  // the previous step's events are read before this step records them again
     CUDA_CHECK(cudaEventSynchronize(step_done_.get()));
     collect_profile();
@@ -365,7 +365,7 @@ void CudaBackend::run_step(const StepGraph& g, const StepInputs& in) {
   const int splits = attn_slots_ ? attention_splits(max_keys, T, attn_slots_, forced_splits_) : 1;
   // Without an Argmax op (reparameterization) the logits always come back.
   const bool copy_logits = logits_ != kNoBuffer && (in.want_logits || argmax_ == kNoBuffer);
-  const StepShape shape{T, R, copy_logits, splits};
+  const StepShape shape{T, R, copy_logits, splits, attention_store_pass(in.slot)};
   auto it = recorded_.find(shape);
   const bool replay = it != recorded_.end();
   if (!replay) {
@@ -415,7 +415,7 @@ void CudaBackend::run_step(const StepGraph& g, const StepInputs& in) {
 // Captures the step's work on capture_ into a graph and instantiates it. Nothing in between allocates or
 // synchronises (both are illegal while capturing); a failure ends the capture before it is rethrown.
 Recorded CudaBackend::capture(const StepGraph& g, const StepShape& shape) {
-  const auto [T, R, copy_logits, splits] = shape;
+  const auto [T, R, copy_logits, splits, store_pass] = shape;
   if (copy_logits && !logits_host_)
     logits_host_ = PinnedBuffer::create(buf(logits_).count * sizeof(float), "logits (read-back)");
   if (profiling_ && op_events_.size() != g.ops.size() + 1) {
@@ -457,7 +457,7 @@ void CudaBackend::capture_ops(const StepGraph& g, const StepShape& shape, Record
   std::vector<BufferId> written, read;  // by the current group
   for (size_t i = 0; i < g.ops.size(); i++) {
     const Op& op = g.ops[i];
-    std::vector<BufferId> writes = {op.dst}, reads = op_reads(op);
+    std::vector<BufferId> writes = op_writes(op), reads = op_reads(op);
     if (op.kind == OpKind::Attention) writes.push_back(kAttentionScratch);
     bool hazard = groups.empty() || profiling_ || groups.back().size() >= size_t(kMaxBranches);
     for (BufferId w : writes) hazard = hazard || contains(written, w) || contains(read, w);
@@ -489,7 +489,7 @@ void CudaBackend::capture_ops(const StepGraph& g, const StepShape& shape, Record
         group_waits = true;
       }
       launch_op(op, shape, s);
-      rec.kernels += op.kind == OpKind::Attention && std::get<3>(shape) > 1 ? 2 : 1;
+      rec.kernels += op.kind == OpKind::Attention ? 1 + (std::get<3>(shape) > 1) + std::get<4>(shape) : 1;
       if (profiling_) CUDA_CHECK(cudaEventRecordWithFlags(op_events_[group[j] + 1].get(), s, cudaEventRecordExternal));
       if (j > 0) {
         CUDA_CHECK(cudaEventRecord(join_[j - 1].get(), s));
@@ -502,7 +502,7 @@ void CudaBackend::capture_ops(const StepGraph& g, const StepShape& shape, Record
 }
 
 void CudaBackend::launch_op(const Op& op, const StepShape& shape, cudaStream_t stream) {
-  const auto [T, R, copy_logits, splits] = shape;
+  const auto [T, R, copy_logits, splits, store_pass] = shape;
   const InputLayout at{size_t(T), size_t(R), size_t(rope_half_)};
   const int32_t* in_words = static_cast<const int32_t*>(inputs_dev_.get());
   const int32_t* ids = in_words + at.ids;
@@ -547,20 +547,6 @@ void CudaBackend::launch_op(const Op& op, const StepShape& shape, cudaStream_t s
                      .addend = op.src2 != kNoBuffer ? act(op.src2) : nullptr},
                     stream);
       break;
-    case OpKind::KvStore:
-      launch_kv_store({.src = act(op.src0),
-                       .cache = act(op.dst),
-                       .slot = slot,
-                       .pos = pos,
-                       .cos = cos,
-                       .sin = sin,
-                       .T = T,
-                       .qd = op.n * op.k,
-                       .kvd = op.kv_heads * op.k,
-                       .ctx = op.ctx,
-                       .hd = op.rope ? op.k : 0},
-                      stream);
-      break;
     case OpKind::Attention:
       launch_attention({.q = act(op.src0),
                         .kv_cache = act(op.src1),
@@ -576,7 +562,8 @@ void CudaBackend::launch_op(const Op& op, const StepShape& shape, cudaStream_t s
                         .hd = op.k,
                         .ctx = op.ctx,
                         .rope = op.rope,
-                        .splits = splits},
+                        .splits = splits,
+                        .store_pass = store_pass},
                        stream);
       break;
     case OpKind::RouterLut:

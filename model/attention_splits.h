@@ -1,10 +1,11 @@
-// Split-K attention's rule, one for every GPU backend (shaders/attention.comp with attention_combine.comp, and
-// cuda-backend/attention.cu): how many workgroups (blocks) share each (token, head) pair's keys in a step. 1 is the
-// single pass: no partials, no combine.
+// Attention's rules for every GPU backend (shaders/attention*.comp, cuda-backend/attention.cu): split-K, how many
+// workgroups (blocks) share each (token, head) pair's keys in a step (1 is the single pass: no partials, no
+// combine); and whether the step's keys and values are stored in a pass of their own first.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 namespace mole {
 
@@ -31,6 +32,19 @@ constexpr uint32_t attention_splits(uint32_t max_keys, uint32_t T, uint32_t slot
     while (s < want && s < kAttentionMaxSplits) s *= 2;
   }
   return std::max(1u, std::min(s, slots / std::max(T, 1u)));
+}
+
+// Whether attention stores the step's keys and values in a pass of its own (attention_store) before attending, so
+// that every key is read from the cache: where some sequence has several tokens in the step (a prefill chunk; the
+// step's slots are runs of consecutive rows, check_step_slots()). Otherwise (decode, batched decode: each token is
+// its sequence's only one, so its only key of the step is its own) attention stores them itself and reads that key
+// from its q/k/v row, rotating it there: one dispatch fewer. In a prefill chunk nearly every key is the step's;
+// reading each from its q/k/v row, rotated for every query that reads it, made prefill attention 1.8x slower on
+// lavapipe than storing them once.
+inline bool attention_store_pass(const std::vector<int32_t>& slot) {
+  for (size_t t = 1; t < slot.size(); t++)
+    if (slot[t] == slot[t - 1]) return true;
+  return false;
 }
 
 }  // namespace mole

@@ -1,6 +1,8 @@
 // Names of the backend ops, for messages and profiles.
 #include "model/backend.h"
 
+#include <algorithm>
+
 #include "model/error.h"
 #include "model/weights.h"
 
@@ -14,8 +16,6 @@ const char* op_name(OpKind k) {
       return "norm_matmul";
     case OpKind::MatMul:
       return "matmul";
-    case OpKind::KvStore:
-      return "kv_store";
     case OpKind::Attention:
       return "attention";
     case OpKind::RouterLut:
@@ -43,7 +43,6 @@ std::vector<BufferId> op_reads(const Op& op) {
     case OpKind::Embed:
       return {};
     case OpKind::NormMatMul:
-    case OpKind::KvStore:
     case OpKind::Gather:
     case OpKind::RouterLut:
     case OpKind::RouterProbs:
@@ -61,6 +60,11 @@ std::vector<BufferId> op_reads(const Op& op) {
   return {};
 }
 
+std::vector<BufferId> op_writes(const Op& op) {
+  if (op.kind == OpKind::Attention) return {op.dst, op.src1};
+  return {op.dst};
+}
+
 uint64_t op_bytes(const Op& op, const StepInputs& in, size_t wb, size_t lb) {
   const uint64_t T = uint64_t(in.tokens()), R = uint64_t(in.out_rows.size()), rows = op.on_out_rows ? R : T;
   const uint64_t n = uint64_t(op.n), k = uint64_t(op.k);
@@ -71,12 +75,11 @@ uint64_t op_bytes(const Op& op, const StepInputs& in, size_t wb, size_t lb) {
       return (n + 1) * k * wb + rows * k * 4 + rows * n * 4;
     case OpKind::MatMul:
       return n * k * wb + rows * k * 4 + rows * n * (op.accumulate ? 8 : 4) + (op.src2 != kNoBuffer ? rows * n * 4 : 0);
-    case OpKind::KvStore:  // k and v in, the cache rows out, the angles
-      return T * uint64_t(op.kv_heads) * k * 16 + (op.rope ? T * k * 4 : 0);
-    case OpKind::Attention: {
+    case OpKind::Attention: {  // the cache rows read, q in and out; the step's k and v in and stored, the angles
       uint64_t kv_rows = 0;
       for (int32_t p : in.pos) kv_rows += uint64_t(p) + 1;
-      return kv_rows * uint64_t(op.kv_heads) * k * 8 + T * n * k * 8;
+      return kv_rows * uint64_t(op.kv_heads) * k * 8 + T * n * k * 8 + T * uint64_t(op.kv_heads) * k * 16 +
+             (op.rope ? T * k * 4 : 0);
     }
     case OpKind::RouterLut:  // x in, the router weight (and the norm's, at its width), the rows, dst out
       return T * k * 8 + (n + 1) * k * wb + T * n * k * lb;
@@ -90,21 +93,30 @@ uint64_t op_bytes(const Op& op, const StepInputs& in, size_t wb, size_t lb) {
   return 0;
 }
 
-std::array<Op, 2> kv_store_and_attention(BufferId qkv, BufferId kv_cache, BufferId out, int H, int hd, int KVH, int ctx,
-                                         bool rope) {
-  const Op store{.kind = OpKind::KvStore,
-                 .dst = kv_cache,
-                 .src0 = qkv,
-                 .n = H,
-                 .k = hd,
-                 .kv_heads = KVH,
-                 .ctx = ctx,
-                 .rope = rope};
-  Op attend = store;  // the same heads, head dimension, kv heads, context and RoPE
-  attend.kind = OpKind::Attention;
-  attend.dst = out;
-  attend.src1 = kv_cache;
-  return {store, attend};
+Op attention_op(BufferId qkv, BufferId kv_cache, BufferId out, int H, int hd, int KVH, int ctx, bool rope) {
+  return {.kind = OpKind::Attention,
+          .dst = out,
+          .src0 = qkv,
+          .src1 = kv_cache,
+          .n = H,
+          .k = hd,
+          .kv_heads = KVH,
+          .ctx = ctx,
+          .rope = rope};
+}
+
+void check_step_slots(const StepGraph& g, const StepInputs& in) {
+  if (std::none_of(g.ops.begin(), g.ops.end(), [](const Op& op) { return op.kind == OpKind::Attention; })) return;
+  std::vector<int32_t> seen;  // the slots of the runs before the current one
+  for (size_t t = 0; t < in.slot.size(); t++) {
+    const bool continues = t > 0 && in.slot[t] == in.slot[t - 1] && in.pos.at(t) == in.pos.at(t - 1) + 1;
+    if (continues) continue;
+    if (std::find(seen.begin(), seen.end(), in.slot[t]) != seen.end())
+      throw Error("step row " + std::to_string(t) + ": sequence slot " + std::to_string(in.slot[t]) +
+                  " again after other rows or at a position out of order (a step holds each slot as one run of "
+                  "consecutive positions)");
+    seen.push_back(in.slot[t]);
+  }
 }
 
 TensorView stack_check(const std::vector<const TensorView*>& parts) {

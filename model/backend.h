@@ -40,14 +40,16 @@ enum class OpKind {
                 //   (src1, src2: weights; the norm is fused into the product so the normed rows are never stored)
   MatMul,       // dst (T, N) (+)= src0 (T, K) @ src1 (N, K)^T (+ src2 (T, N) if given); n = N, k = K; accumulate
                 //   adds into dst, then src2 is added                                           (src1: weight)
-  KvStore,      // dst (B*S, 2*KVH*hd) row slot[t]*S + pos[t] = [rope?(k), v] of token t, where src0 (T, (H + 2*KVH)*hd)
-                //   holds each token's q, k and v side by side (the one q/k/v product): k = columns [H*hd, (H+KVH)*hd),
-                //   v = the KVH*hd after them; dst is the layer's KV cache, each row its keys then its values.
-                //   n = H, k = hd, kv_heads = KVH, ctx = S; with op.rope each key head is rotated first (see below)
-  Attention,    // dst (T, H*hd) = causal attention of rope?(q) over the KV cache src1 (B*S, 2*KVH*hd) (KvStore's
-                //   layout: keys, then values): q = columns [0, H*hd) of src0 (T, (H + 2*KVH)*hd), as KvStore reads
-                //   it; token t sees rows slot[t]*S + [0, pos[t]]; n = H, k = hd, kv_heads = KVH, ctx = S; with
-                //   op.rope, q is rotated on the way in (src0 is left as it is)
+  Attention,    // dst (T, H*hd) = causal attention of rope?(q) over the layer's KV cache src1 (B*S, 2*KVH*hd), each
+                //   row its keys, then its values; src0 (T, (H + 2*KVH)*hd) holds each token's q, k and v side by
+                //   side (the one q/k/v product): q = columns [0, H*hd), k = the KVH*hd after them, v = the last
+                //   KVH*hd. Token t sees rows slot[t]*S + [0, pos[t]]. The op also stores the step's own keys and
+                //   values: cache row slot[t]*S + pos[t] = [rope?(k), v] of token t (the only rows it writes), and
+                //   token t's keys at positions written in this step are those keys, whichever way a backend reads
+                //   them (the CPU stores first; a GPU may read such a key from its q/k/v row, rotated, while other
+                //   workgroups store it: see model/attention_splits.h). n = H, k = hd, kv_heads = KVH, ctx = S; with op.rope, q and k are rotated
+                //   (see below), src0 is left as it is. A step holds each slot at most once, as consecutive rows at
+                //   consecutive positions (as Engine makes steps).
   RouterLut,    // dst (T, D) = sum_e p_e * LUT[ids[t]][layer][e] (the step's LUT rows), with the router fused in:
                 //   p = softmax(rmsnorm(src0 x (T, D)) * src2 (D) @ src1 (E, D)^T), eps = op.eps; n = E, k = D
                 //   (src1, src2: weights). It reads x and writes its own dst, so it runs beside the MLP's up
@@ -64,18 +66,19 @@ const char* op_name(OpKind k);
 struct Op;
 // The op's (largest) weight buffer (Embed: src0; NormMatMul, MatMul: src1), or kNoBuffer for ops that read none.
 BufferId op_weight(const Op& op);
-// The activation buffers an op reads (weights excluded: no op writes one), for backends that let ops without data
-// dependencies overlap. Every op writes exactly one buffer, its dst.
+// The activation buffers an op reads (weights excluded: no op writes one), and those it writes (its dst; Attention
+// also its KV cache, src1), for backends that let ops without data dependencies overlap.
 std::vector<BufferId> op_reads(const Op& op);
+std::vector<BufferId> op_writes(const Op& op);
 
 struct Op {
   OpKind kind;
   BufferId dst = kNoBuffer, src0 = kNoBuffer, src1 = kNoBuffer, src2 = kNoBuffer;
   int n = 0, k = 0;           // widths, as each kind above says
-  int kv_heads = 0, ctx = 0;  // KvStore, Attention
+  int kv_heads = 0, ctx = 0;  // Attention
   int layer = 0;              // RouterLut, RouterProbs
   int layers = 0;             // RouterProbs only: L, dst's row holds layers * n weights
-  bool rope = false;          // KvStore, Attention: rotate by RoPE first: rotate_half form, cos/sin (T, hd/2) from
+  bool rope = false;          // Attention: rotate q and k by RoPE first: rotate_half form, cos/sin (T, hd/2) from
                               //   the step's inputs, pairs (i, i + hd/2) of each head
   float eps = 0.0f;           // NormMatMul, RouterLut
   bool gelu = false;          // NormMatMul only
@@ -83,11 +86,10 @@ struct Op {
   bool on_out_rows = false;   // NormMatMul/MatMul after Gather: runs over the R output rows instead of the T tokens
 };
 
-// A layer's KV store and the attention that reads it (in that order): both read the q/k/v rows (T, (H + 2*KVH)*hd)
-// and share the cache (B*S, 2*KVH*hd) and the shape; attention writes `out` (T, H*hd). With rope, keys are rotated as
-// they are stored and queries as attention reads them.
-std::array<Op, 2> kv_store_and_attention(BufferId qkv, BufferId kv_cache, BufferId out, int H, int hd, int KVH, int ctx,
-                                         bool rope);
+// A layer's attention (and KV store): reads the q/k/v rows (T, (H + 2*KVH)*hd), stores the step's keys and values
+// in the cache (B*S, 2*KVH*hd) and attends over it, writing `out` (T, H*hd). With rope, keys are rotated as they are
+// stored and queries as they are read.
+Op attention_op(BufferId qkv, BufferId kv_cache, BufferId out, int H, int hd, int KVH, int ctx, bool rope);
 
 // The forward pass of one step, in order. Widths are fixed; the token count comes with each step's inputs.
 struct StepGraph {
@@ -111,6 +113,10 @@ struct StepInputs {
                                   //   logits on the device; read_back() of them still works, just slower)
   int tokens() const { return int(ids.size()); }
 };
+
+// Where graph g has an Attention op (which relies on it): throws mole::Error unless each slot's tokens in `in` are
+// consecutive rows at consecutive positions, a slot at most once per step. Every backend's run_step() checks.
+void check_step_slots(const StepGraph& g, const StepInputs& in);
 
 // Per-op measurements, accumulated over the steps run while profiling was on (index = op index in the graph).
 struct OpProfile {

@@ -96,6 +96,7 @@ class CpuBackend final : public Backend {
   }
 
   void run_step(const StepGraph& g, const StepInputs& in) override {
+    check_step_slots(g, in);
     if (!profiling_) {
       for (const Op& op : g.ops) {
         run_op(op, in);
@@ -127,12 +128,11 @@ class CpuBackend final : public Backend {
   void synchronize() override {}
 
  private:
-  // The deliberate error of the cpu-perturbed backend: every value the op wrote, 0.1% too large.
+  // The deliberate error of the cpu-perturbed backend: every value of the op's dst, 0.1% too large.
   void perturb(const Op& op, const StepInputs& in) {
     const size_t rows = size_t(op.on_out_rows ? in.out_rows.size() : size_t(in.tokens()));
     size_t width = size_t(op.n);
     if (op.kind == OpKind::Attention) width = size_t(op.n) * size_t(op.k);
-    if (op.kind == OpKind::KvStore) width = 2 * size_t(op.kv_heads) * size_t(op.k);
     if (op.kind == OpKind::RouterLut) width = size_t(op.k);
     if (op.kind == OpKind::Argmax) width = 1;
     float* dst = act(op.dst);
@@ -142,10 +142,7 @@ class CpuBackend final : public Backend {
           dst[(r * size_t(op.layers) + size_t(op.layer)) * size_t(op.n) + e] *= 1.001f;
       return;
     }
-    for (size_t r = 0; r < rows; r++) {
-      const size_t row = op.kind == OpKind::KvStore ? size_t(in.slot[r]) * size_t(op.ctx) + size_t(in.pos[r]) : r;
-      for (size_t i = 0; i < width; i++) dst[row * width + i] *= 1.001f;
-    }
+    for (size_t i = 0; i < rows * width; i++) dst[i] *= 1.001f;
   }
 
   float* act(BufferId id) { return bufs_.at(size_t(id)).data.get(); }
@@ -181,19 +178,8 @@ class CpuBackend final : public Backend {
           for (int64_t i = 0; i < rows_of(op, in) * op.n; i++) d[i] += a[i];
         }
         break;
-      case OpKind::KvStore: {  // keys (rotated) then values, from the q/k/v row's last 2*KVH*hd columns
-        const int64_t kvd = int64_t(op.kv_heads) * op.k, w = int64_t(op.n) * op.k + 2 * kvd;
-        float* cache = act(op.dst);
-        const float* src = act(op.src0);
-        for (int64_t t = 0; t < T; t++) {
-          float* row = cache + (int64_t(in.slot[size_t(t)]) * op.ctx + in.pos[size_t(t)]) * 2 * kvd;
-          std::memcpy(row, src + t * w + int64_t(op.n) * op.k, size_t(2 * kvd) * sizeof(float));
-          if (op.rope)
-            for (int64_t h = 0; h < op.kv_heads; h++) rope(row + h * op.k, op.k, in, t);
-        }
-        break;
-      }
       case OpKind::Attention:
+        kv_store(op, in);
         attention(op, in);
         break;
       case OpKind::RouterLut:
@@ -236,6 +222,20 @@ class CpuBackend final : public Backend {
       float x1 = u[i], x2 = u[i + half];
       u[i] = x1 * c[i] - x2 * s[i];
       u[i + half] = x2 * c[i] + x1 * s[i];
+    }
+  }
+
+  // Attention's first half: the step's keys (rotated) and values, the q/k/v rows' last 2*KVH*hd columns, into
+  // their cache rows. Attention then reads them from there like any earlier key.
+  void kv_store(const Op& op, const StepInputs& in) {
+    const int64_t kvd = int64_t(op.kv_heads) * op.k, w = int64_t(op.n) * op.k + 2 * kvd;
+    float* cache = act(op.src1);
+    const float* src = act(op.src0);
+    for (int64_t t = 0; t < in.tokens(); t++) {
+      float* row = cache + (int64_t(in.slot[size_t(t)]) * op.ctx + in.pos[size_t(t)]) * 2 * kvd;
+      std::memcpy(row, src + t * w + int64_t(op.n) * op.k, size_t(2 * kvd) * sizeof(float));
+      if (op.rope)
+        for (int64_t h = 0; h < op.kv_heads; h++) rope(row + h * op.k, op.k, in, t);
     }
   }
 
@@ -357,7 +357,7 @@ BackendEntry cpu_perturbed_backend_entry() {
             for (int k = 0; k <= int(OpKind::Argmax); k++)
               if (name == op_name(OpKind(k))) return make_cpu_backend(OpKind(k));
             throw Error("--tune perturb=" + name +
-                        ": not an op (embed, norm_matmul, matmul, kv_store, attention, "
+                        ": not an op (embed, norm_matmul, matmul, attention, "
                         "router_lut, router_probs, gather, argmax)");
           },
           {"perturb"},

@@ -83,8 +83,8 @@ Engine::Engine(const Config& c, const Weights& w, const LutStore* lut, Backend& 
     // h = x + o(attention(rope(q), rope(k), v)) with q, k, v = rmsnorm(x) @ [q; k; v]^T, one product.
     BufferId input_norm = backend.upload_weight(*lw.input_norm);
     norm_matmul(qkv, input_norm, backend.upload_stacked({lw.q, lw.k, lw.v}), qd + 2 * kvd, false);
-    // RoPE is fused into the key store and into attention's read of q.
-    for (const Op& op : kv_store_and_attention(qkv, kv, att, H, hd, KVH, ctx_, true)) ops.push_back(op);
+    // The step's keys and values go into the cache within attention, RoPE fused into both reads.
+    ops.push_back(attention_op(qkv, kv, att, H, hd, KVH, ctx_, true));
     matmul(x, att, lw.o, D, qd, kNoBuffer);
     // out = h + down(gelu(up(y))) + sum_e softmax(router(y))_e * LUT[id][l][e], y = rmsnorm_post(h). The LUT sum
     // (router and norm fused in) and the MLP hidden are both computed from h, side by side; down() adds itself and

@@ -275,25 +275,25 @@ struct AttentionConfig {
            (rope ? ", rope" : "");
   }
 };
-constexpr int kAttentionSlots = 3;  // B
+constexpr int kAttentionSlots = 3;      // B
+constexpr int kLongAttentionSlots = 8;  // B of the long cases: a batched decode of 8 sequences
 constexpr int kAttentionMaxTokens = 19;
 
 struct AttentionBuffers {
   BufferId kv_cache, out;
 };
-// The KV store of the step's keys and values, then attention over kAttentionSlots slots of c.ctx rows. q, k and v
-// are one buffer, as the q/k/v product writes them. The cache starts out random: rows no step stores stand for
-// earlier tokens.
-AttentionBuffers attention_graph(ParityHarness& h, const AttentionConfig& c) {
+// Attention over `slots` slots of c.ctx rows, storing the step's keys and values first. q, k and v are one
+// buffer, as the q/k/v product writes them. The cache starts out random: rows no step stores stand for earlier
+// tokens, and a later step reads the rows an earlier one stored.
+AttentionBuffers attention_graph(ParityHarness& h, const AttentionConfig& c, int slots) {
   const int T = kAttentionMaxTokens;
   h.graph.max_tokens = T;
   h.rope_half = c.rope ? c.hd / 2 : 0;
   const size_t q_width = size_t(c.H * c.hd), kv_width = size_t(c.KVH * c.hd);
-  const size_t rows = size_t(kAttentionSlots * c.ctx);
+  const size_t rows = size_t(slots) * size_t(c.ctx);
   BufferId qkv = h.act(T * (q_width + 2 * kv_width), 3, true);
   AttentionBuffers b{h.act(rows * 2 * kv_width, 1), h.act(T * q_width)};
-  const auto ops = kv_store_and_attention(qkv, b.kv_cache, b.out, c.H, c.hd, c.KVH, c.ctx, c.rope);
-  h.graph.ops.assign(ops.begin(), ops.end());
+  h.graph.ops = {attention_op(qkv, b.kv_cache, b.out, c.H, c.hd, c.KVH, c.ctx, c.rope)};
   return b;
 }
 
@@ -315,12 +315,17 @@ void attention_step(ParityHarness& h, const std::vector<Run>& runs) {
   h.step(in);
 }
 
-void attention_case(ParityHarness& h, const AttentionConfig& c) {
-  const AttentionBuffers b = attention_graph(h, c);
+// The whole cache after each step: the rows the step stored, and every other row as it was.
+void expect_cache(ParityHarness& h, const AttentionConfig& c, BufferId kv_cache) {
   const size_t kv_rows = size_t(kAttentionSlots * c.ctx), kv_width = size_t(c.KVH * c.hd);
   // Rotation is a short sum: exact unless the device contracts it into an FMA; values are copied.
-  h.expect(b.kv_cache, kv_rows * 2 * kv_width, ParityRows::All, c.rope ? kParityTight : kParityExact, "kv_store",
+  h.expect(kv_cache, kv_rows * 2 * kv_width, ParityRows::All, c.rope ? kParityTight : kParityExact, "attention",
            "KV cache, " + c.what());
+}
+
+void attention_case(ParityHarness& h, const AttentionConfig& c) {
+  const AttentionBuffers b = attention_graph(h, c, kAttentionSlots);
+  expect_cache(h, c, b.kv_cache);
   h.expect(b.out, size_t(c.H * c.hd), ParityRows::Tokens, kParityLongSum, "attention", c.what());
   // Positions 255..258 cross a 256-key chunk edge.
   attention_step(h, {{0, 280, 10}, {1, 0, 5}, {2, 255, 4}});  // prefill chunks of three sequences
@@ -336,18 +341,18 @@ const AttentionConfig kAttentionConfigs[] = {
 // Long contexts: decode over the whole context, batched decode of 8 tokens with 1 to ctx - 1 keys (around 511-513
 // keys, odd counts), short contexts only, a late prefill chunk, 512 to 514 keys, two long sequences.
 void long_attention_case(ParityHarness& h, const AttentionConfig& c) {
-  const AttentionBuffers b = attention_graph(h, c);
+  const AttentionBuffers b = attention_graph(h, c, kLongAttentionSlots);
   h.expect(b.out, size_t(c.H * c.hd), ParityRows::Tokens, kParityLongSum, "attention", c.what());
   const int last = c.ctx - 1;
   attention_step(h, {{0, last, 1}});
   attention_step(h, {{2, 510, 1},
                      {0, 1234, 1},
                      {1, 0, 1},
-                     {0, last - 1, 1},
-                     {2, 512, 1},
-                     {1, 2047, 1},
-                     {2, 100, 1},
-                     {1, last - 2, 1}});
+                     {3, last - 1, 1},
+                     {4, 512, 1},
+                     {5, 2047, 1},
+                     {6, 100, 1},
+                     {7, last - 2, 1}});
   attention_step(h, {{0, 10, 1}, {1, 300, 1}});
   attention_step(h, {{1, last - 19, 19}});
   attention_step(h, {{2, 511, 3}, {0, 2, 2}});

@@ -140,7 +140,6 @@ std::vector<Phase> phases_of(const StepGraph& g) {
         p = std::find(mlp_hidden.begin(), mlp_hidden.end(), op.src0) != mlp_hidden.end() ? Phase::Mlp
                                                                                          : Phase::Attention;
         break;
-      case OpKind::KvStore:
       case OpKind::Attention:
         p = Phase::Attention;
         break;

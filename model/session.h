@@ -116,7 +116,7 @@ struct GenerateOptions {
 // without it) and are the ops' own times: on a GPU, ops that overlap share their time out in recording order.
 struct StepTimes {
   double wall = 0;       // the step as the caller waited for it: inputs, the step, read-back, sampling
-  double attention = 0;  // the q/k/v product, the KV store, attention, o
+  double attention = 0;  // the q/k/v product, attention (with the KV store), o
   double mlp = 0;        // up (with GELU) and down
   double lut = 0;        // the router and the table's weighted sum (RouterLut, RouterProbs)
   double other = 0;      // embedding, output rows, lm_head, argmax

@@ -186,7 +186,7 @@ sanitize() {
     "$cs" --tool "$tool" --error-exitcode 99 --print-limit 20 "$M" run -m "$model" --backend cuda --lut host \
       -p "In the beginning" -n 8 --temp 0 -q > /dev/null || rc=1
   done
-  for op in gather argmax router_lut embed; do
+  for op in gather argmax router_lut embed attention; do
     echo "-- memcheck: mole parity --backend cuda --op $op"
     "$cs" --tool memcheck --error-exitcode 99 --print-limit 20 "$M" parity --backend cuda --op "$op" \
       > "$work/sanitize.txt" 2>&1 || rc=1

@@ -1,30 +1,39 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
-// attention (with RoPE fused into the read of q): causal attention of each query head over its sequence's cached
-// keys and values. With rope != 0 the query row is rotated on its way into shared memory by token t's angles
-// (rotate_half form, as the CPU's rope(): pairs (i, i + hd/2)); the q buffer itself is not changed.
-// Token t, head h (kv head h / (H / KVH)) attends to cache rows slot[t] * ctx + j, j in [0, pos[t]]:
+// attention (with the KV store and RoPE fused in): causal attention of each query head over its sequence's keys and
+// values, storing the step's own keys and values into the cache. With rope != 0 the query row is rotated on its way
+// into shared memory by token t's angles, and so is each key this dispatch stores (rotate_half form, as the CPU's
+// rope(): pairs (i, i + hd/2)); the q/k/v buffer itself is not changed.
+// Token t, head h (kv head h / (H / KVH)) attends to its slot's positions j in [0, pos[t]]:
 //   out[t][h] = sum_j softmax_j(scale * q[t][h] . K[j]) * V[j]
-// with the max subtracted before exp, as cpu::softmax. Keys are taken in chunks of the local size with an online
-// softmax: each invocation scores one key of the chunk (a dot product in the 8-lane order of cpu::dot, so scores
-// match the CPU's), the chunk max updates the running max, the running sum and the output accumulator are rescaled
-// by exp(old max - new max), and the invocations add sum_j p_j * V[j][d]: G = local size / hd groups of hd
-// invocations, group g taking keys j = g, g + G, ... of each chunk, so all of the workgroup shares that work; the G
-// partial sums of each d are added in group order at the end. A sequence of at most local-size keys is one chunk:
-// the same max and exp arguments as the CPU, normalised at the end (the sum over keys in another order).
+// with the max subtracted before exp, as cpu::softmax. Key j is cache row slot[t] * ctx + j. Where a sequence has
+// several tokens in the step (prefill chunks), attention_store.comp has stored the step's keys and values before
+// (STORE = 0). Otherwise (STORE = 1: decode, batched decode) each token is its sequence's only token in the step
+// (attention_store_pass() in model/attention_splits.h), and this dispatch stores them: the workgroup of pair (t, h)
+// with h the first head of its kv group writes token t's rotated keys and values of that kv head into cache row
+// slot[t] * ctx + pos[t] (split 0 only), and token t's last key, its own, is read from its row of the q/k/v product
+// instead, rotated into shared memory. No workgroup reads a row another one writes in the same dispatch.
+//
+// Keys are taken in chunks of the local size with an online softmax: each invocation scores one key of the chunk (a
+// dot product in the 8-lane order of cpu::dot, so scores match the CPU's), the chunk max updates the running max,
+// the running sum and the output accumulator are rescaled by exp(old max - new max), and the invocations add
+// sum_j p_j * V[j][d]: G = local size / hd groups of hd invocations, group g taking keys j = g, g + G, ... of each
+// chunk, so all of the workgroup shares that work; the G partial sums of each d are added in group order at the
+// end. A sequence of at most local-size keys is one chunk: the same max and exp arguments as the CPU, normalised at
+// the end (the sum over keys in another order).
 //
 // Split-K (flash-decoding), the variant attention_split: a decode step has only T * H pairs, too few workgroups to
 // fill a GPU, and at a long context each walks thousands of keys; so the host may divide each pair's keys among
 // `splits` workgroups (the dispatch's y; chosen per step from the longest key count, see attention_splits() in
 // ops.h; 1 is the single pass above). Split s takes keys [s * c, min((s + 1) * c, n_keys)) with c = ceil(n_keys /
 // splits) rounded up to a multiple of 32 (kAttentionSplitGranule in model/attention_splits.h; a split of fewer keys
-// than the local size is one partial chunk), and writes its partial instead of out: the running max m, the running sum l and the
-// unnormalised accumulator, which attention_combine.comp merges in split order. A split without keys writes l = 0,
-// which the combine skips. The pass is the same code as the single one (splits = 1 gives c >= n_keys).
+// than the local size is one partial chunk), and writes its partial instead of out: the running max m, the running
+// sum l and the unnormalised accumulator, which attention_combine.comp merges in split order. A split without keys
+// writes l = 0, which the combine skips. The pass is the same code as the single one (splits = 1 gives c >= n_keys).
 //
 // Bindings: 0 qkv   float (T, (H + 2 * KVH) * hd): q, k, v side by side, q the first H * hd of each row
 //           1 kv    float (B * S, 2 * KVH * hd), the layer's KV cache: each row its keys, then its values
-//           2 kv    the same buffer again (read as values)
+//           2 kv    the same buffer again (values read; with STORE, the step's rows written)
 //           3 slot  int (T), in [0, B)
 //           4 pos   int (T), in [0, S)
 //           5 out   float (T, H * hd); attention_split: part float (T * H, splits, 2 + hd), per (pair, split)
@@ -32,10 +41,12 @@
 //           6 cos   float (T, hd / 2)
 //           7 sin   float (T, hd / 2)
 // Push:     T, H, KVH, hd, ctx (S), scale (float, 1 / sqrt(hd)), rope (0 or 1)
-// Spec:     local size (id 1); hd <= min(1024, 4 x local size) (checked by the host)
+// Spec:     local size (id 1), STORE (id 5: 1 stores, 0 after attention_store; a pipeline each, so the variant for
+//           prefill chunks carries none of the store's code); hd <= min(1024, 4 x local size) (checked by the host)
 // Dispatch: (min(T * H, 65535), splits, 1); one workgroup per (t, h) pair and split, grid-stride over pairs.
 //
-// Version 5: splits of a multiple of 32 keys, not of the local size (version 4: q read from the q/k/v product's
+// Version 6: the KV store fused in for steps of one token per sequence, each token's own key read from its q/k/v
+// row (version 5: splits of a multiple of 32 keys, not of the local size; version 4: q read from the q/k/v product's
 // rows, keys and values from one cache; version 3: split-K over long contexts; version 2: keys read as vec4 when hd
 // is a multiple of 4, the V sum split over G groups; version 1: only hd invocations summed V, one key after
 // another). Faster later: several heads of a kv group per workgroup, subgroup reductions.
@@ -46,7 +57,8 @@
 layout(std430, set = 0, binding = 0) readonly buffer Q { float q[]; };
 layout(std430, set = 0, binding = 1) readonly buffer KCache { float k_cache[]; };
 layout(std430, set = 0, binding = 1) readonly buffer KCache4 { vec4 k_cache4[]; };  // the same, hd % 4 == 0
-layout(std430, set = 0, binding = 2) readonly buffer VCache { float v_cache[]; };  // the same KV cache
+layout(std430, set = 0, binding = 2) readonly buffer VCache { float v_cache[]; };  // the same KV cache (values)
+layout(std430, set = 0, binding = 2) writeonly buffer KvOut { float kv_out[]; };   // the same: the step's rows
 layout(std430, set = 0, binding = 3) readonly buffer Slot { int slot[]; };
 layout(std430, set = 0, binding = 4) readonly buffer Pos { int pos[]; };
 #ifdef ATTENTION_SPLIT
@@ -67,10 +79,13 @@ layout(push_constant) uniform Push {
   uint rope;
 } pc;
 
+layout(constant_id = 5) const bool STORE = true;  // this dispatch stores the step's keys and values (see the top)
+
 const uint MAX_HD = 1024u;              // kAttentionMaxHeadDim in ops.h
 const uint MAX_PASSES = 4u;             // dims per invocation when hd > local size (the host checks hd <= 4 x it)
 shared float q_s[MAX_HD];               // the query row
 shared float p_s[gl_WorkGroupSize.x];  // the chunk's unnormalised probabilities
+shared float own_s[MAX_HD];             // STORE: token t's own key, rotated
 
 // q_s . k_cache[off, off + hd) with 8 partial sums combined as cpu::dot does.
 float score_dot(uint off) {
@@ -93,6 +108,30 @@ float score_dot(uint off) {
   return s;
 }
 
+// Element d of the head at columns [off, off + hd) of the q/k/v rows (a query or key head of token row r), rotated
+// by r's angles when rope != 0.
+float rotated(uint off, uint d, uint r) {
+  float v = q[off + d];
+  if (pc.rope != 0u) {
+    const uint half_hd = pc.hd / 2u, f = d % half_hd;
+    const float c = cos_t[r * half_hd + f], s = sin_t[r * half_hd + f];
+    v = d < half_hd ? v * c - q[off + d + half_hd] * s : v * c + q[off + d - half_hd] * s;
+  }
+  return v;
+}
+
+// q_s . own_s (token t's own key, rotated): score_dot's order.
+float score_dot_own() {
+  float acc[8] = float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+  uint d = 0u;
+  for (; d + 8u <= pc.hd; d += 8u) {
+    for (uint j = 0u; j < 8u; j++) acc[j] += q_s[d + j] * own_s[d + j];
+  }
+  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; d < pc.hd; d++) s += q_s[d] * own_s[d];
+  return s;
+}
+
 void main() {
   const uint group = pc.H / pc.KVH;
   const uint kv_width = pc.KVH * pc.hd, cache_row = 2u * kv_width;  // a cache row: keys, then values
@@ -109,6 +148,8 @@ void main() {
     const uint h = pair % pc.H;
     const uint kv_off = (h / group) * pc.hd;       // the kv head's columns within a cache row's keys
     const uint q_off = t * q_row + h * pc.hd;      // the query head's first element
+    const uint k_col = pc.H * pc.hd + kv_off;       // the kv head's key columns within a q/k/v row
+    const uint v_col = k_col + kv_width;            // and its value columns
     const uint base = uint(slot[t]) * pc.ctx;       // the slot's first cache row
     const uint n_keys = uint(pos[t]) + 1u;
     // This split's keys [k0, k1): all of them when splits = 1.
@@ -125,15 +166,17 @@ void main() {
     }
 #endif
     for (uint d = TID; d < pc.hd; d += BLOCK) {
-      float v = q[q_off + d];
-      if (pc.rope != 0u) {
-        const uint half_hd = pc.hd / 2u, f = d % half_hd;
-        const float c = cos_t[t * half_hd + f], s = sin_t[t * half_hd + f];
-        v = d < half_hd ? v * c - q[q_off + d + half_hd] * s : v * c + q[q_off + d - half_hd] * s;
-      }
-      q_s[d] = v;
+      q_s[d] = rotated(q_off, d, t);
+      if (STORE) own_s[d] = rotated(t * q_row + k_col, d, t);
     }
     barrier();
+    if (STORE && split == 0u && h % group == 0u) {  // the KV store: token t's keys and values of this kv head
+      const uint row = (base + uint(pos[t])) * cache_row;
+      for (uint d = TID; d < pc.hd; d += BLOCK) {
+        kv_out[row + kv_off + d] = own_s[d];
+        kv_out[row + kv_width + kv_off + d] = q[t * q_row + v_col + d];
+      }
+    }
 
     float run_max = 0.0;  // running max of the scores seen (set by the first chunk)
     float run_sum = 0.0;  // running sum of exp(score - run_max)
@@ -142,7 +185,10 @@ void main() {
     for (uint c0 = k0; c0 < k1; c0 += BLOCK) {
       const uint j = c0 + TID;
       const bool valid = j < k1;
-      const float s = valid ? score_dot((base + j) * cache_row + kv_off) * pc.scale : NEG_INF;
+      const bool own = STORE && j + 1u == n_keys;  // token t's own key, which this dispatch stores
+      float s = NEG_INF;
+      if (valid)
+        s = (own ? score_dot_own() : score_dot((base + j) * cache_row + kv_off)) * pc.scale;
       const float chunk_max = workgroup_max(s);  // finite: the chunk has at least one key
       const float new_max = c0 == k0 ? chunk_max : max(run_max, chunk_max);
       const float p = valid ? exp(s - new_max) : 0.0;
@@ -153,12 +199,16 @@ void main() {
       run_max = new_max;
       if (v_lane) {
         const uint count = min(BLOCK, k1 - c0);
+        // With STORE, token t's own key (the last) is read from its q/k/v row, after the cached ones: the same order.
+        const uint cached = STORE && c0 + count == n_keys ? count - 1u : count;
         for (uint i = 0u; i < passes; i++) {
           const uint d = vd + i * span;
           float a = acc[i] * alpha;
-          if (d < pc.hd)
-            for (uint jj = vg; jj < count; jj += v_groups)
+          if (d < pc.hd) {
+            for (uint jj = vg; jj < cached; jj += v_groups)
               a += p_s[jj] * v_cache[(base + c0 + jj) * cache_row + kv_width + kv_off + d];
+            if (cached < count && cached % v_groups == vg) a += p_s[cached] * q[t * q_row + v_col + d];
+          }
           acc[i] = a;
         }
       }

@@ -8,6 +8,7 @@
 //   constant_id 2  LDTYPE  dtype of the lookup-table rows (router_lut), same encoding as WDTYPE; default 0
 //   constant_id 3  NDTYPE  dtype of a fused RMSNorm's weight (norm_matmul, router_lut), same encoding; default 0
 //   constant_id 4  GELU    norm_matmul: 1 applies GELU to the product, 0 not; default 0
+//   constant_id 5  STORE   attention: 1 stores the step's keys and values itself, 0 after attention_store; default 1
 // Each is declared by the shaders that use it, so the others carry no unused constant.
 //
 // Weights and table rows are bound as `uint` arrays (no 16-bit storage needed, so any device runs them):

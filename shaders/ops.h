@@ -22,6 +22,7 @@ constexpr uint32_t kSpecLocalSize = 1;    // all: workgroup size x, a power of t
 constexpr uint32_t kSpecLutDtype = 2;     // router_lut: dtype of the table rows (ShaderDtype)
 constexpr uint32_t kSpecNormDtype = 3;    // norm_matmul, router_lut, router_probs: dtype of the norm weight
 constexpr uint32_t kSpecGelu = 4;         // norm_matmul: 1 applies GELU to the product, 0 not
+constexpr uint32_t kSpecStore = 5;        // attention: 1 stores the step's keys and values, 0 after attention_store
 
 // Values of kSpecWeightDtype/kSpecLutDtype; equal to uint32_t(mole::DType) (F32, F16, BF16 in that order).
 // 16-bit weights are bound as uint words holding two elements, low half first; buffers are padded to whole words.
@@ -54,15 +55,16 @@ struct NormMatMulPush {
   uint32_t T, K, N;
   float eps;
 };
-// kv_store: cache row slot[t]*ctx + pos[t] = the last 2*kvd columns of q/k/v row t (keys, then values), each key
-// head RoPE-rotated first when hd > 0.
+// attention_store: cache row slot[t]*ctx + pos[t] = the last 2*kvd columns of q/k/v row t (keys, then values), each
+// key head RoPE-rotated first when hd > 0: attention's store pass, for steps where a sequence has several tokens.
 // Bindings: src (T, qd + 2*kvd), cache (B*S, 2*kvd), slot int, pos int, cos (T, hd/2), sin (T, hd/2).
-struct KvStorePush {
+struct AttentionStorePush {
   uint32_t T, qd, kvd, ctx, hd;  // hd: 0 stores the keys as they are
 };
-// attention: out (T, H*hd), q RoPE-rotated on the way in when rope = 1.
-// Bindings: q/k/v (T, (H + 2*KVH)*hd), the KV cache (B*S, 2*KVH*hd) twice (keys, values), slot int, pos int, out,
-// cos (T, hd/2), sin (T, hd/2).
+// attention: out (T, H*hd), q and k RoPE-rotated when rope = 1; the pipeline with kSpecStore = 1 stores the step's
+// keys and values itself (steps of one token per sequence), the one with 0 runs after attention_store.
+// Bindings: q/k/v (T, (H + 2*KVH)*hd), the KV cache (B*S, 2*KVH*hd) twice (keys read; values read, the step's rows
+// written), slot int, pos int, out, cos (T, hd/2), sin (T, hd/2).
 struct AttentionPush {
   uint32_t T, H, KVH, hd, ctx;
   float scale;  // 1 / sqrt(hd), computed as the CPU backend does: 1.0f / std::sqrt(float(hd))
@@ -102,7 +104,7 @@ struct ArgmaxPush {
 static_assert(sizeof(EmbedPush) == 8);
 static_assert(sizeof(MatMulPush) == 20);
 static_assert(sizeof(NormMatMulPush) == 16);
-static_assert(sizeof(KvStorePush) == 20);
+static_assert(sizeof(AttentionStorePush) == 20);
 static_assert(sizeof(AttentionPush) == 28);
 static_assert(sizeof(AttentionCombinePush) == 12);
 static_assert(sizeof(RouterLutPush) == 24);
@@ -126,7 +128,7 @@ inline constexpr ShaderOp kShaderOps[] = {
     {"norm_matmul", 4, sizeof(NormMatMulPush)},              // x, W, y, norm weight
     {"norm_matmul_subgroup", 4, sizeof(NormMatMulPush)},     // x, W, y, norm weight
     {"norm_matmul_tiled", 4, sizeof(NormMatMulPush)},        // x, W, y, norm weight
-    {"kv_store", 6, sizeof(KvStorePush)},                    // src, cache, slot, pos, cos, sin
+    {"attention_store", 6, sizeof(AttentionStorePush)},      // src, cache, slot, pos, cos, sin
     {"attention", 8, sizeof(AttentionPush)},                 // q/k/v, KV cache (twice), slot, pos, out, cos, sin
     {"attention_split", 8, sizeof(AttentionPush)},           // q/k/v, KV cache (twice), slot, pos, partials, cos, sin
     {"attention_combine", 2, sizeof(AttentionCombinePush)},  // partials, out
@@ -162,7 +164,7 @@ constexpr Groups matmul_groups(uint32_t T, uint32_t N, uint32_t ls, uint32_t lan
 constexpr Groups matmul_tiled_groups(uint32_t T, uint32_t N) {
   return {groups_for_elements(N, kMatMulTile), groups_for_elements(T, kMatMulTile)};
 }
-constexpr Groups groups(const KvStorePush& p, uint32_t ls) {
+constexpr Groups groups(const AttentionStorePush& p, uint32_t ls) {
   return {groups_for_elements(p.T * 2 * p.kvd, ls)};
 }
 constexpr Groups groups(const AttentionPush& p, uint32_t) {

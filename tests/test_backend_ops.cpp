@@ -236,3 +236,37 @@ TEST_CASE("backends: tensors that cannot be stacked are an error naming them") {
   CHECK_THROWS_WITH_AS(stack_check({&a, &c}), doctest::Contains("v_proj is F16 (4, 4)"), Error);
   CHECK_THROWS_AS(stack_check({}), Error);
 }
+
+TEST_CASE("backends: a step with attention holds each slot once, as consecutive rows at consecutive positions") {
+  StepGraph g;
+  g.ops = {attention_op(0, 1, 2, 2, 4, 1, 16, true)};
+  auto step = [](std::vector<int32_t> slot, std::vector<int32_t> pos) {
+    StepInputs in;
+    in.slot = std::move(slot);
+    in.pos = std::move(pos);
+    return in;
+  };
+  // Prefill chunks of three sequences, a batched decode with slots out of order: fine.
+  CHECK_NOTHROW(check_step_slots(g, step({0, 0, 0, 2, 1, 1}, {7, 8, 9, 0, 3, 4})));
+  CHECK_NOTHROW(check_step_slots(g, step({2, 0, 1}, {5, 9, 0})));
+  // A slot twice, with or without other rows between; positions out of order or repeated.
+  CHECK_THROWS_WITH_AS(check_step_slots(g, step({0, 1, 0}, {1, 1, 2})),
+                       doctest::Contains("step row 2: sequence slot 0"), Error);
+  CHECK_THROWS_WITH_AS(check_step_slots(g, step({0, 0}, {1, 3})), doctest::Contains("step row 1"), Error);
+  CHECK_THROWS_AS(check_step_slots(g, step({0, 0}, {4, 3})), Error);
+  CHECK_THROWS_AS(check_step_slots(g, step({0, 0}, {4, 4})), Error);
+  // The backends check it: the CPU reference refuses such a step before it runs.
+  std::unique_ptr<Backend> cpu = find_backend("cpu").make({});
+  const BufferId qkv = cpu->alloc(2 * 16, "q/k/v"), kv = cpu->alloc(2 * 16 * 8, "KV cache"),
+                 out = cpu->alloc(2 * 8, "out");
+  StepGraph real;
+  real.ops = {attention_op(qkv, kv, out, 2, 4, 1, 16, false)};
+  real.max_tokens = real.max_out_rows = 2;
+  StepInputs bad = step({0, 0}, {3, 5});
+  bad.ids = {1, 2};
+  bad.out_rows = {1};
+  CHECK_THROWS_WITH_AS(cpu->run_step(real, bad), doctest::Contains("sequence slot 0"), Error);
+  // A graph without attention (reparameterization) is not bound by it.
+  g.ops = {{.kind = OpKind::Argmax, .dst = 0, .src0 = 1, .n = 4, .on_out_rows = true}};
+  CHECK_NOTHROW(check_step_slots(g, step({0, 0}, {4, 4})));
+}

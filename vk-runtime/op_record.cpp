@@ -33,8 +33,10 @@ bool contains(const std::vector<BufferId>& set, BufferId b) {
 
 }  // namespace
 
-void BarrierTracker::before(VkCommandBuffer cb, const std::vector<BufferId>& reads, BufferId dst) {
-  bool hazard = contains(written_, dst) || contains(read_, dst);
+void BarrierTracker::before(VkCommandBuffer cb, const std::vector<BufferId>& reads,
+                            const std::vector<BufferId>& writes) {
+  bool hazard = false;
+  for (BufferId b : writes) hazard = hazard || contains(written_, b) || contains(read_, b);
   for (BufferId b : reads) hazard = hazard || contains(written_, b);
   if (hazard) {
     memory_barrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
@@ -43,7 +45,7 @@ void BarrierTracker::before(VkCommandBuffer cb, const std::vector<BufferId>& rea
     read_.clear();
     barriers_++;
   }
-  written_.push_back(dst);
+  written_.insert(written_.end(), writes.begin(), writes.end());
   read_.insert(read_.end(), reads.begin(), reads.end());
 }
 
@@ -60,18 +62,32 @@ int record_op(VkCommandBuffer cb, const Op& op, const OpPlan& plan, const Record
     else
       dispatch(cb, p, plan.set, push, matmul_groups(rows, n, ls, s.matmul_lanes));
   };
-  if (op.kind == OpKind::Attention && shape.splits > 1) {
-    // Split-K: the split pass reads q, K and V and writes the partials; the combine reads them, so a barrier always
-    // separates the two. The layers share the partials: a split pass waits for the previous combine's reads.
+  if (op.kind == OpKind::Attention) {
+    int dispatches = 0;
+    if (shape.store_pass) {  // the step's keys and values into the cache, which attention then reads
+      const AttentionStorePush store{T, n * k, uint32_t(op.kv_heads) * k, uint32_t(op.ctx), op.rope ? k : 0u};
+      tracker.before(cb, {op.src0}, {op.src1});
+      dispatch(cb, *plan.store, plan.store_set, store, groups(store, ls));
+      dispatches++;
+    }
     const AttentionPush push = attention_push(op, T);
-    tracker.before(cb, op_reads(op), s.attn_part);
-    dispatch(cb, *plan.split, plan.split_set, push, attention_split_groups(push, shape.splits));
-    tracker.before(cb, {s.attn_part}, op.dst);
+    const int variant = shape.store_pass ? 0 : 1;  // kSpecStore: whether attention stores them itself
+    if (shape.splits == 1) {
+      tracker.before(cb, op_reads(op), op_writes(op));
+      dispatch(cb, *plan.attend[variant], plan.set, push, groups(push, ls));
+      return dispatches + 1;
+    }
+    // Split-K: the split pass reads q, K and V and writes the step's cache rows and the partials; the combine reads
+    // the partials, so a barrier always separates the two. The layers share the partials: a split pass waits for
+    // the previous combine's reads.
+    tracker.before(cb, op_reads(op), {op.src1, s.attn_part});
+    dispatch(cb, *plan.split[variant], plan.split_set, push, attention_split_groups(push, shape.splits));
+    tracker.before(cb, {s.attn_part}, {op.dst});
     const AttentionCombinePush combine{T * n, k, shape.splits};
     dispatch(cb, *plan.combine, plan.combine_set, combine, groups(combine, ls));
-    return 2;
+    return dispatches + 2;
   }
-  tracker.before(cb, op_reads(op), op.dst);
+  tracker.before(cb, op_reads(op), op_writes(op));
   switch (op.kind) {
     case OpKind::Embed:
       plain(EmbedPush{T, n});
@@ -82,11 +98,7 @@ int record_op(VkCommandBuffer cb, const Op& op, const OpPlan& plan, const Record
     case OpKind::MatMul:
       matmul(MatMulPush{rows, k, n, op.accumulate ? 1u : 0u, op.src2 != kNoBuffer ? 1u : 0u});
       break;
-    case OpKind::KvStore:
-      plain(KvStorePush{T, n * k, uint32_t(op.kv_heads) * k, uint32_t(op.ctx), op.rope ? k : 0u});
-      break;
-    case OpKind::Attention:  // the single pass
-      plain(attention_push(op, T));
+    case OpKind::Attention:  // recorded above
       break;
     case OpKind::RouterLut:
       plain(RouterLutPush{T, n, k, uint32_t(op.layer), s.lut_row_elems, op.eps});

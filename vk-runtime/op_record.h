@@ -20,15 +20,19 @@ struct OpPlan {
   const ComputePipeline* pipe = nullptr;
   const ComputePipeline* tiled = nullptr;  // matmul family: the _tiled variant, for steps of many rows
   VkDescriptorSet set = VK_NULL_HANDLE;
-  // Attention: split-K's split pass (attention_split, the partials bound in out's place) and combine.
-  const ComputePipeline *split = nullptr, *combine = nullptr;
-  VkDescriptorSet split_set = VK_NULL_HANDLE, combine_set = VK_NULL_HANDLE;
+  // Attention: the store pass (attention_store); the single pass and split-K's split pass (attention_split, the
+  // partials bound in out's place), each [0] after the store pass and [1] storing the keys itself (kSpecStore); the
+  // combine.
+  const ComputePipeline *store = nullptr, *combine = nullptr;
+  const ComputePipeline *attend[2] = {nullptr, nullptr}, *split[2] = {nullptr, nullptr};
+  VkDescriptorSet store_set = VK_NULL_HANDLE, split_set = VK_NULL_HANDLE, combine_set = VK_NULL_HANDLE;
 };
 
 // A recorded step's shape and the backend's choices that size its dispatches.
 struct RecordShape {
-  uint32_t T = 0, R = 0;  // the step's tokens and output rows
-  uint32_t splits = 1;    // attention: 1 the single pass, more: split-K over that many workgroups per (t, h) pair
+  uint32_t T = 0, R = 0;    // the step's tokens and output rows
+  uint32_t splits = 1;      // attention: 1 the single pass, more: split-K over that many workgroups per (t, h) pair
+  bool store_pass = false;  // attention: the step's keys and values stored by a pass of their own first
 };
 struct RecordSettings {
   uint32_t local_size = 0;         // every pipeline's workgroup size
@@ -39,14 +43,14 @@ struct RecordSettings {
 };
 
 // Decides where a step's dispatches need a pipeline barrier: before one that reads or writes a buffer written since
-// the last barrier, or writes one read since then (op_reads() lists what each op reads). Dispatches without such
-// a dependency may overlap: q, k and v; the two KV stores; the LUT sum and up. One tracker runs across a step's
-// command buffers when they are submitted in order (a barrier in a later one covers the earlier one's writes).
+// the last barrier, or writes one read since then (op_reads() and op_writes() list each op's). Dispatches without
+// such a dependency may overlap: the LUT sum and up (and the router's weights beside them). One tracker runs across a
+// step's command buffers when they are submitted in order (a barrier in a later one covers the earlier one's writes).
 class BarrierTracker {
  public:
-  // Records a compute-to-compute barrier into cb when a dispatch that reads `reads` and writes `dst` needs one,
+  // Records a compute-to-compute barrier into cb when a dispatch that reads `reads` and writes `writes` needs one,
   // and notes its accesses.
-  void before(VkCommandBuffer cb, const std::vector<BufferId>& reads, BufferId dst);
+  void before(VkCommandBuffer cb, const std::vector<BufferId>& reads, const std::vector<BufferId>& writes);
   int barriers() const { return barriers_; }
 
  private:
@@ -55,7 +59,8 @@ class BarrierTracker {
 };
 
 // Records op's dispatches (and the barriers `tracker` asks for before each); returns how many were recorded.
-// Attention with shape.splits > 1 is two: the split pass into settings.attn_part, a barrier, the combine into dst.
+// Attention is up to three: with shape.store_pass the store pass, a barrier; then the single pass, or with
+// shape.splits > 1 the split pass into settings.attn_part, a barrier, the combine into dst.
 int record_op(VkCommandBuffer cb, const Op& op, const OpPlan& plan, const RecordShape& shape,
               const RecordSettings& settings, BarrierTracker& tracker);
 

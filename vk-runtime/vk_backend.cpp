@@ -1,7 +1,8 @@
 // Vulkan backend. Each step is two command buffers submitted in one vkQueueSubmit: part A (up to the first layer's
-// LUT sum: embedding, the q/k/v product with the norm fused in, the KV store, attention, o) needs no LUT rows; part B
-// (from the first RouterLut on) waits on the LUT timeline semaphore, so the rows' copy on the transfer queue overlaps
-// part A. Within a part, a barrier separates two ops only where one reads or writes what the other writes (op_reads()).
+// LUT sum: embedding, the q/k/v product with the norm fused in, attention with the KV store, o) needs no LUT rows;
+// part B (from the first RouterLut on) waits on the LUT timeline semaphore, so the rows' copy on the transfer queue
+// overlaps part A. Within a part, a barrier separates two ops only where one reads or writes what the other writes
+// (op_reads(), op_writes()).
 //
 // The table's rows reach the shaders through LutStream (lut_stream.h), read one of two ways (--lut-read):
 //   copy:   router_lut.comp reads a small device-local ring of the step's rows (max_step_tokens rows, in step
@@ -13,10 +14,11 @@
 // This file keeps thin calls: set_lut() makes the stream (charging the budget below for the ring and a
 // device-placed table), stream_lut_rows() starts the copy, run_step() makes part B wait for it.
 // Command buffers are recorded once per step shape (token count T, output rows R, whether the logits come back or
-// only the greedy ids, and attention's split count, a power of two that follows the longest sequence: split-K over
-// long contexts, see attention.comp) and replayed: a decode step (T = 1) is recorded once per split count; per step
-// only the small input arrays (ids, slots, positions, RoPE cos/sin, output rows) are written into persistently mapped
-// buffers. op_record.cpp records each op's dispatches and the barriers between them.
+// only the greedy ids, attention's split count, a power of two that follows the longest sequence: split-K over
+// long contexts, see attention.comp, and whether attention stores the step's keys in a pass of its own: where a
+// sequence has several tokens, model/attention_splits.h) and replayed: a decode step (T = 1) is recorded once per
+// split count; per step only the small input arrays (ids, slots, positions, RoPE cos/sin, output rows) are written
+// into persistently mapped buffers. op_record.cpp records each op's dispatches and the barriers between them.
 #include "vk-runtime/vk_backend.h"
 
 #include <algorithm>
@@ -278,14 +280,14 @@ class VulkanBackend final : public Backend {
   // ---- pipelines and descriptors ----
   // The pipeline of a shader (bindings and push size from shaders/ops.h) with the given specialization constants.
   const ComputePipeline& pipeline(std::string_view shader, uint32_t weight_dtype = 0, uint32_t lut_dtype = 0,
-                                  uint32_t norm_dtype = 0, uint32_t gelu = 0) {
+                                  uint32_t norm_dtype = 0, uint32_t gelu = 0, uint32_t store = 1) {
     const ShaderOp* op = nullptr;
     for (const ShaderOp& o : kShaderOps)
       if (o.name == shader) op = &o;
     auto spirv = shader_spirv(shader);
     assert(op && !spirv.empty() && "a shader this build does not have");
     // By kSpec* id; the ids a shader does not declare are ignored.
-    std::vector<uint32_t> spec = {weight_dtype, kLocalSize, lut_dtype, norm_dtype, gelu};
+    std::vector<uint32_t> spec = {weight_dtype, kLocalSize, lut_dtype, norm_dtype, gelu, store};
     std::string key = std::string(shader);
     for (uint32_t v : spec) {
       key += ':';
@@ -321,8 +323,9 @@ class VulkanBackend final : public Backend {
   }
 
   void prepare(const StepGraph& g);
-  // (T, R, whether part B copies the logits to the host, attention's splits) -> the step's command buffers.
-  using ShapeKey = std::tuple<uint32_t, uint32_t, bool, uint32_t>;
+  // (T, R, whether part B copies the logits to the host, attention's splits, attention's store pass) -> the step's
+  // command buffers.
+  using ShapeKey = std::tuple<uint32_t, uint32_t, bool, uint32_t, bool>;
   Recorded& recorded_for(const StepGraph& g, const ShapeKey& key);
   VkDescriptorBufferInfo whole(BufferId id) const { return {bufs_.at(size_t(id)).buffer.handle(), 0, VK_WHOLE_SIZE}; }
   static VkDescriptorBufferInfo whole(const Buffer& b) { return {b.handle(), 0, VK_WHOLE_SIZE}; }
@@ -406,9 +409,9 @@ void VulkanBackend::prepare(const StepGraph& g) {
       throw Error("the Vulkan backend supports at most " + std::to_string(kRouterLutMaxExperts) +
                   " experts (this model has " + std::to_string(op.n) + ")");
     n_desc += 8;                         // the most any shader binds
-    if (op.kind == OpKind::Attention) {  // and the sets of split-K's two passes
-      n_desc += 8 + 2;
-      n_sets += 2;
+    if (op.kind == OpKind::Attention) {  // and the sets of the store pass and split-K's two passes
+      n_desc += 6 + 8 + 2;
+      n_sets += 3;
       part_width = std::max(part_width, size_t(op.n) * size_t(2 + op.k));
     }
   }
@@ -458,13 +461,9 @@ void VulkanBackend::prepare(const StepGraph& g) {
         // Without an addend, x (which the op reads anyway) is bound in its place, unread: the push constant says so.
         b = {whole(op.src0), whole(op.src1), whole(op.dst), whole(op.src2 != kNoBuffer ? op.src2 : op.src0)};
         break;
-      case OpKind::KvStore:
-        p = &pipeline("kv_store");
-        b = {whole(op.src0), whole(op.dst), whole(*in_slot_), whole(*in_pos_), whole(*in_cos_), whole(*in_sin_)};
-        break;
-      case OpKind::Attention:
+      case OpKind::Attention:  // plan.attend[] and plan.split[] below are what runs
         p = &pipeline("attention");
-        b = {whole(op.src0),  whole(op.src1), whole(op.src1),  whole(*in_slot_),  // the KV cache: keys, values
+        b = {whole(op.src0),  whole(op.src1), whole(op.src1),  whole(*in_slot_),  // the KV cache: keys; values, store
              whole(*in_pos_), whole(op.dst),  whole(*in_cos_), whole(*in_sin_)};
         break;
       case OpKind::RouterLut:
@@ -495,9 +494,17 @@ void VulkanBackend::prepare(const StepGraph& g) {
     }
     OpPlan plan{p, tiled, desc_pool_->allocate(set_layout(uint32_t(b.size())))};
     write_storage_buffers(dev_, plan.set, b);
-    if (op.kind == OpKind::Attention) {  // split-K: the partials in out's place, then partials -> out
+    if (op.kind == OpKind::Attention) {  // the store pass; split-K: the partials in out's place, then partials -> out
+      plan.store = &pipeline("attention_store");
+      for (uint32_t store : {0u, 1u}) {
+        plan.attend[store] = &pipeline("attention", 0, 0, 0, 0, store);
+        plan.split[store] = &pipeline("attention_split", 0, 0, 0, 0, store);
+      }
+      plan.store_set = desc_pool_->allocate(set_layout(6));
+      write_storage_buffers(
+          dev_, plan.store_set,
+          {whole(op.src0), whole(op.src1), whole(*in_slot_), whole(*in_pos_), whole(*in_cos_), whole(*in_sin_)});
       b[5] = whole(attn_part_);
-      plan.split = &pipeline("attention_split");
       plan.combine = &pipeline("attention_combine");
       plan.split_set = desc_pool_->allocate(set_layout(8));
       write_storage_buffers(dev_, plan.split_set, b);
@@ -509,7 +516,7 @@ void VulkanBackend::prepare(const StepGraph& g) {
 }
 
 Recorded& VulkanBackend::recorded_for(const StepGraph& g, const ShapeKey& key) {
-  const auto [T, R, copy_logits, splits] = key;
+  const auto [T, R, copy_logits, splits, store_pass] = key;
   auto it = recorded_.find(key);
   if (it != recorded_.end()) return it->second;
   if (recorded_.size() >= kMaxRecorded) {
@@ -527,7 +534,7 @@ Recorded& VulkanBackend::recorded_for(const StepGraph& g, const ShapeKey& key) {
   // Barriers only where a dispatch depends on an earlier one (BarrierTracker), tracked across part A and part B:
   // they are submitted in order, so a barrier in B covers A's writes.
   BarrierTracker tracker;
-  const RecordShape shape{T, R, splits};
+  const RecordShape shape{T, R, splits, store_pass};
   const RecordSettings settings{kLocalSize, matmul_lanes(), tiled_min_rows_, lut_ ? uint32_t(lut_->row_elems()) : 0u,
                                 attn_part_};
   auto record = [&](VkCommandBuffer cb, size_t i) {
@@ -566,6 +573,7 @@ void VulkanBackend::run_step(const StepGraph& g, const StepInputs& in) {
   const uint32_t T = uint32_t(in.tokens()), R = uint32_t(in.out_rows.size());
   assert(T > 0 && T <= uint32_t(g.max_tokens) && R > 0 && R <= uint32_t(g.max_out_rows) && "step outside the graph");
   assert((!lut_ || lut_stream_->rows_streamed() == int(T)) && "stream_lut_rows() must precede run_step()");
+  check_step_slots(g, in);
   compute_tl_.wait(compute_value_, kWaitNs);  // the previous step no longer reads the inputs
   if (lut_stream_) lut_stream_->check();      // a failed gather (disk) is reported before the step goes out
   collect_profile();
@@ -575,7 +583,7 @@ void VulkanBackend::run_step(const StepGraph& g, const StepInputs& in) {
   uint32_t max_keys = 0;
   for (int32_t p : in.pos) max_keys = std::max(max_keys, uint32_t(p) + 1);
   const uint32_t splits = attn_slots_ ? attention_splits(max_keys, T, attn_slots_, forced_splits_, kLocalSize) : 1;
-  const ShapeKey key{T, R, in.want_logits || argmax_ == kNoBuffer, splits};
+  const ShapeKey key{T, R, in.want_logits || argmax_ == kNoBuffer, splits, attention_store_pass(in.slot)};
   const bool replay = recorded_.count(key) != 0;
   copy_in(*in_ids_, in.ids);
   copy_in(*in_slot_, in.slot);

@@ -1,7 +1,9 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
-// kv_store (with RoPE fused for keys): writes each token's keys and values, the last 2 * kvd columns of its row of
-// the q/k/v product (rows of qd + 2 * kvd: q, k, v side by side), into its sequence's cache row (keys, then values):
+// attention_store: attention's KV store as a pass of its own, for steps where a sequence has several tokens
+// (attention_store_pass() in model/attention_splits.h; in other steps attention.comp stores them itself). Writes each
+// token's keys and values, the last 2 * kvd columns of its row of the q/k/v product (rows of qd + 2 * kvd: q, k, v
+// side by side), into its sequence's cache row (keys, then values):
 //   cache[(slot[t] * ctx + pos[t]) * 2 * kvd + i] = src[t * (qd + 2 * kvd) + qd + i],   i < 2 * kvd
 // and, when hd > 0, each key head (i < kvd) of hd rotated first by token t's angles, rotate_half form as the CPU's
 // rope(): for j < hd/2: x1 = head[j], x2 = head[j + hd/2]; out[j] = x1 * cos[t][j] - x2 * sin[t][j];
