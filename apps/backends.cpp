@@ -103,8 +103,8 @@ void add_backend_flags(CLI::App& cmd, BackendFlags& f, bool with_backend) {
       ->envname("MOLE_ALLOW_CPU_DEVICE");
   cmd.add_option("--tune", f.tune,
                  "Kernel choices, key=value,...: subgroups=0|1, tiled-min-rows=N, attention-splits=0..32, "
-                 "lut-chunk-bytes=N, lut-gather=auto|thread|inline, lut-import=auto|off, matvec=auto|warp|staged "
-                 "(README)")
+                 "attention-store=auto|pass, lut-chunk-bytes=N, lut-gather=auto|thread|inline, lut-import=auto|off, "
+                 "matvec=auto|warp|staged (README)")
       ->envname("MOLE_TUNE")
       ->check(CLI::Validator(
           [](std::string& s) {
@@ -168,6 +168,8 @@ BackendTuning parse_tuning(const std::string& s) {
       t.tiled_min_rows = int(whole(1, 1000000000, "a whole number of rows, at least 1"));
     } else if (key == "attention-splits") {
       t.attention_splits = int(whole(0, 32, "a whole number from 0 (automatic) to 32"));
+    } else if (key == "attention-store") {
+      t.attention_store_pass = choice({"auto", "pass"}) == "pass";
     } else if (key == "lut-chunk-bytes") {
       t.lut_chunk_bytes = uint64_t(whole(1, int64_t(1) << 40, "a whole number of bytes, at least 1"));
     } else if (key == "lut-gather") {
@@ -186,7 +188,8 @@ BackendTuning parse_tuning(const std::string& s) {
       t.perturb_op = value;
     } else {
       throw Error("--tune " + item + ": unknown key '" + key +
-                  "' (subgroups, tiled-min-rows, attention-splits, lut-chunk-bytes, lut-gather, lut-import, matvec)");
+                  "' (subgroups, tiled-min-rows, attention-splits, attention-store, lut-chunk-bytes, lut-gather, "
+                  "lut-import, matvec)");
     }
   }
   return t;

@@ -83,6 +83,7 @@ class CudaBackend final : public Backend {
         tiled_min_rows_(opt.tuning.tiled_min_rows > 0 ? opt.tuning.tiled_min_rows : 32),
         staged_matvec_(opt.tuning.matvec == BackendTuning::MatVec::Staged),
         forced_splits_(std::clamp(opt.tuning.attention_splits, 0, 32)),
+        store_pass_always_(opt.tuning.attention_store_pass),
         lut_gather_(opt.tuning.lut_gather),
         cache_dir_(opt.cache_dir) {
     set_device();
@@ -264,10 +265,11 @@ class CudaBackend final : public Backend {
   void collect_profile();
 
   const int device_;
-  const LutRead lut_read_;    // as asked for (--lut-read); LutStream resolves Auto
-  const int tiled_min_rows_;  // --tune tiled-min-rows: steps of at least this many rows use the tensor-core kernel
-  const bool staged_matvec_;  // --tune matvec=staged: the column kernel stages x in shared memory (auto: warp)
-  const int forced_splits_;   // --tune attention-splits: 0 automatic, 1 never, N always N
+  const LutRead lut_read_;        // as asked for (--lut-read); LutStream resolves Auto
+  const int tiled_min_rows_;      // --tune tiled-min-rows: steps of at least this many rows use the tensor-core kernel
+  const bool staged_matvec_;      // --tune matvec=staged: the column kernel stages x in shared memory (auto: warp)
+  const int forced_splits_;       // --tune attention-splits: 0 automatic, 1 never, N always N
+  const bool store_pass_always_;  // --tune attention-store=pass: attention's store pass in every step
   const BackendTuning::Gather lut_gather_;  // --tune lut-gather: where --lut disk gathers rows (thread unless inline)
   const std::string cache_dir_;             // where `mole bench --record` keeps this device's measured read mode
   cudaDeviceProp props_{};
@@ -365,7 +367,7 @@ void CudaBackend::run_step(const StepGraph& g, const StepInputs& in) {
   const int splits = attn_slots_ ? attention_splits(max_keys, T, attn_slots_, forced_splits_) : 1;
   // Without an Argmax op (reparameterization) the logits always come back.
   const bool copy_logits = logits_ != kNoBuffer && (in.want_logits || argmax_ == kNoBuffer);
-  const StepShape shape{T, R, copy_logits, splits, attention_store_pass(in.slot)};
+  const StepShape shape{T, R, copy_logits, splits, store_pass_always_ || attention_store_pass(in.slot)};
   auto it = recorded_.find(shape);
   const bool replay = it != recorded_.end();
   if (!replay) {
@@ -657,7 +659,7 @@ BackendEntry cuda_backend_entry() {
             return p;
           },
           make_cuda_backend,
-          {"lut-read", "tiled-min-rows", "attention-splits", "lut-gather", "matvec"}};
+          {"lut-read", "tiled-min-rows", "attention-splits", "attention-store", "lut-gather", "matvec"}};
 }
 
 }  // namespace cuda

@@ -47,9 +47,9 @@ enum class OpKind {
                 //   values: cache row slot[t]*S + pos[t] = [rope?(k), v] of token t (the only rows it writes), and
                 //   token t's keys at positions written in this step are those keys, whichever way a backend reads
                 //   them (the CPU stores first; a GPU may read such a key from its q/k/v row, rotated, while other
-                //   workgroups store it: see model/attention_splits.h). n = H, k = hd, kv_heads = KVH, ctx = S; with op.rope, q and k are rotated
-                //   (see below), src0 is left as it is. A step holds each slot at most once, as consecutive rows at
-                //   consecutive positions (as Engine makes steps).
+                //   workgroups store it: model/attention_splits.h). n = H, k = hd, kv_heads = KVH, ctx = S; with
+                //   op.rope, q and k are rotated (see below), src0 is left as it is. A step holds each slot at most
+                //   once, as consecutive rows at consecutive positions (as Engine makes steps).
   RouterLut,    // dst (T, D) = sum_e p_e * LUT[ids[t]][layer][e] (the step's LUT rows), with the router fused in:
                 //   p = softmax(rmsnorm(src0 x (T, D)) * src2 (D) @ src1 (E, D)^T), eps = op.eps; n = E, k = D
                 //   (src1, src2: weights). It reads x and writes its own dst, so it runs beside the MLP's up
@@ -151,11 +151,14 @@ std::optional<LutRead> parse_lut_read(const std::string& s);
 // Kernel and streaming choices a backend makes itself unless told (tests pick variants, a user tunes): --tune.
 // Each backend honours the keys its registry entry lists and ignores the rest (BackendEntry::tuning_keys).
 struct BackendTuning {
-  int subgroups = -1;            // "subgroups": matrix products with subgroup reductions: -1 where the device can
-  int tiled_min_rows = 0;        // "tiled-min-rows": steps of at least this many tokens use the tiled product; 0:
-                                 //   the backend's default
-  int attention_splits = 0;      // "attention-splits": split-K attention: 0 automatic, 1 never, N (<= 32) forced
-  uint64_t lut_chunk_bytes = 0;  // "lut-chunk-bytes": the most bytes of the table in one buffer; 0: the default
+  int subgroups = -1;                 // "subgroups": matrix products with subgroup reductions: -1 where the device can
+  int tiled_min_rows = 0;             // "tiled-min-rows": steps of at least this many tokens use the tiled product; 0:
+                                      //   the backend's default
+  int attention_splits = 0;           // "attention-splits": split-K attention: 0 automatic, 1 never, N (<= 32) forced
+  bool attention_store_pass = false;  // "attention-store=pass": GPU attention stores the step's keys in a pass of
+                                      //   its own in every step, decode too (auto: only where a sequence has
+                                      //   several tokens, model/attention_splits.h)
+  uint64_t lut_chunk_bytes = 0;       // "lut-chunk-bytes": the most bytes of the table in one buffer; 0: the default
   enum class Gather { Auto, Thread, Inline };
   Gather lut_gather = Gather::Auto;  // "lut-gather": --lut disk gathers rows on a thread or in the caller
   bool lut_import = true;            // "lut-import": --lut host may map the file's own pages instead of copying

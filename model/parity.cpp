@@ -513,11 +513,20 @@ std::vector<OpCase> make_op_cases() {
   for (const KernelVariant& k : kKernelVariants)
     cases.push_back({"norm_matmul", k.name, k.needs, k.configure, norm_matmul_case});
   // Attention at short contexts with the backend's own split rule, and with 3 splits forced (split-K over short
-  // contexts, where the splits of a short sequence after the first have no keys).
+  // contexts, where the splits of a short sequence after the first have no keys); both again with the store pass
+  // in every step (decode steps otherwise store their keys inside attention).
+  auto store_pass = [](int n) {
+    return [n](BackendOptions& o) {
+      o.tuning.attention_splits = n;
+      o.tuning.attention_store_pass = true;
+    };
+  };
   for (const AttentionConfig& c : kAttentionConfigs) {
-    cases.push_back({"attention", "", {}, none, [c](ParityHarness& h) { attention_case(h, c); }});
-    cases.push_back(
-        {"attention", "3 splits", {"attention-splits"}, splits(3), [c](ParityHarness& h) { attention_case(h, c); }});
+    auto run = [c](ParityHarness& h) { attention_case(h, c); };
+    cases.push_back({"attention", "", {}, none, run});
+    cases.push_back({"attention", "3 splits", {"attention-splits"}, splits(3), run});
+    cases.push_back({"attention", "store pass", {"attention-store"}, store_pass(0), run});
+    cases.push_back({"attention", "store pass, 3 splits", {"attention-splits", "attention-store"}, store_pass(3), run});
   }
   // Long contexts: automatic, one pass, 5 and 32 splits (32 leaves most splits of a short sequence without keys).
   for (const AttentionConfig& c : kLongAttentionConfigs) {

@@ -232,6 +232,9 @@ bench_kernels() {
     --tune tiled-min-rows=1000000 --prompt-tokens "$KERNEL_PROMPT" -n 64 || rc=1
   bench "$1-default-kernels" -m "$work/models/mole" --backend "$1" --placements device \
     --prompt-tokens "$KERNEL_PROMPT" -n 64 || rc=1
+  # Decode with attention's store pass in every step (one dispatch and barrier more a layer), against the default.
+  bench "$1-attention-store-pass" -m "$work/models/mole" --backend "$1" --placements device \
+    --tune attention-store=pass --prompt-tokens "$KERNEL_PROMPT" -n 64 || rc=1
   if [ "$1" = cuda ]; then  # the column kernel that stages x in shared memory, against the default beside it
     bench "$1-staged-matvec" -m "$work/models/mole" --backend "$1" --placements device \
       --tune matvec=staged --prompt-tokens "$KERNEL_PROMPT" -n 64 || rc=1
@@ -317,7 +320,7 @@ if step "synthesize $MOLE_PRESET and $DENSE_PRESET" 90 4-run.txt synth_models; t
   step "bench: long context, split-K" 150 5-bench.txt "on_each_gpu bench_long_context"
   step "bench: reparameterization" 150 5-bench.txt "on_each_gpu reparameterize_bench"
   step "disk write speed" 30 5-bench.txt disk_speed
-  step "bench: matmul kernel variants" 150 5-bench.txt "on_each_gpu bench_kernels"
+  step "bench: kernel variants" 150 5-bench.txt "on_each_gpu bench_kernels"
 fi
 finish
 [ "$failed" -eq 0 ]

@@ -8,6 +8,7 @@
 
 #ifdef MOLE_HAVE_VULKAN
 
+#include <array>
 #include <string>
 #include <vector>
 
@@ -38,13 +39,18 @@ TEST_CASE("vulkan ops: attention's split count (host rule)") {
 }
 
 TEST_CASE("vulkan ops: split-K attention runs exactly where the rule says (dispatch counts), and matches") {
-  // Splits automatic (split-K from 256 keys on a GPU, never on a CPU device), 1 (never) and 5 (always).
-  for (int forced : {0, 1, 5}) {
+  // Splits automatic (split-K from 256 keys on a GPU, never on a CPU device), 1 (never) and 5 (always); the store
+  // pass where a sequence has several tokens, or (--tune attention-store=pass) in every step.
+  for (int variant = 0; variant < 6; variant++) {
+    const int forced = std::array{0, 1, 5}[size_t(variant % 3)];
+    const bool always_store = variant >= 3;
     CAPTURE(forced);
+    CAPTURE(always_store);
     BackendOptions o;
     o.validation = BackendOptions::Validation::Sync;
     o.pipeline_cache = "off";
     o.tuning.attention_splits = forced;
+    o.tuning.attention_store_pass = always_store;
     std::unique_ptr<Backend> be;
     try {
       be = vulkan::make_vulkan_backend(o);
@@ -87,7 +93,8 @@ TEST_CASE("vulkan ops: split-K attention runs exactly where the rule says (dispa
       h.step(in);
       const bool split = forced == 0 ? max_keys >= 256 && !cpu_device : forced > 1;
       const uint64_t now = h.dut().profile().dispatches;
-      CHECK_MESSAGE(now - dispatches == (split ? 2u : 1u) + (store_pass ? 1u : 0u), "max keys " << max_keys);
+      CHECK_MESSAGE(now - dispatches == (split ? 2u : 1u) + (store_pass || always_store ? 1u : 0u),
+                    "max keys " << max_keys);
       dispatches = now;
     }
     for (const ParityResult& r : h.results()) CHECK_MESSAGE(r.ok, r.label << ": " << r.error << " " << r.note);

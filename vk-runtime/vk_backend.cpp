@@ -98,6 +98,7 @@ class VulkanBackend final : public Backend {
     subgroups_ = use_subgroups(opt.tuning.subgroups);
     if (opt.tuning.tiled_min_rows > 0) tiled_min_rows_ = uint32_t(opt.tuning.tiled_min_rows);
     forced_splits_ = uint32_t(std::clamp<int>(opt.tuning.attention_splits, 0, int(kAttentionMaxSplits)));
+    store_pass_always_ = opt.tuning.attention_store_pass;
     // Split-K fills a wide GPU; a CPU driver has a few cores that T * H workgroups already keep busy, and there it
     // only adds work (attention 1.16-1.37x slower at 2,000-4,000 keys on lavapipe, 2 cores).
     if (forced_splits_ == 0 && ctx_->info.type == VK_PHYSICAL_DEVICE_TYPE_CPU) forced_splits_ = 1;
@@ -346,7 +347,8 @@ class VulkanBackend final : public Backend {
   std::map<std::string, ComputePipeline> pipelines_;
   bool subgroups_ = false;                         // use_subgroups(), decided once
   uint32_t tiled_min_rows_ = kMatMulTiledMinRows;  // --tune tiled-min-rows overrides (tests, tuning)
-  uint32_t forced_splits_ = 0;  // --tune attention-splits, else 1 on a CPU device; 0: attention_splits() decides
+  uint32_t forced_splits_ = 0;      // --tune attention-splits, else 1 on a CPU device; 0: attention_splits() decides
+  bool store_pass_always_ = false;  // --tune attention-store=pass
   std::map<uint32_t, DescriptorSetLayout> layouts_;
 
   // Graph-bound state, made on the first run_step (the graph never changes afterwards).
@@ -583,7 +585,8 @@ void VulkanBackend::run_step(const StepGraph& g, const StepInputs& in) {
   uint32_t max_keys = 0;
   for (int32_t p : in.pos) max_keys = std::max(max_keys, uint32_t(p) + 1);
   const uint32_t splits = attn_slots_ ? attention_splits(max_keys, T, attn_slots_, forced_splits_, kLocalSize) : 1;
-  const ShapeKey key{T, R, in.want_logits || argmax_ == kNoBuffer, splits, attention_store_pass(in.slot)};
+  const ShapeKey key{T, R, in.want_logits || argmax_ == kNoBuffer, splits,
+                     store_pass_always_ || attention_store_pass(in.slot)};
   const bool replay = recorded_.count(key) != 0;
   copy_in(*in_ids_, in.ids);
   copy_in(*in_slot_, in.slot);
@@ -674,11 +677,11 @@ BackendProbe probe_vulkan(const BackendOptions& opt) {
 }
 
 BackendEntry vulkan_backend_entry() {
-  return {
-      "vulkan",
-      probe_vulkan,
-      make_vulkan_backend,
-      {"lut-read", "subgroups", "tiled-min-rows", "attention-splits", "lut-chunk-bytes", "lut-gather", "lut-import"}};
+  return {"vulkan",
+          probe_vulkan,
+          make_vulkan_backend,
+          {"lut-read", "subgroups", "tiled-min-rows", "attention-splits", "attention-store", "lut-chunk-bytes",
+           "lut-gather", "lut-import"}};
 }
 
 }  // namespace mole::vulkan
