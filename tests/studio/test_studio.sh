@@ -42,14 +42,25 @@ N=24
 # written by a shell inside the X session: xvfb-run sometimes exits 5 after the program ("problem while cleaning up
 # temporary directory", a race in its own cleanup under load), which is not mole-studio's answer. Where the program
 # never ran (no X server, or killed by the timeout) RC is xvfb-run's or timeout's code.
+# Under the sanitizers, LeakSanitizer's check at exit sometimes cannot stop the process's threads ("LeakSanitizer has
+# encountered a fatal error", seen once in a full run: a driver thread ending meanwhile); that is no leak report,
+# so such a run is made once more, and said so. A leak ("detected memory leaks") or any other report fails.
 studio() {
-  local name=$1; shift
-  rm -f "$T/$name.rc"
-  RC_FILE="$T/$name.rc" timeout 300 xvfb-run -a -s "-screen 0 ${SIZE}x24" \
-    sh -c '"$@"; echo $? > "$RC_FILE"' sh "$S" --size "$SIZE" "$@" --screenshot "$T/$name.png" \
-    > "$T/$name.out" 2> "$T/$name.err"
-  RC=$?
-  if [ -s "$T/$name.rc" ]; then RC=$(cat "$T/$name.rc"); fi
+  local name=$1 attempt; shift
+  for attempt in 1 2; do
+    rm -f "$T/$name.rc"
+    RC_FILE="$T/$name.rc" timeout 300 xvfb-run -a -s "-screen 0 ${SIZE}x24" \
+      sh -c '"$@"; echo $? > "$RC_FILE"' sh "$S" --size "$SIZE" "$@" --screenshot "$T/$name.png" \
+      > "$T/$name.out" 2> "$T/$name.err"
+    RC=$?
+    if [ -s "$T/$name.rc" ]; then RC=$(cat "$T/$name.rc"); fi
+    if [ "$attempt" = 1 ] && grep -q 'LeakSanitizer has encountered a fatal error' "$T/$name.err" &&
+      ! grep -q 'detected memory leaks' "$T/$name.err"; then
+      echo "note: $name: LeakSanitizer could not stop the threads at exit (no leak report); running it again"
+      continue
+    fi
+    break
+  done
   if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:|terminate called' "$T/$name.err"; then
     fail "$name: no crash or sanitizer report" "$(grep -m3 -E 'Sanitizer|runtime error:|terminate' "$T/$name.err")"
   fi
