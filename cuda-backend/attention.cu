@@ -1,7 +1,7 @@
-// attention: the store pass where a sequence has several tokens (attention_store, shaders/attention_store.comp), then
-// the single pass and split-K's split kernel, one kernel (gridDim.y = splits; the single pass is splits = 1, writing
-// out instead of partials), then attention_combine for splits > 1. A port of shaders/attention.comp: scores in
-// cpu::dot's 8-lane order, the softmax's max subtracted as cpu::softmax does.
+// attention: the store pass where a sequence has several tokens (attention_store, a variant of
+// shaders/attention.comp), then the single pass and split-K's split kernel, one kernel (gridDim.y = splits; the
+// single pass is splits = 1, writing out instead of partials), then attention_combine for splits > 1. A port of
+// shaders/attention.comp: scores in cpu::dot's 8-lane order, the softmax's max subtracted as cpu::softmax does.
 #include <cmath>
 
 #include "cuda-backend/attention.cuh"

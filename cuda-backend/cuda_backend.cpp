@@ -11,10 +11,10 @@
 //
 // Inside the graph, ops without a data dependency run side by side (the LUT sum and up): ops go into groups as the
 // Vulkan backend places its barriers (a new group before an op that reads or writes a buffer written in the current
-// group, or writes one read in it; op_reads() in model/backend.h), and a group of several ops forks from the capture
-// stream onto auxiliary streams and joins back. The first group holding a RouterLut waits for the step's LUT copy (an
-// external event-wait node on LutStream::ready()) on the branches of its RouterLuts only, so the copy overlaps the
-// embedding and the first attention; everything later is ordered after it.
+// group, or writes one read in it; op_reads() and op_writes() in model/backend.h), and a group of several ops forks
+// from the capture stream onto auxiliary streams and joins back. The first group holding a RouterLut waits for the
+// step's LUT copy (an external event-wait node on LutStream::ready()) on the branches of its RouterLuts only, so the
+// copy overlaps the embedding and the first attention; everything later is ordered after it.
 //
 // Profiling records an event after every op (external event-record nodes) and captures the ops in one chain, so
 // each op's time is its own; the graphs are recorded again when profiling is switched.
@@ -56,8 +56,8 @@ struct Buf {
   DeviceBuffer norm_f32;     // 1-D weights (norms): a float32 copy, which the kernels read
 };
 
-// (T, R, whether the graph copies the logits to the host, attention's splits).
-using StepShape = std::tuple<int, int, bool, int, bool>;  // T, R, logits back, attention splits, store pass
+// (T, R, whether the graph copies the logits to the host, attention's splits, attention's store pass).
+using StepShape = std::tuple<int, int, bool, int, bool>;
 
 struct Recorded {
   GraphExec exec;

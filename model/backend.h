@@ -17,7 +17,6 @@
 // without them (every normal run) pay nothing. Every backend of the registry implements both ops.
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>

@@ -71,6 +71,10 @@ class ParityHarness {
   // Compares `width` elements per row of buf after every step; `what` names the shape and dtype.
   void expect(BufferId buf, size_t width, ParityRows rows, double bound, const std::string& op,
               const std::string& what);
+  // Compares columns [first, first + cols) of each of the `rows` rows of `stride` elements that make up buf (the whole
+  // buffer, as ParityRows::All) after every step: part of a cache row (its keys, or its values).
+  void expect_columns(BufferId buf, size_t rows, size_t stride, size_t first, size_t cols, double bound,
+                      const std::string& op, const std::string& what);
   // Default inputs of a T-token step: random ids, slot 0, positions 0..T-1, one output row (row 0), RoPE angles of
   // random positions. Cases change what they need before step().
   StepInputs inputs(int T);
@@ -94,6 +98,7 @@ class ParityHarness {
     double bound;
     std::string op, what;
     double worst = 0;
+    size_t stride = 0, first = 0, cols = 0;  // expect_columns(): width = rows * stride elements, these compared
   };
   BufferId same(BufferId a, BufferId b);
   std::vector<float> random(size_t n, float range);

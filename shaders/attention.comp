@@ -7,12 +7,12 @@
 // Token t, head h (kv head h / (H / KVH)) attends to its slot's positions j in [0, pos[t]]:
 //   out[t][h] = sum_j softmax_j(scale * q[t][h] . K[j]) * V[j]
 // with the max subtracted before exp, as cpu::softmax. Key j is cache row slot[t] * ctx + j. Where a sequence has
-// several tokens in the step (prefill chunks), attention_store.comp has stored the step's keys and values before
-// (STORE = 0). Otherwise (STORE = 1: decode, batched decode) each token is its sequence's only token in the step
-// (attention_store_pass() in model/attention_splits.h), and this dispatch stores them: the workgroup of pair (t, h)
-// with h the first head of its kv group writes token t's rotated keys and values of that kv head into cache row
-// slot[t] * ctx + pos[t] (split 0 only), and token t's last key, its own, is read from its row of the q/k/v product
-// instead, rotated into shared memory. No workgroup reads a row another one writes in the same dispatch.
+// several tokens in the step (prefill chunks), the variant attention_store (below) has stored the step's keys and
+// values before (STORE = 0). Otherwise (STORE = 1: decode, batched decode) each token is its sequence's only token
+// in the step (attention_store_pass() in model/attention_splits.h), and this dispatch stores them: the workgroup of
+// pair (t, h) with h the first head of its kv group writes token t's rotated keys and values of that kv head into
+// cache row slot[t] * ctx + pos[t] (split 0 only), and token t's last key, its own, is read from its row of the q/k/v
+// product instead, rotated into shared memory. No workgroup reads a row another one writes in the same dispatch.
 //
 // Keys are taken in chunks of the local size with an online softmax: each invocation scores one key of the chunk (a
 // dot product in the 8-lane order of cpu::dot, so scores match the CPU's), the chunk max updates the running max,
@@ -30,6 +30,11 @@
 // than the local size is one partial chunk), and writes its partial instead of out: the running max m, the running
 // sum l and the unnormalised accumulator, which attention_combine.comp merges in split order. A split without keys
 // writes l = 0, which the combine skips. The pass is the same code as the single one (splits = 1 gives c >= n_keys).
+//
+// The store pass, the variant attention_store (for steps where a sequence has several tokens): one invocation per
+// key or value element of the step's rows, grid-stride, writing
+//   cache[(slot[t] * ctx + pos[t]) * 2 * kvd + i] = qkv[t][H * hd + i] (rotated for i < kvd),   kvd = KVH * hd
+// through the same bindings and push constants; dispatch (min(ceil(T * 2 * kvd / local size), 65535), 1, 1).
 //
 // Bindings: 0 qkv   float (T, (H + 2 * KVH) * hd): q, k, v side by side, q the first H * hd of each row
 //           1 kv    float (B * S, 2 * KVH * hd), the layer's KV cache: each row its keys, then its values
@@ -51,6 +56,7 @@
 // is a multiple of 4, the V sum split over G groups; version 1: only hd invocations summed V, one key after
 // another). Faster later: several heads of a kv group per workgroup, subgroup reductions.
 // mole-variant: split ATTENTION_SPLIT
+// mole-variant: store ATTENTION_STORE
 #define MOLE_WORKGROUP_REDUCE
 #include "common.glsl"
 
@@ -132,6 +138,17 @@ float score_dot_own() {
   return s;
 }
 
+#ifdef ATTENTION_STORE
+void main() {
+  const uint kvd = pc.KVH * pc.hd, width = 2u * kvd, q_row = pc.H * pc.hd + width;
+  for (uint g = gl_GlobalInvocationID.x; g < pc.T * width; g += gl_NumWorkGroups.x * BLOCK) {
+    const uint t = g / width, i = g % width;
+    const uint at = t * q_row + pc.H * pc.hd;  // token t's keys, then its values
+    kv_out[(uint(slot[t]) * pc.ctx + uint(pos[t])) * width + i] =
+        i < kvd ? rotated(at + i / pc.hd * pc.hd, i % pc.hd, t) : q[at + i];
+  }
+}
+#else
 void main() {
   const uint group = pc.H / pc.KVH;
   const uint kv_width = pc.KVH * pc.hd, cache_row = 2u * kv_width;  // a cache row: keys, then values
@@ -238,3 +255,4 @@ void main() {
     barrier();  // q_s and p_s are rewritten by the next pair
   }
 }
+#endif

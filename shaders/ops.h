@@ -55,14 +55,9 @@ struct NormMatMulPush {
   uint32_t T, K, N;
   float eps;
 };
-// attention_store: cache row slot[t]*ctx + pos[t] = the last 2*kvd columns of q/k/v row t (keys, then values), each
-// key head RoPE-rotated first when hd > 0: attention's store pass, for steps where a sequence has several tokens.
-// Bindings: src (T, qd + 2*kvd), cache (B*S, 2*kvd), slot int, pos int, cos (T, hd/2), sin (T, hd/2).
-struct AttentionStorePush {
-  uint32_t T, qd, kvd, ctx, hd;  // hd: 0 stores the keys as they are
-};
 // attention: out (T, H*hd), q and k RoPE-rotated when rope = 1; the pipeline with kSpecStore = 1 stores the step's
-// keys and values itself (steps of one token per sequence), the one with 0 runs after attention_store.
+// keys and values itself (steps of one token per sequence), the one with 0 runs after attention_store, the store
+// pass (the same bindings and push constants).
 // Bindings: q/k/v (T, (H + 2*KVH)*hd), the KV cache (B*S, 2*KVH*hd) twice (keys read; values read, the step's rows
 // written), slot int, pos int, out, cos (T, hd/2), sin (T, hd/2).
 struct AttentionPush {
@@ -104,7 +99,6 @@ struct ArgmaxPush {
 static_assert(sizeof(EmbedPush) == 8);
 static_assert(sizeof(MatMulPush) == 20);
 static_assert(sizeof(NormMatMulPush) == 16);
-static_assert(sizeof(AttentionStorePush) == 20);
 static_assert(sizeof(AttentionPush) == 28);
 static_assert(sizeof(AttentionCombinePush) == 12);
 static_assert(sizeof(RouterLutPush) == 24);
@@ -128,7 +122,7 @@ inline constexpr ShaderOp kShaderOps[] = {
     {"norm_matmul", 4, sizeof(NormMatMulPush)},              // x, W, y, norm weight
     {"norm_matmul_subgroup", 4, sizeof(NormMatMulPush)},     // x, W, y, norm weight
     {"norm_matmul_tiled", 4, sizeof(NormMatMulPush)},        // x, W, y, norm weight
-    {"attention_store", 6, sizeof(AttentionStorePush)},      // src, cache, slot, pos, cos, sin
+    {"attention_store", 8, sizeof(AttentionPush)},           // as attention (out unused)
     {"attention", 8, sizeof(AttentionPush)},                 // q/k/v, KV cache (twice), slot, pos, out, cos, sin
     {"attention_split", 8, sizeof(AttentionPush)},           // q/k/v, KV cache (twice), slot, pos, partials, cos, sin
     {"attention_combine", 2, sizeof(AttentionCombinePush)},  // partials, out
@@ -164,8 +158,9 @@ constexpr Groups matmul_groups(uint32_t T, uint32_t N, uint32_t ls, uint32_t lan
 constexpr Groups matmul_tiled_groups(uint32_t T, uint32_t N) {
   return {groups_for_elements(N, kMatMulTile), groups_for_elements(T, kMatMulTile)};
 }
-constexpr Groups groups(const AttentionStorePush& p, uint32_t ls) {
-  return {groups_for_elements(p.T * 2 * p.kvd, ls)};
+// attention_store: one invocation per key or value element of the step's rows.
+constexpr Groups attention_store_groups(const AttentionPush& p, uint32_t ls) {
+  return {groups_for_elements(p.T * 2 * p.KVH * p.hd, ls)};
 }
 constexpr Groups groups(const AttentionPush& p, uint32_t) {
   return {groups_for_items(p.T * p.H)};

@@ -64,13 +64,12 @@ int record_op(VkCommandBuffer cb, const Op& op, const OpPlan& plan, const Record
   };
   if (op.kind == OpKind::Attention) {
     int dispatches = 0;
+    const AttentionPush push = attention_push(op, T);
     if (shape.store_pass) {  // the step's keys and values into the cache, which attention then reads
-      const AttentionStorePush store{T, n * k, uint32_t(op.kv_heads) * k, uint32_t(op.ctx), op.rope ? k : 0u};
       tracker.before(cb, {op.src0}, {op.src1});
-      dispatch(cb, *plan.store, plan.store_set, store, groups(store, ls));
+      dispatch(cb, *plan.store, plan.set, push, attention_store_groups(push, ls));
       dispatches++;
     }
-    const AttentionPush push = attention_push(op, T);
     const int variant = shape.store_pass ? 0 : 1;  // kSpecStore: whether attention stores them itself
     if (shape.splits == 1) {
       tracker.before(cb, op_reads(op), op_writes(op));

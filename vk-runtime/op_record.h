@@ -20,12 +20,12 @@ struct OpPlan {
   const ComputePipeline* pipe = nullptr;
   const ComputePipeline* tiled = nullptr;  // matmul family: the _tiled variant, for steps of many rows
   VkDescriptorSet set = VK_NULL_HANDLE;
-  // Attention: the store pass (attention_store); the single pass and split-K's split pass (attention_split, the
-  // partials bound in out's place), each [0] after the store pass and [1] storing the keys itself (kSpecStore); the
-  // combine.
+  // Attention: the store pass (attention_store, with `set`); the single pass and split-K's split pass
+  // (attention_split, the partials bound in out's place), each [0] after the store pass and [1] storing the keys
+  // itself (kSpecStore); the combine.
   const ComputePipeline *store = nullptr, *combine = nullptr;
   const ComputePipeline *attend[2] = {nullptr, nullptr}, *split[2] = {nullptr, nullptr};
-  VkDescriptorSet store_set = VK_NULL_HANDLE, split_set = VK_NULL_HANDLE, combine_set = VK_NULL_HANDLE;
+  VkDescriptorSet split_set = VK_NULL_HANDLE, combine_set = VK_NULL_HANDLE;
 };
 
 // A recorded step's shape and the backend's choices that size its dispatches.

@@ -411,9 +411,9 @@ void VulkanBackend::prepare(const StepGraph& g) {
       throw Error("the Vulkan backend supports at most " + std::to_string(kRouterLutMaxExperts) +
                   " experts (this model has " + std::to_string(op.n) + ")");
     n_desc += 8;                         // the most any shader binds
-    if (op.kind == OpKind::Attention) {  // and the sets of the store pass and split-K's two passes
-      n_desc += 6 + 8 + 2;
-      n_sets += 3;
+    if (op.kind == OpKind::Attention) {  // and the sets of split-K's two passes
+      n_desc += 8 + 2;
+      n_sets += 2;
       part_width = std::max(part_width, size_t(op.n) * size_t(2 + op.k));
     }
   }
@@ -496,16 +496,12 @@ void VulkanBackend::prepare(const StepGraph& g) {
     }
     OpPlan plan{p, tiled, desc_pool_->allocate(set_layout(uint32_t(b.size())))};
     write_storage_buffers(dev_, plan.set, b);
-    if (op.kind == OpKind::Attention) {  // the store pass; split-K: the partials in out's place, then partials -> out
+    if (op.kind == OpKind::Attention) {  // the store pass (plan.set); split-K: the partials in out's place, then -> out
       plan.store = &pipeline("attention_store");
       for (uint32_t store : {0u, 1u}) {
         plan.attend[store] = &pipeline("attention", 0, 0, 0, 0, store);
         plan.split[store] = &pipeline("attention_split", 0, 0, 0, 0, store);
       }
-      plan.store_set = desc_pool_->allocate(set_layout(6));
-      write_storage_buffers(
-          dev_, plan.store_set,
-          {whole(op.src0), whole(op.src1), whole(*in_slot_), whole(*in_pos_), whole(*in_cos_), whole(*in_sin_)});
       b[5] = whole(attn_part_);
       plan.combine = &pipeline("attention_combine");
       plan.split_set = desc_pool_->allocate(set_layout(8));
