@@ -104,7 +104,7 @@ void add_backend_flags(CLI::App& cmd, BackendFlags& f, bool with_backend) {
   cmd.add_option("--tune", f.tune,
                  "Kernel choices, key=value,...: subgroups=0|1, tiled-min-rows=N, attention-splits=0..32, "
                  "attention-store=auto|pass, lut-chunk-bytes=N, lut-gather=auto|thread|inline, lut-import=auto|off, "
-                 "matvec=auto|warp|staged (README)")
+                 "matvec=auto|warp|staged, matvec-loads=1|4|8 (README)")
       ->envname("MOLE_TUNE")
       ->check(CLI::Validator(
           [](std::string& s) {
@@ -184,12 +184,14 @@ BackendTuning parse_tuning(const std::string& s) {
       t.matvec = v == "warp"     ? BackendTuning::MatVec::Warp
                  : v == "staged" ? BackendTuning::MatVec::Staged
                                  : BackendTuning::MatVec::Auto;
+    } else if (key == "matvec-loads") {
+      t.matvec_loads = std::stoi(choice({"1", "4", "8"}));
     } else if (key == "perturb") {
       t.perturb_op = value;
     } else {
       throw Error("--tune " + item + ": unknown key '" + key +
                   "' (subgroups, tiled-min-rows, attention-splits, attention-store, lut-chunk-bytes, lut-gather, "
-                  "lut-import, matvec)");
+                  "lut-import, matvec, matvec-loads)");
     }
   }
   return t;

@@ -82,6 +82,7 @@ class CudaBackend final : public Backend {
         lut_read_(opt.lut_read),
         tiled_min_rows_(opt.tuning.tiled_min_rows > 0 ? opt.tuning.tiled_min_rows : 32),
         staged_matvec_(opt.tuning.matvec == BackendTuning::MatVec::Staged),
+        matvec_loads_(opt.tuning.matvec_loads > 0 ? opt.tuning.matvec_loads : MatMulArgs{}.col_loads),
         forced_splits_(std::clamp(opt.tuning.attention_splits, 0, 32)),
         store_pass_always_(opt.tuning.attention_store_pass),
         lut_gather_(opt.tuning.lut_gather),
@@ -268,6 +269,7 @@ class CudaBackend final : public Backend {
   const LutRead lut_read_;        // as asked for (--lut-read); LutStream resolves Auto
   const int tiled_min_rows_;      // --tune tiled-min-rows: steps of at least this many rows use the tensor-core kernel
   const bool staged_matvec_;      // --tune matvec=staged: the column kernel stages x in shared memory (auto: warp)
+  const int matvec_loads_;        // --tune matvec-loads: the column kernel's weight loads in flight per lane
   const int forced_splits_;       // --tune attention-splits: 0 automatic, 1 never, N always N
   const bool store_pass_always_;  // --tune attention-store=pass: attention's store pass in every step
   const BackendTuning::Gather lut_gather_;  // --tune lut-gather: where --lut disk gathers rows (thread unless inline)
@@ -530,6 +532,7 @@ void CudaBackend::launch_op(const Op& op, const StepShape& shape, cudaStream_t s
                           .N = op.n,
                           .tiled_min_rows = tiled_min_rows_,
                           .staged = staged_matvec_,
+                          .col_loads = matvec_loads_,
                           .norm = norm_weight(op.src2),
                           .eps = op.eps,
                           .gelu = op.gelu},
@@ -545,6 +548,7 @@ void CudaBackend::launch_op(const Op& op, const StepShape& shape, cudaStream_t s
                      .N = op.n,
                      .tiled_min_rows = tiled_min_rows_,
                      .staged = staged_matvec_,
+                     .col_loads = matvec_loads_,
                      .accumulate = op.accumulate,
                      .addend = op.src2 != kNoBuffer ? act(op.src2) : nullptr},
                     stream);
@@ -650,16 +654,17 @@ std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& opt) {
 namespace cuda {
 
 BackendEntry cuda_backend_entry() {
-  return {"cuda",
-          [](const BackendOptions&) {
-            BackendProbe p;
-            p.detail = cuda_availability(&p.available);
-            p.gpu = p.available;
-            if (p.available) p.devices = cuda_device_details();
-            return p;
-          },
-          make_cuda_backend,
-          {"lut-read", "tiled-min-rows", "attention-splits", "attention-store", "lut-gather", "matvec"}};
+  return {
+      "cuda",
+      [](const BackendOptions&) {
+        BackendProbe p;
+        p.detail = cuda_availability(&p.available);
+        p.gpu = p.available;
+        if (p.available) p.devices = cuda_device_details();
+        return p;
+      },
+      make_cuda_backend,
+      {"lut-read", "tiled-min-rows", "attention-splits", "attention-store", "lut-gather", "matvec", "matvec-loads"}};
 }
 
 }  // namespace cuda

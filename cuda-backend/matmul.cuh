@@ -16,6 +16,7 @@ struct MatMulArgs {
   int rows = 0, K = 0, N = 0;
   int tiled_min_rows = 32;  // steps of at least this many rows use the tensor-core kernel, fewer the column kernel
   bool staged = false;      // the column kernel's variant that stages x in shared memory (--tune matvec=staged)
+  int col_loads = 4;        // the column kernel's weight loads in flight per lane: 1, 4 or 8 (--tune matvec-loads)
   // matmul only:
   bool accumulate = false;        // y += product instead of y = product
   const float* addend = nullptr;  // (rows, N), added after the product, or null

@@ -6,10 +6,11 @@
 // act(dot / sqrt(ss / K + eps))). Two kernels:
 //
 // Column kernel (few rows: decode, batched decode): one warp per output column, for up to kColRows token rows at
-// once. The warp reads the weight row with 16-byte loads (4 floats or 8 halves per lane; coalesced), decodes each
-// element once and uses it for every row, then reduces with shuffles. Weights are read once per kColRows rows: for
-// a decode step the product is a pass over the weights at memory bandwidth. 16-byte loads need K to be a multiple
-// of the elements per load (every row then starts 16-byte aligned); otherwise scalar loads, same order of work.
+// once (one row in a decode step). The warp reads the weight row with 16-byte loads (4 floats or 8 halves per lane;
+// coalesced), each lane kColLoads of them in flight at once, decodes each element once and uses it for every row,
+// then reduces with shuffles. Weights are read once per kColRows rows: for a decode step the product is a pass over
+// the weights at memory bandwidth. 16-byte loads need K to be a multiple of the elements per load (every row then
+// starts 16-byte aligned); otherwise scalar loads, same order of work.
 // A variant, the staged column kernel (--tune matvec=staged), reads each block's rows of x into shared memory once.
 //
 // Tiled kernel (rows >= tiled_min_rows: prefill chunks, reparameterization blocks): a block of 256 threads computes
@@ -32,7 +33,8 @@ namespace mole::cuda {
 namespace {
 
 constexpr int kColWarps = 4;  // output columns per block of the column kernel
-constexpr int kColRows = 8;   // token rows per warp
+constexpr int kColRows = 8;   // token rows per warp (decode steps: 1)
+constexpr int kColLoads = 4;  // 16-byte weight loads a lane has in flight (--tune matvec-loads: 1, 4 or 8)
 constexpr int kColThreads = kColWarps * kWarpSize;
 
 constexpr int kStagedWarps = 8;  // output columns per block of the staged column kernel
@@ -65,36 +67,58 @@ __device__ __forceinline__ float inv_rms_of(float ss, int K, float eps) {
   return 1.0f / sqrtf(ss / float(K) + eps);
 }
 
-// Grid: (ceil(N / kColWarps), ceil(rows / kColRows)). Warp w of block b computes column b.x * kColWarps + w for
-// rows [b.y * kColRows, + kColRows).
-template <DType DT, bool NORM>
+// Grid: (ceil(N / kColWarps), ceil(rows / ROWS)). Warp w of block b computes column b.x * kColWarps + w for rows
+// [b.y * ROWS, + ROWS). ROWS is 1 (a decode step) or kColRows: the rows are compile-time, so the loop over them has
+// no branches; a block's rows past the step's last read that last row again and store nothing.
+// LOADS (--tune matvec-loads): each lane issues this many 16-byte weight loads before it uses the first, so that a
+// warp has LOADS x 512 bytes on their way at once. With 1 a lane waits for each load before it issues the next: the
+// compiler does not move a load above the branches of the previous chunk's work, so every chunk cost a trip to
+// memory (a decode step's 768-wide rows are 3 chunks a lane, all 3 in flight with LOADS = 4).
+template <DType DT, bool NORM, int ROWS, int LOADS>
 __global__ void __launch_bounds__(kColThreads) matmul_col_kernel(MatMulArgs a) {
   constexpr int kEpv = kElemsPer16<DT>;  // weight elements per 16-byte load
   constexpr size_t kElemBytes = DT == DType::F32 ? 4 : 2;
   const int lane = threadIdx.x % kWarpSize;
   const int n = blockIdx.x * kColWarps + threadIdx.x / kWarpSize;
   if (n >= a.N) return;  // the whole warp (no block-wide synchronisation below)
-  const int t0 = blockIdx.y * kColRows, rows = min(kColRows, a.rows - t0);
-  float acc[kColRows], ss[kColRows];
+  const int t0 = blockIdx.y * ROWS, rows = min(ROWS, a.rows - t0);
+  const float* xr[ROWS];  // each row's x; rows past the step's last read the last one again
+  float acc[ROWS], ss[ROWS];
 #pragma unroll
-  for (int r = 0; r < kColRows; r++) acc[r] = ss[r] = 0.0f;
+  for (int r = 0; r < ROWS; r++) {
+    xr[r] = a.x + size_t(t0 + min(r, rows - 1)) * size_t(a.K);
+    acc[r] = ss[r] = 0.0f;
+  }
   const size_t wrow = size_t(n) * size_t(a.K);  // the weight row's first element
-  const float* x0 = a.x + size_t(t0) * size_t(a.K);
-  if (a.K % kEpv == 0) {
+  if (a.K % kEpv == 0) {                        // every row starts 16-byte aligned (x and the norm too: K % 4 == 0)
     const uint4* w4 = reinterpret_cast<const uint4*>(static_cast<const char*>(a.w) + wrow * kElemBytes);
-#pragma unroll 4
-    for (int i = lane; i < a.K / kEpv; i += kWarpSize) {  // unrolled: 4 loads of each lane in flight at once
-      const int k = i * kEpv;
-      float wf[kEpv];
-      unpack16<DT>(__ldg(w4 + i), wf);
-      if constexpr (NORM) {
+    const int chunks = a.K / kEpv;
+    for (int i0 = lane; i0 < chunks; i0 += LOADS * kWarpSize) {
+      uint4 q[LOADS];
 #pragma unroll
-        for (int e = 0; e < kEpv; e++) wf[e] *= a.norm[k + e];
+      for (int j = 0; j < LOADS; j++) {  // all issued before any is used
+        const int i = i0 + j * kWarpSize;
+        q[j] = i < chunks ? __ldg(w4 + i) : make_uint4(0, 0, 0, 0);
       }
 #pragma unroll
-      for (int r = 0; r < kColRows; r++) {
-        if (r < rows) {
-          const float4* x4 = reinterpret_cast<const float4*>(x0 + size_t(r) * a.K + k);  // 16-byte aligned: K % 4 == 0
+      for (int j = 0; j < LOADS; j++) {
+        const int i = i0 + j * kWarpSize, k = i * kEpv;
+        if (i >= chunks) continue;  // past the row's end (so are the later j)
+        float wf[kEpv];
+        unpack16<DT>(q[j], wf);
+        if constexpr (NORM) {
+#pragma unroll
+          for (int v = 0; v < kEpv / 4; v++) {
+            const float4 nv = reinterpret_cast<const float4*>(a.norm + k)[v];
+            wf[4 * v] *= nv.x;
+            wf[4 * v + 1] *= nv.y;
+            wf[4 * v + 2] *= nv.z;
+            wf[4 * v + 3] *= nv.w;
+          }
+        }
+#pragma unroll
+        for (int r = 0; r < ROWS; r++) {
+          const float4* x4 = reinterpret_cast<const float4*>(xr[r] + k);
 #pragma unroll
           for (int v = 0; v < kEpv / 4; v++) {
             const float4 xv = x4[v];
@@ -110,17 +134,15 @@ __global__ void __launch_bounds__(kColThreads) matmul_col_kernel(MatMulArgs a) {
       float wk = load_elem<DT>(a.w, wrow + k);
       if constexpr (NORM) wk *= a.norm[k];
 #pragma unroll
-      for (int r = 0; r < kColRows; r++) {
-        if (r < rows) {
-          const float xv = x0[size_t(r) * a.K + k];
-          acc[r] += xv * wk;
-          if constexpr (NORM) ss[r] += xv * xv;
-        }
+      for (int r = 0; r < ROWS; r++) {
+        const float xv = xr[r][k];
+        acc[r] += xv * wk;
+        if constexpr (NORM) ss[r] += xv * xv;
       }
     }
   }
 #pragma unroll
-  for (int r = 0; r < kColRows; r++) {
+  for (int r = 0; r < ROWS; r++) {
     if (r < rows) {  // uniform over the warp: every lane takes part in the shuffles
       const float d = warp_sum(acc[r]);
       const float s = NORM ? warp_sum(ss[r]) : 0.0f;
@@ -303,6 +325,23 @@ __global__ void __launch_bounds__(kTileThreads) matmul_tiled_kernel(MatMulArgs a
   }
 }
 
+// The column kernel for ROWS rows a block, with the weight loads in flight that the step asks for (a.col_loads).
+template <DType DT, bool NORM, int ROWS>
+void launch_col(const MatMulArgs& a, cudaStream_t stream) {
+  const dim3 grid((a.N + kColWarps - 1) / kColWarps, (a.rows + ROWS - 1) / ROWS);
+  switch (a.col_loads) {
+    case 1:
+      matmul_col_kernel<DT, NORM, ROWS, 1><<<grid, kColThreads, 0, stream>>>(a);
+      break;
+    case 8:
+      matmul_col_kernel<DT, NORM, ROWS, 8><<<grid, kColThreads, 0, stream>>>(a);
+      break;
+    default:
+      matmul_col_kernel<DT, NORM, ROWS, kColLoads><<<grid, kColThreads, 0, stream>>>(a);
+      break;
+  }
+}
+
 template <DType DT, bool NORM>
 void launch_dtype(const MatMulArgs& a, cudaStream_t stream) {
   if (a.rows >= a.tiled_min_rows) {
@@ -312,9 +351,10 @@ void launch_dtype(const MatMulArgs& a, cudaStream_t stream) {
              a.staged && shared <= kStagedMaxShared) {
     const dim3 grid((a.N + kStagedWarps - 1) / kStagedWarps, (a.rows + kColRows - 1) / kColRows);
     matmul_staged_kernel<DT, NORM><<<grid, kStagedThreads, shared, stream>>>(a);
+  } else if (a.rows == 1) {
+    launch_col<DT, NORM, 1>(a, stream);
   } else {
-    const dim3 grid((a.N + kColWarps - 1) / kColWarps, (a.rows + kColRows - 1) / kColRows);
-    matmul_col_kernel<DT, NORM><<<grid, kColThreads, 0, stream>>>(a);
+    launch_col<DT, NORM, kColRows>(a, stream);
   }
 }
 

@@ -164,6 +164,9 @@ struct BackendTuning {
   enum class MatVec { Auto, Warp, Staged };
   MatVec matvec = MatVec::Auto;  // "matvec": the column kernel for few rows (CUDA): x read by every warp (warp) or
                                  //   staged once per block in shared memory (staged); auto: the backend's default
+  int matvec_loads = 0;          // "matvec-loads": 16-byte weight loads each lane of the column kernel issues
+                                 //   before it uses the first (1, 4 or 8); 0: the backend's default (4; Vulkan on
+                                 //   a CPU driver 1)
   std::string perturb_op;        // "perturb": the cpu-perturbed test backend's wrong op (op_name(), e.g. matmul)
 };
 

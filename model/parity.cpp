@@ -495,12 +495,22 @@ void argmax_case(ParityHarness& h) {
 }
 
 // The matrix-product kernels a backend may choose between: its own choice, without subgroup reductions, the tiled
-// kernel for every step, the column kernel that stages x in shared memory for every step.
+// kernel for every step, the column kernel that stages x in shared memory for every step, the column kernel with one
+// weight load or eight in flight per lane (CUDA's --tune matvec-loads; its default is 4).
 struct KernelVariant {
   const char* name;
   std::vector<std::string> needs;
   std::function<void(BackendOptions&)> configure;
 };
+
+// The column kernel for every row count, with `loads` weight loads in flight per lane.
+std::function<void(BackendOptions&)> column_loads(int loads) {
+  return [loads](BackendOptions& o) {
+    o.tuning.matvec_loads = loads;
+    o.tuning.tiled_min_rows = 1000000;
+  };
+}
+
 const KernelVariant kKernelVariants[] = {
     {"", {}, [](BackendOptions&) {}},
     {"no subgroups, column kernel",
@@ -516,6 +526,8 @@ const KernelVariant kKernelVariants[] = {
        o.tuning.matvec = BackendTuning::MatVec::Staged;
        o.tuning.tiled_min_rows = 1000000;
      }},
+    {"column kernel, 1 load in flight", {"matvec-loads", "tiled-min-rows"}, column_loads(1)},
+    {"column kernel, 8 loads in flight", {"matvec-loads", "tiled-min-rows"}, column_loads(8)},
 };
 
 std::function<void(BackendOptions&)> splits(int n) {

@@ -235,6 +235,11 @@ bench_kernels() {
   # Decode with attention's store pass in every step (one dispatch and barrier more a layer), against the default.
   bench "$1-attention-store-pass" -m "$work/models/mole" --backend "$1" --placements device \
     --tune attention-store=pass --prompt-tokens "$KERNEL_PROMPT" -n 64 || rc=1
+  # The matrix-vector kernels with 1 or 8 weight loads in flight per lane, against the default 4 beside them.
+  for loads in 1 8; do
+    bench "$1-matvec-loads-$loads" -m "$work/models/mole" --backend "$1" --placements device \
+      --tune matvec-loads=$loads --prompt-tokens "$KERNEL_PROMPT" -n 64 || rc=1
+  done
   if [ "$1" = cuda ]; then  # the column kernel that stages x in shared memory, against the default beside it
     bench "$1-staged-matvec" -m "$work/models/mole" --backend "$1" --placements device \
       --tune matvec=staged --prompt-tokens "$KERNEL_PROMPT" -n 64 || rc=1

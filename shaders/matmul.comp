@@ -1,5 +1,6 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 #ifdef MATMUL_SUBGROUP
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #endif
@@ -12,7 +13,8 @@
 //           3 a   float (T, N), an addend: y = (y + x @ W^T) + a, in that order, when add != 0 (the LUT sums
 //                 added with the down projection); when add = 0 the host binds x here and it is not read
 // Push:     T, K, N, accumulate (0 or 1), add (0 or 1)
-// Spec:     WDTYPE (id 0), local size (id 1; a power of two >= 32, <= 512 for the shared-memory variant)
+// Spec:     WDTYPE (id 0), local size (id 1; a power of two >= 32, <= 512 for the shared-memory variant), LOADS (id 6;
+//           weight loads in flight per lane, matmul_core.glsl)
 // Variants: matmul_subgroup, built with -DMATMUL_SUBGROUP (needs subgroup arithmetic), and matmul_tiled, built
 //           with -DMATMUL_TILED (matmul_tiled.glsl, for many token rows; local size 256); cmake/shaders.cmake reads
 //           the lines below.

@@ -21,12 +21,19 @@
 //     (F32), so every row starts 16-byte aligned; scalar loads otherwise;
 //   - MATMUL_SUBGROUP: lanes = subgroup, reduced with subgroupAdd: no shared memory, no barriers;
 //   - MATMUL_NORM: the RMS of each x row is summed beside the product by the same lanes over the same loads, so
-//     fusing the norm costs no extra pass over x and the normed rows are never written.
+//     fusing the norm costs no extra pass over x and the normed rows are never written;
+//   - each lane issues LOADS uvec4 weight loads before it uses the first (a decode step's 768-wide rows of 16-bit
+//     weights are 3 loads a lane): a loop of load, then use, lets a compiler keep one load in flight (CUDA's
+//     column kernel did so, its PTX showed), and a decode step's products wait on memory, not arithmetic. On a CPU
+//     driver LOADS is 1: lavapipe's decode was 2x slower with 4 (the loaded words, 8 lanes wide, do not fit its
+//     vector registers beside the sums).
 // Next: x tiles in shared memory and cooperative-matrix tiles for prefill (large T).
 
 const uint ROWS = 8u;
 const uint SHARED_LANES = 32u;
 const uint EPV = WDTYPE == DTYPE_F32 ? 4u : 8u;  // weight elements per uvec4
+// uvec4 weight loads a lane issues before it uses the first (kSpecLoads)
+layout(constant_id = 6) const uint LOADS = 4u;
 
 #ifndef MATMUL_SUBGROUP
 #ifdef MATMUL_NORM
@@ -67,29 +74,38 @@ void matmul_main() {
         ss[r] = 0.0;
       }
       if (n < pc.N && vec) {
-        const uint base = n * (pc.K / EPV);
-        for (uint i = lane; i < pc.K / EPV; i += lanes) {
-          const uint k = i * EPV;
-          vec4 wlo, whi;
-          unpack_weights(w4[base + i], wlo, whi);
+        const uint base = n * (pc.K / EPV), chunks = pc.K / EPV;
+        for (uint i0 = lane; i0 < chunks; i0 += LOADS * lanes) {
+          uvec4 q[LOADS];
+          [[unroll]] for (uint j = 0u; j < LOADS; j++) {  // all issued before any is used
+            const uint i = i0 + j * lanes;
+            q[j] = i < chunks ? w4[base + i] : uvec4(0u);
+          }
+          [[unroll]] for (uint j = 0u; j < LOADS; j++) {
+            const uint i = i0 + j * lanes;
+            if (i >= chunks) break;
+            const uint k = i * EPV;
+            vec4 wlo, whi;
+            unpack_weights(q[j], wlo, whi);
 #ifdef MATMUL_NORM
-          wlo *= vec4(load_norm(k), load_norm(k + 1u), load_norm(k + 2u), load_norm(k + 3u));
-          if (EPV == 8u) whi *= vec4(load_norm(k + 4u), load_norm(k + 5u), load_norm(k + 6u), load_norm(k + 7u));
+            wlo *= vec4(load_norm(k), load_norm(k + 1u), load_norm(k + 2u), load_norm(k + 3u));
+            if (EPV == 8u) whi *= vec4(load_norm(k + 4u), load_norm(k + 5u), load_norm(k + 6u), load_norm(k + 7u));
 #endif
-          for (uint r = 0u; r < ROWS; r++) {
-            if (r < rows) {
-              const uint xi = ((t0 + r) * pc.K + k) / 4u;
-              const vec4 xlo = x4[xi];
-              acc[r] += dot(xlo, wlo);
+            for (uint r = 0u; r < ROWS; r++) {
+              if (r < rows) {
+                const uint xi = ((t0 + r) * pc.K + k) / 4u;
+                const vec4 xlo = x4[xi];
+                acc[r] += dot(xlo, wlo);
 #ifdef MATMUL_NORM
-              ss[r] += dot(xlo, xlo);
+                ss[r] += dot(xlo, xlo);
 #endif
-              if (EPV == 8u) {
-                const vec4 xhi = x4[xi + 1u];
-                acc[r] += dot(xhi, whi);
+                if (EPV == 8u) {
+                  const vec4 xhi = x4[xi + 1u];
+                  acc[r] += dot(xhi, whi);
 #ifdef MATMUL_NORM
-                ss[r] += dot(xhi, xhi);
+                  ss[r] += dot(xhi, xhi);
 #endif
+                }
               }
             }
           }

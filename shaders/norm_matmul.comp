@@ -1,5 +1,6 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 #ifdef MATMUL_SUBGROUP
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #endif
@@ -15,7 +16,8 @@
 //           3 nw (K) norm weight, uint words of dtype NDTYPE
 // Push:     T, K, N, eps (float)
 // Spec:     WDTYPE (id 0), local size (id 1; a power of two >= 32, <= 256 for the shared-memory variant: it keeps
-//           2 * 8 floats per invocation), NDTYPE (id 3), GELU (id 4; 0 or 1)
+//           2 * 8 floats per invocation), NDTYPE (id 3), GELU (id 4; 0 or 1), LOADS (id 6; weight loads in flight per
+//           lane, matmul_core.glsl)
 // Variants: norm_matmul_subgroup (-DMATMUL_SUBGROUP, needs subgroup arithmetic) and norm_matmul_tiled
 //           (-DMATMUL_TILED, matmul_tiled.glsl, for many token rows; local size 256).
 // mole-variant: subgroup MATMUL_SUBGROUP

@@ -23,6 +23,9 @@ constexpr uint32_t kSpecLutDtype = 2;     // router_lut: dtype of the table rows
 constexpr uint32_t kSpecNormDtype = 3;    // norm_matmul, router_lut, router_probs: dtype of the norm weight
 constexpr uint32_t kSpecGelu = 4;         // norm_matmul: 1 applies GELU to the product, 0 not
 constexpr uint32_t kSpecStore = 5;        // attention: 1 stores the step's keys and values, 0 after attention_store
+constexpr uint32_t kSpecLoads = 6;        // matmul, norm_matmul: 16-byte weight loads a lane issues before it uses
+                                          // the first (1, 4 or 8; kMatMulGpuLoads on GPUs, 1 on CPU drivers)
+constexpr uint32_t kMatMulGpuLoads = 4;
 
 // Values of kSpecWeightDtype/kSpecLutDtype; equal to uint32_t(mole::DType) (F32, F16, BF16 in that order).
 // 16-bit weights are bound as uint words holding two elements, low half first; buffers are padded to whole words.

@@ -97,11 +97,13 @@ class VulkanBackend final : public Backend {
     if (budget_ == 0) budget_ = UINT64_MAX;
     subgroups_ = use_subgroups(opt.tuning.subgroups);
     if (opt.tuning.tiled_min_rows > 0) tiled_min_rows_ = uint32_t(opt.tuning.tiled_min_rows);
+    const bool cpu = ctx_->info.type == VK_PHYSICAL_DEVICE_TYPE_CPU;
+    matvec_loads_ = opt.tuning.matvec_loads > 0 ? uint32_t(opt.tuning.matvec_loads) : cpu ? 1u : kMatMulGpuLoads;
     forced_splits_ = uint32_t(std::clamp<int>(opt.tuning.attention_splits, 0, int(kAttentionMaxSplits)));
     store_pass_always_ = opt.tuning.attention_store_pass;
     // Split-K fills a wide GPU; a CPU driver has a few cores that T * H workgroups already keep busy, and there it
     // only adds work (attention 1.16-1.37x slower at 2,000-4,000 keys on lavapipe, 2 cores).
-    if (forced_splits_ == 0 && ctx_->info.type == VK_PHYSICAL_DEVICE_TYPE_CPU) forced_splits_ = 1;
+    if (forced_splits_ == 0 && cpu) forced_splits_ = 1;
   }
 
   ~VulkanBackend() override {
@@ -281,14 +283,15 @@ class VulkanBackend final : public Backend {
   // ---- pipelines and descriptors ----
   // The pipeline of a shader (bindings and push size from shaders/ops.h) with the given specialization constants.
   const ComputePipeline& pipeline(std::string_view shader, uint32_t weight_dtype = 0, uint32_t lut_dtype = 0,
-                                  uint32_t norm_dtype = 0, uint32_t gelu = 0, uint32_t store = 1) {
+                                  uint32_t norm_dtype = 0, uint32_t gelu = 0, uint32_t store = 1,
+                                  uint32_t loads = kMatMulGpuLoads) {
     const ShaderOp* op = nullptr;
     for (const ShaderOp& o : kShaderOps)
       if (o.name == shader) op = &o;
     auto spirv = shader_spirv(shader);
     assert(op && !spirv.empty() && "a shader this build does not have");
     // By kSpec* id; the ids a shader does not declare are ignored.
-    std::vector<uint32_t> spec = {weight_dtype, kLocalSize, lut_dtype, norm_dtype, gelu, store};
+    std::vector<uint32_t> spec = {weight_dtype, kLocalSize, lut_dtype, norm_dtype, gelu, store, loads};
     std::string key = std::string(shader);
     for (uint32_t v : spec) {
       key += ':';
@@ -347,6 +350,7 @@ class VulkanBackend final : public Backend {
   std::map<std::string, ComputePipeline> pipelines_;
   bool subgroups_ = false;                         // use_subgroups(), decided once
   uint32_t tiled_min_rows_ = kMatMulTiledMinRows;  // --tune tiled-min-rows overrides (tests, tuning)
+  uint32_t matvec_loads_ = kMatMulGpuLoads;        // the column kernels' LOADS (kSpecLoads; --tune matvec-loads)
   uint32_t forced_splits_ = 0;      // --tune attention-splits, else 1 on a CPU device; 0: attention_splits() decides
   bool store_pass_always_ = false;  // --tune attention-store=pass
   std::map<uint32_t, DescriptorSetLayout> layouts_;
@@ -453,12 +457,12 @@ void VulkanBackend::prepare(const StepGraph& g) {
         b = {whole(op.src0), whole(*in_ids_), whole(op.dst)};
         break;
       case OpKind::NormMatMul:
-        p = &pipeline(matmul_shader("norm_matmul"), wdt(op.src1), 0, wdt(op.src2), op.gelu ? 1 : 0);
+        p = &pipeline(matmul_shader("norm_matmul"), wdt(op.src1), 0, wdt(op.src2), op.gelu ? 1 : 0, 1, matvec_loads_);
         tiled = &pipeline("norm_matmul_tiled", wdt(op.src1), 0, wdt(op.src2), op.gelu ? 1 : 0);
         b = {whole(op.src0), whole(op.src1), whole(op.dst), whole(op.src2)};
         break;
       case OpKind::MatMul:
-        p = &pipeline(matmul_shader("matmul"), wdt(op.src1));
+        p = &pipeline(matmul_shader("matmul"), wdt(op.src1), 0, 0, 0, 1, matvec_loads_);
         tiled = &pipeline("matmul_tiled", wdt(op.src1));
         // Without an addend, x (which the op reads anyway) is bound in its place, unread: the push constant says so.
         b = {whole(op.src0), whole(op.src1), whole(op.dst), whole(op.src2 != kNoBuffer ? op.src2 : op.src0)};
@@ -677,7 +681,7 @@ BackendEntry vulkan_backend_entry() {
           probe_vulkan,
           make_vulkan_backend,
           {"lut-read", "subgroups", "tiled-min-rows", "attention-splits", "attention-store", "lut-chunk-bytes",
-           "lut-gather", "lut-import"}};
+           "lut-gather", "lut-import", "matvec-loads"}};
 }
 
 }  // namespace mole::vulkan
