@@ -176,8 +176,8 @@ constexpr Groups groups(const AttentionCombinePush& p, uint32_t ls) {
   return {groups_for_elements(p.pairs * p.hd, ls)};
 }
 
-constexpr Groups groups(const RouterLutPush& p, uint32_t) {
-  return {groups_for_items(p.T)};
+constexpr Groups groups(const RouterLutPush& p, uint32_t ls) {
+  return {groups_for_elements(p.D, ls), groups_for_items(p.T)};
 }
 constexpr Groups groups(const RouterProbsPush& p, uint32_t) {
   return {groups_for_items(p.R)};

@@ -1,5 +1,6 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 // router_lut (fused: RMSNorm + router product + softmax + lookup-table weighted sum), reading the step's rows from
 // the ring LutStream copies them into (vk-runtime/lut_stream.h). The math, bindings 0-3, push constants and
 // dispatch are in router_lut.glsl.

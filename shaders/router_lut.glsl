@@ -15,7 +15,12 @@
 //           3 dst float (T, D), the LUT sums (written)
 // Push:     T, E (<= 1024, checked by the host), D, layer, row_elems (L * E * D), eps (float)  (RouterLutPush)
 // Spec:     WDTYPE (id 0), local size (id 1), LDTYPE (id 2), NDTYPE (id 3)
-// Dispatch: (min(T, 65535), 1, 1); one workgroup per token, grid-stride; threads stride over D.
+// Dispatch: (min(ceil(D / local size), 65535), min(T, 65535), 1): workgroup (x, y) computes dims [x * BLOCK, + BLOCK)
+// (grid-striding) of tokens y, y + gridDim.y, ...; one dim an invocation. Every workgroup of a token computes the token's router weights itself
+// (a little redundant work, as cuda-backend/router_lut.cu does): a decode step's table sum is then D / BLOCK
+// workgroups side by side, instead of one workgroup walking all D dims (3 dims an invocation at D = 768, each
+// waiting on its E loads, over the bus with --lut-read direct). Each invocation issues its loads of up to
+// LUT_BATCH experts before it sums them, in expert order (so the bits are those of one load at a time).
 
 layout(constant_id = 2) const uint LDTYPE = DTYPE_F32;
 
@@ -35,14 +40,22 @@ layout(push_constant) uniform Push {
 uint lut_row(uint t);
 float lut_load(uint i);
 
+const uint LUT_BATCH = 8u;  // table loads an invocation issues before it uses the first
+
 void main() {
-  for (uint t = gl_WorkGroupID.x; t < pc.T; t += gl_NumWorkGroups.x) {
+  for (uint t = gl_WorkGroupID.y; t < pc.T; t += gl_NumWorkGroups.y) {
     const uint base = t * pc.D;
     router_softmax(base, pc.E, pc.D, pc.eps);
-    const uint row = lut_row(t) + pc.layer * pc.E * pc.D;
-    for (uint d = TID; d < pc.D; d += BLOCK) {
+    const uint row = lut_row(t) + pc.layer * pc.E * pc.D;  // element (layer, 0, 0) of the token's row
+    for (uint d = gl_WorkGroupID.x * BLOCK + TID; d < pc.D; d += gl_NumWorkGroups.x * BLOCK) {
+      const uint at = row + d;
       float v = 0.0;
-      for (uint e = 0u; e < pc.E; e++) v += prob[e] * lut_load(row + e * pc.D + d);
+      for (uint e0 = 0u; e0 < pc.E; e0 += LUT_BATCH) {
+        float l[LUT_BATCH];
+        [[unroll]] for (uint i = 0u; i < LUT_BATCH; i++) l[i] = e0 + i < pc.E ? lut_load(at + (e0 + i) * pc.D) : 0.0;
+        [[unroll]] for (uint i = 0u; i < LUT_BATCH; i++)
+          if (e0 + i < pc.E) v += prob[e0 + i] * l[i];
+      }
       dst[base + d] = v;
     }
     barrier();  // prob is rewritten by the next token
