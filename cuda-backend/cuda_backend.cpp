@@ -82,7 +82,7 @@ class CudaBackend final : public Backend {
         lut_read_(opt.lut_read),
         tiled_min_rows_(opt.tuning.tiled_min_rows > 0 ? opt.tuning.tiled_min_rows : 32),
         staged_matvec_(opt.tuning.matvec == BackendTuning::MatVec::Staged),
-        matvec_loads_(opt.tuning.matvec_loads > 0 ? opt.tuning.matvec_loads : MatMulArgs{}.col_loads),
+        matvec_loads_(opt.tuning.matvec_loads > 0 ? opt.tuning.matvec_loads : kMatVecLoads),
         forced_splits_(std::clamp(opt.tuning.attention_splits, 0, 32)),
         store_pass_always_(opt.tuning.attention_store_pass),
         lut_gather_(opt.tuning.lut_gather),

@@ -7,6 +7,8 @@
 
 namespace mole::cuda {
 
+constexpr int kMatVecLoads = 4;  // the column kernel's 16-byte weight loads in flight per lane unless told (1, 4, 8)
+
 // The arguments of the matmul family (matmul and norm_matmul); the last fields say which applies.
 struct MatMulArgs {
   const float* x = nullptr;  // (rows, K)
@@ -14,9 +16,9 @@ struct MatMulArgs {
   DType dtype = DType::F32;
   float* y = nullptr;  // (rows, N); never the same buffer as x
   int rows = 0, K = 0, N = 0;
-  int tiled_min_rows = 32;  // steps of at least this many rows use the tensor-core kernel, fewer the column kernel
-  bool staged = false;      // the column kernel's variant that stages x in shared memory (--tune matvec=staged)
-  int col_loads = 4;        // the column kernel's weight loads in flight per lane: 1, 4 or 8 (--tune matvec-loads)
+  int tiled_min_rows = 32;       // steps of at least this many rows use the tensor-core kernel, fewer the column kernel
+  bool staged = false;           // the column kernel's variant that stages x in shared memory (--tune matvec=staged)
+  int col_loads = kMatVecLoads;  // the column kernel's weight loads in flight per lane: 1, 4 or 8 (--tune matvec-loads)
   // matmul only:
   bool accumulate = false;        // y += product instead of y = product
   const float* addend = nullptr;  // (rows, N), added after the product, or null

@@ -7,7 +7,7 @@
 //
 // Column kernel (few rows: decode, batched decode): one warp per output column, for up to kColRows token rows at
 // once (one row in a decode step). The warp reads the weight row with 16-byte loads (4 floats or 8 halves per lane;
-// coalesced), each lane kColLoads of them in flight at once, decodes each element once and uses it for every row,
+// coalesced), each lane kMatVecLoads of them in flight at once, decodes each element once and uses it for every row,
 // then reduces with shuffles. Weights are read once per kColRows rows: for a decode step the product is a pass over
 // the weights at memory bandwidth. 16-byte loads need K to be a multiple of the elements per load (every row then
 // starts 16-byte aligned); otherwise scalar loads, same order of work.
@@ -34,7 +34,6 @@ namespace {
 
 constexpr int kColWarps = 4;  // output columns per block of the column kernel
 constexpr int kColRows = 8;   // token rows per warp (decode steps: 1)
-constexpr int kColLoads = 4;  // 16-byte weight loads a lane has in flight (--tune matvec-loads: 1, 4 or 8)
 constexpr int kColThreads = kColWarps * kWarpSize;
 
 constexpr int kStagedWarps = 8;  // output columns per block of the staged column kernel
@@ -325,6 +324,8 @@ __global__ void __launch_bounds__(kTileThreads) matmul_tiled_kernel(MatMulArgs a
   }
 }
 
+static_assert(kMatVecLoads == 4, "launch_col's default case instantiates the default");
+
 // The column kernel for ROWS rows a block, with the weight loads in flight that the step asks for (a.col_loads).
 template <DType DT, bool NORM, int ROWS>
 void launch_col(const MatMulArgs& a, cudaStream_t stream) {
@@ -337,7 +338,7 @@ void launch_col(const MatMulArgs& a, cudaStream_t stream) {
       matmul_col_kernel<DT, NORM, ROWS, 8><<<grid, kColThreads, 0, stream>>>(a);
       break;
     default:
-      matmul_col_kernel<DT, NORM, ROWS, kColLoads><<<grid, kColThreads, 0, stream>>>(a);
+      matmul_col_kernel<DT, NORM, ROWS, 4><<<grid, kColThreads, 0, stream>>>(a);
       break;
   }
 }

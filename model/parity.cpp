@@ -498,7 +498,7 @@ void argmax_case(ParityHarness& h) {
 
 // The matrix-product kernels a backend may choose between: its own choice, without subgroup reductions, the tiled
 // kernel for every step, the column kernel that stages x in shared memory for every step, the column kernel with one
-// weight load or eight in flight per lane (CUDA's --tune matvec-loads; its default is 4).
+// weight load or eight in flight per lane (--tune matvec-loads; the default is 4, on a CPU Vulkan driver 1).
 struct KernelVariant {
   const char* name;
   std::vector<std::string> needs;

@@ -60,6 +60,12 @@ uint32_t dtype_code(DType d) {
 constexpr uint32_t kLocalSize = kDefaultLocalSize;
 static_assert(kLocalSize == 256, "matmul_tiled.glsl computes 64 x 64 blocks with exactly 256 invocations");
 
+// A pipeline's specialization constants other than the local size (shaders/ops.h's kSpec* ids); the ids a shader
+// does not declare are ignored.
+struct PipelineSpec {
+  uint32_t weight_dtype = 0, lut_dtype = 0, norm_dtype = 0, gelu = 0, store = 1, loads = kMatMulGpuLoads;
+};
+
 // Writes a step input array into its persistently mapped buffer (nothing for an empty one: no null memcpy).
 template <typename T>
 void copy_in(const Buffer& dst, const std::vector<T>& src) {
@@ -282,16 +288,15 @@ class VulkanBackend final : public Backend {
 
   // ---- pipelines and descriptors ----
   // The pipeline of a shader (bindings and push size from shaders/ops.h) with the given specialization constants.
-  const ComputePipeline& pipeline(std::string_view shader, uint32_t weight_dtype = 0, uint32_t lut_dtype = 0,
-                                  uint32_t norm_dtype = 0, uint32_t gelu = 0, uint32_t store = 1,
-                                  uint32_t loads = kMatMulGpuLoads) {
+  const ComputePipeline& pipeline(std::string_view shader, const PipelineSpec& s = {}) {
     const ShaderOp* op = nullptr;
     for (const ShaderOp& o : kShaderOps)
       if (o.name == shader) op = &o;
     auto spirv = shader_spirv(shader);
     assert(op && !spirv.empty() && "a shader this build does not have");
-    // By kSpec* id; the ids a shader does not declare are ignored.
-    std::vector<uint32_t> spec = {weight_dtype, kLocalSize, lut_dtype, norm_dtype, gelu, store, loads};
+    static_assert(kSpecWeightDtype == 0 && kSpecLocalSize == 1 && kSpecLutDtype == 2 && kSpecNormDtype == 3 &&
+                  kSpecGelu == 4 && kSpecStore == 5 && kSpecLoads == 6);
+    std::vector<uint32_t> spec = {s.weight_dtype, kLocalSize, s.lut_dtype, s.norm_dtype, s.gelu, s.store, s.loads};
     std::string key = std::string(shader);
     for (uint32_t v : spec) {
       key += ':';
@@ -453,17 +458,21 @@ void VulkanBackend::prepare(const StepGraph& g) {
     auto wdt = [&](BufferId w) { return dtype_code(bufs_.at(size_t(w)).dtype); };
     switch (op.kind) {
       case OpKind::Embed:
-        p = &pipeline("embed", wdt(op.src0));
+        p = &pipeline("embed", {.weight_dtype = wdt(op.src0)});
         b = {whole(op.src0), whole(*in_ids_), whole(op.dst)};
         break;
       case OpKind::NormMatMul:
-        p = &pipeline(matmul_shader("norm_matmul"), wdt(op.src1), 0, wdt(op.src2), op.gelu ? 1 : 0, 1, matvec_loads_);
-        tiled = &pipeline("norm_matmul_tiled", wdt(op.src1), 0, wdt(op.src2), op.gelu ? 1 : 0);
+        p = &pipeline(matmul_shader("norm_matmul"), {.weight_dtype = wdt(op.src1),
+                                                     .norm_dtype = wdt(op.src2),
+                                                     .gelu = op.gelu ? 1u : 0u,
+                                                     .loads = matvec_loads_});
+        tiled = &pipeline("norm_matmul_tiled",
+                          {.weight_dtype = wdt(op.src1), .norm_dtype = wdt(op.src2), .gelu = op.gelu ? 1u : 0u});
         b = {whole(op.src0), whole(op.src1), whole(op.dst), whole(op.src2)};
         break;
       case OpKind::MatMul:
-        p = &pipeline(matmul_shader("matmul"), wdt(op.src1), 0, 0, 0, 1, matvec_loads_);
-        tiled = &pipeline("matmul_tiled", wdt(op.src1));
+        p = &pipeline(matmul_shader("matmul"), {.weight_dtype = wdt(op.src1), .loads = matvec_loads_});
+        tiled = &pipeline("matmul_tiled", {.weight_dtype = wdt(op.src1)});
         // Without an addend, x (which the op reads anyway) is bound in its place, unread: the push constant says so.
         b = {whole(op.src0), whole(op.src1), whole(op.dst), whole(op.src2 != kNoBuffer ? op.src2 : op.src0)};
         break;
@@ -475,8 +484,9 @@ void VulkanBackend::prepare(const StepGraph& g) {
       case OpKind::RouterLut:
         assert(lut_ && "RouterLut without a table");
         split_ = std::min(split_, i);
-        p = &pipeline(lut_stream_->direct() ? "router_lut_direct" : "router_lut", wdt(op.src1),
-                      dtype_code(lut_->dtype()), wdt(op.src2));
+        p = &pipeline(
+            lut_stream_->direct() ? "router_lut_direct" : "router_lut",
+            {.weight_dtype = wdt(op.src1), .lut_dtype = dtype_code(lut_->dtype()), .norm_dtype = wdt(op.src2)});
         b = {whole(op.src0), whole(op.src1), whole(op.src2), whole(op.dst)};
         if (lut_stream_->direct()) {
           b.push_back(whole(*in_ids_));
@@ -486,7 +496,7 @@ void VulkanBackend::prepare(const StepGraph& g) {
         }
         break;
       case OpKind::RouterProbs:
-        p = &pipeline("router_probs", wdt(op.src1), 0, wdt(op.src2));
+        p = &pipeline("router_probs", {.weight_dtype = wdt(op.src1), .norm_dtype = wdt(op.src2)});
         b = {whole(op.src0), whole(op.src1), whole(op.src2), whole(op.dst), whole(*in_rows_)};
         break;
       case OpKind::Gather:
@@ -503,8 +513,8 @@ void VulkanBackend::prepare(const StepGraph& g) {
     if (op.kind == OpKind::Attention) {  // the store pass (plan.set); split-K: the partials in out's place, then -> out
       plan.store = &pipeline("attention_store");
       for (uint32_t store : {0u, 1u}) {
-        plan.attend[store] = &pipeline("attention", 0, 0, 0, 0, store);
-        plan.split[store] = &pipeline("attention_split", 0, 0, 0, 0, store);
+        plan.attend[store] = &pipeline("attention", {.store = store});
+        plan.split[store] = &pipeline("attention_split", {.store = store});
       }
       b[5] = whole(attn_part_);
       plan.combine = &pipeline("attention_combine");
