@@ -16,11 +16,11 @@
 // Push:     T, E (<= 1024, checked by the host), D, layer, row_elems (L * E * D), eps (float)  (RouterLutPush)
 // Spec:     WDTYPE (id 0), local size (id 1), LDTYPE (id 2), NDTYPE (id 3)
 // Dispatch: (min(ceil(D / local size), 65535), min(T, 65535), 1): workgroup (x, y) computes dims [x * BLOCK, + BLOCK)
-// (grid-striding) of tokens y, y + gridDim.y, ...; one dim an invocation. Every workgroup of a token computes the token's router weights itself
-// (a little redundant work, as cuda-backend/router_lut.cu does): a decode step's table sum is then D / BLOCK
-// workgroups side by side, instead of one workgroup walking all D dims (3 dims an invocation at D = 768, each
-// waiting on its E loads, over the bus with --lut-read direct). Each invocation issues its loads of up to
-// LUT_BATCH experts before it sums them, in expert order (so the bits are those of one load at a time).
+// (grid-striding) of tokens y, y + gl_NumWorkGroups.y, ...; one dim an invocation. Every workgroup of a token computes
+// the token's router weights itself (a little redundant work, as cuda-backend/router_lut.cu does): a decode step's
+// table sum is then D / BLOCK workgroups side by side, instead of one workgroup walking all D dims (3 dims an
+// invocation at D = 768, each waiting on its E loads, over the bus with --lut-read direct). Each invocation issues its
+// loads of up to LUT_BATCH experts before it sums them, in expert order (so the bits are those of one load at a time).
 
 layout(constant_id = 2) const uint LDTYPE = DTYPE_F32;
 
