@@ -23,6 +23,7 @@ __device__ __forceinline__ void keep(float v, int i, float& bv, int& bi) {
 }
 
 __global__ void __launch_bounds__(kThreads) argmax_kernel(ArgmaxArgs a) {
+  start_after_producers();
   __shared__ float warp_v[kThreads / kWarpSize];
   __shared__ int warp_i[kThreads / kWarpSize];
   for (int r = blockIdx.x; r < a.R; r += gridDim.x) {
@@ -64,9 +65,9 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(ArgmaxArgs a) {
 
 }  // namespace
 
-void launch_argmax(const ArgmaxArgs& a, cudaStream_t stream) {
+void launch_argmax(const ArgmaxArgs& a, const Launch& l) {
   if (a.R == 0) return;
-  argmax_kernel<<<std::min(a.R, 65535), kThreads, 0, stream>>>(a);
+  launch_kernel(argmax_kernel, std::min(a.R, 65535), kThreads, 0, l, a);
 }
 
 }  // namespace mole::cuda

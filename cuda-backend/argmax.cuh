@@ -12,6 +12,6 @@ struct ArgmaxArgs {
   float* dst = nullptr;        // (R)
   int R = 0, n = 0;
 };
-void launch_argmax(const ArgmaxArgs& a, cudaStream_t stream);
+void launch_argmax(const ArgmaxArgs& a, const Launch& l);
 
 }  // namespace mole::cuda

@@ -60,6 +60,7 @@ __device__ __forceinline__ float rotated(const float* h, int d, int r, const Att
 // for dims vd + i * span (several dims per thread only when hd > kThreads, and then G = 1). The G partial sums of
 // each dim are added in group order at the end.
 __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs a, float scale) {
+  start_after_producers();
   extern __shared__ __align__(16) float q_s[];  // (hd) the query row, rotated; without store_pass then own_s
   float* own_s = q_s + a.hd;       // (hd) token t's own key, rotated (16-byte aligned where score_dot reads float4s)
   __shared__ float p_s[kThreads];  // the chunk's unnormalised probabilities, then the V groups' partial sums
@@ -164,6 +165,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs a, fl
 // slot[t] * S + pos[t]. A rotated element reads its pair partner from the q/k/v row, so the rotation never reads
 // what another thread writes.
 __global__ void __launch_bounds__(kThreads) attention_store_kernel(AttentionArgs a) {
+  start_after_producers();
   const size_t kvd = size_t(a.KVH) * a.hd, width = 2 * kvd, qd = size_t(a.H) * a.hd, count = size_t(a.T) * width;
   for (size_t g = size_t(blockIdx.x) * kThreads + threadIdx.x; g < count; g += size_t(gridDim.x) * kThreads) {
     const int t = int(g / width);
@@ -178,6 +180,7 @@ __global__ void __launch_bounds__(kThreads) attention_store_kernel(AttentionArgs
 // largest of their m_s, in split order. One thread per output element, grid-stride.
 __global__ void __launch_bounds__(kThreads)
     attention_combine_kernel(const float* part, float* out, int pairs, int hd, int splits) {
+  start_after_producers();
   const size_t stride = size_t(hd) + 2, count = size_t(pairs) * hd;
   for (size_t i = size_t(blockIdx.x) * kThreads + threadIdx.x; i < count; i += size_t(gridDim.x) * kThreads) {
     const size_t pair = i / hd, d = i % hd;
@@ -200,7 +203,7 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
-void launch_attention(const AttentionArgs& a, cudaStream_t stream) {
+void launch_attention(const AttentionArgs& a, const Launch& l) {
   MOLE_CUDA_ASSERT(a.hd >= 1 && a.hd <= kAttentionMaxHeadDim && a.KVH >= 1 && a.H % a.KVH == 0);
   MOLE_CUDA_ASSERT(!a.rope || a.hd % 2 == 0);
   MOLE_CUDA_ASSERT(a.splits == 1 || a.part);
@@ -210,17 +213,17 @@ void launch_attention(const AttentionArgs& a, cudaStream_t stream) {
   if (a.store_pass) {
     const size_t count = size_t(a.T) * 2 * size_t(a.KVH) * a.hd;
     const unsigned blocks = unsigned(std::min<size_t>((count + kThreads - 1) / kThreads, 65535));
-    attention_store_kernel<<<blocks, kThreads, 0, stream>>>(a);
+    launch_kernel(attention_store_kernel, blocks, kThreads, 0, l, a);
   }
   AttentionArgs split_args = a;
   if (a.splits == 1) split_args.part = nullptr;  // the single pass writes out
   const dim3 grid(std::min(pairs, 65535), a.splits);
   const size_t shared = size_t(a.store_pass ? 1 : 2) * size_t(a.hd) * sizeof(float);  // q_s, and own_s
-  attention_kernel<<<grid, kThreads, shared, stream>>>(split_args, scale);
+  launch_kernel(attention_kernel, grid, kThreads, shared, a.store_pass ? l.then() : l, split_args, scale);
   if (a.splits > 1) {
     const size_t count = size_t(pairs) * a.hd;
     const unsigned blocks = unsigned(std::min<size_t>((count + kThreads - 1) / kThreads, 65535));
-    attention_combine_kernel<<<blocks, kThreads, 0, stream>>>(a.part, a.out, pairs, a.hd, a.splits);
+    launch_kernel(attention_combine_kernel, blocks, kThreads, 0, l.then(), a.part, a.out, pairs, a.hd, a.splits);
   }
 }
 

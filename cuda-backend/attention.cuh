@@ -50,6 +50,6 @@ struct AttentionArgs {
 };
 // The store pass (store_pass), then the single pass (splits = 1) or split-K's two kernels (splits > 1), on one
 // stream. hd <= kAttentionMaxHeadDim.
-void launch_attention(const AttentionArgs& a, cudaStream_t stream);
+void launch_attention(const AttentionArgs& a, const Launch& l);
 
 }  // namespace mole::cuda

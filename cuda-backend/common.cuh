@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 
 #include "model/safetensors.h"  // DType
 
@@ -24,6 +25,19 @@ namespace mole::cuda {
 [[noreturn]] void cuda_fail(cudaError_t err, const char* expr, const char* file, int line);
 // Prints "mole: internal error: <what> at <file>:<line>" and aborts. For programmer errors, in every build type.
 [[noreturn]] void assert_fail(const char* what, const char* file, int line);
+
+// Where a kernel starts: its stream, and whether it may start before the kernel before it on that stream has ended
+// (programmatic dependent launch, --tune pdl=on, compute capability 9.0 and up; cuda_backend.cpp decides which
+// launches). A kernel so launched runs its code before wait_for_producers() beside its predecessor's end; there it
+// reads only weights (written once, at load). The op's first kernel starts early where `early`, its later ones
+// (attention's store, pass and combine) where `pdl`.
+struct Launch {
+  cudaStream_t stream = nullptr;
+  bool pdl = false;
+  bool early = false;
+  int* launched = nullptr;                                      // when set, counts the kernels started
+  Launch then() const { return {stream, pdl, pdl, launched}; }  // for the op's second and later kernels
+};
 
 }  // namespace mole::cuda
 
@@ -47,6 +61,47 @@ namespace mole::cuda {
 
 constexpr int kWarpSize = 32;
 constexpr unsigned kFullMask = 0xffffffffu;
+
+// Programmatic dependent launch (Launch above). Every kernel calls wait_for_producers() before it reads anything but
+// weights and before it writes anything: it returns once the kernels before it in the step have ended and their
+// writes are visible (at once for a kernel launched the ordinary way). Then it calls let_dependents_start(): once
+// every block of it has, the next kernel, if launched early, may start its own weight reads. A kernel launched
+// early thus never overlaps more than its predecessor's end, and writes only after it. Both are no-ops before
+// compute capability 9.0, where launches are never early.
+__device__ __forceinline__ void wait_for_producers() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void let_dependents_start() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// Both, first thing in a kernel that reads no weights before its inputs.
+__device__ __forceinline__ void start_after_producers() {
+  wait_for_producers();
+  let_dependents_start();
+}
+
+// kernel<<<grid, block, shared, l.stream>>>(args...), started early where l.early (above). Throws on a launch that
+// cannot start (its configuration).
+template <typename... Params, typename... Args>
+void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared, const Launch& l, Args&&... args) {
+  cudaLaunchAttribute early{};
+  early.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  early.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = shared;
+  cfg.stream = l.stream;
+  cfg.attrs = l.early ? &early : nullptr;
+  cfg.numAttrs = l.early ? 1 : 0;
+  CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+  if (l.launched) ++*l.launched;
+}
 
 // Element i of a tensor of dtype DT, as float32 (exact: F16 and BF16 widen without rounding).
 template <DType DT>

@@ -16,6 +16,8 @@
 // step's LUT copy (an external event-wait node on LutStream::ready()) on the branches of its RouterLuts only, so the
 // copy overlaps the embedding and the first attention; everything later is ordered after it.
 //
+// With --tune pdl=on, kernels start early (programmatic dependent launch; capture_ops() says where, common.cuh how).
+//
 // Profiling records an event after every op (external event-record nodes) and captures the ops in one chain, so
 // each op's time is its own; the graphs are recorded again when profiling is switched.
 #include "cuda-backend/cuda_backend.h"
@@ -96,6 +98,7 @@ class CudaBackend final : public Backend {
     step_done_ = make_event(false);
     inputs_sent_ = make_event(false);
     CUDA_CHECK(cudaGetDeviceProperties(&props_, device_));
+    pdl_ = opt.tuning.pdl && props_.major >= 9;
   }
 
   ~CudaBackend() override {
@@ -262,7 +265,7 @@ class CudaBackend final : public Backend {
   void prepare(const StepGraph& g);
   Recorded capture(const StepGraph& g, const StepShape& shape);
   void capture_ops(const StepGraph& g, const StepShape& shape, Recorded& rec);
-  void launch_op(const Op& op, const StepShape& shape, cudaStream_t stream);
+  void launch_op(const Op& op, const StepShape& shape, const Launch& l);
   void collect_profile();
 
   const int device_;
@@ -275,6 +278,7 @@ class CudaBackend final : public Backend {
   const BackendTuning::Gather lut_gather_;  // --tune lut-gather: where --lut disk gathers rows (thread unless inline)
   const std::string cache_dir_;             // where `mole bench --record` keeps this device's measured read mode
   cudaDeviceProp props_{};
+  bool pdl_ = false;  // --tune pdl=on on compute capability 9.0 and up: kernels start early (capture_ops())
   // Streams and events first, so that they are destroyed last.
   Stream compute_;                       // steps, uploads, read-backs
   Stream capture_;                       // graphs are captured here (never run on)
@@ -479,6 +483,11 @@ void CudaBackend::capture_ops(const StepGraph& g, const StepShape& shape, Record
   cudaStream_t cs = capture_.get();
   const bool lut_wait = lut_ && !lut_->direct();
   bool lut_waited = false;  // a wait node precedes everything captured from here on
+  // Programmatic dependent launch (--tune pdl): an op's first kernel starts early where the capture stream's last
+  // node is one kernel (not the graph's start, a join of branches or an event wait); a branch's kernels start the
+  // ordinary way. Never while profiling (the events between ops time each op alone).
+  const bool pdl = pdl_ && !profiling_;
+  bool after_kernel = false;
   if (profiling_) CUDA_CHECK(cudaEventRecordWithFlags(op_events_[0].get(), cs, cudaEventRecordExternal));
   for (const std::vector<size_t>& group : groups) {
     const bool fork = group.size() > 1;
@@ -488,24 +497,29 @@ void CudaBackend::capture_ops(const StepGraph& g, const StepShape& shape, Record
       const Op& op = g.ops[group[j]];
       cudaStream_t s = j == 0 ? cs : aux_[j - 1].get();
       if (j > 0) CUDA_CHECK(cudaStreamWaitEvent(s, fork_.get(), 0));
+      bool waits = false;
       if (op.kind == OpKind::RouterLut && lut_wait && !lut_waited) {
         CUDA_CHECK(cudaStreamWaitEvent(s, lut_->ready(), cudaEventWaitExternal));
-        group_waits = true;
+        group_waits = waits = true;
       }
-      launch_op(op, shape, s);
-      rec.kernels += op.kind == OpKind::Attention ? 1 + (std::get<3>(shape) > 1) + std::get<4>(shape) : 1;
+      int launched = 0;
+      launch_op(op, shape,
+                {.stream = s, .pdl = pdl, .early = pdl && j == 0 && after_kernel && !waits, .launched = &launched});
+      rec.kernels += launched;
+      if (j == 0) after_kernel = launched > 0 || (after_kernel && !waits);
       if (profiling_) CUDA_CHECK(cudaEventRecordWithFlags(op_events_[group[j] + 1].get(), s, cudaEventRecordExternal));
       if (j > 0) {
         CUDA_CHECK(cudaEventRecord(join_[j - 1].get(), s));
         CUDA_CHECK(cudaStreamWaitEvent(cs, join_[j - 1].get(), 0));
       }
     }
+    if (fork) after_kernel = false;  // the next node joins the branches
     lut_waited = lut_waited || group_waits;
     rec.groups++;
   }
 }
 
-void CudaBackend::launch_op(const Op& op, const StepShape& shape, cudaStream_t stream) {
+void CudaBackend::launch_op(const Op& op, const StepShape& shape, const Launch& l) {
   const auto [T, R, copy_logits, splits, store_pass] = shape;
   const InputLayout at{size_t(T), size_t(R), size_t(rope_half_)};
   const int32_t* in_words = static_cast<const int32_t*>(inputs_dev_.get());
@@ -520,7 +534,7 @@ void CudaBackend::launch_op(const Op& op, const StepShape& shape, cudaStream_t s
     case OpKind::Embed:
       launch_embed(
           {.table = weight(op.src0), .dtype = buf(op.src0).dtype, .ids = ids, .dst = act(op.dst), .T = T, .D = op.n},
-          stream);
+          l);
       break;
     case OpKind::NormMatMul:
       launch_norm_matmul({.x = act(op.src0),
@@ -536,7 +550,7 @@ void CudaBackend::launch_op(const Op& op, const StepShape& shape, cudaStream_t s
                           .norm = norm_weight(op.src2),
                           .eps = op.eps,
                           .gelu = op.gelu},
-                         stream);
+                         l);
       break;
     case OpKind::MatMul:
       launch_matmul({.x = act(op.src0),
@@ -551,7 +565,7 @@ void CudaBackend::launch_op(const Op& op, const StepShape& shape, cudaStream_t s
                      .col_loads = matvec_loads_,
                      .accumulate = op.accumulate,
                      .addend = op.src2 != kNoBuffer ? act(op.src2) : nullptr},
-                    stream);
+                    l);
       break;
     case OpKind::Attention:
       launch_attention({.q = act(op.src0),
@@ -570,7 +584,7 @@ void CudaBackend::launch_op(const Op& op, const StepShape& shape, cudaStream_t s
                         .rope = op.rope,
                         .splits = splits,
                         .store_pass = store_pass},
-                       stream);
+                       l);
       break;
     case OpKind::RouterLut:
       MOLE_CUDA_ASSERT(lut_ && "a RouterLut op needs set_lut() first");
@@ -588,7 +602,7 @@ void CudaBackend::launch_op(const Op& op, const StepShape& shape, cudaStream_t s
                          .D = op.k,
                          .layer = op.layer,
                          .eps = op.eps},
-                        stream);
+                        l);
       break;
     case OpKind::RouterProbs:
       launch_router_probs({.x = act(op.src0),
@@ -603,16 +617,15 @@ void CudaBackend::launch_op(const Op& op, const StepShape& shape, cudaStream_t s
                            .layer = op.layer,
                            .cols = op.layers * op.n,
                            .eps = op.eps},
-                          stream);
+                          l);
       break;
     case OpKind::Gather:
-      launch_gather({.src = act(op.src0), .out_rows = out_rows, .dst = act(op.dst), .R = R, .n = op.n}, stream);
+      launch_gather({.src = act(op.src0), .out_rows = out_rows, .dst = act(op.dst), .R = R, .n = op.n}, l);
       break;
     case OpKind::Argmax:
-      launch_argmax({.src = act(op.src0), .dst = act(op.dst), .R = R, .n = op.n}, stream);
+      launch_argmax({.src = act(op.src0), .dst = act(op.dst), .R = R, .n = op.n}, l);
       break;
   }
-  CUDA_CHECK(cudaGetLastError());  // a launch that could not start (its configuration), named here
 }
 
 // Adds the finished step's event times to prof_ (only once that step is complete).
@@ -654,17 +667,17 @@ std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& opt) {
 namespace cuda {
 
 BackendEntry cuda_backend_entry() {
-  return {
-      "cuda",
-      [](const BackendOptions&) {
-        BackendProbe p;
-        p.detail = cuda_availability(&p.available);
-        p.gpu = p.available;
-        if (p.available) p.devices = cuda_device_details();
-        return p;
-      },
-      make_cuda_backend,
-      {"lut-read", "tiled-min-rows", "attention-splits", "attention-store", "lut-gather", "matvec", "matvec-loads"}};
+  return {"cuda",
+          [](const BackendOptions&) {
+            BackendProbe p;
+            p.detail = cuda_availability(&p.available);
+            p.gpu = p.available;
+            if (p.available) p.devices = cuda_device_details();
+            return p;
+          },
+          make_cuda_backend,
+          {"lut-read", "tiled-min-rows", "attention-splits", "attention-store", "lut-gather", "matvec", "matvec-loads",
+           "pdl"}};
 }
 
 }  // namespace cuda

@@ -122,6 +122,8 @@ std::string cuda_device_details() {
         yes(attribute(cudaDevAttrCanMapHostMemory, d)) + ", registers the table's file pages in place: " +
         yes(attribute(cudaDevAttrHostRegisterSupported, d) && attribute(cudaDevAttrHostRegisterReadOnlySupported, d)) +
         "\n";
+    out += std::string("  kernels may start before the previous one ends (--tune pdl=on, compute capability 9.0+): ") +
+           yes(attribute(cudaDevAttrComputeCapabilityMajor, d) >= 9) + "\n";
     out += "  driver CUDA " + cuda_version_name(driver_version()) + ", runtime CUDA " +
            cuda_version_name(runtime_version()) + " (linked statically)\n";
   }

@@ -8,6 +8,7 @@ constexpr int kThreads = 256;
 
 template <DType DT>
 __global__ void __launch_bounds__(kThreads) embed_kernel(EmbedArgs a) {
+  start_after_producers();
   const int d = blockIdx.x * kThreads + threadIdx.x;
   if (d >= a.D) return;
   for (int t = blockIdx.y; t < a.T; t += gridDim.y) {
@@ -18,18 +19,18 @@ __global__ void __launch_bounds__(kThreads) embed_kernel(EmbedArgs a) {
 
 }  // namespace
 
-void launch_embed(const EmbedArgs& a, cudaStream_t stream) {
+void launch_embed(const EmbedArgs& a, const Launch& l) {
   if (a.T == 0 || a.D == 0) return;
   const dim3 grid((a.D + kThreads - 1) / kThreads, std::min(a.T, 65535));
   switch (a.dtype) {
     case DType::F32:
-      embed_kernel<DType::F32><<<grid, kThreads, 0, stream>>>(a);
+      launch_kernel(embed_kernel<DType::F32>, grid, kThreads, 0, l, a);
       break;
     case DType::F16:
-      embed_kernel<DType::F16><<<grid, kThreads, 0, stream>>>(a);
+      launch_kernel(embed_kernel<DType::F16>, grid, kThreads, 0, l, a);
       break;
     case DType::BF16:
-      embed_kernel<DType::BF16><<<grid, kThreads, 0, stream>>>(a);
+      launch_kernel(embed_kernel<DType::BF16>, grid, kThreads, 0, l, a);
       break;
   }
 }

@@ -13,6 +13,6 @@ struct EmbedArgs {
   float* dst = nullptr;          // (T, D)
   int T = 0, D = 0;
 };
-void launch_embed(const EmbedArgs& a, cudaStream_t stream);
+void launch_embed(const EmbedArgs& a, const Launch& l);
 
 }  // namespace mole::cuda

@@ -12,6 +12,6 @@ struct GatherArgs {
   float* dst = nullptr;               // (R, n)
   int R = 0, n = 0;
 };
-void launch_gather(const GatherArgs& a, cudaStream_t stream);
+void launch_gather(const GatherArgs& a, const Launch& l);
 
 }  // namespace mole::cuda

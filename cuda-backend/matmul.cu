@@ -4,8 +4,8 @@
 
 namespace mole::cuda {
 
-void launch_matmul(const MatMulArgs& a, cudaStream_t stream) {
-  launch_matmul_family<false>(a, stream);
+void launch_matmul(const MatMulArgs& a, const Launch& l) {
+  launch_matmul_family<false>(a, l);
 }
 
 }  // namespace mole::cuda

@@ -27,6 +27,6 @@ struct MatMulArgs {
   float eps = 0.0f;
   bool gelu = false;
 };
-void launch_matmul(const MatMulArgs& a, cudaStream_t stream);
+void launch_matmul(const MatMulArgs& a, const Launch& l);
 
 }  // namespace mole::cuda

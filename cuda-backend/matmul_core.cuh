@@ -72,7 +72,9 @@ __device__ __forceinline__ float inv_rms_of(float ss, int K, float eps) {
 // LOADS (--tune matvec-loads): each lane issues this many 16-byte weight loads before it uses the first, so that a
 // warp has LOADS x 512 bytes on their way at once. With 1 a lane waits for each load before it issues the next: the
 // compiler does not move a load above the branches of the previous chunk's work, so every chunk cost a trip to
-// memory (a decode step's 768-wide rows are 3 chunks a lane, all 3 in flight with LOADS = 4).
+// memory (a decode step's 768-wide rows are 3 chunks a lane, all 3 in flight with LOADS = 4). The first batch is
+// issued before wait_for_producers(): a kernel started early (--tune pdl) reads its weights while its predecessor
+// ends.
 template <DType DT, bool NORM, int ROWS, int LOADS>
 __global__ void __launch_bounds__(kColThreads) matmul_col_kernel(MatMulArgs a) {
   constexpr int kEpv = kElemsPer16<DT>;  // weight elements per 16-byte load
@@ -92,13 +94,18 @@ __global__ void __launch_bounds__(kColThreads) matmul_col_kernel(MatMulArgs a) {
   if (a.K % kEpv == 0) {                        // every row starts 16-byte aligned (x and the norm too: K % 4 == 0)
     const uint4* w4 = reinterpret_cast<const uint4*>(static_cast<const char*>(a.w) + wrow * kElemBytes);
     const int chunks = a.K / kEpv;
-    for (int i0 = lane; i0 < chunks; i0 += LOADS * kWarpSize) {
-      uint4 q[LOADS];
+    uint4 q[LOADS];
+    auto fetch = [&](int i0) {
 #pragma unroll
       for (int j = 0; j < LOADS; j++) {  // all issued before any is used
         const int i = i0 + j * kWarpSize;
         q[j] = i < chunks ? __ldg(w4 + i) : make_uint4(0, 0, 0, 0);
       }
+    };
+    fetch(lane);  // weights only: on their way while an early-launched kernel waits for its predecessor
+    start_after_producers();
+    for (int i0 = lane; i0 < chunks; i0 += LOADS * kWarpSize) {
+      if (i0 != lane) fetch(i0);
 #pragma unroll
       for (int j = 0; j < LOADS; j++) {
         const int i = i0 + j * kWarpSize, k = i * kEpv;
@@ -128,6 +135,7 @@ __global__ void __launch_bounds__(kColThreads) matmul_col_kernel(MatMulArgs a) {
       }
     }
   } else {
+    start_after_producers();
 #pragma unroll 4
     for (int k = lane; k < a.K; k += kWarpSize) {
       float wk = load_elem<DT>(a.w, wrow + k);
@@ -158,6 +166,7 @@ __global__ void __launch_bounds__(kColThreads) matmul_col_kernel(MatMulArgs a) {
 // Grid: (ceil(N / kStagedWarps), ceil(rows / kColRows)); dynamic shared memory min(rows, kColRows) * K floats.
 template <DType DT, bool NORM>
 __global__ void __launch_bounds__(kStagedThreads) matmul_staged_kernel(MatMulArgs a) {
+  start_after_producers();
   // [r * K + k] = x[t0 + r][k] * norm[k]; each row starts 16-byte aligned when K % 4 == 0.
   extern __shared__ float4 staged4[];
   __shared__ float inv_rms[kColRows];  // NORM: 1 / RMS of each staged row
@@ -247,6 +256,7 @@ __device__ __forceinline__ void split_tf32(Frag& hi, Frag& lo) {
 // Grid: (ceil(N / 64), ceil(rows / 64)); block (x, y) computes y rows [y * 64, + 64) x columns [x * 64, + 64).
 template <DType DT, bool NORM>
 __global__ void __launch_bounds__(kTileThreads) matmul_tiled_kernel(MatMulArgs a) {
+  start_after_producers();
   __shared__ __align__(32) float smem[2 * kTileM * kTileLd];  // xs (64 x 32 of x) and ws (64 x 32 of W), then y's tile
   __shared__ float inv_rms[kTileM];                           // NORM: 1 / RMS of the tile's rows
   float* xs = smem;                                           // [m * kTileLd + kk] = x[mb + m][k0 + kk] * norm
@@ -328,53 +338,53 @@ static_assert(kMatVecLoads == 4, "launch_col's default case instantiates the def
 
 // The column kernel for ROWS rows a block, with the weight loads in flight that the step asks for (a.col_loads).
 template <DType DT, bool NORM, int ROWS>
-void launch_col(const MatMulArgs& a, cudaStream_t stream) {
+void launch_col(const MatMulArgs& a, const Launch& l) {
   const dim3 grid((a.N + kColWarps - 1) / kColWarps, (a.rows + ROWS - 1) / ROWS);
   switch (a.col_loads) {
     case 1:
-      matmul_col_kernel<DT, NORM, ROWS, 1><<<grid, kColThreads, 0, stream>>>(a);
+      launch_kernel(matmul_col_kernel<DT, NORM, ROWS, 1>, grid, kColThreads, 0, l, a);
       break;
     case 8:
-      matmul_col_kernel<DT, NORM, ROWS, 8><<<grid, kColThreads, 0, stream>>>(a);
+      launch_kernel(matmul_col_kernel<DT, NORM, ROWS, 8>, grid, kColThreads, 0, l, a);
       break;
     default:
-      matmul_col_kernel<DT, NORM, ROWS, 4><<<grid, kColThreads, 0, stream>>>(a);
+      launch_kernel(matmul_col_kernel<DT, NORM, ROWS, 4>, grid, kColThreads, 0, l, a);
       break;
   }
 }
 
 template <DType DT, bool NORM>
-void launch_dtype(const MatMulArgs& a, cudaStream_t stream) {
+void launch_dtype(const MatMulArgs& a, const Launch& l) {
   if (a.rows >= a.tiled_min_rows) {
     const dim3 grid((a.N + kTileN - 1) / kTileN, (a.rows + kTileM - 1) / kTileM);
-    matmul_tiled_kernel<DT, NORM><<<grid, kTileThreads, 0, stream>>>(a);
+    launch_kernel(matmul_tiled_kernel<DT, NORM>, grid, kTileThreads, 0, l, a);
   } else if (const size_t shared = size_t(std::min(a.rows, kColRows)) * size_t(a.K) * sizeof(float);
              a.staged && shared <= kStagedMaxShared) {
     const dim3 grid((a.N + kStagedWarps - 1) / kStagedWarps, (a.rows + kColRows - 1) / kColRows);
-    matmul_staged_kernel<DT, NORM><<<grid, kStagedThreads, shared, stream>>>(a);
+    launch_kernel(matmul_staged_kernel<DT, NORM>, grid, kStagedThreads, shared, l, a);
   } else if (a.rows == 1) {
-    launch_col<DT, NORM, 1>(a, stream);
+    launch_col<DT, NORM, 1>(a, l);
   } else {
-    launch_col<DT, NORM, kColRows>(a, stream);
+    launch_col<DT, NORM, kColRows>(a, l);
   }
 }
 
 // Picks the kernel for the step's rows and the weight's dtype. rows / 64 and rows / 8 stay far below the grid's
 // 65535 in y (rows is at most a step's tokens).
 template <bool NORM>
-void launch_matmul_family(const MatMulArgs& a, cudaStream_t stream) {
+void launch_matmul_family(const MatMulArgs& a, const Launch& l) {
   MOLE_CUDA_ASSERT(a.x != a.y);
   MOLE_CUDA_ASSERT(a.rows <= 65535 * kColRows);
   if (a.rows == 0 || a.N == 0) return;
   switch (a.dtype) {
     case DType::F32:
-      launch_dtype<DType::F32, NORM>(a, stream);
+      launch_dtype<DType::F32, NORM>(a, l);
       break;
     case DType::F16:
-      launch_dtype<DType::F16, NORM>(a, stream);
+      launch_dtype<DType::F16, NORM>(a, l);
       break;
     case DType::BF16:
-      launch_dtype<DType::BF16, NORM>(a, stream);
+      launch_dtype<DType::BF16, NORM>(a, l);
       break;
   }
 }

@@ -4,8 +4,8 @@
 
 namespace mole::cuda {
 
-void launch_norm_matmul(const MatMulArgs& a, cudaStream_t stream) {
-  launch_matmul_family<true>(a, stream);
+void launch_norm_matmul(const MatMulArgs& a, const Launch& l) {
+  launch_matmul_family<true>(a, l);
 }
 
 }  // namespace mole::cuda

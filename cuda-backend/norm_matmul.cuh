@@ -9,6 +9,6 @@
 
 namespace mole::cuda {
 
-void launch_norm_matmul(const MatMulArgs& a, cudaStream_t stream);
+void launch_norm_matmul(const MatMulArgs& a, const Launch& l);
 
 }  // namespace mole::cuda

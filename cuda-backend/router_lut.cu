@@ -3,9 +3,8 @@
 // global scratch), then its own chunk of dims of the weighted sum: at decode, D / kThreads blocks read the row in
 // parallel.
 // All sums have a fixed order: the same bits on every run, and for the copied and the in-place rows.
-#include "cuda-backend/router_lut.cuh"
-
 #include "cuda-backend/router.cuh"
+#include "cuda-backend/router_lut.cuh"
 
 namespace mole::cuda {
 namespace {
@@ -14,6 +13,7 @@ constexpr int kThreads = kRouterThreads;
 
 template <DType LDT>
 __global__ void __launch_bounds__(kThreads) router_lut_kernel(RouterLutArgs a) {
+  start_after_producers();
   extern __shared__ float prob[];  // (E) the router's probabilities
   __shared__ RouterScratch scratch;
   const int d_out = blockIdx.x * kThreads + threadIdx.x;  // this thread's dim of the weighted sum
@@ -33,20 +33,20 @@ __global__ void __launch_bounds__(kThreads) router_lut_kernel(RouterLutArgs a) {
 
 }  // namespace
 
-void launch_router_lut(const RouterLutArgs& a, cudaStream_t stream) {
+void launch_router_lut(const RouterLutArgs& a, const Launch& l) {
   MOLE_CUDA_ASSERT(a.E >= 1 && a.E <= kRouterLutMaxExperts);
   if (a.T == 0 || a.D == 0) return;
   const dim3 grid((a.D + kThreads - 1) / kThreads, std::min(a.T, 65535));
   const size_t shared = size_t(a.E) * sizeof(float);
   switch (a.lut_dtype) {
     case DType::F32:
-      router_lut_kernel<DType::F32><<<grid, kThreads, shared, stream>>>(a);
+      launch_kernel(router_lut_kernel<DType::F32>, grid, kThreads, shared, l, a);
       break;
     case DType::F16:
-      router_lut_kernel<DType::F16><<<grid, kThreads, shared, stream>>>(a);
+      launch_kernel(router_lut_kernel<DType::F16>, grid, kThreads, shared, l, a);
       break;
     case DType::BF16:
-      router_lut_kernel<DType::BF16><<<grid, kThreads, shared, stream>>>(a);
+      launch_kernel(router_lut_kernel<DType::BF16>, grid, kThreads, shared, l, a);
       break;
   }
 }

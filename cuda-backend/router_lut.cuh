@@ -27,6 +27,6 @@ struct RouterLutArgs {
   int T = 0, E = 0, D = 0, layer = 0;
   float eps = 0.0f;
 };
-void launch_router_lut(const RouterLutArgs& a, cudaStream_t stream);
+void launch_router_lut(const RouterLutArgs& a, const Launch& l);
 
 }  // namespace mole::cuda

@@ -21,6 +21,6 @@ struct RouterProbsArgs {
   int R = 0, E = 0, D = 0, layer = 0, cols = 0;  // cols = L * E
   float eps = 0.0f;
 };
-void launch_router_probs(const RouterProbsArgs& a, cudaStream_t stream);
+void launch_router_probs(const RouterProbsArgs& a, const Launch& l);
 
 }  // namespace mole::cuda

@@ -171,6 +171,13 @@ parity() {
     grep -v ': OK$' "$work/parity.txt"  # the failures and the summary; every line is in the exit code
     if [ -f "$model/config.json" ]; then "$M" parity --backend "$b" --op argmax -m "$model" || rc=1; fi
   done
+  # CUDA with programmatic dependent launch: the built-in model's logits, router weights and greedy tokens.
+  case " $GPUS " in *" cuda "*)
+    if [ -f "$model/config.json" ]; then
+      echo "-- mole parity --backend cuda --tune pdl=on"
+      "$M" parity --backend cuda --tune pdl=on --op argmax -m "$model" || rc=1
+    fi ;;
+  esac
   return $rc
 }
 tests() { "$T" --require-device="${GPUS// /,}" --test-case='vulkan*,vk-runtime*,backends*,cuda*'; }
@@ -207,6 +214,11 @@ profile_one() {
 }
 bench_placements() {
   bench "$1-placements" -m "$work/models/mole" --backend "$1" --placements device,host,disk \
+    --prompt-tokens "$PROMPT" -n "$DECODE"
+}
+# CUDA: kernels launched early (programmatic dependent launch), against bench_placements' ordinary launches.
+bench_pdl() {
+  bench cuda-pdl -m "$work/models/mole" --backend cuda --tune pdl=on --placements device,host \
     --prompt-tokens "$PROMPT" -n "$DECODE"
 }
 bench_dense() {
@@ -258,8 +270,8 @@ disk_speed() {
   dd if=/dev/zero of="$work/models/ddtest" bs=64M count=16 oflag=direct 2>&1 | tail -1
   rm -f "$work/models/ddtest"
 }
-export -f devices reparameterize_builtin parity tests sanitize synth_models profile_one bench_placements bench_dense \
-  bench_host_copied bench_long_context bench_kernels reparameterize_bench disk_speed
+export -f devices reparameterize_builtin parity tests sanitize synth_models profile_one bench_placements bench_pdl \
+  bench_dense bench_host_copied bench_long_context bench_kernels reparameterize_bench disk_speed
 
 finish() {
   if command -v python3 > /dev/null && ls "$work"/bench-*.json > /dev/null 2>&1; then
@@ -320,6 +332,7 @@ case " $GPUS " in *" cuda "*) step "compute-sanitizer (memcheck, racecheck)" 180
 if step "synthesize $MOLE_PRESET and $DENSE_PRESET" 90 4-run.txt synth_models; then
   step "profile (--lut host)" 60 4-run.txt "on_each_gpu profile_one"
   step "bench: placements" 150 5-bench.txt "on_each_gpu bench_placements"
+  case " $GPUS " in *" cuda "*) step "bench: CUDA, --tune pdl=on" 90 5-bench.txt bench_pdl ;; esac
   step "bench: dense baseline" 90 5-bench.txt "on_each_gpu bench_dense"
   step "bench: --lut host, table copied" 90 5-bench.txt "on_each_gpu bench_host_copied"
   step "bench: long context, split-K" 150 5-bench.txt "on_each_gpu bench_long_context"

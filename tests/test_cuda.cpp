@@ -216,6 +216,49 @@ TEST_CASE("cuda: --lut disk (gather thread or inline) gives --lut host's logits 
   }
 }
 
+// --tune pdl=on (programmatic dependent launch) changes when kernels start, never what they compute: a kernel that
+// read its input or wrote its output before its predecessor had finished would change some logit. Over a prompt in
+// chunks (tensor cores, attention's store pass), then decode steps past 256 keys (split-K and its combine), with the
+// rows copied (router_lut after the copy's wait) and read in place (router_lut on a branch): the logits of every step
+// equal those of ordinary launches bit for bit, and the CPU's within the usual bound.
+TEST_CASE("cuda: --tune pdl=on gives ordinary launches' logits bit for bit over prefill and decode") {
+  test::TempDir tmp;
+  if (!cuda_or_skip()) return;
+  LoadedModel m = test::load(test::synth(tmp, "m", Form::Infer, {{"num_key_value_heads", 2}}, DType::BF16));
+  const std::vector<int32_t> prompt = random_ids(250, m.cfg.vocab_size, 5);
+  auto run = [&](Backend& be, LutPlacement placement) {
+    EngineOptions o;
+    o.max_context = 320;
+    o.max_step_tokens = 64;
+    o.lut = placement;
+    Engine e(m.cfg, m.weights, m.table(), be, o);
+    std::vector<std::vector<float>> out;
+    for (size_t at = 0; at < prompt.size(); at += 64) {
+      const std::vector<int32_t> chunk(prompt.begin() + long(at),
+                                       prompt.begin() + long(std::min(at + 64, prompt.size())));
+      out.push_back(e.step({{0, chunk}}, false).at(0));
+    }
+    for (int step = 0; step < 40; step++) out.push_back(e.step({{0, {argmax(out.back())}}}, false).at(0));
+    return out;
+  };
+  for (const auto& [placement, read] :
+       {std::pair{LutPlacement::Host, LutRead::Copy}, std::pair{LutPlacement::Device, LutRead::Direct}}) {
+    CAPTURE(placement_name(placement));
+    auto plain = make_cuda_backend(options(read));
+    BackendOptions early_opt = options(read);
+    early_opt.tuning.pdl = true;
+    auto early = make_cuda_backend(early_opt);
+    auto cpu = make_cpu_backend();
+    const auto want = run(*plain, placement), got = run(*early, placement), ref = run(*cpu, LutPlacement::Host);
+    REQUIRE(got.size() == want.size());
+    for (size_t i = 0; i < want.size(); i++) {
+      CAPTURE(i);
+      CHECK(got[i] == want[i]);
+      CHECK(rel_l2(got[i], ref[i]) < 1e-4);
+    }
+  }
+}
+
 TEST_CASE("cuda: reparameterization on the GPU gives the CPU's table") {
   test::TempDir tmp;
   auto be = cuda_or_skip();
