@@ -128,10 +128,14 @@ int cmd_bench(BenchArgs& a) {
     double prefill = seconds_since(t0);
     int steps = std::min(a.n_predict, eng.max_context() - a.prompt_tokens);
     const uint64_t moved_before = backend.info().lut_bytes_moved;
+    const double launch_before = eng.launch_seconds();
     t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < steps; i++) next = eng.step_argmax({{0, {next}}}).at(0);
     double decode = seconds_since(t0);
-    if (steps > 0 && m->lut) r["lut_kib_per_token"] = double(backend.info().lut_bytes_moved - moved_before) / 1024 / steps;
+    // The part of each decode step the host spends launching it, before it waits for the greedy id.
+    if (steps > 0) r["decode_launch_ms_per_token"] = 1e3 * (eng.launch_seconds() - launch_before) / steps;
+    if (steps > 0 && m->lut)
+      r["lut_kib_per_token"] = double(backend.info().lut_bytes_moved - moved_before) / 1024 / steps;
     r["prefill_tokens"] = a.prompt_tokens;
     r["prefill_tokens_per_s"] = a.prompt_tokens / prefill;
     r["decode_steps"] = steps;
@@ -202,7 +206,8 @@ int cmd_bench(BenchArgs& a) {
     std::string s = r["lut"].get<std::string>();
     return r.contains("lut_read") ? s + "/" + r["lut_read"].get<std::string>() : s;
   };
-  std::printf("%-12s %9s %16s %16s %14s\n", "lut", "setup s", "prefill tok/s", "decode tok/s", "ms/token");
+  std::printf("%-12s %9s %16s %16s %14s %14s\n", "lut", "setup s", "prefill tok/s", "decode tok/s", "ms/token",
+              "launch ms");
   double first = 0;
   std::string first_label;
   for (const auto& r : rows) {
@@ -212,9 +217,10 @@ int cmd_bench(BenchArgs& a) {
     }
     double d = r["decode_tokens_per_s"].get<double>();
     if (first == 0) first = d, first_label = label(r);
-    std::printf("%-12s %9.2f %16.1f %16.1f %14.3f   (decode %.3fx of %s)\n", label(r).c_str(),
+    std::printf("%-12s %9.2f %16.1f %16.1f %14.3f %14.3f   (decode %.3fx of %s)\n", label(r).c_str(),
                 r["setup_s"].get<double>(), r["prefill_tokens_per_s"].get<double>(), d,
-                r["decode_ms_per_token"].get<double>(), d / first, first_label.c_str());
+                r["decode_ms_per_token"].get<double>(), r.value("decode_launch_ms_per_token", 0.0), d / first,
+                first_label.c_str());
   }
   std::string table_note;  // the same for every --lut host run
   for (const auto& r : rows)

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <chrono>
 #include <cmath>
 
 #include "model/error.h"
@@ -233,6 +234,7 @@ std::vector<std::vector<float>> Engine::step_rows(const std::vector<Chunk>& chun
 
 std::vector<std::vector<float>> Engine::run_one(const std::vector<Chunk>& chunks, bool all_logits, bool ids_only,
                                                 std::vector<std::vector<float>>& router) {
+  const auto t0 = std::chrono::steady_clock::now();
   StepInputs in;
   in.want_logits = !ids_only;
   for (const Chunk& ch : chunks) {
@@ -246,6 +248,7 @@ std::vector<std::vector<float>> Engine::run_one(const std::vector<Chunk>& chunks
   rope_for(chunks, in);
   backend_.stream_lut_rows(in.ids);
   backend_.run_step(graph_, in);
+  launch_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   for (const Chunk& ch : chunks) lengths_[size_t(ch.slot)] += int(ch.tokens.size());
 
   const size_t V = ids_only ? 1 : size_t(cfg_.vocab_size);  // a row: the greedy id, or the logits

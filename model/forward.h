@@ -53,6 +53,10 @@ class Engine {
   int length(int slot) const { return lengths_.at(size_t(slot)); }
   int max_context() const { return ctx_; }
   const StepGraph& graph() const { return graph_; }
+  // Host time spent preparing and launching the steps so far (inputs, RoPE angles, the table's rows, the backend's
+  // run_step()), not waiting for their results. For a GPU backend, time a decode step's GPU may sit idle (the next
+  // step's input is the last one's output): `mole bench` reports it per token.
+  double launch_seconds() const { return launch_seconds_; }
 
  private:
   // Rows of logits, or with ids_only rows of one float: the greedy id.
@@ -69,6 +73,7 @@ class Engine {
   StepGraph graph_;
   std::vector<int> lengths_;                     // B: tokens held per slot
   std::vector<std::vector<float>> router_rows_;  // (rows, L*E) of the last step, with EngineOptions::router_probs
+  double launch_seconds_ = 0;                    // launch_seconds()
 };
 
 }  // namespace mole

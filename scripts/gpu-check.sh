@@ -290,7 +290,8 @@ for name, r in runs.items():
             print(f"  {name:28s} {label:12s} skipped: {p['skipped'][:90]}")
         else:
             print(f"  {name:28s} {label:12s} {p['decode_tokens_per_s']:9.1f}  (prefill {p['prefill_tokens_per_s']:.0f}, "
-                  f"context {p['prefill_tokens'] + p['decode_steps']})")
+                  f"context {p['prefill_tokens'] + p['decode_steps']}, "
+                  f"launch {1e3 * p.get('decode_launch_ms_per_token', 0):.0f} us/token)")
 EOF
   fi
   echo "total   $(($(date +%s) - t_start)) s; $failed step(s) failed" >> "$summary"
