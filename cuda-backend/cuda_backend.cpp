@@ -16,7 +16,8 @@
 // step's LUT copy (an external event-wait node on LutStream::ready()) on the branches of its RouterLuts only, so the
 // copy overlaps the embedding and the first attention; everything later is ordered after it.
 //
-// With --tune pdl=on, kernels start early (programmatic dependent launch; capture_ops() says where, common.cuh how).
+// With --tune pdl=on the ops run as one chain instead, each kernel started early (programmatic dependent launch:
+// capture_ops() says where, common.cuh how).
 //
 // Profiling records an event after every op (external event-record nodes) and captures the ops in one chain, so
 // each op's time is its own; the graphs are recorded again when profiling is switched.
@@ -461,13 +462,17 @@ Recorded CudaBackend::capture(const StepGraph& g, const StepShape& shape) {
 
 // The ops, in groups of ops without dependencies between them (see the top of this file).
 void CudaBackend::capture_ops(const StepGraph& g, const StepShape& shape, Recorded& rec) {
+  // Programmatic dependent launch (--tune pdl): the ops run as one chain (no branches), and an op's first kernel
+  // starts early where the capture stream's last node is one kernel (not the graph's start or the LUT copy's wait).
+  // Never while profiling (the events between ops time each op alone).
+  const bool pdl = pdl_ && !profiling_;
   std::vector<std::vector<size_t>> groups;
   std::vector<BufferId> written, read;  // by the current group
   for (size_t i = 0; i < g.ops.size(); i++) {
     const Op& op = g.ops[i];
     std::vector<BufferId> writes = op_writes(op), reads = op_reads(op);
     if (op.kind == OpKind::Attention) writes.push_back(kAttentionScratch);
-    bool hazard = groups.empty() || profiling_ || groups.back().size() >= size_t(kMaxBranches);
+    bool hazard = groups.empty() || profiling_ || pdl || groups.back().size() >= size_t(kMaxBranches);
     for (BufferId w : writes) hazard = hazard || contains(written, w) || contains(read, w);
     for (BufferId r : reads) hazard = hazard || contains(written, r);
     if (hazard) {
@@ -483,10 +488,6 @@ void CudaBackend::capture_ops(const StepGraph& g, const StepShape& shape, Record
   cudaStream_t cs = capture_.get();
   const bool lut_wait = lut_ && !lut_->direct();
   bool lut_waited = false;  // a wait node precedes everything captured from here on
-  // Programmatic dependent launch (--tune pdl): an op's first kernel starts early where the capture stream's last
-  // node is one kernel (not the graph's start, a join of branches or an event wait); a branch's kernels start the
-  // ordinary way. Never while profiling (the events between ops time each op alone).
-  const bool pdl = pdl_ && !profiling_;
   bool after_kernel = false;
   if (profiling_) CUDA_CHECK(cudaEventRecordWithFlags(op_events_[0].get(), cs, cudaEventRecordExternal));
   for (const std::vector<size_t>& group : groups) {

@@ -219,8 +219,9 @@ TEST_CASE("cuda: --lut disk (gather thread or inline) gives --lut host's logits 
 // --tune pdl=on (programmatic dependent launch) changes when kernels start, never what they compute: a kernel that
 // read its input or wrote its output before its predecessor had finished would change some logit. Over a prompt in
 // chunks (tensor cores, attention's store pass), then decode steps past 256 keys (split-K and its combine), with the
-// rows copied (router_lut after the copy's wait) and read in place (router_lut on a branch): the logits of every step
-// equal those of ordinary launches bit for bit, and the CPU's within the usual bound.
+// rows copied (router_lut after the copy's wait) and read in place (router_lut started early too): the logits of
+// every step equal those of ordinary launches (with router_lut and up side by side) bit for bit, and the CPU's
+// within the usual bound.
 TEST_CASE("cuda: --tune pdl=on gives ordinary launches' logits bit for bit over prefill and decode") {
   test::TempDir tmp;
   if (!cuda_or_skip()) return;
