@@ -30,7 +30,7 @@ namespace mole::cuda {
 // (programmatic dependent launch, --tune pdl=on, compute capability 9.0 and up; cuda_backend.cpp decides which
 // launches). A kernel so launched runs its code before wait_for_producers() beside its predecessor's end; there it
 // reads only weights (written once, at load). The op's first kernel starts early where `early`, its later ones
-// (attention's store, pass and combine) where `pdl`.
+// (attention's pass after its store pass, its combine) where `pdl`.
 struct Launch {
   cudaStream_t stream = nullptr;
   bool pdl = false;
