@@ -19,8 +19,9 @@ std::string cuda_availability(bool* ok);
 // need, driver and runtime versions), the default one marked; "" when there is none.
 std::string cuda_device_details();
 // Opens the device. Honours --device, --lut-read, the cache directory (a read mode `mole bench --record` measured)
-// and the tuning keys tiled-min-rows, attention-splits, attention-store, lut-gather and matvec. Throws mole::Error when
-// CUDA is unavailable (the reason of cuda_availability()) or for a device index out of range.
+// and the tuning keys of cuda_backend_entry() (tiled-min-rows, attention-splits, attention-store, lut-gather, matvec,
+// matvec-loads, pdl). Throws mole::Error when CUDA is unavailable (the reason of cuda_availability()) or for a device
+// index out of range.
 std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& opt);
 
 namespace cuda {
