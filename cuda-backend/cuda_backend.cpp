@@ -99,7 +99,7 @@ class CudaBackend final : public Backend {
     step_done_ = make_event(false);
     inputs_sent_ = make_event(false);
     CUDA_CHECK(cudaGetDeviceProperties(&props_, device_));
-    pdl_ = opt.tuning.pdl && props_.major >= 9;
+    pdl_ = opt.tuning.pdl && can_start_early(device_);
   }
 
   ~CudaBackend() override {
@@ -279,7 +279,7 @@ class CudaBackend final : public Backend {
   const BackendTuning::Gather lut_gather_;  // --tune lut-gather: where --lut disk gathers rows (thread unless inline)
   const std::string cache_dir_;             // where `mole bench --record` keeps this device's measured read mode
   cudaDeviceProp props_{};
-  bool pdl_ = false;  // --tune pdl=on on compute capability 9.0 and up: kernels start early (capture_ops())
+  bool pdl_ = false;  // --tune pdl=on where the device can (can_start_early()): kernels start early (capture_ops())
   // Streams and events first, so that they are destroyed last.
   Stream compute_;                       // steps, uploads, read-backs
   Stream capture_;                       // graphs are captured here (never run on)

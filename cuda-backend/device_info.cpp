@@ -58,6 +58,12 @@ std::string cuda_version_name(int version) {
   return std::to_string(version / 1000) + "." + std::to_string(version % 1000 / 10);
 }
 
+bool can_start_early(int index) {
+  constexpr int kGraphEdges = 12030;  // programmatic edges in graphs (and so in stream capture) came with CUDA 12.3
+  return attribute(cudaDevAttrComputeCapabilityMajor, index) >= 9 && driver_version() >= kGraphEdges &&
+         runtime_version() >= kGraphEdges;
+}
+
 std::string describe_device(int index) {
   cudaDeviceProp p{};
   if (cudaGetDeviceProperties(&p, index) != cudaSuccess) {
@@ -122,8 +128,8 @@ std::string cuda_device_details() {
         yes(attribute(cudaDevAttrCanMapHostMemory, d)) + ", registers the table's file pages in place: " +
         yes(attribute(cudaDevAttrHostRegisterSupported, d) && attribute(cudaDevAttrHostRegisterReadOnlySupported, d)) +
         "\n";
-    out += std::string("  kernels may start before the previous one ends (--tune pdl=on, compute capability 9.0+): ") +
-           yes(attribute(cudaDevAttrComputeCapabilityMajor, d) >= 9) + "\n";
+    out += std::string("  kernels may start before the previous one ends (--tune pdl=on: compute capability 9.0+, ") +
+           "CUDA 12.3+): " + yes(can_start_early(d)) + "\n";
     out += "  driver CUDA " + cuda_version_name(driver_version()) + ", runtime CUDA " +
            cuda_version_name(runtime_version()) + " (linked statically)\n";
   }

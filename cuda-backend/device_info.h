@@ -13,6 +13,9 @@ std::string cuda_version_name(int version);
 // The device `index` asks for (-1: the default, device 0) after checking that CUDA works here and that the device
 // exists and is recent enough; throws mole::Error saying why not and what to do.
 int choose_device(int index);
+// Whether kernels on device `index` can start while the one before them ends, inside a graph (programmatic dependent
+// launch, --tune pdl): compute capability 9.0 and up, and a driver and runtime of CUDA 12.3 or newer.
+bool can_start_early(int index);
 // "NVIDIA H100 80GB HBM3, compute capability 9.0, 81559 MiB, 132 SMs"
 std::string describe_device(int index);
 
