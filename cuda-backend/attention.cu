@@ -50,6 +50,31 @@ __device__ __forceinline__ float rotated(const float* h, int d, int r, const Att
   return v;
 }
 
+// Split `split` of `splits` of a pair's n_keys keys: [k0, k1), see attention_kernel.
+__device__ __forceinline__ void split_keys(int n_keys, int splits, int split, int& k0, int& k1) {
+  constexpr int kGranule = int(mole::kAttentionSplitGranule);
+  const int per_split = ((n_keys + splits - 1) / splits + kGranule - 1) / kGranule * kGranule;
+  k0 = split * per_split;
+  k1 = min(n_keys, k0 + per_split);
+}
+
+// Decode steps (no store pass): every cache row a block reads but its token's own key and value was written by an
+// earlier step, so a block started early (--tune pdl) asks for its first pair's split of those rows, keys and values,
+// to be fetched into L2 before it waits (slot and pos are step inputs). A hint only: nothing is read here.
+__device__ void prefetch_cached_rows(const AttentionArgs& a) {
+  const int pair = blockIdx.x, t = pair / a.H, h = pair % a.H;  // the grid is at most T * H wide
+  int k0 = 0, k1 = 0;
+  split_keys(a.pos[t] + 1, gridDim.y, blockIdx.y, k0, k1);
+  k1 = min(k1, a.pos[t]);  // the own key, the last, comes from the q/k/v row
+  const size_t kv_width = size_t(a.KVH) * a.hd, cache_row = 2 * kv_width;
+  const float* head = a.kv_cache + size_t(a.slot[t]) * size_t(a.ctx) * cache_row + size_t(h / (a.H / a.KVH)) * a.hd;
+  const int lines = (a.hd * int(sizeof(float)) + 127) / 128;  // of one head's keys, and of its values
+  for (int i = threadIdx.x; i < (k1 - k0) * 2 * lines; i += blockDim.x) {
+    const int j = k0 + i / (2 * lines), r = i % (2 * lines);
+    prefetch_l2(head + size_t(j) * cache_row + (r < lines ? 0 : kv_width) + size_t(r % lines) * 32);
+  }
+}
+
 // Grid: (min(T * H, 65535), splits); block (x, y) takes pairs x, x + gridDim.x, ... and split y of each.
 // Split s takes keys [s * c, min((s + 1) * c, n_keys)) with c = ceil(n_keys / splits) rounded up to a multiple of
 // kAttentionSplitGranule (32; a split of fewer keys than a chunk is one partial chunk); a split without keys writes
@@ -60,6 +85,7 @@ __device__ __forceinline__ float rotated(const float* h, int d, int r, const Att
 // for dims vd + i * span (several dims per thread only when hd > kThreads, and then G = 1). The G partial sums of
 // each dim are added in group order at the end.
 __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs a, float scale) {
+  if (!a.store_pass) prefetch_cached_rows(a);
   start_after_producers();
   extern __shared__ __align__(16) float q_s[];  // (hd) the query row, rotated; without store_pass then own_s
   float* own_s = q_s + a.hd;       // (hd) token t's own key, rotated (16-byte aligned where score_dot reads float4s)
@@ -79,9 +105,8 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs a, fl
     const size_t base = size_t(a.slot[t]) * size_t(a.ctx);  // the slot's first cache row
     const size_t k_col = size_t(a.H) * hd + kv_off, v_col = k_col + kv_width;  // the kv head's q/k/v columns
     const int n_keys = a.pos[t] + 1;
-    constexpr int kGranule = int(mole::kAttentionSplitGranule);
-    const int per_split = ((n_keys + splits - 1) / splits + kGranule - 1) / kGranule * kGranule;
-    const int k0 = split * per_split, k1 = min(n_keys, k0 + per_split);
+    int k0 = 0, k1 = 0;
+    split_keys(n_keys, splits, split, k0, k1);
     float* rec = a.part ? a.part + (size_t(pair) * splits + split) * size_t(hd + 2) : nullptr;
     if (k0 >= n_keys) {  // only a split after the first (uniform over the block): sum = 0, skipped by the combine
       if (tid == 0) rec[0] = rec[1] = 0.0f;

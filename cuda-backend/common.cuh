@@ -29,8 +29,9 @@ namespace mole::cuda {
 // Where a kernel starts: its stream, and whether it may start before the kernel before it on that stream has ended
 // (programmatic dependent launch, --tune pdl=on, compute capability 9.0 and up; cuda_backend.cpp decides which
 // launches). A kernel so launched runs its code before wait_for_producers() beside its predecessor's end; there it
-// reads only weights (written once, at load). The op's first kernel starts early where `early`, its later ones
-// (attention's pass after its store pass, its combine) where `pdl`.
+// reads only weights (written once, at load) and the step's inputs (copied before the step's first kernel), and asks
+// for lines an earlier step wrote (attention's cache rows) to be fetched into L2. The op's first kernel starts early
+// where `early`, its later ones (attention's pass after its store pass, its combine) where `pdl`.
 struct Launch {
   cudaStream_t stream = nullptr;
   bool pdl = false;
@@ -77,6 +78,11 @@ __device__ __forceinline__ void let_dependents_start() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
+}
+
+// Asks for the 128-byte line holding p to be fetched into L2: a hint, nothing waits for it or reads it.
+__device__ __forceinline__ void prefetch_l2(const void* p) {
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
 }
 
 // Both, first thing in a kernel that reads no weights before its inputs.
