@@ -1,6 +1,7 @@
 // attention: the store pass where a sequence has several tokens (attention_store, a variant of
 // shaders/attention.comp), then the single pass and split-K's split kernel, one kernel (gridDim.y = splits; the
-// single pass is splits = 1, writing out instead of partials), then attention_combine for splits > 1. A port of
+// single pass is splits = 1, writing out instead of partials). With splits > 1 the block that writes a pair's last
+// partial merges them all, as shaders/attention_combine.comp does in a dispatch of its own (merge_if_last). A port of
 // shaders/attention.comp: scores in cpu::dot's 8-lane order, the softmax's max subtracted as cpu::softmax does.
 #include <cmath>
 
@@ -75,10 +76,51 @@ __device__ void prefetch_cached_rows(const AttentionArgs& a) {
   }
 }
 
+// Split-K's merge of one output element: out[pair][d] = sum_s exp(m_s - M) acc_s[d] / sum_s exp(m_s - M) l_s over
+// the splits with keys (l_s > 0; split 0 always has), M the largest of their m_s, in split order. `first` is the
+// pair's split 0 record; the records are read from L2 (other blocks wrote them).
+__device__ __forceinline__ float merge_splits(const float* first, int splits, int hd, int d) {
+  const size_t stride = size_t(hd) + 2;
+  float m = __ldcg(first);
+  for (int s = 1; s < splits; s++)
+    if (__ldcg(first + s * stride + 1) > 0.0f) m = fmaxf(m, __ldcg(first + s * stride));
+  float l = 0.0f, o = 0.0f;
+  for (int s = 0; s < splits; s++) {
+    const float* rec = first + s * stride;
+    const float l_s = __ldcg(rec + 1);
+    if (l_s > 0.0f) {
+      const float w = expf(__ldcg(rec) - m);
+      l += l_s * w;
+      o += __ldcg(rec + 2 + d) * w;
+    }
+  }
+  return o / l;
+}
+
+// Split-K's end, called by every thread of a block once its partial of `pair` is written: the block counts itself in
+// arrivals[pair], and the one that counts last merges the pair's partials into its output row and sets the count
+// back to 0 for the next layer and step. Release and acquire: thread 0 fences after the barrier that follows the
+// block's writes and before it counts; the last block's thread 0 fences after counting, before the barrier that
+// precedes the reads.
+__device__ void merge_if_last(const AttentionArgs& a, int pair, int splits, int& last_s) {
+  __syncthreads();  // the block's partial is written
+  if (threadIdx.x == 0) {
+    __threadfence();
+    last_s = atomicAdd(a.arrivals + pair, 1) == splits - 1;
+    if (last_s) __threadfence();
+  }
+  __syncthreads();
+  if (!last_s) return;  // uniform over the block
+  const float* first = a.part + size_t(pair) * splits * (size_t(a.hd) + 2);
+  for (int d = threadIdx.x; d < a.hd; d += kThreads)
+    a.out[size_t(pair) * a.hd + d] = merge_splits(first, splits, a.hd, d);
+  if (threadIdx.x == 0) a.arrivals[pair] = 0;
+}
+
 // Grid: (min(T * H, 65535), splits); block (x, y) takes pairs x, x + gridDim.x, ... and split y of each.
 // Split s takes keys [s * c, min((s + 1) * c, n_keys)) with c = ceil(n_keys / splits) rounded up to a multiple of
 // kAttentionSplitGranule (32; a split of fewer keys than a chunk is one partial chunk); a split without keys writes
-// sum = 0, which the combine skips. Split 0 always has keys.
+// sum = 0, which the merge skips. Split 0 always has keys.
 //
 // Each chunk: thread i scores key c0 + i; the block's max and sum update the running ones; then the V sum is shared
 // by G = kThreads / span groups of span = min(hd, kThreads) threads, group g taking keys g, g + G, ... of the chunk
@@ -91,6 +133,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs a, fl
   float* own_s = q_s + a.hd;       // (hd) token t's own key, rotated (16-byte aligned where score_dot reads float4s)
   __shared__ float p_s[kThreads];  // the chunk's unnormalised probabilities, then the V groups' partial sums
   __shared__ float scratch[kWarpSize];
+  __shared__ int last_s;  // split-K: this block wrote its pair's last partial (merge_if_last)
   const int tid = threadIdx.x, hd = a.hd;
   const int group = a.H / a.KVH;
   const size_t kv_width = size_t(a.KVH) * hd, cache_row = 2 * kv_width;  // a cache row: keys, then values
@@ -108,8 +151,9 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs a, fl
     int k0 = 0, k1 = 0;
     split_keys(n_keys, splits, split, k0, k1);
     float* rec = a.part ? a.part + (size_t(pair) * splits + split) * size_t(hd + 2) : nullptr;
-    if (k0 >= n_keys) {  // only a split after the first (uniform over the block): sum = 0, skipped by the combine
+    if (k0 >= n_keys) {  // only a split after the first (uniform over the block): sum = 0, skipped by the merge
       if (tid == 0) rec[0] = rec[1] = 0.0f;
+      merge_if_last(a, pair, splits, last_s);
       continue;
     }
     const float* src = a.q + size_t(t) * q_row;  // token t's q/k/v row
@@ -182,6 +226,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs a, fl
       for (int i = 0; i < kMaxPasses; i++)
         if (i < passes && vd + i * span < hd) dst[vd + i * span] = acc[i] / div;
     }
+    if (rec) merge_if_last(a, pair, splits, last_s);
     __syncthreads();  // q_s and p_s are rewritten by the next pair
   }
 }
@@ -201,37 +246,12 @@ __global__ void __launch_bounds__(kThreads) attention_store_kernel(AttentionArgs
   }
 }
 
-// out[pair][d] = sum_s exp(m_s - M) acc_s[d] / sum_s exp(m_s - M) l_s over the splits with keys (l_s > 0), M the
-// largest of their m_s, in split order. One thread per output element, grid-stride.
-__global__ void __launch_bounds__(kThreads)
-    attention_combine_kernel(const float* part, float* out, int pairs, int hd, int splits) {
-  start_after_producers();
-  const size_t stride = size_t(hd) + 2, count = size_t(pairs) * hd;
-  for (size_t i = size_t(blockIdx.x) * kThreads + threadIdx.x; i < count; i += size_t(gridDim.x) * kThreads) {
-    const size_t pair = i / hd, d = i % hd;
-    const float* first = part + pair * splits * stride;  // split 0's record
-    float m = first[0];
-    for (int s = 1; s < splits; s++)
-      if (first[s * stride + 1] > 0.0f) m = fmaxf(m, first[s * stride]);
-    float l = 0.0f, o = 0.0f;
-    for (int s = 0; s < splits; s++) {
-      const float* rec = first + s * stride;
-      if (rec[1] > 0.0f) {
-        const float w = expf(rec[0] - m);
-        l += rec[1] * w;
-        o += rec[2 + d] * w;
-      }
-    }
-    out[i] = o / l;
-  }
-}
-
 }  // namespace
 
 void launch_attention(const AttentionArgs& a, const Launch& l) {
   MOLE_CUDA_ASSERT(a.hd >= 1 && a.hd <= kAttentionMaxHeadDim && a.KVH >= 1 && a.H % a.KVH == 0);
   MOLE_CUDA_ASSERT(!a.rope || a.hd % 2 == 0);
-  MOLE_CUDA_ASSERT(a.splits == 1 || a.part);
+  MOLE_CUDA_ASSERT(a.splits == 1 || (a.part && a.arrivals));
   if (a.T == 0 || a.H == 0) return;
   const int pairs = a.T * a.H;
   const float scale = 1.0f / std::sqrt(float(a.hd));  // as the CPU backend computes it
@@ -245,11 +265,6 @@ void launch_attention(const AttentionArgs& a, const Launch& l) {
   const dim3 grid(std::min(pairs, 65535), a.splits);
   const size_t shared = size_t(a.store_pass ? 1 : 2) * size_t(a.hd) * sizeof(float);  // q_s, and own_s
   launch_kernel(attention_kernel, grid, kThreads, shared, a.store_pass ? l.then() : l, split_args, scale);
-  if (a.splits > 1) {
-    const size_t count = size_t(pairs) * a.hd;
-    const unsigned blocks = unsigned(std::min<size_t>((count + kThreads - 1) / kThreads, 65535));
-    launch_kernel(attention_combine_kernel, blocks, kThreads, 0, l.then(), a.part, a.out, pairs, a.hd, a.splits);
-  }
 }
 
 }  // namespace mole::cuda

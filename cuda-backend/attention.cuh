@@ -13,8 +13,10 @@
 // running max, the running sum and the output rescaled by exp(old max - new max) at each chunk). Split-K
 // (flash-decoding): a decode step has only T x H pairs, too few blocks for a GPU once a context holds a few hundred
 // keys, so each pair's keys may be divided among `splits` blocks, each writing its running max,
-// sum and unnormalised output to `part`, merged in split order by a second kernel. The split count follows the
-// step's longest sequence (attention_splits()), as on Vulkan, so few step shapes are recorded.
+// sum and unnormalised output to `part`; the block that writes a pair's last partial (counted in `arrivals`) merges
+// them in split order into the output row, so split-K is one kernel (Vulkan merges in a dispatch of its own). The
+// split count follows the step's longest sequence (attention_splits()), as on Vulkan, so few step shapes are
+// recorded.
 #pragma once
 
 #include "cuda-backend/common.cuh"
@@ -43,13 +45,14 @@ struct AttentionArgs {
   const float* sin = nullptr;     // (T, hd / 2)
   float* out = nullptr;           // (T, H * hd)
   float* part = nullptr;          // split-K partials (T * H, splits, 2 + hd): {max, sum, acc[hd]}; splits > 1
+  int* arrivals = nullptr;        // split-K: (T * H) counts of the pairs' partials written, 0 before and after
   int T = 0, H = 0, KVH = 0, hd = 0, ctx = 0;  // ctx = S
   bool rope = false;
   int splits = 1;
   bool store_pass = false;  // the step's keys and values stored by a kernel of their own first
 };
-// The store pass (store_pass), then the single pass (splits = 1) or split-K's two kernels (splits > 1), on one
-// stream. hd <= kAttentionMaxHeadDim.
+// The store pass (store_pass), then the single pass (splits = 1) or split-K (splits > 1), on one stream.
+// hd <= kAttentionMaxHeadDim.
 void launch_attention(const AttentionArgs& a, const Launch& l);
 
 }  // namespace mole::cuda

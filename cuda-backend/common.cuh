@@ -31,7 +31,7 @@ namespace mole::cuda {
 // launches). A kernel so launched runs its code before wait_for_producers() beside its predecessor's end; there it
 // reads only weights (written once, at load) and the step's inputs (copied before the step's first kernel), and asks
 // for lines an earlier step wrote (attention's cache rows) to be fetched into L2. The op's first kernel starts early
-// where `early`, its later ones (attention's pass after its store pass, its combine) where `pdl`.
+// where `early`, its later ones (attention's pass after its store pass) where `pdl`.
 struct Launch {
   cudaStream_t stream = nullptr;
   bool pdl = false;

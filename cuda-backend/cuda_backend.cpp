@@ -292,14 +292,15 @@ class CudaBackend final : public Backend {
   // Graph-bound state, made on the first run_step (the graph never changes afterwards).
   const StepGraph* graph_ = nullptr;
   BufferId logits_ = kNoBuffer, argmax_ = kNoBuffer;
-  int rope_half_ = 0;         // hd / 2 of the graph's RoPE ops (0: none)
-  size_t first_lut_op_ = 0;   // index of the first RouterLut (ops.size() without one)
-  DeviceBuffer attn_part_;    // split-K partials: attn_slots_ x max over attention ops of H * (2 + hd)
-  int attn_slots_ = 0;        // token-splits attn_part_ holds; 0: the graph has no attention
-  DeviceBuffer inputs_dev_;   // the packed step inputs (InputLayout for the largest step)
-  PinnedBuffer inputs_host_;  // their staging
-  PinnedBuffer ids_host_;     // (max_out_rows) the greedy ids, copied by each step's graph
-  PinnedBuffer logits_host_;  // (max_out_rows, V) the logits, copied by graphs that want them (made once)
+  int rope_half_ = 0;           // hd / 2 of the graph's RoPE ops (0: none)
+  size_t first_lut_op_ = 0;     // index of the first RouterLut (ops.size() without one)
+  DeviceBuffer attn_part_;      // split-K partials: attn_slots_ x max over attention ops of H * (2 + hd)
+  DeviceBuffer attn_arrivals_;  // split-K: int counts of the partials written per (token, head) pair
+  int attn_slots_ = 0;          // token-splits attn_part_ holds; 0: the graph has no attention
+  DeviceBuffer inputs_dev_;     // the packed step inputs (InputLayout for the largest step)
+  PinnedBuffer inputs_host_;    // their staging
+  PinnedBuffer ids_host_;       // (max_out_rows) the greedy ids, copied by each step's graph
+  PinnedBuffer logits_host_;    // (max_out_rows, V) the logits, copied by graphs that want them (made once)
   std::map<StepShape, Recorded> recorded_;
   bool host_ids_valid_ = false, host_logits_valid_ = false;  // the last step's copies are there
   int last_rows_ = 0;                                        // R of the last step
@@ -318,6 +319,7 @@ void CudaBackend::prepare(const StepGraph& g) {
   MOLE_CUDA_ASSERT(g.logits == kNoBuffer || g.max_out_rows >= 1);
   first_lut_op_ = g.ops.size();
   size_t part_width = 0;  // the widest attention's H * (2 + hd)
+  int max_heads = 0;
   for (size_t i = 0; i < g.ops.size(); i++) {
     const Op& op = g.ops[i];
     if (op.rope) rope_half_ = std::max(rope_half_, op.k / 2);
@@ -326,6 +328,7 @@ void CudaBackend::prepare(const StepGraph& g) {
         throw Error("the CUDA backend supports head dimensions up to " + std::to_string(kAttentionMaxHeadDim) +
                     " (this model: " + std::to_string(op.k) + ")");
       part_width = std::max(part_width, size_t(op.n) * size_t(2 + op.k));
+      max_heads = std::max(max_heads, op.n);
     }
     if (op.kind == OpKind::RouterProbs && op.n > kRouterLutMaxExperts)
       throw Error("the CUDA backend supports at most " + std::to_string(kRouterLutMaxExperts) +
@@ -341,6 +344,10 @@ void CudaBackend::prepare(const StepGraph& g) {
   if (part_width > 0) {  // at most kAttentionSplitSlots token-splits: 0.8 MiB for 12 heads of 64
     attn_slots_ = int(std::min<size_t>(kAttentionSplitSlots, T * kAttentionMaxSplits));
     attn_part_ = DeviceBuffer::create(size_t(attn_slots_) * part_width * sizeof(float), "attention split partials");
+    // A count per (token, head) pair of a split step (at most attn_slots_ / 2 tokens), zero between uses.
+    const size_t arrivals = size_t(attn_slots_) * size_t(max_heads) * sizeof(int);
+    attn_arrivals_ = DeviceBuffer::create(arrivals, "attention split counts");
+    CUDA_CHECK(cudaMemset(attn_arrivals_.get(), 0, arrivals));
   }
   const InputLayout most{T, R, size_t(rope_half_)};
   inputs_dev_ = DeviceBuffer::create(most.words * 4, "step inputs");
@@ -577,6 +584,7 @@ void CudaBackend::launch_op(const Op& op, const StepShape& shape, const Launch& 
                         .sin = sin,
                         .out = act(op.dst),
                         .part = attn_part_.f32(),
+                        .arrivals = static_cast<int*>(attn_arrivals_.get()),
                         .T = T,
                         .H = op.n,
                         .KVH = op.kv_heads,
@@ -644,7 +652,7 @@ void CudaBackend::collect_profile() {
     OpProfile& p = prof_.ops[i];
     p.kind = ops[i].kind;
     p.calls++;
-    p.seconds += seconds(i, i + 1);  // split-K's combine counts in the attention's time
+    p.seconds += seconds(i, i + 1);  // attention's store pass counts in its time
     const BufferId w = op_weight(ops[i]);
     const size_t wb = w == kNoBuffer ? 0 : dtype_size(buf(w).dtype);
     p.bytes += op_bytes(ops[i], profiled_in_, wb, lut_ ? dtype_size(lut_->lut().dtype()) : 0);

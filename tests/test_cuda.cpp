@@ -218,7 +218,7 @@ TEST_CASE("cuda: --lut disk (gather thread or inline) gives --lut host's logits 
 
 // --tune pdl=on (programmatic dependent launch) changes when kernels start, never what they compute: a kernel that
 // read its input or wrote its output before its predecessor had finished would change some logit. Over a prompt in
-// chunks (tensor cores, attention's store pass), then decode steps past 256 keys (split-K and its combine), with the
+// chunks (tensor cores, attention's store pass), then decode steps past 256 keys (split-K and its merge), with the
 // rows copied (router_lut after the copy's wait) and read in place (router_lut started early too): the logits of
 // every step equal those of ordinary launches (with router_lut and up side by side) bit for bit, and the CPU's
 // within the usual bound.
