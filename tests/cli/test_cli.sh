@@ -285,6 +285,9 @@ expect_ok "bench --backend cpu" "$M" bench -m infer --backend cpu --placements d
 check "bench --backend cpu: disk and host rows with speeds" pyjson "$T/out" \
   '[r["lut"] for r in j["placements"]] == ["disk", "host"] and all(r["decode_tokens_per_s"] > 0 for r in j["placements"])
    and j["tokenizer_mb_per_s"] > 0'
+# The host's launch time is part of each decode step's time (on the CPU backend launching is computing: most of it).
+check "bench: the launch time per decode token is measured and within the step's time" pyjson "$T/out" \
+  'all(0 < r["decode_launch_ms_per_token"] <= r["decode_ms_per_token"] for r in j["placements"])'
 expect_fail "bench --placements bogus" 'placements.*bogus' "$M" bench -m infer --backend cpu --placements bogus -q
 expect_fail "parity with a wrong op (cpu-perturbed, router_lut 0.1% off) fails" \
   'comparison\(s\) failed' "$M" parity --backend cpu-perturbed --tune perturb=router_lut --op router_lut
