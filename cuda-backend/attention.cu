@@ -102,19 +102,20 @@ __device__ __forceinline__ float merge_splits(const float* first, int splits, in
 // back to 0 for the next layer and step. Release and acquire: thread 0 fences after the barrier that follows the
 // block's writes and before it counts; the last block's thread 0 fences after counting, before the barrier that
 // precedes the reads.
-__device__ void merge_if_last(const AttentionArgs& a, int pair, int splits, int& last_s) {
+// Not inlined: inlined, its loops took attention_kernel from 80 registers a thread to 128.
+__device__ __noinline__ void merge_if_last(const float* part, float* out, int* arrivals, int hd, int pair, int splits,
+                                           int& last_s) {
   __syncthreads();  // the block's partial is written
   if (threadIdx.x == 0) {
     __threadfence();
-    last_s = atomicAdd(a.arrivals + pair, 1) == splits - 1;
+    last_s = atomicAdd(arrivals + pair, 1) == splits - 1;
     if (last_s) __threadfence();
   }
   __syncthreads();
   if (!last_s) return;  // uniform over the block
-  const float* first = a.part + size_t(pair) * splits * (size_t(a.hd) + 2);
-  for (int d = threadIdx.x; d < a.hd; d += kThreads)
-    a.out[size_t(pair) * a.hd + d] = merge_splits(first, splits, a.hd, d);
-  if (threadIdx.x == 0) a.arrivals[pair] = 0;
+  const float* first = part + size_t(pair) * splits * (size_t(hd) + 2);
+  for (int d = threadIdx.x; d < hd; d += kThreads) out[size_t(pair) * hd + d] = merge_splits(first, splits, hd, d);
+  if (threadIdx.x == 0) arrivals[pair] = 0;
 }
 
 // Grid: (min(T * H, 65535), splits); block (x, y) takes pairs x, x + gridDim.x, ... and split y of each.
@@ -153,7 +154,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs a, fl
     float* rec = a.part ? a.part + (size_t(pair) * splits + split) * size_t(hd + 2) : nullptr;
     if (k0 >= n_keys) {  // only a split after the first (uniform over the block): sum = 0, skipped by the merge
       if (tid == 0) rec[0] = rec[1] = 0.0f;
-      merge_if_last(a, pair, splits, last_s);
+      merge_if_last(a.part, a.out, a.arrivals, hd, pair, splits, last_s);
       continue;
     }
     const float* src = a.q + size_t(t) * q_row;  // token t's q/k/v row
@@ -226,7 +227,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionArgs a, fl
       for (int i = 0; i < kMaxPasses; i++)
         if (i < passes && vd + i * span < hd) dst[vd + i * span] = acc[i] / div;
     }
-    if (rec) merge_if_last(a, pair, splits, last_s);
+    if (rec) merge_if_last(a.part, a.out, a.arrivals, hd, pair, splits, last_s);
     __syncthreads();  // q_s and p_s are rewritten by the next pair
   }
 }
