@@ -175,6 +175,8 @@ int main(int argc, char** argv) {
   CLI::App app{"mole: run Mixture-of-Lookup-Experts language models (CPU reference, Vulkan, CUDA)"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
+  app.set_version_flag("--version", std::string("mole, built from commit ") + build_commit(),
+                       "Print the commit mole was built from and exit");
 
   RunArgs run;
   auto* c_run = app.add_subcommand("run", "Generate text from a prompt");

@@ -288,6 +288,9 @@ check "bench --backend cpu: disk and host rows with speeds" pyjson "$T/out" \
 # The host's launch time is part of each decode step's time (on the CPU backend launching is computing: most of it).
 check "bench: the launch time per decode token is measured and within the step's time" pyjson "$T/out" \
   'all(0 < r["decode_launch_ms_per_token"] <= r["decode_ms_per_token"] for r in j["placements"])'
+"$M" --version > "$T/version" 2>/dev/null
+check "bench: the results name the commit mole was built from, as --version does" pyjson "$T/out" \
+  '"mole, built from commit " + j["build"] == open("'"$T"'/version").read().strip()'
 expect_fail "bench --placements bogus" 'placements.*bogus' "$M" bench -m infer --backend cpu --placements bogus -q
 expect_fail "parity with a wrong op (cpu-perturbed, router_lut 0.1% off) fails" \
   'comparison\(s\) failed' "$M" parity --backend cpu-perturbed --tune perturb=router_lut --op router_lut
@@ -379,6 +382,9 @@ RC_IS=2 expect_fail "convert -t -1" '--threads.*-1' "$M" convert -m train -o c_t
 RC_IS=2 expect_fail "bench --prompt-tokens 0" '--prompt-tokens.*0' "$M" bench -m infer --prompt-tokens 0 -q
 RC_IS=2 expect_fail "synth --seed -5" 'seed.*-5' "$M" synth -o s_seed --seed -5 -q
 expect_ok "--help exits 0" "$M" run --help
+# The commit mole was built from: a short hash (with -dirty for uncommitted changes), or unknown outside a checkout.
+expect_ok "--version exits 0" "$M" --version
+check "--version names the commit mole was built from" grep -qE '^mole, built from commit ([0-9a-f]{12}(-dirty)?|unknown)$' "$T/out"
 # Too many threads for the system: an error, not an uncaught std::system_error (under a 2 GB address-space limit,
 # which the sanitizers' shadow memory cannot start in).
 if ldd "$M" | grep -q libasan; then
