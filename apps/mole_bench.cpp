@@ -63,10 +63,10 @@ int cmd_bench(BenchArgs& a) {
   auto m = load_model(a.f, false, /*make_engine=*/false);
   const bool gpu = m->backend->info().name != "cpu";  // a backend whose --lut-read means something
   const BackendOptions base = backend_options(a.f.bf);
-  nlohmann::json out = {{"model", m->dir},
-                        {"backend", m->backend->info().device},
-                        {"build", build_commit()},
-                        {"load_s", m->load_seconds}};
+  const BackendInfo backend_info = m->backend->info();
+  nlohmann::json out = {
+      {"model", m->dir}, {"backend", backend_info.device}, {"build", build_commit()}, {"load_s", m->load_seconds}};
+  if (!backend_info.driver.empty()) out["driver"] = backend_info.driver;
   // Each placement gets a fresh backend and engine below; the run's own would only hold a second device while they
   // run.
   m->backend.reset();
@@ -200,8 +200,10 @@ int cmd_bench(BenchArgs& a) {
     return 1;
   }
   if (a.json) return 0;
-  std::printf("model      %s\nbackend    %s\nbuild      %s\nload       %.2fs\n", m->dir.c_str(),
-              out["backend"].get<std::string>().c_str(), build_commit(), m->load_seconds);
+  std::printf("model      %s\nbackend    %s%s\nbuild      %s\nload       %.2fs\n", m->dir.c_str(),
+              out["backend"].get<std::string>().c_str(),
+              out.contains("driver") ? (", driver " + out["driver"].get<std::string>()).c_str() : "", build_commit(),
+              m->load_seconds);
   std::printf("tokenizer  %.1f MB/s (one core, %s)\n", out["tokenizer_mb_per_s"].get<double>(),
               a.text_file.empty() ? "built-in text" : a.text_file.c_str());
   // "host" or, on a GPU, "host/copy", "host/direct": the placement and how its rows were read.

@@ -117,6 +117,7 @@ class CudaBackend final : public Backend {
     i.name = "cuda";
     i.device = std::string(props_.name) + " (compute capability " + std::to_string(props_.major) + "." +
                std::to_string(props_.minor) + ")";
+    i.driver = driver_description();
     i.device_memory = uint64_t(props_.totalGlobalMem);
     i.preferred_lut = LutPlacement::Host;
     i.device_key = device_key();

@@ -5,6 +5,9 @@
 
 #include <cuda_runtime_api.h>
 
+#include <fstream>
+#include <regex>
+
 #include "cuda-backend/cuda_backend.h"
 #include "cuda-backend/handles.h"
 #include "model/error.h"
@@ -56,6 +59,17 @@ int attribute(cudaDeviceAttr attr, int device) {
 
 std::string cuda_version_name(int version) {
   return std::to_string(version / 1000) + "." + std::to_string(version % 1000 / 10);
+}
+
+std::string driver_description() {
+  std::string out = "CUDA " + cuda_version_name(driver_version());
+  // The kernel module's own version, as nvidia-smi shows it, where Linux says it.
+  std::ifstream f("/proc/driver/nvidia/version");
+  std::string line;
+  std::smatch m;
+  if (std::getline(f, line) && std::regex_search(line, m, std::regex("Kernel Module +([0-9][0-9.]*)")))
+    out = "NVIDIA " + m[1].str() + ", " + out;
+  return out;
 }
 
 bool can_start_early(int index) {

@@ -10,6 +10,9 @@ constexpr int kMinComputeMajor = 8;  // the architectures this build has code fo
 
 // "13.0" from CUDA's 13000.
 std::string cuda_version_name(int version);
+// "NVIDIA 580.159.04, CUDA 13.0": the kernel module's version (from /proc/driver/nvidia/version, where readable) and
+// the CUDA version the driver supports.
+std::string driver_description();
 // The device `index` asks for (-1: the default, device 0) after checking that CUDA works here and that the device
 // exists and is recent enough; throws mole::Error saying why not and what to do.
 int choose_device(int index);

@@ -186,9 +186,11 @@ struct BackendOptions {
 };
 
 struct BackendInfo {
-  std::string name;                 // "cpu", "vulkan", "cuda"
-  std::string device;               // the device's own name
-  uint64_t device_memory = 0;       // bytes usable for weights, table and activations; 0 if unknown
+  std::string name;            // "cpu", "vulkan", "cuda"
+  std::string device;          // the device's own name
+  std::string driver;          // the driver's version ("NVIDIA 580.159.04, CUDA 13.0", "Mesa 22.3.6 (LLVM 15.0.6)");
+                               //   "" where there is none (the CPU) or it is not known
+  uint64_t device_memory = 0;  // bytes usable for weights, table and activations; 0 if unknown
   uint64_t device_memory_used = 0;  // bytes this backend holds there now (weights, table, activations); 0 if unknown
   // What --lut auto means here for a table that is in a file (a computed table always starts in host memory).
   LutPlacement preferred_lut = LutPlacement::Host;

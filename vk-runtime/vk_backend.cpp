@@ -121,6 +121,7 @@ class VulkanBackend final : public Backend {
     BackendInfo i;
     i.name = "vulkan";
     i.device = ctx_->info.name + " (" + ctx_->info.driver_name + ")";
+    i.driver = ctx_->info.driver_info;
     for (const auto& h : ctx_->info.heaps)
       if (h.flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) i.device_memory = std::max<uint64_t>(i.device_memory, h.size);
     i.preferred_lut = LutPlacement::Host;

@@ -228,6 +228,7 @@ if "$M" devices | grep -E '^vulkan +available' > /dev/null; then
   check "bench --backend vulkan: host/copy, host/direct and disk rows with speeds and setup times" pyjson bench_vk.json \
     '[(r["lut"], r["lut_read"]) for r in j["placements"]] == [("host", "copy"), ("host", "direct"), ("disk", "copy")]
      and all(r["decode_tokens_per_s"] > 0 and r["prefill_tokens_per_s"] > 0 and r["setup_s"] > 0 for r in j["placements"])'
+  check "bench --backend vulkan: the results name the driver's version" pyjson bench_vk.json 'j["driver"].strip() != ""'
   check "bench --backend vulkan: --lut host says whether the table was imported" pyjson bench_vk.json \
     'all(r["lut_table"].startswith(("imported", "copied")) for r in j["placements"][:2]) and "lut_table" not in j["placements"][2]'
   check "bench without --record changes nothing for later runs (no read-mode record in the cache)" \
@@ -284,7 +285,7 @@ fi
 expect_ok "bench --backend cpu" "$M" bench -m infer --backend cpu --placements disk,host --prompt-tokens 4 -n 4 --json
 check "bench --backend cpu: disk and host rows with speeds" pyjson "$T/out" \
   '[r["lut"] for r in j["placements"]] == ["disk", "host"] and all(r["decode_tokens_per_s"] > 0 for r in j["placements"])
-   and j["tokenizer_mb_per_s"] > 0'
+   and j["tokenizer_mb_per_s"] > 0 and "driver" not in j'
 # The host's launch time is part of each decode step's time (on the CPU backend launching is computing: most of it).
 check "bench: the launch time per decode token is measured and within the step's time" pyjson "$T/out" \
   'all(0 < r["decode_launch_ms_per_token"] <= r["decode_ms_per_token"] for r in j["placements"])'
