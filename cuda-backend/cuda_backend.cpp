@@ -100,6 +100,7 @@ class CudaBackend final : public Backend {
     inputs_sent_ = make_event(false);
     CUDA_CHECK(cudaGetDeviceProperties(&props_, device_));
     pdl_ = opt.tuning.pdl && can_start_early(device_);
+    driver_ = driver_description();  // once: info() is asked for after every token
   }
 
   ~CudaBackend() override {
@@ -117,7 +118,7 @@ class CudaBackend final : public Backend {
     i.name = "cuda";
     i.device = std::string(props_.name) + " (compute capability " + std::to_string(props_.major) + "." +
                std::to_string(props_.minor) + ")";
-    i.driver = driver_description();
+    i.driver = driver_;
     i.device_memory = uint64_t(props_.totalGlobalMem);
     i.preferred_lut = LutPlacement::Host;
     i.device_key = device_key();
@@ -280,7 +281,8 @@ class CudaBackend final : public Backend {
   const BackendTuning::Gather lut_gather_;  // --tune lut-gather: where --lut disk gathers rows (thread unless inline)
   const std::string cache_dir_;             // where `mole bench --record` keeps this device's measured read mode
   cudaDeviceProp props_{};
-  bool pdl_ = false;  // --tune pdl=on where the device can (can_start_early()): kernels start early (capture_ops())
+  std::string driver_;  // driver_description()
+  bool pdl_ = false;    // --tune pdl=on where the device can (can_start_early()): kernels start early (capture_ops())
   // Streams and events first, so that they are destroyed last.
   Stream compute_;                       // steps, uploads, read-backs
   Stream capture_;                       // graphs are captured here (never run on)
