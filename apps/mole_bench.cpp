@@ -61,9 +61,9 @@ int cmd_bench(BenchArgs& a) {
   a.f.quiet = a.f.quiet || a.json;
   a.f.lut = "host";  // only for loading: no engine is made here, and a training-form table is computed in memory
   auto m = load_model(a.f, false, /*make_engine=*/false);
-  const bool gpu = m->backend->info().name != "cpu";  // a backend whose --lut-read means something
-  const BackendOptions base = backend_options(a.f.bf);
   const BackendInfo backend_info = m->backend->info();
+  const bool gpu = backend_info.name != "cpu";  // a backend whose --lut-read means something
+  const BackendOptions base = backend_options(a.f.bf);
   nlohmann::json out = {
       {"model", m->dir}, {"backend", backend_info.device}, {"build", build_commit()}, {"load_s", m->load_seconds}};
   if (!backend_info.driver.empty()) out["driver"] = backend_info.driver;

@@ -64,10 +64,10 @@ int cmd_info(InfoArgs& a);
 int cmd_synth(SynthArgs& a);
 int cmd_devices();
 int cmd_bench(BenchArgs& a);
+int cmd_parity(ParityArgs& a);
 
 // The commit mole was built from: a short hash, "-dirty" after it for a build with uncommitted changes, or "unknown"
 // (built outside a git checkout). apps/mole_version.cpp.
 const char* build_commit();
-int cmd_parity(ParityArgs& a);
 
 }  // namespace mole::app

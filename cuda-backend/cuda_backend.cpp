@@ -497,11 +497,12 @@ void CudaBackend::capture_ops(const StepGraph& g, const StepShape& shape, Record
 
   cudaStream_t cs = capture_.get();
   const bool lut_wait = lut_ && !lut_->direct();
-  bool lut_waited = false;  // a wait node precedes everything captured from here on
-  bool after_kernel = false;
+  bool lut_waited = false;    // a wait node precedes everything captured from here on
+  bool after_kernel = false;  // pdl: the capture stream's last node is a kernel
   if (profiling_) CUDA_CHECK(cudaEventRecordWithFlags(op_events_[0].get(), cs, cudaEventRecordExternal));
   for (const std::vector<size_t>& group : groups) {
     const bool fork = group.size() > 1;
+    MOLE_CUDA_ASSERT(!(pdl && fork));  // so an early kernel's predecessor is the one before it on cs
     if (fork) CUDA_CHECK(cudaEventRecord(fork_.get(), cs));
     bool group_waits = false;
     for (size_t j = 0; j < group.size(); j++) {
@@ -514,17 +515,15 @@ void CudaBackend::capture_ops(const StepGraph& g, const StepShape& shape, Record
         group_waits = waits = true;
       }
       int launched = 0;
-      launch_op(op, shape,
-                {.stream = s, .pdl = pdl, .early = pdl && j == 0 && after_kernel && !waits, .launched = &launched});
+      launch_op(op, shape, {.stream = s, .pdl = pdl, .early = pdl && after_kernel && !waits, .launched = &launched});
       rec.kernels += launched;
-      if (j == 0) after_kernel = launched > 0 || (after_kernel && !waits);
+      after_kernel = launched > 0 || (after_kernel && !waits);
       if (profiling_) CUDA_CHECK(cudaEventRecordWithFlags(op_events_[group[j] + 1].get(), s, cudaEventRecordExternal));
       if (j > 0) {
         CUDA_CHECK(cudaEventRecord(join_[j - 1].get(), s));
         CUDA_CHECK(cudaStreamWaitEvent(cs, join_[j - 1].get(), 0));
       }
     }
-    if (fork) after_kernel = false;  // the next node joins the branches
     lut_waited = lut_waited || group_waits;
     rec.groups++;
   }

@@ -144,8 +144,8 @@ std::string cuda_device_details() {
         "\n";
     out += std::string("  kernels may start before the previous one ends (--tune pdl=on: compute capability 9.0+, ") +
            "CUDA 12.3+): " + yes(can_start_early(d)) + "\n";
-    out += "  driver CUDA " + cuda_version_name(driver_version()) + ", runtime CUDA " +
-           cuda_version_name(runtime_version()) + " (linked statically)\n";
+    out += "  driver " + driver_description() + ", runtime CUDA " + cuda_version_name(runtime_version()) +
+           " (linked statically)\n";
   }
   return out;
 }

@@ -3,8 +3,9 @@
 // global scratch), then its own chunk of dims of the weighted sum: at decode, D / kThreads blocks read the row in
 // parallel.
 // All sums have a fixed order: the same bits on every run, and for the copied and the in-place rows.
-#include "cuda-backend/router.cuh"
 #include "cuda-backend/router_lut.cuh"
+
+#include "cuda-backend/router.cuh"
 
 namespace mole::cuda {
 namespace {

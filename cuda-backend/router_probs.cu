@@ -1,8 +1,9 @@
 // router_probs: one block per output row (grid-stride beyond 65,535 rows), the probabilities by router_lut.cu's own
 // code (router.cuh), so they are the weights its sum used.
-#include "cuda-backend/router.cuh"
 #include "cuda-backend/router_lut.cuh"  // kRouterLutMaxExperts
 #include "cuda-backend/router_probs.cuh"
+
+#include "cuda-backend/router.cuh"
 
 namespace mole::cuda {
 namespace {
@@ -12,7 +13,8 @@ __global__ void __launch_bounds__(kRouterThreads) router_probs_kernel(RouterProb
   extern __shared__ float prob[];  // (E)
   __shared__ RouterScratch scratch;
   for (int r = blockIdx.x; r < a.R; r += gridDim.x) {
-    router_softmax(a.x + size_t(a.out_rows[r]) * a.D, a.router, a.router_dtype, a.norm, a.E, a.D, a.eps, prob, scratch);
+    router_softmax(a.x + size_t(a.out_rows[r]) * a.D, a.router, a.router_dtype, a.norm, a.E, a.D, a.eps, prob,
+                   scratch);
     float* out = a.dst + size_t(r) * size_t(a.cols) + size_t(a.layer) * size_t(a.E);
     for (int e = threadIdx.x; e < a.E; e += kRouterThreads) out[e] = prob[e];
     __syncthreads();  // every thread has read prob before the next row's logits overwrite it

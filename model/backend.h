@@ -168,7 +168,8 @@ struct BackendTuning {
                                  //   before it uses the first (1, 4 or 8); 0: the backend's default (4; Vulkan on
                                  //   a CPU driver 1)
   bool pdl = false;              // "pdl=on": CUDA kernels start before the kernel before them ends (programmatic
-                                 //   dependent launch, compute capability 9.0 and up; off until measured on a GPU)
+                                 //   dependent launch, compute capability 9.0 and up with CUDA 12.3 or newer; off
+                                 //   until measured on a GPU)
   std::string perturb_op;        // "perturb": the cpu-perturbed test backend's wrong op (op_name(), e.g. matmul)
 };
 
