@@ -91,8 +91,15 @@ __device__ __forceinline__ void start_after_producers() {
   let_dependents_start();
 }
 
-// kernel<<<grid, block, shared, l.stream>>>(args...), started early where l.early (above). Throws on a launch that
-// cannot start (its configuration).
+// Bytes of dynamic shared memory a launch gets beyond what it asks for. ptxas may merge the guarded loads of a loop's
+// last iterations (a remainder of up to 3 floats) into one wider load that runs past the array's end: the values
+// past it are never used, but compute-sanitizer's memcheck reports the read as out of bounds (seen on an H200:
+// "Invalid __shared__ read of size 12 bytes" at router_lut's prob[0] with E = 1, and attention's q_s[0] with
+// hd = 2, each array 4 and 8 bytes long). The slack keeps such a read inside the block's allocation.
+constexpr size_t kSharedSlack = 16;
+
+// kernel<<<grid, block, shared (+ kSharedSlack), l.stream>>>(args...), started early where l.early (above). Throws
+// on a launch that cannot start (its configuration).
 template <typename... Params, typename... Args>
 void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared, const Launch& l, Args&&... args) {
   cudaLaunchAttribute early{};
@@ -101,7 +108,7 @@ void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shar
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = grid;
   cfg.blockDim = block;
-  cfg.dynamicSmemBytes = shared;
+  cfg.dynamicSmemBytes = shared > 0 ? shared + kSharedSlack : 0;
   cfg.stream = l.stream;
   cfg.attrs = l.early ? &early : nullptr;
   cfg.numAttrs = l.early ? 1 : 0;

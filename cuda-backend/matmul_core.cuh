@@ -162,7 +162,7 @@ __global__ void __launch_bounds__(kColThreads) matmul_col_kernel(MatMulArgs a) {
 // of x, times the norm, are read from global memory once into shared memory, and NORM's sums of squares are taken
 // once per row (warp r sums row r); then each warp computes one column as the column kernel does, reading x from
 // shared memory: per 16-byte weight load the warp does no global loads of x or of the norm. Launched only where the
-// rows fit in kStagedMaxShared bytes (otherwise the column kernel runs).
+// rows (and kSharedSlack) fit in kStagedMaxShared bytes (otherwise the column kernel runs).
 // Grid: (ceil(N / kStagedWarps), ceil(rows / kColRows)); dynamic shared memory min(rows, kColRows) * K floats.
 template <DType DT, bool NORM>
 __global__ void __launch_bounds__(kStagedThreads) matmul_staged_kernel(MatMulArgs a) {
@@ -359,7 +359,7 @@ void launch_dtype(const MatMulArgs& a, const Launch& l) {
     const dim3 grid((a.N + kTileN - 1) / kTileN, (a.rows + kTileM - 1) / kTileM);
     launch_kernel(matmul_tiled_kernel<DT, NORM>, grid, kTileThreads, 0, l, a);
   } else if (const size_t shared = size_t(std::min(a.rows, kColRows)) * size_t(a.K) * sizeof(float);
-             a.staged && shared <= kStagedMaxShared) {
+             a.staged && shared + kSharedSlack <= kStagedMaxShared) {
     const dim3 grid((a.N + kStagedWarps - 1) / kStagedWarps, (a.rows + kColRows - 1) / kColRows);
     launch_kernel(matmul_staged_kernel<DT, NORM>, grid, kStagedThreads, shared, l, a);
   } else if (a.rows == 1) {
