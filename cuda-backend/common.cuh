@@ -91,11 +91,12 @@ __device__ __forceinline__ void start_after_producers() {
   let_dependents_start();
 }
 
-// Bytes of dynamic shared memory a launch gets beyond what it asks for. ptxas may merge the guarded loads of a loop's
-// last iterations (a remainder of up to 3 floats) into one wider load that runs past the array's end: the values
-// past it are never used, but compute-sanitizer's memcheck reports the read as out of bounds (seen on an H200:
-// "Invalid __shared__ read of size 12 bytes" at router_lut's prob[0] with E = 1, and attention's q_s[0] with
-// hd = 2, each array 4 and 8 bytes long). The slack keeps such a read inside the block's allocation.
+// Bytes of dynamic shared memory a launch gets beyond what it asks for. On an H200 (CUDA 13.0, commit f2fb23c)
+// compute-sanitizer's memcheck reported "Invalid __shared__ read of size 12 bytes" starting at the first element
+// of arrays shorter than that: router_lut's prob (E = 1, 4 bytes) and attention's q_s (hd = 2, store pass, 8 bytes).
+// The source reads neither past its end, and the results were right; the SASS has no 12-byte load, so the read is
+// the compiler's (a loop's last loads issued together) or the sanitizer's account of one. With the slack memcheck
+// is clean (commit f080183): a read a few floats past an array's end stays inside the block's allocation.
 constexpr size_t kSharedSlack = 16;
 
 // kernel<<<grid, block, shared (+ kSharedSlack), l.stream>>>(args...), started early where l.early (above). Throws
