@@ -27,7 +27,7 @@ namespace mole::cuda {
 [[noreturn]] void assert_fail(const char* what, const char* file, int line);
 
 // Where a kernel starts: its stream, and whether it may start before the kernel before it on that stream has ended
-// (programmatic dependent launch, --tune pdl=on, compute capability 9.0 and up; cuda_backend.cpp decides which
+// (programmatic dependent launch, --tune pdl, compute capability 9.0 and up; cuda_backend.cpp decides which
 // launches). A kernel so launched runs its code before wait_for_producers() beside its predecessor's end; there it
 // reads only weights (written once, at load) and the step's inputs (copied before the step's first kernel), and asks
 // for lines an earlier step wrote (attention's cache rows) to be fetched into L2. The op's first kernel starts early

@@ -16,8 +16,8 @@
 // step's LUT copy (an external event-wait node on LutStream::ready()) on the branches of its RouterLuts only, so the
 // copy overlaps the embedding and the first attention; everything later is ordered after it.
 //
-// With --tune pdl=on a kernel whose one predecessor is a kernel starts early (programmatic dependent launch:
-// capture_ops() says where, common.cuh how).
+// Where the GPU can (can_start_early()) and unless --tune pdl=off, a kernel whose one predecessor is a kernel starts
+// early (programmatic dependent launch: capture_ops() says where, common.cuh how).
 //
 // Profiling records an event after every op (external event-record nodes) and captures the ops in one chain, so
 // each op's time is its own; the graphs are recorded again when profiling is switched.
@@ -282,7 +282,7 @@ class CudaBackend final : public Backend {
   const std::string cache_dir_;             // where `mole bench --record` keeps this device's measured read mode
   cudaDeviceProp props_{};
   std::string driver_;  // driver_description()
-  bool pdl_ = false;    // --tune pdl=on where the device can (can_start_early()): kernels start early (capture_ops())
+  bool pdl_ = false;    // --tune pdl (on by default) where the device can (can_start_early()): kernels start early
   // Streams and events first, so that they are destroyed last.
   Stream compute_;                       // steps, uploads, read-backs
   Stream capture_;                       // graphs are captured here (never run on)

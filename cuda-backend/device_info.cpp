@@ -142,8 +142,8 @@ std::string cuda_device_details() {
         yes(attribute(cudaDevAttrCanMapHostMemory, d)) + ", registers the table's file pages in place: " +
         yes(attribute(cudaDevAttrHostRegisterSupported, d) && attribute(cudaDevAttrHostRegisterReadOnlySupported, d)) +
         "\n";
-    out += std::string("  kernels may start before the previous one ends (--tune pdl=on: compute capability 9.0+, ") +
-           "CUDA 12.3+): " + yes(can_start_early(d)) + "\n";
+    out += std::string("  kernels may start before the previous one ends (programmatic dependent launch, unless ") +
+           "--tune pdl=off; compute capability 9.0+, CUDA 12.3+): " + yes(can_start_early(d)) + "\n";
     out += "  driver " + driver_description() + ", runtime CUDA " + cuda_version_name(runtime_version()) +
            " (linked statically)\n";
   }

@@ -167,9 +167,9 @@ struct BackendTuning {
   int matvec_loads = 0;          // "matvec-loads": 16-byte weight loads each lane of the column kernel issues
                                  //   before it uses the first (1, 4 or 8); 0: the backend's default (4; Vulkan on
                                  //   a CPU driver 1)
-  bool pdl = false;              // "pdl=on": CUDA kernels start before the kernel before them ends (programmatic
-                                 //   dependent launch, compute capability 9.0 and up with CUDA 12.3 or newer; off
-                                 //   until measured on a GPU)
+  bool pdl = true;               // "pdl": CUDA kernels start before the kernel before them ends (programmatic
+                                 //   dependent launch) where the GPU can (compute capability 9.0 and up with CUDA
+                                 //   12.3 or newer); "pdl=off": never
   std::string perturb_op;        // "perturb": the cpu-perturbed test backend's wrong op (op_name(), e.g. matmul)
 };
 

@@ -217,13 +217,13 @@ TEST_CASE("cuda: --lut disk (gather thread or inline) gives --lut host's logits 
   }
 }
 
-// --tune pdl=on (programmatic dependent launch) changes when kernels start, never what they compute: a kernel that
-// read its input or wrote its output before its predecessor had finished would change some logit. Over a prompt in
-// chunks (tensor cores, attention's store pass), then decode steps past 256 keys (split-K and its merge), with the
-// rows copied (router_lut after the copy's wait) and read in place (router_lut started early too): the logits of
-// every step equal those of ordinary launches (with router_lut and up side by side) bit for bit, and the CPU's
-// within the usual bound. Every run is fed the same tokens (not its own greedy choices), so none can drift. On a GPU
-// that cannot start kernels early both runs would be ordinary ones: the case says so and stops.
+// Programmatic dependent launch (--tune pdl, on by default) changes when kernels start, never what they compute: a
+// kernel that read its input or wrote its output before its predecessor had finished would change some logit. Over a
+// prompt in chunks (tensor cores, attention's store pass), then decode steps past 256 keys (split-K and its merge),
+// with the rows copied (router_lut after the copy's wait) and read in place (router_lut started early too): the logits
+// of every step equal those of ordinary launches (--tune pdl=off) bit for bit, and the CPU's within the usual bound.
+// Every run is fed the same tokens (not its own greedy choices), so none can drift. On a GPU that cannot start kernels
+// early both runs would be ordinary ones: the case says so and stops.
 TEST_CASE("cuda: --tune pdl=on gives ordinary launches' logits bit for bit over prefill and decode") {
   test::TempDir tmp;
   if (!cuda_or_skip()) return;
@@ -252,7 +252,9 @@ TEST_CASE("cuda: --tune pdl=on gives ordinary launches' logits bit for bit over 
   for (const auto& [placement, read] :
        {std::pair{LutPlacement::Host, LutRead::Copy}, std::pair{LutPlacement::Device, LutRead::Direct}}) {
     CAPTURE(placement_name(placement));
-    auto plain = make_cuda_backend(options(read));
+    BackendOptions plain_opt = options(read);
+    plain_opt.tuning.pdl = false;  // the default is on
+    auto plain = make_cuda_backend(plain_opt);
     BackendOptions early_opt = options(read);
     early_opt.tuning.pdl = true;
     auto early = make_cuda_backend(early_opt);
