@@ -11,7 +11,6 @@ namespace mole::cuda {
 namespace {
 
 constexpr int kThreads = kRouterThreads;
-constexpr int kEarly = 8;  // table values per thread loaded before the router's sums (registers)
 
 template <DType LDT>
 __global__ void __launch_bounds__(kThreads) router_lut_kernel(RouterLutArgs a) {
@@ -20,22 +19,13 @@ __global__ void __launch_bounds__(kThreads) router_lut_kernel(RouterLutArgs a) {
   __shared__ RouterScratch scratch;
   const int d_out = blockIdx.x * kThreads + threadIdx.x;  // this thread's dim of the weighted sum
   for (int t = blockIdx.y; t < a.T; t += gridDim.y) {
-    // The first kEarly experts' table values are loaded before the router's sums, which they do not depend on: the
-    // row's latency (host memory, where rows are read in place) passes while the router is computed.
-    const bool out = d_out < a.D;
-    const size_t row_id = a.ids ? size_t(a.ids[t]) : size_t(t);
-    const void* row = static_cast<const uint8_t*>(a.rows) + row_id * a.row_bytes;
-    const size_t first = size_t(a.layer) * a.E * a.D + d_out;  // element (layer, 0, d_out) of the row
-    float early[kEarly];
-#pragma unroll
-    for (int e = 0; e < kEarly; e++) early[e] = out && e < a.E ? load_elem<LDT>(row, first + size_t(e) * a.D) : 0.0f;
     router_softmax(a.x + size_t(t) * a.D, a.router, a.router_dtype, a.norm, a.E, a.D, a.eps, prob, scratch);
-    if (out) {
+    if (d_out < a.D) {
+      const size_t row_id = a.ids ? size_t(a.ids[t]) : size_t(t);
+      const void* row = static_cast<const uint8_t*>(a.rows) + row_id * a.row_bytes;
+      const size_t first = size_t(a.layer) * a.E * a.D + d_out;  // element (layer, 0, d_out) of the row
       float v = 0.0f;
-#pragma unroll
-      for (int e = 0; e < kEarly; e++)
-        if (e < a.E) v += prob[e] * early[e];
-      for (int e = kEarly; e < a.E; e++) v += prob[e] * load_elem<LDT>(row, first + size_t(e) * a.D);
+      for (int e = 0; e < a.E; e++) v += prob[e] * load_elem<LDT>(row, first + size_t(e) * a.D);
       a.dst[size_t(t) * a.D + d_out] = v;
     }
     __syncthreads();  // prob is rewritten by the next token
