@@ -158,7 +158,7 @@ __global__ void __launch_bounds__(kColThreads) matmul_col_kernel(MatMulArgs a) {
   }
 }
 
-// Staged column kernel (--tune matvec=staged; not yet measured against the column kernel above): the block's rows
+// Staged column kernel (--tune matvec=staged; 0.80x the column kernel's decode tokens/s on an H200): the block's rows
 // of x, times the norm, are read from global memory once into shared memory, and NORM's sums of squares are taken
 // once per row (warp r sums row r); then each warp computes one column as the column kernel does, reading x from
 // shared memory: per 16-byte weight load the warp does no global loads of x or of the norm. Launched only where the
