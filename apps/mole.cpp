@@ -85,7 +85,9 @@ int cmd_run(RunArgs& a) {
     std::fflush(stdout);
   };
   const int L = m->cfg.num_layers, E = m->cfg.num_experts;
-  GenerateResult r = session.generate(ids, go, [&](const TokenEvent& ev) {
+  // Ctrl-C stops the generation after the current token: what was generated stays printed, with the summary.
+  std::stop_source stop;
+  auto on_token = [&](const TokenEvent& ev) {
     if (!m->tokenizer) {
       if (!a.json) std::printf("%d ", ev.id), std::fflush(stdout);
     } else {
@@ -100,7 +102,10 @@ int cmd_run(RunArgs& a) {
       if (m->tokenizer) line["text"] = m->tokenizer->decode({ev.id});
       *trace << line.dump() << "\n";
     }
-  });
+    if (interrupted()) stop.request_stop();
+  };
+  GenerateResult r = session.generate(ids, go, on_token, stop.get_token());
+  if (interrupted()) r.stop_reason = "interrupted";
   print(r.tail);
   if (trace) {
     trace->close();
@@ -143,7 +148,7 @@ int cmd_run(RunArgs& a) {
                    m->backend->info().name.c_str(), placement_name(m->placement), m->load_seconds, r.prompt_tokens,
                    r.prefill_tokens_per_s(), r.tokens.size(), r.decode_tokens_per_s(), r.stop_reason.c_str());
   }
-  return 0;
+  return interrupted() ? 128 + interrupt_signal() : 0;
 }
 
 void add_sampling_flags(CLI::App* c, RunArgs& a) {
@@ -323,7 +328,7 @@ int main(int argc, char** argv) {
   } catch (const Error& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "mole: error: %s\n", e.what());
-    return 1;
+    return interrupted() ? 128 + interrupt_signal() : 1;  // as a shell reports a process its signal ended
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "mole: error: out of memory\n");
     return 1;

@@ -18,6 +18,7 @@
 #include "model/error.h"
 #include "model/lut_rows.h"
 #include "model/paths.h"
+#include "model/progress.h"
 
 namespace mole::app {
 namespace {
@@ -133,7 +134,10 @@ int cmd_bench(BenchArgs& a) {
     const uint64_t moved_before = backend.info().lut_bytes_moved;
     const double launch_before = eng.launch_seconds();
     t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < steps; i++) next = eng.step_argmax({{0, {next}}}).at(0);
+    for (int i = 0; i < steps; i++) {
+      throw_if_interrupted("");
+      next = eng.step_argmax({{0, {next}}}).at(0);
+    }
     double decode = seconds_since(t0);
     // The part of each decode step the host spends launching it, before it waits for the greedy id.
     if (steps > 0) r["decode_launch_ms_per_token"] = 1e3 * (eng.launch_seconds() - launch_before) / steps;
@@ -152,6 +156,7 @@ int cmd_bench(BenchArgs& a) {
     try {
       return measure_run(run);
     } catch (const Error& e) {
+      if (interrupted()) throw;  // Ctrl-C ends the bench, not only this row
       nlohmann::json r = {{"lut", placement_name(run.placement)}, {"skipped", e.what()}};
       if (!run.read.empty()) r["lut_read"] = run.read;
       return r;

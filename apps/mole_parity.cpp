@@ -9,6 +9,7 @@
 #include "apps/mole_commands.h"
 #include "model/error.h"
 #include "model/parity.h"
+#include "model/progress.h"
 
 namespace mole::app {
 
@@ -70,8 +71,11 @@ int cmd_parity(ParityArgs& a) {
       }
     };
     for (const OpCase& c : op_cases())
-      if ((a.op.empty() || c.op == a.op || (a.op == "kv_store" && c.op == "attention")) && op_case_applies(c, *e))
+      if ((a.op.empty() || c.op == a.op || (a.op == "kv_store" && c.op == "attention")) && op_case_applies(c, *e)) {
+        throw_if_interrupted("");  // Ctrl-C ends the comparison between two cases
         report(run_op_case(c, *e, opt));
+      }
+    throw_if_interrupted("");
     if (!a.model.empty())
       report(compare_model(a.model, a.tokens, *e, opt, std::filesystem::path(a.model).filename().string()));
     if (!a.json) std::printf("%s: %d/%d passed\n", e->name.c_str(), passed, total);

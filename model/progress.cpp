@@ -68,9 +68,13 @@ void Progress::draw(bool final) {
 
 namespace mole {
 namespace {
-std::atomic<bool> g_interrupted{false};
-extern "C" void on_sigint(int) {
-  g_interrupted = true;
+std::atomic<int> g_signal{0};  // lock-free: written in a signal handler
+// The first signal sets the flag; a second one, for a job that has not stopped yet, ends the process at once.
+extern "C" void on_sigint(int sig) {
+  if (g_signal.exchange(sig) != 0) {
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+  }
 }
 }  // namespace
 
@@ -79,9 +83,12 @@ void install_interrupt_handler() {
   std::signal(SIGTERM, on_sigint);
 }
 bool interrupted() {
-  return g_interrupted;
+  return g_signal != 0;
 }
-void throw_if_interrupted() {
-  if (g_interrupted) throw Error("interrupted; partial output removed");
+int interrupt_signal() {
+  return g_signal;
+}
+void throw_if_interrupted(const char* note) {
+  if (interrupted()) throw Error(*note ? std::string("interrupted; ") + note : std::string("interrupted"));
 }
 }  // namespace mole

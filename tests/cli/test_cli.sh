@@ -506,5 +506,42 @@ OUTDIR=s_json expect_fail "synth --set 'not json'" '--set.*not json' "$M" synth 
 OUTDIR=s_heads expect_fail "synth --set with an invalid config" 'hidden_size.*divisible' \
   "$M" synth --preset tiny -o s_heads --set '{"hidden_size": 66}' -q
 
+# ---- interruption: Ctrl-C (SIGINT) or SIGTERM ends a long job within a step, cleanly -----------------------------
+# expect_interrupted NAME SIGNAL READY CMD...: starts CMD, waits until READY (a shell test) holds (at most 60 s) or
+# 2 s, sends SIGNAL, and expects CMD to end within 30 s with exit 128 + the signal's number (as a shell reports a
+# process its signal ended) and "interrupted" in its output, its own message, not the signal's default action.
+expect_interrupted() {
+  local name=$1 sig=$2 ready=$3 i; shift 3
+  "$@" >"$T/out" 2>"$T/err" &
+  local pid=$!
+  for ((i = 0; i < 600; i++)); do eval "$ready" && break; kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+  kill -s "$sig" $pid 2>/dev/null
+  for ((i = 0; i < 300; i++)); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+  if kill -0 $pid 2>/dev/null; then
+    kill -KILL $pid; wait $pid; fail "$name" "still running 30 s after SIG$sig"; return
+  fi
+  wait $pid
+  RC=$?
+  local want=$((128 + $(kill -l "$sig")))
+  if [ $RC -ne $want ]; then fail "$name" "exit $RC, expected $want"
+  elif ! grep -q 'interrupted' "$T/err" "$T/out"; then fail "$name" "no 'interrupted' in its output (the signal's default action?)"
+  else pass "$name"; fi
+}
+expect_ok "synth tiny with a 100,000-token context" \
+  "$M" synth --preset tiny -o longctx --form infer --set '{"vocab_size": 384, "max_position_embeddings": 100000}' -q
+expect_interrupted "run: SIGINT stops the generation" INT '[ -s "$T/out" ]' \
+  "$M" run -m longctx --backend cpu --prompt-ids 1,2,3 -n 100000 -c 100000 --ignore-eos --temp 0
+cp "$T/out" run_int.out && cp "$T/err" run_int.err
+check "run: SIGINT keeps what was generated" [ "$(wc -w < run_int.out)" -gt 3 ]
+check "run: SIGINT's summary says why it stopped" grep -q 'stop: interrupted' run_int.err
+expect_interrupted "run --json: SIGTERM still writes the JSON" TERM 'sleep 2' \
+  "$M" run -m longctx --backend cpu --prompt-ids 1,2,3 -n 100000 -c 100000 --ignore-eos --temp 0 --json
+save run_int.json
+check "run --json: the interrupted run's JSON is whole" pyjson run_int.json "j['stop_reason'] == 'interrupted'"
+expect_interrupted "bench: SIGINT ends it, writing no -o file" INT 'sleep 2' \
+  "$M" bench -m longctx --backend cpu --prompt-tokens 16 -n 100000 -c 100000 --placements host -o bench_int.json
+check "bench: no JSON after SIGINT" [ ! -e bench_int.json ]
+expect_interrupted "parity: SIGINT ends it between cases" INT '[ -s "$T/out" ]' "$M" parity --backend vulkan
+
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]
