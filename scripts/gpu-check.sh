@@ -182,10 +182,10 @@ parity() {
   return $rc
 }
 tests() { "$T" --require-device="${GPUS// /,}" --test-case='vulkan*,vk-runtime*,backends*,cuda*'; }
-# CUDA only: compute-sanitizer's memcheck and racecheck on a short decode of the built-in model, memcheck on a few
-# op cases of `mole parity`.
+# CUDA only: compute-sanitizer's memcheck and racecheck on a short decode of the built-in model, memcheck on every op
+# case of `mole parity` (those that took 13 s on an H200 first, then the matrix products), racecheck on attention's.
 sanitize() {
-  local cs rc=0 tool op model=$B/share/mole/models/kjv-mole-4l
+  local cs rc=0 tool op job model=$B/share/mole/models/kjv-mole-4l
   cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   [ -x "$cs" ] || { echo "no compute-sanitizer here"; return 1; }
   [ -f "$model/config.json" ] || model=$B/models/kjv-mole-4l
@@ -194,9 +194,11 @@ sanitize() {
     "$cs" --tool "$tool" --error-exitcode 99 --print-limit 20 "$M" run -m "$model" --backend cuda --lut host \
       -p "In the beginning" -n 8 --temp 0 -q > /dev/null || rc=1
   done
-  for op in gather argmax router_lut embed attention; do
-    echo "-- memcheck: mole parity --backend cuda --op $op"
-    "$cs" --tool memcheck --error-exitcode 99 --print-limit 20 "$M" parity --backend cuda --op "$op" \
+  for job in memcheck:gather memcheck:argmax memcheck:router_lut memcheck:embed memcheck:attention \
+    memcheck:router_probs racecheck:attention memcheck:matmul memcheck:norm_matmul; do
+    tool=${job%%:*} op=${job#*:}
+    echo "-- $tool: mole parity --backend cuda --op $op"
+    "$cs" --tool "$tool" --error-exitcode 99 --print-limit 20 "$M" parity --backend cuda --op "$op" \
       > "$work/sanitize.txt" 2>&1 || rc=1
     # The sanitizer's first reports (what went wrong first), then the failed cases and the summary.
     grep -E '^=========' "$work/sanitize.txt" | head -60
