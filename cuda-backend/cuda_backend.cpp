@@ -496,6 +496,13 @@ void CudaBackend::capture_ops(const StepGraph& g, const StepShape& shape, Record
     written.insert(written.end(), writes.begin(), writes.end());
     read.insert(read.end(), reads.begin(), reads.end());
   }
+  // A group's first op runs on the capture stream, the only one that can start early: a matrix product where there
+  // is one (its kernel reads its weights before it waits), so that in [RouterLut, up] up starts early, not the LUT
+  // sum. The ops of a group do not depend on each other, so their order changes no result.
+  for (std::vector<size_t>& group : groups)
+    std::stable_partition(group.begin(), group.end(), [&](size_t i) {
+      return g.ops[i].kind == OpKind::MatMul || g.ops[i].kind == OpKind::NormMatMul;
+    });
 
   cudaStream_t cs = capture_.get();
   const bool lut_wait = lut_ && !lut_->direct();
