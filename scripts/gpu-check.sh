@@ -86,10 +86,11 @@ rm -f "$out"/[1-6]-*.txt "$out"/6-bench.json
 
 # Sizes: the real check measures the published 160M shapes; the dry run the `tiny` preset, briefly.
 if [ "$dry" = 1 ]; then
-  export MOLE_PRESET=tiny DENSE_PRESET=tiny DENSE_FORM=dense PROMPT=32 DECODE=32 LONG_PROMPT=300 KERNEL_PROMPT=128
+  export MOLE_PRESET=tiny DENSE_PRESET=tiny DENSE_FORM=dense PROMPT=32 DECODE=32 LONG_PROMPT=300 KERNEL_PROMPT=128 \
+    SHORT_PROMPT=16 SHORT_DECODE=32
 else
   export MOLE_PRESET=mole-160m-4e DENSE_PRESET=dense-160m DENSE_FORM=auto PROMPT=256 DECODE=256 LONG_PROMPT=1900 \
-    KERNEL_PROMPT=512
+    KERNEL_PROMPT=512 SHORT_PROMPT=32 SHORT_DECODE=200
 fi
 
 summary=$out/1-summary.txt
@@ -237,6 +238,11 @@ bench_long_context() {
     --placements device --prompt-tokens "$LONG_PROMPT" -n "$DECODE" || rc=1
   bench "$1-long-context-split-k" -m "$work/models/mole" --backend "$1" --placements device \
     --prompt-tokens "$LONG_PROMPT" -n "$DECODE" || rc=1
+  # Below 256 keys the automatic rule does not split (a decode step's attention is H blocks); forced 4 splits beside.
+  bench "$1-short-auto" -m "$work/models/mole" --backend "$1" --placements device \
+    --prompt-tokens "$SHORT_PROMPT" -n "$SHORT_DECODE" || rc=1
+  bench "$1-short-4-splits" -m "$work/models/mole" --backend "$1" --tune attention-splits=4 \
+    --placements device --prompt-tokens "$SHORT_PROMPT" -n "$SHORT_DECODE" || rc=1
   return $rc
 }
 bench_kernels() {
@@ -339,7 +345,7 @@ if step "synthesize $MOLE_PRESET and $DENSE_PRESET" 90 4-run.txt synth_models; t
   case " $GPUS " in *" cuda "*) step "bench: CUDA, --tune pdl=off" 90 5-bench.txt bench_pdl ;; esac
   step "bench: dense baseline" 90 5-bench.txt "on_each_gpu bench_dense"
   step "bench: --lut host, table copied" 90 5-bench.txt "on_each_gpu bench_host_copied"
-  step "bench: long context, split-K" 150 5-bench.txt "on_each_gpu bench_long_context"
+  step "bench: split-K, long and short context" 150 5-bench.txt "on_each_gpu bench_long_context"
   step "bench: reparameterization" 150 5-bench.txt "on_each_gpu reparameterize_bench"
   step "disk write speed" 30 5-bench.txt disk_speed
   step "bench: kernel variants" 150 5-bench.txt "on_each_gpu bench_kernels"
