@@ -338,7 +338,7 @@ done
 step "reparameterize kjv-mole-4l, greedy = PyTorch" 180 4-run.txt reparameterize_builtin
 step "mole parity: ops, built-in model" 240 3-tests.txt parity
 step "tests (validation on, --require-device)" 240 3-tests.txt tests
-case " $GPUS " in *" cuda "*) step "compute-sanitizer (memcheck, racecheck)" 180 3-tests.txt sanitize ;; esac
+case " $GPUS " in *" cuda "*) step "compute-sanitizer (memcheck, racecheck)" 240 3-tests.txt sanitize ;; esac
 if step "synthesize $MOLE_PRESET and $DENSE_PRESET" 90 4-run.txt synth_models; then
   step "profile (--lut host)" 60 4-run.txt "on_each_gpu profile_one"
   step "bench: placements" 150 5-bench.txt "on_each_gpu bench_placements"
