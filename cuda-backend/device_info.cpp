@@ -4,7 +4,9 @@
 #include "cuda-backend/device_info.h"
 
 #include <cuda_runtime_api.h>
+#include <dlfcn.h>
 
+#include <cstring>
 #include <fstream>
 #include <regex>
 
@@ -61,14 +63,34 @@ std::string cuda_version_name(int version) {
   return std::to_string(version / 1000) + "." + std::to_string(version % 1000 / 10);
 }
 
+std::string nvml_driver_version(const char* library) {
+  void* lib = dlopen(library, RTLD_NOW | RTLD_LOCAL);
+  if (!lib) return "";
+  using Call = int (*)();
+  using GetVersion = int (*)(char*, unsigned);
+  const auto init = reinterpret_cast<Call>(dlsym(lib, "nvmlInit_v2"));
+  const auto get = reinterpret_cast<GetVersion>(dlsym(lib, "nvmlSystemGetDriverVersion"));
+  const auto shutdown = reinterpret_cast<Call>(dlsym(lib, "nvmlShutdown"));
+  std::string version;
+  if (init && get && shutdown && init() == 0) {  // 0: NVML_SUCCESS
+    char buf[96] = {};                           // NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE is 80
+    if (get(buf, sizeof buf) == 0) version.assign(buf, strnlen(buf, sizeof buf));
+    shutdown();
+  }
+  return version;
+}
+
 std::string driver_description() {
   std::string out = "CUDA " + cuda_version_name(driver_version());
-  // The kernel module's own version, as nvidia-smi shows it, where Linux says it.
+  // The kernel module's own version, as nvidia-smi shows it: where Linux says it, else from NVML.
   std::ifstream f("/proc/driver/nvidia/version");
-  std::string line;
+  std::string line, version;
   std::smatch m;
   if (std::getline(f, line) && std::regex_search(line, m, std::regex("Kernel Module +([0-9][0-9.]*)")))
-    out = "NVIDIA " + m[1].str() + ", " + out;
+    version = m[1].str();
+  else
+    version = nvml_driver_version();
+  if (!version.empty()) out = "NVIDIA " + version + ", " + out;
   return out;
 }
 

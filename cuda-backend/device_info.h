@@ -10,9 +10,14 @@ constexpr int kMinComputeMajor = 8;  // the architectures this build has code fo
 
 // "13.0" from CUDA's 13000.
 std::string cuda_version_name(int version);
-// "NVIDIA 580.159.04, CUDA 13.0": the kernel module's version (from /proc/driver/nvidia/version, where readable) and
-// the CUDA version the driver supports.
+// "NVIDIA 580.159.04, CUDA 13.0": the kernel module's version (from /proc/driver/nvidia/version where readable, else
+// from NVML) and the CUDA version the driver supports.
 std::string driver_description();
+// The driver's version from NVML (`library`: libnvidia-ml.so.1, which every NVIDIA driver installs and nvidia-smi
+// reads), opened at run time, or "" where it cannot be opened or does not answer. Containers often hide
+// /proc/driver/nvidia/version (the GPU check's H200 machines did) but mount NVML. The library stays loaded: NVIDIA's
+// libraries are not made to be unloaded.
+std::string nvml_driver_version(const char* library = "libnvidia-ml.so.1");
 // The device `index` asks for (-1: the default, device 0) after checking that CUDA works here and that the device
 // exists and is recent enough; throws mole::Error saying why not and what to do.
 int choose_device(int index);

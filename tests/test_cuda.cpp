@@ -9,10 +9,11 @@
 
 #ifdef MOLE_HAVE_CUDA
 
+#include <cstdlib>  // setenv
 #include <random>
 
 #include "cuda-backend/cuda_backend.h"
-#include "cuda-backend/device_info.h"  // can_start_early()
+#include "cuda-backend/device_info.h"  // can_start_early(), nvml_driver_version()
 #include "model/cpu_backend.h"
 #include "model/error.h"
 #include "model/forward.h"
@@ -285,5 +286,23 @@ TEST_CASE("cuda: reparameterization on the GPU gives the CPU's table") {
   MESSAGE("reparameterization rel. L2 error " << err);
   CHECK(err < 1e-5);
 }
+
+#ifdef MOLE_FAKE_NVML
+// The driver's version from NVML, where /proc/driver/nvidia/version is hidden (cuda-backend/device_info.h), through
+// a stand-in library (tests/fake_nvml.cpp): its answer, and "" (never an error) where the library is missing, its
+// initialisation fails or the version does not fit.
+TEST_CASE("nvml: the driver's version through NVML, or nothing where NVML cannot answer") {
+  unsetenv("FAKE_NVML_INIT");
+  setenv("FAKE_NVML_VERSION", "580.159.04", 1);
+  CHECK(cuda::nvml_driver_version(MOLE_FAKE_NVML) == "580.159.04");
+  setenv("FAKE_NVML_INIT", "fail", 1);
+  CHECK(cuda::nvml_driver_version(MOLE_FAKE_NVML).empty());
+  unsetenv("FAKE_NVML_INIT");
+  setenv("FAKE_NVML_VERSION", std::string(200, '9').c_str(), 1);  // longer than the caller's buffer
+  CHECK(cuda::nvml_driver_version(MOLE_FAKE_NVML).empty());
+  unsetenv("FAKE_NVML_VERSION");
+  CHECK(cuda::nvml_driver_version("/nonexistent/libnvidia-ml.so.1").empty());
+}
+#endif
 
 #endif  // MOLE_HAVE_CUDA
