@@ -81,17 +81,21 @@ std::string nvml_driver_version(const char* library) {
 }
 
 std::string driver_description() {
-  std::string out = "CUDA " + cuda_version_name(driver_version());
-  // The kernel module's own version, as nvidia-smi shows it: where Linux says it, else from NVML.
-  std::ifstream f("/proc/driver/nvidia/version");
-  std::string line, version;
-  std::smatch m;
-  if (std::getline(f, line) && std::regex_search(line, m, std::regex("Kernel Module +([0-9][0-9.]*)")))
-    version = m[1].str();
-  else
-    version = nvml_driver_version();
-  if (!version.empty()) out = "NVIDIA " + version + ", " + out;
-  return out;
+  // Once a process: every CUDA backend and every device of `mole devices` asks, and NVML's start takes a while.
+  static const std::string description = [] {
+    std::string out = "CUDA " + cuda_version_name(driver_version());
+    // The kernel module's own version, as nvidia-smi shows it: where Linux says it, else from NVML.
+    std::ifstream f("/proc/driver/nvidia/version");
+    std::string line, version;
+    std::smatch m;
+    if (std::getline(f, line) && std::regex_search(line, m, std::regex("Kernel Module +([0-9][0-9.]*)")))
+      version = m[1].str();
+    else
+      version = nvml_driver_version();
+    if (!version.empty()) out = "NVIDIA " + version + ", " + out;
+    return out;
+  }();
+  return description;
 }
 
 bool can_start_early(int index) {

@@ -11,7 +11,7 @@ constexpr int kMinComputeMajor = 8;  // the architectures this build has code fo
 // "13.0" from CUDA's 13000.
 std::string cuda_version_name(int version);
 // "NVIDIA 580.159.04, CUDA 13.0": the kernel module's version (from /proc/driver/nvidia/version where readable, else
-// from NVML) and the CUDA version the driver supports.
+// from NVML) and the CUDA version the driver supports; worked out once a process.
 std::string driver_description();
 // The driver's version from NVML (`library`: libnvidia-ml.so.1, which every NVIDIA driver installs and nvidia-smi
 // reads), opened at run time, or "" where it cannot be opened or does not answer. Containers often hide

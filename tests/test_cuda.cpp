@@ -221,8 +221,9 @@ TEST_CASE("cuda: --lut disk (gather thread or inline) gives --lut host's logits 
 // Programmatic dependent launch (--tune pdl, on by default) changes when kernels start, never what they compute: a
 // kernel that read its input or wrote its output before its predecessor had finished would change some logit. Over a
 // prompt in chunks (tensor cores, attention's store pass), then decode steps past 256 keys (split-K and its merge),
-// with the rows copied (router_lut after the copy's wait) and read in place (router_lut started early too): the logits
-// of every step equal those of ordinary launches (--tune pdl=off) bit for bit, and the CPU's within the usual bound.
+// with the rows copied (router_lut after the copy's wait) and read in place (no wait: up starts early beside the LUT
+// sum): the logits of every step equal those of ordinary launches (--tune pdl=off) bit for bit, and the CPU's within
+// the usual bound.
 // Every run is fed the same tokens (not its own greedy choices), so none can drift. On a GPU that cannot start kernels
 // early both runs would be ordinary ones: the case says so and stops.
 TEST_CASE("cuda: --tune pdl=on gives ordinary launches' logits bit for bit over prefill and decode") {
