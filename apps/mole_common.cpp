@@ -213,6 +213,13 @@ void print_profile(const StepProfile& p, const std::string& backend) {
                  "dispatches   %.1f per step, %.1f barriers between them (ops between two barriers may overlap, and "
                  "their times above are shared out in recording order)\n",
                  double(p.dispatches) / p.steps, double(p.barriers) / p.steps);
+  int attention_calls = 0;
+  for (const OpProfile& o : p.ops) attention_calls += o.kind == OpKind::Attention ? o.calls : 0;
+  if (p.dispatches > 0 && attention_calls > 0)
+    std::fprintf(stderr,
+                 "split-K      %.1f of %.1f attention calls per step, %.1f splits each (--tune attention-splits)\n",
+                 double(p.split_attention) / p.steps, double(attention_calls) / p.steps,
+                 p.split_attention > 0 ? double(p.attention_splits) / double(p.split_attention) : 1.0);
   if (p.lut_copy_seconds > 0) {
     double copy = p.lut_copy_seconds / p.steps, window = p.lut_window_seconds / p.steps;
     std::fprintf(stderr,

@@ -1,7 +1,7 @@
 // attention: the store pass where a sequence has several tokens (attention_store, a variant of
 // shaders/attention.comp), then the single pass and split-K's split kernel, one kernel (gridDim.y = splits; the
 // single pass is splits = 1, writing out instead of partials). With splits > 1 the block that writes a pair's last
-// partial merges them all, as shaders/attention_combine.comp does in a dispatch of its own (merge_if_last). A port of
+// partial merges them all (merge_if_last), as shaders/attention.comp's attention_split does. A port of
 // shaders/attention.comp: scores in cpu::dot's 8-lane order, the softmax's max subtracted as cpu::softmax does.
 #include <cmath>
 

@@ -1,6 +1,6 @@
 // attention (the KV store and RoPE fused in): causal attention of each query head over its sequence's keys and
 // values, storing the step's own keys and values into the cache (OpKind::Attention in model/backend.h,
-// shaders/attention.comp and attention_combine.comp). Token t, head h, kv head h / (H / KVH) (GQA; MQA when KVH = 1)
+// shaders/attention.comp). Token t, head h, kv head h / (H / KVH) (GQA; MQA when KVH = 1)
 // attends to its slot's positions j in [0, pos[t]]:
 //   out[t][h] = sum_j softmax_j(scale * rope(q[t][h]) . rope(K[j])) * V[j],  scale = 1 / sqrt(hd)
 // with the max subtracted before exp, as cpu::softmax. K[j] and V[j] are cache row slot[t] * S + j. Where a sequence

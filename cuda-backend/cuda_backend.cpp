@@ -65,6 +65,7 @@ using StepShape = std::tuple<int, int, bool, int, bool>;
 struct Recorded {
   GraphExec exec;
   int kernels = 0, groups = 0;  // for the profile: launches, and the groups they run in
+  int split_attention = 0;      // attention ops captured split-K
 };
 
 // Where each step input starts in the packed input block (in 4-byte words), for a step of T tokens and R rows.
@@ -428,6 +429,8 @@ void CudaBackend::run_step(const StepGraph& g, const StepInputs& in) {
     profile_pending_ = true;
     prof_.dispatches += uint64_t(it->second.kernels);
     prof_.barriers += uint64_t(std::max(it->second.groups - 1, 0));
+    prof_.split_attention += uint64_t(it->second.split_attention);
+    prof_.attention_splits += uint64_t(it->second.split_attention) * uint64_t(std::get<3>(it->first));
   }
 }
 
@@ -526,6 +529,7 @@ void CudaBackend::capture_ops(const StepGraph& g, const StepShape& shape, Record
       const bool early = pdl && j == 0 && after_kernel && !waits;
       launch_op(op, shape, {.stream = s, .pdl = pdl, .early = early, .launched = &launched});
       rec.kernels += launched;
+      if (op.kind == OpKind::Attention && std::get<3>(shape) > 1) rec.split_attention++;
       if (j == 0) after_kernel = launched > 0 || (after_kernel && !waits);
       if (profiling_) CUDA_CHECK(cudaEventRecordWithFlags(op_events_[group[j] + 1].get(), s, cudaEventRecordExternal));
       if (j > 0) {

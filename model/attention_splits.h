@@ -1,6 +1,6 @@
 // Attention's rules for every GPU backend (shaders/attention*.comp, cuda-backend/attention.cu): split-K, how many
 // workgroups (blocks) share each (token, head) pair's keys in a step (1 is the single pass: no partials, no
-// combine); and whether the step's keys and values are stored in a pass of their own first.
+// merge); and whether the step's keys and values are stored in a pass of their own first.
 #pragma once
 
 #include <algorithm>

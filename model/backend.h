@@ -134,6 +134,8 @@ struct StepProfile {
   int submits = 0;                 // queue submissions made by those steps
   uint64_t dispatches = 0;         // GPU backends: compute dispatches recorded for the profiled steps, summed
   uint64_t barriers = 0;           // and the pipeline barriers between them (ops without one may overlap)
+  uint64_t split_attention = 0;    // GPU backends: attention ops that ran split-K (--tune attention-splits), summed
+  uint64_t attention_splits = 0;   // and their splits (workgroups or blocks per (token, head) pair), summed
 };
 // The least memory traffic of one op on one step: weights once, activations in and out, KV rows read.
 uint64_t op_bytes(const Op& op, const StepInputs& in, size_t weight_elem_bytes, size_t lut_elem_bytes);

@@ -27,9 +27,14 @@
 // `splits` workgroups (the dispatch's y; chosen per step from the longest key count, see attention_splits() in
 // ops.h; 1 is the single pass above). Split s takes keys [s * c, min((s + 1) * c, n_keys)) with c = ceil(n_keys /
 // splits) rounded up to a multiple of 32 (kAttentionSplitGranule in model/attention_splits.h; a split of fewer keys
-// than the local size is one partial chunk), and writes its partial instead of out: the running max m, the running
-// sum l and the unnormalised accumulator, which attention_combine.comp merges in split order. A split without keys
-// writes l = 0, which the combine skips. The pass is the same code as the single one (splits = 1 gives c >= n_keys).
+// than the local size is one partial chunk), and writes its partial to the scratch part: the running max m, the
+// running sum l and the unnormalised accumulator. A split without keys writes l = 0, which the merge skips. The pass
+// is the same code as the single one (splits = 1 gives c >= n_keys). The workgroup that writes a pair's last partial
+// merges them all into out (merge_if_last, below): it counts itself in arrivals[pair] after its writes, and the one
+// that counts splits - 1 reads the others' partials, so split-K is one dispatch, with no barrier between its passes.
+// The partials are read and written through a coherent binding, fenced with memoryBarrierBuffer() before the count
+// (every invocation, then a workgroup barrier) and after it (the last workgroup), as cuda-backend/attention.cu's
+// merge_if_last fences its count: no workgroup waits for another, so the order in which they run does not matter.
 //
 // The store pass, the variant attention_store (for steps where a sequence has several tokens): one invocation per
 // key or value element of the step's rows, grid-stride, writing
@@ -45,12 +50,17 @@
 //                   {m, l, acc[hd]}
 //           6 cos   float (T, hd / 2)
 //           7 sin   float (T, hd / 2)
+//           attention_split only:
+//           8 out   float (T, H * hd)
+//           9 arrivals uint (T * H), the partials written per pair: 0 before the dispatch, and after it (the merging
+//                   workgroup sets its pair's count back to 0 for the next layer and step)
 // Push:     T, H, KVH, hd, ctx (S), scale (float, 1 / sqrt(hd)), rope (0 or 1)
 // Spec:     local size (id 1), STORE (id 5: 1 stores, 0 after attention_store; a pipeline each, so the variant for
 //           prefill chunks carries none of the store's code); hd <= min(1024, 4 x local size) (checked by the host)
 // Dispatch: (min(T * H, 65535), splits, 1); one workgroup per (t, h) pair and split, grid-stride over pairs.
 //
-// Version 6: the KV store fused in for steps of one token per sequence, each token's own key read from its q/k/v
+// Version 7: split-K's merge in the dispatch, by the workgroup that writes a pair's last partial (attention_combine
+// was a dispatch of its own, after a barrier). Version 6: the KV store fused in for steps of one token per sequence, each token's own key read from its q/k/v
 // row (version 5: splits of a multiple of 32 keys, not of the local size; version 4: q read from the q/k/v product's
 // rows, keys and values from one cache; version 3: split-K over long contexts; version 2: keys read as vec4 when hd
 // is a multiple of 4, the V sum split over G groups; version 1: only hd invocations summed V, one key after
@@ -68,7 +78,10 @@ layout(std430, set = 0, binding = 2) writeonly buffer KvOut { float kv_out[]; };
 layout(std430, set = 0, binding = 3) readonly buffer Slot { int slot[]; };
 layout(std430, set = 0, binding = 4) readonly buffer Pos { int pos[]; };
 #ifdef ATTENTION_SPLIT
-layout(std430, set = 0, binding = 5) writeonly buffer Part { float part[]; };
+layout(std430, set = 0, binding = 5) coherent buffer Part { float part[]; };  // other workgroups' partials are read
+layout(std430, set = 0, binding = 8) writeonly buffer Out { float out_[]; };
+layout(std430, set = 0, binding = 9) buffer Arrivals { uint arrivals[]; };
+shared bool last_s;  // this workgroup wrote its pair's last partial (merge_if_last)
 #else
 layout(std430, set = 0, binding = 5) writeonly buffer Out { float out_[]; };
 #endif
@@ -138,6 +151,40 @@ float score_dot_own() {
   return s;
 }
 
+#ifdef ATTENTION_SPLIT
+// Split-K's end, called by every invocation once the workgroup has written its partial of `pair`: the workgroup
+// counts itself in arrivals[pair], and the one that counts last merges the pair's partials into its output row, in
+// split order, then sets the count back to 0:
+//   M = max_s m_s,  out[pair][d] = sum_s exp(m_s - M) * acc_s[d] / sum_s exp(m_s - M) * l_s
+// over the splits that had keys (l_s > 0; split 0 always has). Called in uniform control flow (it has barriers).
+void merge_if_last(uint pair, uint splits) {
+  memoryBarrierBuffer();  // release: this invocation's partial writes, before invocation 0 counts
+  barrier();
+  if (TID == 0u) last_s = atomicAdd(arrivals[pair], 1u) == splits - 1u;
+  barrier();
+  if (!last_s) return;  // uniform over the workgroup
+  memoryBarrierBuffer();  // acquire: the other workgroups' partials, written before they counted
+  const uint stride = pc.hd + 2u, first = pair * splits * stride;  // split 0's record
+  float m = part[first];
+  for (uint s = 1u; s < splits; s++)
+    if (part[first + s * stride + 1u] > 0.0) m = max(m, part[first + s * stride]);
+  for (uint d = TID; d < pc.hd; d += BLOCK) {
+    float l = 0.0, o = 0.0;
+    for (uint s = 0u; s < splits; s++) {
+      const uint rec = first + s * stride;
+      const float l_s = part[rec + 1u];
+      if (l_s > 0.0) {
+        const float w = exp(part[rec] - m);
+        l += l_s * w;
+        o += part[rec + 2u + d] * w;
+      }
+    }
+    out_[pair * pc.hd + d] = o / l;
+  }
+  if (TID == 0u) arrivals[pair] = 0u;
+}
+#endif
+
 #ifdef ATTENTION_STORE
 void main() {
   const uint kvd = pc.KVH * pc.hd, width = 2u * kvd, q_row = pc.H * pc.hd + width;
@@ -174,11 +221,12 @@ void main() {
     const uint k0 = split * per_split, k1 = min(n_keys, k0 + per_split);
 #ifdef ATTENTION_SPLIT
     const uint rec = (pair * splits + split) * (pc.hd + 2u);  // this (pair, split)'s partial in part
-    if (k0 >= n_keys) {  // no keys here (uniform across the workgroup): l = 0 tells the combine to skip it
+    if (k0 >= n_keys) {  // no keys here (uniform across the workgroup): l = 0 tells the merge to skip it
       if (TID == 0u) {
         part[rec] = 0.0;
         part[rec + 1u] = 0.0;
       }
+      merge_if_last(pair, splits);
       continue;
     }
 #endif
@@ -252,6 +300,9 @@ void main() {
       for (uint i = 0u; i < passes; i++)
         if (vd + i * span < pc.hd) WRITE_OUT(vd + i * span, acc[i]);
     }
+#ifdef ATTENTION_SPLIT
+    merge_if_last(pair, splits);  // its first barrier also keeps p_s until every invocation has read it
+#endif
     barrier();  // q_s and p_s are rewritten by the next pair
   }
 }

@@ -70,10 +70,8 @@ struct AttentionPush {
 };
 // attention_split: the same push constants and bindings, but binding 5 is the partials' scratch, part (T * H,
 // splits, 2 + hd) per (pair, split) {running max, running sum, unnormalised accumulator (hd)}; splits = the
-// dispatch's y. attention_combine: out (T, H*hd) from them. Bindings: part, out.
-struct AttentionCombinePush {
-  uint32_t pairs, hd, splits;  // pairs = T * H
-};
+// dispatch's y. The workgroup that writes a pair's last partial merges them into out, binding 8; binding 9 is the
+// uint count of partials written per pair (T * H), 0 before and after the dispatch.
 // router_lut: dst (T, D) = sum_e softmax(rmsnorm(x) * nw @ Wr^T)_e * lut row t [layer][e]. Bindings: x (T, D),
 // Wr (E, D) (weight), nw (D) (norm weight), dst (T, D), lut (the step's rows in step order, LDTYPE words; row t
 // starts at element t*row_elems). E <= kRouterLutMaxExperts. router_lut_direct takes the same push constants and
@@ -103,7 +101,6 @@ static_assert(sizeof(EmbedPush) == 8);
 static_assert(sizeof(MatMulPush) == 20);
 static_assert(sizeof(NormMatMulPush) == 16);
 static_assert(sizeof(AttentionPush) == 28);
-static_assert(sizeof(AttentionCombinePush) == 12);
 static_assert(sizeof(RouterLutPush) == 24);
 static_assert(sizeof(RouterProbsPush) == 24);
 static_assert(sizeof(GatherPush) == 8);
@@ -118,22 +115,21 @@ struct ShaderOp {
   uint32_t push_bytes;  // sizeof the push struct
 };
 inline constexpr ShaderOp kShaderOps[] = {
-    {"embed", 3, sizeof(EmbedPush)},                         // table, ids, dst
-    {"matmul", 4, sizeof(MatMulPush)},                       // x, W, y, addend
-    {"matmul_subgroup", 4, sizeof(MatMulPush)},              // x, W, y, addend
-    {"matmul_tiled", 4, sizeof(MatMulPush)},                 // x, W, y, addend
-    {"norm_matmul", 4, sizeof(NormMatMulPush)},              // x, W, y, norm weight
-    {"norm_matmul_subgroup", 4, sizeof(NormMatMulPush)},     // x, W, y, norm weight
-    {"norm_matmul_tiled", 4, sizeof(NormMatMulPush)},        // x, W, y, norm weight
-    {"attention_store", 8, sizeof(AttentionPush)},           // as attention (out unused)
-    {"attention", 8, sizeof(AttentionPush)},                 // q/k/v, KV cache (twice), slot, pos, out, cos, sin
-    {"attention_split", 8, sizeof(AttentionPush)},           // q/k/v, KV cache (twice), slot, pos, partials, cos, sin
-    {"attention_combine", 2, sizeof(AttentionCombinePush)},  // partials, out
-    {"router_lut", 5, sizeof(RouterLutPush)},                // x, router W, norm W, dst, lut rows
-    {"router_lut_direct", 6, sizeof(RouterLutPush)},         // x, router W, norm W, dst, ids, chunk addresses
-    {"router_probs", 5, sizeof(RouterProbsPush)},            // x, router W, norm W, dst, out_rows
-    {"gather", 3, sizeof(GatherPush)},                       // src, out_rows, dst
-    {"argmax", 2, sizeof(ArgmaxPush)},                       // logits, out
+    {"embed", 3, sizeof(EmbedPush)},                      // table, ids, dst
+    {"matmul", 4, sizeof(MatMulPush)},                    // x, W, y, addend
+    {"matmul_subgroup", 4, sizeof(MatMulPush)},           // x, W, y, addend
+    {"matmul_tiled", 4, sizeof(MatMulPush)},              // x, W, y, addend
+    {"norm_matmul", 4, sizeof(NormMatMulPush)},           // x, W, y, norm weight
+    {"norm_matmul_subgroup", 4, sizeof(NormMatMulPush)},  // x, W, y, norm weight
+    {"norm_matmul_tiled", 4, sizeof(NormMatMulPush)},     // x, W, y, norm weight
+    {"attention_store", 8, sizeof(AttentionPush)},        // as attention (out unused)
+    {"attention", 8, sizeof(AttentionPush)},              // q/k/v, KV cache (twice), slot, pos, out, cos, sin
+    {"attention_split", 10, sizeof(AttentionPush)},       // as attention, partials in out's place, then out, arrivals
+    {"router_lut", 5, sizeof(RouterLutPush)},             // x, router W, norm W, dst, lut rows
+    {"router_lut_direct", 6, sizeof(RouterLutPush)},      // x, router W, norm W, dst, ids, chunk addresses
+    {"router_probs", 5, sizeof(RouterProbsPush)},         // x, router W, norm W, dst, out_rows
+    {"gather", 3, sizeof(GatherPush)},                    // src, out_rows, dst
+    {"argmax", 2, sizeof(ArgmaxPush)},                    // logits, out
 };
 
 // Workgroup counts for one dispatch (z is always 1). A zero count means nothing to do: skip the dispatch.
@@ -171,9 +167,6 @@ constexpr Groups groups(const AttentionPush& p, uint32_t) {
 // attention_split: one workgroup per (t, h) pair and split.
 constexpr Groups attention_split_groups(const AttentionPush& p, uint32_t splits) {
   return {groups_for_items(p.T * p.H), splits};
-}
-constexpr Groups groups(const AttentionCombinePush& p, uint32_t ls) {
-  return {groups_for_elements(p.pairs * p.hd, ls)};
 }
 
 constexpr Groups groups(const RouterLutPush& p, uint32_t ls) {

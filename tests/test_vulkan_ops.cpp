@@ -8,7 +8,9 @@
 
 #ifdef MOLE_HAVE_VULKAN
 
+#include <algorithm>
 #include <array>
+#include <bit>
 #include <string>
 #include <vector>
 
@@ -69,9 +71,10 @@ TEST_CASE("vulkan ops: split-K attention runs exactly where the rule says (dispa
     h.graph.ops = {attention_op(qkv, kv, out, H, hd, H, ctx, true)};
     h.expect(out, size_t(H * hd), ParityRows::Tokens, kParityLongSum, "attention", "MHA H=4 hd=64 ctx=3001, rope");
     h.dut().set_profiling(true);
-    uint64_t dispatches = 0;
-    // Each step is attention: one dispatch, two where attention splits (the combine), and one more where a sequence
-    // has several tokens (the store pass; in other steps attention stores the keys itself).
+    uint64_t dispatches = 0, split_ops = 0, splits_sum = 0;
+    // Each step is attention: one dispatch (split-K merges its partials in the same dispatch), and one more where a
+    // sequence has several tokens (the store pass; in other steps attention stores the keys itself). The profile
+    // counts the split-K ones and their splits.
     for (std::vector<std::pair<int, int>> runs :  // (slot, position) of each token
          std::vector<std::vector<std::pair<int, int>>>{{{0, 3000}},
                                                        {{1, 10}, {2, 300}},
@@ -92,10 +95,16 @@ TEST_CASE("vulkan ops: split-K attention runs exactly where the rule says (dispa
       }
       h.step(in);
       const bool split = forced == 0 ? max_keys >= 256 && !cpu_device : forced > 1;
-      const uint64_t now = h.dut().profile().dispatches;
-      CHECK_MESSAGE(now - dispatches == (split ? 2u : 1u) + (store_pass || always_store ? 1u : 0u),
+      const StepProfile p = h.dut().profile();
+      CHECK_MESSAGE(p.dispatches - dispatches == 1u + (store_pass || always_store ? 1u : 0u), "max keys " << max_keys);
+      CHECK_MESSAGE(p.split_attention - split_ops == (split ? 1u : 0u), "max keys " << max_keys);
+      // Automatic: about one split per 64 keys, a power of two (the rule's own test is above); forced: 5.
+      const uint64_t want = !split ? 0u : forced > 1 ? 5u : std::bit_ceil(uint64_t(max_keys + 63) / 64u);
+      CHECK_MESSAGE(p.attention_splits - splits_sum == std::min<uint64_t>(want, vulkan::kAttentionMaxSplits),
                     "max keys " << max_keys);
-      dispatches = now;
+      dispatches = p.dispatches;
+      split_ops = p.split_attention;
+      splits_sum = p.attention_splits;
     }
     for (const ParityResult& r : h.results()) CHECK_MESSAGE(r.ok, r.label << ": " << r.error << " " << r.note);
   }

@@ -76,15 +76,14 @@ int record_op(VkCommandBuffer cb, const Op& op, const OpPlan& plan, const Record
       dispatch(cb, *plan.attend[variant], plan.set, push, groups(push, ls));
       return dispatches + 1;
     }
-    // Split-K: the split pass reads q, K and V and writes the step's cache rows and the partials; the combine reads
-    // the partials, so a barrier always separates the two. The layers share the partials: a split pass waits for
-    // the previous combine's reads.
-    tracker.before(cb, op_reads(op), {op.src1, s.attn_part});
+    // Split-K, one dispatch: it reads q, K and V, writes the step's cache rows, the partials and their counts, and
+    // merges the partials into dst. The layers share the partials and the counts: a split pass waits for the
+    // previous one's.
+    std::vector<BufferId> reads = op_reads(op);
+    reads.insert(reads.end(), {s.attn_part, s.attn_arrivals});
+    tracker.before(cb, reads, {op.src1, op.dst, s.attn_part, s.attn_arrivals});
     dispatch(cb, *plan.split[variant], plan.split_set, push, attention_split_groups(push, shape.splits));
-    tracker.before(cb, {s.attn_part}, {op.dst});
-    const AttentionCombinePush combine{T * n, k, shape.splits};
-    dispatch(cb, *plan.combine, plan.combine_set, combine, groups(combine, ls));
-    return dispatches + 2;
+    return dispatches + 1;
   }
   tracker.before(cb, op_reads(op), op_writes(op));
   switch (op.kind) {

@@ -1,6 +1,6 @@
 // Recording a StepGraph op into a command buffer (vk_backend.cpp records each step shape once and replays it): the
-// dispatches of its shader with the grid shaders/ops.h gives, split-K attention's two passes, and the tracking that
-// puts a pipeline barrier only where a dispatch depends on an earlier one.
+// dispatches of its shader with the grid shaders/ops.h gives (attention's store pass first where a step needs it),
+// and the tracking that puts a pipeline barrier only where a dispatch depends on an earlier one.
 #pragma once
 
 #include <cstdint>
@@ -20,12 +20,12 @@ struct OpPlan {
   const ComputePipeline* pipe = nullptr;
   const ComputePipeline* tiled = nullptr;  // matmul family: the _tiled variant, for steps of many rows
   VkDescriptorSet set = VK_NULL_HANDLE;
-  // Attention: the store pass (attention_store, with `set`); the single pass and split-K's split pass
-  // (attention_split, the partials bound in out's place), each [0] after the store pass and [1] storing the keys
-  // itself (kSpecStore); the combine.
-  const ComputePipeline *store = nullptr, *combine = nullptr;
+  // Attention: the store pass (attention_store, with `set`); the single pass and split-K's pass (attention_split,
+  // with `split_set`: the partials bound in out's place, then out and the counts), each [0] after the store pass
+  // and [1] storing the keys itself (kSpecStore).
+  const ComputePipeline* store = nullptr;
   const ComputePipeline *attend[2] = {nullptr, nullptr}, *split[2] = {nullptr, nullptr};
-  VkDescriptorSet split_set = VK_NULL_HANDLE, combine_set = VK_NULL_HANDLE;
+  VkDescriptorSet split_set = VK_NULL_HANDLE;
 };
 
 // A recorded step's shape and the backend's choices that size its dispatches.
@@ -35,11 +35,12 @@ struct RecordShape {
   bool store_pass = false;  // attention: the step's keys and values stored by a pass of their own first
 };
 struct RecordSettings {
-  uint32_t local_size = 0;         // every pipeline's workgroup size
-  uint32_t matmul_lanes = 0;       // threads per output column of the matmul family's column kernel
-  uint32_t tiled_min_rows = 0;     // steps of at least this many rows use the _tiled variants
-  uint32_t lut_row_elems = 0;      // RouterLut: L*E*D of the table
-  BufferId attn_part = kNoBuffer;  // split-K attention's partials, shared by the layers
+  uint32_t local_size = 0;             // every pipeline's workgroup size
+  uint32_t matmul_lanes = 0;           // threads per output column of the matmul family's column kernel
+  uint32_t tiled_min_rows = 0;         // steps of at least this many rows use the _tiled variants
+  uint32_t lut_row_elems = 0;          // RouterLut: L*E*D of the table
+  BufferId attn_part = kNoBuffer;      // split-K attention's partials, shared by the layers
+  BufferId attn_arrivals = kNoBuffer;  // and their counts per (token, head) pair
 };
 
 // Decides where a step's dispatches need a pipeline barrier: before one that reads or writes a buffer written since
@@ -59,8 +60,8 @@ class BarrierTracker {
 };
 
 // Records op's dispatches (and the barriers `tracker` asks for before each); returns how many were recorded.
-// Attention is up to three: with shape.store_pass the store pass, a barrier; then the single pass, or with
-// shape.splits > 1 the split pass into settings.attn_part, a barrier, the combine into dst.
+// Attention is up to two: with shape.store_pass the store pass, a barrier; then the single pass, or with
+// shape.splits > 1 the split pass, its partials in settings.attn_part, merged into dst in the same dispatch.
 int record_op(VkCommandBuffer cb, const Op& op, const OpPlan& plan, const RecordShape& shape,
               const RecordSettings& settings, BarrierTracker& tracker);
 

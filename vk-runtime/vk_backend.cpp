@@ -84,6 +84,7 @@ struct Buf {
 struct Recorded {
   CommandBuffer part_a, part_b;
   int dispatches = 0, barriers = 0;  // recorded into them, for the profile
+  int split_attention = 0;           // attention ops recorded split-K
 };
 
 class VulkanBackend final : public Backend {
@@ -365,9 +366,10 @@ class VulkanBackend final : public Backend {
   const StepGraph* graph_ = nullptr;
   std::optional<DescriptorPool> desc_pool_;
   std::vector<OpPlan> plans_;
-  size_t split_ = 0;                // first op of part B (the first RouterLut), or ops.size() for a dense model
-  BufferId attn_part_ = kNoBuffer;  // split-K attention's partials (slots x max H*(2+hd)), shared by the layers
-  uint32_t attn_slots_ = 0;         // tokens x splits attn_part_ holds; 0: the graph has no attention
+  size_t split_ = 0;                    // first op of part B (the first RouterLut), or ops.size() for a dense model
+  BufferId attn_part_ = kNoBuffer;      // split-K attention's partials (slots x max H*(2+hd)), shared by the layers
+  BufferId attn_arrivals_ = kNoBuffer;  // and their counts per (token, head) pair (uint)
+  uint32_t attn_slots_ = 0;             // tokens x splits attn_part_ holds; 0: the graph has no attention
   std::optional<Buffer> in_ids_, in_slot_, in_pos_, in_cos_, in_sin_, in_rows_;  // (T) (T) (T) (T,hd/2) x2 (R)
   std::optional<Buffer> readback_;                                               // (R, V) logits copied for the host
   size_t readback_count_ = 0;
@@ -411,6 +413,7 @@ void VulkanBackend::prepare(const StepGraph& g) {
   argmax_ = g.argmax;
   uint32_t half = 1;
   size_t n_desc = 0, n_sets = g.ops.size(), part_width = 0;  // part_width: the widest attention's H * (2 + hd)
+  size_t max_heads = 0;
   for (const Op& op : g.ops) {
     if (op.rope) half = std::max<uint32_t>(half, uint32_t(op.k / 2));
     const uint32_t max_hd = std::min(kAttentionMaxHeadDim, 4 * kLocalSize);
@@ -420,17 +423,23 @@ void VulkanBackend::prepare(const StepGraph& g) {
     if ((op.kind == OpKind::RouterLut || op.kind == OpKind::RouterProbs) && uint32_t(op.n) > kRouterLutMaxExperts)
       throw Error("the Vulkan backend supports at most " + std::to_string(kRouterLutMaxExperts) +
                   " experts (this model has " + std::to_string(op.n) + ")");
-    n_desc += 8;                         // the most any shader binds
-    if (op.kind == OpKind::Attention) {  // and the sets of split-K's two passes
-      n_desc += 8 + 2;
-      n_sets += 2;
+    n_desc += 8;                         // the most any shader binds but split-K's
+    if (op.kind == OpKind::Attention) {  // and split-K's set
+      n_desc += 10;
+      n_sets += 1;
       part_width = std::max(part_width, size_t(op.n) * size_t(2 + op.k));
+      max_heads = std::max(max_heads, size_t(op.n));
     }
   }
   const size_t T = size_t(g.max_tokens), R = size_t(g.max_out_rows);
   if (part_width > 0) {  // at most kAttentionSplitSlots token-splits: 0.8 MiB for 12 heads of 64
     attn_slots_ = uint32_t(std::min<size_t>(kAttentionSplitSlots, T * kAttentionMaxSplits));
     attn_part_ = alloc(attn_slots_ * part_width, "attention split partials");
+    // The counts per (token, head) pair, which the merging workgroups set back to 0.
+    const size_t pairs = size_t(attn_slots_) * max_heads;
+    attn_arrivals_ = alloc(pairs, "attention split counts");
+    const std::vector<float> zeros(pairs, 0.0f);
+    write(attn_arrivals_, 0, pairs, zeros.data());
   }
   auto input = [&](size_t count, const char* what) {
     return Buffer::create(dev_, std::max<size_t>(count, 1) * 4, VK_BUFFER_USAGE_STORAGE_BUFFER_BIT,
@@ -518,11 +527,10 @@ void VulkanBackend::prepare(const StepGraph& g) {
         plan.split[store] = &pipeline("attention_split", {.store = store});
       }
       b[5] = whole(attn_part_);
-      plan.combine = &pipeline("attention_combine");
-      plan.split_set = desc_pool_->allocate(set_layout(8));
+      b.push_back(whole(op.dst));
+      b.push_back(whole(attn_arrivals_));
+      plan.split_set = desc_pool_->allocate(set_layout(uint32_t(b.size())));
       write_storage_buffers(dev_, plan.split_set, b);
-      plan.combine_set = desc_pool_->allocate(set_layout(2));
-      write_storage_buffers(dev_, plan.combine_set, {whole(attn_part_), whole(op.dst)});
     }
     plans_.push_back(plan);
   }
@@ -549,10 +557,11 @@ Recorded& VulkanBackend::recorded_for(const StepGraph& g, const ShapeKey& key) {
   BarrierTracker tracker;
   const RecordShape shape{T, R, splits, store_pass};
   const RecordSettings settings{kLocalSize, matmul_lanes(), tiled_min_rows_, lut_ ? uint32_t(lut_->row_elems()) : 0u,
-                                attn_part_};
+                                attn_part_, attn_arrivals_};
   auto record = [&](VkCommandBuffer cb, size_t i) {
     r.dispatches += record_op(cb, g.ops[i], plans_[i], shape, settings, tracker);
-    if (profiling_) op_ts_->write(cb, uint32_t(i + 1));  // split-K's combine counts in the attention's time
+    if (g.ops[i].kind == OpKind::Attention && splits > 1) r.split_attention++;
+    if (profiling_) op_ts_->write(cb, uint32_t(i + 1));
   };
   for (size_t i = 0; i < split_; i++) record(r.part_a.handle(), i);
   r.part_a.end();
@@ -644,6 +653,8 @@ void VulkanBackend::run_step(const StepGraph& g, const StepInputs& in) {
     profile_pending_ = true;
     prof_.dispatches += uint64_t(rec.dispatches);
     prof_.barriers += uint64_t(rec.barriers);
+    prof_.split_attention += uint64_t(rec.split_attention);
+    prof_.attention_splits += uint64_t(rec.split_attention) * splits;
   }
 }
 
