@@ -104,7 +104,7 @@ void add_backend_flags(CLI::App& cmd, BackendFlags& f, bool with_backend) {
   cmd.add_option("--tune", f.tune,
                  "Kernel choices, key=value,...: subgroups=0|1, tiled-min-rows=N, attention-splits=0..32, "
                  "attention-store=auto|pass, lut-chunk-bytes=N, lut-gather=auto|thread|inline, lut-import=auto|off, "
-                 "matvec=auto|warp|staged, matvec-loads=1|4|8, pdl=off|on (README)")
+                 "matvec=auto|warp|staged, matvec-loads=1|4|8, pdl=off|on, host-wait=auto|spin|block (README)")
       ->envname("MOLE_TUNE")
       ->check(CLI::Validator(
           [](std::string& s) {
@@ -188,12 +188,17 @@ BackendTuning parse_tuning(const std::string& s) {
       t.matvec_loads = std::stoi(choice({"1", "4", "8"}));
     } else if (key == "pdl") {
       t.pdl = choice({"off", "on"}) == "on";
+    } else if (key == "host-wait") {
+      const std::string v = choice({"auto", "spin", "block"});
+      t.host_wait = v == "spin"    ? BackendTuning::HostWait::Spin
+                    : v == "block" ? BackendTuning::HostWait::Block
+                                   : BackendTuning::HostWait::Auto;
     } else if (key == "perturb") {
       t.perturb_op = value;
     } else {
       throw Error("--tune " + item + ": unknown key '" + key +
                   "' (subgroups, tiled-min-rows, attention-splits, attention-store, lut-chunk-bytes, lut-gather, "
-                  "lut-import, matvec, matvec-loads, pdl)");
+                  "lut-import, matvec, matvec-loads, pdl, host-wait)");
     }
   }
   return t;

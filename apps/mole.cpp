@@ -122,6 +122,8 @@ int cmd_run(RunArgs& a) {
     if (info.lut_rows_moved > 0)
       std::fprintf(stderr, "lut rows     %llu moved, %.1f MiB\n", (unsigned long long)info.lut_rows_moved,
                    double(info.lut_bytes_moved) / 1048576.0);
+    if (!info.host_wait.empty())
+      std::fprintf(stderr, "host wait    %s (--tune host-wait=auto|spin|block)\n", info.host_wait.c_str());
   }
   if (a.json) {
     nlohmann::json j = {{"prompt_ids", ids},

@@ -172,7 +172,12 @@ struct BackendTuning {
   bool pdl = true;               // "pdl": CUDA kernels start before the kernel before them ends (programmatic
                                  //   dependent launch) where the GPU can (compute capability 9.0 and up with CUDA
                                  //   12.3 or newer); "pdl=off": never
-  std::string perturb_op;        // "perturb": the cpu-perturbed test backend's wrong op (op_name(), e.g. matmul)
+  enum class HostWait { Auto, Spin, Block };
+  HostWait host_wait = HostWait::Auto;  // "host-wait" (Vulkan): how the host waits for a step's greedy ids or
+                                        //   logits: polling the GPU's progress for up to 10 ms before it blocks
+                                        //   (spin), or blocking in the driver at once (block); auto: spin on a GPU,
+                                        //   block on a CPU driver (whose own threads need the cores)
+  std::string perturb_op;               // "perturb": the cpu-perturbed test backend's wrong op (op_name(), e.g. matmul)
 };
 
 // One run's choices for a backend (apps/ fills it from flags, their defaults from the environment; README).
@@ -202,6 +207,8 @@ struct BackendInfo {
   std::string lut_read;        // "copy" or "direct"
   std::string lut_table_note;  // --lut host: the table's pages mapped from the file (no copy), or copied and why
   std::string device_key;      // identifies the device across runs (its UUID), for caches of measured choices
+  std::string host_wait;       // how the host waits for a step's results ("spin up to 10 ms, then block", "block");
+                               //   "" where the backend does not say (--tune host-wait)
   // Rows and bytes of the table moved to where router_lut reads them, over the backend's life (always counted).
   uint64_t lut_rows_moved = 0, lut_bytes_moved = 0;
   // Messages of a validation layer (--validate), counted and kept (tests fail on any); 0 and "" without one.

@@ -225,6 +225,11 @@ bench_pdl() {
   bench cuda-no-pdl -m "$work/models/mole" --backend cuda --tune pdl=off --placements device,host \
     --prompt-tokens "$PROMPT" -n "$DECODE"
 }
+# Vulkan: the host blocking in the driver for each step's ids, against bench_placements' polling (host-wait auto).
+bench_host_wait() {
+  bench vulkan-host-wait-block -m "$work/models/mole" --backend vulkan --tune host-wait=block \
+    --placements device,host --prompt-tokens "$PROMPT" -n "$DECODE"
+}
 bench_dense() {
   bench "$1-dense" -m "$work/models/dense" --backend "$1" --placements device --prompt-tokens "$PROMPT" -n "$DECODE"
 }
@@ -280,7 +285,7 @@ disk_speed() {
   rm -f "$work/models/ddtest"
 }
 export -f devices reparameterize_builtin parity tests sanitize synth_models profile_one bench_placements bench_pdl \
-  bench_dense bench_host_copied bench_long_context bench_kernels reparameterize_bench disk_speed
+  bench_host_wait bench_dense bench_host_copied bench_long_context bench_kernels reparameterize_bench disk_speed
 
 finish() {
   if command -v python3 > /dev/null && ls "$work"/bench-*.json > /dev/null 2>&1; then
@@ -343,6 +348,7 @@ if step "synthesize $MOLE_PRESET and $DENSE_PRESET" 90 4-run.txt synth_models; t
   step "profile (--lut host)" 60 4-run.txt "on_each_gpu profile_one"
   step "bench: placements" 150 5-bench.txt "on_each_gpu bench_placements"
   case " $GPUS " in *" cuda "*) step "bench: CUDA, --tune pdl=off" 90 5-bench.txt bench_pdl ;; esac
+  case " $GPUS " in *" vulkan "*) step "bench: Vulkan, --tune host-wait=block" 90 5-bench.txt bench_host_wait ;; esac
   step "bench: dense baseline" 90 5-bench.txt "on_each_gpu bench_dense"
   step "bench: --lut host, table copied" 90 5-bench.txt "on_each_gpu bench_host_copied"
   step "bench: split-K, long and short context" 150 5-bench.txt "on_each_gpu bench_long_context"

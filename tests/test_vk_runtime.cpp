@@ -9,6 +9,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -16,6 +17,8 @@
 #include <fstream>
 #include <functional>
 #include <optional>
+#include <thread>
+#include <utility>
 
 #include "model/error.h"
 #include "vk-runtime/buffer.h"
@@ -467,6 +470,27 @@ TEST_CASE("vk-runtime: a transfer-queue copy signals a timeline semaphore the co
     CHECK(timeline.value() == 3);
     timeline.wait(3, 1'000'000);
     CHECK_THROWS_WITH_AS(timeline.wait(4, 1'000'000), doctest::Contains("did not finish within"), Error);
+    // Polling first (--tune host-wait=spin): the value reached while it polls, or only once it has given up polling
+    // and blocks; either way the wait returns once the value is there, never before, and times out as a plain one.
+    for (const auto& [spin_ms, signal_ms] : {std::pair{1000, 20}, std::pair{2, 60}}) {
+      CAPTURE(spin_ms);
+      const uint64_t want = timeline.value() + 1;
+      std::thread signaller([&timeline, want, signal_ms = signal_ms] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(signal_ms));
+        timeline.signal_from_host(want);
+      });
+      const auto start = std::chrono::steady_clock::now();
+      timeline.wait(want, 10'000'000'000ull, uint64_t(spin_ms) * 1'000'000);
+      const auto waited = std::chrono::steady_clock::now() - start;
+      CHECK(timeline.value() == want);
+      CHECK(waited >= std::chrono::milliseconds(signal_ms / 2));  // not back before the signal
+      signaller.join();
+    }
+    timeline.wait(timeline.value(), 1'000'000, 1'000'000);  // already there
+    CHECK_THROWS_WITH_AS(timeline.wait(timeline.value() + 1, 3'000'000, 1'000'000), doctest::Contains("within 0.003 s"),
+                         Error);
+    CHECK_THROWS_WITH_AS(timeline.wait(timeline.value() + 1, 2'000'000, 50'000'000),
+                         doctest::Contains("within 0.002 s"), Error);
     fence.reset();
     CHECK(!fence.signaled());
     CHECK_THROWS_WITH_AS(fence.wait(1'000'000), doctest::Contains("GPU did not finish within 0.001 s"), Error);

@@ -1,8 +1,13 @@
 // Fences and timeline semaphores (see sync.h).
 #include "vk-runtime/sync.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <utility>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 #include "model/error.h"
 #include "vk-runtime/device.h"
@@ -16,6 +21,15 @@ namespace {
   std::snprintf(buf, sizeof buf, "vulkan: the GPU did not finish within %.3g s (hung or too slow)",
                 double(timeout_ns) * 1e-9);
   throw Error(buf);
+}
+
+// A hint to the CPU that this thread is spinning (cheaper for a sibling hyperthread, less power).
+void cpu_pause() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
 }
 
 }  // namespace
@@ -108,14 +122,28 @@ uint64_t TimelineSemaphore::value() const {
   return v;
 }
 
-void TimelineSemaphore::wait(uint64_t v, uint64_t timeout_ns) const {
+void TimelineSemaphore::wait(uint64_t v, uint64_t timeout_ns, uint64_t spin_ns) const {
+  const uint64_t full_timeout_ns = timeout_ns;
+  if (spin_ns > 0) {
+    const auto start = std::chrono::steady_clock::now();
+    const auto spin = std::chrono::nanoseconds(std::min(spin_ns, timeout_ns));
+    for (;;) {
+      if (value() >= v) return;
+      const auto spent = std::chrono::steady_clock::now() - start;
+      if (spent >= spin) {  // block for the rest of the timeout
+        timeout_ns -= std::min<uint64_t>(timeout_ns, uint64_t(std::chrono::nanoseconds(spent).count()));
+        break;
+      }
+      for (int i = 0; i < 16; i++) cpu_pause();
+    }
+  }
   VkSemaphoreWaitInfo wi{};
   wi.sType = VK_STRUCTURE_TYPE_SEMAPHORE_WAIT_INFO;
   wi.semaphoreCount = 1;
   wi.pSemaphores = &semaphore_;
   wi.pValues = &v;
   VkResult r = vk().vkWaitSemaphores(device_, &wi, timeout_ns);
-  if (r == VK_TIMEOUT) timed_out(timeout_ns);
+  if (r == VK_TIMEOUT) timed_out(full_timeout_ns);
   VK_CHECK(r);
 }
 

@@ -52,8 +52,11 @@ class TimelineSemaphore {
 
   VkSemaphore handle() const { return semaphore_; }
   uint64_t value() const;  // vkGetSemaphoreCounterValue
-  // Blocks until the value is >= v; throws mole::Error like Fence::wait() after timeout_ns.
-  void wait(uint64_t v, uint64_t timeout_ns = kDefaultGpuTimeoutNs) const;
+  // Blocks until the value is >= v; throws mole::Error like Fence::wait() after timeout_ns. With spin_ns > 0 it
+  // first polls the value for up to spin_ns (the calling thread busy, a CPU pause between polls), and blocks in
+  // vkWaitSemaphores only after that: a thread the driver puts to sleep wakes up some microseconds after the GPU
+  // signals, which a step of a millisecond feels (llama.cpp's Vulkan backend measured up to 5% on NVIDIA).
+  void wait(uint64_t v, uint64_t timeout_ns = kDefaultGpuTimeoutNs, uint64_t spin_ns = 0) const;
   void signal_from_host(uint64_t v);
 
  private:

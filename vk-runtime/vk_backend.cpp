@@ -52,7 +52,8 @@ namespace {
 constexpr VkBufferUsageFlags kStorage =
     VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
 constexpr uint64_t kWaitNs = 120ull * 1000 * 1000 * 1000;  // a step that takes longer is treated as a hung GPU
-constexpr size_t kMaxRecorded = 32;                        // recorded step shapes kept; beyond, start over
+constexpr uint64_t kSpinNs = 10ull * 1000 * 1000;  // --tune host-wait=spin: poll a step's end this long, then block
+constexpr size_t kMaxRecorded = 32;                // recorded step shapes kept; beyond, start over
 
 uint32_t dtype_code(DType d) {
   return d == DType::F32 ? 0u : d == DType::F16 ? 1u : 2u;
@@ -111,6 +112,10 @@ class VulkanBackend final : public Backend {
     // Split-K fills a wide GPU; a CPU driver has a few cores that T * H workgroups already keep busy, and there it
     // only adds work (attention 1.16-1.37x slower at 2,000-4,000 keys on lavapipe, 2 cores).
     if (forced_splits_ == 0 && cpu) forced_splits_ = 1;
+    // The host polls for a step's greedy ids (or logits) on a GPU, where a thread the driver puts to sleep wakes up
+    // late; a CPU driver's own threads need the cores the polling would take.
+    const auto wait = opt.tuning.host_wait;
+    spin_ns_ = wait == BackendTuning::HostWait::Spin || (wait == BackendTuning::HostWait::Auto && !cpu) ? kSpinNs : 0;
   }
 
   ~VulkanBackend() override {
@@ -129,6 +134,7 @@ class VulkanBackend final : public Backend {
     i.runs_on_cpu = ctx_->info.type == VK_PHYSICAL_DEVICE_TYPE_CPU;
     i.device_memory_used = used_;
     i.device_key = uuid_hex(ctx_->info.uuid);
+    i.host_wait = spin_ns_ > 0 ? "spin up to " + std::to_string(spin_ns_ / 1000000) + " ms, then block" : "block";
     if (lut_stream_) {
       i.lut_read = lut_read_name(lut_stream_->read());
       i.lut_table_note = lut_stream_->import_note();
@@ -171,13 +177,13 @@ class VulkanBackend final : public Backend {
 
   void read_back(BufferId id, size_t first, size_t count, float* dst) override {
     if (id == argmax_ && argmax_ != kNoBuffer && first + count <= size_t(graph_->max_out_rows)) {
-      compute_tl_.wait(compute_value_, kWaitNs);
+      compute_tl_.wait(compute_value_, kWaitNs, spin_ns_);
       if (lut_stream_) lut_stream_->check();
       std::memcpy(dst, static_cast<const float*>(ids_readback_->mapped()) + first, count * 4);
       return;
     }
     if (id == logits_ && logits_copied_ && first + count <= readback_count_) {
-      compute_tl_.wait(compute_value_, kWaitNs);
+      compute_tl_.wait(compute_value_, kWaitNs, spin_ns_);
       if (lut_stream_) lut_stream_->check();  // the step's rows were gathered (disk): did that fail?
       std::memcpy(dst, static_cast<const float*>(readback_->mapped()) + first, count * 4);
       return;
@@ -360,6 +366,7 @@ class VulkanBackend final : public Backend {
   uint32_t matvec_loads_ = kMatMulGpuLoads;        // the column kernels' LOADS (kSpecLoads; --tune matvec-loads)
   uint32_t forced_splits_ = 0;      // --tune attention-splits, else 1 on a CPU device; 0: attention_splits() decides
   bool store_pass_always_ = false;  // --tune attention-store=pass
+  uint64_t spin_ns_ = 0;            // --tune host-wait: how long read_back() polls a step's end before it blocks
   std::map<uint32_t, DescriptorSetLayout> layouts_;
 
   // Graph-bound state, made on the first run_step (the graph never changes afterwards).
@@ -703,7 +710,7 @@ BackendEntry vulkan_backend_entry() {
           probe_vulkan,
           make_vulkan_backend,
           {"lut-read", "subgroups", "tiled-min-rows", "attention-splits", "attention-store", "lut-chunk-bytes",
-           "lut-gather", "lut-import", "matvec-loads"}};
+           "lut-gather", "lut-import", "matvec-loads", "host-wait"}};
 }
 
 }  // namespace mole::vulkan

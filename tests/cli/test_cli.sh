@@ -268,6 +268,12 @@ if "$M" devices | grep -E '^vulkan +available' > /dev/null; then
        --tune subgroups=0,tiled-min-rows=1,attention-splits=4,lut-import=off 2>&1 >/dev/null |
      grep -q 'lut read     copy' && '$M' run -m infer --prompt-ids 1,2 -n 2 --backend vulkan --lut host --profile \
        --tune lut-import=off 2>&1 >/dev/null | grep -q 'copied (import turned off)'"
+  check "--tune host-wait: a CPU driver blocks unless told to spin (--profile says which)" bash -c \
+    "'$M' run -m infer --prompt-ids 1,2 -n 2 --backend vulkan --profile 2>&1 >/dev/null |
+       grep -q '^host wait    block ' && '$M' run -m infer --prompt-ids 1,2 -n 2 --backend vulkan --profile \
+       --tune host-wait=spin 2>&1 >/dev/null | grep -q '^host wait    spin up to 10 ms, then block '"
+  expect_fail "--tune host-wait=poll" 'host-wait=poll.*one of auto, spin, block' \
+    "$M" run -m infer --prompt-ids 1 --backend vulkan -q --tune host-wait=poll
   # mole parity: ops of the CPU Vulkan driver against the reference, and the built-in model's logits; the
   # cpu-perturbed backend (router_lut 0.1% off on purpose) fails exactly that op's cases, with a non-zero exit.
   expect_ok "parity --backend vulkan --op embed -m infer" "$M" parity --backend vulkan --op embed -m infer
