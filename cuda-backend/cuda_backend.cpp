@@ -59,8 +59,9 @@ struct Buf {
   DeviceBuffer norm_f32;     // 1-D weights (norms): a float32 copy, which the kernels read
 };
 
-// (T, R, whether the graph copies the logits to the host, attention's splits, attention's store pass).
-using StepShape = std::tuple<int, int, bool, int, bool>;
+// (T, R, whether the graph copies the logits to the host, attention's splits, attention's store pass, whether the
+// output rows are the tokens in order: GatherBypass, model/backend.h).
+using StepShape = std::tuple<int, int, bool, int, bool, bool>;
 
 struct Recorded {
   GraphExec exec;
@@ -185,6 +186,10 @@ class CudaBackend final : public Backend {
 
   void read_back(BufferId id, size_t first, size_t count, float* dst) override {
     set_device();
+    // A Gather the last step skipped (its output rows were its tokens): its rows are its source's first rows.
+    if (last_rows_identity_)
+      for (size_t i = 0; graph_ && i < graph_->ops.size(); i++)
+        if (bypass_.skip[i] && graph_->ops[i].dst == id) id = graph_->ops[i].src0;
     const size_t row = graph_ && graph_->max_out_rows > 0 ? buf(id).count / size_t(graph_->max_out_rows) : 0;
     if (id == argmax_ && host_ids_valid_ && first + count <= size_t(last_rows_)) {
       CUDA_CHECK(cudaEventSynchronize(step_done_.get()));
@@ -269,7 +274,7 @@ class CudaBackend final : public Backend {
   void prepare(const StepGraph& g);
   Recorded capture(const StepGraph& g, const StepShape& shape);
   void capture_ops(const StepGraph& g, const StepShape& shape, Recorded& rec);
-  void launch_op(const Op& op, const StepShape& shape, const Launch& l);
+  void launch_op(const Op& op, size_t index, const StepShape& shape, const Launch& l);
   void collect_profile();
 
   const int device_;
@@ -308,6 +313,8 @@ class CudaBackend final : public Backend {
   std::map<StepShape, Recorded> recorded_;
   bool host_ids_valid_ = false, host_logits_valid_ = false;  // the last step's copies are there
   int last_rows_ = 0;                                        // R of the last step
+  GatherBypass bypass_;                                      // the Gathers a step of identity rows skips
+  bool last_rows_identity_ = false;                          // the last step was one (it skipped them)
 
   // Profiling.
   bool profiling_ = false, profile_pending_ = false;
@@ -359,6 +366,7 @@ void CudaBackend::prepare(const StepGraph& g) {
   if (g.argmax != kNoBuffer) ids_host_ = PinnedBuffer::create(R * sizeof(float), "greedy ids (read-back)");
   // Only now (a graph this backend cannot run has thrown above and may be retried):
   graph_ = &g;
+  bypass_ = gather_bypass(g);
   logits_ = g.logits;
   argmax_ = g.argmax;
 }
@@ -385,7 +393,8 @@ void CudaBackend::run_step(const StepGraph& g, const StepInputs& in) {
   const int splits = attn_slots_ ? attention_splits(max_keys, T, attn_slots_, forced_splits_) : 1;
   // Without an Argmax op (reparameterization) the logits always come back.
   const bool copy_logits = logits_ != kNoBuffer && (in.want_logits || argmax_ == kNoBuffer);
-  const StepShape shape{T, R, copy_logits, splits, store_pass_always_ || attention_store_pass(in.slot)};
+  const StepShape shape{
+      T, R, copy_logits, splits, store_pass_always_ || attention_store_pass(in.slot), rows_identity(in.out_rows, T)};
   auto it = recorded_.find(shape);
   const bool replay = it != recorded_.end();
   if (!replay) {
@@ -417,6 +426,7 @@ void CudaBackend::run_step(const StepGraph& g, const StepInputs& in) {
   host_ids_valid_ = argmax_ != kNoBuffer;
   host_logits_valid_ = copy_logits;
   last_rows_ = R;
+  last_rows_identity_ = std::get<5>(shape);
   if (profiling_) {
     if (replay) {
       prof_.replayed_steps++;
@@ -437,7 +447,7 @@ void CudaBackend::run_step(const StepGraph& g, const StepInputs& in) {
 // Captures the step's work on capture_ into a graph and instantiates it. Nothing in between allocates or
 // synchronises (both are illegal while capturing); a failure ends the capture before it is rethrown.
 Recorded CudaBackend::capture(const StepGraph& g, const StepShape& shape) {
-  const auto [T, R, copy_logits, splits, store_pass] = shape;
+  const auto [T, R, copy_logits, splits, store_pass, identity] = shape;
   if (copy_logits && !logits_host_)
     logits_host_ = PinnedBuffer::create(buf(logits_).count * sizeof(float), "logits (read-back)");
   if (profiling_ && op_events_.size() != g.ops.size() + 1) {
@@ -527,7 +537,7 @@ void CudaBackend::capture_ops(const StepGraph& g, const StepShape& shape, Record
       }
       int launched = 0;
       const bool early = pdl && j == 0 && after_kernel && !waits;
-      launch_op(op, shape, {.stream = s, .pdl = pdl, .early = early, .launched = &launched});
+      launch_op(op, group[j], shape, {.stream = s, .pdl = pdl, .early = early, .launched = &launched});
       rec.kernels += launched;
       if (op.kind == OpKind::Attention && std::get<3>(shape) > 1) rec.split_attention++;
       if (j == 0) after_kernel = launched > 0 || (after_kernel && !waits);
@@ -543,8 +553,10 @@ void CudaBackend::capture_ops(const StepGraph& g, const StepShape& shape, Record
   }
 }
 
-void CudaBackend::launch_op(const Op& op, const StepShape& shape, const Launch& l) {
-  const auto [T, R, copy_logits, splits, store_pass] = shape;
+void CudaBackend::launch_op(const Op& op, size_t index, const StepShape& shape, const Launch& l) {
+  const auto [T, R, copy_logits, splits, store_pass, identity] = shape;
+  if (identity && bypass_.skip[index]) return;  // a Gather that only copies: its reader reads the source
+  const BufferId src0 = identity && bypass_.src0[index] != kNoBuffer ? bypass_.src0[index] : op.src0;
   const InputLayout at{size_t(T), size_t(R), size_t(rope_half_)};
   const int32_t* in_words = static_cast<const int32_t*>(inputs_dev_.get());
   const int32_t* ids = in_words + at.ids;
@@ -561,7 +573,7 @@ void CudaBackend::launch_op(const Op& op, const StepShape& shape, const Launch& 
           l);
       break;
     case OpKind::NormMatMul:
-      launch_norm_matmul({.x = act(op.src0),
+      launch_norm_matmul({.x = act(src0),
                           .w = weight(op.src1),
                           .dtype = buf(op.src1).dtype,
                           .y = act(op.dst),
@@ -577,7 +589,7 @@ void CudaBackend::launch_op(const Op& op, const StepShape& shape, const Launch& 
                          l);
       break;
     case OpKind::MatMul:
-      launch_matmul({.x = act(op.src0),
+      launch_matmul({.x = act(src0),
                      .w = weight(op.src1),
                      .dtype = buf(op.src1).dtype,
                      .y = act(op.dst),
@@ -664,9 +676,11 @@ void CudaBackend::collect_profile() {
     CUDA_CHECK(cudaEventElapsedTime(&ms, op_events_[a].get(), op_events_[b].get()));
     return double(ms) * 1e-3;
   };
+  const bool identity = rows_identity(profiled_in_.out_rows, profiled_in_.tokens());
   for (size_t i = 0; i < ops.size(); i++) {
     OpProfile& p = prof_.ops[i];
     p.kind = ops[i].kind;
+    if (identity && bypass_.skip[i]) continue;  // a Gather the step skipped (GatherBypass)
     p.calls++;
     p.seconds += seconds(i, i + 1);  // attention's store pass counts in its time
     const BufferId w = op_weight(ops[i]);

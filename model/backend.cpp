@@ -65,6 +65,52 @@ std::vector<BufferId> op_writes(const Op& op) {
   return {op.dst};
 }
 
+namespace {
+bool has(const std::vector<BufferId>& set, BufferId b) {
+  return std::find(set.begin(), set.end(), b) != set.end();
+}
+}  // namespace
+
+GatherBypass gather_bypass(const StepGraph& g) {
+  const size_t n = g.ops.size();
+  GatherBypass b{std::vector<bool>(n, false), std::vector<BufferId>(n, kNoBuffer)};
+  for (size_t i = 0; i < n; i++) {
+    const Op& gather = g.ops[i];
+    if (gather.kind != OpKind::Gather) continue;
+    const BufferId out = gather.dst;
+    if (out == g.logits || out == g.argmax || out == g.router_probs || out == gather.src0) continue;
+    size_t reader = n;
+    int uses = 0;
+    for (size_t j = 0; j < n; j++) {
+      if (j == i) continue;
+      const bool reads = has(op_reads(g.ops[j]), out), writes = has(op_writes(g.ops[j]), out);
+      if (reads || writes) {
+        uses++;
+        reader = j;
+      }
+    }
+    if (uses != 1 || reader < i) continue;
+    const Op& r = g.ops[reader];
+    if ((r.kind != OpKind::NormMatMul && r.kind != OpKind::MatMul) || !r.on_out_rows || r.src0 != out) continue;
+    std::vector<BufferId> other = op_reads(r);
+    other.erase(other.begin());  // src0 comes first
+    if (has(other, out) || has(op_writes(r), out)) continue;
+    bool source_written = false;
+    for (size_t j = i + 1; j < reader; j++) source_written = source_written || has(op_writes(g.ops[j]), gather.src0);
+    if (source_written) continue;
+    b.skip[i] = true;
+    b.src0[reader] = gather.src0;
+  }
+  return b;
+}
+
+bool rows_identity(const std::vector<int32_t>& out_rows, int T) {
+  if (int(out_rows.size()) != T) return false;
+  for (int r = 0; r < T; r++)
+    if (out_rows[size_t(r)] != r) return false;
+  return true;
+}
+
 uint64_t op_bytes(const Op& op, const StepInputs& in, size_t wb, size_t lb) {
   const uint64_t T = uint64_t(in.tokens()), R = uint64_t(in.out_rows.size()), rows = op.on_out_rows ? R : T;
   const uint64_t n = uint64_t(op.n), k = uint64_t(op.k);

@@ -137,6 +137,19 @@ struct StepProfile {
   uint64_t split_attention = 0;    // GPU backends: attention ops that ran split-K (--tune attention-splits), summed
   uint64_t attention_splits = 0;   // and their splits (workgroups or blocks per (token, head) pair), summed
 };
+// Where a step's output rows are its tokens in order (a decode step of one sequence, or a chunk whose every logit is
+// wanted), a Gather only copies its source: it is skipped, and the one op that reads its result (the final norm and
+// lm_head) reads the source instead, a dispatch (kernel) and a barrier fewer on a GPU backend. That holds for a Gather
+// whose result is read by exactly one later op, a row-wise product on the output rows (NormMatMul or MatMul with
+// on_out_rows) that reads it as src0 only, with no op between them writing the source; and never for a graph output.
+struct GatherBypass {
+  std::vector<bool> skip;      // per op: a Gather that such a step skips
+  std::vector<BufferId> src0;  // per op: what it reads in src0's place in such a step, or kNoBuffer
+};
+GatherBypass gather_bypass(const StepGraph& g);
+// Whether out_rows are 0, 1, ..., T - 1.
+bool rows_identity(const std::vector<int32_t>& out_rows, int T);
+
 // The least memory traffic of one op on one step: weights once, activations in and out, KV rows read.
 uint64_t op_bytes(const Op& op, const StepInputs& in, size_t weight_elem_bytes, size_t lut_elem_bytes);
 

@@ -270,3 +270,56 @@ TEST_CASE("backends: a step with attention holds each slot once, as consecutive 
   g.ops = {{.kind = OpKind::Argmax, .dst = 0, .src0 = 1, .n = 4, .on_out_rows = true}};
   CHECK_NOTHROW(check_step_slots(g, step({0, 0}, {4, 4})));
 }
+
+TEST_CASE("backends: which Gathers a step whose output rows are its tokens may skip (GatherBypass)") {
+  // Buffers: 0 x, 1 g, 2 logits, 3 argmax, 4 head, 5 norm, 6 other, 7 router probs.
+  const Op gather{.kind = OpKind::Gather, .dst = 1, .src0 = 0, .n = 8};
+  const Op head{
+      .kind = OpKind::NormMatMul, .dst = 2, .src0 = 1, .src1 = 4, .src2 = 5, .n = 16, .k = 8, .on_out_rows = true};
+  const Op argmax{.kind = OpKind::Argmax, .dst = 3, .src0 = 2, .n = 16, .on_out_rows = true};
+  auto graph = [](std::vector<Op> ops) {
+    StepGraph g;
+    g.ops = std::move(ops);
+    g.logits = 2;
+    g.argmax = 3;
+    g.router_probs = 7;
+    return g;
+  };
+  // The forward pass's end: the Gather skipped, the final product reads x.
+  GatherBypass b = gather_bypass(graph({gather, head, argmax}));
+  CHECK(b.skip == std::vector<bool>{true, false, false});
+  CHECK(b.src0 == std::vector<BufferId>{kNoBuffer, 0, kNoBuffer});
+  // A second reader of g, an op between them writing x, a reader not on the output rows, g read beside src0, a
+  // Gather into a graph output, a reader before the Gather: nothing skipped.
+  Op second = argmax;
+  second.src0 = 1;
+  second.dst = 6;
+  Op writes_x{.kind = OpKind::Embed, .dst = 0, .src0 = 4, .n = 8};
+  Op per_token = head;
+  per_token.on_out_rows = false;
+  Op addend{.kind = OpKind::MatMul, .dst = 2, .src0 = 1, .src1 = 4, .src2 = 1, .n = 16, .k = 8, .on_out_rows = true};
+  Op into_output = gather;
+  into_output.dst = 7;
+  Op reads_output = head;
+  reads_output.src0 = 7;
+  for (const std::vector<Op>& ops : std::vector<std::vector<Op>>{{gather, head, second},
+                                                                 {gather, writes_x, head},
+                                                                 {gather, per_token},
+                                                                 {gather, addend},
+                                                                 {into_output, reads_output},
+                                                                 {head, gather}}) {
+    b = gather_bypass(graph(ops));
+    CHECK(b.skip == std::vector<bool>(ops.size(), false));
+    CHECK(b.src0 == std::vector<BufferId>(ops.size(), kNoBuffer));
+  }
+  // A MatMul on the output rows is a reader like NormMatMul.
+  Op product = addend;
+  product.src2 = kNoBuffer;
+  b = gather_bypass(graph({gather, product}));
+  CHECK(b.skip == std::vector<bool>{true, false});
+  CHECK(rows_identity({0}, 1));
+  CHECK(rows_identity({0, 1, 2}, 3));
+  CHECK_FALSE(rows_identity({0, 1}, 3));
+  CHECK_FALSE(rows_identity({1, 0}, 2));
+  CHECK_FALSE(rows_identity({2}, 3));
+}

@@ -12,6 +12,7 @@
 #include <array>
 #include <bit>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "model/error.h"
@@ -108,6 +109,60 @@ TEST_CASE("vulkan ops: split-K attention runs exactly where the rule says (dispa
     }
     for (const ParityResult& r : h.results()) CHECK_MESSAGE(r.ok, r.label << ": " << r.error << " " << r.note);
   }
+}
+
+TEST_CASE("vulkan ops: a step whose output rows are its tokens skips the gather before the final product") {
+  // x -> Gather -> g -> NormMatMul on the output rows (the graph's end): where out_rows are 0..T-1 the Gather is a
+  // copy, so the step skips it and the product reads x (one dispatch, no barrier); other steps run both. g itself
+  // reads back as the gathered rows either way, and the logits match the CPU's.
+  BackendOptions o;
+  o.validation = BackendOptions::Validation::Sync;
+  o.pipeline_cache = "off";
+  std::unique_ptr<Backend> be;
+  try {
+    be = vulkan::make_vulkan_backend(o);
+  } catch (const Error& e) {
+    test::skip_no_device(std::string("no usable Vulkan device: ") + e.what());
+    return;
+  }
+  ParityHarness h(std::move(be), "");
+  const int D = 40, V = 97, R = 3, maxT = 6;
+  h.graph.max_tokens = maxT;
+  h.graph.max_out_rows = R;
+  BufferId x = h.act(size_t(maxT * D), 2, true), g = h.act(size_t(R * D));
+  BufferId norm_w = h.weight({D}, DType::F32, 2), head = h.weight({V, D}, DType::F16);
+  h.graph.logits = h.act(size_t(R * V));
+  h.graph.ops = {{.kind = OpKind::Gather, .dst = g, .src0 = x, .n = D},
+                 {.kind = OpKind::NormMatMul,
+                  .dst = h.graph.logits,
+                  .src0 = g,
+                  .src1 = head,
+                  .src2 = norm_w,
+                  .n = V,
+                  .k = D,
+                  .eps = 1e-5f,
+                  .on_out_rows = true}};
+  h.expect(g, D, ParityRows::OutRows, kParityExact, "gather", "n=40");
+  h.expect(h.graph.logits, V, ParityRows::OutRows, kParityLongSum, "norm_matmul", "K=40 N=97 on the output rows");
+  h.dut().set_profiling(true);
+  uint64_t dispatches = 0, barriers = 0;
+  for (auto [T, rows, skipped] : std::vector<std::tuple<int, std::vector<int32_t>, bool>>{{1, {0}, true},
+                                                                                          {3, {0, 1, 2}, true},
+                                                                                          {3, {2}, false},
+                                                                                          {3, {1, 0, 2}, false},
+                                                                                          {1, {0}, true},
+                                                                                          {4, {0, 1, 2}, false}}) {
+    CAPTURE(T);
+    StepInputs in = h.inputs(T);
+    in.out_rows = rows;
+    h.step(in);
+    const StepProfile p = h.dut().profile();
+    CHECK(p.dispatches - dispatches == (skipped ? 1u : 2u));
+    CHECK(p.barriers - barriers == (skipped ? 0u : 1u));
+    dispatches = p.dispatches;
+    barriers = p.barriers;
+  }
+  for (const ParityResult& r : h.results()) CHECK_MESSAGE(r.ok, r.label << ": " << r.error << " " << r.note);
 }
 
 #else

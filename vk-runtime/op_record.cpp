@@ -54,13 +54,16 @@ int record_op(VkCommandBuffer cb, const Op& op, const OpPlan& plan, const Record
   const uint32_t T = shape.T, R = shape.R;
   const uint32_t rows = op.on_out_rows ? R : T, n = uint32_t(op.n), k = uint32_t(op.k), ls = s.local_size;
   const ComputePipeline& p = *plan.pipe;
-  const bool tiled = rows >= s.tiled_min_rows;  // the matmul family's variant for this step shape
-  auto plain = [&](const auto& push) { dispatch(cb, p, plan.set, push, groups(push, ls)); };
+  const bool tiled = rows >= s.tiled_min_rows;                      // the matmul family's variant for this step shape
+  if (shape.rows_identity && plan.skip_on_identity_rows) return 0;  // a Gather that only copies (GatherBypass)
+  const bool bypass = shape.rows_identity && plan.bypass_set != VK_NULL_HANDLE;
+  const VkDescriptorSet set = bypass ? plan.bypass_set : plan.set;
+  auto plain = [&](const auto& push) { dispatch(cb, p, set, push, groups(push, ls)); };
   auto matmul = [&](const auto& push) {
     if (tiled)
-      dispatch(cb, *plan.tiled, plan.set, push, matmul_tiled_groups(rows, n));
+      dispatch(cb, *plan.tiled, set, push, matmul_tiled_groups(rows, n));
     else
-      dispatch(cb, p, plan.set, push, matmul_groups(rows, n, ls, s.matmul_lanes));
+      dispatch(cb, p, set, push, matmul_groups(rows, n, ls, s.matmul_lanes));
   };
   if (op.kind == OpKind::Attention) {
     int dispatches = 0;
@@ -85,7 +88,9 @@ int record_op(VkCommandBuffer cb, const Op& op, const OpPlan& plan, const Record
     dispatch(cb, *plan.split[variant], plan.split_set, push, attention_split_groups(push, shape.splits));
     return dispatches + 1;
   }
-  tracker.before(cb, op_reads(op), op_writes(op));
+  std::vector<BufferId> reads = op_reads(op);
+  if (bypass) reads[0] = plan.bypass_src;  // src0 comes first
+  tracker.before(cb, reads, op_writes(op));
   switch (op.kind) {
     case OpKind::Embed:
       plain(EmbedPush{T, n});

@@ -26,13 +26,20 @@ struct OpPlan {
   const ComputePipeline* store = nullptr;
   const ComputePipeline *attend[2] = {nullptr, nullptr}, *split[2] = {nullptr, nullptr};
   VkDescriptorSet split_set = VK_NULL_HANDLE;
+  // Steps whose output rows are their tokens (RecordShape::rows_identity; GatherBypass, model/backend.h): a Gather with
+  // skip_on_identity_rows records nothing, and its reader runs with bypass_set, which binds bypass_src (the
+  // Gather's source) in src0's place.
+  bool skip_on_identity_rows = false;
+  VkDescriptorSet bypass_set = VK_NULL_HANDLE;
+  BufferId bypass_src = kNoBuffer;
 };
 
 // A recorded step's shape and the backend's choices that size its dispatches.
 struct RecordShape {
-  uint32_t T = 0, R = 0;    // the step's tokens and output rows
-  uint32_t splits = 1;      // attention: 1 the single pass, more: split-K over that many workgroups per (t, h) pair
-  bool store_pass = false;  // attention: the step's keys and values stored by a pass of their own first
+  uint32_t T = 0, R = 0;       // the step's tokens and output rows
+  uint32_t splits = 1;         // attention: 1 the single pass, more: split-K over that many workgroups per (t, h) pair
+  bool store_pass = false;     // attention: the step's keys and values stored by a pass of their own first
+  bool rows_identity = false;  // the step's output rows are its tokens in order (R = T, out_rows[r] = r)
 };
 struct RecordSettings {
   uint32_t local_size = 0;             // every pipeline's workgroup size

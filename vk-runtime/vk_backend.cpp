@@ -176,6 +176,8 @@ class VulkanBackend final : public Backend {
   }
 
   void read_back(BufferId id, size_t first, size_t count, float* dst) override {
+    // A Gather the last step skipped (its output rows were its tokens): its rows are its source's first rows.
+    if (auto it = bypassed_.find(id); it != bypassed_.end() && last_rows_identity_) id = it->second;
     if (id == argmax_ && argmax_ != kNoBuffer && first + count <= size_t(graph_->max_out_rows)) {
       compute_tl_.wait(compute_value_, kWaitNs, spin_ns_);
       if (lut_stream_) lut_stream_->check();
@@ -342,7 +344,8 @@ class VulkanBackend final : public Backend {
   void prepare(const StepGraph& g);
   // (T, R, whether part B copies the logits to the host, attention's splits, attention's store pass) -> the step's
   // command buffers.
-  using ShapeKey = std::tuple<uint32_t, uint32_t, bool, uint32_t, bool>;
+  // (T, R, logits copied, attention's splits, attention's store pass, output rows = tokens)
+  using ShapeKey = std::tuple<uint32_t, uint32_t, bool, uint32_t, bool, bool>;
   Recorded& recorded_for(const StepGraph& g, const ShapeKey& key);
   VkDescriptorBufferInfo whole(BufferId id) const { return {bufs_.at(size_t(id)).buffer.handle(), 0, VK_WHOLE_SIZE}; }
   static VkDescriptorBufferInfo whole(const Buffer& b) { return {b.handle(), 0, VK_WHOLE_SIZE}; }
@@ -367,6 +370,8 @@ class VulkanBackend final : public Backend {
   uint32_t forced_splits_ = 0;      // --tune attention-splits, else 1 on a CPU device; 0: attention_splits() decides
   bool store_pass_always_ = false;  // --tune attention-store=pass
   uint64_t spin_ns_ = 0;            // --tune host-wait: how long read_back() polls a step's end before it blocks
+  std::map<BufferId, BufferId> bypassed_;  // a skippable Gather's output -> its source (GatherBypass)
+  bool last_rows_identity_ = false;        // the last step skipped them
   std::map<uint32_t, DescriptorSetLayout> layouts_;
 
   // Graph-bound state, made on the first run_step (the graph never changes afterwards).
@@ -421,6 +426,11 @@ void VulkanBackend::prepare(const StepGraph& g) {
   uint32_t half = 1;
   size_t n_desc = 0, n_sets = g.ops.size(), part_width = 0;  // part_width: the widest attention's H * (2 + hd)
   size_t max_heads = 0;
+  const GatherBypass bypass = gather_bypass(g);
+  for (const BufferId src : bypass.src0) {  // a second set for each op that reads a skipped Gather's source
+    n_desc += src != kNoBuffer ? 8 : 0;
+    n_sets += src != kNoBuffer ? 1 : 0;
+  }
   for (const Op& op : g.ops) {
     if (op.rope) half = std::max<uint32_t>(half, uint32_t(op.k / 2));
     const uint32_t max_hd = std::min(kAttentionMaxHeadDim, 4 * kLocalSize);
@@ -527,6 +537,14 @@ void VulkanBackend::prepare(const StepGraph& g) {
     }
     OpPlan plan{p, tiled, desc_pool_->allocate(set_layout(uint32_t(b.size())))};
     write_storage_buffers(dev_, plan.set, b);
+    plan.skip_on_identity_rows = bypass.skip[i];
+    if (bypass.skip[i]) bypassed_[op.dst] = op.src0;
+    if (bypass.src0[i] != kNoBuffer) {  // binding 0 is src0 for the matmul family
+      plan.bypass_src = bypass.src0[i];
+      b[0] = whole(plan.bypass_src);
+      plan.bypass_set = desc_pool_->allocate(set_layout(uint32_t(b.size())));
+      write_storage_buffers(dev_, plan.bypass_set, b);
+    }
     if (op.kind == OpKind::Attention) {  // the store pass (plan.set); split-K: the partials in out's place, then -> out
       plan.store = &pipeline("attention_store");
       for (uint32_t store : {0u, 1u}) {
@@ -544,7 +562,7 @@ void VulkanBackend::prepare(const StepGraph& g) {
 }
 
 Recorded& VulkanBackend::recorded_for(const StepGraph& g, const ShapeKey& key) {
-  const auto [T, R, copy_logits, splits, store_pass] = key;
+  const auto [T, R, copy_logits, splits, store_pass, identity] = key;
   auto it = recorded_.find(key);
   if (it != recorded_.end()) return it->second;
   if (recorded_.size() >= kMaxRecorded) {
@@ -562,7 +580,7 @@ Recorded& VulkanBackend::recorded_for(const StepGraph& g, const ShapeKey& key) {
   // Barriers only where a dispatch depends on an earlier one (BarrierTracker), tracked across part A and part B:
   // they are submitted in order, so a barrier in B covers A's writes.
   BarrierTracker tracker;
-  const RecordShape shape{T, R, splits, store_pass};
+  const RecordShape shape{T, R, splits, store_pass, identity};
   const RecordSettings settings{kLocalSize, matmul_lanes(), tiled_min_rows_, lut_ ? uint32_t(lut_->row_elems()) : 0u,
                                 attn_part_, attn_arrivals_};
   auto record = [&](VkCommandBuffer cb, size_t i) {
@@ -612,8 +630,12 @@ void VulkanBackend::run_step(const StepGraph& g, const StepInputs& in) {
   uint32_t max_keys = 0;
   for (int32_t p : in.pos) max_keys = std::max(max_keys, uint32_t(p) + 1);
   const uint32_t splits = attn_slots_ ? attention_splits(max_keys, T, attn_slots_, forced_splits_, kLocalSize) : 1;
-  const ShapeKey key{T, R, in.want_logits || argmax_ == kNoBuffer, splits,
-                     store_pass_always_ || attention_store_pass(in.slot)};
+  const ShapeKey key{T,
+                     R,
+                     in.want_logits || argmax_ == kNoBuffer,
+                     splits,
+                     store_pass_always_ || attention_store_pass(in.slot),
+                     rows_identity(in.out_rows, int(T))};
   const bool replay = recorded_.count(key) != 0;
   copy_in(*in_ids_, in.ids);
   copy_in(*in_slot_, in.slot);
@@ -624,6 +646,7 @@ void VulkanBackend::run_step(const StepGraph& g, const StepInputs& in) {
 
   Recorded& rec = recorded_for(g, key);
   logits_copied_ = std::get<2>(key);
+  last_rows_identity_ = std::get<5>(key);
   const uint64_t done = ++compute_value_;
   const bool wait_lut = lut_ && lut_stream_->wait_needed();  // not for direct reads
   const uint64_t lut_wait = wait_lut ? lut_stream_->value() : 0;
@@ -672,9 +695,11 @@ void VulkanBackend::collect_profile() {
   const auto& ops = graph_->ops;
   std::vector<double> t = op_ts_->read_ns(uint32_t(ops.size() + 1));
   if (prof_.ops.size() != ops.size()) prof_.ops.assign(ops.size(), {});
+  const bool identity = rows_identity(profiled_in_.out_rows, profiled_in_.tokens());
   for (size_t i = 0; i < ops.size(); i++) {
     OpProfile& p = prof_.ops[i];
     p.kind = ops[i].kind;
+    if (identity && plans_[i].skip_on_identity_rows) continue;  // a Gather the step skipped (GatherBypass)
     p.calls++;
     if (std::isfinite(t[i + 1] - t[i])) p.seconds += (t[i + 1] - t[i]) * 1e-9;
     BufferId w = op_weight(ops[i]);
