@@ -387,7 +387,7 @@ class VulkanBackend final : public Backend {
   size_t readback_count_ = 0;
   BufferId logits_ = kNoBuffer;
   std::map<ShapeKey, Recorded> recorded_;
-  BufferId argmax_ = kNoBuffer;         // the graph's greedy ids (R), copied to ids_readback_ every step
+  BufferId argmax_ = kNoBuffer;         // the graph's greedy ids (R), which its Argmax writes into ids_readback_
   std::optional<Buffer> ids_readback_;  // (R) host-visible
   bool logits_copied_ = false;          // the last step copied its logits to readback_ (want_logits)
 
@@ -469,9 +469,9 @@ void VulkanBackend::prepare(const StepGraph& g) {
   in_sin_ = input(T * half, "step RoPE sin");
   in_rows_ = input(R, "step output rows");
   readback_count_ = bufs_.at(size_t(g.logits)).count;
-  if (argmax_ != kNoBuffer)
-    ids_readback_ = Buffer::create(dev_, size_t(g.max_out_rows) * 4, VK_BUFFER_USAGE_TRANSFER_DST_BIT,
-                                   MemoryKind::Readback, "greedy ids read-back");
+  if (argmax_ != kNoBuffer)  // the graph's Argmax writes the ids here itself (host-visible)
+    ids_readback_ =
+        Buffer::create(dev_, size_t(g.max_out_rows) * 4, kStorage, MemoryKind::Readback, "greedy ids read-back");
   readback_ = Buffer::create(dev_, readback_count_ * 4, VK_BUFFER_USAGE_TRANSFER_DST_BIT, MemoryKind::Readback,
                              "logits read-back");
   desc_pool_ = DescriptorPool::create(dev_, uint32_t(n_sets), uint32_t(n_desc));
@@ -530,9 +530,9 @@ void VulkanBackend::prepare(const StepGraph& g) {
         p = &pipeline("gather");
         b = {whole(op.src0), whole(*in_rows_), whole(op.dst)};
         break;
-      case OpKind::Argmax:
+      case OpKind::Argmax:  // the graph's ids straight into host-visible memory: no copy, no barrier before one
         p = &pipeline("argmax");
-        b = {whole(op.src0), whole(op.dst)};
+        b = {whole(op.src0), op.dst == argmax_ ? whole(*ids_readback_) : whole(op.dst)};
         break;
     }
     OpPlan plan{p, tiled, desc_pool_->allocate(set_layout(uint32_t(b.size())))};
@@ -592,21 +592,19 @@ Recorded& VulkanBackend::recorded_for(const StepGraph& g, const ShapeKey& key) {
   r.part_a.end();
   r.part_b.begin(false);
   for (size_t i = split_; i < g.ops.size(); i++) record(r.part_b.handle(), i);
-  // The greedy ids, and the logits when the caller wants them, to host-visible buffers (after every op's writes).
-  memory_barrier(r.part_b.handle(), VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
-                 VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_READ_BIT);
+  // The logits, when the caller wants them, to a host-visible buffer (after every op's writes); Argmax wrote the
+  // greedy ids there itself. Then the host may read both.
   if (copy_logits) {
+    memory_barrier(r.part_b.handle(), VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
+                   VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_READ_BIT);
     size_t V = readback_count_ / size_t(g.max_out_rows);
     VkBufferCopy region{0, 0, size_t(R) * V * 4};
     vk().vkCmdCopyBuffer(r.part_b.handle(), bufs_.at(size_t(g.logits)).buffer.handle(), readback_->handle(), 1,
                          &region);
   }
-  if (argmax_ != kNoBuffer) {
-    VkBufferCopy region{0, 0, size_t(R) * 4};
-    vk().vkCmdCopyBuffer(r.part_b.handle(), bufs_.at(size_t(argmax_)).buffer.handle(), ids_readback_->handle(), 1,
-                         &region);
-  }
-  host_read_barrier(r.part_b.handle());
+  memory_barrier(r.part_b.handle(), VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+                 VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT, VK_PIPELINE_STAGE_HOST_BIT,
+                 VK_ACCESS_HOST_READ_BIT);
   r.part_b.end();
   r.barriers = tracker.barriers();
   return recorded_.emplace(key, std::move(r)).first->second;
