@@ -21,6 +21,8 @@ function(mole_add_shaders TARGET_NAME)
   file(GLOB comp_files CONFIGURE_DEPENDS "${src_dir}/*.comp")
   file(GLOB glsl_files CONFIGURE_DEPENDS "${src_dir}/*.glsl")
   list(SORT comp_files)
+  # The variant lines are read here, at configure time: a shader's edit configures again, so a new variant builds.
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${comp_files})
   if(NOT comp_files)
     message(FATAL_ERROR "no shaders found in ${src_dir}")
   endif()

@@ -165,7 +165,8 @@ std::optional<LutRead> parse_lut_read(const std::string& s);
 // Kernel and streaming choices a backend makes itself unless told (tests pick variants, a user tunes): --tune.
 // Each backend honours the keys its registry entry lists and ignores the rest (BackendEntry::tuning_keys).
 struct BackendTuning {
-  int subgroups = -1;                 // "subgroups": matrix products with subgroup reductions: -1 where the device can
+  int subgroups = -1;                 // "subgroups": matrix products, attention and the router with subgroup
+                                      //   reductions: -1 where the device can
   int tiled_min_rows = 0;             // "tiled-min-rows": steps of at least this many tokens use the tiled product; 0:
                                       //   the backend's default
   int attention_splits = 0;           // "attention-splits": split-K attention: 0 automatic, 1 never, N (<= 32) forced

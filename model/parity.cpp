@@ -536,6 +536,11 @@ std::function<void(BackendOptions&)> splits(int n) {
   return [n](BackendOptions& o) { o.tuning.attention_splits = n; };
 }
 
+// Reductions through shared memory only (--tune subgroups=0), where a backend would use subgroup arithmetic.
+void no_subgroups(BackendOptions& o) {
+  o.tuning.subgroups = 0;
+}
+
 std::vector<OpCase> make_op_cases() {
   std::vector<OpCase> cases;
   auto none = [](BackendOptions&) {};
@@ -558,6 +563,15 @@ std::vector<OpCase> make_op_cases() {
     cases.push_back({"attention", "3 splits", {"attention-splits"}, splits(3), run});
     cases.push_back({"attention", "store pass", {"attention-store"}, store_pass(0), run});
     cases.push_back({"attention", "store pass, 3 splits", {"attention-splits", "attention-store"}, store_pass(3), run});
+    cases.push_back({"attention", "no subgroups", {"subgroups"}, no_subgroups, run});
+    cases.push_back({"attention",
+                     "no subgroups, 3 splits",
+                     {"subgroups", "attention-splits"},
+                     [](BackendOptions& o) {
+                       no_subgroups(o);
+                       o.tuning.attention_splits = 3;
+                     },
+                     run});
   }
   // Long contexts: automatic, one pass, 5 and 32 splits (32 leaves most splits of a short sequence without keys).
   for (const AttentionConfig& c : kLongAttentionConfigs) {
@@ -581,11 +595,23 @@ std::vector<OpCase> make_op_cases() {
                            {"lut-read"},
                            [r](BackendOptions& o) { o.lut_read = r; },
                            run});
+          if (p == LutPlacement::Host)  // the shared-memory reductions, each way of reading the rows
+            cases.push_back({"router_lut",
+                             std::string("rows ") + lut_read_name(r) + ", no subgroups",
+                             {"lut-read", "subgroups"},
+                             [r](BackendOptions& o) {
+                               o.lut_read = r;
+                               no_subgroups(o);
+                             },
+                             run});
         }
       }
   for (int E : {1, 3, 16, 64, 257})
-    for (DType d : kDtypes)
-      cases.push_back({"router_probs", "", {}, none, [E, d](ParityHarness& h) { router_probs_case(h, E, d); }});
+    for (DType d : kDtypes) {
+      auto run = [E, d](ParityHarness& h) { router_probs_case(h, E, d); };
+      cases.push_back({"router_probs", "", {}, none, run});
+      cases.push_back({"router_probs", "no subgroups", {"subgroups"}, no_subgroups, run});
+    }
   cases.push_back({"gather", "", {}, none, gather_case});
   cases.push_back({"argmax", "", {}, none, argmax_case});
   return cases;

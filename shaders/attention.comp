@@ -1,5 +1,12 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#ifdef ATTENTION_SPLIT_SUBGROUP  // the split variant with subgroup reductions
+#define ATTENTION_SPLIT
+#define MOLE_SUBGROUP_REDUCE
+#endif
+#ifdef MOLE_SUBGROUP_REDUCE
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#endif
 // attention (with the KV store and RoPE fused in): causal attention of each query head over its sequence's keys and
 // values, storing the step's own keys and values into the cache. With rope != 0 the query row is rotated on its way
 // into shared memory by token t's angles, and so is each key this dispatch stores (rotate_half form, as the CPU's
@@ -59,14 +66,20 @@
 //           prefill chunks carries none of the store's code); hd <= min(1024, 4 x local size) (checked by the host)
 // Dispatch: (min(T * H, 65535), splits, 1); one workgroup per (t, h) pair and split, grid-stride over pairs.
 //
-// Version 7: split-K's merge in the dispatch, by the workgroup that writes a pair's last partial (attention_combine
-// was a dispatch of its own, after a barrier). Version 6: the KV store fused in for steps of one token per sequence, each token's own key read from its q/k/v
-// row (version 5: splits of a multiple of 32 keys, not of the local size; version 4: q read from the q/k/v product's
-// rows, keys and values from one cache; version 3: split-K over long contexts; version 2: keys read as vec4 when hd
-// is a multiple of 4, the V sum split over G groups; version 1: only hd invocations summed V, one key after
-// another). Faster later: several heads of a kv group per workgroup, subgroup reductions.
+// Version 8: the workgroup reductions with subgroup arithmetic (the _subgroup variants). Version 7: split-K's merge in
+// the dispatch, by the workgroup that writes a pair's last partial (attention_combine was a dispatch of its own, after
+// a barrier). Version 6: the KV store fused in for steps of one token per sequence, each token's own key read from its
+// q/k/v row (version 5: splits of a multiple of 32 keys, not of the local size; version 4: q read from the q/k/v
+// product's rows, keys and values from one cache; version 3: split-K over long contexts; version 2: keys read as vec4
+// when hd is a multiple of 4, the V sum split over G groups; version 1: only hd invocations summed V, one key after
+// another). Faster later: several heads of a kv group per workgroup.
+// Variants with subgroup reductions (workgroup_max/workgroup_sum in common.glsl: 2 barriers each instead of a tree's
+// 10; the host picks them where the device has subgroup arithmetic, --tune subgroups): attention_subgroup and
+// attention_split_subgroup.
 // mole-variant: split ATTENTION_SPLIT
 // mole-variant: store ATTENTION_STORE
+// mole-variant: subgroup MOLE_SUBGROUP_REDUCE
+// mole-variant: split_subgroup ATTENTION_SPLIT_SUBGROUP
 #define MOLE_WORKGROUP_REDUCE
 #include "common.glsl"
 

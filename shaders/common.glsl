@@ -44,11 +44,38 @@ const uint DTYPE_BF16 = 2u;
 
 #define NEG_INF uintBitsToFloat(0xFF800000u)  // -infinity (GLSL has no literal for it)
 
-#ifdef MOLE_WORKGROUP_REDUCE
-// Workgroup-wide reductions through shared memory (a subgroup-arithmetic path selected by a specialization
-// constant would save most of the barriers; not done yet). Every invocation of the workgroup must call them, in
-// uniform control flow; each returns the result to all invocations and leaves the scratch free for the next call.
-// The tree needs a power-of-two local size.
+#if defined(MOLE_WORKGROUP_REDUCE) && defined(MOLE_SUBGROUP_REDUCE)
+// Workgroup-wide reductions with subgroup arithmetic (the shader enables GL_KHR_shader_subgroup_arithmetic; the
+// host runs such a variant only where the device has it): each subgroup reduces its values, one invocation of it
+// writes the result to shared memory, and after one barrier every invocation adds (or takes the max of) the
+// subgroups' results in subgroup order, so all get the same value; 2 barriers where the tree below takes 10 at a
+// local size of 256. Same contract as the tree's. The sums come out in another order than the tree's, so their bits
+// may differ from it in the last places.
+shared float mole_reduce_scratch[gl_WorkGroupSize.x];  // one value per subgroup (at most one per invocation)
+
+float workgroup_sum(float v) {
+  const float s = subgroupAdd(v);
+  if (subgroupElect()) mole_reduce_scratch[gl_SubgroupID] = s;
+  barrier();
+  float r = 0.0;
+  for (uint i = 0u; i < gl_NumSubgroups; i++) r += mole_reduce_scratch[i];
+  barrier();
+  return r;
+}
+
+float workgroup_max(float v) {
+  const float s = subgroupMax(v);
+  if (subgroupElect()) mole_reduce_scratch[gl_SubgroupID] = s;
+  barrier();
+  float r = mole_reduce_scratch[0];
+  for (uint i = 1u; i < gl_NumSubgroups; i++) r = max(r, mole_reduce_scratch[i]);
+  barrier();
+  return r;
+}
+#elif defined(MOLE_WORKGROUP_REDUCE)
+// Workgroup-wide reductions through shared memory (with MOLE_SUBGROUP_REDUCE, above, subgroup arithmetic saves
+// most of the barriers). Every invocation of the workgroup must call them, in uniform control flow; each returns the
+// result to all invocations and leaves the scratch free for the next call. The tree needs a power-of-two local size.
 shared float mole_reduce_scratch[gl_WorkGroupSize.x];
 
 float workgroup_sum(float v) {
@@ -79,11 +106,28 @@ float workgroup_max(float v) {
 #ifdef MOLE_WORKGROUP_REDUCE_N
 // Up to REDUCE_WIDTH sums reduced together, for a shader that needs several at once (router.glsl: a row's sum of
 // squares and its logits): one tree walk and its barriers for all of them, where workgroup_sum() above walks once
-// per sum. Each sum takes workgroup_sum()'s tree, so each result has the bits a call of it would give. Every
-// invocation calls it, in uniform control flow, with the same n <= REDUCE_WIDTH.
+// per sum. Each sum takes workgroup_sum()'s way (the tree, or with MOLE_SUBGROUP_REDUCE the subgroups), so each
+// result has the bits a call of it would give. Every invocation calls it, in uniform control flow, with the same
+// n <= REDUCE_WIDTH.
 const uint REDUCE_WIDTH = 8u;
 shared float mole_reduce_n_scratch[REDUCE_WIDTH * gl_WorkGroupSize.x];
 
+#ifdef MOLE_SUBGROUP_REDUCE
+// Subgroup arithmetic first (as workgroup_sum above): 2 barriers for all n sums.
+void workgroup_sum_n(inout float v[REDUCE_WIDTH], uint n) {
+  for (uint i = 0u; i < n; i++) {
+    const float s = subgroupAdd(v[i]);
+    if (subgroupElect()) mole_reduce_n_scratch[i * BLOCK + gl_SubgroupID] = s;
+  }
+  barrier();
+  for (uint i = 0u; i < n; i++) {
+    float r = 0.0;
+    for (uint k = 0u; k < gl_NumSubgroups; k++) r += mole_reduce_n_scratch[i * BLOCK + k];
+    v[i] = r;
+  }
+  barrier();
+}
+#else
 void workgroup_sum_n(inout float v[REDUCE_WIDTH], uint n) {
   for (uint i = 0u; i < n; i++) mole_reduce_n_scratch[i * BLOCK + TID] = v[i];
   barrier();
@@ -96,4 +140,5 @@ void workgroup_sum_n(inout float v[REDUCE_WIDTH], uint n) {
   for (uint i = 0u; i < n; i++) v[i] = mole_reduce_n_scratch[i * BLOCK];
   barrier();
 }
+#endif
 #endif

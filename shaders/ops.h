@@ -125,11 +125,16 @@ inline constexpr ShaderOp kShaderOps[] = {
     {"attention_store", 8, sizeof(AttentionPush)},        // as attention (out unused)
     {"attention", 8, sizeof(AttentionPush)},              // q/k/v, KV cache (twice), slot, pos, out, cos, sin
     {"attention_split", 10, sizeof(AttentionPush)},       // as attention, partials in out's place, then out, arrivals
-    {"router_lut", 5, sizeof(RouterLutPush)},             // x, router W, norm W, dst, lut rows
-    {"router_lut_direct", 6, sizeof(RouterLutPush)},      // x, router W, norm W, dst, ids, chunk addresses
-    {"router_probs", 5, sizeof(RouterProbsPush)},         // x, router W, norm W, dst, out_rows
-    {"gather", 3, sizeof(GatherPush)},                    // src, out_rows, dst
-    {"argmax", 2, sizeof(ArgmaxPush)},                    // logits, out
+    {"attention_subgroup", 8, sizeof(AttentionPush)},
+    {"attention_split_subgroup", 10, sizeof(AttentionPush)},
+    {"router_lut", 5, sizeof(RouterLutPush)},  // x, router W, norm W, dst, lut rows
+    {"router_lut_direct", 6, sizeof(RouterLutPush)},
+    {"router_lut_subgroup", 5, sizeof(RouterLutPush)},
+    {"router_lut_direct_subgroup", 6, sizeof(RouterLutPush)},  // x, router W, norm W, dst, ids, chunk addresses
+    {"router_probs", 5, sizeof(RouterProbsPush)},
+    {"router_probs_subgroup", 5, sizeof(RouterProbsPush)},  // x, router W, norm W, dst, out_rows
+    {"gather", 3, sizeof(GatherPush)},                      // src, out_rows, dst
+    {"argmax", 2, sizeof(ArgmaxPush)},                      // logits, out
 };
 
 // Workgroup counts for one dispatch (z is always 1). A zero count means nothing to do: skip the dispatch.

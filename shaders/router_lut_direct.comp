@@ -3,6 +3,9 @@
 #extension GL_EXT_control_flow_attributes : require
 #extension GL_EXT_buffer_reference : require
 #extension GL_EXT_buffer_reference_uvec2 : require
+#ifdef MOLE_SUBGROUP_REDUCE
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#endif
 // router_lut_direct: router_lut reading each token's row in place, from the table's chunks (host-visible for
 // --lut host, device-local for --lut device) through their buffer device addresses, by token id: no copy, no wait
 // for one (--lut-read, vk-runtime/lut_stream.h). The math is in router_lut.glsl, shared with router_lut.comp,
@@ -13,6 +16,8 @@
 //           5 chunks rows_per_chunk, then each chunk's device address (uvec2, low word first); chunk c holds table
 //                    rows [c * rows_per_chunk, (c + 1) * rows_per_chunk), uint words of dtype LDTYPE, row r of the
 //                    chunk starting at element r * row_elems, laid out (L, E, D)
+// Variant <name>_subgroup: the router's sums reduced with subgroup arithmetic (workgroup_sum_n in common.glsl).
+// mole-variant: subgroup MOLE_SUBGROUP_REDUCE
 #define MOLE_WORKGROUP_REDUCE_N
 #include "common.glsl"
 

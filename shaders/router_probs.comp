@@ -1,5 +1,8 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#ifdef MOLE_SUBGROUP_REDUCE
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#endif
 // router_probs: the router's weights of the step's output rows (OpKind::RouterProbs), for `mole run --router-trace`
 // and mole-studio. router.glsl computes them, the code router_lut uses, so they are the bits its LUT sum weighed.
 //
@@ -9,6 +12,8 @@
 // Push:     R, E (<= 1024, checked by the host), D, layer, cols (L * E), eps (float)  (RouterProbsPush)
 // Spec:     WDTYPE (id 0), local size (id 1), NDTYPE (id 3)
 // Dispatch: (min(R, 65535), 1, 1); one workgroup per output row, grid-stride.
+// Variant <name>_subgroup: the router's sums reduced with subgroup arithmetic (workgroup_sum_n in common.glsl).
+// mole-variant: subgroup MOLE_SUBGROUP_REDUCE
 #define MOLE_WORKGROUP_REDUCE_N
 #include "common.glsl"
 

@@ -319,17 +319,19 @@ class VulkanBackend final : public Backend {
         ComputePipeline::create(dev_, ctx_->cache, spirv, set_layout(op->bindings), op->push_bytes, spec, name.c_str());
     return pipelines_.emplace(key, std::move(made)).first->second;
   }
-  // Whether the matmul/norm_matmul _subgroup variants run here: subgroup arithmetic and a subgroup size that
-  // divides the local size (then a column's lanes are one subgroup, reduced without shared memory or barriers).
-  // --tune subgroups=0 turns them off (the tests run both).
+  // Whether the _subgroup variants run here (the matmul family's, attention's and the router's): subgroup
+  // arithmetic and a subgroup size that divides the local size (then a column's lanes are one subgroup, reduced
+  // without shared memory or barriers, and a workgroup reduction takes 2 barriers). --tune subgroups=0 turns them
+  // off (the tests run both).
   bool use_subgroups(int wanted) const {
     const uint32_t sg = ctx_->info.subgroup_size;
     if (wanted == 0) return false;
     return (ctx_->info.subgroup_ops & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) && sg >= 4 && sg <= kLocalSize &&
            kLocalSize % sg == 0;
   }
-  // The matmul-family shader to run, and the threads per column its dispatch assumes.
-  std::string matmul_shader(const char* base) const {
+  // The shader to run of those with a _subgroup variant; and the threads per column the matmul family's dispatch
+  // assumes.
+  std::string subgroup_variant(const char* base) const {
     std::string name = base;
     if (subgroups_) name += "_subgroup";
     return name;
@@ -489,16 +491,16 @@ void VulkanBackend::prepare(const StepGraph& g) {
         b = {whole(op.src0), whole(*in_ids_), whole(op.dst)};
         break;
       case OpKind::NormMatMul:
-        p = &pipeline(matmul_shader("norm_matmul"), {.weight_dtype = wdt(op.src1),
-                                                     .norm_dtype = wdt(op.src2),
-                                                     .gelu = op.gelu ? 1u : 0u,
-                                                     .loads = matvec_loads_});
+        p = &pipeline(subgroup_variant("norm_matmul"), {.weight_dtype = wdt(op.src1),
+                                                        .norm_dtype = wdt(op.src2),
+                                                        .gelu = op.gelu ? 1u : 0u,
+                                                        .loads = matvec_loads_});
         tiled = &pipeline("norm_matmul_tiled",
                           {.weight_dtype = wdt(op.src1), .norm_dtype = wdt(op.src2), .gelu = op.gelu ? 1u : 0u});
         b = {whole(op.src0), whole(op.src1), whole(op.dst), whole(op.src2)};
         break;
       case OpKind::MatMul:
-        p = &pipeline(matmul_shader("matmul"), {.weight_dtype = wdt(op.src1), .loads = matvec_loads_});
+        p = &pipeline(subgroup_variant("matmul"), {.weight_dtype = wdt(op.src1), .loads = matvec_loads_});
         tiled = &pipeline("matmul_tiled", {.weight_dtype = wdt(op.src1)});
         // Without an addend, x (which the op reads anyway) is bound in its place, unread: the push constant says so.
         b = {whole(op.src0), whole(op.src1), whole(op.dst), whole(op.src2 != kNoBuffer ? op.src2 : op.src0)};
@@ -512,7 +514,7 @@ void VulkanBackend::prepare(const StepGraph& g) {
         assert(lut_ && "RouterLut without a table");
         split_ = std::min(split_, i);
         p = &pipeline(
-            lut_stream_->direct() ? "router_lut_direct" : "router_lut",
+            subgroup_variant(lut_stream_->direct() ? "router_lut_direct" : "router_lut"),
             {.weight_dtype = wdt(op.src1), .lut_dtype = dtype_code(lut_->dtype()), .norm_dtype = wdt(op.src2)});
         b = {whole(op.src0), whole(op.src1), whole(op.src2), whole(op.dst)};
         if (lut_stream_->direct()) {
@@ -523,7 +525,7 @@ void VulkanBackend::prepare(const StepGraph& g) {
         }
         break;
       case OpKind::RouterProbs:
-        p = &pipeline("router_probs", {.weight_dtype = wdt(op.src1), .norm_dtype = wdt(op.src2)});
+        p = &pipeline(subgroup_variant("router_probs"), {.weight_dtype = wdt(op.src1), .norm_dtype = wdt(op.src2)});
         b = {whole(op.src0), whole(op.src1), whole(op.src2), whole(op.dst), whole(*in_rows_)};
         break;
       case OpKind::Gather:
@@ -548,8 +550,8 @@ void VulkanBackend::prepare(const StepGraph& g) {
     if (op.kind == OpKind::Attention) {  // the store pass (plan.set); split-K: the partials in out's place, then -> out
       plan.store = &pipeline("attention_store");
       for (uint32_t store : {0u, 1u}) {
-        plan.attend[store] = &pipeline("attention", {.store = store});
-        plan.split[store] = &pipeline("attention_split", {.store = store});
+        plan.attend[store] = &pipeline(subgroup_variant("attention"), {.store = store});
+        plan.split[store] = &pipeline(subgroup_variant("attention_split"), {.store = store});
       }
       b[5] = whole(attn_part_);
       b.push_back(whole(op.dst));
