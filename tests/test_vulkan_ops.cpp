@@ -41,6 +41,24 @@ TEST_CASE("vulkan ops: attention's split count (host rule)") {
   CHECK(attention_splits(1, 1, 32, 5, ls) == 5);  // a decode-only graph (max_tokens 1): 32 slots
 }
 
+namespace {
+
+// A Vulkan backend under synchronization validation, with `tuning`; nullptr after a skip message without a device.
+std::unique_ptr<Backend> validated_backend(const BackendTuning& tuning) {
+  BackendOptions o;
+  o.validation = BackendOptions::Validation::Sync;
+  o.pipeline_cache = "off";
+  o.tuning = tuning;
+  try {
+    return vulkan::make_vulkan_backend(o);
+  } catch (const Error& e) {
+    test::skip_no_device(std::string("no usable Vulkan device: ") + e.what());
+    return nullptr;
+  }
+}
+
+}  // namespace
+
 TEST_CASE("vulkan ops: split-K attention runs exactly where the rule says (dispatch counts), and matches") {
   // Splits automatic (split-K from 256 keys on a GPU, never on a CPU device), 1 (never) and 5 (always); the store
   // pass where a sequence has several tokens, or (--tune attention-store=pass) in every step.
@@ -49,18 +67,11 @@ TEST_CASE("vulkan ops: split-K attention runs exactly where the rule says (dispa
     const bool always_store = variant >= 3;
     CAPTURE(forced);
     CAPTURE(always_store);
-    BackendOptions o;
-    o.validation = BackendOptions::Validation::Sync;
-    o.pipeline_cache = "off";
-    o.tuning.attention_splits = forced;
-    o.tuning.attention_store_pass = always_store;
-    std::unique_ptr<Backend> be;
-    try {
-      be = vulkan::make_vulkan_backend(o);
-    } catch (const Error& e) {
-      test::skip_no_device(std::string("no usable Vulkan device: ") + e.what());
-      return;
-    }
+    BackendTuning tuning;
+    tuning.attention_splits = forced;
+    tuning.attention_store_pass = always_store;
+    std::unique_ptr<Backend> be = validated_backend(tuning);
+    if (!be) return;
     const bool cpu_device = be->info().runs_on_cpu;
     ParityHarness h(std::move(be), "");
     const int H = 4, hd = 64, ctx = 3001, slots = 3, T = 8;
@@ -115,16 +126,8 @@ TEST_CASE("vulkan ops: a step whose output rows are its tokens skips the gather 
   // x -> Gather -> g -> NormMatMul on the output rows (the graph's end): where out_rows are 0..T-1 the Gather is a
   // copy, so the step skips it and the product reads x (one dispatch, no barrier); other steps run both. g itself
   // reads back as the gathered rows either way, and the logits match the CPU's.
-  BackendOptions o;
-  o.validation = BackendOptions::Validation::Sync;
-  o.pipeline_cache = "off";
-  std::unique_ptr<Backend> be;
-  try {
-    be = vulkan::make_vulkan_backend(o);
-  } catch (const Error& e) {
-    test::skip_no_device(std::string("no usable Vulkan device: ") + e.what());
-    return;
-  }
+  std::unique_ptr<Backend> be = validated_backend({});
+  if (!be) return;
   ParityHarness h(std::move(be), "");
   const int D = 40, V = 97, R = 3, maxT = 6;
   h.graph.max_tokens = maxT;
