@@ -344,9 +344,8 @@ class VulkanBackend final : public Backend {
   }
 
   void prepare(const StepGraph& g);
-  // (T, R, whether part B copies the logits to the host, attention's splits, attention's store pass) -> the step's
-  // command buffers.
-  // (T, R, logits copied, attention's splits, attention's store pass, output rows = tokens)
+  // (T, R, whether part B copies the logits to the host, attention's splits, attention's store pass, whether the
+  // output rows are the tokens in order: GatherBypass) -> the step's command buffers.
   using ShapeKey = std::tuple<uint32_t, uint32_t, bool, uint32_t, bool, bool>;
   Recorded& recorded_for(const StepGraph& g, const ShapeKey& key);
   VkDescriptorBufferInfo whole(BufferId id) const { return {bufs_.at(size_t(id)).buffer.handle(), 0, VK_WHOLE_SIZE}; }
