@@ -187,9 +187,7 @@ class CudaBackend final : public Backend {
   void read_back(BufferId id, size_t first, size_t count, float* dst) override {
     set_device();
     // A Gather the last step skipped (its output rows were its tokens): its rows are its source's first rows.
-    if (last_rows_identity_)
-      for (size_t i = 0; graph_ && i < graph_->ops.size(); i++)
-        if (bypass_.skip[i] && graph_->ops[i].dst == id) id = graph_->ops[i].src0;
+    if (last_rows_identity_) id = bypass_.rows_of(*graph_, id);
     const size_t row = graph_ && graph_->max_out_rows > 0 ? buf(id).count / size_t(graph_->max_out_rows) : 0;
     if (id == argmax_ && host_ids_valid_ && first + count <= size_t(last_rows_)) {
       CUDA_CHECK(cudaEventSynchronize(step_done_.get()));

@@ -104,6 +104,12 @@ GatherBypass gather_bypass(const StepGraph& g) {
   return b;
 }
 
+BufferId GatherBypass::rows_of(const StepGraph& g, BufferId id) const {
+  for (size_t i = 0; i < skip.size(); i++)
+    if (skip[i] && g.ops[i].dst == id) return g.ops[i].src0;
+  return id;
+}
+
 bool rows_identity(const std::vector<int32_t>& out_rows, int T) {
   if (int(out_rows.size()) != T) return false;
   for (int r = 0; r < T; r++)

@@ -145,6 +145,8 @@ struct StepProfile {
 struct GatherBypass {
   std::vector<bool> skip;      // per op: a Gather that such a step skips
   std::vector<BufferId> src0;  // per op: what it reads in src0's place in such a step, or kNoBuffer
+  // After such a step: the buffer that holds the rows of `id` (a skipped Gather's source, for its output), else id.
+  BufferId rows_of(const StepGraph& g, BufferId id) const;
 };
 GatherBypass gather_bypass(const StepGraph& g);
 // Whether out_rows are 0, 1, ..., T - 1.

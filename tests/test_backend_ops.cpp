@@ -286,9 +286,13 @@ TEST_CASE("backends: which Gathers a step whose output rows are its tokens may s
     return g;
   };
   // The forward pass's end: the Gather skipped, the final product reads x.
-  GatherBypass b = gather_bypass(graph({gather, head, argmax}));
+  const StepGraph end = graph({gather, head, argmax});
+  GatherBypass b = gather_bypass(end);
   CHECK(b.skip == std::vector<bool>{true, false, false});
   CHECK(b.src0 == std::vector<BufferId>{kNoBuffer, 0, kNoBuffer});
+  CHECK(b.rows_of(end, 1) == 0);  // after such a step g's rows are x's
+  CHECK(b.rows_of(end, 2) == 2);
+  CHECK(b.rows_of(end, 0) == 0);
   // A second reader of g, an op between them writing x, a reader not on the output rows, g read beside src0, a
   // Gather into a graph output, a reader before the Gather: nothing skipped.
   Op second = argmax;
@@ -308,9 +312,11 @@ TEST_CASE("backends: which Gathers a step whose output rows are its tokens may s
                                                                  {gather, addend},
                                                                  {into_output, reads_output},
                                                                  {head, gather}}) {
-    b = gather_bypass(graph(ops));
+    const StepGraph g = graph(ops);
+    b = gather_bypass(g);
     CHECK(b.skip == std::vector<bool>(ops.size(), false));
     CHECK(b.src0 == std::vector<BufferId>(ops.size(), kNoBuffer));
+    CHECK(b.rows_of(g, 1) == 1);
   }
   // A MatMul on the output rows is a reader like NormMatMul.
   Op product = addend;

@@ -177,7 +177,7 @@ class VulkanBackend final : public Backend {
 
   void read_back(BufferId id, size_t first, size_t count, float* dst) override {
     // A Gather the last step skipped (its output rows were its tokens): its rows are its source's first rows.
-    if (auto it = bypassed_.find(id); it != bypassed_.end() && last_rows_identity_) id = it->second;
+    if (last_rows_identity_) id = bypass_.rows_of(*graph_, id);
     if (id == argmax_ && argmax_ != kNoBuffer && first + count <= size_t(graph_->max_out_rows)) {
       compute_tl_.wait(compute_value_, kWaitNs, spin_ns_);
       if (lut_stream_) lut_stream_->check();
@@ -371,8 +371,6 @@ class VulkanBackend final : public Backend {
   uint32_t forced_splits_ = 0;      // --tune attention-splits, else 1 on a CPU device; 0: attention_splits() decides
   bool store_pass_always_ = false;  // --tune attention-store=pass
   uint64_t spin_ns_ = 0;            // --tune host-wait: how long read_back() polls a step's end before it blocks
-  std::map<BufferId, BufferId> bypassed_;  // a skippable Gather's output -> its source (GatherBypass)
-  bool last_rows_identity_ = false;        // the last step skipped them
   std::map<uint32_t, DescriptorSetLayout> layouts_;
 
   // Graph-bound state, made on the first run_step (the graph never changes afterwards).
@@ -391,6 +389,8 @@ class VulkanBackend final : public Backend {
   BufferId argmax_ = kNoBuffer;         // the graph's greedy ids (R), which its Argmax writes into ids_readback_
   std::optional<Buffer> ids_readback_;  // (R) host-visible
   bool logits_copied_ = false;          // the last step copied its logits to readback_ (want_logits)
+  GatherBypass bypass_;                 // the Gathers a step whose output rows are its tokens skips
+  bool last_rows_identity_ = false;     // the last step was one (it skipped them)
 
   // Profiling.
   bool profiling_ = false, profile_pending_ = false;
@@ -427,8 +427,8 @@ void VulkanBackend::prepare(const StepGraph& g) {
   uint32_t half = 1;
   size_t n_desc = 0, n_sets = g.ops.size(), part_width = 0;  // part_width: the widest attention's H * (2 + hd)
   size_t max_heads = 0;
-  const GatherBypass bypass = gather_bypass(g);
-  for (const BufferId src : bypass.src0) {  // a second set for each op that reads a skipped Gather's source
+  bypass_ = gather_bypass(g);
+  for (const BufferId src : bypass_.src0) {  // a second set for each op that reads a skipped Gather's source
     n_desc += src != kNoBuffer ? 8 : 0;
     n_sets += src != kNoBuffer ? 1 : 0;
   }
@@ -538,10 +538,9 @@ void VulkanBackend::prepare(const StepGraph& g) {
     }
     OpPlan plan{p, tiled, desc_pool_->allocate(set_layout(uint32_t(b.size())))};
     write_storage_buffers(dev_, plan.set, b);
-    plan.skip_on_identity_rows = bypass.skip[i];
-    if (bypass.skip[i]) bypassed_[op.dst] = op.src0;
-    if (bypass.src0[i] != kNoBuffer) {  // binding 0 is src0 for the matmul family
-      plan.bypass_src = bypass.src0[i];
+    plan.skip_on_identity_rows = bypass_.skip[i];
+    if (bypass_.src0[i] != kNoBuffer) {  // binding 0 is src0 for the matmul family
+      plan.bypass_src = bypass_.src0[i];
       b[0] = whole(plan.bypass_src);
       plan.bypass_set = desc_pool_->allocate(set_layout(uint32_t(b.size())));
       write_storage_buffers(dev_, plan.bypass_set, b);
@@ -698,7 +697,7 @@ void VulkanBackend::collect_profile() {
   for (size_t i = 0; i < ops.size(); i++) {
     OpProfile& p = prof_.ops[i];
     p.kind = ops[i].kind;
-    if (identity && plans_[i].skip_on_identity_rows) continue;  // a Gather the step skipped (GatherBypass)
+    if (identity && bypass_.skip[i]) continue;  // a Gather the step skipped (GatherBypass)
     p.calls++;
     if (std::isfinite(t[i + 1] - t[i])) p.seconds += (t[i + 1] - t[i]) * 1e-9;
     BufferId w = op_weight(ops[i]);

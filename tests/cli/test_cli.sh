@@ -530,7 +530,8 @@ expect_interrupted() {
   RC=$?
   local want=$((128 + $(kill -l "$sig")))
   if [ $RC -ne $want ]; then fail "$name" "exit $RC, expected $want"
-  elif ! grep -q 'interrupted' "$T/err" "$T/out"; then fail "$name" "no 'interrupted' in its output (the signal's default action?)"
+  elif ! grep -q 'interrupted' "$T/err" "$T/out"; then
+    fail "$name" "no 'interrupted' in its output (the signal's default action?)"
   else pass "$name"; fi
 }
 expect_ok "synth tiny with a 100,000-token context" \
