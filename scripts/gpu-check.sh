@@ -11,9 +11,11 @@
 # and prints the summary as its last lines. Exit 0 only when every step that ran passed. --budget defaults to 450 s
 # (1,350 s, and three times each step's limit, in a dry run).
 # --dry-run runs the same steps on a CPU Vulkan driver (lavapipe) with the `tiny` preset and short runs: CI runs it
-# so that this script cannot rot between GPU loans. `gpu-check.sh --exec CMD [ARG...]` runs one command in the
-# check's environment instead ($M is mole, $T mole_tests), to look into a failed step. Run from a checkout (scripts/gpu-check.sh), it runs the bundle
-# in .gl/mole-gpu.
+# so that this script cannot rot between GPU loans. There parity and the test suite run a few cases each (the same
+# CI run's `backends` test runs them all on that driver), the kernel variants 8 decode steps each.
+# `gpu-check.sh --exec CMD [ARG...]` runs one command in the check's environment instead ($M is mole, $T
+# mole_tests), to look into a failed step. Run from a checkout (scripts/gpu-check.sh), it runs the bundle in
+# .gl/mole-gpu.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 if [ ! -f "$here/bin/mole.gz" ] && [ ! -x "$here/bin/mole" ]; then
@@ -87,10 +89,12 @@ rm -f "$out"/[1-6]-*.txt "$out"/6-bench.json
 # Sizes: the real check measures the published 160M shapes; the dry run the `tiny` preset, briefly.
 if [ "$dry" = 1 ]; then
   export MOLE_PRESET=tiny DENSE_PRESET=tiny DENSE_FORM=dense PROMPT=32 DECODE=32 LONG_PROMPT=300 KERNEL_PROMPT=128 \
-    SHORT_PROMPT=16 SHORT_DECODE=32
+    KERNEL_DECODE=8 SHORT_PROMPT=16 SHORT_DECODE=32 PARITY_OPS="--op router_probs" \
+    TEST_CASES='vk-runtime: instance with validation*,vulkan: step_argmax*'
 else
   export MOLE_PRESET=mole-160m-4e DENSE_PRESET=dense-160m DENSE_FORM=auto PROMPT=256 DECODE=256 LONG_PROMPT=1900 \
-    KERNEL_PROMPT=512 SHORT_PROMPT=32 SHORT_DECODE=200
+    KERNEL_PROMPT=512 KERNEL_DECODE=64 SHORT_PROMPT=32 SHORT_DECODE=200 PARITY_OPS="" \
+    TEST_CASES='vulkan*,vk-runtime*,backends*,cuda*'
 fi
 
 summary=$out/1-summary.txt
@@ -168,7 +172,7 @@ reparameterize_builtin() {
 parity() {
   local rc=0 model=$B/share/mole/models/kjv-mole-4l b
   for b in $GPUS; do
-    "$M" parity --backend "$b" --validate=sync --pipeline-cache off > "$work/parity.txt" 2>&1 || rc=1
+    "$M" parity --backend "$b" --validate=sync --pipeline-cache off $PARITY_OPS > "$work/parity.txt" 2>&1 || rc=1
     grep -v ': OK$' "$work/parity.txt"  # the failures and the summary; every line is in the exit code
     if [ -f "$model/config.json" ]; then "$M" parity --backend "$b" --op argmax -m "$model" || rc=1; fi
   done
@@ -182,7 +186,7 @@ parity() {
   esac
   return $rc
 }
-tests() { "$T" --require-device="${GPUS// /,}" --test-case='vulkan*,vk-runtime*,backends*,cuda*'; }
+tests() { "$T" --require-device="${GPUS// /,}" --test-case="$TEST_CASES"; }
 # CUDA only: compute-sanitizer's memcheck and racecheck on a short decode of the built-in model, memcheck on every op
 # case of `mole parity` (those that took 13 s on an H200 first, then the matrix products), racecheck on attention's.
 sanitize() {
@@ -253,22 +257,22 @@ bench_long_context() {
 bench_kernels() {
   local rc=0
   bench "$1-no-subgroups" -m "$work/models/mole" --backend "$1" --placements device \
-    --tune subgroups=0 --prompt-tokens "$KERNEL_PROMPT" -n 64 || rc=1
+    --tune subgroups=0 --prompt-tokens "$KERNEL_PROMPT" -n "$KERNEL_DECODE" || rc=1
   bench "$1-no-tiled-prefill" -m "$work/models/mole" --backend "$1" --placements device \
-    --tune tiled-min-rows=1000000 --prompt-tokens "$KERNEL_PROMPT" -n 64 || rc=1
+    --tune tiled-min-rows=1000000 --prompt-tokens "$KERNEL_PROMPT" -n "$KERNEL_DECODE" || rc=1
   bench "$1-default-kernels" -m "$work/models/mole" --backend "$1" --placements device \
-    --prompt-tokens "$KERNEL_PROMPT" -n 64 || rc=1
+    --prompt-tokens "$KERNEL_PROMPT" -n "$KERNEL_DECODE" || rc=1
   # Decode with attention's store pass in every step (one dispatch and barrier more a layer), against the default.
   bench "$1-attention-store-pass" -m "$work/models/mole" --backend "$1" --placements device \
-    --tune attention-store=pass --prompt-tokens "$KERNEL_PROMPT" -n 64 || rc=1
+    --tune attention-store=pass --prompt-tokens "$KERNEL_PROMPT" -n "$KERNEL_DECODE" || rc=1
   # The matrix-vector kernels with 1 or 8 weight loads in flight per lane, against the default 4 beside them.
   for loads in 1 8; do
     bench "$1-matvec-loads-$loads" -m "$work/models/mole" --backend "$1" --placements device \
-      --tune matvec-loads=$loads --prompt-tokens "$KERNEL_PROMPT" -n 64 || rc=1
+      --tune matvec-loads=$loads --prompt-tokens "$KERNEL_PROMPT" -n "$KERNEL_DECODE" || rc=1
   done
   if [ "$1" = cuda ]; then  # the column kernel that stages x in shared memory, against the default beside it
     bench "$1-staged-matvec" -m "$work/models/mole" --backend "$1" --placements device \
-      --tune matvec=staged --prompt-tokens "$KERNEL_PROMPT" -n 64 || rc=1
+      --tune matvec=staged --prompt-tokens "$KERNEL_PROMPT" -n "$KERNEL_DECODE" || rc=1
   fi
   return $rc
 }
