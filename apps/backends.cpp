@@ -104,7 +104,7 @@ void add_backend_flags(CLI::App& cmd, BackendFlags& f, bool with_backend) {
   cmd.add_option("--tune", f.tune,
                  "Kernel choices, key=value,...: subgroups=0|1, tiled-min-rows=N, attention-splits=0..32, "
                  "attention-store=auto|pass, lut-chunk-bytes=N, lut-gather=auto|thread|inline, lut-import=auto|off, "
-                 "matvec=auto|warp|staged, matvec-loads=1|4|8, pdl=off|on, host-wait=auto|spin|block (README)")
+                 "lut-copy=auto|dma|kernel, matvec=auto|warp|staged, matvec-loads=1|4|8, pdl=off|on, host-wait=auto|spin|block (README)")
       ->envname("MOLE_TUNE")
       ->check(CLI::Validator(
           [](std::string& s) {
@@ -179,6 +179,11 @@ BackendTuning parse_tuning(const std::string& s) {
                                      : BackendTuning::Gather::Auto;
     } else if (key == "lut-import") {
       t.lut_import = choice({"auto", "off"}) == "auto";
+    } else if (key == "lut-copy") {
+      const std::string v = choice({"auto", "dma", "kernel"});
+      t.lut_copy = v == "dma"      ? BackendTuning::LutCopy::Dma
+                   : v == "kernel" ? BackendTuning::LutCopy::Kernel
+                                   : BackendTuning::LutCopy::Auto;
     } else if (key == "matvec") {
       const std::string v = choice({"auto", "warp", "staged"});
       t.matvec = v == "warp"     ? BackendTuning::MatVec::Warp
@@ -198,7 +203,7 @@ BackendTuning parse_tuning(const std::string& s) {
     } else {
       throw Error("--tune " + item + ": unknown key '" + key +
                   "' (subgroups, tiled-min-rows, attention-splits, attention-store, lut-chunk-bytes, lut-gather, "
-                  "lut-import, matvec, matvec-loads, pdl, host-wait)");
+                  "lut-import, lut-copy, matvec, matvec-loads, pdl, host-wait)");
     }
   }
   return t;

@@ -14,7 +14,9 @@
 // group, or writes one read in it; op_reads() and op_writes() in model/backend.h), and a group of several ops forks
 // from the capture stream onto auxiliary streams and joins back. The first group holding a RouterLut waits for the
 // step's LUT copy (an external event-wait node on LutStream::ready()) on the branches of its RouterLuts only, so the
-// copy overlaps the embedding and the first attention; everything later is ordered after it.
+// copy overlaps the embedding and the first attention; everything later is ordered after it. With --tune
+// lut-copy=kernel the copy is itself a kernel of the graph (fetch_lut_rows, on a branch from the graph's start) and
+// the wait an edge from it: nothing to copy, record or wait for on the host per step.
 //
 // Where the GPU can (can_start_early()) and unless --tune pdl=off, a kernel whose one predecessor is a kernel starts
 // early (programmatic dependent launch: capture_ops() says where, common.cuh how).
@@ -91,11 +93,14 @@ class CudaBackend final : public Backend {
         forced_splits_(std::clamp(opt.tuning.attention_splits, 0, 32)),
         store_pass_always_(opt.tuning.attention_store_pass),
         lut_gather_(opt.tuning.lut_gather),
+        lut_copy_(opt.tuning.lut_copy),
         cache_dir_(opt.cache_dir) {
     set_device();
     compute_ = make_stream();
     capture_ = make_stream();
     for (Stream& s : aux_) s = make_stream();
+    fetch_ = make_stream();
+    fetched_ = make_event(false);
     fork_ = make_event(false);
     for (Event& e : join_) e = make_event(false);
     step_done_ = make_event(false);
@@ -173,7 +178,7 @@ class CudaBackend final : public Backend {
     recorded_.clear();
     lut_.reset();
     lut_ = LutStream::create(lut, placement, max_step_tokens, lut_read_,
-                             lut_read_record_file(cache_dir_, "cuda", device_key()), lut_gather_);
+                             lut_read_record_file(cache_dir_, "cuda", device_key()), lut_gather_, lut_copy_);
     lut_->set_profiling(profiling_);
   }
 
@@ -283,6 +288,7 @@ class CudaBackend final : public Backend {
   const int forced_splits_;       // --tune attention-splits: 0 automatic, 1 never, N always N
   const bool store_pass_always_;  // --tune attention-store=pass: attention's store pass in every step
   const BackendTuning::Gather lut_gather_;  // --tune lut-gather: where --lut disk gathers rows (thread unless inline)
+  const BackendTuning::LutCopy lut_copy_;   // --tune lut-copy: who copies the rows of copy reads (dma unless kernel)
   const std::string cache_dir_;             // where `mole bench --record` keeps this device's measured read mode
   cudaDeviceProp props_{};
   std::string driver_;  // driver_description()
@@ -292,6 +298,8 @@ class CudaBackend final : public Backend {
   Stream capture_;                       // graphs are captured here (never run on)
   Stream aux_[kMaxBranches - 1];         // branches of a group, during capture
   Event fork_, join_[kMaxBranches - 1];  // fork and join of a group's branches, during capture
+  Stream fetch_;                         // --tune lut-copy=kernel: the branch of fetch_lut_rows, during capture
+  Event fetched_;                        // and its end, which the first RouterLut waits for
   Event step_done_;                      // recorded after each step's graph
   Event inputs_sent_;                    // recorded after each step's input upload
   std::vector<Buf> bufs_;
@@ -520,6 +528,28 @@ void CudaBackend::capture_ops(const StepGraph& g, const StepShape& shape, Record
   bool lut_waited = false;    // a wait node precedes everything captured from here on
   bool after_kernel = false;  // pdl: the capture stream's last node is a kernel
   if (profiling_) CUDA_CHECK(cudaEventRecordWithFlags(op_events_[0].get(), cs, cudaEventRecordExternal));
+  // --tune lut-copy=kernel: the step's rows are copied on a branch from the graph's start (lut_stream.h).
+  const bool fetch = lut_wait && lut_->kernel_copy() &&
+                     std::any_of(g.ops.begin(), g.ops.end(), [](const Op& op) { return op.kind == OpKind::RouterLut; });
+  if (fetch) {
+    const int T = std::get<0>(shape);
+    const InputLayout at{size_t(T), size_t(std::get<1>(shape)), size_t(rope_half_)};
+    cudaStream_t fs = fetch_.get();
+    CUDA_CHECK(cudaEventRecord(fork_.get(), cs));
+    CUDA_CHECK(cudaStreamWaitEvent(fs, fork_.get(), 0));
+    if (profiling_) CUDA_CHECK(cudaEventRecordWithFlags(lut_->fetch_start(), fs, cudaEventRecordExternal));
+    int launched = 0;
+    launch_fetch_lut_rows({.table = lut_->kernel_table(),
+                           .ids = static_cast<const int32_t*>(inputs_dev_.get()) + at.ids,
+                           .ring = const_cast<void*>(lut_->kernel_rows()),
+                           .row_bytes = lut_->lut().row_bytes(),
+                           .T = T,
+                           .V = int(lut_->lut().rows())},
+                          {.stream = fs, .launched = &launched});
+    rec.kernels += launched;
+    if (profiling_) CUDA_CHECK(cudaEventRecordWithFlags(lut_->fetch_end(), fs, cudaEventRecordExternal));
+    CUDA_CHECK(cudaEventRecord(fetched_.get(), fs));
+  }
   for (const std::vector<size_t>& group : groups) {
     const bool fork = group.size() > 1;
     if (fork) CUDA_CHECK(cudaEventRecord(fork_.get(), cs));
@@ -530,7 +560,10 @@ void CudaBackend::capture_ops(const StepGraph& g, const StepShape& shape, Record
       if (j > 0) CUDA_CHECK(cudaStreamWaitEvent(s, fork_.get(), 0));
       bool waits = false;
       if (op.kind == OpKind::RouterLut && lut_wait && !lut_waited) {
-        CUDA_CHECK(cudaStreamWaitEvent(s, lut_->ready(), cudaEventWaitExternal));
+        if (fetch)
+          CUDA_CHECK(cudaStreamWaitEvent(s, fetched_.get(), 0));  // an edge from the copy kernel
+        else
+          CUDA_CHECK(cudaStreamWaitEvent(s, lut_->ready(), cudaEventWaitExternal));
         group_waits = waits = true;
       }
       int launched = 0;
@@ -549,6 +582,9 @@ void CudaBackend::capture_ops(const StepGraph& g, const StepShape& shape, Record
     if (fork) after_kernel = false;  // the capture stream joined the branches
     rec.groups++;
   }
+  // The copy's branch joins the capture stream explicitly (the RouterLut after it already orders it before the end;
+  // stream capture wants every forked stream joined back).
+  if (fetch) CUDA_CHECK(cudaStreamWaitEvent(cs, fetched_.get(), 0));
 }
 
 void CudaBackend::launch_op(const Op& op, size_t index, const StepShape& shape, const Launch& l) {
@@ -713,8 +749,8 @@ BackendEntry cuda_backend_entry() {
             return p;
           },
           make_cuda_backend,
-          {"lut-read", "tiled-min-rows", "attention-splits", "attention-store", "lut-gather", "matvec", "matvec-loads",
-           "pdl"}};
+          {"lut-read", "tiled-min-rows", "attention-splits", "attention-store", "lut-gather", "lut-copy", "matvec",
+           "matvec-loads", "pdl"}};
 }
 
 }  // namespace cuda

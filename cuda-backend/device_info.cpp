@@ -11,6 +11,7 @@
 #include <regex>
 
 #include "cuda-backend/cuda_backend.h"
+#include "cuda-backend/embed.cuh"
 #include "cuda-backend/handles.h"
 #include "model/error.h"
 
@@ -100,8 +101,11 @@ std::string driver_description() {
 
 bool can_start_early(int index) {
   constexpr int kGraphEdges = 12030;  // programmatic edges in graphs (and so in stream capture) came with CUDA 12.3
+  // The kernels wait for their producers (griddepcontrol.wait) only where compiled for compute_90 or newer: a build
+  // configured without sm_90 runs PTX of an older architecture on a Hopper GPU, and a kernel launched early there
+  // would read its inputs before they are written. Asked last: it loads the kernels on the device.
   return attribute(cudaDevAttrComputeCapabilityMajor, index) >= 9 && driver_version() >= kGraphEdges &&
-         runtime_version() >= kGraphEdges;
+         runtime_version() >= kGraphEdges && kernels_ptx_version(index) >= 90;
 }
 
 std::string describe_device(int index) {
@@ -169,7 +173,7 @@ std::string cuda_device_details() {
         yes(attribute(cudaDevAttrHostRegisterSupported, d) && attribute(cudaDevAttrHostRegisterReadOnlySupported, d)) +
         "\n";
     out += std::string("  kernels may start before the previous one ends (programmatic dependent launch, unless ") +
-           "--tune pdl=off; compute capability 9.0+, CUDA 12.3+): " + yes(can_start_early(d)) + "\n";
+           "--tune pdl=off; compute capability 9.0+, CUDA 12.3+, kernels built for compute_90+): " + yes(can_start_early(d)) + "\n";
     out += "  driver " + driver_description() + ", runtime CUDA " + cuda_version_name(runtime_version()) +
            " (linked statically)\n";
   }

@@ -22,7 +22,8 @@ std::string nvml_driver_version(const char* library = "libnvidia-ml.so.1");
 // exists and is recent enough; throws mole::Error saying why not and what to do.
 int choose_device(int index);
 // Whether kernels on device `index` can start while the one before them ends, inside a graph (programmatic dependent
-// launch, --tune pdl): compute capability 9.0 and up, and a driver and runtime of CUDA 12.3 or newer.
+// launch, --tune pdl): compute capability 9.0 and up, a driver and runtime of CUDA 12.3 or newer, and kernels this
+// build compiled for compute_90 or newer (kernels_ptx_version(), embed.cuh; older ones do not wait for producers).
 bool can_start_early(int index);
 // "NVIDIA H100 80GB HBM3, compute capability 9.0, 81559 MiB, 132 SMs"
 std::string describe_device(int index);

@@ -19,6 +19,22 @@ __global__ void __launch_bounds__(kThreads) embed_kernel(EmbedArgs a) {
 
 }  // namespace
 
+int kernels_ptx_version(int device) {
+  int previous = 0;
+  if (cudaGetDevice(&previous) != cudaSuccess || cudaSetDevice(device) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  cudaFuncAttributes attr{};
+  const cudaError_t err = cudaFuncGetAttributes(&attr, embed_kernel<DType::F32>);
+  cudaSetDevice(previous);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return attr.ptxVersion;
+}
+
 void launch_embed(const EmbedArgs& a, const Launch& l) {
   if (a.T == 0 || a.D == 0) return;
   const dim3 grid((a.D + kThreads - 1) / kThreads, std::min(a.T, 65535));

@@ -15,4 +15,10 @@ struct EmbedArgs {
 };
 void launch_embed(const EmbedArgs& a, const Launch& l);
 
+// The virtual architecture (PTX version, e.g. 90 for compute_90) of the code device `device` runs for this build's
+// kernels; 0 where it cannot be found out. Every .cu file is compiled with the same architectures
+// (cmake/cuda.cmake), so embed's kernel answers for all. Kernels compiled for less than 90 have no
+// griddepcontrol.wait (common.cuh): they must never be launched early (can_start_early()).
+int kernels_ptx_version(int device);
+
 }  // namespace mole::cuda

@@ -21,15 +21,19 @@ int device_attribute(cudaDeviceAttr attr) {
 
 }  // namespace
 
-LutStream::LutStream(const LutStore& lut, LutPlacement placement, int max_step_tokens, LutRead read)
+LutStream::LutStream(const LutStore& lut, LutPlacement placement, int max_step_tokens, LutRead read,
+                     bool kernel_copy)
     : lut_(&lut),
       placement_(placement),
       read_(read),
+      kernel_copy_(kernel_copy),
       max_tokens_(max_step_tokens),
       copy_(make_stream()),
       ready_(make_event(false)),
       copy_start_{make_event(true), make_event(true)},
-      copy_end_{make_event(true), make_event(true)} {}
+      copy_end_{make_event(true), make_event(true)},
+      fetch_start_(make_event(true)),
+      fetch_end_(make_event(true)) {}
 
 LutStream::~LutStream() {
   // No copy may still read or write what is freed next. A host function still waiting for the gather thread is
@@ -40,7 +44,7 @@ LutStream::~LutStream() {
 
 std::unique_ptr<LutStream> LutStream::create(const LutStore& lut, LutPlacement placement, int max_step_tokens,
                                              LutRead read, const std::string& record_file,
-                                             BackendTuning::Gather gather) {
+                                             BackendTuning::Gather gather, BackendTuning::LutCopy copy) {
   MOLE_CUDA_ASSERT(max_step_tokens >= 1);
   // Direct where the table already is in memory the device reads at full speed: --lut device, and --lut host on an
   // integrated GPU; unless `mole bench --record` measured otherwise on this device.
@@ -48,7 +52,10 @@ std::unique_ptr<LutStream> LutStream::create(const LutStore& lut, LutPlacement p
   const bool can_map = placement != LutPlacement::Host || device_attribute(cudaDevAttrCanMapHostMemory) != 0;
   read = resolve_lut_read(read, placement, placement == LutPlacement::Device || integrated, can_map,
                           "this GPU cannot map host memory, which reading the table in place needs", record_file);
-  std::unique_ptr<LutStream> s(new LutStream(lut, placement, max_step_tokens, read));
+  // A kernel copies only where it can read the table: in device memory, or mapped host memory.
+  const bool kernel_copy = copy == BackendTuning::LutCopy::Kernel && read == LutRead::Copy &&
+                           placement != LutPlacement::Disk && can_map;
+  std::unique_ptr<LutStream> s(new LutStream(lut, placement, max_step_tokens, read, kernel_copy));
   const size_t ring_bytes = lut.row_bytes() * size_t(max_step_tokens);
   if (placement == LutPlacement::Device) s->place_on_device();
   if (placement == LutPlacement::Host) s->place_in_host_memory();
@@ -77,6 +84,7 @@ void LutStream::place_on_device() {
   table_dev_ = DeviceBuffer::create(bytes, "the whole lookup table (--lut device)");
   CUDA_CHECK(cudaMemcpy(table_dev_.get(), lut_->data(), bytes, cudaMemcpyHostToDevice));
   table_device_ = table_dev_.get();
+  if (kernel_copy_) note_ = "rows copied into the ring by a kernel in the step's graph (--tune lut-copy=kernel)";
 }
 
 // The file's pages are registered where possible: no copy, and no second copy of a multi-GB table in memory. The
@@ -116,7 +124,8 @@ void LutStream::place_in_host_memory() {
     note_ = "copied into pinned memory: " + why;
   }
   table_host_ = registered_ ? lut.data() : base;
-  if (direct()) {
+  if (kernel_copy_) note_ += "; rows copied into the ring by a kernel in the step's graph (--tune lut-copy=kernel)";
+  if (direct() || kernel_copy_) {
     void* dev = nullptr;
     CUDA_CHECK(cudaHostGetDevicePointer(&dev, const_cast<uint8_t*>(base), 0));
     table_device_ = static_cast<const uint8_t*>(dev) + (table_host_ - base);
@@ -130,7 +139,7 @@ void LutStream::stream(const std::vector<int32_t>& ids, cudaEvent_t ring_free) {
   rows_moved_ += ids.size();
   slot_ ^= 1;
   copy_timed_[slot_] = false;
-  if (direct() || ids.empty()) return;
+  if (direct() || kernel_copy_ || ids.empty()) return;  // kernel copy: the step's graph copies its rows itself
   const size_t row = lut_->row_bytes();
   uint8_t* ring = static_cast<uint8_t*>(ring_.get());
   // The last step that read the ring must be done, and (disk) the last copy out of the single staging ring: the
@@ -189,8 +198,17 @@ void LutStream::wait() {
 }
 
 double LutStream::copy_seconds(int slot) {
-  if (slot < 0 || slot > 1 || !copy_timed_[slot]) return 0;
   float ms = 0;
+  if (kernel_copy_) {  // the events of the last step's graph: recorded there only while profiling
+    if (!profiling_) return 0;
+    const cudaError_t err = cudaEventElapsedTime(&ms, fetch_start_.get(), fetch_end_.get());
+    if (err != cudaSuccess) {  // a step without rows to copy recorded neither
+      cudaGetLastError();
+      return 0;
+    }
+    return double(ms) * 1e-3;
+  }
+  if (slot < 0 || slot > 1 || !copy_timed_[slot]) return 0;
   CUDA_CHECK(cudaEventElapsedTime(&ms, copy_start_[slot].get(), copy_end_[slot].get()));
   return double(ms) * 1e-3;
 }

@@ -25,6 +25,12 @@
 //           on an integrated GPU (host memory is its memory); copy for --lut host on a discrete GPU, where a kernel
 //           reading host memory pays bus latency on the critical path while a DMA copy moves the same bytes hidden
 //           behind compute. --lut disk always copies (its rows exist only in the staging ring).
+// Who copies (--tune lut-copy, for copy reads of --lut host and device): dma, the above; kernel: a kernel captured
+// into the step's graph (fetch_lut_rows, router_lut.cu) on a branch of its own from the graph's start, reading the
+// step's ids from its inputs and the rows through the mapped pinned memory (host) or device memory; the first
+// RouterLut waits for it by a graph edge. No copy, event or wait on the host per step, and no event node from outside
+// the graph; the ring is free because graph launches on one stream run one after another. --lut disk keeps dma (its
+// rows reach the staging ring on the host).
 #pragma once
 
 #include <condition_variable>
@@ -51,7 +57,8 @@ class LutStream {
   // `gather`: where --lut disk gathers (Auto and Thread: on the thread).
   static std::unique_ptr<LutStream> create(const LutStore& lut, LutPlacement placement, int max_step_tokens,
                                            LutRead read, const std::string& record_file,
-                                           BackendTuning::Gather gather = BackendTuning::Gather::Auto);
+                                           BackendTuning::Gather gather = BackendTuning::Gather::Auto,
+                                           BackendTuning::LutCopy copy = BackendTuning::LutCopy::Auto);
   LutStream(const LutStream&) = delete;
   LutStream& operator=(const LutStream&) = delete;
   ~LutStream();
@@ -60,7 +67,13 @@ class LutStream {
   LutPlacement placement() const { return placement_; }
   bool direct() const { return read_ == LutRead::Direct; }
   const char* read_name() const { return lut_read_name(read_); }  // "copy" or "direct"
-  // --lut host: "registered in place ..." or "copied into pinned memory: <why>"; "" for the other placements.
+  // Copy reads whose rows a kernel in the step's graph copies (--tune lut-copy=kernel): the backend captures
+  // fetch_lut_rows from kernel_table() into kernel_rows(); stream() moves nothing.
+  bool kernel_copy() const { return kernel_copy_; }
+  // Kernel copy: row 0 of the table as kernels address it.
+  const void* kernel_table() const { return table_device_; }
+  // --lut host: "registered in place ..." or "copied into pinned memory: <why>"; then, with a kernel copy, that a
+  // kernel copies the rows (for --lut device, only that); "" otherwise.
   const std::string& note() const { return note_; }
   // What router_lut reads (a device-visible address): the ring (copy; row t of the step at t * row_bytes) or the
   // table (direct; row id at id * row_bytes).
@@ -73,7 +86,7 @@ class LutStream {
   void stream(const std::vector<int32_t>& ids, cudaEvent_t ring_free);
   // Rethrows, as a mole::Error, a failure of the gather thread not yet reported (a failed disk read).
   void check();
-  // Copy: recorded once the last stream()'s rows are in the ring. The step reading them waits on it.
+  // Copy by dma: recorded once the last stream()'s rows are in the ring. The step reading them waits on it.
   cudaEvent_t ready() const { return ready_.get(); }
   int rows_streamed() const { return rows_streamed_; }
   void consumed() { rows_streamed_ = 0; }
@@ -89,9 +102,12 @@ class LutStream {
   void set_profiling(bool on) { profiling_ = on; }
   int copy_slot() const { return slot_; }
   double copy_seconds(int slot);
+  // Kernel copy, profiling: the backend records these around fetch_lut_rows in the graph; copy_seconds() reads them.
+  cudaEvent_t fetch_start() const { return fetch_start_.get(); }
+  cudaEvent_t fetch_end() const { return fetch_end_.get(); }
 
  private:
-  LutStream(const LutStore& lut, LutPlacement placement, int max_step_tokens, LutRead read);
+  LutStream(const LutStore& lut, LutPlacement placement, int max_step_tokens, LutRead read, bool kernel_copy);
   void place_on_device();
   void place_in_host_memory();
   // The copy stream's host function: returns once the gather thread has signalled awaited_.
@@ -100,14 +116,15 @@ class LutStream {
   const LutStore* lut_;
   LutPlacement placement_;
   LutRead read_;
+  bool kernel_copy_;
   int max_tokens_;
   Stream copy_;
-  Event ready_, copy_start_[2], copy_end_[2];
+  Event ready_, copy_start_[2], copy_end_[2], fetch_start_, fetch_end_;
   DeviceBuffer table_dev_;               // device: (V, L*E*D)
   PinnedBuffer table_pinned_;            // host, when copied: (V, L*E*D)
   HostRegistration registered_;          // host, when registered: the file's pages under the table
   const uint8_t* table_host_ = nullptr;  // host: row 0 of the page-locked table, as the host addresses it
-  const void* table_device_ = nullptr;   // direct: row 0 of the table, as kernels address it
+  const void* table_device_ = nullptr;   // direct, kernel copy: row 0 of the table, as kernels address it
   DeviceBuffer ring_;                    // copy: (max_step_tokens, L*E*D)
   PinnedBuffer staging_;                 // disk: (max_step_tokens, L*E*D)
   std::string note_;

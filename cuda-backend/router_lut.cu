@@ -3,6 +3,8 @@
 // global scratch), then its own chunk of dims of the weighted sum: at decode, D / kThreads blocks read the row in
 // parallel.
 // All sums have a fixed order: the same bits on every run, and for the copied and the in-place rows.
+// fetch_lut_rows (--tune lut-copy=kernel): each thread issues kFetchInFlight loads of the widest aligned word before
+// it stores any, so reads over the bus from mapped host memory overlap; blocks over (the row's words, T).
 #include "cuda-backend/router_lut.cuh"
 
 #include "cuda-backend/router.cuh"
@@ -32,7 +34,58 @@ __global__ void __launch_bounds__(kThreads) router_lut_kernel(RouterLutArgs a) {
   }
 }
 
+constexpr int kFetchThreads = 256;
+constexpr int kFetchInFlight = 4;  // loads a thread issues before its first store: the bus's latency overlaps
+
+// Blocks over (a row's words in chunks of kFetchThreads * kFetchInFlight, T); W is the widest word both the rows and
+// the addresses are aligned to.
+template <typename W>
+__global__ void __launch_bounds__(kFetchThreads) fetch_lut_rows_kernel(LutFetchArgs a) {
+  const size_t words = a.row_bytes / sizeof(W), chunk = size_t(kFetchThreads) * kFetchInFlight;
+  for (int t = blockIdx.y; t < a.T; t += gridDim.y) {
+    const int32_t id = a.ids[t];
+    if (id < 0 || id >= a.V) continue;
+    const W* src = reinterpret_cast<const W*>(static_cast<const uint8_t*>(a.table) + size_t(id) * a.row_bytes);
+    W* dst = reinterpret_cast<W*>(static_cast<uint8_t*>(a.ring) + size_t(t) * a.row_bytes);
+    for (size_t i0 = blockIdx.x * chunk + threadIdx.x; i0 < words; i0 += gridDim.x * chunk) {
+      W v[kFetchInFlight];
+#pragma unroll
+      for (int j = 0; j < kFetchInFlight; j++) {
+        const size_t i = i0 + size_t(j) * kFetchThreads;
+        if (i < words) v[j] = src[i];
+      }
+#pragma unroll
+      for (int j = 0; j < kFetchInFlight; j++) {
+        const size_t i = i0 + size_t(j) * kFetchThreads;
+        if (i < words) dst[i] = v[j];
+      }
+    }
+  }
+}
+
+template <typename W>
+void launch_fetch(const LutFetchArgs& a, const Launch& l) {
+  const size_t words = a.row_bytes / sizeof(W), chunk = size_t(kFetchThreads) * kFetchInFlight;
+  const dim3 grid(unsigned(std::min<size_t>((words + chunk - 1) / chunk, 65535)), std::min(a.T, 65535));
+  launch_kernel(fetch_lut_rows_kernel<W>, grid, kFetchThreads, 0, l, a);
+}
+
 }  // namespace
+
+void launch_fetch_lut_rows(const LutFetchArgs& a, const Launch& l) {
+  if (a.T == 0 || a.row_bytes == 0) return;
+  const uintptr_t align = reinterpret_cast<uintptr_t>(a.table) | reinterpret_cast<uintptr_t>(a.ring) | a.row_bytes;
+  if (align % 16 == 0)
+    launch_fetch<uint4>(a, l);
+  else if (align % 8 == 0)
+    launch_fetch<uint2>(a, l);
+  else if (align % 4 == 0)
+    launch_fetch<uint32_t>(a, l);
+  else if (align % 2 == 0)
+    launch_fetch<uint16_t>(a, l);
+  else
+    launch_fetch<uint8_t>(a, l);
+}
 
 void launch_router_lut(const RouterLutArgs& a, const Launch& l) {
   MOLE_CUDA_ASSERT(a.E >= 1 && a.E <= kRouterLutMaxExperts);

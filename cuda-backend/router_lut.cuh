@@ -6,6 +6,7 @@
 // Row t is read from one of two places, by the same kernel (so both give the same bits):
 //   copy:   the step's rows copied into a device ring, in step order: row t at rows + t * row_bytes (ids null);
 //   direct: the whole table, in device memory or mapped pinned host memory: row ids[t] at rows + ids[t] * row_bytes.
+// And the copy into the ring by a kernel, fetch_lut_rows (below).
 #pragma once
 
 #include "cuda-backend/common.cuh"
@@ -28,5 +29,18 @@ struct RouterLutArgs {
   float eps = 0.0f;
 };
 void launch_router_lut(const RouterLutArgs& a, const Launch& l);
+
+// fetch_lut_rows: ring[t] = table[ids[t]] for the step's T rows of row_bytes each, a plain copy by a kernel
+// (--tune lut-copy=kernel, lut_stream.h): the copy router_lut's copy reads otherwise get from the copy engine. The
+// table is device memory or mapped pinned host memory (read over the bus); ids were checked on the host (rows outside
+// [0, V) are skipped, never read).
+struct LutFetchArgs {
+  const void* table = nullptr;   // (V, row_bytes)
+  const int32_t* ids = nullptr;  // (T) the step's token ids
+  void* ring = nullptr;          // (T, row_bytes)
+  size_t row_bytes = 0;
+  int T = 0, V = 0;
+};
+void launch_fetch_lut_rows(const LutFetchArgs& a, const Launch& l);
 
 }  // namespace mole::cuda

@@ -179,6 +179,10 @@ struct BackendTuning {
   enum class Gather { Auto, Thread, Inline };
   Gather lut_gather = Gather::Auto;  // "lut-gather": --lut disk gathers rows on a thread or in the caller
   bool lut_import = true;            // "lut-import": --lut host may map the file's own pages instead of copying
+  enum class LutCopy { Auto, Dma, Kernel };
+  LutCopy lut_copy = LutCopy::Auto;  // "lut-copy" (CUDA): where the rows are copied into the ring (reads copy, --lut
+                                     //   host or device): by the copy engine on a copy stream the step waits for
+                                     //   (dma), or by a kernel inside the step's graph (kernel); auto: dma
   enum class MatVec { Auto, Warp, Staged };
   MatVec matvec = MatVec::Auto;  // "matvec": the column kernel for few rows (CUDA): x read by every warp (warp) or
                                  //   staged once per block in shared memory (staged); auto: the backend's default

@@ -182,6 +182,8 @@ parity() {
     if [ -f "$model/config.json" ]; then
       echo "-- mole parity --backend cuda --tune pdl=off"
       "$M" parity --backend cuda --tune pdl=off --op argmax -m "$model" || rc=1
+      echo "-- mole parity --backend cuda --tune lut-copy=kernel"
+      "$M" parity --backend cuda --tune lut-copy=kernel --op argmax -m "$model" || rc=1
     fi ;;
   esac
   return $rc
@@ -199,6 +201,9 @@ sanitize() {
     "$cs" --tool "$tool" --error-exitcode 99 --print-limit 20 "$M" run -m "$model" --backend cuda --lut host \
       -p "In the beginning" -n 8 --temp 0 -q > /dev/null || rc=1
   done
+  echo "-- memcheck: mole run --backend cuda --lut host --tune lut-copy=kernel -n 8"
+  "$cs" --tool memcheck --error-exitcode 99 --print-limit 20 "$M" run -m "$model" --backend cuda --lut host \
+    --tune lut-copy=kernel -p "In the beginning" -n 8 --temp 0 -q > /dev/null || rc=1
   for job in memcheck:gather memcheck:argmax memcheck:router_lut memcheck:embed memcheck:attention \
     memcheck:router_probs racecheck:attention memcheck:matmul memcheck:norm_matmul; do
     tool=${job%%:*} op=${job#*:}
@@ -227,6 +232,11 @@ bench_placements() {
 # CUDA: ordinary launches, against bench_placements' kernels started early (programmatic dependent launch).
 bench_pdl() {
   bench cuda-no-pdl -m "$work/models/mole" --backend cuda --tune pdl=off --placements device,host \
+    --prompt-tokens "$PROMPT" -n "$DECODE"
+}
+# CUDA: the rows of --lut host copied by a kernel in the step's graph, against the device table beside it.
+bench_lut_copy_kernel() {
+  bench cuda-lut-copy-kernel -m "$work/models/mole" --backend cuda --tune lut-copy=kernel --placements device,host \
     --prompt-tokens "$PROMPT" -n "$DECODE"
 }
 # Vulkan: the host blocking in the driver for each step's ids, against bench_placements' polling (host-wait auto).
@@ -289,7 +299,8 @@ disk_speed() {
   rm -f "$work/models/ddtest"
 }
 export -f devices reparameterize_builtin parity tests sanitize synth_models profile_one bench_placements bench_pdl \
-  bench_host_wait bench_dense bench_host_copied bench_long_context bench_kernels reparameterize_bench disk_speed
+  bench_lut_copy_kernel bench_host_wait bench_dense bench_host_copied bench_long_context bench_kernels \
+  reparameterize_bench disk_speed
 
 finish() {
   if command -v python3 > /dev/null && ls "$work"/bench-*.json > /dev/null 2>&1; then
@@ -352,6 +363,7 @@ if step "synthesize $MOLE_PRESET and $DENSE_PRESET" 90 4-run.txt synth_models; t
   step "profile (--lut host)" 60 4-run.txt "on_each_gpu profile_one"
   step "bench: placements" 150 5-bench.txt "on_each_gpu bench_placements"
   case " $GPUS " in *" cuda "*) step "bench: CUDA, --tune pdl=off" 90 5-bench.txt bench_pdl ;; esac
+  case " $GPUS " in *" cuda "*) step "bench: CUDA, --tune lut-copy=kernel" 90 5-bench.txt bench_lut_copy_kernel ;; esac
   case " $GPUS " in *" vulkan "*) step "bench: Vulkan, --tune host-wait=block" 90 5-bench.txt bench_host_wait ;; esac
   step "bench: dense baseline" 90 5-bench.txt "on_each_gpu bench_dense"
   step "bench: --lut host, table copied" 90 5-bench.txt "on_each_gpu bench_host_copied"

@@ -218,14 +218,44 @@ TEST_CASE("cuda: --lut disk (gather thread or inline) gives --lut host's logits 
   }
 }
 
+// The logits of every step: `prompt` in steps of 64 tokens, then one step per id of `decoded` (fed, not chosen, so no
+// run can drift from another), in a context of 320.
+std::vector<std::vector<float>> chunked_logits(const LoadedModel& m, Backend& be, LutPlacement placement,
+                                               const std::vector<int32_t>& prompt,
+                                               const std::vector<int32_t>& decoded) {
+  EngineOptions o;
+  o.max_context = 320;
+  o.max_step_tokens = 64;
+  o.lut = placement;
+  Engine e(m.cfg, m.weights, m.table(), be, o);
+  std::vector<std::vector<float>> out;
+  for (size_t at = 0; at < prompt.size(); at += 64) {
+    const std::vector<int32_t> chunk(prompt.begin() + long(at), prompt.begin() + long(std::min(at + 64, prompt.size())));
+    out.push_back(e.step({{0, chunk}}, false).at(0));
+  }
+  for (int32_t id : decoded) out.push_back(e.step({{0, {id}}}, false).at(0));
+  return out;
+}
+
+// Each step's logits in `got` equal `want`'s bit for bit, and `ref`'s (the CPU's) within the usual bound.
+void check_same_logits(const std::vector<std::vector<float>>& got, const std::vector<std::vector<float>>& want,
+                       const std::vector<std::vector<float>>& ref) {
+  REQUIRE(got.size() == want.size());
+  REQUIRE(ref.size() == want.size());
+  for (size_t i = 0; i < want.size(); i++) {
+    CAPTURE(i);
+    CHECK(got[i] == want[i]);
+    CHECK(rel_l2(got[i], ref[i]) < 1e-4);
+  }
+}
+
 // Programmatic dependent launch (--tune pdl, on by default) changes when kernels start, never what they compute: a
 // kernel that read its input or wrote its output before its predecessor had finished would change some logit. Over a
 // prompt in chunks (tensor cores, attention's store pass), then decode steps past 256 keys (split-K and its merge),
 // with the rows copied (router_lut after the copy's wait) and read in place (no wait: up starts early beside the LUT
 // sum): the logits of every step equal those of ordinary launches (--tune pdl=off) bit for bit, and the CPU's within
 // the usual bound.
-// Every run is fed the same tokens (not its own greedy choices), so none can drift. On a GPU that cannot start kernels
-// early both runs would be ordinary ones: the case says so and stops.
+// On a GPU that cannot start kernels early both runs would be ordinary ones: the case says so and stops.
 TEST_CASE("cuda: --tune pdl=on gives ordinary launches' logits bit for bit over prefill and decode") {
   test::TempDir tmp;
   if (!cuda_or_skip()) return;
@@ -236,21 +266,6 @@ TEST_CASE("cuda: --tune pdl=on gives ordinary launches' logits bit for bit over 
   LoadedModel m = test::load(test::synth(tmp, "m", Form::Infer, {{"num_key_value_heads", 2}}, DType::BF16));
   const std::vector<int32_t> prompt = random_ids(250, m.cfg.vocab_size, 5);
   const std::vector<int32_t> decoded = random_ids(40, m.cfg.vocab_size, 6);
-  auto run = [&](Backend& be, LutPlacement placement) {
-    EngineOptions o;
-    o.max_context = 320;
-    o.max_step_tokens = 64;
-    o.lut = placement;
-    Engine e(m.cfg, m.weights, m.table(), be, o);
-    std::vector<std::vector<float>> out;
-    for (size_t at = 0; at < prompt.size(); at += 64) {
-      const std::vector<int32_t> chunk(prompt.begin() + long(at),
-                                       prompt.begin() + long(std::min(at + 64, prompt.size())));
-      out.push_back(e.step({{0, chunk}}, false).at(0));
-    }
-    for (int32_t id : decoded) out.push_back(e.step({{0, {id}}}, false).at(0));
-    return out;
-  };
   for (const auto& [placement, read] :
        {std::pair{LutPlacement::Host, LutRead::Copy}, std::pair{LutPlacement::Device, LutRead::Direct}}) {
     CAPTURE(placement_name(placement));
@@ -261,13 +276,34 @@ TEST_CASE("cuda: --tune pdl=on gives ordinary launches' logits bit for bit over 
     early_opt.tuning.pdl = true;
     auto early = make_cuda_backend(early_opt);
     auto cpu = make_cpu_backend();
-    const auto want = run(*plain, placement), got = run(*early, placement), ref = run(*cpu, LutPlacement::Host);
-    REQUIRE(got.size() == want.size());
-    for (size_t i = 0; i < want.size(); i++) {
-      CAPTURE(i);
-      CHECK(got[i] == want[i]);
-      CHECK(rel_l2(got[i], ref[i]) < 1e-4);
-    }
+    check_same_logits(chunked_logits(m, *early, placement, prompt, decoded),
+                      chunked_logits(m, *plain, placement, prompt, decoded),
+                      chunked_logits(m, *cpu, LutPlacement::Host, prompt, decoded));
+  }
+}
+
+// The rows copied into the ring by a kernel in the step's graph (--tune lut-copy=kernel) are the copy engine's rows:
+// a row copied wrong, late (router_lut not waiting for the kernel) or into the slot of another step changes some
+// logit. From the table in mapped host memory and in device memory, prompt in chunks and decode steps: the logits of
+// every step equal the dma copy's bit for bit, and the CPU's within the usual bound. Kernels start early as by default.
+TEST_CASE("cuda: --tune lut-copy=kernel gives the dma copy's logits bit for bit over prefill and decode") {
+  test::TempDir tmp;
+  if (!cuda_or_skip()) return;
+  LoadedModel m = test::load(test::synth(tmp, "m", Form::Infer, {{"num_key_value_heads", 2}}, DType::F16));
+  const std::vector<int32_t> prompt = random_ids(150, m.cfg.vocab_size, 7);
+  const std::vector<int32_t> decoded = random_ids(30, m.cfg.vocab_size, 8);
+  auto cpu = make_cpu_backend();
+  const auto ref = chunked_logits(m, *cpu, LutPlacement::Host, prompt, decoded);
+  for (LutPlacement placement : {LutPlacement::Host, LutPlacement::Device}) {
+    CAPTURE(placement_name(placement));
+    BackendOptions dma_opt = options(LutRead::Copy), kernel_opt = options(LutRead::Copy);
+    dma_opt.tuning.lut_copy = BackendTuning::LutCopy::Dma;
+    kernel_opt.tuning.lut_copy = BackendTuning::LutCopy::Kernel;
+    auto dma = make_cuda_backend(dma_opt);
+    auto kernel = make_cuda_backend(kernel_opt);
+    const auto got = chunked_logits(m, *kernel, placement, prompt, decoded);
+    CHECK(kernel->info().lut_table_note.find("by a kernel") != std::string::npos);
+    check_same_logits(got, chunked_logits(m, *dma, placement, prompt, decoded), ref);
   }
 }
 
