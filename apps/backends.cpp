@@ -104,7 +104,7 @@ void add_backend_flags(CLI::App& cmd, BackendFlags& f, bool with_backend) {
   cmd.add_option("--tune", f.tune,
                  "Kernel choices, key=value,...: subgroups=0|1, tiled-min-rows=N, attention-splits=0..32, "
                  "attention-store=auto|pass, lut-chunk-bytes=N, lut-gather=auto|thread|inline, lut-import=auto|off, "
-                 "lut-copy=auto|dma|kernel, matvec=auto|warp|staged, matvec-loads=1|4|8, pdl=off|on, host-wait=auto|spin|block (README)")
+                 "lut-copy=auto|dma|kernel, matvec=auto|warp|staged, matvec-loads=1|4|8, pdl=off|on, persistent=off|on, host-wait=auto|spin|block (README)")
       ->envname("MOLE_TUNE")
       ->check(CLI::Validator(
           [](std::string& s) {
@@ -191,6 +191,8 @@ BackendTuning parse_tuning(const std::string& s) {
                                  : BackendTuning::MatVec::Auto;
     } else if (key == "matvec-loads") {
       t.matvec_loads = std::stoi(choice({"1", "4", "8"}));
+    } else if (key == "persistent") {
+      t.persistent = choice({"off", "on"}) == "on";
     } else if (key == "pdl") {
       t.pdl = choice({"off", "on"}) == "on";
     } else if (key == "host-wait") {
@@ -203,7 +205,7 @@ BackendTuning parse_tuning(const std::string& s) {
     } else {
       throw Error("--tune " + item + ": unknown key '" + key +
                   "' (subgroups, tiled-min-rows, attention-splits, attention-store, lut-chunk-bytes, lut-gather, "
-                  "lut-import, lut-copy, matvec, matvec-loads, pdl, host-wait)");
+                  "lut-import, lut-copy, matvec, matvec-loads, pdl, persistent, host-wait)");
     }
   }
   return t;

@@ -3,24 +3,13 @@
 // V % 4 == 0, then a warp and a block reduction keep the better of two pairs: the larger value, or on equal values
 // the lower index. That order is total, so the result does not depend on which thread saw what: exact.
 #include "cuda-backend/argmax.cuh"
+#include "cuda-backend/persistent_step.cuh"
 
 namespace mole::cuda {
 namespace {
 
 constexpr int kThreads = 1024;
-constexpr int kNone = -1;  // a thread that saw no element (n < kThreads)
-
-// Whether (v, i) beats the best so far (bv, bi).
-__device__ __forceinline__ bool better(float v, int i, float bv, int bi) {
-  return i != kNone && (bi == kNone || v > bv || (v == bv && i < bi));
-}
-
-__device__ __forceinline__ void keep(float v, int i, float& bv, int& bi) {
-  if (better(v, i, bv, bi)) {
-    bv = v;
-    bi = i;
-  }
-}
+constexpr int kNone = kArgmaxNone;
 
 __global__ void __launch_bounds__(kThreads) argmax_kernel(ArgmaxArgs a) {
   start_after_producers();
@@ -35,30 +24,17 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(ArgmaxArgs a) {
 #pragma unroll 4
       for (int i = threadIdx.x; i < a.n / 4; i += kThreads) {
         const float4 v = row4[i];
-        keep(v.x, 4 * i, bv, bi);
-        keep(v.y, 4 * i + 1, bv, bi);
-        keep(v.z, 4 * i + 2, bv, bi);
-        keep(v.w, 4 * i + 3, bv, bi);
+        argmax_keep(v.x, 4 * i, bv, bi);
+        argmax_keep(v.y, 4 * i + 1, bv, bi);
+        argmax_keep(v.z, 4 * i + 2, bv, bi);
+        argmax_keep(v.w, 4 * i + 3, bv, bi);
       }
     } else {
 #pragma unroll 4
-      for (int i = threadIdx.x; i < a.n; i += kThreads) keep(row[i], i, bv, bi);
+      for (int i = threadIdx.x; i < a.n; i += kThreads) argmax_keep(row[i], i, bv, bi);
     }
-    for (int o = kWarpSize / 2; o > 0; o >>= 1) {
-      const float ov = __shfl_xor_sync(kFullMask, bv, o);
-      const int oi = __shfl_xor_sync(kFullMask, bi, o);
-      keep(ov, oi, bv, bi);
-    }
-    const int warp = threadIdx.x / kWarpSize;
-    if (threadIdx.x % kWarpSize == 0) {
-      warp_v[warp] = bv;
-      warp_i[warp] = bi;
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      for (int w = 1; w < kThreads / kWarpSize; w++) keep(warp_v[w], warp_i[w], bv, bi);
-      a.dst[r] = float(bi);
-    }
+    argmax_block<kThreads / kWarpSize>(bv, bi, warp_v, warp_i);
+    if (threadIdx.x == 0) a.dst[r] = float(bi);
     __syncthreads();  // warp_v/warp_i are rewritten by the next row
   }
 }
@@ -67,6 +43,14 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(ArgmaxArgs a) {
 
 void launch_argmax(const ArgmaxArgs& a, const Launch& l) {
   if (a.R == 0) return;
+  if (l.program) {  // items: chunks of the one row (persistent_step.cu)
+    const int chunks = (a.n + kPersistentArgmaxChunk - 1) / kPersistentArgmaxChunk;
+    if (a.R != 1 || chunks > kPersistentMaxArgmaxItems || chunks < 1)
+      l.program->refuse("argmax of several rows, or of more than " +
+                        std::to_string(kPersistentMaxArgmaxItems * kPersistentArgmaxChunk) + " logits");
+    l.program->add(StepItemKind::Argmax, chunks).argmax = a;
+    return;
+  }
   launch_kernel(argmax_kernel, std::min(a.R, 65535), kThreads, 0, l, a);
 }
 

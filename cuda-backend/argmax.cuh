@@ -14,4 +14,40 @@ struct ArgmaxArgs {
 };
 void launch_argmax(const ArgmaxArgs& a, const Launch& l);
 
+constexpr int kArgmaxNone = -1;  // the index of a thread that saw no element
+
+#if defined(__CUDACC__)
+// Whether (v, i) beats the best so far (bv, bi): the larger value, or on equal values the lower index (a total
+// order, so any split of a row gives the same answer); used by argmax.cu and the persistent decode kernel.
+__device__ __forceinline__ bool argmax_better(float v, int i, float bv, int bi) {
+  return i != kArgmaxNone && (bi == kArgmaxNone || v > bv || (v == bv && i < bi));
+}
+
+__device__ __forceinline__ void argmax_keep(float v, int i, float& bv, int& bi) {
+  if (argmax_better(v, i, bv, bi)) {
+    bv = v;
+    bi = i;
+  }
+}
+
+// The best of a block's (bv, bi), left in thread 0's; called by every thread of a block of WARPS warps, with WARPS
+// entries each of shared memory in warp_v and warp_i (free again after the caller's next barrier).
+template <int WARPS>
+__device__ __forceinline__ void argmax_block(float& bv, int& bi, float* warp_v, int* warp_i) {
+  for (int o = kWarpSize / 2; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(kFullMask, bv, o);
+    const int oi = __shfl_xor_sync(kFullMask, bi, o);
+    argmax_keep(ov, oi, bv, bi);
+  }
+  const int warp = threadIdx.x / kWarpSize;
+  if (threadIdx.x % kWarpSize == 0) {
+    warp_v[warp] = bv;
+    warp_i[warp] = bi;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0)
+    for (int w = 1; w < WARPS; w++) argmax_keep(warp_v[w], warp_i[w], bv, bi);
+}
+#endif
+
 }  // namespace mole::cuda

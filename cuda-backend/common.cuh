@@ -32,12 +32,16 @@ namespace mole::cuda {
 // reads only weights (written once, at load) and the step's inputs (copied before the step's first kernel), and asks
 // for lines an earlier step wrote (attention's cache rows) to be fetched into L2. The op's first kernel starts early
 // where `early`, its later ones (attention's pass after its store pass) where `pdl`.
+struct PersistentProgram;  // persistent_step.cuh
 struct Launch {
   cudaStream_t stream = nullptr;
   bool pdl = false;
   bool early = false;
-  int* launched = nullptr;                                      // when set, counts the kernels started
-  Launch then() const { return {stream, pdl, pdl, launched}; }  // for the op's second and later kernels
+  int* launched = nullptr;  // when set, counts the kernels started
+  // When set, the op is added to this program of the persistent decode kernel (persistent_step.cuh) with the grid
+  // its kernel would have run, instead of launched.
+  PersistentProgram* program = nullptr;
+  Launch then() const { return {stream, pdl, pdl, launched, program}; }  // for the op's second and later kernels
 };
 
 }  // namespace mole::cuda

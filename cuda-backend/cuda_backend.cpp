@@ -41,6 +41,7 @@
 #include "cuda-backend/lut_stream.h"
 #include "cuda-backend/matmul.cuh"
 #include "cuda-backend/norm_matmul.cuh"
+#include "cuda-backend/persistent_step.cuh"
 #include "cuda-backend/router_lut.cuh"
 #include "cuda-backend/router_probs.cuh"
 #include "model/error.h"
@@ -64,6 +65,14 @@ struct Buf {
 // (T, R, whether the graph copies the logits to the host, attention's splits, attention's store pass, whether the
 // output rows are the tokens in order: GatherBypass, model/backend.h).
 using StepShape = std::tuple<int, int, bool, int, bool, bool>;
+
+// A step shape's program for the persistent decode kernel (persistent_step.cuh), uploaded; or why there is none.
+struct PersistentRecorded {
+  DeviceBuffer ops;  // (n) StepItemOp
+  int n = 0, blocks = 0;
+  size_t shared = 0;
+  std::string why;  // non-empty: the shape runs its graph
+};
 
 struct Recorded {
   GraphExec exec;
@@ -93,7 +102,8 @@ class CudaBackend final : public Backend {
         forced_splits_(std::clamp(opt.tuning.attention_splits, 0, 32)),
         store_pass_always_(opt.tuning.attention_store_pass),
         lut_gather_(opt.tuning.lut_gather),
-        lut_copy_(opt.tuning.lut_copy),
+        lut_copy_(opt.tuning.persistent ? BackendTuning::LutCopy::Kernel : opt.tuning.lut_copy),
+        persistent_asked_(opt.tuning.persistent),
         cache_dir_(opt.cache_dir) {
     set_device();
     compute_ = make_stream();
@@ -129,6 +139,7 @@ class CudaBackend final : public Backend {
     i.device_memory = uint64_t(props_.totalGlobalMem);
     i.preferred_lut = LutPlacement::Host;
     i.device_key = device_key();
+    i.execution = execution_;
     if (lut_) {
       i.lut_read = lut_->read_name();
       i.lut_table_note = lut_->note();
@@ -176,6 +187,7 @@ class CudaBackend final : public Backend {
     set_device();
     synchronize();  // no step still reads the old ring or table
     recorded_.clear();
+    persistent_.clear();  // the programs name the ring or the table
     lut_.reset();
     lut_ = LutStream::create(lut, placement, max_step_tokens, lut_read_,
                              lut_read_record_file(cache_dir_, "cuda", device_key()), lut_gather_, lut_copy_);
@@ -277,7 +289,16 @@ class CudaBackend final : public Backend {
   void prepare(const StepGraph& g);
   Recorded capture(const StepGraph& g, const StepShape& shape);
   void capture_ops(const StepGraph& g, const StepShape& shape, Recorded& rec);
+  // The ops in groups without dependencies between them (see the top of this file).
+  std::vector<std::vector<size_t>> op_groups(const StepGraph& g) const;
+  // The shape's program for the persistent decode kernel, made and uploaded on first use; null where the shape runs
+  // its graph (--tune persistent off, not a decode step, profiling, or refused: execution_ says why).
+  const PersistentRecorded* persistent_program(const StepGraph& g, const StepShape& shape);
   void launch_op(const Op& op, size_t index, const StepShape& shape, const Launch& l);
+  // Whether a kernel copies the step's table rows (--tune lut-copy=kernel, copy reads) for a graph that reads them;
+  // fetch_rows() launches (or records) that kernel, fetch_lut_rows.
+  bool kernel_fetches(const StepGraph& g) const;
+  void fetch_rows(const StepShape& shape, const Launch& l);
   void collect_profile();
 
   const int device_;
@@ -288,7 +309,9 @@ class CudaBackend final : public Backend {
   const int forced_splits_;       // --tune attention-splits: 0 automatic, 1 never, N always N
   const bool store_pass_always_;  // --tune attention-store=pass: attention's store pass in every step
   const BackendTuning::Gather lut_gather_;  // --tune lut-gather: where --lut disk gathers rows (thread unless inline)
-  const BackendTuning::LutCopy lut_copy_;   // --tune lut-copy: who copies the rows of copy reads (dma unless kernel)
+  const BackendTuning::LutCopy lut_copy_;   // --tune lut-copy: who copies the rows of copy reads (dma unless kernel;
+                                            //   --tune persistent copies by kernel)
+  const bool persistent_asked_;             // --tune persistent=on: decode steps as one cooperative kernel
   const std::string cache_dir_;             // where `mole bench --record` keeps this device's measured read mode
   cudaDeviceProp props_{};
   std::string driver_;  // driver_description()
@@ -317,6 +340,9 @@ class CudaBackend final : public Backend {
   PinnedBuffer ids_host_;       // (max_out_rows) the greedy ids, copied by each step's graph
   PinnedBuffer logits_host_;    // (max_out_rows, V) the logits, copied by graphs that want them (made once)
   std::map<StepShape, Recorded> recorded_;
+  std::map<StepShape, PersistentRecorded> persistent_;       // --tune persistent: the decode shapes' programs
+  DeviceBuffer persistent_scratch_;                          // PersistentScratch, zeroed once
+  std::string execution_ = "graphs";                         // BackendInfo::execution
   bool host_ids_valid_ = false, host_logits_valid_ = false;  // the last step's copies are there
   int last_rows_ = 0;                                        // R of the last step
   GatherBypass bypass_;                                      // the Gathers a step of identity rows skips
@@ -401,8 +427,9 @@ void CudaBackend::run_step(const StepGraph& g, const StepInputs& in) {
   const bool copy_logits = logits_ != kNoBuffer && (in.want_logits || argmax_ == kNoBuffer);
   const StepShape shape{
       T, R, copy_logits, splits, store_pass_always_ || attention_store_pass(in.slot), rows_identity(in.out_rows, T)};
+  const PersistentRecorded* persistent = persistent_program(g, shape);
   auto it = recorded_.find(shape);
-  const bool replay = it != recorded_.end();
+  const bool replay = persistent || it != recorded_.end();
   if (!replay) {
     if (recorded_.size() >= kMaxRecorded) {
       synchronize();
@@ -426,7 +453,27 @@ void CudaBackend::run_step(const StepGraph& g, const StepInputs& in) {
   put(at.rows, in.out_rows, size_t(R));
   CUDA_CHECK(cudaMemcpyAsync(inputs_dev_.get(), words, at.words * 4, cudaMemcpyHostToDevice, compute_.get()));
   CUDA_CHECK(cudaEventRecord(inputs_sent_.get(), compute_.get()));
-  CUDA_CHECK(cudaGraphLaunch(it->second.exec.get(), compute_.get()));
+  if (persistent) {
+    if (copy_logits && !logits_host_)
+      logits_host_ = PinnedBuffer::create(buf(logits_).count * sizeof(float), "logits (read-back)");
+    // Rows a kernel does not copy (--lut disk: the copy stream's) are waited for before the step starts.
+    if (lut_ && !lut_->direct() && !lut_->kernel_copy())
+      CUDA_CHECK(cudaStreamWaitEvent(compute_.get(), lut_->ready(), 0));
+    launch_persistent_step(static_cast<const StepItemOp*>(persistent->ops.get()), persistent->n,
+                           static_cast<PersistentScratch*>(persistent_scratch_.get()), persistent->blocks,
+                           persistent->shared, compute_.get());
+    // As the graph's last nodes: the greedy ids, and the logits when wanted, to page-locked host memory.
+    if (argmax_ != kNoBuffer)
+      CUDA_CHECK(cudaMemcpyAsync(ids_host_.get(), act(argmax_), size_t(R) * sizeof(float), cudaMemcpyDeviceToHost,
+                                 compute_.get()));
+    if (copy_logits) {
+      const size_t row = buf(logits_).count / size_t(g.max_out_rows);
+      CUDA_CHECK(cudaMemcpyAsync(logits_host_.get(), act(logits_), size_t(R) * row * sizeof(float),
+                                 cudaMemcpyDeviceToHost, compute_.get()));
+    }
+  } else {
+    CUDA_CHECK(cudaGraphLaunch(it->second.exec.get(), compute_.get()));
+  }
   CUDA_CHECK(cudaEventRecord(step_done_.get(), compute_.get()));
   if (lut_) lut_->consumed();
   host_ids_valid_ = argmax_ != kNoBuffer;
@@ -489,14 +536,7 @@ Recorded CudaBackend::capture(const StepGraph& g, const StepShape& shape) {
   return rec;
 }
 
-// The ops, in groups of ops without dependencies between them (see the top of this file).
-void CudaBackend::capture_ops(const StepGraph& g, const StepShape& shape, Recorded& rec) {
-  // Programmatic dependent launch (--tune pdl): an op's first kernel starts early where it is the first op of its
-  // group and the capture stream's last node is one kernel: not at the graph's start, after the LUT copy's wait, or
-  // after a join (several predecessors), nor on a branch (its predecessor is the fork). The groups stay as without
-  // it: run as one chain instead, the LUT sum waited for up (measured on an H200: 0.94x the decode tokens/s of
-  // ordinary launches with branches). Never while profiling (the events between ops time each op alone).
-  const bool pdl = pdl_ && !profiling_;
+std::vector<std::vector<size_t>> CudaBackend::op_groups(const StepGraph& g) const {
   std::vector<std::vector<size_t>> groups;
   std::vector<BufferId> written, read;  // by the current group
   for (size_t i = 0; i < g.ops.size(); i++) {
@@ -522,6 +562,60 @@ void CudaBackend::capture_ops(const StepGraph& g, const StepShape& shape, Record
     std::stable_partition(group.begin(), group.end(), [&](size_t i) {
       return g.ops[i].kind == OpKind::MatMul || g.ops[i].kind == OpKind::NormMatMul;
     });
+  return groups;
+}
+
+const PersistentRecorded* CudaBackend::persistent_program(const StepGraph& g, const StepShape& shape) {
+  const auto [T, R, copy_logits, splits, store_pass, identity] = shape;
+  if (!persistent_asked_ || profiling_ || T != 1 || R != 1) return nullptr;
+  auto it = persistent_.find(shape);
+  if (it == persistent_.end()) {
+    PersistentRecorded rec;
+    PersistentProgram prog;
+    // The step's table rows (copy reads; --tune persistent copies them by kernel where it can): fetched in the
+    // first phase, beside the embedding, long before the first RouterLut reads them.
+    if (kernel_fetches(g)) fetch_rows(shape, {.program = &prog});
+    for (const std::vector<size_t>& group : op_groups(g)) {
+      for (size_t i : group) launch_op(g.ops[i], i, shape, {.program = &prog});
+      prog.end_phase();
+    }
+    prog.finish();
+    rec.shared = prog.shared;
+    if (prog.why.empty() && prog.ops.empty()) prog.refuse("an empty step");
+    if (prog.why.empty()) {
+      rec.blocks = persistent_step_blocks(prog.shared);
+      if (rec.blocks == 0) prog.refuse("this GPU cannot launch cooperative kernels");
+    }
+    rec.why = prog.why;
+    if (rec.why.empty()) {
+      rec.n = int(prog.ops.size());
+      rec.ops = DeviceBuffer::create(prog.ops.size() * sizeof(StepItemOp), "the persistent decode kernel's program");
+      CUDA_CHECK(
+          cudaMemcpy(rec.ops.get(), prog.ops.data(), prog.ops.size() * sizeof(StepItemOp), cudaMemcpyHostToDevice));
+      if (!persistent_scratch_) {
+        persistent_scratch_ = DeviceBuffer::create(sizeof(PersistentScratch), "the persistent decode kernel's scratch");
+        CUDA_CHECK(cudaMemset(persistent_scratch_.get(), 0, sizeof(PersistentScratch)));
+      }
+    }
+    // Said once per shape (the string is not rebuilt every step).
+    execution_ = rec.why.empty() ? "persistent decode kernel (" + std::to_string(rec.blocks) + " blocks of " +
+                                       std::to_string(kPersistentThreads) + " threads, " + std::to_string(rec.n) +
+                                       " ops), graphs for other steps (--tune persistent)"
+                                 : "graphs: the persistent decode kernel cannot run this step: " + rec.why;
+    it = persistent_.emplace(shape, std::move(rec)).first;
+  }
+  return it->second.why.empty() ? &it->second : nullptr;
+}
+
+// The ops, in groups of ops without dependencies between them (see the top of this file).
+void CudaBackend::capture_ops(const StepGraph& g, const StepShape& shape, Recorded& rec) {
+  // Programmatic dependent launch (--tune pdl): an op's first kernel starts early where it is the first op of its
+  // group and the capture stream's last node is one kernel: not at the graph's start, after the LUT copy's wait, or
+  // after a join (several predecessors), nor on a branch (its predecessor is the fork). The groups stay as without
+  // it: run as one chain instead, the LUT sum waited for up (measured on an H200: 0.94x the decode tokens/s of
+  // ordinary launches with branches). Never while profiling (the events between ops time each op alone).
+  const bool pdl = pdl_ && !profiling_;
+  const std::vector<std::vector<size_t>> groups = op_groups(g);
 
   cudaStream_t cs = capture_.get();
   const bool lut_wait = lut_ && !lut_->direct();
@@ -529,23 +623,14 @@ void CudaBackend::capture_ops(const StepGraph& g, const StepShape& shape, Record
   bool after_kernel = false;  // pdl: the capture stream's last node is a kernel
   if (profiling_) CUDA_CHECK(cudaEventRecordWithFlags(op_events_[0].get(), cs, cudaEventRecordExternal));
   // --tune lut-copy=kernel: the step's rows are copied on a branch from the graph's start (lut_stream.h).
-  const bool fetch = lut_wait && lut_->kernel_copy() &&
-                     std::any_of(g.ops.begin(), g.ops.end(), [](const Op& op) { return op.kind == OpKind::RouterLut; });
+  const bool fetch = kernel_fetches(g);
   if (fetch) {
-    const int T = std::get<0>(shape);
-    const InputLayout at{size_t(T), size_t(std::get<1>(shape)), size_t(rope_half_)};
     cudaStream_t fs = fetch_.get();
     CUDA_CHECK(cudaEventRecord(fork_.get(), cs));
     CUDA_CHECK(cudaStreamWaitEvent(fs, fork_.get(), 0));
     if (profiling_) CUDA_CHECK(cudaEventRecordWithFlags(lut_->fetch_start(), fs, cudaEventRecordExternal));
     int launched = 0;
-    launch_fetch_lut_rows({.table = lut_->kernel_table(),
-                           .ids = static_cast<const int32_t*>(inputs_dev_.get()) + at.ids,
-                           .ring = const_cast<void*>(lut_->kernel_rows()),
-                           .row_bytes = lut_->lut().row_bytes(),
-                           .T = T,
-                           .V = int(lut_->lut().rows())},
-                          {.stream = fs, .launched = &launched});
+    fetch_rows(shape, {.stream = fs, .launched = &launched});
     rec.kernels += launched;
     if (profiling_) CUDA_CHECK(cudaEventRecordWithFlags(lut_->fetch_end(), fs, cudaEventRecordExternal));
     CUDA_CHECK(cudaEventRecord(fetched_.get(), fs));
@@ -585,6 +670,23 @@ void CudaBackend::capture_ops(const StepGraph& g, const StepShape& shape, Record
   // The copy's branch joins the capture stream explicitly (the RouterLut after it already orders it before the end;
   // stream capture wants every forked stream joined back).
   if (fetch) CUDA_CHECK(cudaStreamWaitEvent(cs, fetched_.get(), 0));
+}
+
+bool CudaBackend::kernel_fetches(const StepGraph& g) const {
+  return lut_ && !lut_->direct() && lut_->kernel_copy() &&
+         std::any_of(g.ops.begin(), g.ops.end(), [](const Op& op) { return op.kind == OpKind::RouterLut; });
+}
+
+void CudaBackend::fetch_rows(const StepShape& shape, const Launch& l) {
+  const int T = std::get<0>(shape);
+  const InputLayout at{size_t(T), size_t(std::get<1>(shape)), size_t(rope_half_)};
+  launch_fetch_lut_rows({.table = lut_->kernel_table(),
+                         .ids = static_cast<const int32_t*>(inputs_dev_.get()) + at.ids,
+                         .ring = const_cast<void*>(lut_->kernel_rows()),
+                         .row_bytes = lut_->lut().row_bytes(),
+                         .T = T,
+                         .V = int(lut_->lut().rows())},
+                        l);
 }
 
 void CudaBackend::launch_op(const Op& op, size_t index, const StepShape& shape, const Launch& l) {
@@ -750,7 +852,7 @@ BackendEntry cuda_backend_entry() {
           },
           make_cuda_backend,
           {"lut-read", "tiled-min-rows", "attention-splits", "attention-store", "lut-gather", "lut-copy", "matvec",
-           "matvec-loads", "pdl"}};
+           "matvec-loads", "pdl", "persistent"}};
 }
 
 }  // namespace cuda

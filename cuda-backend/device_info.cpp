@@ -173,7 +173,8 @@ std::string cuda_device_details() {
         yes(attribute(cudaDevAttrHostRegisterSupported, d) && attribute(cudaDevAttrHostRegisterReadOnlySupported, d)) +
         "\n";
     out += std::string("  kernels may start before the previous one ends (programmatic dependent launch, unless ") +
-           "--tune pdl=off; compute capability 9.0+, CUDA 12.3+, kernels built for compute_90+): " + yes(can_start_early(d)) + "\n";
+           "--tune pdl=off; compute capability 9.0+, CUDA 12.3+, kernels built for compute_90+): " +
+           yes(can_start_early(d)) + "\n";
     out += "  driver " + driver_description() + ", runtime CUDA " + cuda_version_name(runtime_version()) +
            " (linked statically)\n";
   }

@@ -1,20 +1,16 @@
 // embed: one thread per element of a token's row, blocks over (D, T). A copy with a widening conversion: exact.
 #include "cuda-backend/embed.cuh"
+#include "cuda-backend/persistent_step.cuh"
 
 namespace mole::cuda {
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = kEmbedThreads;
 
 template <DType DT>
 __global__ void __launch_bounds__(kThreads) embed_kernel(EmbedArgs a) {
   start_after_producers();
-  const int d = blockIdx.x * kThreads + threadIdx.x;
-  if (d >= a.D) return;
-  for (int t = blockIdx.y; t < a.T; t += gridDim.y) {
-    const size_t row = size_t(a.ids[t]) * size_t(a.D);
-    a.dst[size_t(t) * a.D + d] = load_elem<DT>(a.table, row + d);
-  }
+  embed_block<DT>(a, blockIdx.x, blockIdx.y, gridDim.y);
 }
 
 }  // namespace
@@ -38,6 +34,10 @@ int kernels_ptx_version(int device) {
 void launch_embed(const EmbedArgs& a, const Launch& l) {
   if (a.T == 0 || a.D == 0) return;
   const dim3 grid((a.D + kThreads - 1) / kThreads, std::min(a.T, 65535));
+  if (l.program) {
+    l.program->add(StepItemKind::Embed, int(grid.x), int(grid.y)).embed = a;
+    return;
+  }
   switch (a.dtype) {
     case DType::F32:
       launch_kernel(embed_kernel<DType::F32>, grid, kThreads, 0, l, a);

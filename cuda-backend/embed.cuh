@@ -15,6 +15,21 @@ struct EmbedArgs {
 };
 void launch_embed(const EmbedArgs& a, const Launch& l);
 
+constexpr int kEmbedThreads = 256;  // one thread per element of a row; blocks over (D, T)
+
+#if defined(__CUDACC__)
+// Block (bx, by) of a grid (ceil(D / kEmbedThreads), gy): embed_kernel's, or an item of the persistent decode kernel.
+template <DType DT>
+__device__ __forceinline__ void embed_block(const EmbedArgs& a, int bx, int by, int gy) {
+  const int d = bx * kEmbedThreads + threadIdx.x;
+  if (d >= a.D) return;
+  for (int t = by; t < a.T; t += gy) {
+    const size_t row = size_t(a.ids[t]) * size_t(a.D);
+    a.dst[size_t(t) * a.D + d] = load_elem<DT>(a.table, row + d);
+  }
+}
+#endif
+
 // The virtual architecture (PTX version, e.g. 90 for compute_90) of the code device `device` runs for this build's
 // kernels; 0 where it cannot be found out. Every .cu file is compiled with the same architectures
 // (cmake/cuda.cmake), so embed's kernel answers for all. Kernels compiled for less than 90 have no

@@ -21,8 +21,7 @@ int device_attribute(cudaDeviceAttr attr) {
 
 }  // namespace
 
-LutStream::LutStream(const LutStore& lut, LutPlacement placement, int max_step_tokens, LutRead read,
-                     bool kernel_copy)
+LutStream::LutStream(const LutStore& lut, LutPlacement placement, int max_step_tokens, LutRead read, bool kernel_copy)
     : lut_(&lut),
       placement_(placement),
       read_(read),
@@ -43,8 +42,8 @@ LutStream::~LutStream() {
 }
 
 std::unique_ptr<LutStream> LutStream::create(const LutStore& lut, LutPlacement placement, int max_step_tokens,
-                                             LutRead read, const std::string& record_file,
-                                             BackendTuning::Gather gather, BackendTuning::LutCopy copy) {
+                                             LutRead read, const std::string& record_file, BackendTuning::Gather gather,
+                                             BackendTuning::LutCopy copy) {
   MOLE_CUDA_ASSERT(max_step_tokens >= 1);
   // Direct where the table already is in memory the device reads at full speed: --lut device, and --lut host on an
   // integrated GPU; unless `mole bench --record` measured otherwise on this device.
@@ -53,8 +52,8 @@ std::unique_ptr<LutStream> LutStream::create(const LutStore& lut, LutPlacement p
   read = resolve_lut_read(read, placement, placement == LutPlacement::Device || integrated, can_map,
                           "this GPU cannot map host memory, which reading the table in place needs", record_file);
   // A kernel copies only where it can read the table: in device memory, or mapped host memory.
-  const bool kernel_copy = copy == BackendTuning::LutCopy::Kernel && read == LutRead::Copy &&
-                           placement != LutPlacement::Disk && can_map;
+  const bool kernel_copy =
+      copy == BackendTuning::LutCopy::Kernel && read == LutRead::Copy && placement != LutPlacement::Disk && can_map;
   std::unique_ptr<LutStream> s(new LutStream(lut, placement, max_step_tokens, read, kernel_copy));
   const size_t ring_bytes = lut.row_bytes() * size_t(max_step_tokens);
   if (placement == LutPlacement::Device) s->place_on_device();

@@ -28,6 +28,7 @@
 #include <algorithm>
 
 #include "cuda-backend/matmul.cuh"
+#include "cuda-backend/persistent_step.cuh"
 
 namespace mole::cuda {
 namespace {
@@ -75,14 +76,14 @@ __device__ __forceinline__ float inv_rms_of(float ss, int K, float eps) {
 // memory (a decode step's 768-wide rows are 3 chunks a lane, all 3 in flight with LOADS = 4). The first batch is
 // issued before wait_for_producers(): a kernel started early (--tune pdl) reads its weights while its predecessor
 // ends.
+// The work of one warp: column n for row block by. Called by every lane of the warp; no block-wide synchronisation.
+// Also an item of the persistent decode kernel (persistent_step.cu), where the waits are no-ops.
 template <DType DT, bool NORM, int ROWS, int LOADS>
-__global__ void __launch_bounds__(kColThreads) matmul_col_kernel(MatMulArgs a) {
+__device__ __forceinline__ void matmul_col_warp(const MatMulArgs& a, int n, int by) {
   constexpr int kEpv = kElemsPer16<DT>;  // weight elements per 16-byte load
   constexpr size_t kElemBytes = DT == DType::F32 ? 4 : 2;
   const int lane = threadIdx.x % kWarpSize;
-  const int n = blockIdx.x * kColWarps + threadIdx.x / kWarpSize;
-  if (n >= a.N) return;  // the whole warp (no block-wide synchronisation below)
-  const int t0 = blockIdx.y * ROWS, rows = min(ROWS, a.rows - t0);
+  const int t0 = by * ROWS, rows = min(ROWS, a.rows - t0);
   const float* xr[ROWS];  // each row's x; rows past the step's last read the last one again
   float acc[ROWS], ss[ROWS];
 #pragma unroll
@@ -156,6 +157,13 @@ __global__ void __launch_bounds__(kColThreads) matmul_col_kernel(MatMulArgs a) {
       if (lane == 0) store<NORM>(a, t0 + r, n, d, NORM ? inv_rms_of(s, a.K, a.eps) : 1.0f);
     }
   }
+}
+
+template <DType DT, bool NORM, int ROWS, int LOADS>
+__global__ void __launch_bounds__(kColThreads) matmul_col_kernel(MatMulArgs a) {
+  const int n = blockIdx.x * kColWarps + threadIdx.x / kWarpSize;
+  if (n >= a.N) return;  // the whole warp (no block-wide synchronisation below)
+  matmul_col_warp<DT, NORM, ROWS, LOADS>(a, n, blockIdx.y);
 }
 
 // Staged column kernel (--tune matvec=staged; 0.80x the column kernel's decode tokens/s on an H200): the block's rows
@@ -376,6 +384,13 @@ void launch_matmul_family(const MatMulArgs& a, const Launch& l) {
   MOLE_CUDA_ASSERT(a.x != a.y);
   MOLE_CUDA_ASSERT(a.rows <= 65535 * kColRows);
   if (a.rows == 0 || a.N == 0) return;
+  if (l.program) {  // the column kernel's work, a warp per column (persistent_step.cuh)
+    if (a.rows != 1) l.program->refuse("a matrix product of several rows");
+    l.program
+        ->add(NORM ? StepItemKind::NormMatMul : StepItemKind::MatMul, (a.N + kPersistentWarps - 1) / kPersistentWarps)
+        .mm = a;
+    return;
+  }
   switch (a.dtype) {
     case DType::F32:
       launch_dtype<DType::F32, NORM>(a, l);

@@ -43,4 +43,62 @@ struct LutFetchArgs {
 };
 void launch_fetch_lut_rows(const LutFetchArgs& a, const Launch& l);
 
+constexpr int kLutFetchThreads = 256;
+constexpr int kLutFetchInFlight = 4;  // loads a thread issues before its first store: the bus's latency overlaps
+
 }  // namespace mole::cuda
+
+#if defined(__CUDACC__)
+#include "cuda-backend/router.cuh"
+
+namespace mole::cuda {
+
+// Block (bx, by) of router_lut's grid (ceil(D / kRouterThreads), gy), in uniform control flow: router_lut_kernel's,
+// or an item of the persistent decode kernel (persistent_step.cu).
+template <DType LDT>
+__device__ __forceinline__ void router_lut_block(const RouterLutArgs& a, int bx, int by, int gy) {
+  extern __shared__ float prob[];  // (E) the router's probabilities
+  __shared__ RouterScratch scratch;
+  const int d_out = bx * kRouterThreads + threadIdx.x;  // this thread's dim of the weighted sum
+  for (int t = by; t < a.T; t += gy) {
+    router_softmax(a.x + size_t(t) * a.D, a.router, a.router_dtype, a.norm, a.E, a.D, a.eps, prob, scratch);
+    if (d_out < a.D) {
+      const size_t row_id = a.ids ? size_t(a.ids[t]) : size_t(t);
+      const void* row = static_cast<const uint8_t*>(a.rows) + row_id * a.row_bytes;
+      const size_t first = size_t(a.layer) * a.E * a.D + d_out;  // element (layer, 0, d_out) of the row
+      float v = 0.0f;
+      for (int e = 0; e < a.E; e++) v += prob[e] * load_elem<LDT>(row, first + size_t(e) * a.D);
+      a.dst[size_t(t) * a.D + d_out] = v;
+    }
+    __syncthreads();  // prob is rewritten by the next token
+  }
+}
+
+// Block (bx, by) of fetch_lut_rows' grid (gx, gy): blocks over (a row's words in chunks of kLutFetchThreads *
+// kLutFetchInFlight, T); W is the widest word both the rows and the addresses are aligned to.
+template <typename W>
+__device__ __forceinline__ void fetch_lut_rows_block(const LutFetchArgs& a, int bx, int gx, int by, int gy) {
+  const size_t words = a.row_bytes / sizeof(W), chunk = size_t(kLutFetchThreads) * kLutFetchInFlight;
+  for (int t = by; t < a.T; t += gy) {
+    const int32_t id = a.ids[t];
+    if (id < 0 || id >= a.V) continue;
+    const W* src = reinterpret_cast<const W*>(static_cast<const uint8_t*>(a.table) + size_t(id) * a.row_bytes);
+    W* dst = reinterpret_cast<W*>(static_cast<uint8_t*>(a.ring) + size_t(t) * a.row_bytes);
+    for (size_t i0 = bx * chunk + threadIdx.x; i0 < words; i0 += gx * chunk) {
+      W v[kLutFetchInFlight];
+#pragma unroll
+      for (int j = 0; j < kLutFetchInFlight; j++) {
+        const size_t i = i0 + size_t(j) * kLutFetchThreads;
+        if (i < words) v[j] = src[i];
+      }
+#pragma unroll
+      for (int j = 0; j < kLutFetchInFlight; j++) {
+        const size_t i = i0 + size_t(j) * kLutFetchThreads;
+        if (i < words) dst[i] = v[j];
+      }
+    }
+  }
+}
+
+}  // namespace mole::cuda
+#endif

@@ -189,6 +189,8 @@ struct BackendTuning {
   int matvec_loads = 0;          // "matvec-loads": 16-byte weight loads each lane of the column kernel issues
                                  //   before it uses the first (1, 4 or 8); 0: the backend's default (4; Vulkan on
                                  //   a CPU driver 1)
+  bool persistent = false;       // "persistent" (CUDA): a decode step runs as one cooperative kernel
+                                 //   (cuda-backend/persistent_step.cuh) instead of a graph of kernels
   bool pdl = true;               // "pdl": CUDA kernels start before the kernel before them ends (programmatic
                                  //   dependent launch) where the GPU can (compute capability 9.0 and up with CUDA
                                  //   12.3 or newer); "pdl=off": never
@@ -228,6 +230,8 @@ struct BackendInfo {
   std::string lut_table_note;  // --lut host: the table's pages mapped from the file (no copy), or copied and why
   std::string device_key;      // identifies the device across runs (its UUID), for caches of measured choices
   std::string host_wait;       // how the host waits for a step's results ("spin up to 10 ms, then block", "block");
+  std::string execution;       // how the backend runs steps where it has a choice (CUDA: "graphs", or the
+                               //   persistent decode kernel and why it did not run, --tune persistent); "" otherwise
                                //   "" where the backend does not say (--tune host-wait)
   // Rows and bytes of the table moved to where router_lut reads them, over the backend's life (always counted).
   uint64_t lut_rows_moved = 0, lut_bytes_moved = 0;

@@ -184,6 +184,8 @@ parity() {
       "$M" parity --backend cuda --tune pdl=off --op argmax -m "$model" || rc=1
       echo "-- mole parity --backend cuda --tune lut-copy=kernel"
       "$M" parity --backend cuda --tune lut-copy=kernel --op argmax -m "$model" || rc=1
+      echo "-- mole parity --backend cuda --tune persistent=on"
+      "$M" parity --backend cuda --tune persistent=on --op argmax -m "$model" || rc=1
     fi ;;
   esac
   return $rc
@@ -204,6 +206,11 @@ sanitize() {
   echo "-- memcheck: mole run --backend cuda --lut host --tune lut-copy=kernel -n 8"
   "$cs" --tool memcheck --error-exitcode 99 --print-limit 20 "$M" run -m "$model" --backend cuda --lut host \
     --tune lut-copy=kernel -p "In the beginning" -n 8 --temp 0 -q > /dev/null || rc=1
+  for tool in memcheck racecheck; do
+    echo "-- $tool: mole run --backend cuda --lut host --tune persistent=on -n 8"
+    "$cs" --tool "$tool" --error-exitcode 99 --print-limit 20 "$M" run -m "$model" --backend cuda --lut host \
+      --tune persistent=on -p "In the beginning" -n 8 --temp 0 -q > /dev/null || rc=1
+  done
   for job in memcheck:gather memcheck:argmax memcheck:router_lut memcheck:embed memcheck:attention \
     memcheck:router_probs racecheck:attention memcheck:matmul memcheck:norm_matmul; do
     tool=${job%%:*} op=${job#*:}
@@ -238,6 +245,13 @@ bench_pdl() {
 bench_lut_copy_kernel() {
   bench cuda-lut-copy-kernel -m "$work/models/mole" --backend cuda --tune lut-copy=kernel --placements device,host \
     --prompt-tokens "$PROMPT" -n "$DECODE"
+}
+# CUDA: decode steps as one persistent cooperative kernel, the dense model too (against bench_placements' graphs).
+bench_persistent() {
+  bench cuda-persistent -m "$work/models/mole" --backend cuda --tune persistent=on --placements device,host \
+    --prompt-tokens "$PROMPT" -n "$DECODE" &&
+    bench cuda-persistent-dense -m "$work/models/dense" --backend cuda --tune persistent=on --placements device \
+      --prompt-tokens "$PROMPT" -n "$DECODE"
 }
 # Vulkan: the host blocking in the driver for each step's ids, against bench_placements' polling (host-wait auto).
 bench_host_wait() {
@@ -299,7 +313,7 @@ disk_speed() {
   rm -f "$work/models/ddtest"
 }
 export -f devices reparameterize_builtin parity tests sanitize synth_models profile_one bench_placements bench_pdl \
-  bench_lut_copy_kernel bench_host_wait bench_dense bench_host_copied bench_long_context bench_kernels \
+  bench_lut_copy_kernel bench_persistent bench_host_wait bench_dense bench_host_copied bench_long_context bench_kernels \
   reparameterize_bench disk_speed
 
 finish() {
@@ -362,8 +376,9 @@ case " $GPUS " in *" cuda "*) step "compute-sanitizer (memcheck, racecheck)" 240
 if step "synthesize $MOLE_PRESET and $DENSE_PRESET" 90 4-run.txt synth_models; then
   step "profile (--lut host)" 60 4-run.txt "on_each_gpu profile_one"
   step "bench: placements" 150 5-bench.txt "on_each_gpu bench_placements"
-  case " $GPUS " in *" cuda "*) step "bench: CUDA, --tune pdl=off" 90 5-bench.txt bench_pdl ;; esac
+  case " $GPUS " in *" cuda "*) step "bench: CUDA, --tune persistent=on" 90 5-bench.txt bench_persistent ;; esac
   case " $GPUS " in *" cuda "*) step "bench: CUDA, --tune lut-copy=kernel" 90 5-bench.txt bench_lut_copy_kernel ;; esac
+  case " $GPUS " in *" cuda "*) step "bench: CUDA, --tune pdl=off" 90 5-bench.txt bench_pdl ;; esac
   case " $GPUS " in *" vulkan "*) step "bench: Vulkan, --tune host-wait=block" 90 5-bench.txt bench_host_wait ;; esac
   step "bench: dense baseline" 90 5-bench.txt "on_each_gpu bench_dense"
   step "bench: --lut host, table copied" 90 5-bench.txt "on_each_gpu bench_host_copied"

@@ -230,7 +230,8 @@ std::vector<std::vector<float>> chunked_logits(const LoadedModel& m, Backend& be
   Engine e(m.cfg, m.weights, m.table(), be, o);
   std::vector<std::vector<float>> out;
   for (size_t at = 0; at < prompt.size(); at += 64) {
-    const std::vector<int32_t> chunk(prompt.begin() + long(at), prompt.begin() + long(std::min(at + 64, prompt.size())));
+    const std::vector<int32_t> chunk(prompt.begin() + long(at),
+                                     prompt.begin() + long(std::min(at + 64, prompt.size())));
     out.push_back(e.step({{0, chunk}}, false).at(0));
   }
   for (int32_t id : decoded) out.push_back(e.step({{0, {id}}}, false).at(0));
@@ -304,6 +305,51 @@ TEST_CASE("cuda: --tune lut-copy=kernel gives the dma copy's logits bit for bit 
     const auto got = chunked_logits(m, *kernel, placement, prompt, decoded);
     CHECK(kernel->info().lut_table_note.find("by a kernel") != std::string::npos);
     check_same_logits(got, chunked_logits(m, *dma, placement, prompt, decoded), ref);
+  }
+}
+
+// The persistent decode kernel (--tune persistent=on) runs every op of a decode step with the op kernels' own device
+// code, items for blocks, and a grid barrier between dependent ops: a missing or misplaced barrier, an item run
+// twice or not at all, or a row of the table not yet fetched would change some logit. Prompt in chunks (graphs), then
+// decode steps on both sides of 256 keys (attention in one pass, then split-K): every step's logits equal the graphs'
+// bit for bit, and the CPU's within the usual bound; greedy decoding (the kernel's own argmax) gives the graphs' ids;
+// with the table in mapped host memory (rows fetched by the kernel), in device memory (read in place) and on disk
+// (copied by the copy engine, waited for before the kernel).
+TEST_CASE("cuda: --tune persistent=on gives the graphs' logits and ids bit for bit over decode") {
+  test::TempDir tmp;
+  if (!cuda_or_skip()) return;
+  LoadedModel m = test::load(test::synth(tmp, "m", Form::Infer, {{"num_key_value_heads", 2}}, DType::BF16));
+  const std::vector<int32_t> prompt = random_ids(230, m.cfg.vocab_size, 9);
+  const std::vector<int32_t> decoded = random_ids(50, m.cfg.vocab_size, 10);
+  auto cpu = make_cpu_backend();
+  const auto ref = chunked_logits(m, *cpu, LutPlacement::Host, prompt, decoded);
+  for (LutPlacement placement : {LutPlacement::Host, LutPlacement::Device, LutPlacement::Disk}) {
+    CAPTURE(placement_name(placement));
+    BackendOptions persistent_opt = options(LutRead::Auto);
+    persistent_opt.tuning.persistent = true;
+    auto graphs = make_cuda_backend(options(LutRead::Auto));
+    auto persistent = make_cuda_backend(persistent_opt);
+    const auto got = chunked_logits(m, *persistent, placement, prompt, decoded);
+    const std::string execution = persistent->info().execution;
+    CAPTURE(execution);
+    if (execution.find("cannot launch cooperative") != std::string::npos) {
+      MESSAGE("skipped: this GPU cannot launch cooperative kernels");
+      return;
+    }
+    REQUIRE(execution.find("persistent decode kernel (") == 0);
+    check_same_logits(got, chunked_logits(m, *graphs, placement, prompt, decoded), ref);
+    // Greedy: the ids of 40 steps, each fed the last one's.
+    auto greedy = [&](Backend& be) {
+      EngineOptions o;
+      o.max_context = 320;
+      o.max_step_tokens = 64;
+      o.lut = placement;
+      Engine e(m.cfg, m.weights, m.table(), be, o);
+      std::vector<int32_t> ids{e.step_argmax({{0, std::vector<int32_t>(prompt.begin(), prompt.begin() + 60)}}).at(0)};
+      for (int i = 0; i < 40; i++) ids.push_back(e.step_argmax({{0, {ids.back()}}}).at(0));
+      return ids;
+    };
+    CHECK(greedy(*persistent) == greedy(*graphs));
   }
 }
 

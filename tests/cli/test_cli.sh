@@ -259,6 +259,8 @@ if "$M" devices | grep -E '^vulkan +available' > /dev/null; then
     "$M" run -m infer --prompt-ids 1 --backend vulkan -q --tune matvec-loads=2
   expect_fail "--tune pdl=yes" 'pdl=yes.*one of off, on' \
     "$M" run -m infer --prompt-ids 1 --backend vulkan -q --tune pdl=yes
+  expect_fail "--tune persistent=yes" 'persistent=yes.*one of off, on' \
+    "$M" run -m infer --prompt-ids 1 --backend vulkan -q --tune persistent=yes
   expect_fail "--tune lut-copy=blit" 'lut-copy=blit.*one of auto, dma, kernel' \
     "$M" run -m infer --prompt-ids 1 --backend vulkan -q --tune lut-copy=blit
   expect_fail "--tune attention-store=fused" 'attention-store=fused.*one of auto, pass' \
