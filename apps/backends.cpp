@@ -104,7 +104,8 @@ void add_backend_flags(CLI::App& cmd, BackendFlags& f, bool with_backend) {
   cmd.add_option("--tune", f.tune,
                  "Kernel choices, key=value,...: subgroups=0|1, tiled-min-rows=N, attention-splits=0..32, "
                  "attention-store=auto|pass, lut-chunk-bytes=N, lut-gather=auto|thread|inline, lut-import=auto|off, "
-                 "lut-copy=auto|dma|kernel, matvec=auto|warp|staged, matvec-loads=1|4|8, pdl=off|on, persistent=off|on, host-wait=auto|spin|block (README)")
+                 "lut-copy=auto|dma|kernel, matvec=auto|warp|staged, matvec-loads=1|4|8, pdl=off|on, "
+                 "persistent=off|on|no-prefetch, host-wait=auto|spin|block (README)")
       ->envname("MOLE_TUNE")
       ->check(CLI::Validator(
           [](std::string& s) {
@@ -192,7 +193,10 @@ BackendTuning parse_tuning(const std::string& s) {
     } else if (key == "matvec-loads") {
       t.matvec_loads = std::stoi(choice({"1", "4", "8"}));
     } else if (key == "persistent") {
-      t.persistent = choice({"off", "on"}) == "on";
+      const std::string v = choice({"off", "on", "no-prefetch"});
+      t.persistent = v == "on"            ? BackendTuning::Persistent::On
+                     : v == "no-prefetch" ? BackendTuning::Persistent::NoPrefetch
+                                          : BackendTuning::Persistent::Off;
     } else if (key == "pdl") {
       t.pdl = choice({"off", "on"}) == "on";
     } else if (key == "host-wait") {

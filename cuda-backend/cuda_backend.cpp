@@ -102,8 +102,10 @@ class CudaBackend final : public Backend {
         forced_splits_(std::clamp(opt.tuning.attention_splits, 0, 32)),
         store_pass_always_(opt.tuning.attention_store_pass),
         lut_gather_(opt.tuning.lut_gather),
-        lut_copy_(opt.tuning.persistent ? BackendTuning::LutCopy::Kernel : opt.tuning.lut_copy),
-        persistent_asked_(opt.tuning.persistent),
+        lut_copy_(opt.tuning.persistent != BackendTuning::Persistent::Off ? BackendTuning::LutCopy::Kernel
+                                                                          : opt.tuning.lut_copy),
+        persistent_asked_(opt.tuning.persistent != BackendTuning::Persistent::Off),
+        persistent_prefetch_(opt.tuning.persistent == BackendTuning::Persistent::On),
         cache_dir_(opt.cache_dir) {
     set_device();
     compute_ = make_stream();
@@ -312,6 +314,7 @@ class CudaBackend final : public Backend {
   const BackendTuning::LutCopy lut_copy_;   // --tune lut-copy: who copies the rows of copy reads (dma unless kernel;
                                             //   --tune persistent copies by kernel)
   const bool persistent_asked_;             // --tune persistent=on: decode steps as one cooperative kernel
+  const bool persistent_prefetch_;          // and each phase's weights asked into L2 before it (not no-prefetch)
   const std::string cache_dir_;             // where `mole bench --record` keeps this device's measured read mode
   cudaDeviceProp props_{};
   std::string driver_;  // driver_description()
@@ -461,7 +464,7 @@ void CudaBackend::run_step(const StepGraph& g, const StepInputs& in) {
       CUDA_CHECK(cudaStreamWaitEvent(compute_.get(), lut_->ready(), 0));
     launch_persistent_step(static_cast<const StepItemOp*>(persistent->ops.get()), persistent->n,
                            static_cast<PersistentScratch*>(persistent_scratch_.get()), persistent->blocks,
-                           persistent->shared, compute_.get());
+                           persistent->shared, persistent_prefetch_, compute_.get());
     // As the graph's last nodes: the greedy ids, and the logits when wanted, to page-locked host memory.
     if (argmax_ != kNoBuffer)
       CUDA_CHECK(cudaMemcpyAsync(ids_host_.get(), act(argmax_), size_t(R) * sizeof(float), cudaMemcpyDeviceToHost,
@@ -600,7 +603,8 @@ const PersistentRecorded* CudaBackend::persistent_program(const StepGraph& g, co
     // Said once per shape (the string is not rebuilt every step).
     execution_ = rec.why.empty() ? "persistent decode kernel (" + std::to_string(rec.blocks) + " blocks of " +
                                        std::to_string(kPersistentThreads) + " threads, " + std::to_string(rec.n) +
-                                       " ops), graphs for other steps (--tune persistent)"
+                                       " ops" + (persistent_prefetch_ ? ", weights prefetched into L2" : "") +
+                                       "), graphs for other steps (--tune persistent)"
                                  : "graphs: the persistent decode kernel cannot run this step: " + rec.why;
     it = persistent_.emplace(shape, std::move(rec)).first;
   }

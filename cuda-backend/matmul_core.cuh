@@ -386,9 +386,11 @@ void launch_matmul_family(const MatMulArgs& a, const Launch& l) {
   if (a.rows == 0 || a.N == 0) return;
   if (l.program) {  // the column kernel's work, a warp per column (persistent_step.cuh)
     if (a.rows != 1) l.program->refuse("a matrix product of several rows");
-    l.program
-        ->add(NORM ? StepItemKind::NormMatMul : StepItemKind::MatMul, (a.N + kPersistentWarps - 1) / kPersistentWarps)
-        .mm = a;
+    StepItemOp& op = l.program->add(NORM ? StepItemKind::NormMatMul : StepItemKind::MatMul,
+                                    (a.N + kPersistentWarps - 1) / kPersistentWarps);
+    op.mm = a;
+    op.weights = a.w;
+    op.weight_bytes = size_t(a.N) * size_t(a.K) * (a.dtype == DType::F32 ? 4 : 2);
     return;
   }
   switch (a.dtype) {

@@ -134,10 +134,27 @@ __device__ void run_item(const StepItemOp& op, int item, PersistentScratch* s) {
   }
 }
 
+// Asks for this block's share of the weights of the phase starting at op `begin` to be fetched into L2: 128-byte
+// lines, the block's threads taking lines blockIdx.x * kPersistentThreads + threadIdx.x, + the grid's threads, ...
+__device__ void prefetch_phase(const StepItemOp* __restrict__ ops, int begin, int n_ops) {
+  size_t left = kPersistentPrefetchBytes;
+  for (int j = begin; j < n_ops && left > 0; j++) {
+    const size_t bytes = min(ops[j].weight_bytes, left);
+    const char* w = static_cast<const char*>(ops[j].weights);
+    if (w) {
+      const size_t lines = (bytes + 127) / 128, stride = size_t(gridDim.x) * kPersistentThreads;
+      for (size_t i = size_t(blockIdx.x) * kPersistentThreads + threadIdx.x; i < lines; i += stride)
+        prefetch_l2(w + i * 128);
+      left -= bytes;
+    }
+    if (ops[j].barrier_after) break;
+  }
+}
+
 // The phases in order: a block takes items blockIdx.x, + gridDim.x, ... of the phase (its ops' items numbered one
 // after another), then waits at the barrier that ends the phase. Two blocks an SM (128 registers a thread).
 __global__ void __launch_bounds__(kPersistentThreads, 2)
-    persistent_step_kernel(const StepItemOp* __restrict__ ops, int n_ops, PersistentScratch* s) {
+    persistent_step_kernel(const StepItemOp* __restrict__ ops, int n_ops, PersistentScratch* s, bool prefetch) {
   for (int begin = 0; begin < n_ops;) {
     int end = begin;
     while (!ops[end].barrier_after && end + 1 < n_ops) end++;
@@ -148,7 +165,10 @@ __global__ void __launch_bounds__(kPersistentThreads, 2)
       run_item(ops[j], g - ops[j].first, s);
     }
     begin = end + 1;
-    if (begin < n_ops) grid_barrier(s);
+    if (begin < n_ops) {
+      if (prefetch) prefetch_phase(ops, begin, n_ops);
+      grid_barrier(s);
+    }
   }
 }
 
@@ -166,7 +186,7 @@ int persistent_step_blocks(size_t shared) {
 }
 
 void launch_persistent_step(const StepItemOp* ops, int n_ops, PersistentScratch* scratch, int blocks, size_t shared,
-                            cudaStream_t stream) {
+                            bool prefetch, cudaStream_t stream) {
   MOLE_CUDA_ASSERT(blocks > 0 && n_ops > 0);
   cudaLaunchAttribute cooperative{};
   cooperative.id = cudaLaunchAttributeCooperative;
@@ -178,7 +198,7 @@ void launch_persistent_step(const StepItemOp* ops, int n_ops, PersistentScratch*
   cfg.stream = stream;
   cfg.attrs = &cooperative;
   cfg.numAttrs = 1;
-  CUDA_CHECK(cudaLaunchKernelEx(&cfg, persistent_step_kernel, ops, n_ops, scratch));
+  CUDA_CHECK(cudaLaunchKernelEx(&cfg, persistent_step_kernel, ops, n_ops, scratch, prefetch));
 }
 
 }  // namespace mole::cuda

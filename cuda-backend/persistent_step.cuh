@@ -34,17 +34,20 @@ constexpr int kPersistentThreads = 256;                         // the block siz
 constexpr int kPersistentWarps = kPersistentThreads / 32;       // warps a block: matrix columns per item
 constexpr int kPersistentArgmaxChunk = 8 * kPersistentThreads;  // logits per argmax item
 constexpr int kPersistentMaxArgmaxItems = 4096;                 // a vocabulary of up to 8M entries
+constexpr size_t kPersistentPrefetchBytes = size_t(24) << 20;   // of a phase's weights (an H100's L2 is 50 MB)
 
 enum class StepItemKind : int { Embed, MatMul, NormMatMul, Attention, RouterLut, FetchRows, Gather, Argmax };
 
 // One op of the program: its kind, its arguments (the member for its kind), and its items.
 struct StepItemOp {
   StepItemKind kind = StepItemKind::Embed;
-  int gx = 1, gy = 1;          // items: gx * gy, item i is block (i % gx, i / gx) of the op's grid
-  int first = 0;               // the op's first item in its phase's numbering
-  bool barrier_after = false;  // the op ends a phase
-  int word = 16;               // FetchRows: the bytes each load moves (16, 8, 4, 2 or 1)
-  float scale = 0.0f;          // Attention: 1 / sqrt(hd)
+  int gx = 1, gy = 1;             // items: gx * gy, item i is block (i % gx, i / gx) of the op's grid
+  int first = 0;                  // the op's first item in its phase's numbering
+  bool barrier_after = false;     // the op ends a phase
+  int word = 16;                  // FetchRows: the bytes each load moves (16, 8, 4, 2 or 1)
+  float scale = 0.0f;             // Attention: 1 / sqrt(hd)
+  const void* weights = nullptr;  // MatMul, NormMatMul: the weights, asked into L2 before the op's phase starts
+  size_t weight_bytes = 0;
   EmbedArgs embed;
   MatMulArgs mm;
   AttentionArgs att;
@@ -89,8 +92,11 @@ struct PersistentScratch {
 // Blocks of kPersistentThreads with `shared` bytes of dynamic shared memory that can all be resident at once on the
 // current device (the grid of a cooperative launch); 0 where the device cannot launch cooperative kernels.
 int persistent_step_blocks(size_t shared);
-// Runs the program (in device memory, n_ops ops) on `blocks` blocks: one cooperative launch on `stream`.
+// Runs the program (in device memory, n_ops ops) on `blocks` blocks: one cooperative launch on `stream`. With
+// `prefetch`, each block, its items of a phase done, asks for its share of the next phase's weights (up to
+// kPersistentPrefetchBytes of them) to be fetched into L2 before it waits at the barrier: they do not depend on the
+// phase, so they travel while the slowest blocks finish and the barrier passes.
 void launch_persistent_step(const StepItemOp* ops, int n_ops, PersistentScratch* scratch, int blocks, size_t shared,
-                            cudaStream_t stream);
+                            bool prefetch, cudaStream_t stream);
 
 }  // namespace mole::cuda

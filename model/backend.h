@@ -189,8 +189,10 @@ struct BackendTuning {
   int matvec_loads = 0;          // "matvec-loads": 16-byte weight loads each lane of the column kernel issues
                                  //   before it uses the first (1, 4 or 8); 0: the backend's default (4; Vulkan on
                                  //   a CPU driver 1)
-  bool persistent = false;       // "persistent" (CUDA): a decode step runs as one cooperative kernel
-                                 //   (cuda-backend/persistent_step.cuh) instead of a graph of kernels
+  enum class Persistent { Off, On, NoPrefetch };
+  Persistent persistent = Persistent::Off;  // "persistent" (CUDA): a decode step runs as one cooperative kernel
+                                            //   (cuda-backend/persistent_step.cuh) instead of a graph of kernels;
+                                            //   no-prefetch: without asking for the next op's weights in L2
   bool pdl = true;               // "pdl": CUDA kernels start before the kernel before them ends (programmatic
                                  //   dependent launch) where the GPU can (compute capability 9.0 and up with CUDA
                                  //   12.3 or newer); "pdl=off": never

@@ -258,10 +258,13 @@ bench_lut_copy_kernel() {
   bench cuda-lut-copy-kernel -m "$work/models/mole" --backend cuda --tune lut-copy=kernel --placements device,host \
     --prompt-tokens "$PROMPT" -n "$DECODE"
 }
-# CUDA: decode steps as one persistent cooperative kernel, the dense model too (against bench_placements' graphs).
+# CUDA: decode steps as one persistent cooperative kernel (against bench_placements' graphs), without its L2
+# prefetch, and the dense model.
 bench_persistent() {
   bench cuda-persistent -m "$work/models/mole" --backend cuda --tune persistent=on --placements device,host \
     --prompt-tokens "$PROMPT" -n "$DECODE" &&
+    bench cuda-persistent-no-prefetch -m "$work/models/mole" --backend cuda --tune persistent=no-prefetch \
+      --placements device --prompt-tokens "$PROMPT" -n "$DECODE" &&
     bench cuda-persistent-dense -m "$work/models/dense" --backend cuda --tune persistent=on --placements device \
       --prompt-tokens "$PROMPT" -n "$DECODE"
 }

@@ -326,7 +326,7 @@ TEST_CASE("cuda: --tune persistent=on gives the graphs' logits and ids bit for b
   for (LutPlacement placement : {LutPlacement::Host, LutPlacement::Device, LutPlacement::Disk}) {
     CAPTURE(placement_name(placement));
     BackendOptions persistent_opt = options(LutRead::Auto);
-    persistent_opt.tuning.persistent = true;
+    persistent_opt.tuning.persistent = BackendTuning::Persistent::On;
     auto graphs = make_cuda_backend(options(LutRead::Auto));
     auto persistent = make_cuda_backend(persistent_opt);
     const auto got = chunked_logits(m, *persistent, placement, prompt, decoded);
