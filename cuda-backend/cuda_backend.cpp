@@ -300,6 +300,10 @@ class CudaBackend final : public Backend {
   // Whether a kernel copies the step's table rows (--tune lut-copy=kernel, copy reads) for a graph that reads them;
   // fetch_rows() launches (or records) that kernel, fetch_lut_rows.
   bool kernel_fetches(const StepGraph& g) const;
+  // The page-locked buffer the logits come back to, made where the shape wants them (before a capture: capturing
+  // allows no allocation); copy_results_back() queues the greedy ids' and those logits' copies there on `s`.
+  void make_logits_host(const StepShape& shape);
+  void copy_results_back(const StepGraph& g, const StepShape& shape, cudaStream_t s);
   void fetch_rows(const StepShape& shape, const Launch& l);
   void collect_profile();
 
@@ -457,23 +461,13 @@ void CudaBackend::run_step(const StepGraph& g, const StepInputs& in) {
   CUDA_CHECK(cudaMemcpyAsync(inputs_dev_.get(), words, at.words * 4, cudaMemcpyHostToDevice, compute_.get()));
   CUDA_CHECK(cudaEventRecord(inputs_sent_.get(), compute_.get()));
   if (persistent) {
-    if (copy_logits && !logits_host_)
-      logits_host_ = PinnedBuffer::create(buf(logits_).count * sizeof(float), "logits (read-back)");
     // Rows a kernel does not copy (--lut disk: the copy stream's) are waited for before the step starts.
     if (lut_ && !lut_->direct() && !lut_->kernel_copy())
       CUDA_CHECK(cudaStreamWaitEvent(compute_.get(), lut_->ready(), 0));
     launch_persistent_step(static_cast<const StepItemOp*>(persistent->ops.get()), persistent->n,
                            static_cast<PersistentScratch*>(persistent_scratch_.get()), persistent->blocks,
                            persistent->shared, persistent_prefetch_, compute_.get());
-    // As the graph's last nodes: the greedy ids, and the logits when wanted, to page-locked host memory.
-    if (argmax_ != kNoBuffer)
-      CUDA_CHECK(cudaMemcpyAsync(ids_host_.get(), act(argmax_), size_t(R) * sizeof(float), cudaMemcpyDeviceToHost,
-                                 compute_.get()));
-    if (copy_logits) {
-      const size_t row = buf(logits_).count / size_t(g.max_out_rows);
-      CUDA_CHECK(cudaMemcpyAsync(logits_host_.get(), act(logits_), size_t(R) * row * sizeof(float),
-                                 cudaMemcpyDeviceToHost, compute_.get()));
-    }
+    copy_results_back(g, shape, compute_.get());  // as the graph's last nodes do
   } else {
     CUDA_CHECK(cudaGraphLaunch(it->second.exec.get(), compute_.get()));
   }
@@ -503,9 +497,7 @@ void CudaBackend::run_step(const StepGraph& g, const StepInputs& in) {
 // Captures the step's work on capture_ into a graph and instantiates it. Nothing in between allocates or
 // synchronises (both are illegal while capturing); a failure ends the capture before it is rethrown.
 Recorded CudaBackend::capture(const StepGraph& g, const StepShape& shape) {
-  const auto [T, R, copy_logits, splits, store_pass, identity] = shape;
-  if (copy_logits && !logits_host_)
-    logits_host_ = PinnedBuffer::create(buf(logits_).count * sizeof(float), "logits (read-back)");
+  make_logits_host(shape);
   if (profiling_ && op_events_.size() != g.ops.size() + 1) {
     op_events_.clear();
     for (size_t i = 0; i <= g.ops.size(); i++) op_events_.push_back(make_event(true));
@@ -515,14 +507,7 @@ Recorded CudaBackend::capture(const StepGraph& g, const StepShape& shape) {
   CUDA_CHECK(cudaStreamBeginCapture(cs, cudaStreamCaptureModeThreadLocal));
   try {
     capture_ops(g, shape, rec);
-    // The greedy ids, and the logits when wanted, to page-locked host memory, after every op.
-    if (argmax_ != kNoBuffer && R > 0)
-      CUDA_CHECK(cudaMemcpyAsync(ids_host_.get(), act(argmax_), size_t(R) * sizeof(float), cudaMemcpyDeviceToHost, cs));
-    if (copy_logits && R > 0) {
-      const size_t row = buf(logits_).count / size_t(g.max_out_rows);
-      CUDA_CHECK(cudaMemcpyAsync(logits_host_.get(), act(logits_), size_t(R) * row * sizeof(float),
-                                 cudaMemcpyDeviceToHost, cs));
-    }
+    copy_results_back(g, shape, cs);  // after every op
   } catch (...) {
     cudaGraph_t failed = nullptr;
     cudaStreamEndCapture(cs, &failed);
@@ -591,6 +576,7 @@ const PersistentRecorded* CudaBackend::persistent_program(const StepGraph& g, co
     }
     rec.why = prog.why;
     if (rec.why.empty()) {
+      make_logits_host(shape);
       rec.n = int(prog.ops.size());
       rec.ops = DeviceBuffer::create(prog.ops.size() * sizeof(StepItemOp), "the persistent decode kernel's program");
       CUDA_CHECK(
@@ -674,6 +660,22 @@ void CudaBackend::capture_ops(const StepGraph& g, const StepShape& shape, Record
   // The copy's branch joins the capture stream explicitly (the RouterLut after it already orders it before the end;
   // stream capture wants every forked stream joined back).
   if (fetch) CUDA_CHECK(cudaStreamWaitEvent(cs, fetched_.get(), 0));
+}
+
+void CudaBackend::make_logits_host(const StepShape& shape) {
+  if (std::get<2>(shape) && !logits_host_)
+    logits_host_ = PinnedBuffer::create(buf(logits_).count * sizeof(float), "logits (read-back)");
+}
+
+void CudaBackend::copy_results_back(const StepGraph& g, const StepShape& shape, cudaStream_t s) {
+  const auto [T, R, copy_logits, splits, store_pass, identity] = shape;
+  if (argmax_ != kNoBuffer && R > 0)
+    CUDA_CHECK(cudaMemcpyAsync(ids_host_.get(), act(argmax_), size_t(R) * sizeof(float), cudaMemcpyDeviceToHost, s));
+  if (copy_logits && R > 0) {
+    const size_t row = buf(logits_).count / size_t(g.max_out_rows);
+    CUDA_CHECK(
+        cudaMemcpyAsync(logits_host_.get(), act(logits_), size_t(R) * row * sizeof(float), cudaMemcpyDeviceToHost, s));
+  }
 }
 
 bool CudaBackend::kernel_fetches(const StepGraph& g) const {

@@ -12,6 +12,10 @@
 namespace mole::cuda {
 namespace {
 
+// What note() adds where a kernel copies the rows.
+constexpr const char* kKernelCopyNote =
+    "rows copied into the ring by a kernel in the step's graph (--tune lut-copy=kernel)";
+
 int device_attribute(cudaDeviceAttr attr) {
   int device = 0, value = 0;
   CUDA_CHECK(cudaGetDevice(&device));
@@ -83,7 +87,7 @@ void LutStream::place_on_device() {
   table_dev_ = DeviceBuffer::create(bytes, "the whole lookup table (--lut device)");
   CUDA_CHECK(cudaMemcpy(table_dev_.get(), lut_->data(), bytes, cudaMemcpyHostToDevice));
   table_device_ = table_dev_.get();
-  if (kernel_copy_) note_ = "rows copied into the ring by a kernel in the step's graph (--tune lut-copy=kernel)";
+  if (kernel_copy_) note_ = kKernelCopyNote;
 }
 
 // The file's pages are registered where possible: no copy, and no second copy of a multi-GB table in memory. The
@@ -123,7 +127,7 @@ void LutStream::place_in_host_memory() {
     note_ = "copied into pinned memory: " + why;
   }
   table_host_ = registered_ ? lut.data() : base;
-  if (kernel_copy_) note_ += "; rows copied into the ring by a kernel in the step's graph (--tune lut-copy=kernel)";
+  if (kernel_copy_) note_ += std::string("; ") + kKernelCopyNote;
   if (direct() || kernel_copy_) {
     void* dev = nullptr;
     CUDA_CHECK(cudaHostGetDevicePointer(&dev, const_cast<uint8_t*>(base), 0));
