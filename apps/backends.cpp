@@ -105,7 +105,7 @@ void add_backend_flags(CLI::App& cmd, BackendFlags& f, bool with_backend) {
                  "Kernel choices, key=value,...: subgroups=0|1, tiled-min-rows=N, attention-splits=0..32, "
                  "attention-store=auto|pass, lut-chunk-bytes=N, lut-gather=auto|thread|inline, lut-import=auto|off, "
                  "lut-copy=auto|dma|kernel, matvec=auto|warp|staged, matvec-loads=1|4|8, pdl=off|on, "
-                 "persistent=off|on|no-prefetch, host-wait=auto|spin|block (README)")
+                 "persistent=off|on|no-prefetch, host-wait=auto|spin|block, chain=off|on (README)")
       ->envname("MOLE_TUNE")
       ->check(CLI::Validator(
           [](std::string& s) {
@@ -204,12 +204,14 @@ BackendTuning parse_tuning(const std::string& s) {
       t.host_wait = v == "spin"    ? BackendTuning::HostWait::Spin
                     : v == "block" ? BackendTuning::HostWait::Block
                                    : BackendTuning::HostWait::Auto;
+    } else if (key == "chain") {
+      t.chain = choice({"off", "on"}) == "on";
     } else if (key == "perturb") {
       t.perturb_op = value;
     } else {
       throw Error("--tune " + item + ": unknown key '" + key +
                   "' (subgroups, tiled-min-rows, attention-splits, attention-store, lut-chunk-bytes, lut-gather, "
-                  "lut-import, lut-copy, matvec, matvec-loads, pdl, persistent, host-wait)");
+                  "lut-import, lut-copy, matvec, matvec-loads, pdl, persistent, host-wait, chain)");
     }
   }
   return t;

@@ -201,7 +201,11 @@ struct BackendTuning {
                                         //   logits: polling the GPU's progress for up to 10 ms before it blocks
                                         //   (spin), or blocking in the driver at once (block); auto: spin on a GPU,
                                         //   block on a CPU driver (whose own threads need the cores)
-  std::string perturb_op;               // "perturb": the cpu-perturbed test backend's wrong op (op_name(), e.g. matmul)
+  bool chain = false;                   // "chain" (Vulkan): the dispatches of a step of few tokens wait for the ones
+                                        //   they depend on in the shader (shaders/chain.glsl), with no pipeline
+                                        //   barrier between them; "chain=off": barriers
+  std::string perturb_op;               // "perturb" (tests): the cpu-perturbed test backend's wrong op (op_name(), e.g.
+                                        //   matmul); Vulkan with chain=on: "chain-wait", every wait gives up
 };
 
 // One run's choices for a backend (apps/ fills it from flags, their defaults from the environment; README).
@@ -232,9 +236,10 @@ struct BackendInfo {
   std::string lut_table_note;  // --lut host: the table's pages mapped from the file (no copy), or copied and why
   std::string device_key;      // identifies the device across runs (its UUID), for caches of measured choices
   std::string host_wait;       // how the host waits for a step's results ("spin up to 10 ms, then block", "block");
-  std::string execution;       // how the backend runs steps where it has a choice (CUDA: "graphs", or the
-                               //   persistent decode kernel and why it did not run, --tune persistent); "" otherwise
                                //   "" where the backend does not say (--tune host-wait)
+  std::string execution;       // how the backend runs steps where it has a choice (CUDA: "graphs", or the
+                               //   persistent decode kernel and why it did not run, --tune persistent; Vulkan:
+                               //   pipeline barriers, or the dispatch chain, --tune chain); "" otherwise
   // Rows and bytes of the table moved to where router_lut reads them, over the backend's life (always counted).
   uint64_t lut_rows_moved = 0, lut_bytes_moved = 0;
   // Messages of a validation layer (--validate), counted and kept (tests fail on any); 0 and "" without one.

@@ -188,10 +188,11 @@ parity() {
   esac
   return $rc
 }
-# The persistent decode kernel's case runs in a step of its own (persistent_kernel): a kernel that never passed a
-# GPU before may hang at a barrier, which must cost that step only.
+# The persistent decode kernel's case runs in a step of its own (persistent_kernel), and so does the Vulkan dispatch
+# chain's (dispatch_chain): a kernel that never passed a GPU before may hang at a barrier or a wait, which must cost
+# that step only.
 tests() {
-  "$T" --require-device="${GPUS// /,}" --test-case="$TEST_CASES" --test-case-exclude='*persistent=on*'
+  "$T" --require-device="${GPUS// /,}" --test-case="$TEST_CASES" --test-case-exclude='*persistent=on*,*chain=on*'
 }
 # CUDA: the persistent decode kernel (--tune persistent=on): its test case, then the built-in model's parity.
 persistent_kernel() {
@@ -200,6 +201,16 @@ persistent_kernel() {
   if [ -f "$model/config.json" ]; then
     echo "-- mole parity --backend cuda --tune persistent=on"
     "$M" parity --backend cuda --tune persistent=on --op argmax -m "$model" || rc=1
+  fi
+  return $rc
+}
+# Vulkan: the dispatch chain (--tune chain=on): its test case (validation on), then the built-in model's parity.
+dispatch_chain() {
+  local rc=0 model=$B/share/mole/models/kjv-mole-4l
+  "$T" --require-device=vulkan --test-case='*chain=on*' || rc=1
+  if [ -f "$model/config.json" ]; then
+    echo "-- mole parity --backend vulkan --tune chain=on"
+    "$M" parity --backend vulkan --tune chain=on --op argmax -m "$model" || rc=1
   fi
   return $rc
 }
@@ -268,6 +279,13 @@ bench_persistent() {
     bench cuda-persistent-dense -m "$work/models/dense" --backend cuda --tune persistent=on --placements device \
       --prompt-tokens "$PROMPT" -n "$DECODE"
 }
+# Vulkan: the dispatch chain (in-shader waits, no pipeline barriers), against bench_placements' barriers; and dense.
+bench_chain() {
+  bench vulkan-chain -m "$work/models/mole" --backend vulkan --tune chain=on --placements device,host \
+    --prompt-tokens "$PROMPT" -n "$DECODE" &&
+    bench vulkan-chain-dense -m "$work/models/dense" --backend vulkan --tune chain=on --placements device \
+      --prompt-tokens "$PROMPT" -n "$DECODE"
+}
 # Vulkan: the host blocking in the driver for each step's ids, against bench_placements' polling (host-wait auto).
 bench_host_wait() {
   bench vulkan-host-wait-block -m "$work/models/mole" --backend vulkan --tune host-wait=block \
@@ -327,8 +345,8 @@ disk_speed() {
   dd if=/dev/zero of="$work/models/ddtest" bs=64M count=16 oflag=direct 2>&1 | tail -1
   rm -f "$work/models/ddtest"
 }
-export -f devices reparameterize_builtin parity tests persistent_kernel sanitize synth_models profile_one \
-  bench_placements bench_pdl bench_lut_copy_kernel bench_persistent bench_host_wait bench_dense bench_host_copied \
+export -f devices reparameterize_builtin parity tests persistent_kernel dispatch_chain sanitize synth_models profile_one \
+  bench_placements bench_pdl bench_lut_copy_kernel bench_persistent bench_chain bench_host_wait bench_dense bench_host_copied \
   bench_long_context bench_kernels reparameterize_bench disk_speed
 
 finish() {
@@ -388,11 +406,13 @@ step "reparameterize kjv-mole-4l, greedy = PyTorch" 180 4-run.txt reparameterize
 step "mole parity: ops, built-in model" 240 3-tests.txt parity
 step "tests (validation on, --require-device)" 240 3-tests.txt tests
 case " $GPUS " in *" cuda "*) step "persistent decode kernel: test, parity" 90 3-tests.txt persistent_kernel ;; esac
+case " $GPUS " in *" vulkan "*) step "Vulkan dispatch chain: test, parity" 90 3-tests.txt dispatch_chain ;; esac
 case " $GPUS " in *" cuda "*) step "compute-sanitizer (memcheck, racecheck)" 240 3-tests.txt sanitize ;; esac
 if step "synthesize $MOLE_PRESET and $DENSE_PRESET" 90 4-run.txt synth_models; then
   step "profile (--lut host)" 60 4-run.txt "on_each_gpu profile_one"
   step "bench: placements" 150 5-bench.txt "on_each_gpu bench_placements"
   case " $GPUS " in *" cuda "*) step "bench: CUDA, --tune persistent=on" 90 5-bench.txt bench_persistent ;; esac
+  case " $GPUS " in *" vulkan "*) step "bench: Vulkan, --tune chain=on" 90 5-bench.txt bench_chain ;; esac
   case " $GPUS " in *" cuda "*) step "bench: CUDA, --tune lut-copy=kernel" 90 5-bench.txt bench_lut_copy_kernel ;; esac
   case " $GPUS " in *" cuda "*) step "bench: CUDA, --tune pdl=off" 90 5-bench.txt bench_pdl ;; esac
   case " $GPUS " in *" vulkan "*) step "bench: Vulkan, --tune host-wait=block" 90 5-bench.txt bench_host_wait ;; esac

@@ -10,14 +10,16 @@
 // Spec:     local size (id 1)
 // Dispatch: (min(R, 65535), 1, 1); one workgroup per row, grid-stride; threads stride over V, then a
 //           shared-memory tree keeps (value, index) pairs.
+// mole-chain
 #include "common.glsl"
 
-layout(std430, set = 0, binding = 0) readonly buffer Logits { float logits[]; };
-layout(std430, set = 0, binding = 1) writeonly buffer Out { float out_[]; };
+layout(std430, set = 0, binding = 0) MOLE_DATA readonly buffer Logits { float logits[]; };
+layout(std430, set = 0, binding = 1) MOLE_DATA writeonly buffer Out { float out_[]; };
 
 layout(push_constant) uniform Push {
   uint R;
   uint V;
+  MOLE_CHAIN_PUSH
 } pc;
 
 const uint NONE = 0xFFFFFFFFu;  // an invocation that saw no element
@@ -29,7 +31,7 @@ bool better(float v, uint i, float bv, uint bi) {
   return i != NONE && (bi == NONE || v > bv || (v == bv && i < bi));
 }
 
-void main() {
+void MOLE_MAIN() {
   for (uint r = gl_WorkGroupID.x; r < pc.R; r += gl_NumWorkGroups.x) {
     float bv = 0.0;
     uint bi = NONE;
@@ -54,3 +56,5 @@ void main() {
     barrier();  // best_v/best_i are rewritten by the next row
   }
 }
+
+#include "chain.glsl"

@@ -80,23 +80,24 @@
 // mole-variant: store ATTENTION_STORE
 // mole-variant: subgroup MOLE_SUBGROUP_REDUCE
 // mole-variant: split_subgroup ATTENTION_SPLIT_SUBGROUP
+// mole-chain
 #define MOLE_WORKGROUP_REDUCE
 #include "common.glsl"
 
-layout(std430, set = 0, binding = 0) readonly buffer Q { float q[]; };
-layout(std430, set = 0, binding = 1) readonly buffer KCache { float k_cache[]; };
-layout(std430, set = 0, binding = 1) readonly buffer KCache4 { vec4 k_cache4[]; };  // the same, hd % 4 == 0
-layout(std430, set = 0, binding = 2) readonly buffer VCache { float v_cache[]; };  // the same KV cache (values)
-layout(std430, set = 0, binding = 2) writeonly buffer KvOut { float kv_out[]; };   // the same: the step's rows
+layout(std430, set = 0, binding = 0) MOLE_DATA readonly buffer Q { float q[]; };
+layout(std430, set = 0, binding = 1) MOLE_DATA readonly buffer KCache { float k_cache[]; };
+layout(std430, set = 0, binding = 1) MOLE_DATA readonly buffer KCache4 { vec4 k_cache4[]; };  // hd % 4 == 0
+layout(std430, set = 0, binding = 2) MOLE_DATA readonly buffer VCache { float v_cache[]; };  // the same cache (values)
+layout(std430, set = 0, binding = 2) MOLE_DATA writeonly buffer KvOut { float kv_out[]; };   // the step's rows
 layout(std430, set = 0, binding = 3) readonly buffer Slot { int slot[]; };
 layout(std430, set = 0, binding = 4) readonly buffer Pos { int pos[]; };
 #ifdef ATTENTION_SPLIT
 layout(std430, set = 0, binding = 5) coherent buffer Part { float part[]; };  // other workgroups' partials are read
-layout(std430, set = 0, binding = 8) writeonly buffer Out { float out_[]; };
-layout(std430, set = 0, binding = 9) buffer Arrivals { uint arrivals[]; };
+layout(std430, set = 0, binding = 8) MOLE_DATA writeonly buffer Out { float out_[]; };
+layout(std430, set = 0, binding = 9) MOLE_DATA buffer Arrivals { uint arrivals[]; };
 shared bool last_s;  // this workgroup wrote its pair's last partial (merge_if_last)
 #else
-layout(std430, set = 0, binding = 5) writeonly buffer Out { float out_[]; };
+layout(std430, set = 0, binding = 5) MOLE_DATA writeonly buffer Out { float out_[]; };
 #endif
 layout(std430, set = 0, binding = 6) readonly buffer Cos { float cos_t[]; };
 layout(std430, set = 0, binding = 7) readonly buffer Sin { float sin_t[]; };
@@ -109,6 +110,7 @@ layout(push_constant) uniform Push {
   uint ctx;
   float scale;
   uint rope;
+  MOLE_CHAIN_PUSH
 } pc;
 
 layout(constant_id = 5) const bool STORE = true;  // this dispatch stores the step's keys and values (see the top)
@@ -199,7 +201,7 @@ void merge_if_last(uint pair, uint splits) {
 #endif
 
 #ifdef ATTENTION_STORE
-void main() {
+void MOLE_MAIN() {
   const uint kvd = pc.KVH * pc.hd, width = 2u * kvd, q_row = pc.H * pc.hd + width;
   for (uint g = gl_GlobalInvocationID.x; g < pc.T * width; g += gl_NumWorkGroups.x * BLOCK) {
     const uint t = g / width, i = g % width;
@@ -209,7 +211,7 @@ void main() {
   }
 }
 #else
-void main() {
+void MOLE_MAIN() {
   const uint group = pc.H / pc.KVH;
   const uint kv_width = pc.KVH * pc.hd, cache_row = 2u * kv_width;  // a cache row: keys, then values
   const uint q_row = pc.H * pc.hd + cache_row;                      // a q/k/v row
@@ -320,3 +322,5 @@ void main() {
   }
 }
 #endif
+
+#include "chain.glsl"

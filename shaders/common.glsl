@@ -21,6 +21,31 @@
 // Every shader accumulates in float32, is correct for any local size above and any value of its dimensions
 // (1 included), and strides over its workgroups, so the host may cap any dispatch at 65535 groups per dimension.
 
+// Every storage buffer that a dispatch of a step writes is declared MOLE_DATA (weights, the table and the step's
+// inputs, written before the step is submitted, are not).
+#ifdef MOLE_CHAIN
+// The _chain builds (a `// mole-chain` line in the shader; --tune chain=on): the shader waits in itself for the
+// dispatches it depends on, instead of a pipeline barrier before it (shaders/chain.glsl). MOLE_DATA buffers are
+// coherent there, so that what one dispatch writes, fenced by memoryBarrierBuffer() and counted by an atomic, the
+// next reads from where all workgroups see it (as split-K attention's merge reads the partials). Each push block
+// ends with MOLE_CHAIN_PUSH (ChainPush in ops.h, at offset 32); each main is MOLE_MAIN, which chain.glsl's main
+// calls between the wait and the count. (Not the Vulkan memory model: under it, Mesa 22.3's lavapipe computed
+// router_lut and attention wrong, nothing else in them changed.)
+#extension GL_EXT_buffer_reference : require
+#extension GL_EXT_buffer_reference_uvec2 : require
+#define MOLE_DATA coherent
+#define MOLE_CHAIN_PUSH \
+  layout(offset = 32) uvec2 chain_counters; \
+  uint chain_wait;                          \
+  uint chain_target;                        \
+  uint chain_signal;
+#define MOLE_MAIN mole_op_main
+#else
+#define MOLE_DATA
+#define MOLE_CHAIN_PUSH
+#define MOLE_MAIN main
+#endif
+
 layout(local_size_x = 256, local_size_x_id = 1) in;
 
 #define BLOCK gl_WorkGroupSize.x

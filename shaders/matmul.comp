@@ -20,16 +20,17 @@
 //           the lines below.
 // mole-variant: subgroup MATMUL_SUBGROUP
 // mole-variant: tiled MATMUL_TILED
+// mole-chain
 #include "common.glsl"
 
 layout(constant_id = 0) const uint WDTYPE = DTYPE_F32;
 
-layout(std430, set = 0, binding = 0) readonly buffer X { float x[]; };
-layout(std430, set = 0, binding = 0) readonly buffer X4 { vec4 x4[]; };
+layout(std430, set = 0, binding = 0) MOLE_DATA readonly buffer X { float x[]; };
+layout(std430, set = 0, binding = 0) MOLE_DATA readonly buffer X4 { vec4 x4[]; };
 layout(std430, set = 0, binding = 1) readonly buffer W { uint w[]; };
 layout(std430, set = 0, binding = 1) readonly buffer W4 { uvec4 w4[]; };
-layout(std430, set = 0, binding = 2) buffer Y { float y[]; };
-layout(std430, set = 0, binding = 3) readonly buffer A { float addend[]; };
+layout(std430, set = 0, binding = 2) MOLE_DATA buffer Y { float y[]; };
+layout(std430, set = 0, binding = 3) MOLE_DATA readonly buffer A { float addend[]; };
 
 layout(push_constant) uniform Push {
   uint T;
@@ -37,6 +38,7 @@ layout(push_constant) uniform Push {
   uint N;
   uint accumulate;
   uint add;
+  MOLE_CHAIN_PUSH
 } pc;
 
 DEFINE_WEIGHT_LOADER(load_w, w, WDTYPE)
@@ -57,6 +59,8 @@ void store(uint o, float v) {
 #include "matmul_core.glsl"
 #endif
 
-void main() {
+void MOLE_MAIN() {
   matmul_main();
 }
+
+#include "chain.glsl"

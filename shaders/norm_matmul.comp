@@ -22,6 +22,7 @@
 //           (-DMATMUL_TILED, matmul_tiled.glsl, for many token rows; local size 256).
 // mole-variant: subgroup MATMUL_SUBGROUP
 // mole-variant: tiled MATMUL_TILED
+// mole-chain
 #define MATMUL_NORM
 #include "common.glsl"
 #include "gelu.glsl"
@@ -30,11 +31,11 @@ layout(constant_id = 0) const uint WDTYPE = DTYPE_F32;
 layout(constant_id = 3) const uint NDTYPE = DTYPE_F32;
 layout(constant_id = 4) const uint GELU = 0u;
 
-layout(std430, set = 0, binding = 0) readonly buffer X { float x[]; };
-layout(std430, set = 0, binding = 0) readonly buffer X4 { vec4 x4[]; };
+layout(std430, set = 0, binding = 0) MOLE_DATA readonly buffer X { float x[]; };
+layout(std430, set = 0, binding = 0) MOLE_DATA readonly buffer X4 { vec4 x4[]; };
 layout(std430, set = 0, binding = 1) readonly buffer W { uint w[]; };
 layout(std430, set = 0, binding = 1) readonly buffer W4 { uvec4 w4[]; };
-layout(std430, set = 0, binding = 2) writeonly buffer Y { float y[]; };
+layout(std430, set = 0, binding = 2) MOLE_DATA writeonly buffer Y { float y[]; };
 layout(std430, set = 0, binding = 3) readonly buffer NW { uint nw[]; };
 
 layout(push_constant) uniform Push {
@@ -42,6 +43,7 @@ layout(push_constant) uniform Push {
   uint K;
   uint N;
   float eps;
+  MOLE_CHAIN_PUSH
 } pc;
 
 DEFINE_WEIGHT_LOADER(load_w, w, WDTYPE)
@@ -62,6 +64,8 @@ void store(uint o, float v) {
 #include "matmul_core.glsl"
 #endif
 
-void main() {
+void MOLE_MAIN() {
   matmul_main();
 }
+
+#include "chain.glsl"

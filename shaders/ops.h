@@ -97,6 +97,16 @@ struct ArgmaxPush {
   uint32_t R, V;
 };
 
+// The _chain builds (--tune chain=on, shaders/chain.glsl) take their shader's push constants at offset 0 and these at
+// kChainPushOffset: where the step's counters are, which one to wait for and how far, and which one to count in.
+struct ChainPush {
+  uint32_t counters_lo, counters_hi;  // the counters' buffer device address; counter 0 is the failure flag
+  uint32_t wait, target;              // wait until counter `wait` reaches `target` (0: no wait)
+  uint32_t signal;                    // then, once done, add 1 to counter `signal` for each workgroup
+};
+constexpr uint32_t kChainPushOffset = 32;
+constexpr uint32_t kChainPushBytes = kChainPushOffset + sizeof(ChainPush);
+
 static_assert(sizeof(EmbedPush) == 8);
 static_assert(sizeof(MatMulPush) == 20);
 static_assert(sizeof(NormMatMulPush) == 16);
@@ -105,9 +115,14 @@ static_assert(sizeof(RouterLutPush) == 24);
 static_assert(sizeof(RouterProbsPush) == 24);
 static_assert(sizeof(GatherPush) == 8);
 static_assert(sizeof(ArgmaxPush) == 8);
+static_assert(sizeof(ChainPush) == 20 && kChainPushBytes <= 128);
+static_assert(std::max({sizeof(EmbedPush), sizeof(MatMulPush), sizeof(NormMatMulPush), sizeof(AttentionPush),
+                        sizeof(RouterLutPush), sizeof(GatherPush), sizeof(ArgmaxPush)}) <= kChainPushOffset,
+              "a chained shader's own push constants must end before ChainPush");
 
 // What a pipeline for each shader needs. `name` is the .comp file's stem, the key of shader_spirv(); a variant
-// (`// mole-variant:` in the .comp, see cmake/shaders.cmake) is <stem>_<variant> and has its shader's bindings.
+// (`// mole-variant:` in the .comp, see cmake/shaders.cmake) is <stem>_<variant> and has its shader's bindings. A
+// _chain build (`// mole-chain`) has its build's bindings and kChainPushBytes of push constants.
 // The specialization constants a shader does not declare are ignored.
 struct ShaderOp {
   std::string_view name;

@@ -12,7 +12,7 @@
 layout(constant_id = 0) const uint WDTYPE = DTYPE_F32;
 layout(constant_id = 3) const uint NDTYPE = DTYPE_F32;
 
-layout(std430, set = 0, binding = 0) readonly buffer X { float x[]; };
+layout(std430, set = 0, binding = 0) MOLE_DATA readonly buffer X { float x[]; };
 layout(std430, set = 0, binding = 1) readonly buffer Wr { uint wr[]; };
 layout(std430, set = 0, binding = 2) readonly buffer NW { uint nw[]; };
 

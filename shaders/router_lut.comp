@@ -12,6 +12,7 @@
 //                 t * row_elems and is laid out (L, E, D)
 // Variant <name>_subgroup: the router's sums reduced with subgroup arithmetic (workgroup_sum_n in common.glsl).
 // mole-variant: subgroup MOLE_SUBGROUP_REDUCE
+// mole-chain
 #define MOLE_WORKGROUP_REDUCE_N
 #include "common.glsl"
 #include "router_lut.glsl"
@@ -23,3 +24,5 @@ DEFINE_WEIGHT_LOADER(lut_load, lut, LDTYPE)
 uint lut_row(uint t) {
   return t * pc.row_elems;
 }
+
+#include "chain.glsl"

@@ -26,7 +26,7 @@ layout(constant_id = 2) const uint LDTYPE = DTYPE_F32;
 
 #include "router.glsl"
 
-layout(std430, set = 0, binding = 3) writeonly buffer Dst { float dst[]; };
+layout(std430, set = 0, binding = 3) MOLE_DATA writeonly buffer Dst { float dst[]; };
 
 layout(push_constant) uniform Push {
   uint T;
@@ -35,6 +35,7 @@ layout(push_constant) uniform Push {
   uint layer;
   uint row_elems;
   float eps;
+  MOLE_CHAIN_PUSH
 } pc;
 
 uint lut_row(uint t);
@@ -42,7 +43,7 @@ float lut_load(uint i);
 
 const uint LUT_BATCH = 8u;  // table loads an invocation issues before it uses the first
 
-void main() {
+void MOLE_MAIN() {
   for (uint t = gl_WorkGroupID.y; t < pc.T; t += gl_NumWorkGroups.y) {
     const uint base = t * pc.D;
     router_softmax(base, pc.E, pc.D, pc.eps);

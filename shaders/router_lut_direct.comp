@@ -18,6 +18,7 @@
 //                    chunk starting at element r * row_elems, laid out (L, E, D)
 // Variant <name>_subgroup: the router's sums reduced with subgroup arithmetic (workgroup_sum_n in common.glsl).
 // mole-variant: subgroup MOLE_SUBGROUP_REDUCE
+// mole-chain
 #define MOLE_WORKGROUP_REDUCE_N
 #include "common.glsl"
 
@@ -40,3 +41,5 @@ uint lut_row(uint t) {
   row_chunk = LutWords(chunks.address[id / chunks.rows_per_chunk]);
   return (id % chunks.rows_per_chunk) * pc.row_elems;
 }
+
+#include "chain.glsl"

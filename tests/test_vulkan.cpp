@@ -9,6 +9,7 @@
 
 #ifdef MOLE_HAVE_VULKAN
 
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -246,6 +247,121 @@ TEST_CASE("vulkan: direct reads of the table give the copy's logits bit for bit 
   auto be = vulkan::make_vulkan_backend(options([](BackendOptions& o) { o.lut_read = LutRead::Direct; }));
   be->set_lut(*m.lut, LutPlacement::Disk, 4);
   CHECK(be->info().lut_read == "copy");
+}
+
+// --tune chain=on: a step of one token per sequence runs without pipeline barriers between its dispatches, which
+// wait for each other in the shaders (shaders/chain.glsl); the _chain builds do the same arithmetic, so the logits
+// must equal the barriers' bit for bit. On lavapipe the dispatches run one after another (nothing ever waits), so
+// this checks the recording, the counters, the push constants and validation; a GPU check runs it where they overlap.
+TEST_CASE("vulkan: --tune chain=on gives the barriers' logits and greedy ids bit for bit") {
+  test::TempDir tmp;
+  Model moe(test::synth(tmp, "m", Form::Infer, {{"num_key_value_heads", 2}}, DType::BF16));
+  Model dense(test::synth(tmp, "d", Form::Dense, {}, DType::BF16));
+  struct Case {
+    Model* m;
+    int splits;
+    LutRead read;
+  };
+  for (const Case c : {Case{&moe, 1, LutRead::Copy}, Case{&moe, 4, LutRead::Copy}, Case{&moe, 1, LutRead::Direct},
+                       Case{&dense, 4, LutRead::Copy}}) {
+    CAPTURE(c.m == &dense);
+    CAPTURE(c.splits);
+    CAPTURE(std::string(lut_read_name(c.read)));
+    // The validation layer without synchronization validation, which knows only barriers: it would report every
+    // chained dispatch's reads and writes as hazards.
+    auto tweak = [&c](bool chain) {
+      return options([&c, chain](BackendOptions& o) {
+        o.validation = BackendOptions::Validation::On;
+        o.tuning.chain = chain;
+        o.tuning.attention_splits = c.splits;
+        o.lut_read = c.read;
+      });
+    };
+    // A backend runs one graph: one for the batched run, one for the single sequence.
+    std::unique_ptr<Backend> be[2][2];  // [chain][run]
+    for (int chain : {0, 1}) {
+      for (int r : {0, 1}) {
+        try {
+          be[chain][r] = vulkan::make_vulkan_backend(tweak(chain == 1));
+        } catch (const Error& e) {  // no device; or, chained, one without the memory model or device addresses
+          test::skip_no_device(std::string("no usable Vulkan device for this: ") + e.what());
+          return;
+        }
+      }
+    }
+    Model& m = *c.m;
+    EngineOptions o;
+    o.max_batch = 4;
+    o.max_context = 96;
+    o.max_step_tokens = 3;
+    o.lut = LutPlacement::Host;
+    // Batched: a prompt (chunks of 3 tokens of one sequence: barriers), then 24 decode steps of 4 sequences
+    // (chained), each row's logits compared.
+    auto batched = [&](Backend& b) {
+      Engine e(m.cfg, m.weights, m.lut ? &*m.lut : nullptr, b, o);
+      std::vector<std::vector<float>> out = e.step({{0, random_ids(41, m.cfg.vocab_size, 21)}}, true);
+      std::vector<int32_t> last(4, argmax(out.back()));
+      for (int step = 0; step < 24; step++) {
+        std::vector<Engine::Chunk> next;
+        for (int s = 0; s < 4; s++) next.push_back({s, {last[size_t(s)]}});
+        auto rows = e.step(next);
+        for (int s = 0; s < 4; s++) last[size_t(s)] = (argmax(rows[size_t(s)]) + s) % m.cfg.vocab_size;
+        out.insert(out.end(), rows.begin(), rows.end());
+      }
+      return out;
+    };
+    // One sequence, greedy on the device (step_argmax: T = R = 1, the Argmax op, only the id comes back).
+    auto greedy = [&](Backend& b) {
+      Engine e(m.cfg, m.weights, m.lut ? &*m.lut : nullptr, b, o);
+      std::vector<int32_t> ids = e.step_argmax({{0, random_ids(5, m.cfg.vocab_size, 7)}});
+      for (int step = 0; step < 40; step++) ids.push_back(e.step_argmax({{0, {ids.back()}}})[0]);
+      return ids;
+    };
+    const auto base_logits = batched(*be[0][0]), chain_logits = batched(*be[1][0]);
+    const auto base_ids = greedy(*be[0][1]), chain_ids = greedy(*be[1][1]);
+    for (int r : {0, 1}) {
+      CHECK(be[0][r]->info().execution == "pipeline barriers");
+      CHECK(be[1][r]->info().execution.rfind("dispatch chain", 0) == 0);  // the last step ran chained
+    }
+    REQUIRE(chain_logits.size() == base_logits.size());
+    for (size_t i = 0; i < base_logits.size(); i++) CHECK(chain_logits[i] == base_logits[i]);
+    CHECK(chain_ids == base_ids);
+    for (auto& pair : be)
+      for (auto& b : pair) check_no_validation_messages(*b);
+  }
+}
+
+// A wait of the chain that is never met (perturb=chain-wait: one workgroup more than its group has) gives up after its
+// spins, every later wait goes on at once, and the host makes the step a mole::Error that says what to do: no hang.
+TEST_CASE("vulkan: --tune chain=on: a wait that is never met is an error, not a hang") {
+  test::TempDir tmp;
+  Model m(test::synth(tmp, "m", Form::Infer, {}, DType::BF16));
+  std::unique_ptr<Backend> be;
+  try {
+    be = vulkan::make_vulkan_backend(options([](BackendOptions& o) {
+      o.validation = BackendOptions::Validation::On;
+      o.tuning.chain = true;
+      o.tuning.perturb_op = "chain-wait";
+    }));
+  } catch (const Error& e) {
+    test::skip_no_device(std::string("no usable Vulkan device for this: ") + e.what());
+    return;
+  }
+  EngineOptions o;
+  o.max_context = 32;
+  Engine e(m.cfg, m.weights, &*m.lut, *be, o);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string what;
+  try {
+    e.step_argmax({{0, {1}}});  // one token: a chained step
+  } catch (const Error& err) {
+    what = err.what();
+  }
+  MESSAGE("the failed step took " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
+                                  << " s");
+  CHECK(what.find("dispatch chain (--tune chain=on) failed") != std::string::npos);
+  CHECK(what.find("run without --tune chain=on") != std::string::npos);
+  check_no_validation_messages(*be);
 }
 
 // `mole bench --record` records the faster of copy and direct per device; auto then follows it (explicit choices

@@ -1,12 +1,14 @@
 // Recording a StepGraph op into a command buffer (vk_backend.cpp records each step shape once and replays it): the
 // dispatches of its shader with the grid shaders/ops.h gives (attention's store pass first where a step needs it),
-// and the tracking that puts a pipeline barrier only where a dispatch depends on an earlier one.
+// and the tracking that puts a pipeline barrier only where a dispatch depends on an earlier one, or in a chained
+// step (--tune chain=on) has the dispatch wait for the earlier ones in the shader instead (shaders/chain.glsl).
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 #include "model/backend.h"
+#include "shaders/ops.h"
 #include "vk-runtime/check.h"
 
 namespace mole {
@@ -32,6 +34,9 @@ struct OpPlan {
   bool skip_on_identity_rows = false;
   VkDescriptorSet bypass_set = VK_NULL_HANDLE;
   BufferId bypass_src = kNoBuffer;
+  // The _chain builds of `pipe` and of attention's single and split passes that store the keys (null without
+  // --tune chain=on): a chained step runs these (no store pass, no tiled variant).
+  const ComputePipeline *chain = nullptr, *chain_attend = nullptr, *chain_split = nullptr;
 };
 
 // A recorded step's shape and the backend's choices that size its dispatches.
@@ -54,16 +59,35 @@ struct RecordSettings {
 // the last barrier, or writes one read since then (op_reads() and op_writes() list each op's). Dispatches without
 // such a dependency may overlap: the LUT sum and up (and the router's weights beside them). One tracker runs across a
 // step's command buffers when they are submitted in order (a barrier in a later one covers the earlier one's writes).
+//
+// Chained (constructed with the step's counters' address; shaders/chain.glsl): where a barrier would go, a new group
+// of dispatches starts instead, numbered from 1, and nothing is recorded; each dispatch of group g waits until counter
+// g - 1 has counted every workgroup of group g - 1 (chain_push()), then counts its own in counter g. A group with
+// no workgroups (only skipped dispatches) is not closed, so the next waits for the last one that had some.
 class BarrierTracker {
  public:
-  // Records a compute-to-compute barrier into cb when a dispatch that reads `reads` and writes `writes` needs one,
-  // and notes its accesses.
+  BarrierTracker() = default;
+  // `stall` (tests): every wait's target is one workgroup more than its group has, so every wait gives up.
+  explicit BarrierTracker(VkDeviceAddress chain_counters, bool stall = false)
+      : counters_(chain_counters), stall_(stall), workgroups_(2, 0) {}
+
+  // Records a compute-to-compute barrier into cb (chained: starts a new group) when a dispatch that reads `reads`
+  // and writes `writes` needs one, and notes its accesses.
   void before(VkCommandBuffer cb, const std::vector<BufferId>& reads, const std::vector<BufferId>& writes);
   int barriers() const { return barriers_; }
+
+  bool chained() const { return counters_ != 0; }
+  // Chained: the push constants of a dispatch of `workgroups` in the current group, which are counted in it.
+  ChainPush chain_push(uint32_t workgroups);
+  // Chained: the groups so far; the counters a step needs are 1 + groups() (counter 0 is the failure flag).
+  uint32_t groups() const { return uint32_t(workgroups_.size() - 1); }
 
  private:
   std::vector<BufferId> written_, read_;
   int barriers_ = 0;
+  VkDeviceAddress counters_ = 0;
+  bool stall_ = false;
+  std::vector<uint64_t> workgroups_;  // chained: [g] workgroups of group g (from 1; the last is the current one)
 };
 
 // Records op's dispatches (and the barriers `tracker` asks for before each); returns how many were recorded.

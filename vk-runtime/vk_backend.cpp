@@ -116,6 +116,11 @@ class VulkanBackend final : public Backend {
     // late; a CPU driver's own threads need the cores the polling would take.
     const auto wait = opt.tuning.host_wait;
     spin_ns_ = wait == BackendTuning::HostWait::Spin || (wait == BackendTuning::HostWait::Auto && !cpu) ? kSpinNs : 0;
+    chain_ = opt.tuning.chain;
+    chain_stall_ = chain_ && opt.tuning.perturb_op == "chain-wait";  // tests: every wait of the chain gives up
+    if (chain_ && !dev_.enabled().buffer_device_address)
+      throw Error("--tune chain=on needs buffer device addresses (bufferDeviceAddress), which " + ctx_->info.name +
+                  " does not offer; run without it (pipeline barriers)");
   }
 
   ~VulkanBackend() override {
@@ -135,6 +140,14 @@ class VulkanBackend final : public Backend {
     i.device_memory_used = used_;
     i.device_key = uuid_hex(ctx_->info.uuid);
     i.host_wait = spin_ns_ > 0 ? "spin up to " + std::to_string(spin_ns_ / 1000000) + " ms, then block" : "block";
+    if (last_chained_)
+      i.execution = "dispatch chain: the dispatches wait for each other in the shaders, no pipeline barriers";
+    else if (chain_)
+      i.execution = "pipeline barriers (--tune chain=on chains steps of fewer than " + std::to_string(tiled_min_rows_) +
+                    " tokens that store their keys in attention, without router weights or profiling" +
+                    (graph_ && !chain_possible_ ? "; this graph has an op without a chained shader)" : ")");
+    else
+      i.execution = "pipeline barriers";
     if (lut_stream_) {
       i.lut_read = lut_read_name(lut_stream_->read());
       i.lut_table_note = lut_stream_->import_note();
@@ -180,12 +193,14 @@ class VulkanBackend final : public Backend {
     if (last_rows_identity_) id = bypass_.rows_of(*graph_, id);
     if (id == argmax_ && argmax_ != kNoBuffer && first + count <= size_t(graph_->max_out_rows)) {
       compute_tl_.wait(compute_value_, kWaitNs, spin_ns_);
+      check_chain();
       if (lut_stream_) lut_stream_->check();
       std::memcpy(dst, static_cast<const float*>(ids_readback_->mapped()) + first, count * 4);
       return;
     }
     if (id == logits_ && logits_copied_ && first + count <= readback_count_) {
       compute_tl_.wait(compute_value_, kWaitNs, spin_ns_);
+      check_chain();
       if (lut_stream_) lut_stream_->check();  // the step's rows were gathered (disk): did that fail?
       std::memcpy(dst, static_cast<const float*>(readback_->mapped()) + first, count * 4);
       return;
@@ -211,6 +226,7 @@ class VulkanBackend final : public Backend {
 
   void synchronize() override {
     compute_tl_.wait(compute_value_, kWaitNs);
+    check_chain();
     if (lut_stream_) lut_stream_->wait();
   }
 
@@ -300,8 +316,11 @@ class VulkanBackend final : public Backend {
   // The pipeline of a shader (bindings and push size from shaders/ops.h) with the given specialization constants.
   const ComputePipeline& pipeline(std::string_view shader, const PipelineSpec& s = {}) {
     const ShaderOp* op = nullptr;
+    constexpr std::string_view kChain = "_chain";  // a _chain build: its build's bindings, the chain's push constants
+    const bool chain = shader.ends_with(kChain);
+    const std::string_view build = chain ? shader.substr(0, shader.size() - kChain.size()) : shader;
     for (const ShaderOp& o : kShaderOps)
-      if (o.name == shader) op = &o;
+      if (o.name == build) op = &o;
     auto spirv = shader_spirv(shader);
     assert(op && !spirv.empty() && "a shader this build does not have");
     static_assert(kSpecWeightDtype == 0 && kSpecLocalSize == 1 && kSpecLutDtype == 2 && kSpecNormDtype == 3 &&
@@ -315,8 +334,8 @@ class VulkanBackend final : public Backend {
     auto it = pipelines_.find(key);
     if (it != pipelines_.end()) return it->second;
     std::string name(shader);
-    auto made =
-        ComputePipeline::create(dev_, ctx_->cache, spirv, set_layout(op->bindings), op->push_bytes, spec, name.c_str());
+    auto made = ComputePipeline::create(dev_, ctx_->cache, spirv, set_layout(op->bindings),
+                                        chain ? kChainPushBytes : op->push_bytes, spec, name.c_str());
     return pipelines_.emplace(key, std::move(made)).first->second;
   }
   // Whether the _subgroup variants run here (the matmul family's, attention's and the router's): subgroup
@@ -345,8 +364,8 @@ class VulkanBackend final : public Backend {
 
   void prepare(const StepGraph& g);
   // (T, R, whether part B copies the logits to the host, attention's splits, attention's store pass, whether the
-  // output rows are the tokens in order: GatherBypass) -> the step's command buffers.
-  using ShapeKey = std::tuple<uint32_t, uint32_t, bool, uint32_t, bool, bool>;
+  // output rows are the tokens in order: GatherBypass, whether the step is chained) -> the step's command buffers.
+  using ShapeKey = std::tuple<uint32_t, uint32_t, bool, uint32_t, bool, bool, bool>;
   Recorded& recorded_for(const StepGraph& g, const ShapeKey& key);
   VkDescriptorBufferInfo whole(BufferId id) const { return {bufs_.at(size_t(id)).buffer.handle(), 0, VK_WHOLE_SIZE}; }
   static VkDescriptorBufferInfo whole(const Buffer& b) { return {b.handle(), 0, VK_WHOLE_SIZE}; }
@@ -371,6 +390,8 @@ class VulkanBackend final : public Backend {
   uint32_t forced_splits_ = 0;      // --tune attention-splits, else 1 on a CPU device; 0: attention_splits() decides
   bool store_pass_always_ = false;  // --tune attention-store=pass
   uint64_t spin_ns_ = 0;            // --tune host-wait: how long read_back() polls a step's end before it blocks
+  bool chain_ = false;              // --tune chain=on: steps that can are recorded chained (shaders/chain.glsl)
+  bool chain_stall_ = false;        // --tune chain=on,perturb=chain-wait (tests): waits for a workgroup too many
   std::map<uint32_t, DescriptorSetLayout> layouts_;
 
   // Graph-bound state, made on the first run_step (the graph never changes afterwards).
@@ -391,6 +412,20 @@ class VulkanBackend final : public Backend {
   bool logits_copied_ = false;          // the last step copied its logits to readback_ (want_logits)
   GatherBypass bypass_;                 // the Gathers a step whose output rows are its tokens skips
   bool last_rows_identity_ = false;     // the last step was one (it skipped them)
+  // The dispatch chain (--tune chain=on): whether every op of the graph has a _chain build, the steps' counters
+  // (host-visible, so the host reads counter 0, the failure flag) and whether the last step submitted was chained.
+  bool chain_possible_ = false;
+  std::optional<Buffer> chain_counters_;
+  uint32_t chain_counter_count_ = 0;
+  bool last_chained_ = false;
+  // Call once the last step is complete: throws mole::Error if it was chained and one of its waits gave up.
+  void check_chain() const {
+    if (!last_chained_ || static_cast<const volatile uint32_t*>(chain_counters_->mapped())[0] == 0) return;
+    throw Error("the Vulkan dispatch chain (--tune chain=on) failed on " + ctx_->info.name +
+                ": a dispatch waited over a second for the ones before it, so this device does not start a queue's "
+                "dispatches in order as the chain needs, and the step's results are void; run without "
+                "--tune chain=on");
+  }
 
   // Profiling.
   bool profiling_ = false, profile_pending_ = false;
@@ -482,24 +517,29 @@ void VulkanBackend::prepare(const StepGraph& g) {
   for (size_t i = 0; i < g.ops.size(); i++) {
     const Op& op = g.ops[i];
     std::vector<VkDescriptorBufferInfo> b;
-    const ComputePipeline *p = nullptr, *tiled = nullptr;
+    const ComputePipeline *p = nullptr, *tiled = nullptr, *chain = nullptr;
+    // The op's pipeline, and with --tune chain=on its _chain build where the shader has one (not router_probs).
+    auto use = [&](const std::string& name, const PipelineSpec& spec) {
+      p = &pipeline(name, spec);
+      if (chain_ && !shader_spirv(name + "_chain").empty()) chain = &pipeline(name + "_chain", spec);
+    };
     auto wdt = [&](BufferId w) { return dtype_code(bufs_.at(size_t(w)).dtype); };
     switch (op.kind) {
       case OpKind::Embed:
-        p = &pipeline("embed", {.weight_dtype = wdt(op.src0)});
+        use("embed", {.weight_dtype = wdt(op.src0)});
         b = {whole(op.src0), whole(*in_ids_), whole(op.dst)};
         break;
       case OpKind::NormMatMul:
-        p = &pipeline(subgroup_variant("norm_matmul"), {.weight_dtype = wdt(op.src1),
-                                                        .norm_dtype = wdt(op.src2),
-                                                        .gelu = op.gelu ? 1u : 0u,
-                                                        .loads = matvec_loads_});
+        use(subgroup_variant("norm_matmul"), {.weight_dtype = wdt(op.src1),
+                                              .norm_dtype = wdt(op.src2),
+                                              .gelu = op.gelu ? 1u : 0u,
+                                              .loads = matvec_loads_});
         tiled = &pipeline("norm_matmul_tiled",
                           {.weight_dtype = wdt(op.src1), .norm_dtype = wdt(op.src2), .gelu = op.gelu ? 1u : 0u});
         b = {whole(op.src0), whole(op.src1), whole(op.dst), whole(op.src2)};
         break;
       case OpKind::MatMul:
-        p = &pipeline(subgroup_variant("matmul"), {.weight_dtype = wdt(op.src1), .loads = matvec_loads_});
+        use(subgroup_variant("matmul"), {.weight_dtype = wdt(op.src1), .loads = matvec_loads_});
         tiled = &pipeline("matmul_tiled", {.weight_dtype = wdt(op.src1)});
         // Without an addend, x (which the op reads anyway) is bound in its place, unread: the push constant says so.
         b = {whole(op.src0), whole(op.src1), whole(op.dst), whole(op.src2 != kNoBuffer ? op.src2 : op.src0)};
@@ -512,8 +552,7 @@ void VulkanBackend::prepare(const StepGraph& g) {
       case OpKind::RouterLut:
         assert(lut_ && "RouterLut without a table");
         split_ = std::min(split_, i);
-        p = &pipeline(
-            subgroup_variant(lut_stream_->direct() ? "router_lut_direct" : "router_lut"),
+        use(subgroup_variant(lut_stream_->direct() ? "router_lut_direct" : "router_lut"),
             {.weight_dtype = wdt(op.src1), .lut_dtype = dtype_code(lut_->dtype()), .norm_dtype = wdt(op.src2)});
         b = {whole(op.src0), whole(op.src1), whole(op.src2), whole(op.dst)};
         if (lut_stream_->direct()) {
@@ -524,19 +563,20 @@ void VulkanBackend::prepare(const StepGraph& g) {
         }
         break;
       case OpKind::RouterProbs:
-        p = &pipeline(subgroup_variant("router_probs"), {.weight_dtype = wdt(op.src1), .norm_dtype = wdt(op.src2)});
+        use(subgroup_variant("router_probs"), {.weight_dtype = wdt(op.src1), .norm_dtype = wdt(op.src2)});
         b = {whole(op.src0), whole(op.src1), whole(op.src2), whole(op.dst), whole(*in_rows_)};
         break;
       case OpKind::Gather:
-        p = &pipeline("gather");
+        use("gather", {});
         b = {whole(op.src0), whole(*in_rows_), whole(op.dst)};
         break;
       case OpKind::Argmax:  // the graph's ids straight into host-visible memory: no copy, no barrier before one
-        p = &pipeline("argmax");
+        use("argmax", {});
         b = {whole(op.src0), op.dst == argmax_ ? whole(*ids_readback_) : whole(op.dst)};
         break;
     }
     OpPlan plan{p, tiled, desc_pool_->allocate(set_layout(uint32_t(b.size())))};
+    plan.chain = chain;
     write_storage_buffers(dev_, plan.set, b);
     plan.skip_on_identity_rows = bypass_.skip[i];
     if (bypass_.src0[i] != kNoBuffer) {  // binding 0 is src0 for the matmul family
@@ -551,6 +591,10 @@ void VulkanBackend::prepare(const StepGraph& g) {
         plan.attend[store] = &pipeline(subgroup_variant("attention"), {.store = store});
         plan.split[store] = &pipeline(subgroup_variant("attention_split"), {.store = store});
       }
+      if (chain_) {
+        plan.chain = plan.chain_attend = &pipeline(subgroup_variant("attention") + "_chain", {.store = 1});
+        plan.chain_split = &pipeline(subgroup_variant("attention_split") + "_chain", {.store = 1});
+      }
       b[5] = whole(attn_part_);
       b.push_back(whole(op.dst));
       b.push_back(whole(attn_arrivals_));
@@ -559,10 +603,19 @@ void VulkanBackend::prepare(const StepGraph& g) {
     }
     plans_.push_back(plan);
   }
+  chain_possible_ = chain_;
+  for (const OpPlan& plan : plans_) chain_possible_ = chain_possible_ && plan.chain;
+  if (chain_possible_) {
+    chain_counter_count_ = uint32_t(2 * g.ops.size() + 2);  // at most a group a dispatch (attention: 2), and the flag
+    chain_counters_ = Buffer::create(dev_, size_t(chain_counter_count_) * 4,
+                                     VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT |
+                                         VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT,
+                                     MemoryKind::HostToDevice, "dispatch chain counters");
+  }
 }
 
 Recorded& VulkanBackend::recorded_for(const StepGraph& g, const ShapeKey& key) {
-  const auto [T, R, copy_logits, splits, store_pass, identity] = key;
+  const auto [T, R, copy_logits, splits, store_pass, identity, chained] = key;
   auto it = recorded_.find(key);
   if (it != recorded_.end()) return it->second;
   if (recorded_.size() >= kMaxRecorded) {
@@ -572,6 +625,8 @@ Recorded& VulkanBackend::recorded_for(const StepGraph& g, const ShapeKey& key) {
   Recorded r{CommandBuffer::create(dev_, compute_pool_), CommandBuffer::create(dev_, compute_pool_)};
   if (profiling_ && !op_ts_) op_ts_ = TimestampQueryPool::create(dev_, uint32_t(g.ops.size() + 1));
   r.part_a.begin(false);
+  if (chained)  // the chain's counters from 0 (the barrier below orders the fill before the dispatches)
+    vk().vkCmdFillBuffer(r.part_a.handle(), chain_counters_->handle(), 0, VK_WHOLE_SIZE, 0);
   full_barrier(r.part_a.handle());  // orders this step after the previous step's reads and writes
   if (profiling_) {
     op_ts_->reset(r.part_a.handle());
@@ -579,7 +634,7 @@ Recorded& VulkanBackend::recorded_for(const StepGraph& g, const ShapeKey& key) {
   }
   // Barriers only where a dispatch depends on an earlier one (BarrierTracker), tracked across part A and part B:
   // they are submitted in order, so a barrier in B covers A's writes.
-  BarrierTracker tracker;
+  BarrierTracker tracker = chained ? BarrierTracker(chain_counters_->device_address(), chain_stall_) : BarrierTracker();
   const RecordShape shape{T, R, splits, store_pass, identity};
   const RecordSettings settings{kLocalSize, matmul_lanes(), tiled_min_rows_, lut_ ? uint32_t(lut_->row_elems()) : 0u,
                                 attn_part_, attn_arrivals_};
@@ -607,6 +662,7 @@ Recorded& VulkanBackend::recorded_for(const StepGraph& g, const ShapeKey& key) {
                  VK_ACCESS_HOST_READ_BIT);
   r.part_b.end();
   r.barriers = tracker.barriers();
+  assert((!chained || tracker.groups() < chain_counter_count_) && "more chained groups than counters");
   return recorded_.emplace(key, std::move(r)).first->second;
 }
 
@@ -620,6 +676,7 @@ void VulkanBackend::run_step(const StepGraph& g, const StepInputs& in) {
   assert((!lut_ || lut_stream_->rows_streamed() == int(T)) && "stream_lut_rows() must precede run_step()");
   check_step_slots(g, in);
   compute_tl_.wait(compute_value_, kWaitNs);  // the previous step no longer reads the inputs
+  check_chain();                              // nor did it give up waiting (a chained step)
   if (lut_stream_) lut_stream_->check();      // a failed gather (disk) is reported before the step goes out
   collect_profile();
   const auto launch_start = std::chrono::steady_clock::now();
@@ -628,12 +685,12 @@ void VulkanBackend::run_step(const StepGraph& g, const StepInputs& in) {
   uint32_t max_keys = 0;
   for (int32_t p : in.pos) max_keys = std::max(max_keys, uint32_t(p) + 1);
   const uint32_t splits = attn_slots_ ? attention_splits(max_keys, T, attn_slots_, forced_splits_, kLocalSize) : 1;
-  const ShapeKey key{T,
-                     R,
-                     in.want_logits || argmax_ == kNoBuffer,
-                     splits,
-                     store_pass_always_ || attention_store_pass(in.slot),
-                     rows_identity(in.out_rows, int(T))};
+  const bool store_pass = store_pass_always_ || attention_store_pass(in.slot);
+  // Chained (--tune chain=on): steps whose every dispatch has a _chain build (no tiled product, no store pass), when
+  // no timestamps go between the ops.
+  const bool chained = chain_possible_ && !profiling_ && T < tiled_min_rows_ && !store_pass;
+  const ShapeKey key{
+      T, R, in.want_logits || argmax_ == kNoBuffer, splits, store_pass, rows_identity(in.out_rows, int(T)), chained};
   const bool replay = recorded_.count(key) != 0;
   copy_in(*in_ids_, in.ids);
   copy_in(*in_slot_, in.slot);
@@ -645,6 +702,7 @@ void VulkanBackend::run_step(const StepGraph& g, const StepInputs& in) {
   Recorded& rec = recorded_for(g, key);
   logits_copied_ = std::get<2>(key);
   last_rows_identity_ = std::get<5>(key);
+  last_chained_ = chained;
   const uint64_t done = ++compute_value_;
   const bool wait_lut = lut_ && lut_stream_->wait_needed();  // not for direct reads
   const uint64_t lut_wait = wait_lut ? lut_stream_->value() : 0;
@@ -733,7 +791,7 @@ BackendEntry vulkan_backend_entry() {
           probe_vulkan,
           make_vulkan_backend,
           {"lut-read", "subgroups", "tiled-min-rows", "attention-splits", "attention-store", "lut-chunk-bytes",
-           "lut-gather", "lut-import", "matvec-loads", "host-wait"}};
+           "lut-gather", "lut-import", "matvec-loads", "host-wait", "chain"}};
 }
 
 }  // namespace mole::vulkan

@@ -13,7 +13,7 @@ namespace mole::vulkan {
 // The registry row: probe (the Vulkan loader, a driver, the best device; `mole devices` gets every device
 // described) and factory. Honours --device, --lut-read, --validate, --pipeline-cache, --memory-limit, the cache
 // directory, and the tuning keys subgroups, tiled-min-rows, attention-splits, attention-store, lut-chunk-bytes,
-// lut-gather, lut-import, matvec-loads, host-wait.
+// lut-gather, lut-import, matvec-loads, host-wait, chain.
 BackendEntry vulkan_backend_entry();
 
 // The factory of the row: throws mole::Error when no device can be opened (no loader, no driver, --device out of

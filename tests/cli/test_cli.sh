@@ -263,6 +263,12 @@ if "$M" devices | grep -E '^vulkan +available' > /dev/null; then
     "$M" run -m infer --prompt-ids 1 --backend vulkan -q --tune persistent=yes
   expect_fail "--tune lut-copy=blit" 'lut-copy=blit.*one of auto, dma, kernel' \
     "$M" run -m infer --prompt-ids 1 --backend vulkan -q --tune lut-copy=blit
+  expect_fail "--tune chain=yes" 'chain=yes.*one of off, on' \
+    "$M" run -m infer --prompt-ids 1 --backend vulkan -q --tune chain=yes
+  check "--tune chain=on: the same greedy text as pipeline barriers (the built-in model)" bash -c \
+    "a=\$('$M' run --backend vulkan -p 'In the beginning' -n 12 --temp 0 2>/dev/null) &&
+     b=\$('$M' run --backend vulkan -p 'In the beginning' -n 12 --temp 0 --tune chain=on 2>/dev/null) &&
+     [ -n \"\$a\" ] && [ \"\$a\" = \"\$b\" ]"
   expect_fail "--tune attention-store=fused" 'attention-store=fused.*one of auto, pass' \
     "$M" run -m infer --prompt-ids 1 --backend vulkan -q --tune attention-store=fused
   expect_fail "--lut-read bogus" 'lut-read.*bogus|bogus.*lut-read|not in' \
