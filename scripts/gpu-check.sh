@@ -194,26 +194,21 @@ parity() {
 tests() {
   "$T" --require-device="${GPUS// /,}" --test-case="$TEST_CASES" --test-case-exclude='*persistent=on*,*chain=on*'
 }
-# CUDA: the persistent decode kernel (--tune persistent=on): its test case, then the built-in model's parity.
-persistent_kernel() {
+# A tuning whose kernels had not run on a GPU before, in a step of its own: the test cases named after it (--tune
+# KEY=VALUE in the name), then the built-in model's parity with it. tuned_cases BACKEND KEY=VALUE
+tuned_cases() {
   local rc=0 model=$B/share/mole/models/kjv-mole-4l
-  "$T" --require-device=cuda --test-case='*persistent=on*' || rc=1
+  "$T" --require-device="$1" --test-case="*$2*" || rc=1
   if [ -f "$model/config.json" ]; then
-    echo "-- mole parity --backend cuda --tune persistent=on"
-    "$M" parity --backend cuda --tune persistent=on --op argmax -m "$model" || rc=1
+    echo "-- mole parity --backend $1 --tune $2"
+    "$M" parity --backend "$1" --tune "$2" --op argmax -m "$model" || rc=1
   fi
   return $rc
 }
-# Vulkan: the dispatch chain (--tune chain=on): its test case (validation on), then the built-in model's parity.
-dispatch_chain() {
-  local rc=0 model=$B/share/mole/models/kjv-mole-4l
-  "$T" --require-device=vulkan --test-case='*chain=on*' || rc=1
-  if [ -f "$model/config.json" ]; then
-    echo "-- mole parity --backend vulkan --tune chain=on"
-    "$M" parity --backend vulkan --tune chain=on --op argmax -m "$model" || rc=1
-  fi
-  return $rc
-}
+# CUDA: the persistent decode kernel (--tune persistent=on).
+persistent_kernel() { tuned_cases cuda persistent=on; }
+# Vulkan: the dispatch chain (--tune chain=on; its test cases run with validation on).
+dispatch_chain() { tuned_cases vulkan chain=on; }
 # CUDA only: compute-sanitizer's memcheck and racecheck on a short decode of the built-in model, memcheck on every op
 # case of `mole parity` (those that took 13 s on an H200 first, then the matrix products), racecheck on attention's.
 sanitize() {
@@ -345,9 +340,9 @@ disk_speed() {
   dd if=/dev/zero of="$work/models/ddtest" bs=64M count=16 oflag=direct 2>&1 | tail -1
   rm -f "$work/models/ddtest"
 }
-export -f devices reparameterize_builtin parity tests persistent_kernel dispatch_chain sanitize synth_models profile_one \
-  bench_placements bench_pdl bench_lut_copy_kernel bench_persistent bench_chain bench_host_wait bench_dense bench_host_copied \
-  bench_long_context bench_kernels reparameterize_bench disk_speed
+export -f devices reparameterize_builtin parity tests tuned_cases persistent_kernel dispatch_chain sanitize \
+  synth_models profile_one bench_placements bench_pdl bench_lut_copy_kernel bench_persistent bench_chain \
+  bench_host_wait bench_dense bench_host_copied bench_long_context bench_kernels reparameterize_bench disk_speed
 
 finish() {
   if command -v python3 > /dev/null && ls "$work"/bench-*.json > /dev/null 2>&1; then
