@@ -104,8 +104,7 @@ class CudaBackend final : public Backend {
         lut_gather_(opt.tuning.lut_gather),
         lut_copy_(opt.tuning.persistent != BackendTuning::Persistent::Off ? BackendTuning::LutCopy::Kernel
                                                                           : opt.tuning.lut_copy),
-        persistent_asked_(opt.tuning.persistent != BackendTuning::Persistent::Off),
-        persistent_prefetch_(opt.tuning.persistent == BackendTuning::Persistent::On),
+        persistent_tuning_(opt.tuning.persistent),
         cache_dir_(opt.cache_dir) {
     set_device();
     compute_ = make_stream();
@@ -317,9 +316,10 @@ class CudaBackend final : public Backend {
   const BackendTuning::Gather lut_gather_;  // --tune lut-gather: where --lut disk gathers rows (thread unless inline)
   const BackendTuning::LutCopy lut_copy_;   // --tune lut-copy: who copies the rows of copy reads (dma unless kernel;
                                             //   --tune persistent copies by kernel)
-  const bool persistent_asked_;             // --tune persistent=on: decode steps as one cooperative kernel
-  const bool persistent_prefetch_;          // and each phase's weights asked into L2 before it (not no-prefetch)
-  const std::string cache_dir_;             // where `mole bench --record` keeps this device's measured read mode
+  // --tune persistent: decode steps as one cooperative kernel (on, no-prefetch: without asking for each phase's
+  // weights in L2 before it) or not (off)
+  const BackendTuning::Persistent persistent_tuning_;
+  const std::string cache_dir_;  // where `mole bench --record` keeps this device's measured read mode
   cudaDeviceProp props_{};
   std::string driver_;  // driver_description()
   bool pdl_ = false;    // --tune pdl (on by default) where the device can (can_start_early()): kernels start early
@@ -466,7 +466,7 @@ void CudaBackend::run_step(const StepGraph& g, const StepInputs& in) {
       CUDA_CHECK(cudaStreamWaitEvent(compute_.get(), lut_->ready(), 0));
     launch_persistent_step(static_cast<const StepItemOp*>(persistent->ops.get()), persistent->n,
                            static_cast<PersistentScratch*>(persistent_scratch_.get()), persistent->blocks,
-                           persistent->shared, persistent_prefetch_, compute_.get());
+                           persistent->shared, persistent_tuning_ == BackendTuning::Persistent::On, compute_.get());
     copy_results_back(g, shape, compute_.get());  // as the graph's last nodes do
   } else {
     CUDA_CHECK(cudaGraphLaunch(it->second.exec.get(), compute_.get()));
@@ -555,7 +555,7 @@ std::vector<std::vector<size_t>> CudaBackend::op_groups(const StepGraph& g) cons
 
 const PersistentRecorded* CudaBackend::persistent_program(const StepGraph& g, const StepShape& shape) {
   const auto [T, R, copy_logits, splits, store_pass, identity] = shape;
-  if (!persistent_asked_ || profiling_ || T != 1 || R != 1) return nullptr;
+  if (persistent_tuning_ == BackendTuning::Persistent::Off || profiling_ || T != 1 || R != 1) return nullptr;
   auto it = persistent_.find(shape);
   if (it == persistent_.end()) {
     PersistentRecorded rec;
@@ -587,11 +587,12 @@ const PersistentRecorded* CudaBackend::persistent_program(const StepGraph& g, co
       }
     }
     // Said once per shape (the string is not rebuilt every step).
-    execution_ = rec.why.empty() ? "persistent decode kernel (" + std::to_string(rec.blocks) + " blocks of " +
-                                       std::to_string(kPersistentThreads) + " threads, " + std::to_string(rec.n) +
-                                       " ops" + (persistent_prefetch_ ? ", weights prefetched into L2" : "") +
-                                       "), graphs for other steps (--tune persistent)"
-                                 : "graphs: the persistent decode kernel cannot run this step: " + rec.why;
+    execution_ = rec.why.empty()
+                     ? "persistent decode kernel (" + std::to_string(rec.blocks) + " blocks of " +
+                           std::to_string(kPersistentThreads) + " threads, " + std::to_string(rec.n) + " ops" +
+                           (persistent_tuning_ == BackendTuning::Persistent::On ? ", weights prefetched into L2" : "") +
+                           "), graphs for other steps (--tune persistent)"
+                     : "graphs: the persistent decode kernel cannot run this step: " + rec.why;
     it = persistent_.emplace(shape, std::move(rec)).first;
   }
   return it->second.why.empty() ? &it->second : nullptr;

@@ -103,7 +103,7 @@ int record_op(VkCommandBuffer cb, const Op& op, const OpPlan& plan, const Record
     const int variant = shape.store_pass ? 0 : 1;  // kSpecStore: whether attention stores them itself
     if (shape.splits == 1) {
       tracker.before(cb, op_reads(op), op_writes(op));
-      dispatch(cb, chained ? *plan.chain_attend : *plan.attend[variant], plan.set, push, groups(push, ls), tracker);
+      dispatch(cb, chained ? *plan.chain : *plan.attend[variant], plan.set, push, groups(push, ls), tracker);
       return dispatches + 1;
     }
     // Split-K, one dispatch: it reads q, K and V, writes the step's cache rows, the partials and their counts, and

@@ -34,9 +34,10 @@ struct OpPlan {
   bool skip_on_identity_rows = false;
   VkDescriptorSet bypass_set = VK_NULL_HANDLE;
   BufferId bypass_src = kNoBuffer;
-  // The _chain builds of `pipe` and of attention's single and split passes that store the keys (null without
-  // --tune chain=on): a chained step runs these (no store pass, no tiled variant).
-  const ComputePipeline *chain = nullptr, *chain_attend = nullptr, *chain_split = nullptr;
+  // What a chained step runs (no store pass, no tiled variant; null without --tune chain=on, or for an op whose
+  // shader has no _chain build): the _chain build of `pipe`, for attention of its single pass that stores the keys,
+  // and of split-K's.
+  const ComputePipeline *chain = nullptr, *chain_split = nullptr;
 };
 
 // A recorded step's shape and the backend's choices that size its dispatches.

@@ -418,9 +418,13 @@ class VulkanBackend final : public Backend {
   std::optional<Buffer> chain_counters_;
   uint32_t chain_counter_count_ = 0;
   bool last_chained_ = false;
-  // Call once the last step is complete: throws mole::Error if it was chained and one of its waits gave up.
-  void check_chain() const {
-    if (!last_chained_ || static_cast<const volatile uint32_t*>(chain_counters_->mapped())[0] == 0) return;
+  uint64_t chain_checked_ = 0;  // the step (compute_value_) whose failure flag check_chain() read last
+  // Call once the last step is complete: throws mole::Error if it was chained and one of its waits gave up. Reads
+  // the flag (host-visible memory, on a discrete GPU across the bus) once a step, so reports a failure once.
+  void check_chain() {
+    if (!last_chained_ || chain_checked_ == compute_value_) return;
+    chain_checked_ = compute_value_;
+    if (static_cast<const volatile uint32_t*>(chain_counters_->mapped())[0] == 0) return;
     throw Error("the Vulkan dispatch chain (--tune chain=on) failed on " + ctx_->info.name +
                 ": a dispatch waited over a second for the ones before it, so this device does not start a queue's "
                 "dispatches in order as the chain needs, and the step's results are void; run without "
@@ -592,7 +596,7 @@ void VulkanBackend::prepare(const StepGraph& g) {
         plan.split[store] = &pipeline(subgroup_variant("attention_split"), {.store = store});
       }
       if (chain_) {
-        plan.chain = plan.chain_attend = &pipeline(subgroup_variant("attention") + "_chain", {.store = 1});
+        plan.chain = &pipeline(subgroup_variant("attention") + "_chain", {.store = 1});
         plan.chain_split = &pipeline(subgroup_variant("attention_split") + "_chain", {.store = 1});
       }
       b[5] = whole(attn_part_);
