@@ -124,6 +124,8 @@ int cmd_run(RunArgs& a) {
                    double(info.lut_bytes_moved) / 1048576.0);
     if (!info.host_wait.empty())
       std::fprintf(stderr, "host wait    %s (--tune host-wait=auto|spin|block)\n", info.host_wait.c_str());
+    if (!info.reductions.empty())
+      std::fprintf(stderr, "reductions   %s (--tune subgroups=0|1)\n", info.reductions.c_str());
     if (!info.execution.empty()) std::fprintf(stderr, "execution    %s\n", info.execution.c_str());
   }
   if (a.json) {

@@ -142,6 +142,7 @@ int cmd_bench(BenchArgs& a) {
     // The part of each decode step the host spends launching it, before it waits for the greedy id.
     if (steps > 0) r["decode_launch_ms_per_token"] = 1e3 * (eng.launch_seconds() - launch_before) / steps;
     if (const std::string e = backend.info().execution; !e.empty()) r["execution"] = e;  // as the decode steps ran
+    if (const std::string e = backend.info().reductions; !e.empty()) r["reductions"] = e;
     if (steps > 0 && m->lut)
       r["lut_kib_per_token"] = double(backend.info().lut_bytes_moved - moved_before) / 1024 / steps;
     r["prefill_tokens"] = a.prompt_tokens;

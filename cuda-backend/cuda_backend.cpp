@@ -105,6 +105,7 @@ class CudaBackend final : public Backend {
         lut_copy_(opt.tuning.persistent != BackendTuning::Persistent::Off ? BackendTuning::LutCopy::Kernel
                                                                           : opt.tuning.lut_copy),
         persistent_tuning_(opt.tuning.persistent),
+        persistent_stall_(opt.tuning.perturb_op == "persistent-barrier"),
         cache_dir_(opt.cache_dir) {
     set_device();
     compute_ = make_stream();
@@ -193,6 +194,7 @@ class CudaBackend final : public Backend {
     lut_ = LutStream::create(lut, placement, max_step_tokens, lut_read_,
                              lut_read_record_file(cache_dir_, "cuda", device_key()), lut_gather_, lut_copy_);
     lut_->set_profiling(profiling_);
+    CUDA_CHECK(cudaDeviceSynchronize());  // --lut device: the table's upload has landed (as prepare()'s uploads)
   }
 
   void stream_lut_rows(const std::vector<int32_t>& ids) override {
@@ -210,12 +212,14 @@ class CudaBackend final : public Backend {
     if (id == argmax_ && host_ids_valid_ && first + count <= size_t(last_rows_)) {
       CUDA_CHECK(cudaEventSynchronize(step_done_.get()));
       if (lut_) lut_->check();  // --lut disk: the step's rows were read (else the step read what was there)
+      check_persistent();       // nor did the persistent kernel give up at a barrier
       std::memcpy(dst, static_cast<const float*>(ids_host_.get()) + first, count * sizeof(float));
       return;
     }
     if (id == logits_ && host_logits_valid_ && first + count <= size_t(last_rows_) * row) {
       CUDA_CHECK(cudaEventSynchronize(step_done_.get()));
       if (lut_) lut_->check();
+      check_persistent();
       std::memcpy(dst, static_cast<const float*>(logits_host_.get()) + first, count * sizeof(float));
       return;
     }
@@ -229,6 +233,7 @@ class CudaBackend final : public Backend {
     set_device();
     CUDA_CHECK(cudaStreamSynchronize(compute_.get()));
     if (lut_) lut_->wait();
+    check_persistent();
   }
 
   void set_profiling(bool on) override {
@@ -319,6 +324,7 @@ class CudaBackend final : public Backend {
   // --tune persistent: decode steps as one cooperative kernel (on, no-prefetch: without asking for each phase's
   // weights in L2 before it) or not (off)
   const BackendTuning::Persistent persistent_tuning_;
+  const bool persistent_stall_;  // perturb=persistent-barrier (tests): no grid barrier passes (persistent_step.cuh)
   const std::string cache_dir_;  // where `mole bench --record` keeps this device's measured read mode
   cudaDeviceProp props_{};
   std::string driver_;  // driver_description()
@@ -347,8 +353,22 @@ class CudaBackend final : public Backend {
   PinnedBuffer ids_host_;       // (max_out_rows) the greedy ids, copied by each step's graph
   PinnedBuffer logits_host_;    // (max_out_rows, V) the logits, copied by graphs that want them (made once)
   std::map<StepShape, Recorded> recorded_;
-  std::map<StepShape, PersistentRecorded> persistent_;       // --tune persistent: the decode shapes' programs
-  DeviceBuffer persistent_scratch_;                          // PersistentScratch, zeroed once
+  std::map<StepShape, PersistentRecorded> persistent_;  // --tune persistent: the decode shapes' programs
+  DeviceBuffer persistent_scratch_;                     // PersistentScratch, zeroed once
+  PinnedBuffer persistent_failed_;  // a word the kernel sets to 1 when a block gave up at a grid barrier
+  // Call once the last step is complete: throws mole::Error if it ran the persistent kernel and a block gave up
+  // waiting at a grid barrier (the step's results are void); zeroes the flag and the scratch for the next step.
+  void check_persistent() {
+    if (!persistent_failed_) return;
+    volatile unsigned* failed = static_cast<volatile unsigned*>(persistent_failed_.get());
+    if (*failed == 0) return;
+    *failed = 0;
+    CUDA_CHECK(cudaMemsetAsync(persistent_scratch_.get(), 0, sizeof(PersistentScratch), compute_.get()));
+    throw Error("the persistent decode kernel (--tune persistent) failed on " + std::string(props_.name) +
+                ": a block waited more than " + std::to_string(kPersistentBarrierTimeoutNs / 1000000000ull) +
+                " s at a grid barrier for blocks that never arrived, and the step's results are void; run without "
+                "--tune persistent");
+  }
   std::string execution_ = "graphs";                         // BackendInfo::execution
   bool host_ids_valid_ = false, host_logits_valid_ = false;  // the last step's copies are there
   int last_rows_ = 0;                                        // R of the last step
@@ -397,12 +417,15 @@ void CudaBackend::prepare(const StepGraph& g) {
     // A count per (token, head) pair of a split step (at most attn_slots_ / 2 tokens), zero between uses.
     const size_t arrivals = size_t(attn_slots_) * size_t(max_heads) * sizeof(int);
     attn_arrivals_ = DeviceBuffer::create(arrivals, "attention split counts");
-    CUDA_CHECK(cudaMemset(attn_arrivals_.get(), 0, arrivals));
+    CUDA_CHECK(cudaMemsetAsync(attn_arrivals_.get(), 0, arrivals, compute_.get()));
   }
   const InputLayout most{T, R, size_t(rope_half_)};
   inputs_dev_ = DeviceBuffer::create(most.words * 4, "step inputs");
   inputs_host_ = PinnedBuffer::create(most.words * 4, "step inputs (staging)");
   if (g.argmax != kNoBuffer) ids_host_ = PinnedBuffer::create(R * sizeof(float), "greedy ids (read-back)");
+  // The weights' and the table's uploads (cudaMemcpy from pageable memory returns once its bytes are staged, maybe
+  // before they land) are on the legacy default stream, which the steps' non-blocking streams do not wait for.
+  CUDA_CHECK(cudaDeviceSynchronize());
   // Only now (a graph this backend cannot run has thrown above and may be retried):
   graph_ = &g;
   bypass_ = gather_bypass(g);
@@ -464,9 +487,12 @@ void CudaBackend::run_step(const StepGraph& g, const StepInputs& in) {
     // Rows a kernel does not copy (--lut disk: the copy stream's) are waited for before the step starts.
     if (lut_ && !lut_->direct() && !lut_->kernel_copy())
       CUDA_CHECK(cudaStreamWaitEvent(compute_.get(), lut_->ready(), 0));
+    unsigned* failed = nullptr;
+    CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&failed), persistent_failed_.get(), 0));
     launch_persistent_step(static_cast<const StepItemOp*>(persistent->ops.get()), persistent->n,
-                           static_cast<PersistentScratch*>(persistent_scratch_.get()), persistent->blocks,
-                           persistent->shared, persistent_tuning_ == BackendTuning::Persistent::On, compute_.get());
+                           static_cast<PersistentScratch*>(persistent_scratch_.get()), failed, persistent->blocks,
+                           persistent->shared, persistent_tuning_ == BackendTuning::Persistent::On, persistent_stall_,
+                           compute_.get());
     copy_results_back(g, shape, compute_.get());  // as the graph's last nodes do
   } else {
     CUDA_CHECK(cudaGraphLaunch(it->second.exec.get(), compute_.get()));
@@ -572,18 +598,22 @@ const PersistentRecorded* CudaBackend::persistent_program(const StepGraph& g, co
     if (prog.why.empty() && prog.ops.empty()) prog.refuse("an empty step");
     if (prog.why.empty()) {
       rec.blocks = persistent_step_blocks(prog.shared);
-      if (rec.blocks == 0) prog.refuse("this GPU cannot launch cooperative kernels");
+      if (rec.blocks == 0) prog.refuse("this GPU cannot launch cooperative kernels (or hold one block of this one)");
     }
     rec.why = prog.why;
     if (rec.why.empty()) {
       make_logits_host(shape);
       rec.n = int(prog.ops.size());
       rec.ops = DeviceBuffer::create(prog.ops.size() * sizeof(StepItemOp), "the persistent decode kernel's program");
-      CUDA_CHECK(
-          cudaMemcpy(rec.ops.get(), prog.ops.data(), prog.ops.size() * sizeof(StepItemOp), cudaMemcpyHostToDevice));
+      // On the stream the kernel runs on, so that it reads the whole program and a zeroed scratch (a cudaMemcpy or
+      // cudaMemset on the legacy stream may still be landing when a non-blocking stream's kernel starts).
+      CUDA_CHECK(cudaMemcpyAsync(rec.ops.get(), prog.ops.data(), prog.ops.size() * sizeof(StepItemOp),
+                                 cudaMemcpyHostToDevice, compute_.get()));
       if (!persistent_scratch_) {
         persistent_scratch_ = DeviceBuffer::create(sizeof(PersistentScratch), "the persistent decode kernel's scratch");
-        CUDA_CHECK(cudaMemset(persistent_scratch_.get(), 0, sizeof(PersistentScratch)));
+        CUDA_CHECK(cudaMemsetAsync(persistent_scratch_.get(), 0, sizeof(PersistentScratch), compute_.get()));
+        persistent_failed_ = PinnedBuffer::create(sizeof(unsigned), "the persistent decode kernel's failure flag");
+        *static_cast<volatile unsigned*>(persistent_failed_.get()) = 0;
       }
     }
     // Said once per shape (the string is not rebuilt every step).

@@ -361,13 +361,18 @@ void launch_col(const MatMulArgs& a, const Launch& l) {
   }
 }
 
+// The staged kernel's shared memory for the step's rows, or 0 where the step does not run it (--tune matvec).
+inline size_t staged_shared(const MatMulArgs& a) {
+  const size_t shared = size_t(std::min(a.rows, kColRows)) * size_t(a.K) * sizeof(float);
+  return a.staged && shared + kSharedSlack <= kStagedMaxShared ? shared : 0;
+}
+
 template <DType DT, bool NORM>
 void launch_dtype(const MatMulArgs& a, const Launch& l) {
   if (a.rows >= a.tiled_min_rows) {
     const dim3 grid((a.N + kTileN - 1) / kTileN, (a.rows + kTileM - 1) / kTileM);
     launch_kernel(matmul_tiled_kernel<DT, NORM>, grid, kTileThreads, 0, l, a);
-  } else if (const size_t shared = size_t(std::min(a.rows, kColRows)) * size_t(a.K) * sizeof(float);
-             a.staged && shared + kSharedSlack <= kStagedMaxShared) {
+  } else if (const size_t shared = staged_shared(a); shared > 0) {
     const dim3 grid((a.N + kStagedWarps - 1) / kStagedWarps, (a.rows + kColRows - 1) / kColRows);
     launch_kernel(matmul_staged_kernel<DT, NORM>, grid, kStagedThreads, shared, l, a);
   } else if (a.rows == 1) {
@@ -385,7 +390,10 @@ void launch_matmul_family(const MatMulArgs& a, const Launch& l) {
   MOLE_CUDA_ASSERT(a.rows <= 65535 * kColRows);
   if (a.rows == 0 || a.N == 0) return;
   if (l.program) {  // the column kernel's work, a warp per column (persistent_step.cuh)
+    // Only where the graph would run the column kernel too, so that both give the same bits.
     if (a.rows != 1) l.program->refuse("a matrix product of several rows");
+    if (a.rows >= a.tiled_min_rows) l.program->refuse("--tune tiled-min-rows=" + std::to_string(a.tiled_min_rows));
+    if (staged_shared(a) > 0) l.program->refuse("--tune matvec=staged");
     StepItemOp& op = l.program->add(NORM ? StepItemKind::NormMatMul : StepItemKind::MatMul,
                                     (a.N + kPersistentWarps - 1) / kPersistentWarps);
     op.mm = a;

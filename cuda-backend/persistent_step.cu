@@ -6,6 +6,12 @@
 
 namespace mole::cuda {
 
+// An item is a whole block of the op's own kernel, run by a block of this kernel: the same size.
+static_assert(kAttentionThreads == kPersistentThreads && kRouterThreads == kPersistentThreads &&
+                  kEmbedThreads == kPersistentThreads && kGatherThreads == kPersistentThreads &&
+                  kLutFetchThreads == kPersistentThreads,
+              "the persistent kernel runs the ops' blocks with its own");
+
 void PersistentProgram::end_phase() {
   if (!ops.empty()) ops.back().barrier_after = true;
 }
@@ -20,26 +26,49 @@ void PersistentProgram::finish() {
 
 namespace {
 
+// The GPU's global timer, in nanoseconds.
+__device__ __forceinline__ unsigned long long global_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
 // Every block waits here until every block of the grid has arrived (they are all resident: a cooperative launch).
 // Thread 0 of each block reads the generation, fences its block's writes (release), counts itself in, and the last
 // to arrive resets the count and moves the generation on; the others spin until it moves, then fence (acquire), so
-// that what every block wrote before the barrier is what every block reads after it.
-__device__ __forceinline__ void grid_barrier(PersistentScratch* s) {
+// that what every block wrote before the barrier is what every block reads after it. Never a hang: a block that has
+// waited kPersistentBarrierTimeoutNs gives up and sets the failure flag (in the scratch, where every waiting block
+// sees it and stops waiting, and in host memory, where the host reads it: CudaBackend::check_persistent). Returns
+// whether the step goes on; once failed, every block leaves the kernel at its next barrier. `stall` (tests): the
+// barrier waits for one block more than the grid has, so it never passes.
+__device__ __forceinline__ bool grid_barrier(PersistentScratch* s, unsigned* failed_host, bool stall) {
+  __shared__ bool go_on;
   __syncthreads();
   if (threadIdx.x == 0) {
     volatile unsigned* gen = &s->barrier_gen;
+    volatile unsigned* failed = &s->failed;
     const unsigned seen = *gen;
     __threadfence();
-    if (atomicAdd(&s->barrier_count, 1u) == gridDim.x - 1) {
+    if (atomicAdd(&s->barrier_count, 1u) == gridDim.x - 1 + (stall ? 1u : 0u)) {
       s->barrier_count = 0;
       __threadfence();
       atomicAdd(&s->barrier_gen, 1u);
     } else {
-      while (*gen == seen) __nanosleep(20);
+      const unsigned long long start = global_ns();
+      while (*gen == seen && *failed == 0u) {
+        __nanosleep(20);
+        if (global_ns() - start > kPersistentBarrierTimeoutNs) {
+          *failed = 1u;
+          *static_cast<volatile unsigned*>(failed_host) = 1u;
+          break;
+        }
+      }
     }
     __threadfence();
+    go_on = *failed == 0u;
   }
   __syncthreads();
+  return go_on;
 }
 
 // Argmax item `item` of row 0 (the program has one output row): the best of its chunk, then, in the block that
@@ -154,7 +183,8 @@ __device__ void prefetch_phase(const StepItemOp* __restrict__ ops, int begin, in
 // The phases in order: a block takes items blockIdx.x, + gridDim.x, ... of the phase (its ops' items numbered one
 // after another), then waits at the barrier that ends the phase. Two blocks an SM (128 registers a thread).
 __global__ void __launch_bounds__(kPersistentThreads, 2)
-    persistent_step_kernel(const StepItemOp* __restrict__ ops, int n_ops, PersistentScratch* s, bool prefetch) {
+    persistent_step_kernel(const StepItemOp* __restrict__ ops, int n_ops, PersistentScratch* s, unsigned* failed_host,
+                           bool prefetch, bool stall) {
   for (int begin = 0; begin < n_ops;) {
     int end = begin;
     while (!ops[end].barrier_after && end + 1 < n_ops) end++;
@@ -167,7 +197,7 @@ __global__ void __launch_bounds__(kPersistentThreads, 2)
     begin = end + 1;
     if (begin < n_ops) {
       if (prefetch) prefetch_phase(ops, begin, n_ops);
-      grid_barrier(s);
+      if (!grid_barrier(s, failed_host, stall)) return;
     }
   }
 }
@@ -185,8 +215,8 @@ int persistent_step_blocks(size_t shared) {
   return per_sm * sms;
 }
 
-void launch_persistent_step(const StepItemOp* ops, int n_ops, PersistentScratch* scratch, int blocks, size_t shared,
-                            bool prefetch, cudaStream_t stream) {
+void launch_persistent_step(const StepItemOp* ops, int n_ops, PersistentScratch* scratch, unsigned* failed_host,
+                            int blocks, size_t shared, bool prefetch, bool stall, cudaStream_t stream) {
   MOLE_CUDA_ASSERT(blocks > 0 && n_ops > 0);
   cudaLaunchAttribute cooperative{};
   cooperative.id = cudaLaunchAttributeCooperative;
@@ -198,7 +228,7 @@ void launch_persistent_step(const StepItemOp* ops, int n_ops, PersistentScratch*
   cfg.stream = stream;
   cfg.attrs = &cooperative;
   cfg.numAttrs = 1;
-  CUDA_CHECK(cudaLaunchKernelEx(&cfg, persistent_step_kernel, ops, n_ops, scratch, prefetch));
+  CUDA_CHECK(cudaLaunchKernelEx(&cfg, persistent_step_kernel, ops, n_ops, scratch, failed_host, prefetch, stall));
 }
 
 }  // namespace mole::cuda

@@ -84,6 +84,7 @@ struct PersistentProgram {
 struct PersistentScratch {
   unsigned barrier_count;  // blocks arrived at the current barrier
   unsigned barrier_gen;    // barriers passed (compared for change, never for value)
+  unsigned failed;         // a block gave up waiting at a barrier (the host zeroes the scratch again after one)
   int argmax_arrivals;     // argmax items finished
   int argmax_index[kPersistentMaxArgmaxItems];
   float argmax_value[kPersistentMaxArgmaxItems];
@@ -96,7 +97,11 @@ int persistent_step_blocks(size_t shared);
 // `prefetch`, each block, its items of a phase done, asks for its share of the next phase's weights (up to
 // kPersistentPrefetchBytes of them) to be fetched into L2 before it waits at the barrier: they do not depend on the
 // phase, so they travel while the slowest blocks finish and the barrier passes.
-void launch_persistent_step(const StepItemOp* ops, int n_ops, PersistentScratch* scratch, int blocks, size_t shared,
-                            bool prefetch, cudaStream_t stream);
+// A block that waits longer than this at a barrier gives up: the step fails (`failed_host`, mapped host memory, is
+// set to 1) instead of hanging. A decode step's phase takes microseconds.
+constexpr unsigned long long kPersistentBarrierTimeoutNs = 2'000'000'000ull;
+// `stall` (tests, perturb=persistent-barrier): no barrier ever passes, so every block gives up.
+void launch_persistent_step(const StepItemOp* ops, int n_ops, PersistentScratch* scratch, unsigned* failed_host,
+                            int blocks, size_t shared, bool prefetch, bool stall, cudaStream_t stream);
 
 }  // namespace mole::cuda

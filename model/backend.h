@@ -205,7 +205,8 @@ struct BackendTuning {
                                         //   they depend on in the shader (shaders/chain.glsl), with no pipeline
                                         //   barrier between them; "chain=off": barriers
   std::string perturb_op;               // "perturb" (tests): the cpu-perturbed test backend's wrong op (op_name(), e.g.
-                                        //   matmul); Vulkan with chain=on: "chain-wait", every wait gives up
+                                        //   matmul); Vulkan with chain=on: "chain-wait", every wait gives up;
+                                        //   CUDA with persistent=on: "persistent-barrier", no barrier passes
 };
 
 // One run's choices for a backend (apps/ fills it from flags, their defaults from the environment; README).
@@ -237,6 +238,8 @@ struct BackendInfo {
   std::string device_key;      // identifies the device across runs (its UUID), for caches of measured choices
   std::string host_wait;       // how the host waits for a step's results ("spin up to 10 ms, then block", "block");
                                //   "" where the backend does not say (--tune host-wait)
+  std::string reductions;      // how the GPU's sums within a workgroup run (Vulkan: "subgroups of 32, full", or
+                               //   "shared memory (why)", --tune subgroups); "" where the backend does not say
   std::string execution;       // how the backend runs steps where it has a choice (CUDA: "graphs", or the
                                //   persistent decode kernel and why it did not run, --tune persistent; Vulkan:
                                //   pipeline barriers, or the dispatch chain, --tune chain); "" otherwise

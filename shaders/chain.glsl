@@ -18,14 +18,15 @@
 //
 // Forward progress: a workgroup spins while the workgroups it waits for run. Vulkan does not promise that those
 // have started; GPUs start a queue's dispatches in order, so they have. So that a device that does not can never
-// hang, a wait gives up after MOLE_CHAIN_SPINS reads of the counter (about a second on a GPU, far beyond any op of a
-// decode step), sets counter 0 and goes on; every later wait sees it and goes on at once, and the host, seeing
+// hang, a wait gives up after MOLE_CHAIN_SPINS rounds of reading the counter (each round one or two reads from L2,
+// a few hundred ns: a second or more on a GPU, where a wait spans at most the two ops before it, milliseconds even
+// at long contexts), sets counter 0 and goes on; every later wait sees it and goes on at once, and the host, seeing
 // counter 0 set after the step, reports the step as failed (its results are void). Any wait that ends with its count
 // not reached sets counter 0, however its loop ended.
 #ifdef MOLE_CHAIN
 layout(buffer_reference, std430, buffer_reference_align = 4) volatile coherent buffer MoleChainCounters { uint c[]; };
 
-const uint MOLE_CHAIN_SPINS = 1u << 20;
+const uint MOLE_CHAIN_SPINS = 1u << 22;
 
 void mole_chain_wait(MoleChainCounters ctr) {
   if (pc.chain_target == 0u) return;  // uniform: the step's first group

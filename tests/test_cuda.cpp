@@ -9,6 +9,7 @@
 
 #ifdef MOLE_HAVE_CUDA
 
+#include <chrono>
 #include <cstdlib>  // setenv
 #include <random>
 
@@ -351,6 +352,38 @@ TEST_CASE("cuda: --tune persistent=on gives the graphs' logits and ids bit for b
     };
     CHECK(greedy(*persistent) == greedy(*graphs));
   }
+}
+
+// A grid barrier of the persistent kernel that never passes (perturb=persistent-barrier: it waits for one block more
+// than the grid has): every block gives up after its time limit and leaves, and the host makes the step a mole::Error
+// that says what to do: no hang.
+TEST_CASE("cuda: --tune persistent=on: a barrier that never passes is an error, not a hang") {
+  test::TempDir tmp;
+  if (!cuda_or_skip()) return;
+  LoadedModel m = test::load(test::synth(tmp, "m", Form::Infer, {}, DType::BF16));
+  BackendOptions opt = options(LutRead::Auto);
+  opt.tuning.persistent = BackendTuning::Persistent::On;
+  opt.tuning.perturb_op = "persistent-barrier";
+  auto be = make_cuda_backend(opt);
+  EngineOptions o;
+  o.max_context = 32;
+  o.lut = LutPlacement::Device;
+  Engine e(m.cfg, m.weights, m.table(), *be, o);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string what;
+  try {
+    e.step_argmax({{0, {1}}});  // one token: a decode step, run by the persistent kernel
+  } catch (const Error& err) {
+    what = err.what();
+  }
+  MESSAGE("the failed step took " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
+                                  << " s");
+  if (be->info().execution.find("cannot launch cooperative") != std::string::npos) {
+    MESSAGE("skipped: this GPU cannot launch cooperative kernels");
+    return;
+  }
+  CHECK(what.find("persistent decode kernel (--tune persistent) failed") != std::string::npos);
+  CHECK(what.find("run without --tune persistent") != std::string::npos);
 }
 
 TEST_CASE("cuda: reparameterization on the GPU gives the CPU's table") {

@@ -26,6 +26,8 @@
 #include "model/parity.h"
 #include "model/reparam.h"
 #include "model/sampling.h"
+#include "vk-runtime/device_info.h"
+#include "vk-runtime/instance.h"
 #include "vk-runtime/vk_backend.h"
 
 using namespace mole;
@@ -171,6 +173,49 @@ TEST_CASE("vulkan: step_argmax gives the CPU's greedy tokens; logits after id-on
   MESSAGE("greedy tokens compared: " << compared << " of " << 24 * B);
   CHECK(compared > 24 * B / 2);
   check_no_validation_messages(*vkb);
+}
+
+// The _subgroup variants require full subgroups (VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS_BIT, whose use
+// the validation layer checks: the feature enabled, the local size a multiple of the largest subgroup). Where the
+// device offers subgroup arithmetic and full subgroups (lavapipe does) they run and info() says so, else the
+// shared-memory variants run; --tune subgroups=0 runs those anywhere. Both give the CPU's logits.
+TEST_CASE("vulkan: the subgroup variants run with full subgroups, and info says which reductions ran") {
+  test::TempDir tmp;
+  bool offers = false;  // what the device offers, as enumerate_devices reads it
+  try {
+    const Instance instance = Instance::create(false, false);
+    const std::vector<DeviceInfo> devices = enumerate_devices(instance);
+    if (!devices.empty()) {
+      const DeviceInfo& d = devices[size_t(pick_device(devices, -1))];
+      offers = (d.subgroup_ops & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) && d.compute_full_subgroups;
+    }
+  } catch (const Error& e) {
+    test::skip_no_device(e.what());
+    return;
+  }
+  Model m(test::synth(tmp, "m", Form::Infer, {{"num_key_value_heads", 2}}, DType::F16));
+  EngineOptions o;
+  o.max_context = 48;
+  const std::vector<int32_t> prompt = random_ids(20, m.cfg.vocab_size, 5);  // fewer rows than a tiled product's
+  auto cpu = make_cpu_backend();
+  Engine ec(m.cfg, m.weights, &*m.lut, *cpu, o);
+  const std::vector<float> want = ec.step({{0, prompt}}).at(0);
+  for (int wanted : {1, 0}) {
+    CAPTURE(wanted);
+    auto be = vulkan_or_skip(options([&](BackendOptions& b) { b.tuning.subgroups = wanted; }));
+    if (!be) return;
+    Engine ev(m.cfg, m.weights, &*m.lut, *be, o);
+    CHECK(rel_l2(ev.step({{0, prompt}}).at(0), want) < 1e-3);
+    const std::string reductions = be->info().reductions;
+    CAPTURE(reductions);
+    if (wanted == 0)
+      CHECK(reductions == "shared memory (--tune subgroups=0)");
+    else if (offers)
+      CHECK(reductions.rfind("subgroups of ", 0) == 0);
+    else
+      CHECK(reductions.rfind("shared memory (", 0) == 0);
+    check_no_validation_messages(*be);
+  }
 }
 
 TEST_CASE("vulkan: the three LUT placements give identical logits") {

@@ -73,6 +73,7 @@ Device Device::create(const Instance& /*instance: must outlive the device*/, con
   en.int64 = enable(chain.shader_int64, info.int64);
   en.buffer_device_address = enable(chain.buffer_device_address, info.buffer_device_address);
   en.sync2 = enable(chain.synchronization2, info.sync2);
+  en.compute_full_subgroups = enable(chain.compute_full_subgroups, info.compute_full_subgroups);
   std::vector<const char*> extensions = chain.extensions;
   if (info.external_memory_host) {
     extensions.push_back(VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME);

@@ -32,6 +32,7 @@ class Device {
     bool fp16_arith = false, storage16 = false, int8 = false, int64 = false;
     bool timeline_semaphore = false;  // always true: creation fails without it
     bool sync2 = false, buffer_device_address = false, external_memory_host = false;
+    bool compute_full_subgroups = false;  // pipelines may require full subgroups
   };
 
   // Throws mole::Error naming the device when it lacks Vulkan 1.1, timeline semaphores or a compute queue.

@@ -39,6 +39,8 @@ void query_properties(DeviceInfo& d) {
   driver.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES;
   VkPhysicalDeviceExternalMemoryHostPropertiesEXT host{};
   host.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_MEMORY_HOST_PROPERTIES_EXT;
+  VkPhysicalDeviceSubgroupSizeControlPropertiesEXT size_control{};
+  size_control.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES_EXT;
   props.pNext = &subgroup;
   subgroup.pNext = &maint3;
   maint3.pNext = &id;
@@ -47,6 +49,10 @@ void query_properties(DeviceInfo& d) {
   if (has_driver) {
     *next = &driver;
     next = &driver.pNext;
+  }
+  if (has_extension(d.extensions, VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME)) {
+    *next = &size_control;
+    next = &size_control.pNext;
   }
   if (d.external_memory_host) *next = &host;
   vk().vkGetPhysicalDeviceProperties2(d.physical, &props);
@@ -58,6 +64,7 @@ void query_properties(DeviceInfo& d) {
   }
   d.subgroup_size = subgroup.subgroupSize;
   d.subgroup_ops = subgroup.supportedOperations;
+  d.max_subgroup_size = size_control.maxSubgroupSize;
   d.max_memory_allocation_size = maint3.maxMemoryAllocationSize;
   std::memcpy(d.uuid, id.deviceUUID, VK_UUID_SIZE);
   d.min_imported_host_pointer_alignment = d.external_memory_host ? host.minImportedHostPointerAlignment : 0;
@@ -73,6 +80,7 @@ void query_features(DeviceInfo& d) {
   d.timeline_semaphore = FeatureChain::get(chain.timeline_semaphore);
   d.sync2 = FeatureChain::get(chain.synchronization2);
   d.buffer_device_address = FeatureChain::get(chain.buffer_device_address);
+  d.compute_full_subgroups = FeatureChain::get(chain.compute_full_subgroups);
 }
 
 DeviceInfo query_device(VkPhysicalDevice pd, int index) {
@@ -249,6 +257,8 @@ std::string describe(const DeviceInfo& d) {
   for (const auto& [bit, name] : ops) {
     if (d.subgroup_ops & bit) s += std::string(" ") + name;
   }
+  s += std::string("; full subgroups ") + yes_no(d.compute_full_subgroups);
+  if (d.max_subgroup_size > 0) s += " (up to " + std::to_string(d.max_subgroup_size) + ")";
   s += "\n  limits: storage buffer range " + std::to_string(d.max_storage_buffer_range >> 20) + " MiB, allocation " +
        std::to_string(d.max_memory_allocation_size >> 20) + " MiB, storage offset alignment " +
        std::to_string(d.min_storage_buffer_offset_alignment) + " B, shared memory " +

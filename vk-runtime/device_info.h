@@ -40,10 +40,12 @@ struct DeviceInfo {
   bool timeline_semaphore = false;  // required by mole
   bool sync2 = false;               // VK_KHR_synchronization2
   bool buffer_device_address = false;
-  bool cooperative_matrix = false;    // VK_KHR_cooperative_matrix or VK_NV_cooperative_matrix offered (not enabled)
-  bool external_memory_host = false;  // VK_EXT_external_memory_host: import host memory (an mmap'd table)
+  bool compute_full_subgroups = false;  // VK_EXT_subgroup_size_control's computeFullSubgroups
+  bool cooperative_matrix = false;      // VK_KHR_cooperative_matrix or VK_NV_cooperative_matrix offered (not enabled)
+  bool external_memory_host = false;    // VK_EXT_external_memory_host: import host memory (an mmap'd table)
 
   uint32_t subgroup_size = 0;
+  uint32_t max_subgroup_size = 0;  // VK_EXT_subgroup_size_control's maxSubgroupSize; 0 without it
   VkSubgroupFeatureFlags subgroup_ops = 0;
   uint64_t max_storage_buffer_range = 0;    // bytes one storage-buffer binding can see
   uint64_t max_memory_allocation_size = 0;  // bytes one VkDeviceMemory can hold

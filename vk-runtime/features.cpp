@@ -20,6 +20,7 @@ FeatureChain::FeatureChain(uint32_t api_version, const std::vector<std::string>&
   timeline.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TIMELINE_SEMAPHORE_FEATURES;
   bda.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_BUFFER_DEVICE_ADDRESS_FEATURES;
   sync2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SYNCHRONIZATION_2_FEATURES_KHR;
+  size_control.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES_EXT;
   void** next = &base.pNext;
   auto link = [&next](auto& s) {
     *next = &s;
@@ -64,6 +65,11 @@ FeatureChain::FeatureChain(uint32_t api_version, const std::vector<std::string>&
   if (api_version >= VK_API_VERSION_1_1 && use_extension(VK_KHR_SYNCHRONIZATION_2_EXTENSION_NAME)) {
     link(sync2);
     synchronization2 = &sync2.synchronization2;
+  }
+  // The same (promoted in 1.3): full subgroups for the _subgroup shaders (vk_backend.cpp, why_no_subgroups()).
+  if (api_version >= VK_API_VERSION_1_1 && use_extension(VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME)) {
+    link(size_control);
+    compute_full_subgroups = &size_control.computeFullSubgroups;
   }
 }
 

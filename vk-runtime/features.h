@@ -26,6 +26,7 @@ struct FeatureChain {
   VkPhysicalDeviceTimelineSemaphoreFeatures timeline{};
   VkPhysicalDeviceBufferDeviceAddressFeatures bda{};
   VkPhysicalDeviceSynchronization2FeaturesKHR sync2{};
+  VkPhysicalDeviceSubgroupSizeControlFeaturesEXT size_control{};
 
   // Where each feature lives in this chain; nullptr when this device cannot have it.
   VkBool32* shader_float16 = nullptr;
@@ -35,6 +36,7 @@ struct FeatureChain {
   VkBool32* timeline_semaphore = nullptr;
   VkBool32* buffer_device_address = nullptr;
   VkBool32* synchronization2 = nullptr;
+  VkBool32* compute_full_subgroups = nullptr;  // VK_EXT_subgroup_size_control
   VkBool32* shader_int64 = &base.features.shaderInt64;
 
   // The device extensions these features need enabled on this device (none of the promoted ones on 1.2+).

@@ -121,7 +121,7 @@ void PipelineCache::save() const {
 ComputePipeline ComputePipeline::create(const Device& device, const PipelineCache& cache,
                                         std::span<const uint32_t> spirv, const DescriptorSetLayout& layout,
                                         uint32_t push_constant_bytes, const std::vector<uint32_t>& spec_constants,
-                                        const char* name) {
+                                        const char* name, bool full_subgroups) {
   const std::string what = std::string("pipeline ") + (name ? name : "?");
   if (spirv.size() < 5 || spirv[0] != 0x07230203u) {
     throw Error("vulkan: " + what + ": the shader is not SPIR-V (rebuild mole: its shaders are compiled in)");
@@ -154,6 +154,7 @@ ComputePipeline ComputePipeline::create(const Device& device, const PipelineCach
   ci.sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO;
   ci.stage.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO;
   ci.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT;
+  if (full_subgroups) ci.stage.flags = VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS_BIT_EXT;
   ci.stage.module = p.module_;
   ci.stage.pName = "main";
   ci.stage.pSpecializationInfo = spec_constants.empty() ? nullptr : &spec;

@@ -55,10 +55,13 @@ class ComputePipeline {
  public:
   // `spirv`: the shader's words; `push_constant_bytes`: 0 for none (a multiple of 4, at most 128 to be portable);
   // `spec_constants`: constant_id i gets spec_constants[i] (4 bytes each: a uint, int or float's bits);
-  // `name`: the op, for errors and debuggers. Throws mole::Error naming it.
+  // `name`: the op, for errors and debuggers; `full_subgroups`: every subgroup runs all its invocations
+  // (VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS_BIT: the device's computeFullSubgroups must be enabled, and
+  // the local size in x a multiple of its maxSubgroupSize). Throws mole::Error naming it.
   static ComputePipeline create(const Device& device, const PipelineCache& cache, std::span<const uint32_t> spirv,
                                 const DescriptorSetLayout& layout, uint32_t push_constant_bytes,
-                                const std::vector<uint32_t>& spec_constants, const char* name);
+                                const std::vector<uint32_t>& spec_constants, const char* name,
+                                bool full_subgroups = false);
 
   ComputePipeline(ComputePipeline&& other) noexcept;
   ComputePipeline& operator=(ComputePipeline&& other) noexcept;

@@ -103,7 +103,10 @@ class VulkanBackend final : public Backend {
     if (opt.memory_limit_mib > 0)
       budget_ = std::min<uint64_t>(budget_ ? budget_ : UINT64_MAX, uint64_t(opt.memory_limit_mib * 1048576.0));
     if (budget_ == 0) budget_ = UINT64_MAX;
-    subgroups_ = use_subgroups(opt.tuning.subgroups);
+    const std::string no_subgroups = why_no_subgroups(opt.tuning.subgroups);
+    subgroups_ = no_subgroups.empty();
+    reductions_ = subgroups_ ? "subgroups of " + std::to_string(ctx_->info.subgroup_size) + ", full"
+                             : "shared memory (" + no_subgroups + ")";
     if (opt.tuning.tiled_min_rows > 0) tiled_min_rows_ = uint32_t(opt.tuning.tiled_min_rows);
     const bool cpu = ctx_->info.type == VK_PHYSICAL_DEVICE_TYPE_CPU;
     matvec_loads_ = opt.tuning.matvec_loads > 0 ? uint32_t(opt.tuning.matvec_loads) : cpu ? 1u : kMatMulGpuLoads;
@@ -140,6 +143,7 @@ class VulkanBackend final : public Backend {
     i.device_memory_used = used_;
     i.device_key = uuid_hex(ctx_->info.uuid);
     i.host_wait = spin_ns_ > 0 ? "spin up to " + std::to_string(spin_ns_ / 1000000) + " ms, then block" : "block";
+    i.reductions = reductions_;
     if (last_chained_)
       i.execution = "dispatch chain: the dispatches wait for each other in the shaders, no pipeline barriers";
     else if (chain_)
@@ -334,19 +338,27 @@ class VulkanBackend final : public Backend {
     auto it = pipelines_.find(key);
     if (it != pipelines_.end()) return it->second;
     std::string name(shader);
+    // A _subgroup variant's subgroups are full (why_no_subgroups()), so that gl_SubgroupSize invocations run each.
+    const bool full_subgroups = build.find("_subgroup") != std::string_view::npos;
     auto made = ComputePipeline::create(dev_, ctx_->cache, spirv, set_layout(op->bindings),
-                                        chain ? kChainPushBytes : op->push_bytes, spec, name.c_str());
+                                        chain ? kChainPushBytes : op->push_bytes, spec, name.c_str(), full_subgroups);
     return pipelines_.emplace(key, std::move(made)).first->second;
   }
-  // Whether the _subgroup variants run here (the matmul family's, attention's and the router's): subgroup
-  // arithmetic and a subgroup size that divides the local size (then a column's lanes are one subgroup, reduced
-  // without shared memory or barriers, and a workgroup reduction takes 2 barriers). --tune subgroups=0 turns them
-  // off (the tests run both).
-  bool use_subgroups(int wanted) const {
-    const uint32_t sg = ctx_->info.subgroup_size;
-    if (wanted == 0) return false;
-    return (ctx_->info.subgroup_ops & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) && sg >= 4 && sg <= kLocalSize &&
-           kLocalSize % sg == 0;
+  // Why the _subgroup variants (the matmul family's, attention's and the router's) do not run here; "" where they
+  // do: subgroup arithmetic, a subgroup size that divides the local size (then a column's lanes are one subgroup,
+  // reduced without shared memory or barriers, and a workgroup reduction takes 2 barriers), and full subgroups.
+  // Without REQUIRE_FULL_SUBGROUPS a device may run subgroups with fewer invocations than gl_SubgroupSize (Intel's
+  // driver reports 32 and may compile 8 or 16 wide), and the matmul family's lanes would leave part of each row
+  // unsummed. --tune subgroups=0 turns them off (the tests run both).
+  std::string why_no_subgroups(int wanted) const {
+    const uint32_t sg = ctx_->info.subgroup_size, most = ctx_->info.max_subgroup_size;
+    if (wanted == 0) return "--tune subgroups=0";
+    if (!(ctx_->info.subgroup_ops & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT)) return "no subgroup arithmetic";
+    if (sg < 4 || sg > kLocalSize || kLocalSize % sg != 0)
+      return "subgroups of " + std::to_string(sg) + " do not divide " + std::to_string(kLocalSize) + " invocations";
+    if (!dev_.enabled().compute_full_subgroups || most == 0 || kLocalSize % most != 0)
+      return "full subgroups cannot be required (computeFullSubgroups)";
+    return "";
   }
   // The shader to run of those with a _subgroup variant; and the threads per column the matmul family's dispatch
   // assumes.
@@ -384,7 +396,8 @@ class VulkanBackend final : public Backend {
   std::vector<Buf> bufs_;
   uint64_t used_ = 0, budget_ = 0;  // device-local bytes allocated, and the most we may
   std::map<std::string, ComputePipeline> pipelines_;
-  bool subgroups_ = false;                         // use_subgroups(), decided once
+  bool subgroups_ = false;                         // why_no_subgroups() is empty, decided once
+  std::string reductions_;                         // BackendInfo::reductions
   uint32_t tiled_min_rows_ = kMatMulTiledMinRows;  // --tune tiled-min-rows overrides (tests, tuning)
   uint32_t matvec_loads_ = kMatMulGpuLoads;        // the column kernels' LOADS (kSpecLoads; --tune matvec-loads)
   uint32_t forced_splits_ = 0;      // --tune attention-splits, else 1 on a CPU device; 0: attention_splits() decides
