@@ -8,8 +8,9 @@
 // start; counter 0 is the failure flag.
 //
 // Push (ChainPush in ops.h, offset 32): chain_counters, the counters' buffer device address (uvec2, low word first);
-// chain_wait, the counter to wait for; chain_target, the count to wait for (0: nothing to wait for, the step's first
-// group); chain_signal, this dispatch's group's counter.
+// chain_wait, the word of the counter to wait for; chain_target, the count to wait for (0: nothing to wait for, the
+// step's first group); chain_signal, the word of this dispatch's group's counter. Counters are 256 bytes apart.
+// The failure flag (word 0) holds the word of the first counter whose wait gave up: the host names that group.
 //
 // Memory, as split-K attention's merge (attention.comp): the buffers that dispatches write are coherent here
 // (MOLE_DATA). Before the count every invocation fences its writes (memoryBarrierBuffer()) and the workgroup meets at
@@ -33,8 +34,9 @@ void mole_chain_wait(MoleChainCounters ctr) {
   if (gl_LocalInvocationIndex == 0u) {
     for (uint spins = 0u; spins < MOLE_CHAIN_SPINS; spins++)
       if (ctr.c[pc.chain_wait] >= pc.chain_target || ctr.c[0] != 0u) break;  // reached, or an earlier wait gave up
-    // Not reached: given up (or the loop cut short: llvmpipe ends any loop after 65,535 rounds).
-    if (ctr.c[pc.chain_wait] < pc.chain_target) atomicOr(ctr.c[0], 1u);
+    // Not reached: given up (or the loop cut short: llvmpipe ends any loop after 65,535 rounds). The first to give
+    // up says which counter it waited for (never word 0).
+    if (ctr.c[pc.chain_wait] < pc.chain_target) atomicCompSwap(ctr.c[0], 0u, pc.chain_wait);
   }
   barrier();
   memoryBarrierBuffer();  // acquire: what the waited-for workgroups wrote before they counted

@@ -99,11 +99,15 @@ struct ArgmaxPush {
 
 // The _chain builds (--tune chain=on, shaders/chain.glsl) take their shader's push constants at offset 0 and these at
 // kChainPushOffset: where the step's counters are, which one to wait for and how far, and which one to count in.
+// Counters are words kChainCounterStride apart (counter g at word g * kChainCounterStride), each in a cache line of
+// its own, so that the workgroups polling one do not contend with the atomic adds to the next; `wait` and `signal`
+// are word indices.
 struct ChainPush {
-  uint32_t counters_lo, counters_hi;  // the counters' buffer device address; counter 0 is the failure flag
-  uint32_t wait, target;              // wait until counter `wait` reaches `target` (0: no wait)
-  uint32_t signal;                    // then, once done, add 1 to counter `signal` for each workgroup
+  uint32_t counters_lo, counters_hi;  // the counters' buffer device address; word 0 is the failure flag
+  uint32_t wait, target;              // wait until the counter at word `wait` reaches `target` (0: no wait)
+  uint32_t signal;                    // then, once done, add 1 to the counter at word `signal` for each workgroup
 };
+constexpr uint32_t kChainCounterStride = 64;  // words: 256 bytes
 constexpr uint32_t kChainPushOffset = 32;
 constexpr uint32_t kChainPushBytes = kChainPushOffset + sizeof(ChainPush);
 

@@ -377,7 +377,8 @@ TEST_CASE("vulkan: --tune chain=on gives the barriers' logits and greedy ids bit
 }
 
 // A wait of the chain that is never met (perturb=chain-wait: one workgroup more than its group has) gives up after its
-// spins, every later wait goes on at once, and the host makes the step a mole::Error that says what to do: no hang.
+// spins, every later wait goes on at once, and the host makes the step a mole::Error that says what to do and which
+// group the first wait to give up waited for: no hang.
 TEST_CASE("vulkan: --tune chain=on: a wait that is never met is an error, not a hang") {
   test::TempDir tmp;
   Model m(test::synth(tmp, "m", Form::Infer, {}, DType::BF16));
@@ -404,8 +405,14 @@ TEST_CASE("vulkan: --tune chain=on: a wait that is never met is an error, not a 
   }
   MESSAGE("the failed step took " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
                                   << " s");
+  CAPTURE(what);
   CHECK(what.find("dispatch chain (--tune chain=on) failed") != std::string::npos);
   CHECK(what.find("run without --tune chain=on") != std::string::npos);
+  // The first wait to give up names the group it waited for: the embedding, the step's first group, every one of
+  // whose workgroups counted (each wait asks for one more).
+  CHECK(what.find("(group 1 of ") != std::string::npos);
+  CHECK(what.find(", embed: ") != std::string::npos);
+  CHECK(what.find("workgroups had counted by the step's end)") != std::string::npos);
   check_no_validation_messages(*be);
 }
 

@@ -66,9 +66,9 @@ ChainPush BarrierTracker::chain_push(uint32_t workgroups) {
   ChainPush c{};
   c.counters_lo = uint32_t(counters_);
   c.counters_hi = uint32_t(counters_ >> 32);
-  c.wait = g - 1;
+  c.wait = (g - 1) * kChainCounterStride;
   c.target = g > 1 ? uint32_t(workgroups_[g - 1]) + (stall_ ? 1 : 0) : 0;  // the first group waits for nothing
-  c.signal = g;
+  c.signal = g * kChainCounterStride;
   workgroups_[g] += workgroups;
   assert(workgroups_[g] < (uint64_t(1) << 32) && "a group's workgroups overflow its 32-bit counter");
   return c;

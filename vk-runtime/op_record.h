@@ -82,6 +82,8 @@ class BarrierTracker {
   ChainPush chain_push(uint32_t workgroups);
   // Chained: the groups so far; the counters a step needs are 1 + groups() (counter 0 is the failure flag).
   uint32_t groups() const { return uint32_t(workgroups_.size() - 1); }
+  // Chained: the workgroups of group g (1 <= g <= groups()), which the next group waits for.
+  uint64_t workgroups(uint32_t g) const { return workgroups_.at(g); }
 
  private:
   std::vector<BufferId> written_, read_;

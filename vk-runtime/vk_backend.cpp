@@ -83,9 +83,13 @@ struct Buf {
 
 // The command buffers of one step shape.
 struct Recorded {
+  Recorded(CommandBuffer a, CommandBuffer b) : part_a(std::move(a)), part_b(std::move(b)) {}
   CommandBuffer part_a, part_b;
   int dispatches = 0, barriers = 0;  // recorded into them, for the profile
   int split_attention = 0;           // attention ops recorded split-K
+  // Chained: for each group g (from 1), its ops and its workgroups, for check_chain()'s message.
+  std::vector<std::string> chain_ops;
+  std::vector<uint64_t> chain_workgroups;
 };
 
 class VulkanBackend final : public Backend {
@@ -242,6 +246,7 @@ class VulkanBackend final : public Backend {
     if (on == profiling_) return;
     synchronize();
     recorded_.clear();
+    last_recorded_ = nullptr;
     profiling_ = on;
     if (lut_stream_) lut_stream_->set_profiling(on);
   }
@@ -431,17 +436,31 @@ class VulkanBackend final : public Backend {
   std::optional<Buffer> chain_counters_;
   uint32_t chain_counter_count_ = 0;
   bool last_chained_ = false;
-  uint64_t chain_checked_ = 0;  // the step (compute_value_) whose failure flag check_chain() read last
+  const Recorded* last_recorded_ = nullptr;  // the last step submitted (null once recorded_ was cleared)
+  uint64_t chain_checked_ = 0;               // the step (compute_value_) whose failure flag check_chain() read last
   // Call once the last step is complete: throws mole::Error if it was chained and one of its waits gave up. Reads
   // the flag (host-visible memory, on a discrete GPU across the bus) once a step, so reports a failure once.
   void check_chain() {
     if (!last_chained_ || chain_checked_ == compute_value_) return;
     chain_checked_ = compute_value_;
-    if (static_cast<const volatile uint32_t*>(chain_counters_->mapped())[0] == 0) return;
+    const volatile uint32_t* c = static_cast<const volatile uint32_t*>(chain_counters_->mapped());
+    const uint32_t word = c[0];
+    if (word == 0) return;
+    // Which wait gave up first: the group it waited for, its ops, and how many of its workgroups had counted by
+    // the step's end (all of them: they ran, but too late or their counts were not seen; fewer: some never ran).
+    std::string which;
+    const uint32_t g = word / kChainCounterStride;
+    if (last_recorded_ && word % kChainCounterStride == 0 && g >= 1 && g < last_recorded_->chain_workgroups.size() &&
+        g < last_recorded_->chain_ops.size()) {
+      const uint64_t want = last_recorded_->chain_workgroups[g];
+      which = " (group " + std::to_string(g) + " of " + std::to_string(last_recorded_->chain_workgroups.size() - 1) +
+              ", " + last_recorded_->chain_ops[g] + ": " + std::to_string(c[word]) + " of its " + std::to_string(want) +
+              " workgroups had counted by the step's end)";
+    }
     throw Error("the Vulkan dispatch chain (--tune chain=on) failed on " + ctx_->info.name +
-                ": a dispatch waited over a second for the ones before it, so this device does not start a queue's "
-                "dispatches in order as the chain needs, and the step's results are void; run without "
-                "--tune chain=on");
+                ": a dispatch gave up waiting for the ones before it" + which +
+                ", so this device does not run a queue's dispatches in order as the chain needs, and the step's "
+                "results are void; run without --tune chain=on");
   }
 
   // Profiling.
@@ -624,7 +643,7 @@ void VulkanBackend::prepare(const StepGraph& g) {
   for (const OpPlan& plan : plans_) chain_possible_ = chain_possible_ && plan.chain;
   if (chain_possible_) {
     chain_counter_count_ = uint32_t(2 * g.ops.size() + 2);  // at most a group a dispatch (attention: 2), and the flag
-    chain_counters_ = Buffer::create(dev_, size_t(chain_counter_count_) * 4,
+    chain_counters_ = Buffer::create(dev_, size_t(chain_counter_count_) * kChainCounterStride * 4,
                                      VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT |
                                          VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT,
                                      MemoryKind::HostToDevice, "dispatch chain counters");
@@ -638,8 +657,9 @@ Recorded& VulkanBackend::recorded_for(const StepGraph& g, const ShapeKey& key) {
   if (recorded_.size() >= kMaxRecorded) {
     synchronize();
     recorded_.clear();
+    last_recorded_ = nullptr;
   }
-  Recorded r{CommandBuffer::create(dev_, compute_pool_), CommandBuffer::create(dev_, compute_pool_)};
+  Recorded r(CommandBuffer::create(dev_, compute_pool_), CommandBuffer::create(dev_, compute_pool_));
   if (profiling_ && !op_ts_) op_ts_ = TimestampQueryPool::create(dev_, uint32_t(g.ops.size() + 1));
   r.part_a.begin(false);
   if (chained)  // the chain's counters from 0 (the barrier below orders the fill before the dispatches)
@@ -656,7 +676,13 @@ Recorded& VulkanBackend::recorded_for(const StepGraph& g, const ShapeKey& key) {
   const RecordSettings settings{kLocalSize, matmul_lanes(), tiled_min_rows_, lut_ ? uint32_t(lut_->row_elems()) : 0u,
                                 attn_part_, attn_arrivals_};
   auto record = [&](VkCommandBuffer cb, size_t i) {
-    r.dispatches += record_op(cb, g.ops[i], plans_[i], shape, settings, tracker);
+    const int dispatched = record_op(cb, g.ops[i], plans_[i], shape, settings, tracker);
+    r.dispatches += dispatched;
+    if (chained && dispatched > 0) {  // the op's dispatch is in the tracker's current group
+      r.chain_ops.resize(tracker.groups() + 1);
+      std::string& ops = r.chain_ops[tracker.groups()];
+      ops += (ops.empty() ? "" : ", ") + std::string(op_name(g.ops[i].kind));
+    }
     if (g.ops[i].kind == OpKind::Attention && splits > 1) r.split_attention++;
     if (profiling_) op_ts_->write(cb, uint32_t(i + 1));
   };
@@ -680,6 +706,8 @@ Recorded& VulkanBackend::recorded_for(const StepGraph& g, const ShapeKey& key) {
   r.part_b.end();
   r.barriers = tracker.barriers();
   assert((!chained || tracker.groups() < chain_counter_count_) && "more chained groups than counters");
+  if (chained)
+    for (uint32_t gi = 0; gi <= tracker.groups(); gi++) r.chain_workgroups.push_back(gi ? tracker.workgroups(gi) : 0);
   return recorded_.emplace(key, std::move(r)).first->second;
 }
 
@@ -720,6 +748,7 @@ void VulkanBackend::run_step(const StepGraph& g, const StepInputs& in) {
   logits_copied_ = std::get<2>(key);
   last_rows_identity_ = std::get<5>(key);
   last_chained_ = chained;
+  last_recorded_ = &rec;
   const uint64_t done = ++compute_value_;
   const bool wait_lut = lut_ && lut_stream_->wait_needed();  // not for direct reads
   const uint64_t lut_wait = wait_lut ? lut_stream_->value() : 0;
