@@ -118,7 +118,8 @@ int cmd_run(RunArgs& a) {
     if (!info.lut_read.empty())
       std::fprintf(stderr, "lut read     %s (--lut-read copy|direct|auto)\n", info.lut_read.c_str());
     if (!info.lut_table_note.empty())
-      std::fprintf(stderr, "lut table    %s (--tune lut-import=auto|off)\n", info.lut_table_note.c_str());
+      std::fprintf(stderr, "lut table    %s%s\n", info.lut_table_note.c_str(),
+                   info.name == "vulkan" ? " (--tune lut-import=auto|off)" : "");
     if (info.lut_rows_moved > 0)
       std::fprintf(stderr, "lut rows     %llu moved, %.1f MiB\n", (unsigned long long)info.lut_rows_moved,
                    double(info.lut_bytes_moved) / 1048576.0);
@@ -269,6 +270,7 @@ int main(int argc, char** argv) {
   BenchArgs bn;
   auto* c_bench = app.add_subcommand("bench", "Measure tokenizer MB/s and prefill/decode tokens/s, side by side");
   add_run_flags(*c_bench, bn.f);
+  c_bench->remove_option(c_bench->get_option("--profile"));  // it times each op alone, not what bench measures
   c_bench->add_option("--prompt-tokens", bn.prompt_tokens, "Prompt length for the prefill measurement")
       ->capture_default_str()
       ->check(number_in(1, kMaxContext));

@@ -11,8 +11,8 @@
 #include "apps/backends.h"
 #include "model/checkpoint_io.h"
 #include "model/error.h"
-#include "model/progress.h"
 #include "model/parallel.h"
+#include "model/progress.h"
 #include "model/reparam.h"
 #include "model/sampling.h"
 #include "model/user_files.h"
@@ -40,6 +40,7 @@ int cmd_logits(LogitsArgs& a) {
   }
   auto m = load_model(a.f, false);
   print_logits_json(m->engine->step({{0, ids}}, true));
+  if (a.f.profile) print_profile(m->backend->profile(), m->backend->info().name);
   return 0;
 }
 

@@ -70,8 +70,8 @@ void add_run_flags(CLI::App& cmd, RunFlags& f) {
                  "built-in model, or $MOLE_MODEL");
   add_backend_flags(cmd, f.bf);
   cmd.add_option("--lut", f.lut,
-                 "Where the lookup table lives: device, host or disk; auto = the backend's choice (vulkan: host; "
-                 "cpu: disk for a table in a file; host for one computed at load)")
+                 "Where the lookup table lives: device, host or disk; auto = the backend's choice (cuda, vulkan: "
+                 "host; cpu: disk for a table in a file; host for one computed at load)")
       ->check(CLI::IsMember({"auto", "device", "host", "disk"}))
       ->capture_default_str();
   cmd.add_option("--lut-dtype", f.lut_dtype,
@@ -88,7 +88,7 @@ void add_run_flags(CLI::App& cmd, RunFlags& f) {
       ->check(number_in(0, kMaxThreads, "0 = one per core"));
   cmd.add_flag("-q,--quiet", f.quiet, "No progress bars or load messages on stderr");
   cmd.add_flag("--profile", f.profile,
-               "Print a per-op time table at the end (GPU timestamps on Vulkan, wall time on the CPU)");
+               "Print a per-op time table on stderr at the end (Vulkan: GPU timestamps; CUDA: events; CPU: wall time)");
 }
 
 std::string read_file_arg(const std::string& path, const std::string& flag) {

@@ -355,7 +355,8 @@ class CudaBackend final : public Backend {
   std::map<StepShape, Recorded> recorded_;
   std::map<StepShape, PersistentRecorded> persistent_;  // --tune persistent: the decode shapes' programs
   DeviceBuffer persistent_scratch_;                     // PersistentScratch, zeroed once
-  PinnedBuffer persistent_failed_;  // a word the kernel sets to 1 when a block gave up at a grid barrier
+  PinnedBuffer persistent_failed_;             // a word the kernel sets to 1 when a block gave up at a grid barrier
+  unsigned* persistent_failed_dev_ = nullptr;  // the same word, as the kernel addresses it
   // Call once the last step is complete: throws mole::Error if it ran the persistent kernel and a block gave up
   // waiting at a grid barrier (the step's results are void); zeroes the flag and the scratch for the next step.
   void check_persistent() {
@@ -487,12 +488,10 @@ void CudaBackend::run_step(const StepGraph& g, const StepInputs& in) {
     // Rows a kernel does not copy (--lut disk: the copy stream's) are waited for before the step starts.
     if (lut_ && !lut_->direct() && !lut_->kernel_copy())
       CUDA_CHECK(cudaStreamWaitEvent(compute_.get(), lut_->ready(), 0));
-    unsigned* failed = nullptr;
-    CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&failed), persistent_failed_.get(), 0));
     launch_persistent_step(static_cast<const StepItemOp*>(persistent->ops.get()), persistent->n,
-                           static_cast<PersistentScratch*>(persistent_scratch_.get()), failed, persistent->blocks,
-                           persistent->shared, persistent_tuning_ == BackendTuning::Persistent::On, persistent_stall_,
-                           compute_.get());
+                           static_cast<PersistentScratch*>(persistent_scratch_.get()), persistent_failed_dev_,
+                           persistent->blocks, persistent->shared, persistent_tuning_ == BackendTuning::Persistent::On,
+                           persistent_stall_, compute_.get());
     copy_results_back(g, shape, compute_.get());  // as the graph's last nodes do
   } else {
     CUDA_CHECK(cudaGraphLaunch(it->second.exec.get(), compute_.get()));
@@ -614,6 +613,8 @@ const PersistentRecorded* CudaBackend::persistent_program(const StepGraph& g, co
         CUDA_CHECK(cudaMemsetAsync(persistent_scratch_.get(), 0, sizeof(PersistentScratch), compute_.get()));
         persistent_failed_ = PinnedBuffer::create(sizeof(unsigned), "the persistent decode kernel's failure flag");
         *static_cast<volatile unsigned*>(persistent_failed_.get()) = 0;
+        CUDA_CHECK(
+            cudaHostGetDevicePointer(reinterpret_cast<void**>(&persistent_failed_dev_), persistent_failed_.get(), 0));
       }
     }
     // Said once per shape (the string is not rebuilt every step).

@@ -130,6 +130,12 @@ expect_ok "logits --ids 1,2,3 --json" "$M" logits -m infer --ids 1,2,3 --json -q
 save logits.json
 check "logits: 3 rows of $V floats" pyjson logits.json \
   "len(j['logits']) == 3 and all(len(r) == $V and all(isinstance(x, float) for x in r) for r in j['logits'])"
+expect_ok "logits --profile" "$M" logits -m infer --ids 1,2,3 --profile
+save logits_profiled.json
+cp "$T/err" logits_profiled.err
+check "logits --profile: the per-op table on stderr, the same JSON on stdout" bash -c \
+  "grep -q '^profile (cpu, ' logits_profiled.err && cmp -s logits_profiled.json logits.json"
+expect_fail "bench --profile is refused (bench times whole steps)" 'profile' "$M" bench -m infer --profile
 
 GREEDY=(run -m infer --prompt-ids 1,2,3 -n 5 --temp 0 --json -q)
 expect_ok "run greedy --json" "$M" "${GREEDY[@]}"; save greedy1.json
