@@ -208,7 +208,9 @@ int main(int argc, char** argv) {
                     "(layers x experts) of the step that chose it");
 
   LogitsArgs lg;
-  auto* c_logits = app.add_subcommand("logits", "Print float32 logits for every input position as JSON");
+  auto* c_logits = app.add_subcommand("logits",
+                                      "Print float32 logits for every input position as JSON (a NaN or infinity as "
+                                      "NaN, Infinity or -Infinity, as Python's json module writes them)");
   add_run_flags(*c_logits, lg.f);
   c_logits->add_option("--ids", lg.ids, "Input token ids, e.g. 1,2,3")->required();
   c_logits->add_flag("--json", lg.json, "JSON output (the only format; accepted for clarity)");

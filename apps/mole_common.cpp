@@ -235,8 +235,16 @@ void print_logits_json(const std::vector<std::vector<float>>& rows) {
   for (size_t r = 0; r < rows.size(); r++) {
     out += r ? ", [" : "[";
     for (size_t i = 0; i < rows[r].size(); i++) {
-      int n = std::snprintf(buf, sizeof buf, i ? ", %.9g" : "%.9g", double(rows[r][i]));
-      out.append(buf, size_t(n));
+      const float v = rows[r][i];
+      if (i) out += ", ";
+      if (std::isnan(v)) {  // JSON has no word for these: Python's json module's, which it reads back
+        out += "NaN";
+      } else if (std::isinf(v)) {
+        out += v > 0 ? "Infinity" : "-Infinity";
+      } else {
+        const int n = std::snprintf(buf, sizeof buf, "%.9g", double(v));
+        out.append(buf, size_t(n));
+      }
     }
     out += "]";
   }

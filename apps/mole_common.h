@@ -51,7 +51,7 @@ void add_run_flags(CLI::App& cmd, RunFlags& f);
 // Prints a per-op table (time, share, bytes moved, achieved GB/s) aggregated by op kind, and the LUT copy time and
 // how much of it the compute before the first LUT sum can hide.
 void print_profile(const StepProfile& p, const std::string& backend);
-// Prints logits rows as {"logits": [[...], ...]} with enough digits to round-trip float32.
+// {"logits": [[...], ...]}: %.9g each (exact for float32); a NaN or infinity as NaN, Infinity or -Infinity.
 void print_logits_json(const std::vector<std::vector<float>>& rows);
 
 }  // namespace mole::app

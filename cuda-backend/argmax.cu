@@ -1,7 +1,8 @@
 // argmax: one block of 1024 threads per row (a decode step's lm_head row is one row of V logits: the more loads in
 // flight, the sooner it is read). Each thread keeps the best (value, index) of its elements, read as float4 when
 // V % 4 == 0, then a warp and a block reduction keep the better of two pairs: the larger value, or on equal values
-// the lower index. That order is total, so the result does not depend on which thread saw what: exact.
+// the lower index, a NaN above every number (argmax.cuh). That order is total, so the result does not depend on which
+// thread saw what: exact. A row that holds a NaN gives -1.
 #include "cuda-backend/argmax.cuh"
 #include "cuda-backend/persistent_step.cuh"
 
@@ -34,7 +35,7 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(ArgmaxArgs a) {
       for (int i = threadIdx.x; i < a.n; i += kThreads) argmax_keep(row[i], i, bv, bi);
     }
     argmax_block<kThreads / kWarpSize>(bv, bi, warp_v, warp_i);
-    if (threadIdx.x == 0) a.dst[r] = float(bi);
+    if (threadIdx.x == 0) a.dst[r] = argmax_result(bv, bi);
     __syncthreads();  // warp_v/warp_i are rewritten by the next row
   }
 }

@@ -17,10 +17,25 @@ void launch_argmax(const ArgmaxArgs& a, const Launch& l);
 constexpr int kArgmaxNone = -1;  // the index of a thread that saw no element
 
 #if defined(__CUDACC__)
-// Whether (v, i) beats the best so far (bv, bi): the larger value, or on equal values the lower index (a total
-// order, so any split of a row gives the same answer); used by argmax.cu and the persistent decode kernel.
+// A NaN, told by its bits (as shaders/argmax.comp and mole::logit_is_nan do).
+__device__ __forceinline__ bool argmax_is_nan(float v) {
+  return (__float_as_uint(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
+// Whether (v, i) beats the best so far (bv, bi): a NaN against a number, or the lower index of two NaNs; of two
+// numbers the larger value, or on equal values the lower index (mole::argmax's order: total, so any split of a row
+// gives the same answer); used by argmax.cu and the persistent decode kernel.
 __device__ __forceinline__ bool argmax_better(float v, int i, float bv, int bi) {
-  return i != kArgmaxNone && (bi == kArgmaxNone || v > bv || (v == bv && i < bi));
+  if (i == kArgmaxNone) return false;
+  if (bi == kArgmaxNone) return true;
+  const bool vn = argmax_is_nan(v), bn = argmax_is_nan(bv);
+  if (vn || bn) return vn && (!bn || i < bi);
+  return v > bv || (v == bv && i < bi);
+}
+
+// What the op writes for a row whose best is (bv, bi): its index, or -1 where it is a NaN.
+__device__ __forceinline__ float argmax_result(float bv, int bi) {
+  return argmax_is_nan(bv) ? -1.0f : float(bi);
 }
 
 __device__ __forceinline__ void argmax_keep(float v, int i, float& bv, int& bi) {

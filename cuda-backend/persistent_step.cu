@@ -91,7 +91,7 @@ __device__ __noinline__ void argmax_item(const StepItemOp& op, int item, Persist
       bv = 0.0f;
       bi = kArgmaxNone;
       for (int c = 0; c < op.gx; c++) argmax_keep(__ldcg(&s->argmax_value[c]), __ldcg(&s->argmax_index[c]), bv, bi);
-      a.dst[0] = float(bi);
+      a.dst[0] = argmax_result(bv, bi);
       s->argmax_arrivals = 0;
     }
   }

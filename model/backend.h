@@ -59,7 +59,8 @@ enum class OpKind {
                 //   (EngineOptions::router_probs): it reads x and writes its own dst, beside RouterLut and up.
   Gather,       // dst (R, n) = src0 (T, n) [out_rows[r]]
   Argmax,       // dst (R) = for each row r of src0 (R, n), the index of its largest value, the lowest on ties, as a
-                //   float (exact: n < 2^24); on_out_rows. Greedy decoding reads these R floats, not the logits.
+                //   float (exact: n < 2^24), or -1 where the row holds a NaN (mole::argmax's order); on_out_rows.
+                //   Greedy decoding reads these R floats, not the logits.
 };
 const char* op_name(OpKind k);
 struct Op;

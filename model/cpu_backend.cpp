@@ -12,6 +12,7 @@
 #include "model/cpu_ops.h"
 #include "model/error.h"
 #include "model/parallel.h"
+#include "model/sampling.h"
 
 namespace mole {
 namespace {
@@ -191,8 +192,7 @@ class CpuBackend final : public Backend {
       case OpKind::Argmax: {
         const float* l = act(op.src0);
         for (size_t r = 0; r < in.out_rows.size(); r++)
-          act(op.dst)[r] =
-              float(std::max_element(l + r * size_t(op.n), l + (r + 1) * size_t(op.n)) - (l + r * size_t(op.n)));
+          act(op.dst)[r] = float(argmax(l + r * size_t(op.n), size_t(op.n)));
         break;
       }
       case OpKind::Gather: {

@@ -12,6 +12,7 @@
 #include <cmath>
 
 #include "model/error.h"
+#include "model/sampling.h"
 
 namespace mole {
 
@@ -170,6 +171,12 @@ std::vector<std::vector<float>> Engine::step(const std::vector<Chunk>& chunks, b
 std::vector<int32_t> Engine::step_argmax(const std::vector<Chunk>& chunks) {
   std::vector<int32_t> ids;
   for (const auto& row : step_rows(chunks, false, true)) ids.push_back(int32_t(row.at(0)));
+  for (size_t s = 0; s < ids.size(); s++) {
+    if (ids[s] >= 0) continue;  // the Argmax op's -1: the row held a NaN
+    const int slot = chunks[s].slot;
+    throw nan_logits_error("position " + std::to_string(lengths_[size_t(slot)] - 1) +
+                           (opt_.max_batch > 1 ? " of sequence " + std::to_string(slot) : ""));
+  }
   return ids;
 }
 

@@ -41,7 +41,8 @@ class Engine {
   // vocabulary, a slot outside [0, max_batch) or a sequence that would pass the context length.
   std::vector<std::vector<float>> step(const std::vector<Chunk>& chunks, bool all_logits = false);
   // The same step, returning for each chunk only its last token's greedy next id (the logits' argmax, the lowest id
-  // on ties, as mole::argmax), computed on the backend: a GPU backend then brings back R ids, not R*V logits.
+  // on ties, as mole::argmax), computed on the backend: a GPU backend then brings back R ids, not R*V logits. Logits
+  // that hold a NaN have no greedy id: a mole::Error (nan_logits_error), as Sampler::sample gives.
   std::vector<int32_t> step_argmax(const std::vector<Chunk>& chunks);
 
   // With EngineOptions::router_probs, the router's weights of the rows the last step() or step_argmax() returned,

@@ -480,14 +480,26 @@ void argmax_case(ParityHarness& h) {
   for (int V : {1, 7, 300, 50304}) {
     BufferId logits = h.act(size_t(R * V)), ids = h.act(size_t(R));
     h.graph.ops.push_back({.kind = OpKind::Argmax, .dst = ids, .src0 = logits, .n = V, .on_out_rows = true});
-    h.expect(ids, 1, ParityRows::OutRows, kParityExact, "argmax", str("V=", V) + ", ties to the lowest index");
+    h.expect(ids, 1, ParityRows::OutRows, kParityExact, "argmax",
+             str("V=", V) + ", ties to the lowest index, NaN rows -1");
   }
   h.graph.logits = h.act(R);  // what a GPU backend copies back with every step: one float per row
-  for (int round = 0; round < 3; round++) {
-    // Few distinct values, so most rows hold their maximum more than once; round 2 has a negative maximum.
+  for (int round = 0; round < 4; round++) {
+    // Few distinct values, so most rows hold their maximum more than once; round 2 has a negative maximum. Round 3
+    // puts NaNs (of both signs; rows 1 and 3, row 3 two, so -1) and infinities (rows 0 and 2, two +inf in row 2).
     for (const Op& op : h.graph.ops) {
       std::vector<float> v(size_t(R * op.n));
       for (float& x : v) x = float(int(rng() % 5)) - (round == 2 ? 10.0f : 0.0f);
+      if (round == 3) {
+        const size_t n = size_t(op.n);
+        auto at = [&](int r, uint64_t i) -> float& { return v[size_t(r) * n + size_t(i % n)]; };
+        at(0, rng()) = -INFINITY;
+        at(1, rng()) = NAN;
+        at(2, rng()) = INFINITY;
+        at(2, rng()) = INFINITY;
+        at(3, rng()) = -NAN;
+        at(3, rng()) = NAN;
+      }
       h.set(op.src0, v);
     }
     StepInputs in = h.inputs(R);

@@ -8,8 +8,24 @@
 
 namespace mole {
 
+int32_t argmax(const float* logits, size_t n) {
+  int32_t best = -1;
+  for (size_t i = 0; i < n; i++) {
+    if (logit_is_nan(logits[i])) return -1;
+    if (best < 0 || logits[i] > logits[size_t(best)]) best = int32_t(i);
+  }
+  return best;
+}
+
 int32_t argmax(const std::vector<float>& logits) {
-  return int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  return argmax(logits.data(), logits.size());
+}
+
+Error nan_logits_error(const std::string& where) {
+  return Error("the model computed NaN logits at " + where +
+               ", so there is no next token. If --backend cpu computes them too, the checkpoint's weights or lookup "
+               "table hold NaN or infinity (or values past their dtype's range); if only a GPU backend does, "
+               "`mole parity -m DIR --backend NAME` finds the op that differs");
 }
 
 Sampler::Sampler(const SamplingParams& p) : p_(p), rng_(p.seed) {}
@@ -28,15 +44,20 @@ struct Cand {
 // Softmax probabilities of the candidates (sorted by logit, descending) at temperature 1.
 std::vector<double> probs_of(const std::vector<Cand>& c) {
   std::vector<double> pr(c.size());
-  double m = c[0].logit, s = 0;
-  for (size_t i = 0; i < c.size(); i++) s += pr[i] = std::exp(double(c[i].logit) - m);
+  const float m = c[0].logit;
+  double s = 0;
+  for (size_t i = 0; i < c.size(); i++) s += pr[i] = softmax_term(c[i].logit, m);
   for (double& x : pr) x /= s;
   return pr;
 }
 
 }  // namespace
 
-int32_t Sampler::sample(const std::vector<float>& logits, const std::vector<int32_t>& history) {
+int32_t Sampler::sample(const std::vector<float>& logits, const std::vector<int32_t>& history,
+                        const std::string& where) {
+  // A NaN has no place in the order below (std::sort needs one), and no probability.
+  for (float v : logits)
+    if (logit_is_nan(v)) throw nan_logits_error(where);
   std::vector<Cand> c(logits.size());
   for (size_t i = 0; i < logits.size(); i++) c[i] = {int32_t(i), logits[i]};
 

@@ -2,9 +2,14 @@
 // repetition penalty -> top-k -> top-p -> min-p -> temperature -> draw. temperature <= 0 means greedy (argmax).
 #pragma once
 
+#include <bit>
+#include <cmath>
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
+
+#include "model/error.h"
 
 namespace mole {
 
@@ -21,8 +26,10 @@ struct SamplingParams {
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& p);
-  // `history`: the sequence so far (prompt and generated), for the repetition penalty.
-  int32_t sample(const std::vector<float>& logits, const std::vector<int32_t>& history);
+  // `history`: the sequence so far (prompt and generated), for the repetition penalty. Logits that hold a NaN are a
+  // mole::Error (nan_logits_error(where)); infinite ones are the softmax's limit (softmax_term).
+  int32_t sample(const std::vector<float>& logits, const std::vector<int32_t>& history,
+                 const std::string& where = "this step");
   // True when sample() is the logits' argmax whatever the history (greedy, no repetition penalty in effect), so a
   // caller may ask the backend for the argmax (Engine::step_argmax) instead of the logits.
   bool argmax_only() const;
@@ -32,6 +39,26 @@ class Sampler {
   std::mt19937_64 rng_;
 };
 
+// The greedy pick's order, the same in every backend's argmax op (cpu_backend.cpp, shaders/argmax.comp,
+// cuda-backend/argmax.cuh): a NaN above every number, then the larger value, the lower index on ties. It is total, so
+// any split of a row gives the same answer; a row that holds a NaN has no next token (argmax() gives -1 for it).
+inline bool logit_is_nan(float v) {
+  // By its bits, so that it holds under any floating-point options.
+  return (std::bit_cast<uint32_t>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
+// The index of the largest of logits[0, n), the lowest on ties; -1 if one of them is NaN (or n is 0).
+int32_t argmax(const float* logits, size_t n);
 int32_t argmax(const std::vector<float>& logits);
+
+// The error for a row of logits that holds a NaN, at `where` (which sequence and position).
+Error nan_logits_error(const std::string& where);
+
+// exp(v - max) for a softmax over values whose largest is `max`; where `max` is infinite, the softmax's limit: the
+// values equal to it share all the weight (1 each, before normalizing) and the rest get none.
+inline double softmax_term(float v, float max) {
+  if (std::isinf(max)) return v == max ? 1.0 : 0.0;
+  return std::exp(double(v) - double(max));
+}
 
 }  // namespace mole

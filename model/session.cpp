@@ -187,8 +187,8 @@ void add_profile_delta(const StepProfile& before, const StepProfile& after, cons
 void top_probabilities(const std::vector<float>& logits, int32_t id, int k, TokenEvent& ev) {
   const float mx = *std::max_element(logits.begin(), logits.end());
   double sum = 0;
-  for (float v : logits) sum += std::exp(double(v) - mx);
-  auto p = [&](int32_t i) { return float(std::exp(double(logits[size_t(i)]) - mx) / sum); };
+  for (float v : logits) sum += softmax_term(v, mx);
+  auto p = [&](int32_t i) { return float(softmax_term(logits[size_t(i)], mx) / sum); };
   ev.prob = p(id);
   std::vector<int32_t> order(logits.size());
   for (size_t i = 0; i < order.size(); i++) order[i] = int32_t(i);
@@ -269,7 +269,7 @@ GenerateResult Session::generate(const std::vector<int32_t>& prompt, const Gener
     } else {
       const std::vector<float> logits = engine.step({{0, tokens}}).at(0);
       const auto s0 = clock::now();
-      id = sampler.sample(logits, history);
+      id = sampler.sample(logits, history, "position " + std::to_string(ev.position));
       ev.times.sampling = seconds_since(s0);
       if (opt.top_k > 0) top_probabilities(logits, id, opt.top_k, ev);
     }

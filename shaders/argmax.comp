@@ -1,8 +1,8 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
-// argmax: out[r] = the index of the largest of logits[r][0, V), the lowest such index on ties (as
-// std::max_element in mole::argmax), so greedy decoding needs no read-back of the logits. Written as a float (exact
-// for V < 2^24) into a float buffer like every other op's output.
+// argmax: out[r] = the index of the largest of logits[r][0, V), the lowest such index on ties, or -1 where the row
+// holds a NaN (mole::argmax's order: a NaN ranks above every number), so greedy decoding needs no read-back of the
+// logits. Written as a float (exact for V < 2^24) into a float buffer like every other op's output.
 //
 // Bindings: 0 logits float (R, V)
 //           1 out    float (R)
@@ -26,9 +26,20 @@ const uint NONE = 0xFFFFFFFFu;  // an invocation that saw no element
 shared float best_v[gl_WorkGroupSize.x];
 shared uint best_i[gl_WorkGroupSize.x];
 
-// Whether (v, i) beats the current best (bv, bi): larger, or equal with a lower index, or the best is empty.
+// A NaN, told by its bits (a driver may assume comparisons never see one).
+bool is_nan(float v) {
+  return (floatBitsToUint(v) & 0x7FFFFFFFu) > 0x7F800000u;
+}
+
+// Whether (v, i) beats the current best (bv, bi): the best is empty; or a NaN against a number, or the lower index
+// of two NaNs; or of two numbers the larger, or on equal values the lower index. The order is total, so the result
+// does not depend on which invocation saw which element.
 bool better(float v, uint i, float bv, uint bi) {
-  return i != NONE && (bi == NONE || v > bv || (v == bv && i < bi));
+  if (i == NONE) return false;
+  if (bi == NONE) return true;
+  const bool vn = is_nan(v), bn = is_nan(bv);
+  if (vn || bn) return vn && (!bn || i < bi);
+  return v > bv || (v == bv && i < bi);
 }
 
 void MOLE_MAIN() {
@@ -52,7 +63,7 @@ void MOLE_MAIN() {
       }
       barrier();
     }
-    if (TID == 0u) out_[r] = float(best_i[0]);
+    if (TID == 0u) out_[r] = is_nan(best_v[0]) ? -1.0 : float(best_i[0]);
     barrier();  // best_v/best_i are rewritten by the next row
   }
 }

@@ -6,6 +6,8 @@
 // wrong on purpose, fails exactly the router_lut cases: the comparison can fail.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <deque>
 #include <random>
 #include <string>
@@ -15,6 +17,7 @@
 #include "model/cpu_backend.h"
 #include "model/error.h"
 #include "model/parity.h"
+#include "model/sampling.h"
 #include "tests/test_helpers.h"
 
 using namespace mole;
@@ -328,4 +331,52 @@ TEST_CASE("backends: which Gathers a step whose output rows are its tokens may s
   CHECK_FALSE(rows_identity({0, 1}, 3));
   CHECK_FALSE(rows_identity({1, 0}, 2));
   CHECK_FALSE(rows_identity({2}, 3));
+}
+
+TEST_CASE(
+    "backends: logits that hold a NaN have no next token (an error naming the sequence), on every backend, "
+    "and the batch's other sequences are untouched") {
+  test::TempDir tmp;
+  const std::string dir = test::synth(tmp, "m", Form::Infer, {}, DType::F16);
+  LoadedModel clean = test::load(dir), bad = test::load(dir);
+  // Token 7's embedding row all ones bits (a NaN in every dtype): a sequence that holds it has NaN logits from there.
+  const TensorView& emb = *clean.weights.embed;
+  std::vector<uint8_t> bytes(emb.data, emb.data + emb.nbytes);
+  const size_t row_bytes = emb.nbytes / size_t(emb.shape[0]);
+  std::fill(bytes.begin() + long(7 * row_bytes), bytes.begin() + long(8 * row_bytes), uint8_t(0xff));
+  TensorView nan_emb = emb;
+  nan_emb.data = bytes.data();
+  nan_emb.mapping = nullptr;
+  nan_emb.mapping_bytes = 0;
+  bad.weights.embed = &nan_emb;
+
+  std::vector<const BackendEntry*> backends = runnable_backends();
+  backends.insert(backends.begin(), &find_backend("cpu"));
+  EngineOptions o;
+  o.max_batch = 2;
+  Sampler sampler({});
+  for (const BackendEntry* e : backends) {
+    CAPTURE(e->name);
+    std::unique_ptr<Backend> be_clean = e->make(test_options()), be_bad = e->make(test_options());
+    Engine ec(clean.cfg, clean.weights, clean.table(), *be_clean, o), eb(bad.cfg, bad.weights, bad.table(), *be_bad, o);
+    // The same step shapes on both engines: sequence 0 is {8, 1} on the clean one, {7, 1} on the other.
+    const auto rc = ec.step({{0, {8, 1}}, {1, {3, 1, 4}}}), rb = eb.step({{0, {7, 1}}, {1, {3, 1, 4}}});
+    REQUIRE(rb.size() == 2);
+    CHECK(std::all_of(rb[0].begin(), rb[0].end(), [](float v) { return std::isnan(v); }));
+    CHECK(rb[1] == rc[1]);
+    CHECK(argmax(rb[0]) == -1);
+    test::check_contains(test::error_of([&] {
+                           sampler.sample(rb[0], {7, 1}, "position 1");
+                         }),
+                         {"NaN logits at position 1", "mole parity"});
+    CHECK(sampler.sample(rb[1], {3, 1, 4}) >= 0);
+    // Greedy on the device: the NaN row's Argmax gives -1, which the engine makes an error.
+    test::check_contains(test::error_of([&] {
+                           eb.step_argmax({{0, {1}}, {1, {5}}});
+                         }),
+                         {"NaN logits at position 2 of sequence 0"});
+    ec.step_argmax({{0, {1}}, {1, {5}}});
+    for (int32_t id : {6, 9, 11}) CHECK(eb.step_argmax({{1, {id}}}) == ec.step_argmax({{1, {id}}}));
+    CHECK(be_bad->info().validation_messages == 0);
+  }
 }

@@ -2,8 +2,10 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 #include <map>
 
+#include "model/error.h"
 #include "model/sampling.h"
 
 using namespace mole;
@@ -40,6 +42,58 @@ TEST_CASE("greedy picks the argmax, the lowest id on ties") {
   Sampler s(p);
   CHECK(s.sample({0.1f, 3.0f, -2.0f, 3.0f}, {}) == 1);
   CHECK(argmax({0.1f, 3.0f, -2.0f, 4.0f}) == 3);
+  CHECK(argmax({-0.0f, 0.0f}) == 0);  // equal values
+  CHECK(argmax({-INFINITY, -INFINITY}) == 0);
+  CHECK(argmax({1.0f, INFINITY, INFINITY}) == 1);
+  CHECK(argmax(std::vector<float>{}) == -1);
+}
+
+TEST_CASE("logits that hold a NaN: argmax gives -1 and sample() an error naming where, at any temperature") {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  CHECK(argmax({1.0f, nan, 3.0f}) == -1);
+  CHECK(argmax({nan}) == -1);
+  CHECK(argmax({3.0f, 1.0f, -nan}) == -1);  // either sign
+  CHECK(logit_is_nan(nan));
+  CHECK(logit_is_nan(-nan));
+  CHECK_FALSE(logit_is_nan(INFINITY));
+  CHECK_FALSE(logit_is_nan(-INFINITY));
+  // Sorting with a NaN has no order to follow (std::sort's behaviour is undefined): every path refuses first.
+  std::vector<float> many(50000);
+  for (size_t i = 0; i < many.size(); i++) many[i] = (i % 7 == 3) ? nan : float(i % 11);
+  for (float temp : {0.0f, 0.7f}) {
+    for (int top_k : {0, 40}) {
+      SamplingParams p = plain();
+      p.temperature = temp;
+      p.top_k = top_k;
+      Sampler s(p);
+      try {
+        s.sample(many, {1, 2}, "position 9");
+        FAIL("no error at temperature " << temp << ", top-k " << top_k);
+      } catch (const Error& e) {
+        CHECK(std::string(e.what()).find("NaN logits at position 9") != std::string::npos);
+      }
+    }
+  }
+}
+
+TEST_CASE("infinite logits sample as the softmax's limit: the largest ones share all the weight") {
+  // Two +inf among finite values: half each, the others never.
+  auto f = frequencies(plain(), {1.0f, INFINITY, 5.0f, INFINITY}, 20000);
+  CHECK(f[0] + f[2] == 0.0);
+  CHECK(f[1] == doctest::Approx(0.5).epsilon(0.05));
+  CHECK(f[3] == doctest::Approx(0.5).epsilon(0.05));
+  // -inf never drawn beside a finite value; every one -inf: uniform.
+  f = frequencies(plain(), {-INFINITY, 0.0f, -INFINITY}, 1000);
+  CHECK(f[1] == doctest::Approx(1.0));
+  f = frequencies(plain(), {-INFINITY, -INFINITY}, 20000);
+  CHECK(f[0] == doctest::Approx(0.5).epsilon(0.05));
+  // With the filters on (top-p and min-p use the same weights).
+  SamplingParams p = plain();
+  p.top_p = 0.9f;
+  p.min_p = 0.05f;
+  p.top_k = 3;
+  f = frequencies(p, {INFINITY, 2.0f, 3.0f}, 1000);
+  CHECK(f[0] == doctest::Approx(1.0));
 }
 
 TEST_CASE("temperature 1 with no filters samples the softmax distribution") {

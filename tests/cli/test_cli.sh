@@ -103,6 +103,9 @@ elif op == 'overlap':                                               # args[0] re
     h[args[0]]['data_offsets'] = h['lm_head.weight']['data_offsets']; save(p, h, data)
 elif op == 'drop': del ts[args[0]]; repack(p, ts)
 elif op == 'extra': ts[args[0]] = ({'dtype': 'F32', 'shape': [4]}, bytes(16)); repack(p, ts)
+elif op == 'nanrow':                                                # row args[1] of args[0] all ones bits: NaN
+    m, raw = ts[args[0]]; n = len(raw) // m['shape'][0]; r = int(args[1])
+    ts[args[0]] = (m, raw[:r * n] + b'\xff' * n + raw[(r + 1) * n:]); repack(p, ts)
 elif op == 'deep':                                                  # a header of 100,000 nested objects
     hb = b'{"a":' * 100000 + b'1' + b'}' * 100000; open(p, 'wb').write(struct.pack('<Q', len(hb)) + hb)
 elif op == 'many':                                                  # 100,000 more valid F32 tensors of 1 value
@@ -386,6 +389,22 @@ mkst missing drop lm_head.weight
 expect_fail "missing tensor lm_head.weight" "missing tensor 'lm_head\.weight'" "$M" run -m missing --prompt-ids 1 -q
 mkst extra extra model.bogus.weight
 expect_fail "extra unexpected tensor" "unexpected tensor 'model\.bogus\.weight'" "$M" run -m extra --prompt-ids 1 -q
+# A NaN in the weights (token 7's embedding row): a sequence that holds token 7 has NaN logits from there on, so
+# there is no next token to pick or draw: an error naming the position, on the CPU and on Vulkan (greedy on the
+# device: its Argmax gives -1); mole logits still prints them, as Python's json module writes NaN.
+mkst nanemb nanrow model.embed_tokens.weight 7
+RC_IS=1 expect_fail "NaN logits: greedy is an error naming the position" 'NaN logits at position 1' \
+  "$M" run -m nanemb --backend cpu --prompt-ids 7,1 -n 4 --temp 0 -q
+RC_IS=1 expect_fail "NaN logits: sampling is an error naming the position" 'NaN logits at position 2' \
+  "$M" run -m nanemb --backend cpu --prompt-ids 1,2,7 -n 4 --temp 0.8 --seed 1 -q
+expect_ok "NaN logits: mole logits prints them" "$M" logits -m nanemb --backend cpu --ids 1,7 -q
+save nan_logits.json
+check "NaN logits: the clean row numbers, the NaN row NaN (Python's json reads it)" pyjson nan_logits.json \
+  "all(x == x for x in j['logits'][0]) and all(x != x for x in j['logits'][1])"
+if "$M" devices | grep -E '^vulkan +available' > /dev/null; then
+  RC_IS=1 expect_fail "NaN logits: greedy on Vulkan (the device's argmax) is the same error" \
+    'NaN logits at position 1' "$M" run -m nanemb --backend vulkan --prompt-ids 7,1 -n 4 --temp 0 -q
+fi
 rm -rf badtok && cp -r infer badtok && head -c 5000 infer/tokenizer.json >badtok/tokenizer.json
 expect_fail "corrupt tokenizer.json with -p" 'badtok/tokenizer\.json.*not valid JSON' \
   "$M" run -m badtok -p "Hello" -n 2 -q
