@@ -235,8 +235,7 @@ void Ui::prompt_panel() {
   if (running)
     ImGui::TextColored(kGrey, "generating: %zu tokens", g.tokens.size());
   else if (!g.stop_reason.empty())
-    ImGui::TextColored(kGrey, "%zu tokens, stop: %s, prefill %.1f tokens/s, decode %.1f tokens/s", g.tokens.size(),
-                       g.stop_reason.c_str(), g.prefill_tokens_per_s, g.decode_tokens_per_s);
+    ImGui::TextColored(kGrey, "%zu tokens, stop: %s", g.tokens.size(), g.stop_reason.c_str());  // speeds: right
   if (!g.error.empty()) {
     ImGui::PushStyleColor(ImGuiCol_Text, kErrorColor);
     ImGui::TextWrapped("%s", g.error.c_str());
