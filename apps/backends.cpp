@@ -96,7 +96,7 @@ void add_backend_flags(CLI::App& cmd, BackendFlags& f, bool with_backend) {
                  "Vulkan pipeline cache file, or off (default: in ~/.cache/mole, per device)")
       ->envname("MOLE_PIPELINE_CACHE");
   cmd.add_option("--memory-limit", f.memory_limit_mib,
-                 "Vulkan: use at most this many MiB of device memory (try what fits)")
+                 "Use at most this many MiB of GPU memory (Vulkan, CUDA; try what fits)")
       ->envname("MOLE_MEMORY_LIMIT_MB")
       ->check(CLI::Range(1.0 / 1024, 1e12));
   cmd.add_flag("--allow-cpu-device", f.allow_cpu_device,

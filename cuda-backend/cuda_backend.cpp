@@ -106,7 +106,10 @@ class CudaBackend final : public Backend {
                                                                           : opt.tuning.lut_copy),
         persistent_tuning_(opt.tuning.persistent),
         persistent_stall_(opt.tuning.perturb_op == "persistent-barrier"),
-        cache_dir_(opt.cache_dir) {
+        cache_dir_(opt.cache_dir),
+        budget_(opt.memory_limit_mib > 0
+                    ? std::make_shared<DeviceBudget>(size_t(std::min(opt.memory_limit_mib * 1048576.0, 1e18)))
+                    : nullptr) {
     set_device();
     compute_ = make_stream();
     capture_ = make_stream();
@@ -157,7 +160,7 @@ class CudaBackend final : public Backend {
       Buf& b = buf(id);
       std::vector<float> f(b.count);
       t.to_f32(0, int64_t(b.count), f.data());
-      b.norm_f32 = DeviceBuffer::create(b.count * sizeof(float), t.name + " (float32)");
+      b.norm_f32 = DeviceBuffer::create(b.count * sizeof(float), t.name + " (float32)", budget_);
       CUDA_CHECK(cudaMemcpy(b.norm_f32.get(), f.data(), b.count * sizeof(float), cudaMemcpyHostToDevice));
     }
     return id;
@@ -171,7 +174,7 @@ class CudaBackend final : public Backend {
     set_device();
     Buf b;
     b.count = count;
-    b.mem = DeviceBuffer::create(std::max<size_t>(count, 1) * sizeof(float), what);
+    b.mem = DeviceBuffer::create(std::max<size_t>(count, 1) * sizeof(float), what, budget_);
     bufs_.push_back(std::move(b));
     return BufferId(bufs_.size() - 1);
   }
@@ -192,7 +195,7 @@ class CudaBackend final : public Backend {
     persistent_.clear();  // the programs name the ring or the table
     lut_.reset();
     lut_ = LutStream::create(lut, placement, max_step_tokens, lut_read_,
-                             lut_read_record_file(cache_dir_, "cuda", device_key()), lut_gather_, lut_copy_);
+                             lut_read_record_file(cache_dir_, "cuda", device_key()), lut_gather_, lut_copy_, budget_);
     lut_->set_profiling(profiling_);
     CUDA_CHECK(cudaDeviceSynchronize());  // --lut device: the table's upload has landed (as prepare()'s uploads)
   }
@@ -272,7 +275,7 @@ class CudaBackend final : public Backend {
     b.weight = true;
     b.dtype = all.dtype;
     b.count = size_t(all.numel());
-    b.mem = DeviceBuffer::create(all.nbytes, all.name);
+    b.mem = DeviceBuffer::create(all.nbytes, all.name, budget_);
     size_t at = 0;
     for (const TensorView* t : parts) {
       CUDA_CHECK(cudaMemcpy(static_cast<uint8_t*>(b.mem.get()) + at, t->data, t->nbytes, cudaMemcpyHostToDevice));
@@ -326,6 +329,8 @@ class CudaBackend final : public Backend {
   const BackendTuning::Persistent persistent_tuning_;
   const bool persistent_stall_;  // perturb=persistent-barrier (tests): no grid barrier passes (persistent_step.cuh)
   const std::string cache_dir_;  // where `mole bench --record` keeps this device's measured read mode
+  // --memory-limit: what every device buffer of this backend (the table's too) is charged to; null: no limit
+  const std::shared_ptr<DeviceBudget> budget_;
   cudaDeviceProp props_{};
   std::string driver_;  // driver_description()
   bool pdl_ = false;    // --tune pdl (on by default) where the device can (can_start_early()): kernels start early
@@ -414,14 +419,15 @@ void CudaBackend::prepare(const StepGraph& g) {
   const size_t T = size_t(g.max_tokens), R = size_t(g.max_out_rows);
   if (part_width > 0) {  // at most kAttentionSplitSlots token-splits: 0.8 MiB for 12 heads of 64
     attn_slots_ = int(std::min<size_t>(kAttentionSplitSlots, T * kAttentionMaxSplits));
-    attn_part_ = DeviceBuffer::create(size_t(attn_slots_) * part_width * sizeof(float), "attention split partials");
+    attn_part_ =
+        DeviceBuffer::create(size_t(attn_slots_) * part_width * sizeof(float), "attention split partials", budget_);
     // A count per (token, head) pair of a split step (at most attn_slots_ / 2 tokens), zero between uses.
     const size_t arrivals = size_t(attn_slots_) * size_t(max_heads) * sizeof(int);
-    attn_arrivals_ = DeviceBuffer::create(arrivals, "attention split counts");
+    attn_arrivals_ = DeviceBuffer::create(arrivals, "attention split counts", budget_);
     CUDA_CHECK(cudaMemsetAsync(attn_arrivals_.get(), 0, arrivals, compute_.get()));
   }
   const InputLayout most{T, R, size_t(rope_half_)};
-  inputs_dev_ = DeviceBuffer::create(most.words * 4, "step inputs");
+  inputs_dev_ = DeviceBuffer::create(most.words * 4, "step inputs", budget_);
   inputs_host_ = PinnedBuffer::create(most.words * 4, "step inputs (staging)");
   if (g.argmax != kNoBuffer) ids_host_ = PinnedBuffer::create(R * sizeof(float), "greedy ids (read-back)");
   // The weights' and the table's uploads (cudaMemcpy from pageable memory returns once its bytes are staged, maybe
@@ -603,13 +609,15 @@ const PersistentRecorded* CudaBackend::persistent_program(const StepGraph& g, co
     if (rec.why.empty()) {
       make_logits_host(shape);
       rec.n = int(prog.ops.size());
-      rec.ops = DeviceBuffer::create(prog.ops.size() * sizeof(StepItemOp), "the persistent decode kernel's program");
+      rec.ops =
+          DeviceBuffer::create(prog.ops.size() * sizeof(StepItemOp), "the persistent decode kernel's program", budget_);
       // On the stream the kernel runs on, so that it reads the whole program and a zeroed scratch (a cudaMemcpy or
       // cudaMemset on the legacy stream may still be landing when a non-blocking stream's kernel starts).
       CUDA_CHECK(cudaMemcpyAsync(rec.ops.get(), prog.ops.data(), prog.ops.size() * sizeof(StepItemOp),
                                  cudaMemcpyHostToDevice, compute_.get()));
       if (!persistent_scratch_) {
-        persistent_scratch_ = DeviceBuffer::create(sizeof(PersistentScratch), "the persistent decode kernel's scratch");
+        persistent_scratch_ =
+            DeviceBuffer::create(sizeof(PersistentScratch), "the persistent decode kernel's scratch", budget_);
         CUDA_CHECK(cudaMemsetAsync(persistent_scratch_.get(), 0, sizeof(PersistentScratch), compute_.get()));
         persistent_failed_ = PinnedBuffer::create(sizeof(unsigned), "the persistent decode kernel's failure flag");
         *static_cast<volatile unsigned*>(persistent_failed_.get()) = 0;

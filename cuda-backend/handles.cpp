@@ -11,7 +11,8 @@ namespace mole::cuda {
 
 std::string mib(size_t bytes) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f MiB", double(bytes) / 1048576.0);
+  const double m = double(bytes) / 1048576.0;
+  std::snprintf(buf, sizeof buf, m < 10 ? "%.4f MiB" : "%.1f MiB", m);  // small sizes (--memory-limit) still show
   return buf;
 }
 
@@ -67,21 +68,42 @@ Event make_event(bool timing) {
   return Event(e);
 }
 
-DeviceBuffer DeviceBuffer::create(size_t bytes, const std::string& what) {
+namespace {
+
+// What to do when `what` does not fit in GPU memory.
+std::string out_of_memory_hint(const std::string& what) {
+  return what.find("lookup table") != std::string::npos ? "; use --lut host or --lut disk"
+                                                        : "; try a smaller --ctx-size or batch";
+}
+
+}  // namespace
+
+void DeviceBudget::charge(size_t bytes, const std::string& what) {
+  size_t used = used_.load();
+  do {
+    if (bytes > limit_ - std::min(limit_, used))
+      throw Error("not enough GPU memory: " + what + " needs " + mib(bytes) + ", " +
+                  mib(limit_ - std::min(limit_, used)) + " of the " + mib(limit_) +
+                  " that --memory-limit allows remain" + out_of_memory_hint(what));
+  } while (!used_.compare_exchange_weak(used, used + bytes));
+}
+
+DeviceBuffer DeviceBuffer::create(size_t bytes, const std::string& what, const std::shared_ptr<DeviceBudget>& budget) {
+  const size_t size = std::max<size_t>(bytes, 1);
+  if (budget) budget->charge(size, what);
   DeviceBuffer b;
   void* p = nullptr;
-  const cudaError_t err = cudaMalloc(&p, std::max<size_t>(bytes, 1));
+  const cudaError_t err = cudaMalloc(&p, size);
+  if (err != cudaSuccess && budget) budget->refund(size);
   if (err == cudaErrorMemoryAllocation) {
     cudaGetLastError();
     size_t free = 0, total = 0;
     cudaMemGetInfo(&free, &total);
     throw Error("not enough GPU memory: " + what + " needs " + mib(bytes) + ", " + mib(free) + " free of " +
-                mib(total) +
-                (what.find("lookup table") != std::string::npos ? "; use --lut host or --lut disk"
-                                                                : "; try a smaller --ctx-size or batch"));
+                mib(total) + out_of_memory_hint(what));
   }
   CUDA_CHECK(err);
-  b.ptr_.reset(p);
+  b.ptr_ = std::unique_ptr<void, FreeDevice>(p, FreeDevice{budget, budget ? size : 0});
   b.bytes_ = bytes;
   return b;
 }

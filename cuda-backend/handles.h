@@ -9,14 +9,38 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <string>
 
 namespace mole::cuda {
 
+// The device memory one backend may allocate (--memory-limit), shared by the DeviceBuffers made against it: each
+// charges its bytes when made and gives them back when freed, so that running past it is a clear error naming
+// what did not fit (as on Vulkan), before the device itself runs out.
+class DeviceBudget {
+ public:
+  explicit DeviceBudget(size_t limit) : limit_(limit) {}
+  size_t limit() const { return limit_; }
+  size_t left() const { return limit_ - std::min(limit_, used_.load()); }
+  // Counts `bytes` more, or throws mole::Error "not enough GPU memory: <what> needs ..." if they do not fit.
+  void charge(size_t bytes, const std::string& what);
+  void refund(size_t bytes) noexcept { used_ -= bytes; }
+
+ private:
+  const size_t limit_;
+  std::atomic<size_t> used_{0};
+};
+
 struct FreeDevice {
-  void operator()(void* p) const noexcept { cudaFree(p); }
+  std::shared_ptr<DeviceBudget> budget;  // what the memory was charged to, if anything
+  size_t bytes = 0;
+  void operator()(void* p) const noexcept {
+    cudaFree(p);
+    if (budget) budget->refund(bytes);
+  }
 };
 struct FreeHost {
   void operator()(void* p) const noexcept { cudaFreeHost(p); }
@@ -47,12 +71,13 @@ Stream make_stream();
 // An event; `timing` for cudaEventElapsedTime (profiling), else a lighter one for ordering only.
 Event make_event(bool timing);
 
-// Device memory of `bytes` (at least 1), 256-byte aligned, contents undefined. Throws mole::Error "not enough GPU
-// memory: <what> needs X MiB, Y MiB free of Z MiB" when the device has too little.
+// Device memory of `bytes` (at least 1), 256-byte aligned, contents undefined, charged to `budget` if given. Throws
+// mole::Error "not enough GPU memory: <what> needs X MiB, ..." when the device or the budget has too little.
 class DeviceBuffer {
  public:
   DeviceBuffer() = default;
-  static DeviceBuffer create(size_t bytes, const std::string& what);
+  static DeviceBuffer create(size_t bytes, const std::string& what,
+                             const std::shared_ptr<DeviceBudget>& budget = nullptr);
   void* get() const { return ptr_.get(); }
   float* f32() const { return static_cast<float*>(ptr_.get()); }
   size_t bytes() const { return bytes_; }
@@ -91,7 +116,7 @@ class HostRegistration {
   std::unique_ptr<void, Unregister> ptr_;
 };
 
-// "12.5 MiB"
+// "12.5 MiB", or "0.3438 MiB" below 10 MiB
 std::string mib(size_t bytes);
 
 }  // namespace mole::cuda

@@ -47,7 +47,7 @@ LutStream::~LutStream() {
 
 std::unique_ptr<LutStream> LutStream::create(const LutStore& lut, LutPlacement placement, int max_step_tokens,
                                              LutRead read, const std::string& record_file, BackendTuning::Gather gather,
-                                             BackendTuning::LutCopy copy) {
+                                             BackendTuning::LutCopy copy, std::shared_ptr<DeviceBudget> budget) {
   MOLE_CUDA_ASSERT(max_step_tokens >= 1);
   // Direct where the table already is in memory the device reads at full speed: --lut device, and --lut host on an
   // integrated GPU; unless `mole bench --record` measured otherwise on this device.
@@ -59,10 +59,11 @@ std::unique_ptr<LutStream> LutStream::create(const LutStore& lut, LutPlacement p
   const bool kernel_copy =
       copy == BackendTuning::LutCopy::Kernel && read == LutRead::Copy && placement != LutPlacement::Disk && can_map;
   std::unique_ptr<LutStream> s(new LutStream(lut, placement, max_step_tokens, read, kernel_copy));
+  s->budget_ = std::move(budget);
   const size_t ring_bytes = lut.row_bytes() * size_t(max_step_tokens);
   if (placement == LutPlacement::Device) s->place_on_device();
   if (placement == LutPlacement::Host) s->place_in_host_memory();
-  if (!s->direct()) s->ring_ = DeviceBuffer::create(ring_bytes, "the lookup table's row ring");
+  if (!s->direct()) s->ring_ = DeviceBuffer::create(ring_bytes, "the lookup table's row ring", s->budget_);
   if (placement == LutPlacement::Disk) {
     s->staging_ = PinnedBuffer::create(ring_bytes, "the lookup table's staging ring");
     if (gather != BackendTuning::Gather::Inline)
@@ -81,10 +82,15 @@ void LutStream::place_on_device() {
   const size_t bytes = lut_->bytes();
   size_t free = 0, total = 0;
   CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  if (budget_) {  // --memory-limit
+    free = std::min(free, budget_->left());
+    total = std::min(total, budget_->limit());
+  }
   if (bytes > free)
     throw Error("not enough GPU memory for the whole lookup table (--lut device): it needs " + mib(bytes) + ", " +
-                mib(free) + " of " + mib(total) + " are free; use --lut host or --lut disk");
-  table_dev_ = DeviceBuffer::create(bytes, "the whole lookup table (--lut device)");
+                mib(free) + " of " + mib(total) + " are free" + (budget_ ? " (--memory-limit)" : "") +
+                "; use --lut host or --lut disk");
+  table_dev_ = DeviceBuffer::create(bytes, "the whole lookup table (--lut device)", budget_);
   CUDA_CHECK(cudaMemcpy(table_dev_.get(), lut_->data(), bytes, cudaMemcpyHostToDevice));
   table_device_ = table_dev_.get();
   if (kernel_copy_) note_ = kKernelCopyNote;

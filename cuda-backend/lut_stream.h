@@ -58,7 +58,8 @@ class LutStream {
   static std::unique_ptr<LutStream> create(const LutStore& lut, LutPlacement placement, int max_step_tokens,
                                            LutRead read, const std::string& record_file,
                                            BackendTuning::Gather gather = BackendTuning::Gather::Auto,
-                                           BackendTuning::LutCopy copy = BackendTuning::LutCopy::Auto);
+                                           BackendTuning::LutCopy copy = BackendTuning::LutCopy::Auto,
+                                           std::shared_ptr<DeviceBudget> budget = nullptr);
   LutStream(const LutStream&) = delete;
   LutStream& operator=(const LutStream&) = delete;
   ~LutStream();
@@ -120,13 +121,14 @@ class LutStream {
   int max_tokens_;
   Stream copy_;
   Event ready_, copy_start_[2], copy_end_[2], fetch_start_, fetch_end_;
-  DeviceBuffer table_dev_;               // device: (V, L*E*D)
-  PinnedBuffer table_pinned_;            // host, when copied: (V, L*E*D)
-  HostRegistration registered_;          // host, when registered: the file's pages under the table
-  const uint8_t* table_host_ = nullptr;  // host: row 0 of the page-locked table, as the host addresses it
-  const void* table_device_ = nullptr;   // direct, kernel copy: row 0 of the table, as kernels address it
-  DeviceBuffer ring_;                    // copy: (max_step_tokens, L*E*D)
-  PinnedBuffer staging_;                 // disk: (max_step_tokens, L*E*D)
+  std::shared_ptr<DeviceBudget> budget_;  // --memory-limit, if set: what the device buffers below are charged to
+  DeviceBuffer table_dev_;                // device: (V, L*E*D)
+  PinnedBuffer table_pinned_;             // host, when copied: (V, L*E*D)
+  HostRegistration registered_;           // host, when registered: the file's pages under the table
+  const uint8_t* table_host_ = nullptr;   // host: row 0 of the page-locked table, as the host addresses it
+  const void* table_device_ = nullptr;    // direct, kernel copy: row 0 of the table, as kernels address it
+  DeviceBuffer ring_;                     // copy: (max_step_tokens, L*E*D)
+  PinnedBuffer staging_;                  // disk: (max_step_tokens, L*E*D)
   std::string note_;
   int rows_streamed_ = 0;
   uint64_t rows_moved_ = 0;

@@ -15,6 +15,7 @@
 
 #include "cuda-backend/cuda_backend.h"
 #include "cuda-backend/device_info.h"  // can_start_early(), nvml_driver_version()
+#include "cuda-backend/handles.h"      // DeviceBudget
 #include "model/cpu_backend.h"
 #include "model/error.h"
 #include "model/forward.h"
@@ -386,6 +387,42 @@ TEST_CASE("cuda: --tune persistent=on: a barrier that never passes is an error, 
   CHECK(what.find("run without --tune persistent") != std::string::npos);
 }
 
+// --memory-limit (as on Vulkan): every device buffer of the backend is charged to it, so a table past it is an error
+// that names the sizes, the limit and what to do, before the device itself runs out; what fits under it runs.
+TEST_CASE("cuda: --memory-limit: past it, an error naming the limit and what to do; under it, the CPU's tokens") {
+  test::TempDir tmp;
+  if (!cuda_or_skip()) return;
+  LoadedModel m = test::load(test::synth(tmp, "m", Form::Infer, {}, DType::F16));
+  EngineOptions eo;
+  eo.max_context = 16;
+  eo.max_step_tokens = 4;
+  BackendOptions limited;
+  limited.memory_limit_mib =
+      0.34375;  // 352 KiB: this model's weights and activations (about 280), not its 384 KiB table
+  const size_t table_bytes = m.lut->bytes();
+  REQUIRE(table_bytes > size_t(0.34375 * 1048576));
+  {
+    auto be = make_cuda_backend(limited);
+    eo.lut = LutPlacement::Device;
+    const std::string what = test::error_of([&] { Engine e(m.cfg, m.weights, m.table(), *be, eo); });
+    test::check_contains(what, {"lookup table", "--memory-limit", "--lut host"});
+  }
+  eo.lut = LutPlacement::Host;
+  auto be = make_cuda_backend(limited), cpu = make_cpu_backend();
+  Engine e(m.cfg, m.weights, m.table(), *be, eo), ref(m.cfg, m.weights, m.table(), *cpu, eo);
+  std::vector<int32_t> ids = {5, 17, 300, 2};
+  for (int step = 0; step < 8; step++) {
+    const int32_t want = argmax(ref.step({{0, ids}}).at(0));
+    CHECK(e.step_argmax({{0, ids}}).at(0) == want);
+    ids = {want};
+  }
+  // Too little for the activations: the first buffer past it is named.
+  limited.memory_limit_mib = 0.001;
+  auto tiny = make_cuda_backend(limited);
+  test::check_contains(test::error_of([&] { Engine t(m.cfg, m.weights, m.table(), *tiny, eo); }),
+                       {"not enough GPU memory", "that --memory-limit allows"});
+}
+
 TEST_CASE("cuda: reparameterization on the GPU gives the CPU's table") {
   test::TempDir tmp;
   auto be = cuda_or_skip();
@@ -401,6 +438,25 @@ TEST_CASE("cuda: reparameterization on the GPU gives the CPU's table") {
   const double err = rel_l2(got, ref);
   MESSAGE("reparameterization rel. L2 error " << err);
   CHECK(err < 1e-5);
+}
+
+// The budget behind --memory-limit, without a GPU: charges up to the limit, the error past it naming what, the sizes
+// and the limit, and a buffer's bytes back when its deleter runs (cudaFree of nothing, which fails harmlessly here).
+TEST_CASE("cuda: DeviceBudget counts what is made and freed against --memory-limit") {
+  auto budget = std::make_shared<cuda::DeviceBudget>(1000);
+  budget->charge(600, "a");
+  budget->charge(400, "b");
+  CHECK(budget->left() == 0);
+  const std::string what = test::error_of([&] { budget->charge(1, "the lookup table's row ring"); });
+  test::check_contains(what, {"not enough GPU memory: the lookup table's row ring needs 0.0000 MiB",
+                              "0.0000 MiB of the 0.0010 MiB that --memory-limit allows remain", "--lut host"});
+  cuda::FreeDevice{budget, 400}(nullptr);
+  CHECK(budget->left() == 400);
+  CHECK_THROWS_AS(budget->charge(401, "c"), Error);
+  budget->charge(400, "c");
+  CHECK(budget->left() == 0);
+  CHECK(cuda::mib(size_t(3) << 20) == "3.0000 MiB");
+  CHECK(cuda::mib(size_t(3450) << 20) == "3450.0 MiB");
 }
 
 #ifdef MOLE_FAKE_NVML

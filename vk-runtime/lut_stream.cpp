@@ -75,8 +75,7 @@ std::unique_ptr<LutStream> LutStream::create(const Device& dev, const LutStore& 
                 " bytes, not whole 32-bit words, which the shaders read: convert with --dtype f32, or use another "
                 "backend");
   if (!direct) charge(row * size_t(max_step_tokens), "the LUT row ring");
-  if (placement == LutPlacement::Device)
-    charge(lut.bytes(), "the whole lookup table (--lut device, " + std::to_string(lut.bytes() >> 20) + " MiB)");
+  if (placement == LutPlacement::Device) charge(lut.bytes(), "the whole lookup table (--lut device)");
   constexpr VkBufferUsageFlags kRingUsage =
       VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
   if (!direct)
