@@ -25,7 +25,8 @@ Error nan_logits_error(const std::string& where) {
   return Error("the model computed NaN logits at " + where +
                ", so there is no next token. If --backend cpu computes them too, the checkpoint's weights or lookup "
                "table hold NaN or infinity (or values past their dtype's range); if only a GPU backend does, "
-               "`mole parity -m DIR --backend NAME` finds the op that differs");
+               "`mole parity -m DIR --backend NAME` checks that backend against the CPU reference, op by op and on this "
+               "model");
 }
 
 Sampler::Sampler(const SamplingParams& p) : p_(p), rng_(p.seed) {}
