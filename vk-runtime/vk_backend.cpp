@@ -104,8 +104,11 @@ class VulkanBackend final : public Backend {
         compute_tl_(TimelineSemaphore::create(dev_, 0)),
         upload_fence_(Fence::create(dev_, false)) {
     budget_ = info().device_memory;
-    if (opt.memory_limit_mib > 0)
-      budget_ = std::min<uint64_t>(budget_ ? budget_ : UINT64_MAX, uint64_t(opt.memory_limit_mib * 1048576.0));
+    if (opt.memory_limit_mib > 0) {
+      const uint64_t limit = uint64_t(std::min(opt.memory_limit_mib * 1048576.0, 1e18));
+      budget_by_limit_ = budget_ == 0 || limit < budget_;
+      budget_ = std::min<uint64_t>(budget_ ? budget_ : UINT64_MAX, limit);
+    }
     if (budget_ == 0) budget_ = UINT64_MAX;
     const std::string no_subgroups = why_no_subgroups(opt.tuning.subgroups);
     subgroups_ = no_subgroups.empty();
@@ -168,13 +171,14 @@ class VulkanBackend final : public Backend {
   }
 
   // Device-local memory is budgeted before it is allocated, so running out is a clear error naming what did not fit
-  // (and, for the table, what to do) rather than a driver failure halfway through. MOLE_VK_MEMORY_LIMIT_MB lowers
+  // (and, for the table, what to do) rather than a driver failure halfway through. --memory-limit lowers
   // the budget to simulate a smaller device.
   void charge(size_t bytes, const std::string& what) {
     if (used_ + bytes > budget_) {
       auto mib = [](uint64_t b) { return std::to_string(double(b) / 1048576.0).substr(0, 6) + " MiB"; };
       throw Error("not enough GPU memory: " + what + " needs " + mib(bytes) + ", " +
-                  mib(budget_ - std::min(used_, budget_)) + " of " + mib(budget_) + " remain" +
+                  mib(budget_ - std::min(used_, budget_)) + " of " + mib(budget_) +
+                  (budget_by_limit_ ? " (--memory-limit)" : "") + " remain" +
                   (what.find("lookup table") != std::string::npos ? "; use --lut host or --lut disk" : ""));
     }
     used_ += bytes;
@@ -400,6 +404,7 @@ class VulkanBackend final : public Backend {
   std::optional<CommandBuffer> upload_cb_;  // reused by every one-time submission (uploads, read-backs)
   std::vector<Buf> bufs_;
   uint64_t used_ = 0, budget_ = 0;  // device-local bytes allocated, and the most we may
+  bool budget_by_limit_ = false;    // budget_ is --memory-limit's, below what the device has
   std::map<std::string, ComputePipeline> pipelines_;
   bool subgroups_ = false;                         // why_no_subgroups() is empty, decided once
   std::string reductions_;                         // BackendInfo::reductions
