@@ -1,6 +1,6 @@
-// argmax: dst[r] = the index of the largest of src row r (R, n), the lowest such index on ties (as std::max_element
-// in the CPU reference), written as a float (exact: n < 2^24). Greedy decoding reads these R floats instead of the
-// logits (OpKind::Argmax in model/backend.h, shaders/argmax.comp).
+// argmax: dst[r] = the index of the largest of src row r (R, n), the lowest such index on ties, or -1 where the row
+// holds a NaN (mole::argmax's order in model/sampling.h), written as a float (exact: n < 2^24). Greedy decoding
+// reads these R floats instead of the logits (OpKind::Argmax in model/backend.h, shaders/argmax.comp).
 #pragma once
 
 #include "cuda-backend/common.cuh"

@@ -11,8 +11,12 @@ namespace mole::cuda {
 
 std::string mib(size_t bytes) {
   char buf[32];
-  const double m = double(bytes) / 1048576.0;
-  std::snprintf(buf, sizeof buf, m < 10 ? "%.4f MiB" : "%.1f MiB", m);  // small sizes (--memory-limit) still show
+  if (bytes < 1024)  // small sizes (a tiny --memory-limit) still show
+    std::snprintf(buf, sizeof buf, "%zu bytes", bytes);
+  else if (bytes < 1048576)
+    std::snprintf(buf, sizeof buf, "%.1f KiB", double(bytes) / 1024.0);
+  else
+    std::snprintf(buf, sizeof buf, "%.1f MiB", double(bytes) / 1048576.0);
   return buf;
 }
 

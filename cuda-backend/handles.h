@@ -116,7 +116,7 @@ class HostRegistration {
   std::unique_ptr<void, Unregister> ptr_;
 };
 
-// "12.5 MiB", or "0.3438 MiB" below 10 MiB
+// "12.5 MiB"; below 1 MiB "352.0 KiB", below 1 KiB "53 bytes"
 std::string mib(size_t bytes);
 
 }  // namespace mole::cuda

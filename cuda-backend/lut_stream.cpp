@@ -82,13 +82,14 @@ void LutStream::place_on_device() {
   const size_t bytes = lut_->bytes();
   size_t free = 0, total = 0;
   CUDA_CHECK(cudaMemGetInfo(&free, &total));
-  if (budget_) {  // --memory-limit
-    free = std::min(free, budget_->left());
+  const bool by_limit = budget_ && budget_->left() < free;  // --memory-limit allows less than the device has free
+  if (by_limit) {
+    free = budget_->left();
     total = std::min(total, budget_->limit());
   }
   if (bytes > free)
     throw Error("not enough GPU memory for the whole lookup table (--lut device): it needs " + mib(bytes) + ", " +
-                mib(free) + " of " + mib(total) + " are free" + (budget_ ? " (--memory-limit)" : "") +
+                mib(free) + " of " + mib(total) + " are free" + (by_limit ? " (--memory-limit)" : "") +
                 "; use --lut host or --lut disk");
   table_dev_ = DeviceBuffer::create(bytes, "the whole lookup table (--lut device)", budget_);
   CUDA_CHECK(cudaMemcpy(table_dev_.get(), lut_->data(), bytes, cudaMemcpyHostToDevice));

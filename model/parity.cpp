@@ -815,6 +815,9 @@ std::vector<ParityResult> compare_model(const std::string& dir, int tokens, cons
         chunks.clear();
         for (int s = 0; s < B; s++) {
           const int32_t tc = argmax(lc.at(size_t(s)));
+          if (tc < 0)
+            throw nan_logits_error("step " + std::to_string(step) + " of the CPU reference's sequence " +
+                                   std::to_string(s));
           if (clear_winner(lc[size_t(s)])) {
             compared++;
             agreed += id.at(size_t(s)) == tc ? 1 : 0;

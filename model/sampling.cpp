@@ -22,11 +22,12 @@ int32_t argmax(const std::vector<float>& logits) {
 }
 
 Error nan_logits_error(const std::string& where) {
-  return Error("the model computed NaN logits at " + where +
-               ", so there is no next token. If --backend cpu computes them too, the checkpoint's weights or lookup "
-               "table hold NaN or infinity (or values past their dtype's range); if only a GPU backend does, "
-               "`mole parity -m DIR --backend NAME` checks that backend against the CPU reference, op by op and on this "
-               "model");
+  return Error(
+      "the model computed NaN logits at " + where +
+      ", so there is no next token. If --backend cpu computes them too, the checkpoint's weights or lookup "
+      "table hold NaN or infinity (or values past their dtype's range); if only a GPU backend does, "
+      "`mole parity -m DIR --backend NAME` checks that backend against the CPU reference, op by op and on this "
+      "model");
 }
 
 Sampler::Sampler(const SamplingParams& p) : p_(p), rng_(p.seed) {}
@@ -39,13 +40,13 @@ namespace {
 
 struct Cand {
   int32_t id;
-  float logit;
+  double logit;  // in double: a float logit divided by a tiny --temp or --repeat-penalty stays finite
 };
 
 // Softmax probabilities of the candidates (sorted by logit, descending) at temperature 1.
 std::vector<double> probs_of(const std::vector<Cand>& c) {
   std::vector<double> pr(c.size());
-  const float m = c[0].logit;
+  const double m = c[0].logit;
   double s = 0;
   for (size_t i = 0; i < c.size(); i++) s += pr[i] = softmax_term(c[i].logit, m);
   for (double& x : pr) x /= s;
@@ -67,7 +68,7 @@ int32_t Sampler::sample(const std::vector<float>& logits, const std::vector<int3
     std::unordered_set<int32_t> recent(history.end() - long(n), history.end());
     for (int32_t id : recent) {
       if (id < 0 || size_t(id) >= c.size()) continue;
-      float& l = c[size_t(id)].logit;
+      double& l = c[size_t(id)].logit;
       l = l > 0 ? l / p_.repeat_penalty : l * p_.repeat_penalty;
     }
   }

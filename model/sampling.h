@@ -56,9 +56,9 @@ Error nan_logits_error(const std::string& where);
 
 // exp(v - max) for a softmax over values whose largest is `max`; where `max` is infinite, the softmax's limit: the
 // values equal to it share all the weight (1 each, before normalizing) and the rest get none.
-inline double softmax_term(float v, float max) {
+inline double softmax_term(double v, double max) {
   if (std::isinf(max)) return v == max ? 1.0 : 0.0;
-  return std::exp(double(v) - double(max));
+  return std::exp(v - max);
 }
 
 }  // namespace mole

@@ -448,15 +448,16 @@ TEST_CASE("cuda: DeviceBudget counts what is made and freed against --memory-lim
   budget->charge(400, "b");
   CHECK(budget->left() == 0);
   const std::string what = test::error_of([&] { budget->charge(1, "the lookup table's row ring"); });
-  test::check_contains(what, {"not enough GPU memory: the lookup table's row ring needs 0.0000 MiB",
-                              "0.0000 MiB of the 0.0010 MiB that --memory-limit allows remain", "--lut host"});
+  test::check_contains(what, {"not enough GPU memory: the lookup table's row ring needs 1 bytes",
+                              "0 bytes of the 1000 bytes that --memory-limit allows remain", "--lut host"});
   cuda::FreeDevice{budget, 400}(nullptr);
   CHECK(budget->left() == 400);
   CHECK_THROWS_AS(budget->charge(401, "c"), Error);
   budget->charge(400, "c");
   CHECK(budget->left() == 0);
-  CHECK(cuda::mib(size_t(3) << 20) == "3.0000 MiB");
   CHECK(cuda::mib(size_t(3450) << 20) == "3450.0 MiB");
+  CHECK(cuda::mib(size_t(352) << 10) == "352.0 KiB");
+  CHECK(cuda::mib(53) == "53 bytes");
 }
 
 #ifdef MOLE_FAKE_NVML

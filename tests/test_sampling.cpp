@@ -96,6 +96,16 @@ TEST_CASE("infinite logits sample as the softmax's limit: the largest ones share
   CHECK(f[0] == doctest::Approx(1.0));
 }
 
+TEST_CASE("a tiny temperature or repeat penalty makes no infinities of finite logits: the largest still wins") {
+  SamplingParams p = plain();
+  p.temperature = 1e-38f;  // 5 / 1e-38 and 4 / 1e-38 are both +inf in float
+  CHECK(frequencies(p, {5.0f, 4.0f}, 1000)[0] == doctest::Approx(1.0));
+  p = plain();
+  p.repeat_penalty = 1e-6f;  // 3e38 / 1e-6 and 2e38 / 1e-6 too
+  p.repeat_last_n = -1;
+  CHECK(frequencies(p, {2e38f, 3e38f}, 1000, {0, 1})[1] == doctest::Approx(1.0));
+}
+
 TEST_CASE("temperature 1 with no filters samples the softmax distribution") {
   auto f = frequencies(plain(), kLogits, 200000);
   CHECK(f[0] == doctest::Approx(0.5).epsilon(0.02));

@@ -315,6 +315,8 @@ void Worker::do_compare(const std::string& prompt, int steps, const RunFlags& ot
         time_b += std::chrono::duration<double>(t2 - t1).count();
       }
       const int32_t ta = argmax(la), tb = argmax(lb);
+      if (ta < 0 || tb < 0)  // a NaN: no token to compare or to feed on
+        throw nan_logits_error("step " + std::to_string(s) + " of the comparison, on side " + (ta < 0 ? "A" : "B"));
       double diff = 0;
       for (size_t i = 0; i < la.size() && i < lb.size(); i++)
         diff = std::max(diff, std::fabs(double(la[i]) - double(lb[i])));
