@@ -60,19 +60,23 @@ void check_no_validation_messages(const Backend& b) {
   CHECK(info.validation_messages == 0);
 }
 
-// The same, except for one known false report of Debian 12's validation layer (1.3.239) about a timeline semaphore
+// The same, except for known false reports of Debian 12's validation layer (1.3.239) about a timeline semaphore
 // signalled from the host (the disk gather thread) while the host also waits on the device:
-// UNASSIGNED-VkSemaphore-state-timeout, "This is most likely a validation bug", fixed upstream by
-// KhronosGroup/Vulkan-ValidationLayers PR #8519. Seen on a loaded 2-core machine; any other message still fails.
+// UNASSIGNED-VkSemaphore-state-timeout, "This is most likely a validation bug" (KhronosGroup/Vulkan-ValidationLayers
+// issue #8461, fixed by PR #8519), and the UNASSIGNED-VkFence-state-timeout ("most likley a validation bug") that
+// can follow it: both are the layer's own queue thread giving up after 10 s (PR #10368 renamed them internal
+// errors). Seen on a loaded 2-core machine; any other message still fails.
 void check_no_validation_messages_but_timeline_timeouts(const Backend& b) {
   const BackendInfo info = b.info();
   const std::string& log = info.validation_log;
   INFO(log);
-  uint64_t known = 0;  // messages (one per line of the log) that are that report
+  uint64_t known = 0;  // messages (one per line of the log) that are those reports
   std::istringstream lines(log);
   for (std::string line; std::getline(lines, line);)
-    if (line.find("UNASSIGNED-VkSemaphore-state-timeout") != std::string::npos) known++;
-  if (known > 0) MESSAGE("ignored " << known << " UNASSIGNED-VkSemaphore-state-timeout report(s) (layer bug)");
+    if (line.find("UNASSIGNED-VkSemaphore-state-timeout") != std::string::npos ||
+        line.find("UNASSIGNED-VkFence-state-timeout") != std::string::npos)
+      known++;
+  if (known > 0) MESSAGE("ignored " << known << " UNASSIGNED-Vk*-state-timeout report(s) (layer bug)");
   CHECK(info.validation_messages == known);
 }
 
