@@ -107,9 +107,7 @@ class CudaBackend final : public Backend {
         persistent_tuning_(opt.tuning.persistent),
         persistent_stall_(opt.tuning.perturb_op == "persistent-barrier"),
         cache_dir_(opt.cache_dir),
-        budget_(opt.memory_limit_mib > 0
-                    ? std::make_shared<DeviceBudget>(size_t(std::min(opt.memory_limit_mib * 1048576.0, 1e18)))
-                    : nullptr) {
+        budget_(opt.memory_limit_mib > 0 ? std::make_shared<MemoryBudget>(0, opt.memory_limit_mib) : nullptr) {
     set_device();
     compute_ = make_stream();
     capture_ = make_stream();
@@ -330,7 +328,7 @@ class CudaBackend final : public Backend {
   const bool persistent_stall_;  // perturb=persistent-barrier (tests): no grid barrier passes (persistent_step.cuh)
   const std::string cache_dir_;  // where `mole bench --record` keeps this device's measured read mode
   // --memory-limit: what every device buffer of this backend (the table's too) is charged to; null: no limit
-  const std::shared_ptr<DeviceBudget> budget_;
+  const std::shared_ptr<MemoryBudget> budget_;
   cudaDeviceProp props_{};
   std::string driver_;  // driver_description()
   bool pdl_ = false;    // --tune pdl (on by default) where the device can (can_start_early()): kernels start early

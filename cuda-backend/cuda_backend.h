@@ -18,7 +18,7 @@ std::string cuda_availability(bool* ok);
 // Every CUDA device, described for `mole devices` (name, compute capability, memory, SMs, what the table placements
 // need, driver and runtime versions), the default one marked; "" when there is none.
 std::string cuda_device_details();
-// Opens the device. Honours --device, --lut-read, --memory-limit (a DeviceBudget every device buffer is charged to),
+// Opens the device. Honours --device, --lut-read, --memory-limit (a MemoryBudget every device buffer is charged to),
 // the cache directory (a read mode `mole bench --record` measured) and the tuning keys of cuda_backend_entry()
 // (tiled-min-rows, attention-splits, attention-store, lut-gather, lut-copy, matvec, matvec-loads, pdl, persistent).
 // Throws mole::Error when CUDA is unavailable (the reason of cuda_availability()) or for a device index out of range.

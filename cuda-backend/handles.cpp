@@ -9,17 +9,6 @@
 
 namespace mole::cuda {
 
-std::string mib(size_t bytes) {
-  char buf[32];
-  if (bytes < 1024)  // small sizes (a tiny --memory-limit) still show
-    std::snprintf(buf, sizeof buf, "%zu bytes", bytes);
-  else if (bytes < 1048576)
-    std::snprintf(buf, sizeof buf, "%.1f KiB", double(bytes) / 1024.0);
-  else
-    std::snprintf(buf, sizeof buf, "%.1f MiB", double(bytes) / 1048576.0);
-  return buf;
-}
-
 [[noreturn]] void cuda_fail(cudaError_t err, const char* expr, const char* file, int line) {
   cudaGetLastError();  // clears the error unless it is sticky (a fault in a kernel), so the backend stays usable
   std::string msg = std::string("cuda: ") + expr + " failed: " + cudaGetErrorName(err) + " (" +
@@ -72,27 +61,7 @@ Event make_event(bool timing) {
   return Event(e);
 }
 
-namespace {
-
-// What to do when `what` does not fit in GPU memory.
-std::string out_of_memory_hint(const std::string& what) {
-  return what.find("lookup table") != std::string::npos ? "; use --lut host or --lut disk"
-                                                        : "; try a smaller --ctx-size or batch";
-}
-
-}  // namespace
-
-void DeviceBudget::charge(size_t bytes, const std::string& what) {
-  size_t used = used_.load();
-  do {
-    if (bytes > limit_ - std::min(limit_, used))
-      throw Error("not enough GPU memory: " + what + " needs " + mib(bytes) + ", " +
-                  mib(limit_ - std::min(limit_, used)) + " of the " + mib(limit_) +
-                  " that --memory-limit allows remain" + out_of_memory_hint(what));
-  } while (!used_.compare_exchange_weak(used, used + bytes));
-}
-
-DeviceBuffer DeviceBuffer::create(size_t bytes, const std::string& what, const std::shared_ptr<DeviceBudget>& budget) {
+DeviceBuffer DeviceBuffer::create(size_t bytes, const std::string& what, const std::shared_ptr<MemoryBudget>& budget) {
   const size_t size = std::max<size_t>(bytes, 1);
   if (budget) budget->charge(size, what);
   DeviceBuffer b;
@@ -103,8 +72,8 @@ DeviceBuffer DeviceBuffer::create(size_t bytes, const std::string& what, const s
     cudaGetLastError();
     size_t free = 0, total = 0;
     cudaMemGetInfo(&free, &total);
-    throw Error("not enough GPU memory: " + what + " needs " + mib(bytes) + ", " + mib(free) + " free of " +
-                mib(total) + out_of_memory_hint(what));
+    throw Error("not enough GPU memory: " + what + " needs " + memory_size_text(bytes) + ", " + memory_size_text(free) +
+                " free of " + memory_size_text(total) + out_of_memory_hint(what));
   }
   CUDA_CHECK(err);
   b.ptr_ = std::unique_ptr<void, FreeDevice>(p, FreeDevice{budget, budget ? size : 0});
@@ -118,7 +87,7 @@ PinnedBuffer PinnedBuffer::create(size_t bytes, const std::string& what) {
   const cudaError_t err = cudaHostAlloc(&p, std::max<size_t>(bytes, 1), cudaHostAllocMapped);
   if (err == cudaErrorMemoryAllocation) {
     cudaGetLastError();
-    throw Error("not enough page-locked host memory: " + what + " needs " + mib(bytes) +
+    throw Error("not enough page-locked host memory: " + what + " needs " + memory_size_text(bytes) +
                 (what.find("lookup table") != std::string::npos ? "; use --lut disk" : ""));
   }
   CUDA_CHECK(err);

@@ -9,33 +9,16 @@
 
 #include <cuda_runtime_api.h>
 
-#include <algorithm>
-#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <string>
 
+#include "model/memory_budget.h"
+
 namespace mole::cuda {
 
-// The device memory one backend may allocate (--memory-limit), shared by the DeviceBuffers made against it: each
-// charges its bytes when made and gives them back when freed, so that running past it is a clear error naming
-// what did not fit (as on Vulkan), before the device itself runs out.
-class DeviceBudget {
- public:
-  explicit DeviceBudget(size_t limit) : limit_(limit) {}
-  size_t limit() const { return limit_; }
-  size_t left() const { return limit_ - std::min(limit_, used_.load()); }
-  // Counts `bytes` more, or throws mole::Error "not enough GPU memory: <what> needs ..." if they do not fit.
-  void charge(size_t bytes, const std::string& what);
-  void refund(size_t bytes) noexcept { used_ -= bytes; }
-
- private:
-  const size_t limit_;
-  std::atomic<size_t> used_{0};
-};
-
 struct FreeDevice {
-  std::shared_ptr<DeviceBudget> budget;  // what the memory was charged to, if anything
+  std::shared_ptr<MemoryBudget> budget;  // what the memory was charged to (--memory-limit), if anything
   size_t bytes = 0;
   void operator()(void* p) const noexcept {
     cudaFree(p);
@@ -77,7 +60,7 @@ class DeviceBuffer {
  public:
   DeviceBuffer() = default;
   static DeviceBuffer create(size_t bytes, const std::string& what,
-                             const std::shared_ptr<DeviceBudget>& budget = nullptr);
+                             const std::shared_ptr<MemoryBudget>& budget = nullptr);
   void* get() const { return ptr_.get(); }
   float* f32() const { return static_cast<float*>(ptr_.get()); }
   size_t bytes() const { return bytes_; }
@@ -115,8 +98,5 @@ class HostRegistration {
  private:
   std::unique_ptr<void, Unregister> ptr_;
 };
-
-// "12.5 MiB"; below 1 MiB "352.0 KiB", below 1 KiB "53 bytes"
-std::string mib(size_t bytes);
 
 }  // namespace mole::cuda

@@ -47,7 +47,7 @@ LutStream::~LutStream() {
 
 std::unique_ptr<LutStream> LutStream::create(const LutStore& lut, LutPlacement placement, int max_step_tokens,
                                              LutRead read, const std::string& record_file, BackendTuning::Gather gather,
-                                             BackendTuning::LutCopy copy, std::shared_ptr<DeviceBudget> budget) {
+                                             BackendTuning::LutCopy copy, std::shared_ptr<MemoryBudget> budget) {
   MOLE_CUDA_ASSERT(max_step_tokens >= 1);
   // Direct where the table already is in memory the device reads at full speed: --lut device, and --lut host on an
   // integrated GPU; unless `mole bench --record` measured otherwise on this device.
@@ -88,9 +88,9 @@ void LutStream::place_on_device() {
     total = std::min(total, budget_->limit());
   }
   if (bytes > free)
-    throw Error("not enough GPU memory for the whole lookup table (--lut device): it needs " + mib(bytes) + ", " +
-                mib(free) + " of " + mib(total) + " are free" + (by_limit ? " (--memory-limit)" : "") +
-                "; use --lut host or --lut disk");
+    throw Error("not enough GPU memory for the whole lookup table (--lut device): it needs " + memory_size_text(bytes) +
+                ", " + memory_size_text(free) + " of " + memory_size_text(total) + " are free" +
+                (by_limit ? " (--memory-limit)" : "") + "; use --lut host or --lut disk");
   table_dev_ = DeviceBuffer::create(bytes, "the whole lookup table (--lut device)", budget_);
   CUDA_CHECK(cudaMemcpy(table_dev_.get(), lut_->data(), bytes, cudaMemcpyHostToDevice));
   table_device_ = table_dev_.get();

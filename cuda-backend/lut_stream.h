@@ -59,7 +59,7 @@ class LutStream {
                                            LutRead read, const std::string& record_file,
                                            BackendTuning::Gather gather = BackendTuning::Gather::Auto,
                                            BackendTuning::LutCopy copy = BackendTuning::LutCopy::Auto,
-                                           std::shared_ptr<DeviceBudget> budget = nullptr);
+                                           std::shared_ptr<MemoryBudget> budget = nullptr);
   LutStream(const LutStream&) = delete;
   LutStream& operator=(const LutStream&) = delete;
   ~LutStream();
@@ -121,7 +121,7 @@ class LutStream {
   int max_tokens_;
   Stream copy_;
   Event ready_, copy_start_[2], copy_end_[2], fetch_start_, fetch_end_;
-  std::shared_ptr<DeviceBudget> budget_;  // --memory-limit, if set: what the device buffers below are charged to
+  std::shared_ptr<MemoryBudget> budget_;  // --memory-limit, if set: what the device buffers below are charged to
   DeviceBuffer table_dev_;                // device: (V, L*E*D)
   PinnedBuffer table_pinned_;             // host, when copied: (V, L*E*D)
   HostRegistration registered_;           // host, when registered: the file's pages under the table

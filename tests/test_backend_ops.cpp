@@ -16,6 +16,7 @@
 #include "apps/backends.h"
 #include "model/cpu_backend.h"
 #include "model/error.h"
+#include "model/memory_budget.h"
 #include "model/parity.h"
 #include "model/sampling.h"
 #include "tests/test_helpers.h"
@@ -379,4 +380,38 @@ TEST_CASE(
     for (int32_t id : {6, 9, 11}) CHECK(eb.step_argmax({{1, {id}}}) == ec.step_argmax({{1, {id}}}));
     CHECK(be_bad->info().validation_messages == 0);
   }
+}
+
+// The budget both GPU backends charge device memory to (model/memory_budget.h), against sizes written by hand.
+TEST_CASE("memory budget: charges up to the device's or --memory-limit's bytes, the error past it, refunds") {
+  MemoryBudget device(1000, 0);  // the device's 1000 bytes, no limit
+  CHECK_FALSE(device.by_limit());
+  device.charge(600, "a");
+  device.charge(400, "b");
+  CHECK(device.left() == 0);
+  test::check_contains(
+      test::error_of([&] { device.charge(1, "the lookup table's row ring"); }),
+      {"not enough GPU memory: the lookup table's row ring needs 1 bytes, 0 bytes of 1000 bytes remain;",
+       "use --lut host or --lut disk"});
+  test::check_contains(test::error_of([&] { device.charge(1, "KV cache of layer 0"); }),
+                       {"0 bytes of 1000 bytes remain; try a smaller --ctx-size or batch"});
+  device.refund(400);
+  CHECK(device.left() == 400);
+  CHECK_THROWS_AS(device.charge(401, "c"), Error);
+  device.charge(400, "c");
+  CHECK(device.used() == 1000);
+  // --memory-limit below what the device has: the limit bounds it, and the error says so.
+  MemoryBudget limited(uint64_t(1) << 30, 0.5);
+  CHECK(limited.by_limit());
+  CHECK(limited.limit() == 524288);
+  test::check_contains(test::error_of([&] { limited.charge(524289, "the whole lookup table (--lut device)"); }),
+                       {"needs 0.5000 MiB, 0.5000 MiB of 0.5000 MiB (--memory-limit) remain; use --lut host"});
+  // Above it, or an unknown device (0): no bound but the device's, or only the limit.
+  CHECK_FALSE(MemoryBudget(1000, 1.0).by_limit());
+  CHECK(MemoryBudget(1000, 1.0).limit() == 1000);
+  CHECK(MemoryBudget(0, 1.0).limit() == 1048576);
+  CHECK(MemoryBudget(0, 0).limit() == UINT64_MAX);
+  CHECK(memory_size_text(53) == "53 bytes");
+  CHECK(memory_size_text(352 << 10) == "0.3438 MiB");
+  CHECK(memory_size_text(uint64_t(3450) << 20) == "3450.0 MiB");
 }

@@ -32,6 +32,7 @@
 
 #include "model/error.h"
 #include "model/lut_rows.h"
+#include "model/memory_budget.h"
 #include "shaders/ops.h"
 #include "shaders/shader_registry.h"
 #include "vk-runtime/buffer.h"
@@ -103,13 +104,7 @@ class VulkanBackend final : public Backend {
         compute_pool_(CommandPool::create(dev_, dev_.compute_family(), true)),
         compute_tl_(TimelineSemaphore::create(dev_, 0)),
         upload_fence_(Fence::create(dev_, false)) {
-    budget_ = info().device_memory;
-    if (opt.memory_limit_mib > 0) {
-      const uint64_t limit = uint64_t(std::min(opt.memory_limit_mib * 1048576.0, 1e18));
-      budget_by_limit_ = budget_ == 0 || limit < budget_;
-      budget_ = std::min<uint64_t>(budget_ ? budget_ : UINT64_MAX, limit);
-    }
-    if (budget_ == 0) budget_ = UINT64_MAX;
+    budget_.emplace(info().device_memory, opt.memory_limit_mib);
     const std::string no_subgroups = why_no_subgroups(opt.tuning.subgroups);
     subgroups_ = no_subgroups.empty();
     reductions_ = subgroups_ ? "subgroups of " + std::to_string(ctx_->info.subgroup_size) + ", full"
@@ -147,7 +142,7 @@ class VulkanBackend final : public Backend {
       if (h.flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) i.device_memory = std::max<uint64_t>(i.device_memory, h.size);
     i.preferred_lut = LutPlacement::Host;
     i.runs_on_cpu = ctx_->info.type == VK_PHYSICAL_DEVICE_TYPE_CPU;
-    i.device_memory_used = used_;
+    i.device_memory_used = budget_ ? budget_->used() : 0;
     i.device_key = uuid_hex(ctx_->info.uuid);
     i.host_wait = spin_ns_ > 0 ? "spin up to " + std::to_string(spin_ns_ / 1000000) + " ms, then block" : "block";
     i.reductions = reductions_;
@@ -170,19 +165,9 @@ class VulkanBackend final : public Backend {
     return i;
   }
 
-  // Device-local memory is budgeted before it is allocated, so running out is a clear error naming what did not fit
-  // (and, for the table, what to do) rather than a driver failure halfway through. --memory-limit lowers
-  // the budget to simulate a smaller device.
-  void charge(size_t bytes, const std::string& what) {
-    if (used_ + bytes > budget_) {
-      auto mib = [](uint64_t b) { return std::to_string(double(b) / 1048576.0).substr(0, 6) + " MiB"; };
-      throw Error("not enough GPU memory: " + what + " needs " + mib(bytes) + ", " +
-                  mib(budget_ - std::min(used_, budget_)) + " of " + mib(budget_) +
-                  (budget_by_limit_ ? " (--memory-limit)" : "") + " remain" +
-                  (what.find("lookup table") != std::string::npos ? "; use --lut host or --lut disk" : ""));
-    }
-    used_ += bytes;
-  }
+  // Device-local memory is budgeted before it is allocated (model/memory_budget.h), so running out is a clear error
+  // naming what did not fit and what to do rather than a driver failure halfway through.
+  void charge(size_t bytes, const std::string& what) { budget_->charge(bytes, what); }
 
   BufferId upload_weight(const TensorView& t) override { return upload_parts(t, {&t}); }
   BufferId upload_stacked(const std::vector<const TensorView*>& parts) override {
@@ -403,8 +388,7 @@ class VulkanBackend final : public Backend {
   std::optional<Buffer> read_staging_;      // read_back() of buffers other than the logits, reused
   std::optional<CommandBuffer> upload_cb_;  // reused by every one-time submission (uploads, read-backs)
   std::vector<Buf> bufs_;
-  uint64_t used_ = 0, budget_ = 0;  // device-local bytes allocated, and the most we may
-  bool budget_by_limit_ = false;    // budget_ is --memory-limit's, below what the device has
+  std::optional<MemoryBudget> budget_;  // device-local memory: the device's, or --memory-limit's
   std::map<std::string, ComputePipeline> pipelines_;
   bool subgroups_ = false;                         // why_no_subgroups() is empty, decided once
   std::string reductions_;                         // BackendInfo::reductions
