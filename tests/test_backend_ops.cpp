@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cmath>
 #include <deque>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -18,6 +20,7 @@
 #include "model/error.h"
 #include "model/memory_budget.h"
 #include "model/parity.h"
+#include "model/safetensors.h"
 #include "model/sampling.h"
 #include "tests/test_helpers.h"
 
@@ -379,6 +382,123 @@ TEST_CASE(
     ec.step_argmax({{0, {1}}, {1, {5}}});
     for (int32_t id : {6, 9, 11}) CHECK(eb.step_argmax({{1, {id}}}) == ec.step_argmax({{1, {id}}}));
     CHECK(be_bad->info().validation_messages == 0);
+  }
+}
+
+namespace {
+
+// An inference-form checkpoint whose table (V = 40,000 rows of 4 layers x 64 experts x 256 dims in F16, 128 KiB a
+// row: 4.9 GB) lies past byte 2^32, as every published 410M MoLE's does (9-40 GB), but costs no disk: only `rows`
+// hold data, the rest are the file system's holes, which read as zeros. The dense weights come from synth (shard 1);
+// the routers and the table are written here (shard 2). Returns its directory.
+std::string synth_sparse_big_table(const test::TempDir& tmp, const std::vector<int32_t>& rows) {
+  const int L = 4, E = 64, D = 256;
+  const int64_t V = 40000, row_elems = int64_t(L) * E * D;
+  const std::string dir = test::synth(tmp, "big", Form::Dense,
+                                      {{"vocab_size", V},
+                                       {"hidden_size", D},
+                                       {"intermediate_size", 512},
+                                       {"num_hidden_layers", L},
+                                       {"num_attention_heads", 4},
+                                       {"num_key_value_heads", 2}},
+                                      DType::F16);
+  std::filesystem::rename(dir + "/model.safetensors", dir + "/model-00001-of-00002.safetensors");
+  nlohmann::json index = {{"metadata", nlohmann::json::object()}, {"weight_map", nlohmann::json::object()}};
+  const SafetensorsFile dense = SafetensorsFile::open(dir + "/model-00001-of-00002.safetensors");
+  for (const TensorView& t : dense.tensors()) index["weight_map"][t.name] = "model-00001-of-00002.safetensors";
+
+  std::mt19937 rng(4242);
+  std::normal_distribution<float> normal(0.0f, 0.5f);
+  auto f16 = [&](size_t n) {
+    std::vector<float> v(n);
+    for (float& x : v) x = normal(rng);
+    return f32_to_bytes(v.data(), n, DType::F16);
+  };
+  nlohmann::json header = {{"__metadata__", {{"format", "pt"}}}};
+  std::vector<uint8_t> routers;
+  for (int l = 0; l < L; l++) {
+    const std::string name = "model.layers." + std::to_string(l) + ".router.weight";
+    const std::vector<uint8_t> w = f16(size_t(E) * D);
+    header[name] = {{"dtype", "F16"}, {"shape", {E, D}}, {"data_offsets", {routers.size(), routers.size() + w.size()}}};
+    routers.insert(routers.end(), w.begin(), w.end());
+    index["weight_map"][name] = "model-00002-of-00002.safetensors";
+  }
+  const uint64_t row_bytes = uint64_t(row_elems) * 2, table_at = routers.size();
+  header["model.moe_table.weight"] = {
+      {"dtype", "F16"}, {"shape", {V, row_elems}}, {"data_offsets", {table_at, table_at + uint64_t(V) * row_bytes}}};
+  index["weight_map"]["model.moe_table.weight"] = "model-00002-of-00002.safetensors";
+  std::string text = header.dump();
+  text.append((64 - (8 + text.size()) % 64) % 64, ' ');  // the data 64-byte aligned in the file
+  const uint64_t data_at = 8 + text.size(), size = data_at + table_at + uint64_t(V) * row_bytes;
+  const std::string shard = dir + "/model-00002-of-00002.safetensors";
+  {
+    std::ofstream f(shard, std::ios::binary);
+    const uint64_t n = text.size();
+    f.write(reinterpret_cast<const char*>(&n), 8);
+    f << text;
+    f.write(reinterpret_cast<const char*>(routers.data()), std::streamsize(routers.size()));
+  }
+  std::filesystem::resize_file(shard, size);  // the table's holes
+  std::fstream f(shard, std::ios::in | std::ios::out | std::ios::binary);
+  for (int32_t r : rows) {
+    const std::vector<uint8_t> row = f16(size_t(row_elems));
+    f.seekp(std::streamoff(data_at + table_at + uint64_t(r) * row_bytes));
+    f.write(reinterpret_cast<const char*>(row.data()), std::streamsize(row.size()));
+  }
+  REQUIRE(f.good());
+  std::ofstream(dir + "/model.safetensors.index.json") << index.dump(2);
+  nlohmann::json cfg = nlohmann::json::parse(std::ifstream(dir + "/config.json"));
+  cfg["num_experts"] = E;
+  std::ofstream(dir + "/config.json") << cfg.dump(2);
+  return dir;
+}
+
+}  // namespace
+
+// A row's byte offset in the table past 2^31 or 2^32, cut to 32 bits anywhere, reads another row: the rows a cut
+// offset would read (id - 16,384 for 2^31, id - 32,768 for 2^32, at 128 KiB a row) hold other values. The CPU
+// reference's logits with --lut disk are checked against the float64 reference on the same layout
+// (tests/reference: table_past_4gib); here every GPU backend in every placement that fits its memory.
+TEST_CASE("backends: a table past 4 GiB: rows past byte 2^31 and 2^32 are read from there, in every placement") {
+  test::TempDir tmp;
+  const std::vector<int32_t> ids = {3, 32771, 16390, 39999, 32768, 24000, 7231, 0};
+  std::vector<int32_t> rows = ids;
+  for (int32_t id : ids) rows.insert(rows.end(), {id % 32768, id % 16384});
+  const LoadedModel m = test::load(synth_sparse_big_table(tmp, rows));
+  REQUIRE(m.table());
+  REQUIRE(m.table()->bytes() > (uint64_t(1) << 32));
+  EngineOptions eo;
+  eo.max_context = 16;
+  eo.max_step_tokens = int(ids.size());
+  eo.lut = LutPlacement::Disk;
+  auto cpu = make_cpu_backend();
+  const auto ref = Engine(m.cfg, m.weights, m.table(), *cpu, eo).step({{0, ids}}, true);
+  const std::pair<LutPlacement, LutRead> runs[] = {{LutPlacement::Device, LutRead::Auto},
+                                                   {LutPlacement::Host, LutRead::Copy},
+                                                   {LutPlacement::Host, LutRead::Direct},
+                                                   {LutPlacement::Disk, LutRead::Auto}};
+  for (const BackendEntry* e : runnable_backends()) {
+    for (const auto& [placement, read] : runs) {
+      const std::string run =
+          e->name + " --lut " + placement_name(placement) + " --lut-read " + std::string(lut_read_name(read));
+      CAPTURE(run);
+      BackendOptions o = test_options();
+      o.lut_read = read;
+      eo.lut = placement;
+      try {
+        std::unique_ptr<Backend> be = e->make(o);
+        const auto got = Engine(m.cfg, m.weights, m.table(), *be, eo).step({{0, ids}}, true);
+        REQUIRE(got.size() == ref.size());
+        for (size_t t = 0; t < ref.size(); t++) CHECK(test::rel_l2(got[t], ref[t]) < kParityModelRelL2);
+        CHECK(be->info().validation_messages == 0);
+      } catch (const Error& err) {
+        // A device that cannot hold the whole table says so; nothing else may fail.
+        const bool too_big = placement == LutPlacement::Device &&
+                             std::string(err.what()).find("not enough GPU memory") != std::string::npos;
+        if (!too_big) FAIL_CHECK(err.what());
+        MESSAGE(run << ": " << std::string(err.what()));
+      }
+    }
   }
 }
 

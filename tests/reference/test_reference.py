@@ -15,7 +15,8 @@ Usage:
 The full run does the self-test and then, for each case, synthesises a random
 checkpoint with `mole synth`, runs `mole logits` and compares with the reference:
 relative L2 error over all logits < 1e-5, and equal argmax wherever the
-reference's top-2 margin exceeds 1e-3. It also checks `mole convert`.
+reference's top-2 margin exceeds 1e-3. It also checks `mole convert`, and a table past 4 GiB
+(table_past_4gib).
 
 Prints "ok NAME rel_err=..." or "FAIL NAME ..." per case, then "P passed, F failed";
 exit code 1 if anything failed.
@@ -654,6 +655,75 @@ def run_convert_f16(mole, tmp):
 
 
 # ----------------------------------------------------------------------------
+# a table past 4 GiB
+# ----------------------------------------------------------------------------
+
+# Every published 410M MoLE's table is 9-40 GB, so rows lie past byte 2^31 and 2^32 of the table: those rows must be
+# read from there, not from their offset modulo 2^32 (or past a signed 32-bit index). The table (40,000 rows of
+# 4 layers x 64 experts x 256 dims in F16, 128 KiB a row: 4.9 GB) is written sparse: only the rows the case reads and
+# the rows their offsets would read if cut to 32 bits (id - 32768 past 2^32, id - 16384 past 2^31) hold data, other
+# values; the rest are the file system's holes, which read as zeros and take no disk. The weights are small
+# (D = 256), so the case takes seconds. The CPU reference reads the rows from the file (--lut disk; its other
+# placements would copy 4.9 GB); tests/test_backend_ops.cpp checks every GPU backend's placements against it on the
+# same layout.
+BIG_TABLE = base_config(vocab_size=40000, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
+                        num_attention_heads=4, num_key_value_heads=2, num_experts=64)
+BIG_IDS = [3, 32771, 16390, 39999, 32768, 24000, 7231, 0]  # offsets past 2^32: 32768 on; past 2^31: 16384 on
+
+
+def write_sparse_table_checkpoint(directory, cfg, written_rows, seed):
+    """An inference-form checkpoint (F16) whose moe_table holds data only in written_rows."""
+    rng = np.random.default_rng(seed)
+    V, D, L, E = cfg["vocab_size"], cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_experts"]
+    w = random_weights(dict(cfg, num_experts=0), "dense", rng)
+    for l in range(L):
+        w[f"model.layers.{l}.router.weight"] = rng.standard_normal((E, D))
+        for m in "qk":  # attention scores as at D = 64: random_weights' scale at D = 256 makes them ill-conditioned
+            w[f"model.layers.{l}.self_attn.{m}_proj.weight"] *= 0.5
+    row_bytes = L * E * D * 2
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    header = {"__metadata__": {"format": "pt"}}
+    blobs, offset = [], 0
+    for name, array in w.items():
+        data, shape = encode(array, "F16")
+        header[name] = {"dtype": "F16", "shape": shape, "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    offset += -offset % 64  # the table 64-byte aligned in the file, as the safetensors library leaves large tensors
+    header["model.moe_table.weight"] = {"dtype": "F16", "shape": [V, L * E * D],
+                                        "data_offsets": [offset, offset + V * row_bytes]}
+    header_bytes = json.dumps(header).encode("utf-8")
+    header_bytes += b" " * (-(8 + len(header_bytes)) % 64)
+    data_start = 8 + len(header_bytes)
+    with open(os.path.join(directory, "model.safetensors"), "wb") as f:
+        f.write(len(header_bytes).to_bytes(8, "little"))
+        f.write(header_bytes)
+        for data in blobs:
+            f.write(data)
+        f.truncate(data_start + offset + V * row_bytes)
+        for r in sorted(set(written_rows)):
+            f.seek(data_start + offset + r * row_bytes)
+            f.write(encode(rng.standard_normal(L * E * D) * 0.5, "F16")[0])
+
+
+def run_big_table(mole, tmp):
+    d = os.path.join(tmp, "big_table")
+    c = BIG_TABLE
+    wrap = 2 ** 32 // (c["num_hidden_layers"] * c["num_experts"] * c["hidden_size"] * 2)  # rows per 4 GiB
+    cut = [i % wrap for i in BIG_IDS] + [i % (wrap // 2) for i in BIG_IDS]
+    write_sparse_table_checkpoint(d, c, BIG_IDS + cut, 4242)
+    model = mole_ref.Model(d)
+    if model.form != "infer" or os.stat(os.path.join(d, "model.safetensors")).st_size < 2 ** 32 + 2 ** 29:
+        raise CaseFailure("the checkpoint written is not an inference form with a table past 4 GiB")
+    ids = ",".join(map(str, BIG_IDS))
+    text = mole.run("logits", "-m", d, "--ids", ids, "--backend", "cpu", "--lut", "disk")
+    got = np.array(json.loads(text)["logits"], dtype=np.float64)
+    return compare([(got, model.forward(BIG_IDS))], REL_TOL, "--backend cpu --lut disk")
+
+
+# ----------------------------------------------------------------------------
 # driver
 # ----------------------------------------------------------------------------
 
@@ -700,6 +770,7 @@ def main():
                      settings, lengths)
             case("convert_f32", run_convert_f32, mole, os.path.join(tmp, "convert"))
             case("convert_f16", run_convert_f16, mole, os.path.join(tmp, "convert"))
+            case("table_past_4gib", run_big_table, mole, os.path.join(tmp, "big"))
 
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
