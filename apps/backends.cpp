@@ -2,7 +2,10 @@
 #include "apps/backends.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <mutex>
+#include <set>
 #include <sstream>
 
 #include "model/cpu_backend.h"
@@ -64,15 +67,34 @@ const BackendEntry& find_backend(const std::string& name) {
   throw Error("--backend " + name + ": unknown backend (choose auto, " + names.substr(0, names.size() - 2) + ")");
 }
 
-std::string pick_backend(const std::string& name, const BackendOptions& opt) {
-  if (name != "auto") return name;
-  for (const BackendEntry& e : backend_registry())
-    if (!e.hidden && e.name != "cpu" && e.probe(opt).gpu) return e.name;
-  return "cpu";
+std::unique_ptr<Backend> make_backend(const std::string& name, const BackendOptions& opt, const BackendNotice& notice) {
+  if (name != "auto") return find_backend(name).make(opt);
+  std::string passed;  // "NAME: why; NAME: why"
+  auto pass = [&](const std::string& why) { passed += (passed.empty() ? "" : "; ") + why; };
+  for (const BackendEntry& e : backend_registry()) {
+    if (e.hidden || e.name == "cpu") continue;
+    const BackendProbe p = e.probe(opt);
+    if (p.available && p.gpu) {
+      try {
+        std::unique_ptr<Backend> b = e.make(opt);
+        if (!passed.empty() && notice) notice("--backend auto: " + passed + "; using " + e.name);
+        return b;
+      } catch (const Error& err) {
+        pass(e.name + " did not start: " + err.what());
+      }
+    } else if (e.built) {
+      pass(e.name + ": " + (p.available ? "its only device is a CPU implementation (--allow-cpu-device)" : p.detail));
+    }
+  }
+  if (notice) notice("--backend auto: no GPU backend runs here (" + passed + "); using the CPU reference");
+  return find_backend("cpu").make(opt);
 }
 
-std::unique_ptr<Backend> make_backend(const std::string& name, const BackendOptions& opt) {
-  return find_backend(pick_backend(name, opt)).make(opt);
+void print_backend_notice(const std::string& line) {
+  static std::mutex mu;
+  static std::set<std::string> printed;
+  std::lock_guard<std::mutex> lock(mu);
+  if (printed.insert(line).second) std::fprintf(stderr, "mole: %s\n", line.c_str());
 }
 
 void add_backend_flags(CLI::App& cmd, BackendFlags& f, bool with_backend) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,12 +19,17 @@ namespace mole {
 std::vector<BackendEntry>& backend_registry();
 // The row named `name`; throws mole::Error listing the names when there is none.
 const BackendEntry& find_backend(const std::string& name);
-// "auto": the first visible row whose probe finds a GPU (a CPU implementation only with allow_cpu_device), else
-// "cpu"; any other name as it is.
-std::string pick_backend(const std::string& name, const BackendOptions& opt);
-// The backend `name` (or auto's pick) made with `opt`. Throws mole::Error for an unknown name, or the row's own
-// error when it cannot be made here (not built, no device), naming --backend.
-std::unique_ptr<Backend> make_backend(const std::string& name, const BackendOptions& opt);
+// One line from make_backend about what --backend auto passed over; print_backend_notice is the commands' sink.
+using BackendNotice = std::function<void(const std::string&)>;
+// The backend `name` made with `opt`. Throws mole::Error for an unknown name, or the row's own error when it cannot
+// be made here (not built, no device), naming --backend.
+// "auto": the first visible row whose probe finds a GPU (a CPU implementation only with allow_cpu_device) and that
+// starts, else the CPU reference. Where it passes over a GPU row this build has (unavailable here, or it failed to
+// start: the next one is tried), `notice` gets one line naming each and why, and what auto took instead.
+std::unique_ptr<Backend> make_backend(const std::string& name, const BackendOptions& opt,
+                                      const BackendNotice& notice = {});
+// "mole: LINE" on stderr, each distinct line once in a process (a command may make several backends).
+void print_backend_notice(const std::string& line);
 
 // The flags that choose and configure a backend (--backend, --device, --lut-read, --validate, --pipeline-cache,
 // --memory-limit, --allow-cpu-device, --tune), each with its environment default.

@@ -156,7 +156,9 @@ LoadOptions load_options(const RunFlags& f, bool need_tokenizer, bool make_engin
                 " (build it with `cmake --build build`, or install it with `cmake --install build`), or pass -m DIR");
   o.backend = f.bf.backend;
   o.backend_options = backend_options(f.bf);
-  o.make_backend = make_backend;
+  o.make_backend = [quiet = f.quiet](const std::string& name, const BackendOptions& opt) {
+    return make_backend(name, opt, quiet ? BackendNotice() : print_backend_notice);
+  };
   if (f.lut != "auto") {
     o.lut = parse_lut_placement(f.lut);
     if (!o.lut) throw Error("--lut " + f.lut + ": choose auto, device, host or disk");

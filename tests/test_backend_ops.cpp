@@ -132,6 +132,59 @@ TEST_CASE("backends: a row added to the registry runs every case; a perturbed op
   CHECK(others_failed == 0);
 }
 
+TEST_CASE("backends: --backend auto takes the first GPU row that starts, and says in one line what it passed over") {
+  std::vector<BackendEntry>& rows = backend_registry();
+  struct Restore {
+    std::vector<BackendEntry>& rows;
+    std::vector<BackendEntry> saved;
+    ~Restore() { rows = saved; }
+  } restore{rows, rows};
+  // Fake GPU rows in front of the CPU reference: what their probes say and whether they start are set here.
+  auto gpu_row = [](const std::string& name, BackendProbe probe, bool starts) {
+    BackendEntry e = cpu_backend_entry();
+    e.name = name;
+    e.probe = [probe](const BackendOptions&) { return probe; };
+    if (!starts)
+      e.make = [name](const BackendOptions&) -> std::unique_ptr<Backend> {
+        throw Error("device lost while opening " + name);
+      };
+    return e;
+  };
+  const BackendProbe gpu{true, "Fake GPU 0", "", true}, cpu_impl{true, "Fake CPU rasterizer", "", false},
+      none{false, "no driver found: install one", "", false};
+  std::vector<std::string> notices;
+  const BackendNotice sink = [&](const std::string& line) { notices.push_back(line); };
+
+  // The first row starts: no notice.
+  rows = {gpu_row("fast", gpu, true), gpu_row("slow", gpu, true), cpu_backend_entry()};
+  CHECK(make_backend("auto", test_options(), sink) != nullptr);
+  CHECK(notices.empty());
+
+  // The first row fails to start: the next is tried, and the notice names both.
+  rows = {gpu_row("fast", gpu, false), gpu_row("slow", gpu, true), cpu_backend_entry()};
+  CHECK(make_backend("auto", test_options(), sink) != nullptr);
+  REQUIRE(notices.size() == 1);
+  CHECK(notices[0] == "--backend auto: fast did not start: device lost while opening fast; using slow");
+
+  // No GPU: each built row's reason, then the CPU reference. A row this build lacks is not named.
+  notices.clear();
+  BackendEntry lacking = gpu_row("absent", none, false);
+  lacking.built = false;
+  rows = {lacking, gpu_row("fast", none, true), gpu_row("soft", cpu_impl, true), cpu_backend_entry()};
+  const std::unique_ptr<Backend> b = make_backend("auto", test_options(), sink);
+  CHECK(b->info().name == "cpu");
+  REQUIRE(notices.size() == 1);
+  CHECK(notices[0] ==
+        "--backend auto: no GPU backend runs here (fast: no driver found: install one; soft: its only device is a CPU "
+        "implementation (--allow-cpu-device)); using the CPU reference");
+
+  // A backend named outright: made or refused as it is, without a notice.
+  notices.clear();
+  rows = {gpu_row("fast", gpu, false), cpu_backend_entry()};
+  test::check_contains(test::error_of([&] { make_backend("fast", test_options(), sink); }), {"device lost"});
+  CHECK(notices.empty());
+}
+
 TEST_CASE("backends: router weights 0.1% off fail every router_probs case") {
   const BackendEntry& perturbed = find_backend("cpu-perturbed");
   BackendOptions o = test_options();

@@ -64,6 +64,7 @@ check() {
 # pyjson FILE EXPR: the JSON in FILE, bound to j, makes the Python expression EXPR true.
 pyjson() { $PY -c "import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if ($2) else 1)" "$1"; }
 save() { cp "$T/out" "$1"; }
+save_err() { cp "$T/err" "$1"; }  # check() rewrites $T/err: a check on a command's stderr reads this copy
 snapshot() { (cd "$1" && find . -printf '%p %s %m\n' | sort && find . -type f -exec md5sum {} + | sort); }
 
 # Helpers that craft malformed checkpoints from a good inference-form one (infer/).
@@ -202,6 +203,15 @@ expect_ok "detokenize 12092,1533" "$M" detokenize --ids 12092,1533 --tokenizer "
 check "detokenize prints 'Hello world'" [ "$(cat "$T/out")" = "Hello world" ]
 expect_ok "devices" "$M" devices
 check "devices lists cpu as available" grep -qE '^cpu +available' "$T/out"
+# --backend auto on a machine where no GPU backend runs (CI): one line says why, and that it used the CPU; -q, none.
+if ! "$M" run -m infer --prompt-ids 1 -n 1 --temp 0 2>&1 >/dev/null | grep -q '^mole: --backend auto: .*; using [a-z]*$'; then
+  expect_ok "run --backend auto" "$M" run -m infer --prompt-ids 1 -n 1 --temp 0; save_err auto.err
+  check "auto without a GPU: one notice naming each GPU backend and the CPU" grep -qE \
+    '^mole: --backend auto: no GPU backend runs here \(.*\); using the CPU reference$' auto.err
+  check "auto: the notice once" [ "$(grep -c 'backend auto' auto.err)" = 1 ]
+  expect_ok "run --backend auto -q" "$M" run -m infer --prompt-ids 1 -n 1 --temp 0 -q; save_err auto_q.err
+  check "auto -q: no notice" [ ! -s auto_q.err ]
+fi
 
 expect_ok "convert train -> inference" "$M" convert -m train -o conv -q
 check "convert leaves no .partial" [ ! -e conv.partial ]
@@ -329,8 +339,10 @@ expect_fail "bench with nothing it can measure" 'no placement could be measured'
   "$M" bench -m train --backend cpu --placements disk --prompt-tokens 4 -n 4 -q
 MOLE_VK_LOADER=/nonexistent/libvulkan.so.1 expect_fail "--backend vulkan without a Vulkan loader" \
   'vulkan.*(loader|not built)' "$M" run -m infer --prompt-ids 1 --backend vulkan -q
-check "without a Vulkan loader, auto falls back to the CPU" \
-  env MOLE_VK_LOADER=/nonexistent/libvulkan.so.1 "$M" run -m infer --prompt-ids 1 -n 2 --temp 0 -q
+MOLE_VK_LOADER=/nonexistent/libvulkan.so.1 expect_ok "without a Vulkan loader, auto falls back to the CPU" \
+  "$M" run -m infer --prompt-ids 1 -n 2 --temp 0; save_err noloader.err
+check "auto: the notice says Vulkan has no loader" \
+  grep -qE '^mole: --backend auto: .*vulkan: no Vulkan loader .*CPU reference$' noloader.err
 expect_fail "--lut disk on a training-form checkpoint" 'train.*(convert|no table)' \
   "$M" run -m train --prompt-ids 1 --lut disk -q
 expect_fail "logits --ids non-number" "'x'.*not a token id" "$M" logits -m infer --ids 1,x,3 -q
