@@ -90,7 +90,7 @@ std::unique_ptr<Backend> make_backend(const std::string& name, const BackendOpti
   return find_backend("cpu").make(opt);
 }
 
-void print_backend_notice(const std::string& line) {
+void print_notice(const std::string& line) {
   static std::mutex mu;
   static std::set<std::string> printed;
   std::lock_guard<std::mutex> lock(mu);

@@ -19,7 +19,7 @@ namespace mole {
 std::vector<BackendEntry>& backend_registry();
 // The row named `name`; throws mole::Error listing the names when there is none.
 const BackendEntry& find_backend(const std::string& name);
-// One line from make_backend about what --backend auto passed over; print_backend_notice is the commands' sink.
+// One line for the user (what --backend auto passed over, what --lut auto chose); print_notice is the commands' sink.
 using BackendNotice = std::function<void(const std::string&)>;
 // The backend `name` made with `opt`. Throws mole::Error for an unknown name, or the row's own error when it cannot
 // be made here (not built, no device), naming --backend.
@@ -29,7 +29,7 @@ using BackendNotice = std::function<void(const std::string&)>;
 std::unique_ptr<Backend> make_backend(const std::string& name, const BackendOptions& opt,
                                       const BackendNotice& notice = {});
 // "mole: LINE" on stderr, each distinct line once in a process (a command may make several backends).
-void print_backend_notice(const std::string& line);
+void print_notice(const std::string& line);
 
 // The flags that choose and configure a backend (--backend, --device, --lut-read, --validate, --pipeline-cache,
 // --memory-limit, --allow-cpu-device, --tune), each with its environment default.

@@ -110,7 +110,7 @@ int cmd_bench(BenchArgs& a) {
     }
     BackendOptions opt = base;
     if (!run.read.empty()) opt.lut_read = *parse_lut_read(run.read);
-    last = make_backend(a.f.bf.backend, opt, a.f.quiet ? BackendNotice() : print_backend_notice);
+    last = make_backend(a.f.bf.backend, opt, a.f.quiet ? BackendNotice() : print_notice);
     Backend& backend = *last;
     EngineOptions eo;
     eo.max_context = std::max(a.f.ctx_size, std::min(m->cfg.max_position_embeddings, a.prompt_tokens + a.n_predict));

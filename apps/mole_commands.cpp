@@ -77,7 +77,7 @@ int cmd_convert(ConvertArgs& a) {
   o.progress = !a.quiet;
   const BackendOptions opt = backend_options(a.bf);
   if (a.bf.backend != "cpu") {
-    const BackendNotice notice = a.quiet ? BackendNotice() : print_backend_notice;
+    const BackendNotice notice = a.quiet ? BackendNotice() : print_notice;
     make_backend(a.bf.backend, opt, notice).reset();  // an unusable --backend fails before any work
     o.rows = [&](const Config& cfg, const Weights& w) -> std::unique_ptr<LutRowSource> {
       return std::make_unique<OwnedBackendLutRows>(cfg, w, make_backend(a.bf.backend, opt, notice));

@@ -71,7 +71,8 @@ void add_run_flags(CLI::App& cmd, RunFlags& f) {
   add_backend_flags(cmd, f.bf);
   cmd.add_option("--lut", f.lut,
                  "Where the lookup table lives: device, host or disk; auto = the backend's choice (cuda, vulkan: "
-                 "host; cpu: disk for a table in a file; host for one computed at load)")
+                 "host, but disk for a table in a file bigger than half of the free host memory; cpu: disk for a "
+                 "table in a file; host for one computed at load)")
       ->check(CLI::IsMember({"auto", "device", "host", "disk"}))
       ->capture_default_str();
   cmd.add_option("--lut-dtype", f.lut_dtype,
@@ -156,8 +157,9 @@ LoadOptions load_options(const RunFlags& f, bool need_tokenizer, bool make_engin
                 " (build it with `cmake --build build`, or install it with `cmake --install build`), or pass -m DIR");
   o.backend = f.bf.backend;
   o.backend_options = backend_options(f.bf);
-  o.make_backend = [quiet = f.quiet](const std::string& name, const BackendOptions& opt) {
-    return make_backend(name, opt, quiet ? BackendNotice() : print_backend_notice);
+  o.notice = f.quiet ? BackendNotice() : print_notice;
+  o.make_backend = [notice = o.notice](const std::string& name, const BackendOptions& opt) {
+    return make_backend(name, opt, notice);
   };
   if (f.lut != "auto") {
     o.lut = parse_lut_placement(f.lut);

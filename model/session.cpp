@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <fstream>
 #include <map>
 
 #include "model/error.h"
@@ -39,6 +41,12 @@ std::unique_ptr<LoadedModel> load_model(const LoadOptions& o) {
     placement = *o.lut;
   else if (m->weights.form != Form::Train && m->backend)
     placement = m->backend->info().preferred_lut;
+  if (!o.lut && m->weights.form == Form::Infer && placement != LutPlacement::Disk) {
+    std::string note;
+    placement = auto_lut_placement(placement, m->weights.moe_table->nbytes,
+                                   o.host_memory_available ? o.host_memory_available : host_memory_available(), &note);
+    if (!note.empty() && o.notice) o.notice(note);
+  }
   m->placement = placement;
   if (m->weights.form == Form::Infer) {
     m->lut = LutStore::from_tensor(*m->weights.moe_table, m->cfg.lut_row_elems());
@@ -69,6 +77,29 @@ std::unique_ptr<LoadedModel> load_model(const LoadOptions& o) {
   }
   m->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return m;
+}
+
+LutPlacement auto_lut_placement(LutPlacement preferred, uint64_t table_bytes, uint64_t available_bytes,
+                                std::string* note) {
+  if (preferred == LutPlacement::Disk || available_bytes == 0 || table_bytes <= available_bytes / 2) return preferred;
+  if (note) {
+    char text[256];
+    std::snprintf(text, sizeof text,
+                  "--lut auto: the table (%.1f GiB) is more than half of the host memory available (%.1f GiB), so "
+                  "its rows are read from the file (--lut disk); --lut %s holds it in memory",
+                  double(table_bytes) / double(1ull << 30), double(available_bytes) / double(1ull << 30),
+                  placement_name(preferred));
+    *note = text;
+  }
+  return LutPlacement::Disk;
+}
+
+uint64_t host_memory_available() {
+  std::ifstream f("/proc/meminfo");
+  unsigned long long kib = 0;
+  for (std::string line; std::getline(f, line);)
+    if (std::sscanf(line.c_str(), "MemAvailable: %llu kB", &kib) == 1) return uint64_t(kib) * 1024;
+  return 0;
 }
 
 ModelSummary summarize(const Config& c, const Weights& w) {

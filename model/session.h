@@ -43,6 +43,9 @@ struct LoadOptions {
   int threads = 0;                  // CPU threads (model/parallel.h); 0: leave as they are
   bool progress = false;            // progress bar on stderr while a table is computed
   bool profile = false;             // per-op profiling from the start (the session's per-phase times need it)
+  // One-line notices for the user (what --lut auto chose and why); none: silent.
+  std::function<void(const std::string&)> notice;
+  uint64_t host_memory_available = 0;  // bytes of host memory free for the table; 0: MemAvailable (/proc/meminfo)
 };
 
 // Everything a run holds, in dependency order (the engine points into the others, so it is never moved).
@@ -64,6 +67,14 @@ struct LoadedModel {
 // Loads config, weights (mmap), the table (computed for a training-form checkpoint: on a GPU backend, on a backend
 // of its own, freed before the run's is made), the tokenizer, the backend and the engine, as `o` says.
 std::unique_ptr<LoadedModel> load_model(const LoadOptions& o);
+
+// --lut auto for a table in a file: the backend's preferred placement, except that a table bigger than half of the
+// host memory available (`available_bytes`; 0: unknown, no bound) stays on disk instead of being copied or pinned
+// in memory (a GPU backend's host placement), with `note` (when given) saying so; else `preferred`.
+LutPlacement auto_lut_placement(LutPlacement preferred, uint64_t table_bytes, uint64_t available_bytes,
+                                std::string* note);
+// /proc/meminfo's MemAvailable in bytes: what the host can give without swapping; 0 where it cannot be read.
+uint64_t host_memory_available();
 
 // DIR/tokenizer.json; a missing one is an error saying what to do.
 Tokenizer load_tokenizer_for(const std::string& model_dir);

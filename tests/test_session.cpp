@@ -81,6 +81,26 @@ std::vector<double> first_layer_router(const LoadedModel& m, int32_t id) {
 
 }  // namespace
 
+TEST_CASE("--lut auto: a table bigger than half of the host memory available stays on disk, saying why") {
+  const uint64_t GiB = uint64_t(1) << 30;
+  std::string note;
+  CHECK(auto_lut_placement(LutPlacement::Host, 10 * GiB, 20 * GiB, &note) == LutPlacement::Host);  // exactly half
+  CHECK(note.empty());
+  CHECK(auto_lut_placement(LutPlacement::Host, 10 * GiB + 1, 20 * GiB, &note) == LutPlacement::Disk);
+  CHECK(note ==
+        "--lut auto: the table (10.0 GiB) is more than half of the host memory available (20.0 GiB), so its rows "
+        "are read from the file (--lut disk); --lut host holds it in memory");
+  note.clear();
+  CHECK(auto_lut_placement(LutPlacement::Host, 40 * GiB, 0, &note) == LutPlacement::Host);  // unknown: no bound
+  CHECK(auto_lut_placement(LutPlacement::Disk, 1, 1 << 20, &note) == LutPlacement::Disk);
+  CHECK(note.empty());
+  CHECK(auto_lut_placement(LutPlacement::Host, 40 * GiB, 16 * GiB, nullptr) == LutPlacement::Disk);
+  // This machine's figure: something, and less than a petabyte.
+  const uint64_t available = host_memory_available();
+  CHECK(available > 0);
+  CHECK(available < (uint64_t(1) << 50));
+}
+
 TEST_CASE("session: one event per generated token, in order, adding up to the result") {
   test::TempDir tmp;
   LoadOptions o = cpu_options(test::synth(tmp, "m", Form::Infer, {{"num_key_value_heads", 2}}));

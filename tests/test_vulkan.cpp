@@ -242,6 +242,34 @@ TEST_CASE("vulkan: the three LUT placements give identical logits") {
   }
 }
 
+// --lut auto through load_model(): Vulkan's host placement, unless the table is more than half of the host memory
+// available (set here), when it stays on disk and the notice says so; an explicit --lut is kept either way.
+TEST_CASE("vulkan: --lut auto keeps a table too big for the host's memory on disk, with a notice") {
+  if (!vulkan_or_skip()) return;
+  test::TempDir tmp;
+  const std::string dir = test::synth(tmp, "m", Form::Infer, {}, DType::F16);
+  std::vector<std::string> notices;
+  LoadOptions o;
+  o.model_dir = dir;
+  o.backend = "vulkan";
+  o.make_backend = [](const std::string&, const BackendOptions&) { return vulkan::make_vulkan_backend(options()); };
+  o.engine.max_context = 16;
+  o.notice = [&](const std::string& line) { notices.push_back(line); };
+  o.host_memory_available = uint64_t(1) << 40;
+  CHECK(load_model(o)->placement == LutPlacement::Host);
+  CHECK(notices.empty());
+  const Config c = Config::load_dir(dir);
+  o.host_memory_available = 2 * uint64_t(c.vocab_size) * uint64_t(c.lut_row_elems()) * 2 - 1;  // F16: past half
+  const auto m = load_model(o);
+  CHECK(m->placement == LutPlacement::Disk);
+  REQUIRE(notices.size() == 1);
+  test::check_contains(notices[0], {"--lut auto: the table", "(--lut disk); --lut host holds it in memory"});
+  CHECK(m->engine->step({{0, {1, 2, 3}}}).size() == 1);
+  o.lut = LutPlacement::Host;
+  CHECK(load_model(o)->placement == LutPlacement::Host);
+  CHECK(notices.size() == 1);
+}
+
 // --lut disk gathers rows on a host thread while the step's first part runs; host placement holds the whole table
 // in host memory. Same rows, same arithmetic: the logits must be equal bit for bit, step after step.
 TEST_CASE("vulkan: --lut disk (gather thread or inline) gives --lut host's logits bit for bit over many steps") {
