@@ -42,8 +42,12 @@ std::string memory_size_text(uint64_t bytes) {
 }
 
 std::string out_of_memory_hint(const std::string& what) {
-  return what.find("lookup table") != std::string::npos ? "; use --lut host or --lut disk"
-                                                        : "; try a smaller --ctx-size or batch";
+  if (what.find("lookup table") != std::string::npos) return "; use --lut host or --lut disk";
+  if (what.find("KV cache") != std::string::npos) return "; try a smaller --ctx-size or batch";
+  // A tensor of the checkpoint: the engine's sizes do not change it; the table may be what took the memory.
+  if (what.find(".weight") != std::string::npos)
+    return "; keep the table off the GPU (--lut host or --lut disk), or use --backend cpu";
+  return "; try a smaller --ubatch-size, --ctx-size or batch";  // the step's activations: T or B rows each
 }
 
 }  // namespace mole

@@ -31,7 +31,9 @@ class MemoryBudget {
 // "12.5 MiB"; below 10 MiB "0.3438 MiB", below 1 KiB "53 bytes".
 std::string memory_size_text(uint64_t bytes);
 
-// What to do when `what` does not fit in GPU memory: the table goes elsewhere; anything else needs a smaller engine.
+// What to do when `what` does not fit in GPU memory (or in one Vulkan binding): the table goes elsewhere; the KV
+// cache needs a shorter context or batch; a weight needs the table off the GPU, or the CPU; the step's activations
+// need fewer tokens a step, a shorter context or batch.
 std::string out_of_memory_hint(const std::string& what);
 
 }  // namespace mole

@@ -584,6 +584,12 @@ TEST_CASE("memory budget: charges up to the device's or --memory-limit's bytes, 
   CHECK(MemoryBudget(1000, 1.0).limit() == 1000);
   CHECK(MemoryBudget(0, 1.0).limit() == 1048576);
   CHECK(MemoryBudget(0, 0).limit() == UINT64_MAX);
+  // The hint follows what did not fit.
+  CHECK(out_of_memory_hint("the whole lookup table (--lut device)") == "; use --lut host or --lut disk");
+  CHECK(out_of_memory_hint("KV cache of layer 3") == "; try a smaller --ctx-size or batch");
+  CHECK(out_of_memory_hint("model.layers.0.self_attn.q_proj.weight+model.layers.0.self_attn.k_proj.weight") ==
+        "; keep the table off the GPU (--lut host or --lut disk), or use --backend cpu");
+  CHECK(out_of_memory_hint("logits") == "; try a smaller --ubatch-size, --ctx-size or batch");
   CHECK(memory_size_text(53) == "53 bytes");
   CHECK(memory_size_text(352 << 10) == "0.3438 MiB");
   CHECK(memory_size_text(uint64_t(3450) << 20) == "3450.0 MiB");

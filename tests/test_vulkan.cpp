@@ -242,6 +242,45 @@ TEST_CASE("vulkan: the three LUT placements give identical logits") {
   }
 }
 
+// A shader binds each weight and activation buffer whole, so one past maxStorageBufferRange (lavapipe's 128 MiB)
+// would be seen only in part: the backend refuses it, naming the buffer, the limit and what to change.
+TEST_CASE("vulkan: a KV cache past maxStorageBufferRange is an error naming it and the limit, not a partial binding") {
+  uint64_t range = 0;
+  try {
+    const Instance instance = Instance::create(false, false);
+    const std::vector<DeviceInfo> devices = enumerate_devices(instance);
+    if (!devices.empty()) range = devices[size_t(pick_device(devices, -1))].max_storage_buffer_range;
+  } catch (const Error& e) {
+    test::skip_no_device(e.what());
+    return;
+  }
+  auto vkb = vulkan_or_skip();
+  if (!vkb) return;
+  REQUIRE(range > 0);
+  test::TempDir tmp;
+  // 4 KV heads of 64: a position is 2 KiB of keys and values; dynamic RoPE lets the context run to 4M positions.
+  Model m(test::synth(tmp, "m", Form::Infer,
+                      {{"hidden_size", 256},
+                       {"num_attention_heads", 4},
+                       {"num_key_value_heads", 4},
+                       {"rope_scaling", {{"type", "dynamic"}, {"factor", 8192.0}}}},
+                      DType::F16));
+  const uint64_t per_position = 2 * 256 * 4;
+  EngineOptions o;
+  o.max_step_tokens = 4;
+  o.max_context = int(range / per_position) + 1;
+  REQUIRE(o.max_context <= default_context(m.cfg));
+  test::check_contains(test::error_of([&] { Engine(m.cfg, m.weights, m.table(), *vkb, o); }),
+                       {"vulkan: KV cache of layer 0 needs", "(maxStorageBufferRange, ", "try a smaller --ctx-size"});
+  if (range <= (uint64_t(256) << 20)) {  // where such a buffer is cheap: one position fewer fits and runs
+    auto vkb2 = vulkan_or_skip();
+    o.max_context -= 1;
+    Engine e(m.cfg, m.weights, m.table(), *vkb2, o);
+    CHECK(e.step({{0, {1, 2}}}).size() == 1);
+    check_no_validation_messages(*vkb2);
+  }
+}
+
 // --lut auto through load_model(): Vulkan's host placement, unless the table is more than half of the host memory
 // available (set here), when it stays on disk and the notice says so; an explicit --lut is kept either way.
 TEST_CASE("vulkan: --lut auto keeps a table too big for the host's memory on disk, with a notice") {

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "model/error.h"
+#include "model/memory_budget.h"
 #include "vk-runtime/device.h"
 #include "vk-runtime/loader.h"
 
@@ -273,6 +274,14 @@ void Buffer::destroy() {
   memory_ = VK_NULL_HANDLE;
   mapped_ = nullptr;
   heap_counter_ = nullptr;
+}
+
+void check_binding_range(const Device& device, VkDeviceSize bytes, const std::string& what) {
+  const uint64_t range = device.info().max_storage_buffer_range;
+  if (range > 0 && bytes > range)
+    throw Error("vulkan: " + what + " needs " + memory_size_text(bytes) +
+                " in one buffer, more than this device binds at once (maxStorageBufferRange, " +
+                memory_size_text(range) + ")" + out_of_memory_hint(what));
 }
 
 VkDeviceSize chunk_bytes(const Device& device, VkDeviceSize chunk_limit, VkDeviceSize granule) {

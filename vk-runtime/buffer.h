@@ -74,6 +74,10 @@ class Buffer {
   std::atomic<uint64_t>* heap_counter_ = nullptr;  // the Device's counter for this memory's heap
 };
 
+// Throws mole::Error when a buffer a shader binds whole, `bytes` long, is past the device's maxStorageBufferRange
+// (lavapipe: 128 MiB): a shader would see only part of it. The message names `what`, both sizes and what to change.
+void check_binding_range(const Device& device, VkDeviceSize bytes, const std::string& what);
+
 // The size of each chunk create_chunked() makes: the smallest of the device's maxMemoryAllocationSize and
 // maxStorageBufferRange (each rounded down to 1 MiB) and `chunk_limit` (0: no limit of its own), rounded down to a
 // multiple of 256 bytes and of `granule` (a row size, so that no row straddles two chunks).

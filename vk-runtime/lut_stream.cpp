@@ -74,7 +74,10 @@ std::unique_ptr<LutStream> LutStream::create(const Device& dev, const LutStore& 
     throw Error("vulkan: the lookup table's rows are " + std::to_string(row) +
                 " bytes, not whole 32-bit words, which the shaders read: convert with --dtype f32, or use another "
                 "backend");
-  if (!direct) charge(row * size_t(max_step_tokens), "the LUT row ring");
+  if (!direct) {
+    check_binding_range(dev, row * size_t(max_step_tokens), "the LUT row ring");  // router_lut.comp binds it whole
+    charge(row * size_t(max_step_tokens), "the LUT row ring");
+  }
   if (placement == LutPlacement::Device) charge(lut.bytes(), "the whole lookup table (--lut device)");
   constexpr VkBufferUsageFlags kRingUsage =
       VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;

@@ -168,6 +168,8 @@ class VulkanBackend final : public Backend {
   // Device-local memory is budgeted before it is allocated (model/memory_budget.h), so running out is a clear error
   // naming what did not fit and what to do rather than a driver failure halfway through.
   void charge(size_t bytes, const std::string& what) { budget_->charge(bytes, what); }
+  // A shader binds each weight and activation buffer whole: none may be past maxStorageBufferRange.
+  void check_binding(size_t bytes, const std::string& what) const { check_binding_range(dev_, bytes, what); }
 
   BufferId upload_weight(const TensorView& t) override { return upload_parts(t, {&t}); }
   BufferId upload_stacked(const std::vector<const TensorView*>& parts) override {
@@ -175,6 +177,7 @@ class VulkanBackend final : public Backend {
   }
 
   BufferId alloc(size_t count, const char* what) override {
+    check_binding(std::max<size_t>(count, 1) * 4, what);
     charge(std::max<size_t>(count, 1) * 4, what);
     bufs_.push_back({Buffer::create(dev_, std::max<size_t>(count, 1) * 4, kStorage, MemoryKind::DeviceLocal, what),
                      DType::F32, count});
@@ -272,6 +275,7 @@ class VulkanBackend final : public Backend {
   // another (a single tensor is its own one part).
   BufferId upload_parts(const TensorView& all, const std::vector<const TensorView*>& parts) {
     const size_t bytes = std::max<size_t>((all.nbytes + 3) & ~size_t(3), 4);  // shaders read 32-bit words
+    check_binding(bytes, all.name);
     charge(bytes, all.name);
     Buf b{Buffer::create(dev_, bytes, kStorage, MemoryKind::DeviceLocal, all.name.c_str()), all.dtype,
           size_t(all.numel())};
