@@ -84,7 +84,7 @@ void add_run_flags(CLI::App& cmd, RunFlags& f) {
       ->check(number_in(0, kMaxContext, "0 = the model's"));
   cmd.add_option("--ubatch-size", f.ubatch, "Most tokens per step; longer prompts run in chunks")
       ->capture_default_str()
-      ->check(number_in(1, kMaxContext));
+      ->check(number_in(1, kMaxStepTokens));
   cmd.add_option("-t,--threads", f.threads, "CPU threads (default: one per core)")
       ->check(number_in(0, kMaxThreads, "0 = one per core"));
   cmd.add_flag("-q,--quiet", f.quiet, "No progress bars or load messages on stderr");

@@ -383,7 +383,7 @@ void launch_dtype(const MatMulArgs& a, const Launch& l) {
 }
 
 // Picks the kernel for the step's rows and the weight's dtype. rows / 64 and rows / 8 stay far below the grid's
-// 65535 in y (rows is at most a step's tokens).
+// 65535 in y (rows is at most a step's tokens, kMaxStepTokens = 65536 in model/forward.h).
 template <bool NORM>
 void launch_matmul_family(const MatMulArgs& a, const Launch& l) {
   MOLE_CUDA_ASSERT(a.x != a.y);

@@ -27,7 +27,9 @@ Engine::Engine(const Config& c, const Weights& w, const LutStore* lut, Backend& 
                 " positions, the longest context mole runs");
   if (opt.max_batch < 1 || opt.max_batch > kMaxBatch)
     throw Error("batch size " + std::to_string(opt.max_batch) + " is outside [1, " + std::to_string(kMaxBatch) + "]");
-  if (opt.max_step_tokens < 1) throw Error("--ubatch-size must be at least 1");
+  if (opt.max_step_tokens < 1 || opt.max_step_tokens > kMaxStepTokens)
+    throw Error("--ubatch-size " + std::to_string(opt.max_step_tokens) + " is outside [1, " +
+                std::to_string(kMaxStepTokens) + "], the tokens one step may hold");
   assert((!c.is_mole() || lut) && "a MoLE model needs its lookup table");
   lengths_.assign(size_t(opt.max_batch), 0);
 

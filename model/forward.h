@@ -17,11 +17,14 @@ int default_context(const Config& c);
 
 // The most sequence slots an engine holds.
 constexpr int kMaxBatch = 4096;
+// The most tokens one step holds (--ubatch-size): the GPU kernels' grids hold a step's rows within their 65535 blocks
+// a dimension (CUDA's matrix products: 8 rows a block), and nothing gains from longer steps.
+constexpr int kMaxStepTokens = 1 << 16;
 
 struct EngineOptions {
   int max_batch = 1;          // B: sequence slots (independent KV caches), 1 to kMaxBatch
   int max_context = 0;        // S: positions per sequence, at most kMaxContext; 0 = default_context()
-  int max_step_tokens = 512;  // longest step (at least 1); longer prompts are processed in chunks of this many tokens
+  int max_step_tokens = 512;  // longest step (1 to kMaxStepTokens); longer prompts run in chunks of this many tokens
   LutPlacement lut = LutPlacement::Host;
   bool router_probs = false;  // a MoLE model's graph also computes the router's weights of every returned row
                               //   (RouterProbs ops, model/backend.h), for router_probs(); off: not computed at all

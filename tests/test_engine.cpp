@@ -155,10 +155,10 @@ TEST_CASE("engine sizes: --ubatch-size past the context sizes nothing more; out-
   test::TempDir tmp;
   Loaded m(test::synth(tmp, "m", Form::Infer, {{"max_position_embeddings", 8}}));
   const auto expected = m.logits({1, 2, 3});
-  // A step holds at most B*S tokens, so a 16M-token --ubatch-size allocates for 8 (a 16M-row buffer of logits would
-  // need 24 GiB for this model's 384-id vocabulary).
+  // A step holds at most B*S tokens, so a 65536-token --ubatch-size allocates for 8 (a 65536-row buffer of logits
+  // would need 96 MiB for this model's 384-id vocabulary).
   EngineOptions o;
-  o.max_step_tokens = kMaxContext;
+  o.max_step_tokens = kMaxStepTokens;
   auto be = make_cpu_backend();
   Engine e(m.cfg, m.weights, &*m.lut, *be, o);
   CHECK(e.graph().max_tokens == 8);
@@ -167,6 +167,8 @@ TEST_CASE("engine sizes: --ubatch-size past the context sizes nothing more; out-
   auto be2 = make_cpu_backend();
   o.max_step_tokens = 0;
   CHECK_THROWS_WITH_AS(Engine(m.cfg, m.weights, &*m.lut, *be2, o), doctest::Contains("--ubatch-size"), Error);
+  o.max_step_tokens = kMaxStepTokens + 1;  // the GPU kernels' grids hold at most this many rows a step
+  CHECK_THROWS_WITH_AS(Engine(m.cfg, m.weights, &*m.lut, *be2, o), doctest::Contains("--ubatch-size 65537"), Error);
   o.max_step_tokens = 4;
   o.max_batch = kMaxBatch + 1;
   CHECK_THROWS_WITH_AS(Engine(m.cfg, m.weights, &*m.lut, *be2, o), doctest::Contains("batch size"), Error);

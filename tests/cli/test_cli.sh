@@ -429,7 +429,8 @@ for args in "-t 100000|--threads.*100000" "-n -5|n-predict.*-5.*until end of seq
   "--repeat-penalty nan|--repeat-penalty.*nan" "--repeat-penalty 0|--repeat-penalty.*0" \
   "--repeat-last-n -2|--repeat-last-n.*-2" "--top-k -1|--top-k.*-1" "--top-k 1.5|top-k.*1.5" \
   "--seed -2|--seed.*-2" "-c 99999999|--ctx-size.*99999999" "-c nan|--ctx-size.*nan" \
-  "--ubatch-size 0|--ubatch-size.*0" "--ubatch-size 1e9|--ubatch-size.*1e9" "--device -2|--device.*-2"; do
+  "--ubatch-size 0|--ubatch-size.*0" "--ubatch-size 1e9|--ubatch-size.*1e9" \
+  "--ubatch-size 65537|--ubatch-size.*65537.*65536" "--device -2|--device.*-2"; do
   RC_IS=2 NOSTDOUT=1 expect_fail "run ${args%%|*}" "${args#*|}" "$M" run -m infer --prompt-ids 1 -q ${args%%|*}
 done
 RC_IS=2 expect_fail "convert -t -1" '--threads.*-1' "$M" convert -m train -o c_threads -t -1 -q
