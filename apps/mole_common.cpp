@@ -80,7 +80,8 @@ void add_run_flags(CLI::App& cmd, RunFlags& f) {
       ->check(CLI::IsMember({"f32", "f16", "bf16"}))
       ->capture_default_str();
   cmd.add_option("-c,--ctx-size", f.ctx_size,
-                 "Context length in tokens (default: max_position_embeddings, times the RoPE scaling factor if any)")
+                 "Context length in tokens (default: max_position_embeddings, times the RoPE scaling factor if any; "
+                 "past max_position_embeddings only with rope_scaling in config.json)")
       ->check(number_in(0, kMaxContext, "0 = the model's"));
   cmd.add_option("--ubatch-size", f.ubatch, "Most tokens per step; longer prompts run in chunks")
       ->capture_default_str()
