@@ -49,6 +49,8 @@ void launch_argmax(const ArgmaxArgs& a, const Launch& l) {
     if (a.R != 1 || chunks > kPersistentMaxArgmaxItems || chunks < 1)
       l.program->refuse("argmax of several rows, or of more than " +
                         std::to_string(kPersistentMaxArgmaxItems * kPersistentArgmaxChunk) + " logits");
+    if (l.program->has(StepItemKind::Argmax))  // its items share the scratch's one counter and result slots
+      l.program->refuse("a second argmax in the step");
     l.program->add(StepItemKind::Argmax, chunks).argmax = a;
     return;
   }

@@ -105,7 +105,10 @@ class CudaBackend final : public Backend {
         lut_copy_(opt.tuning.persistent != BackendTuning::Persistent::Off ? BackendTuning::LutCopy::Kernel
                                                                           : opt.tuning.lut_copy),
         persistent_tuning_(opt.tuning.persistent),
-        persistent_stall_(opt.tuning.perturb_op == "persistent-barrier"),
+        persistent_stall_(opt.tuning.perturb_op == "persistent-barrier"        ? PersistentStall::Always
+                          : opt.tuning.perturb_op == "persistent-barrier-once" ? PersistentStall::Once
+                                                                               : PersistentStall::Never),
+        persistent_few_blocks_(opt.tuning.perturb_op == "persistent-few-blocks"),
         cache_dir_(opt.cache_dir),
         budget_(opt.memory_limit_mib > 0 ? std::make_shared<MemoryBudget>(0, opt.memory_limit_mib) : nullptr) {
     set_device();
@@ -301,6 +304,9 @@ class CudaBackend final : public Backend {
   // The shape's program for the persistent decode kernel, made and uploaded on first use; null where the shape runs
   // its graph (--tune persistent off, not a decode step, profiling, or refused: execution_ says why).
   const PersistentRecorded* persistent_program(const StepGraph& g, const StepShape& shape);
+  // From now on the shape runs its graph, for this reason (execution_ says it).
+  void refuse_persistent(const StepShape& shape, const std::string& why);
+  static std::string persistent_refused(const std::string& why);  // execution_ for a refused shape
   void launch_op(const Op& op, size_t index, const StepShape& shape, const Launch& l);
   // Whether a kernel copies the step's table rows (--tune lut-copy=kernel, copy reads) for a graph that reads them;
   // fetch_rows() launches (or records) that kernel, fetch_lut_rows.
@@ -325,7 +331,13 @@ class CudaBackend final : public Backend {
   // --tune persistent: decode steps as one cooperative kernel (on, no-prefetch: without asking for each phase's
   // weights in L2 before it) or not (off)
   const BackendTuning::Persistent persistent_tuning_;
-  const bool persistent_stall_;  // perturb=persistent-barrier (tests): no grid barrier passes (persistent_step.cuh)
+  // perturb=persistent-barrier (tests): no grid barrier passes (persistent_step.cuh); -once: in the first launch only
+  enum class PersistentStall { Never, Once, Always } persistent_stall_;  // not const: Once becomes Never
+  // perturb=persistent-few-blocks (tests): the kernel runs on kPersistentFewBlocks blocks, so that each block takes
+  // several items of a phase, of different ops, in turn (on a GPU's full grid a small model's phases have fewer items
+  // than blocks)
+  const bool persistent_few_blocks_;
+  static constexpr int kPersistentFewBlocks = 3;
   const std::string cache_dir_;  // where `mole bench --record` keeps this device's measured read mode
   // --memory-limit: what every device buffer of this backend (the table's too) is charged to; null: no limit
   const std::shared_ptr<MemoryBudget> budget_;
@@ -465,13 +477,15 @@ void CudaBackend::run_step(const StepGraph& g, const StepInputs& in) {
   const PersistentRecorded* persistent = persistent_program(g, shape);
   auto it = recorded_.find(shape);
   const bool replay = persistent || it != recorded_.end();
-  if (!replay) {
+  auto record = [&] {
+    if (it != recorded_.end()) return;
     if (recorded_.size() >= kMaxRecorded) {
       synchronize();
       recorded_.clear();
     }
     it = recorded_.emplace(shape, capture(g, shape)).first;
-  }
+  };
+  if (!persistent) record();
 
   const auto launch_start = std::chrono::steady_clock::now();
   CUDA_CHECK(cudaEventSynchronize(inputs_sent_.get()));  // the previous step's inputs have left the staging
@@ -492,14 +506,23 @@ void CudaBackend::run_step(const StepGraph& g, const StepInputs& in) {
     // Rows a kernel does not copy (--lut disk: the copy stream's) are waited for before the step starts.
     if (lut_ && !lut_->direct() && !lut_->kernel_copy())
       CUDA_CHECK(cudaStreamWaitEvent(compute_.get(), lut_->ready(), 0));
-    launch_persistent_step(static_cast<const StepItemOp*>(persistent->ops.get()), persistent->n,
-                           static_cast<PersistentScratch*>(persistent_scratch_.get()), persistent_failed_dev_,
-                           persistent->blocks, persistent->shared, persistent_tuning_ == BackendTuning::Persistent::On,
-                           persistent_stall_, compute_.get());
-    copy_results_back(g, shape, compute_.get());  // as the graph's last nodes do
-  } else {
-    CUDA_CHECK(cudaGraphLaunch(it->second.exec.get(), compute_.get()));
+    const bool stall = persistent_stall_ != PersistentStall::Never;
+    if (persistent_stall_ == PersistentStall::Once) persistent_stall_ = PersistentStall::Never;
+    const cudaError_t err = launch_persistent_step(
+        static_cast<const StepItemOp*>(persistent->ops.get()), persistent->n,
+        static_cast<PersistentScratch*>(persistent_scratch_.get()), persistent_failed_dev_, persistent->blocks,
+        persistent->shared, persistent_tuning_ == BackendTuning::Persistent::On, stall, compute_.get());
+    if (err == cudaSuccess) {
+      copy_results_back(g, shape, compute_.get());  // as the graph's last nodes do
+    } else {
+      // Refused at launch (a GPU shared under MPS with fewer SMs than it reports, say): this shape runs its graph
+      // from now on, and execution_ says why.
+      refuse_persistent(shape, std::string("the cooperative launch failed: ") + cudaGetErrorString(err));
+      persistent = nullptr;
+      record();
+    }
   }
+  if (!persistent) CUDA_CHECK(cudaGraphLaunch(it->second.exec.get(), compute_.get()));
   CUDA_CHECK(cudaEventRecord(step_done_.get(), compute_.get()));
   if (lut_) lut_->consumed();
   host_ids_valid_ = argmax_ != kNoBuffer;
@@ -589,12 +612,25 @@ const PersistentRecorded* CudaBackend::persistent_program(const StepGraph& g, co
   if (it == persistent_.end()) {
     PersistentRecorded rec;
     PersistentProgram prog;
-    // The step's table rows (copy reads; --tune persistent copies them by kernel where it can): fetched in the
-    // first phase, beside the embedding, long before the first RouterLut reads them.
-    if (kernel_fetches(g)) fetch_rows(shape, {.program = &prog});
     for (const std::vector<size_t>& group : op_groups(g)) {
       for (size_t i : group) launch_op(g.ops[i], i, shape, {.program = &prog});
       prog.end_phase();
+    }
+    // The step's table rows (copy reads; --tune persistent copies them by kernel where it can), fetched in the phase
+    // of the first attention, before the first RouterLut reads them: that phase has fewer items (heads x splits)
+    // than the grid has blocks, so idle blocks fetch, and the rows' trip over the bus is hidden behind attention's
+    // (in the embedding's phase, which is short, every block would wait for it at the barrier). Without an
+    // attention before the first RouterLut, in the first phase.
+    if (kernel_fetches(g)) {
+      PersistentProgram fetch;
+      fetch_rows(shape, {.program = &fetch});
+      auto first = [&](StepItemKind kind) {
+        size_t i = 0;
+        while (i < prog.ops.size() && prog.ops[i].kind != kind) i++;
+        return i;
+      };
+      const size_t attention = first(StepItemKind::Attention);
+      prog.insert_at_phase_of(attention < first(StepItemKind::RouterLut) ? attention : 0, fetch);
     }
     prog.finish();
     rec.shared = prog.shared;
@@ -602,6 +638,20 @@ const PersistentRecorded* CudaBackend::persistent_program(const StepGraph& g, co
     if (prog.why.empty()) {
       rec.blocks = persistent_step_blocks(prog.shared);
       if (rec.blocks == 0) prog.refuse("this GPU cannot launch cooperative kernels (or hold one block of this one)");
+      if (persistent_few_blocks_) rec.blocks = std::min(rec.blocks, kPersistentFewBlocks);
+    }
+    if (prog.why.empty() && !persistent_failed_) {
+      // The failure flag, in mapped host memory: the kernel needs its device address.
+      persistent_failed_ = PinnedBuffer::create(sizeof(unsigned), "the persistent decode kernel's failure flag");
+      *static_cast<volatile unsigned*>(persistent_failed_.get()) = 0;
+      const cudaError_t err =
+          cudaHostGetDevicePointer(reinterpret_cast<void**>(&persistent_failed_dev_), persistent_failed_.get(), 0);
+      if (err != cudaSuccess) {
+        cudaGetLastError();
+        persistent_failed_ = {};
+        prog.refuse(std::string("this GPU cannot map host memory for the kernel's failure flag: ") +
+                    cudaGetErrorString(err));
+      }
     }
     rec.why = prog.why;
     if (rec.why.empty()) {
@@ -617,10 +667,6 @@ const PersistentRecorded* CudaBackend::persistent_program(const StepGraph& g, co
         persistent_scratch_ =
             DeviceBuffer::create(sizeof(PersistentScratch), "the persistent decode kernel's scratch", budget_);
         CUDA_CHECK(cudaMemsetAsync(persistent_scratch_.get(), 0, sizeof(PersistentScratch), compute_.get()));
-        persistent_failed_ = PinnedBuffer::create(sizeof(unsigned), "the persistent decode kernel's failure flag");
-        *static_cast<volatile unsigned*>(persistent_failed_.get()) = 0;
-        CUDA_CHECK(
-            cudaHostGetDevicePointer(reinterpret_cast<void**>(&persistent_failed_dev_), persistent_failed_.get(), 0));
       }
     }
     // Said once per shape (the string is not rebuilt every step).
@@ -629,10 +675,19 @@ const PersistentRecorded* CudaBackend::persistent_program(const StepGraph& g, co
                            std::to_string(kPersistentThreads) + " threads, " + std::to_string(rec.n) + " ops" +
                            (persistent_tuning_ == BackendTuning::Persistent::On ? ", weights prefetched into L2" : "") +
                            "), graphs for other steps (--tune persistent)"
-                     : "graphs: the persistent decode kernel cannot run this step: " + rec.why;
+                     : persistent_refused(rec.why);
     it = persistent_.emplace(shape, std::move(rec)).first;
   }
   return it->second.why.empty() ? &it->second : nullptr;
+}
+
+std::string CudaBackend::persistent_refused(const std::string& why) {
+  return "graphs: the persistent decode kernel cannot run this step: " + why;
+}
+
+void CudaBackend::refuse_persistent(const StepShape& shape, const std::string& why) {
+  persistent_.at(shape).why = why;
+  execution_ = persistent_refused(why);
 }
 
 // The ops, in groups of ops without dependencies between them (see the top of this file).

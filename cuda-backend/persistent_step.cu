@@ -1,5 +1,7 @@
 // The persistent decode kernel (persistent_step.cuh): the program's phases, items and barriers, running the ops'
 // own device code.
+#include <algorithm>
+
 #include "cuda-backend/attention_core.cuh"
 #include "cuda-backend/matmul_core.cuh"
 #include "cuda-backend/persistent_step.cuh"
@@ -11,9 +13,23 @@ static_assert(kAttentionThreads == kPersistentThreads && kRouterThreads == kPers
                   kEmbedThreads == kPersistentThreads && kGatherThreads == kPersistentThreads &&
                   kLutFetchThreads == kPersistentThreads,
               "the persistent kernel runs the ops' blocks with its own");
+// The most dynamic shared memory an op asks for (router_lut: E floats; attention: 2 hd floats), with the slack and
+// room for the kernel's static arrays, stays under the 48 KiB a launch gets without opting in to more
+// (cudaFuncSetAttribute), which the kernel does not do.
+static_assert(kRouterLutMaxExperts * sizeof(float) + kSharedSlack + 4096 <= 48 * 1024 &&
+                  2 * kAttentionMaxHeadDim * sizeof(float) + kSharedSlack + 4096 <= 48 * 1024,
+              "an op's shared memory past 48 KiB: the persistent kernel would need cudaFuncSetAttribute");
 
 void PersistentProgram::end_phase() {
   if (!ops.empty()) ops.back().barrier_after = true;
+}
+
+void PersistentProgram::insert_at_phase_of(size_t at, const PersistentProgram& other) {
+  if (!other.why.empty()) refuse(other.why);
+  shared = std::max(shared, other.shared);
+  size_t start = std::min(at, ops.size());
+  while (start > 0 && !ops[start - 1].barrier_after) start--;
+  ops.insert(ops.begin() + std::ptrdiff_t(start), other.ops.begin(), other.ops.end());
 }
 
 void PersistentProgram::finish() {
@@ -39,8 +55,9 @@ __device__ __forceinline__ unsigned long long global_ns() {
 // that what every block wrote before the barrier is what every block reads after it. Never a hang: a block that has
 // waited kPersistentBarrierTimeoutNs gives up and sets the failure flag (in the scratch, where every waiting block
 // sees it and stops waiting, and in host memory, where the host reads it: CudaBackend::check_persistent). Returns
-// whether the step goes on; once failed, every block leaves the kernel at its next barrier. `stall` (tests): the
-// barrier waits for one block more than the grid has, so it never passes.
+// whether the step goes on; once failed, every block leaves the kernel at its next barrier, and says so in host
+// memory too (a step queued before the host saw the first failure, and zeroed the flag, fails as loudly). `stall`
+// (tests): the barrier waits for one block more than the grid has, so it never passes.
 __device__ __forceinline__ bool grid_barrier(PersistentScratch* s, unsigned* failed_host, bool stall) {
   __shared__ bool go_on;
   __syncthreads();
@@ -66,6 +83,7 @@ __device__ __forceinline__ bool grid_barrier(PersistentScratch* s, unsigned* fai
     }
     __threadfence();
     go_on = *failed == 0u;
+    if (!go_on) *static_cast<volatile unsigned*>(failed_host) = 1u;
   }
   __syncthreads();
   return go_on;
@@ -215,8 +233,8 @@ int persistent_step_blocks(size_t shared) {
   return per_sm * sms;
 }
 
-void launch_persistent_step(const StepItemOp* ops, int n_ops, PersistentScratch* scratch, unsigned* failed_host,
-                            int blocks, size_t shared, bool prefetch, bool stall, cudaStream_t stream) {
+cudaError_t launch_persistent_step(const StepItemOp* ops, int n_ops, PersistentScratch* scratch, unsigned* failed_host,
+                                   int blocks, size_t shared, bool prefetch, bool stall, cudaStream_t stream) {
   MOLE_CUDA_ASSERT(blocks > 0 && n_ops > 0);
   cudaLaunchAttribute cooperative{};
   cooperative.id = cudaLaunchAttributeCooperative;
@@ -228,7 +246,10 @@ void launch_persistent_step(const StepItemOp* ops, int n_ops, PersistentScratch*
   cfg.stream = stream;
   cfg.attrs = &cooperative;
   cfg.numAttrs = 1;
-  CUDA_CHECK(cudaLaunchKernelEx(&cfg, persistent_step_kernel, ops, n_ops, scratch, failed_host, prefetch, stall));
+  const cudaError_t err =
+      cudaLaunchKernelEx(&cfg, persistent_step_kernel, ops, n_ops, scratch, failed_host, prefetch, stall);
+  if (err != cudaSuccess) cudaGetLastError();
+  return err;
 }
 
 }  // namespace mole::cuda

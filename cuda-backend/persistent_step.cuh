@@ -74,6 +74,14 @@ struct PersistentProgram {
   void refuse(const std::string& reason) {
     if (why.empty()) why = reason;
   }
+  bool has(StepItemKind kind) const {
+    for (const StepItemOp& op : ops)
+      if (op.kind == kind) return true;
+    return false;
+  }
+  // Adds `other`'s ops (none of which ends a phase) at the start of the phase that op `at` is in, and takes its
+  // refusal and shared memory; before finish().
+  void insert_at_phase_of(size_t at, const PersistentProgram& other);
   // Closes the current phase: its last op gets the barrier, and the next op starts a phase.
   void end_phase();
   // Numbers each phase's items (StepItemOp::first), once every op is in.
@@ -100,8 +108,10 @@ int persistent_step_blocks(size_t shared);
 // A block that waits longer than this at a barrier gives up: the step fails (`failed_host`, mapped host memory, is
 // set to 1) instead of hanging. A decode step's phase takes microseconds.
 constexpr unsigned long long kPersistentBarrierTimeoutNs = 2'000'000'000ull;
-// `stall` (tests, perturb=persistent-barrier): no barrier ever passes, so every block gives up.
-void launch_persistent_step(const StepItemOp* ops, int n_ops, PersistentScratch* scratch, unsigned* failed_host,
-                            int blocks, size_t shared, bool prefetch, bool stall, cudaStream_t stream);
+// `stall` (tests, perturb=persistent-barrier): no barrier ever passes, so every block gives up. Returns the launch's
+// error (cudaErrorCooperativeLaunchTooLarge where the GPU is shared with fewer SMs than it was asked about, say), so
+// that the caller can run the step's graph instead; the error is not sticky and has been cleared.
+cudaError_t launch_persistent_step(const StepItemOp* ops, int n_ops, PersistentScratch* scratch, unsigned* failed_host,
+                                   int blocks, size_t shared, bool prefetch, bool stall, cudaStream_t stream);
 
 }  // namespace mole::cuda

@@ -792,6 +792,50 @@ std::vector<ParityResult> compare_model(const std::string& dir, int tokens, cons
       }
     }
 
+    // One sequence decoding, a token a step: the steps that run as one kernel (CUDA, --tune persistent) or chained
+    // (Vulkan, --tune chain) where those are on, and that the batched steps below never are. The logits of every
+    // step against the reference's, and, on a second engine, the greedy ids (on the device) against its argmax;
+    // both follow the reference's tokens.
+    {
+      const std::string what = "decode of one sequence, 16 steps: logits and greedy ids";
+      try {
+        const int steps = 16;
+        EngineOptions so;
+        so.max_context = std::min(default_context(cfg), 64);
+        so.max_step_tokens = 32;
+        auto be = entry.make(opt);
+        auto be_ids = entry.make(opt);
+        auto cpu3 = make_cpu_backend();
+        Engine ec(cfg, w, table, *cpu3, so), ed(cfg, w, table, *be, so), ei(cfg, w, table, *be_ids, so);
+        std::vector<int32_t> next =
+            random_ids(std::max(1, std::min(5, so.max_context - steps - 1)), cfg.vocab_size, 200);
+        double worst = 0;
+        int compared = 0, agreed = 0;
+        for (int step = 0; step < steps && ec.length(0) + int(next.size()) <= so.max_context; step++) {
+          const auto lc = ec.step({{0, next}}, false).at(0);
+          const auto ld = ed.step({{0, next}}, false).at(0);
+          const int32_t id = ei.step_argmax({{0, next}}).at(0);
+          worst = std::max(worst, rel_l2(ld, lc));
+          const int32_t tc = argmax(lc);
+          if (tc < 0) throw nan_logits_error("decode step " + std::to_string(step) + " of the CPU reference");
+          if (clear_winner(lc)) {
+            compared++;
+            agreed += id == tc ? 1 : 0;
+          }
+          next = {tc};
+        }
+        const BackendInfo info = be->info(), info_ids = be_ids->info();
+        const bool ok = worst < kParityModelRelL2 && agreed == compared && compared > steps / 2 &&
+                        info.validation_messages == 0 && info_ids.validation_messages == 0;
+        std::string log = std::to_string(agreed) + " of " + std::to_string(compared) + " clear greedy tokens agree";
+        for (const std::string& l : {info.validation_log, info_ids.validation_log})
+          if (!l.empty()) log += "; " + l;
+        out.push_back({"model", label("model", name + ", " + what, ""), worst, kParityModelRelL2, ok, log});
+      } catch (const std::exception& e) {
+        failed(what, e.what());
+      }
+    }
+
     // Batched greedy decoding: 3 sequences, 16 steps; the backend's greedy ids (on the device) against the
     // reference's argmax, both following the reference's tokens so that the sequences stay comparable.
     const std::string what = "greedy ids, batch of 3, 16 steps";

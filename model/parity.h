@@ -148,9 +148,9 @@ std::vector<ParityResult> run_model_case(const ModelCase& c, const std::string& 
                                          const BackendOptions& opt);
 // A checkpoint directory on the backend against the CPU reference, for every table placement it has (the whole
 // table on the device, in host memory, and for an inference-form checkpoint read from the file): the logits of every
-// position of a `tokens`-token prompt, for a MoLE model the router's weights of every position (RouterProbs), then 16
-// steps of batched greedy decoding of 3 sequences, the backend's greedy ids (computed on the device) against the
-// reference's.
+// position of a `tokens`-token prompt, for a MoLE model the router's weights of every position (RouterProbs), 16
+// decode steps of one sequence (their logits, and on a second engine their greedy ids), then 16 steps of batched
+// greedy decoding of 3 sequences, the backend's greedy ids (computed on the device) against the reference's.
 std::vector<ParityResult> compare_model(const std::string& dir, int tokens, const BackendEntry& entry,
                                         const BackendOptions& opt, const std::string& name);
 

@@ -205,8 +205,18 @@ tuned_cases() {
   fi
   return $rc
 }
-# CUDA: the persistent decode kernel (--tune persistent=on).
-persistent_kernel() { tuned_cases cuda persistent=on; }
+# CUDA: the persistent decode kernel (--tune persistent=on); then the built-in model's parity on 3 blocks
+# (perturb=persistent-few-blocks), where each block runs several items of each phase, of different ops one after
+# another, and argmax merges its 25 chunks of 2,048 logits.
+persistent_kernel() {
+  local rc=0 model=$B/share/mole/models/kjv-mole-4l
+  tuned_cases cuda persistent=on || rc=1
+  if [ -f "$model/config.json" ]; then
+    echo "-- mole parity --backend cuda --tune persistent=on,perturb=persistent-few-blocks"
+    "$M" parity --backend cuda --tune persistent=on,perturb=persistent-few-blocks --op argmax -m "$model" || rc=1
+  fi
+  return $rc
+}
 # Vulkan: the dispatch chain (--tune chain=on; its test cases run with validation on).
 dispatch_chain() { tuned_cases vulkan chain=on; }
 # CUDA only: compute-sanitizer's memcheck and racecheck on a short decode of the built-in model, memcheck on every op

@@ -316,75 +316,105 @@ TEST_CASE("cuda: --tune lut-copy=kernel gives the dma copy's logits bit for bit 
 // decode steps on both sides of 256 keys (attention in one pass, then split-K): every step's logits equal the graphs'
 // bit for bit, and the CPU's within the usual bound; greedy decoding (the kernel's own argmax) gives the graphs' ids;
 // with the table in mapped host memory (rows fetched by the kernel), in device memory (read in place) and on disk
-// (copied by the copy engine, waited for before the kernel).
+// (copied by the copy engine, waited for before the kernel). Twice: on the GPU's whole grid, where this small model's
+// phases have fewer items than the grid has blocks; and on 3 blocks (perturb=persistent-few-blocks) with a
+// vocabulary of 5,000, so that each block runs several items of a phase, of different ops one after another (shared
+// memory reused between them), and argmax merges 3 chunks of the logits.
 TEST_CASE("cuda: --tune persistent=on gives the graphs' logits and ids bit for bit over decode") {
   test::TempDir tmp;
   if (!cuda_or_skip()) return;
-  LoadedModel m = test::load(test::synth(tmp, "m", Form::Infer, {{"num_key_value_heads", 2}}, DType::BF16));
-  const std::vector<int32_t> prompt = random_ids(230, m.cfg.vocab_size, 9);
-  const std::vector<int32_t> decoded = random_ids(50, m.cfg.vocab_size, 10);
-  auto cpu = make_cpu_backend();
-  const auto ref = chunked_logits(m, *cpu, LutPlacement::Host, prompt, decoded);
-  for (LutPlacement placement : {LutPlacement::Host, LutPlacement::Device, LutPlacement::Disk}) {
-    CAPTURE(placement_name(placement));
-    BackendOptions persistent_opt = options(LutRead::Auto);
-    persistent_opt.tuning.persistent = BackendTuning::Persistent::On;
-    auto graphs = make_cuda_backend(options(LutRead::Auto));
-    auto persistent = make_cuda_backend(persistent_opt);
-    const auto got = chunked_logits(m, *persistent, placement, prompt, decoded);
-    const std::string execution = persistent->info().execution;
-    CAPTURE(execution);
-    if (execution.find("cannot launch cooperative") != std::string::npos) {
-      MESSAGE("skipped: this GPU cannot launch cooperative kernels");
-      return;
+  for (const bool few_blocks : {false, true}) {
+    CAPTURE(few_blocks);
+    nlohmann::json overrides = {{"num_key_value_heads", 2}};
+    if (few_blocks) overrides["vocab_size"] = 5000;
+    LoadedModel m = test::load(test::synth(tmp, few_blocks ? "few" : "m", Form::Infer, overrides, DType::BF16));
+    const std::vector<int32_t> prompt = random_ids(230, m.cfg.vocab_size, 9);
+    const std::vector<int32_t> decoded = random_ids(50, m.cfg.vocab_size, 10);
+    auto cpu = make_cpu_backend();
+    const auto ref = chunked_logits(m, *cpu, LutPlacement::Host, prompt, decoded);
+    for (LutPlacement placement : {LutPlacement::Host, LutPlacement::Device, LutPlacement::Disk}) {
+      CAPTURE(placement_name(placement));
+      BackendOptions persistent_opt = options(LutRead::Auto);
+      persistent_opt.tuning.persistent = BackendTuning::Persistent::On;
+      if (few_blocks) persistent_opt.tuning.perturb_op = "persistent-few-blocks";
+      auto graphs = make_cuda_backend(options(LutRead::Auto));
+      auto persistent = make_cuda_backend(persistent_opt);
+      const auto got = chunked_logits(m, *persistent, placement, prompt, decoded);
+      const std::string execution = persistent->info().execution;
+      CAPTURE(execution);
+      if (execution.find("cannot launch cooperative") != std::string::npos) {
+        MESSAGE("skipped: this GPU cannot launch cooperative kernels");
+        return;
+      }
+      REQUIRE(execution.find(few_blocks ? "persistent decode kernel (3 blocks" : "persistent decode kernel (") == 0);
+      check_same_logits(got, chunked_logits(m, *graphs, placement, prompt, decoded), ref);
+      // Greedy: the ids of 40 steps, each fed the last one's.
+      auto greedy = [&](Backend& be) {
+        EngineOptions o;
+        o.max_context = 320;
+        o.max_step_tokens = 64;
+        o.lut = placement;
+        Engine e(m.cfg, m.weights, m.table(), be, o);
+        std::vector<int32_t> ids{e.step_argmax({{0, std::vector<int32_t>(prompt.begin(), prompt.begin() + 60)}}).at(0)};
+        for (int i = 0; i < 40; i++) ids.push_back(e.step_argmax({{0, {ids.back()}}}).at(0));
+        return ids;
+      };
+      CHECK(greedy(*persistent) == greedy(*graphs));
+      // The greedy steps (ids only, no logits back) are shapes of their own: they ran the kernel too.
+      CHECK(persistent->info().execution.find("persistent decode kernel (") == 0);
     }
-    REQUIRE(execution.find("persistent decode kernel (") == 0);
-    check_same_logits(got, chunked_logits(m, *graphs, placement, prompt, decoded), ref);
-    // Greedy: the ids of 40 steps, each fed the last one's.
-    auto greedy = [&](Backend& be) {
-      EngineOptions o;
-      o.max_context = 320;
-      o.max_step_tokens = 64;
-      o.lut = placement;
-      Engine e(m.cfg, m.weights, m.table(), be, o);
-      std::vector<int32_t> ids{e.step_argmax({{0, std::vector<int32_t>(prompt.begin(), prompt.begin() + 60)}}).at(0)};
-      for (int i = 0; i < 40; i++) ids.push_back(e.step_argmax({{0, {ids.back()}}}).at(0));
-      return ids;
-    };
-    CHECK(greedy(*persistent) == greedy(*graphs));
   }
 }
 
 // A grid barrier of the persistent kernel that never passes (perturb=persistent-barrier: it waits for one block more
 // than the grid has): every block gives up after its time limit and leaves, and the host makes the step a mole::Error
-// that says what to do: no hang.
-TEST_CASE("cuda: --tune persistent=on: a barrier that never passes is an error, not a hang") {
+// that says what to do: no hang. After a step that failed so once (persistent-barrier-once), the next steps run the
+// kernel again from a clean scratch and give the graphs' greedy ids.
+TEST_CASE("cuda: --tune persistent=on: a barrier that never passes is an error, not a hang, and the next steps run") {
   test::TempDir tmp;
   if (!cuda_or_skip()) return;
   LoadedModel m = test::load(test::synth(tmp, "m", Form::Infer, {}, DType::BF16));
-  BackendOptions opt = options(LutRead::Auto);
-  opt.tuning.persistent = BackendTuning::Persistent::On;
-  opt.tuning.perturb_op = "persistent-barrier";
-  auto be = make_cuda_backend(opt);
   EngineOptions o;
   o.max_context = 32;
   o.lut = LutPlacement::Device;
-  Engine e(m.cfg, m.weights, m.table(), *be, o);
-  const auto t0 = std::chrono::steady_clock::now();
-  std::string what;
-  try {
-    e.step_argmax({{0, {1}}});  // one token: a decode step, run by the persistent kernel
-  } catch (const Error& err) {
-    what = err.what();
+  auto failed_step = [&](Backend& be) {
+    Engine e(m.cfg, m.weights, m.table(), be, o);
+    const auto t0 = std::chrono::steady_clock::now();
+    std::string what;
+    try {
+      e.step_argmax({{0, {1}}});  // one token: a decode step, run by the persistent kernel
+    } catch (const Error& err) {
+      what = err.what();
+    }
+    MESSAGE("the failed step took " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
+                                    << " s");
+    return what;
+  };
+  auto greedy = [&](Backend& be) {
+    Engine e(m.cfg, m.weights, m.table(), be, o);
+    std::vector<int32_t> ids{1};
+    for (int i = 0; i < 20; i++) ids.push_back(e.step_argmax({{0, {ids.back()}}}).at(0));
+    return ids;
+  };
+  for (const std::string perturb : {"persistent-barrier", "persistent-barrier-once"}) {
+    CAPTURE(perturb);
+    BackendOptions opt = options(LutRead::Auto);
+    opt.tuning.persistent = BackendTuning::Persistent::On;
+    opt.tuning.perturb_op = perturb;
+    auto be = make_cuda_backend(opt);
+    const std::string what = failed_step(*be);
+    if (be->info().execution.find("cannot launch cooperative") != std::string::npos) {
+      MESSAGE("skipped: this GPU cannot launch cooperative kernels");
+      return;
+    }
+    CHECK(what.find("persistent decode kernel (--tune persistent) failed") != std::string::npos);
+    CHECK(what.find("run without --tune persistent") != std::string::npos);
+    if (perturb == "persistent-barrier-once") {
+      auto graphs = make_cuda_backend(options(LutRead::Auto));
+      CHECK(greedy(*be) == greedy(*graphs));
+      CHECK(be->info().execution.find("persistent decode kernel (") == 0);
+    }
   }
-  MESSAGE("the failed step took " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
-                                  << " s");
-  if (be->info().execution.find("cannot launch cooperative") != std::string::npos) {
-    MESSAGE("skipped: this GPU cannot launch cooperative kernels");
-    return;
-  }
-  CHECK(what.find("persistent decode kernel (--tune persistent) failed") != std::string::npos);
-  CHECK(what.find("run without --tune persistent") != std::string::npos);
 }
 
 // --memory-limit (as on Vulkan): every device buffer of the backend is charged to it, so a table past it is an error
