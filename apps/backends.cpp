@@ -1,10 +1,12 @@
 // The backend registry and the backend flags (see backends.h).
 #include "apps/backends.h"
 
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -97,13 +99,67 @@ void print_notice(const std::string& line) {
   if (printed.insert(line).second) std::fprintf(stderr, "mole: %s\n", line.c_str());
 }
 
+namespace {
+
+// The flag's value as a finite number, or an error message.
+std::optional<double> finite_number(const std::string& s, std::string& error) {
+  char* end = nullptr;
+  errno = 0;
+  const double v = std::strtod(s.c_str(), &end);
+  if (s.empty() || end != s.c_str() + s.size()) {
+    error = "'" + s + "' is not a number";
+    return std::nullopt;
+  }
+  if (!std::isfinite(v) || errno == ERANGE) {
+    error = "'" + s + "' is not a finite number";
+    return std::nullopt;
+  }
+  return v;
+}
+
+std::string number_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.10g", v);
+  return buf;
+}
+
+}  // namespace
+
+CLI::Validator number_in(double lo, double hi, const std::string& note) {
+  const std::string range = "[" + number_text(lo) + ", " + number_text(hi) + "]";
+  return CLI::Validator(
+      [lo, hi, range, note](std::string& s) -> std::string {
+        std::string error;
+        auto v = finite_number(s, error);
+        if (!v) return error;
+        if (*v >= lo && *v <= hi) return "";
+        return s + " is outside " + range + (note.empty() ? "" : " (" + note + ")");
+      },
+      "in " + range);
+}
+
+void note_environment_defaults(const std::string& message) {
+  static const std::pair<const char*, const char*> flags[] = {{"--device", "MOLE_DEVICE"},
+                                                              {"--lut-read", "MOLE_LUT_READ"},
+                                                              {"--validate", "MOLE_VALIDATE"},
+                                                              {"--pipeline-cache", "MOLE_PIPELINE_CACHE"},
+                                                              {"--memory-limit", "MOLE_MEMORY_LIMIT_MB"},
+                                                              {"--allow-cpu-device", "MOLE_ALLOW_CPU_DEVICE"},
+                                                              {"--tune", "MOLE_TUNE"}};
+  for (const auto& [flag, env] : flags) {
+    const char* value = std::getenv(env);
+    if (value && message.find(flag) != std::string::npos)
+      std::fprintf(stderr, "mole: note: %s=%s in the environment gives %s its value\n", env, value, flag);
+  }
+}
+
 void add_backend_flags(CLI::App& cmd, BackendFlags& f, bool with_backend) {
   if (with_backend)
     cmd.add_option("--backend", f.backend, "Compute backend: auto, cuda, vulkan or cpu (see `mole devices`)")
         ->capture_default_str();
   cmd.add_option("--device", f.device, "GPU index from `mole devices` (default: the best)")
       ->envname("MOLE_DEVICE")
-      ->check(CLI::Range(-1, 1 << 20));
+      ->check(number_in(-1, 1 << 20, "-1 = the best"));
   cmd.add_option("--lut-read", f.lut_read,
                  "How a GPU reads the table's rows: copy (to the device beside the first ops, then read), direct "
                  "(in place, over the bus) or auto (what `mole bench --record` measured, else the device's rule)")
@@ -120,7 +176,7 @@ void add_backend_flags(CLI::App& cmd, BackendFlags& f, bool with_backend) {
   cmd.add_option("--memory-limit", f.memory_limit_mib,
                  "Use at most this many MiB of GPU memory (Vulkan, CUDA; try what fits)")
       ->envname("MOLE_MEMORY_LIMIT_MB")
-      ->check(CLI::Range(1.0 / 1024, 1e12));
+      ->check(number_in(1.0 / 1024, 1e12));
   cmd.add_flag("--allow-cpu-device", f.allow_cpu_device,
                "Let --backend auto pick a CPU implementation of a GPU API (e.g. lavapipe)")
       ->envname("MOLE_ALLOW_CPU_DEVICE");

@@ -44,7 +44,15 @@ struct BackendFlags {
   std::string tune;
 };
 // `with_backend` false: all but --backend (a command with its own, e.g. `mole parity`'s repeatable one).
+// Flag check: a finite number in [lo, hi] (CLI11's Range lets "nan" through); `note` (what -1 means, say) is added
+// to the message. An integer flag's value is then converted by CLI11, which refuses fractions.
+CLI::Validator number_in(double lo, double hi, const std::string& note = "");
+
 void add_backend_flags(CLI::App& cmd, BackendFlags& f, bool with_backend = true);
+// After a command-line error `message`: for each backend flag it names whose value came from (or could have come
+// from) its environment variable, one line on stderr saying the variable and its value, since the user may have
+// typed no flag at all (MOLE_DEVICE=abc gives "--device: ...").
+void note_environment_defaults(const std::string& message);
 // The options the flags say, with the cache directory ($XDG_CACHE_HOME/mole, else ~/.cache/mole) filled in.
 BackendOptions backend_options(const BackendFlags& f);
 // Parses --tune's "key=value,key=value" (README lists the keys); throws mole::Error naming the bad key or value.

@@ -3,7 +3,9 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -37,17 +39,16 @@ int cmd_run(RunArgs& a) {
   if (a.prompt.empty() + a.prompt_file.empty() + a.prompt_ids.empty() != 2)
     throw Error("give exactly one of -p TEXT, -f FILE or --prompt-ids 1,2,3");
   if (!a.prompt_file.empty()) a.prompt = read_file_arg(a.prompt_file, "-f");
-  // The trace file is opened before the model loads: a path that cannot be written fails at once.
+  // The trace file: a path that cannot be written fails before the model loads; the file itself is opened (and an
+  // existing one emptied) only once the run has passed its checks, so a run that fails leaves it as it was.
   std::optional<std::ofstream> trace;
-  if (!a.router_trace.empty()) {
-    trace.emplace(a.router_trace, std::ios::trunc);
-    if (!*trace) throw Error("--router-trace " + a.router_trace + ": cannot open it for writing");
-  }
+  const bool tracing = !a.router_trace.empty();
+  if (tracing) check_writable(a.router_trace, "--router-trace");
   LoadOptions lo = load_options(a.f, a.prompt_ids.empty());
-  lo.engine.router_probs = trace.has_value();
+  lo.engine.router_probs = tracing;
   Session session(lo);
   LoadedModel* m = &session.model();
-  if (trace && !m->cfg.is_mole()) throw Error("--router-trace: " + m->dir + " is a dense model; it has no router");
+  if (tracing && !m->cfg.is_mole()) throw Error("--router-trace: " + m->dir + " is a dense model; it has no router");
   std::vector<int32_t> ids;
   if (!a.prompt_ids.empty()) {
     ids = parse_ids(a.prompt_ids, "--prompt-ids");
@@ -62,6 +63,10 @@ int cmd_run(RunArgs& a) {
   if (int64_t(ids.size()) > m->engine->max_context())
     throw Error("the prompt has " + std::to_string(ids.size()) + " tokens but the context holds " +
                 std::to_string(m->engine->max_context()) + "; shorten it, or raise -c/--ctx-size");
+  if (tracing) {
+    trace.emplace(a.router_trace, std::ios::trunc);
+    if (!*trace) throw Error("--router-trace " + a.router_trace + ": cannot open it for writing");
+  }
 
   GenerateOptions go;
   go.max_new_tokens = a.n_predict;
@@ -192,20 +197,24 @@ int main(int argc, char** argv) {
   RunArgs run;
   auto* c_run = app.add_subcommand("run", "Generate text from a prompt");
   add_run_flags(*c_run, run.f);
-  c_run->add_option("-p,--prompt", run.prompt, "Prompt text (UTF-8)");
-  c_run->add_option("-f,--file", run.prompt_file, "Read the prompt from a file");
-  c_run->add_option("--prompt-ids", run.prompt_ids, "Prompt as token ids, e.g. 1,2,3 (no tokenizer needed)");
+  c_run->add_option("-p,--prompt", run.prompt, "Prompt text (UTF-8)")->check(non_empty("the prompt's text"));
+  c_run->add_option("-f,--file", run.prompt_file, "Read the prompt from a file")->check(non_empty("a file"));
+  c_run->add_option("--prompt-ids", run.prompt_ids, "Prompt as token ids, e.g. 1,2,3 (no tokenizer needed)")
+      ->check(non_empty("token ids"));
   c_run->add_option("-n,--n-predict", run.n_predict, "Tokens to generate; -1 = until EOS or the context is full")
       ->capture_default_str()
       ->check(number_in(-1, INT32_MAX, "-1 = until end of sequence or a full context; else a count of tokens"));
   add_sampling_flags(c_run, run);
-  c_run->add_option("--stop", run.stops, "Stop when this text appears (repeatable); it is not printed");
+  c_run->add_option("--stop", run.stops, "Stop when this text appears (repeatable); it is not printed")
+      ->check(non_empty("the text to stop at"));
   c_run->add_flag("--ignore-eos", run.ignore_eos, "Keep generating past the end-of-sequence token");
   c_run->add_flag("--no-display-prompt", run.no_display_prompt, "Print only the generated text");
   c_run->add_flag("--json", run.json, "Print generated ids, text and timings as one JSON object");
-  c_run->add_option("--router-trace", run.router_trace,
-                    "Write one JSON line per generated token to FILE: its id, and the router's weights "
-                    "(layers x experts) of the step that chose it");
+  c_run
+      ->add_option("--router-trace", run.router_trace,
+                   "Write one JSON line per generated token to FILE: its id, and the router's weights "
+                   "(layers x experts) of the step that chose it")
+      ->check(non_empty("a file name"));
 
   LogitsArgs lg;
   auto* c_logits = app.add_subcommand("logits",
@@ -219,7 +228,7 @@ int main(int argc, char** argv) {
   auto* c_tok = app.add_subcommand("tokenize", "Text to token ids");
   c_tok->add_option("-m,--model", tk.model, "Model directory holding tokenizer.json");
   c_tok->add_option("--tokenizer", tk.tokenizer, "A tokenizer.json file");
-  c_tok->add_option("--text", tk.text, "Text to encode");
+  c_tok->add_option("--text", tk.text, "Text to encode")->each([&tk](const std::string&) { tk.text_given = true; });
   c_tok->add_option("--file", tk.file, "File whose contents to encode");
   c_tok->add_flag("--json", tk.json, "Print {\"ids\": [...], \"tokens\": [...]}");
   TokenizeArgs dt;
@@ -232,7 +241,9 @@ int main(int argc, char** argv) {
   ConvertArgs cv;
   auto* c_conv = app.add_subcommand("convert", "Reparameterize a training-form checkpoint into inference form");
   c_conv->add_option("-m,--model", cv.in, "Training-form checkpoint directory")->required();
-  c_conv->add_option("-o,--output", cv.out, "Output directory (must not exist, or be empty)")->required();
+  c_conv->add_option("-o,--output", cv.out, "Output directory (must not exist, or be empty)")
+      ->required()
+      ->check(non_empty("a directory"));
   c_conv->add_option("--dtype", cv.dtype, "Table precision: f32, f16 or bf16")
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
@@ -253,7 +264,7 @@ int main(int argc, char** argv) {
                    "tiny, dense-160m, mole-160m-4e, mole-160m-16e, dense-410m, "
                    "mole-410m-4e, mole-410m-16e or mole-1b-4e")
       ->capture_default_str();
-  c_synth->add_option("-o,--output", sy.out, "Output directory")->required();
+  c_synth->add_option("-o,--output", sy.out, "Output directory")->required()->check(non_empty("a directory"));
   c_synth->add_option("--form", sy.form, "auto (dense presets: dense, else infer), train, infer or dense")
       ->check(CLI::IsMember({"auto", "train", "infer", "dense"}))
       ->capture_default_str();
@@ -287,7 +298,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   c_bench->add_option("--text-file", bn.text_file, "English text for the tokenizer benchmark (default: built-in)");
   c_bench->add_flag("--json", bn.json, "JSON output");
-  c_bench->add_option("-o,--output", bn.output, "Also write the results as JSON to this file");
+  c_bench->add_option("-o,--output", bn.output, "Also write the results as JSON to this file")
+      ->check(non_empty("a file name"));
   c_bench->add_flag("--record", bn.record,
                     "When both rounds agree that copied or in-place reads of --lut host are faster, record it for "
                     "--lut auto on this device (in ~/.cache/mole); without it, bench changes nothing");
@@ -320,27 +332,39 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     // CLI11 prints the message (or the help) and has its own exit codes (104, 105, ...); a malformed command line
     // is documented as 2.
-    return app.exit(e) == 0 ? 0 : 2;
+    const int rc = app.exit(e);
+    if (rc != 0) note_environment_defaults(e.what());
+    return rc == 0 ? 0 : 2;
   }
   install_interrupt_handler();
+  int rc = 0;
   try {
-    if (c_run->parsed()) return cmd_run(run);
-    if (c_logits->parsed()) return cmd_logits(lg);
-    if (c_tok->parsed()) return cmd_tokenize(tk);
-    if (c_detok->parsed()) return cmd_detokenize(dt);
-    if (c_conv->parsed()) return cmd_convert(cv);
-    if (c_info->parsed()) return cmd_info(in);
-    if (c_synth->parsed()) return cmd_synth(sy);
-    if (c_dev->parsed()) return cmd_devices();
-    if (c_bench->parsed()) return cmd_bench(bn);
-    if (c_parity->parsed()) return cmd_parity(pa);
+    if (c_run->parsed()) rc = cmd_run(run);
+    if (c_logits->parsed()) rc = cmd_logits(lg);
+    if (c_tok->parsed()) rc = cmd_tokenize(tk);
+    if (c_detok->parsed()) rc = cmd_detokenize(dt);
+    if (c_conv->parsed()) rc = cmd_convert(cv);
+    if (c_info->parsed()) rc = cmd_info(in);
+    if (c_synth->parsed()) rc = cmd_synth(sy);
+    if (c_dev->parsed()) rc = cmd_devices();
+    if (c_bench->parsed()) rc = cmd_bench(bn);
+    if (c_parity->parsed()) rc = cmd_parity(pa);
   } catch (const Error& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "mole: error: %s\n", e.what());
-    return interrupted() ? 128 + interrupt_signal() : 1;  // as a shell reports a process its signal ended
+    rc = interrupted() ? 128 + interrupt_signal() : 1;  // as a shell reports a process its signal ended
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "mole: error: out of memory\n");
-    return 1;
+    rc = 1;
   }
-  return 0;
+  // Output that did not reach its file (a full disk, a closed terminal) is a failure, never exit 0 with a cut-off
+  // file: stdout is flushed here and its error state checked (std::cout writes through it).
+  std::cout.flush();
+  errno = 0;
+  if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    std::fprintf(stderr, "mole: error: writing to standard output failed%s%s; the output is incomplete\n",
+                 errno ? ": " : "", errno ? std::strerror(errno) : "");
+    if (rc == 0) rc = 1;
+  }
+  return rc;
 }

@@ -45,10 +45,15 @@ int cmd_logits(LogitsArgs& a) {
 }
 
 int cmd_tokenize(TokenizeArgs& a) {
-  if (a.text.empty() == a.file.empty()) throw Error("give exactly one of --text TEXT or --file PATH");
+  if (a.text_given == !a.file.empty()) throw Error("give exactly one of --text TEXT or --file PATH");
   Tokenizer tok = tokenizer_from(a);
   std::string text = a.file.empty() ? a.text : read_file_arg(a.file, "--file");
-  std::vector<int32_t> ids = tok.encode(text);
+  std::vector<int32_t> ids;
+  try {
+    ids = tok.encode(text);
+  } catch (const Error& e) {
+    throw Error((a.file.empty() ? std::string("--text: ") : "--file " + a.file + ": ") + e.what());
+  }
   if (a.json) {
     nlohmann::json tokens = nlohmann::json::array();
     for (int32_t id : ids) tokens.push_back(tok.id_to_token(id));
@@ -62,7 +67,16 @@ int cmd_tokenize(TokenizeArgs& a) {
 
 int cmd_detokenize(TokenizeArgs& a) {
   Tokenizer tok = tokenizer_from(a);
-  std::string text = tok.decode(parse_ids(a.text, "--ids"));
+  const std::vector<int32_t> ids = parse_ids(a.text, "--ids");
+  // As Hugging Face's decode: an id the tokenizer does not know (a model's vocabulary padding past it) decodes to
+  // nothing. Said on stderr, so that a wrong id is not mistaken for an empty token.
+  std::string unknown;
+  for (int32_t id : ids)
+    if (id >= tok.vocab_size()) unknown += (unknown.empty() ? "" : ",") + std::to_string(id);
+  if (!unknown.empty())
+    std::fprintf(stderr, "mole: note: --ids %s: not in the tokenizer's vocabulary [0, %d); decoded to nothing\n",
+                 unknown.c_str(), tok.vocab_size());
+  std::string text = tok.decode(ids);
   if (a.json)
     std::cout << nlohmann::json{{"text", text}}.dump() << "\n";
   else

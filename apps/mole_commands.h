@@ -16,6 +16,7 @@ struct LogitsArgs {
 };
 struct TokenizeArgs {
   std::string model, tokenizer, text, file;
+  bool text_given = false;  // --text, even "" (the empty text encodes to no ids)
   bool json = false;
 };
 inline BackendFlags cpu_flags() {

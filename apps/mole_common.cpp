@@ -1,11 +1,14 @@
 // Model loading and small helpers shared by the mole subcommands.
 #include "apps/mole_common.h"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -25,43 +28,9 @@ std::string default_model_dir() {
   return builtin_model_dir();
 }
 
-namespace {
-
-// The flag's value as a finite number, or an error message.
-std::optional<double> finite_number(const std::string& s, std::string& error) {
-  char* end = nullptr;
-  errno = 0;
-  const double v = std::strtod(s.c_str(), &end);
-  if (s.empty() || end != s.c_str() + s.size()) {
-    error = "'" + s + "' is not a number";
-    return std::nullopt;
-  }
-  if (!std::isfinite(v) || errno == ERANGE) {
-    error = "'" + s + "' is not a finite number";
-    return std::nullopt;
-  }
-  return v;
-}
-
-std::string number_text(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.10g", v);
-  return buf;
-}
-
-}  // namespace
-
-CLI::Validator number_in(double lo, double hi, const std::string& note) {
-  const std::string range = "[" + number_text(lo) + ", " + number_text(hi) + "]";
-  return CLI::Validator(
-      [lo, hi, range, note](std::string& s) -> std::string {
-        std::string error;
-        auto v = finite_number(s, error);
-        if (!v) return error;
-        if (*v >= lo && *v <= hi) return "";
-        return s + " is outside " + range + (note.empty() ? "" : " (" + note + ")");
-      },
-      "in " + range);
+CLI::Validator non_empty(const std::string& what) {
+  return CLI::Validator([what](std::string& s) -> std::string { return s.empty() ? "is empty: give " + what : ""; },
+                        "");
 }
 
 void add_run_flags(CLI::App& cmd, RunFlags& f) {
@@ -95,14 +64,40 @@ void add_run_flags(CLI::App& cmd, RunFlags& f) {
 
 std::string read_file_arg(const std::string& path, const std::string& flag) {
   try {
-    return read_file(path, "a text file");
+    return read_file(path, "a text file", true);
   } catch (const Error& e) {
     throw Error(flag + " " + e.what());
   }
 }
 
+void check_writable(const std::string& path, const std::string& flag) {
+  const PathKind kind = path_kind(path);
+  if (kind == PathKind::Directory) throw Error(flag + " " + path + ": is a directory (give the name of a file)");
+  if (kind != PathKind::Missing) {
+    if (::access(path.c_str(), W_OK) != 0)
+      throw Error(flag + " " + path + ": cannot write it: " + std::strerror(errno));
+    return;
+  }
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  if (dir.empty()) dir = ".";
+  if (path_kind(dir) != PathKind::Directory) throw Error(flag + " " + path + ": its folder " + dir + " does not exist");
+  if (::access(dir.c_str(), W_OK) != 0)
+    throw Error(flag + " " + path + ": cannot create it in " + dir + ": " + std::strerror(errno));
+}
+
 void write_file_atomically(const std::string& path, const std::string& contents, const std::string& flag) {
-  const std::string tmp = path + ".partial";
+  bool in_place = false;
+  const std::string target = output_target(path, &in_place);
+  if (path_kind(target) == PathKind::Directory)
+    throw Error(flag + " " + path + ": is a directory (give the name of a file to write)");
+  if (in_place) {  // a device or a FIFO: written to, not replaced
+    std::ofstream out(target, std::ios::binary);
+    out.write(contents.data(), std::streamsize(contents.size()));
+    out.close();
+    if (!out) throw Error(flag + " " + path + ": writing failed");
+    return;
+  }
+  const std::string tmp = target + ".partial";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) throw Error(flag + " " + path + ": cannot write " + tmp);
@@ -114,10 +109,10 @@ void write_file_atomically(const std::string& path, const std::string& contents,
     }
   }
   std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
+  std::filesystem::rename(tmp, target, ec);
   if (ec) {
     std::remove(tmp.c_str());
-    throw Error(flag + " " + path + ": cannot rename " + tmp + " to it (" + ec.message() + ")");
+    throw Error(flag + " " + path + ": cannot rename " + tmp + " to " + target + " (" + ec.message() + ")");
   }
 }
 

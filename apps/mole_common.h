@@ -41,11 +41,14 @@ std::unique_ptr<LoadedModel> load_model(const RunFlags& f, bool need_tokenizer, 
 std::string read_file_arg(const std::string& path, const std::string& flag);
 // Writes PATH.partial, then renames it to PATH: a failed write leaves no half-written PATH. Errors name the flag.
 void write_file_atomically(const std::string& path, const std::string& contents, const std::string& flag);
+// Throws Error "FLAG PATH: ..." unless a file could be written at `path` (an existing file that is writable, or a
+// new name in a writable directory); touches nothing.
+void check_writable(const std::string& path, const std::string& flag);
 std::vector<int32_t> parse_ids(const std::string& s, const std::string& flag);
 DType parse_dtype_flag(const std::string& s, const std::string& flag);
-// Flag check: a finite number in [lo, hi] (CLI11's Range lets "nan" through); `note` (what -1 means, say) is added
-// to the message. An integer flag's value is then converted by CLI11, which refuses fractions.
-CLI::Validator number_in(double lo, double hi, const std::string& note = "");
+// Flag check: not the empty string (`-p ""`, `-o ""`), which would otherwise read as the flag not given; the
+// message says to give `what`.
+CLI::Validator non_empty(const std::string& what);
 // Adds the flags of RunFlags to a subcommand.
 void add_run_flags(CLI::App& cmd, RunFlags& f);
 // Prints a per-op table (time, share, bytes moved, achieved GB/s) aggregated by op kind, and the LUT copy time and

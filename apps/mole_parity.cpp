@@ -43,6 +43,7 @@ int cmd_parity(ParityArgs& a) {
 
   nlohmann::json out = nlohmann::json::array();
   int failures = 0;
+  std::string skipped;  // backends named with --backend that are not available here
   for (const BackendEntry* e : chosen) {
     nlohmann::json jb = {{"backend", e->name}};
     const BackendProbe probe = e->probe(opt);
@@ -50,6 +51,7 @@ int cmd_parity(ParityArgs& a) {
       if (!a.json) std::printf("%s: skipped: %s\n", e->name.c_str(), probe.detail.c_str());
       jb["skipped"] = probe.detail;
       out.push_back(jb);
+      skipped += (skipped.empty() ? "" : ", ") + e->name;
       continue;
     }
     if (!a.json) std::printf("== %s: %s\n", e->name.c_str(), probe.detail.c_str());
@@ -87,7 +89,13 @@ int cmd_parity(ParityArgs& a) {
   }
   if (a.json) std::cout << out.dump(1) << "\n";
   if (failures > 0) std::fprintf(stderr, "mole parity: %d comparison(s) failed\n", failures);
-  return failures == 0 ? 0 : 1;
+  // A backend named outright that could not run compared nothing: not a pass (a CI job that names its backend must
+  // not pass on a machine without it).
+  if (!skipped.empty())
+    std::fprintf(stderr,
+                 "mole parity: --backend %s is not available here (see `mole devices`); nothing was compared on it\n",
+                 skipped.c_str());
+  return failures == 0 && skipped.empty() ? 0 : 1;
 }
 
 }  // namespace mole::app

@@ -18,10 +18,14 @@ namespace fs = std::filesystem;
 namespace mole {
 namespace {
 
-// OUT.partial/ while writing; finish() renames it to OUT; the destructor removes it if finish() never ran.
+// OUT.partial/ while writing; finish() renames it to OUT; the destructor removes it if finish() never ran. An OUT that
+// is a symbolic link (to an empty directory) is written where it leads, and stays a link. OUT.partial holds a marker
+// file until finish(): one left by a run that was killed is removed, anything else there is the user's and stops
+// the run.
 class PartialDir {
  public:
-  explicit PartialDir(const std::string& out) : out_(out), tmp_(out + ".partial") {
+  static constexpr const char* kMarker = ".mole-partial";
+  explicit PartialDir(const std::string& out) : out_(resolved(out)), tmp_(out_ + ".partial") {
     std::error_code ec;
     const PathKind kind = path_kind(out_);  // throws for a link loop, say, naming the path
     if (kind == PathKind::File || kind == PathKind::Other)
@@ -29,8 +33,13 @@ class PartialDir {
     if (kind == PathKind::Directory && !fs::is_empty(out_, ec))
       throw Error(out_ + ": already exists and is not empty; choose another -o or remove it");
     if (ec) throw Error(out_ + ": cannot list directory: " + ec.message());
-    fs::remove_all(tmp_, ec);  // left by an earlier run that was killed
+    if (path_kind(tmp_) != PathKind::Missing) {
+      if (path_kind(tmp_ + "/" + kMarker) != PathKind::File)
+        throw Error(tmp_ + ": exists and was not left by mole; remove it or choose another -o");
+      fs::remove_all(tmp_, ec);  // left by an earlier run that was killed
+    }
     if (!fs::create_directories(tmp_, ec) || ec) throw Error(tmp_ + ": cannot create directory (" + ec.message() + ")");
+    std::ofstream(tmp_ + "/" + kMarker) << "mole writes " << out_ << " here; it removes this folder if it stops\n";
   }
   ~PartialDir() {
     std::error_code ec;
@@ -39,6 +48,7 @@ class PartialDir {
   std::string path(const std::string& name) const { return tmp_ + "/" + name; }
   void finish() {
     std::error_code ec;
+    fs::remove(tmp_ + "/" + kMarker, ec);
     if (fs::exists(out_, ec)) fs::remove(out_, ec);  // the empty directory checked above
     fs::rename(tmp_, out_, ec);
     if (ec) throw Error(out_ + ": cannot rename " + tmp_ + " into place (" + ec.message() + ")");
@@ -46,6 +56,10 @@ class PartialDir {
   }
 
  private:
+  static std::string resolved(const std::string& out) {
+    bool in_place = false;
+    return output_target(out, &in_place);
+  }
   std::string out_, tmp_;
   bool done_ = false;
 };

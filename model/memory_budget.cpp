@@ -47,6 +47,8 @@ std::string out_of_memory_hint(const std::string& what) {
   // A tensor of the checkpoint: the engine's sizes do not change it; the table may be what took the memory.
   if (what.find(".weight") != std::string::npos)
     return "; keep the table off the GPU (--lut host or --lut disk), or use --backend cpu";
+  // mole convert's blocks of vocabulary rows (model/reparam.cpp): no flag sizes them
+  if (what.rfind("reparameterization", 0) == 0) return "; convert on the CPU (--backend cpu)";
   return "; try a smaller --ubatch-size, --ctx-size or batch";  // the step's activations: T or B rows each
 }
 

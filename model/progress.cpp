@@ -81,6 +81,9 @@ extern "C" void on_sigint(int sig) {
 void install_interrupt_handler() {
   std::signal(SIGINT, on_sigint);
   std::signal(SIGTERM, on_sigint);
+  // SIGHUP too (a closed terminal or ssh session), unless the process was started ignoring it (nohup).
+  struct sigaction old {};
+  if (sigaction(SIGHUP, nullptr, &old) != 0 || old.sa_handler != SIG_IGN) std::signal(SIGHUP, on_sigint);
 }
 bool interrupted() {
   return g_signal != 0;

@@ -29,12 +29,12 @@ std::string human_bytes(double bytes);
 }  // namespace mole
 
 namespace mole {
-// Ctrl-C (SIGINT) or SIGTERM during a long job (convert, synth, table computation, generation, bench, parity) sets
-// a flag that the job polls, so it can remove its partial output and exit cleanly instead of leaving a file that
+// Ctrl-C (SIGINT), SIGTERM or SIGHUP during a long job (convert, synth, table computation, generation, bench, parity)
+// sets a flag that the job polls, so it can remove its partial output and exit cleanly instead of leaving a file that
 // looks complete, and stop within a step instead of running to its end. A second signal ends the process at once.
 void install_interrupt_handler();
 bool interrupted();
-int interrupt_signal();  // the signal that interrupted (SIGINT or SIGTERM); 0 if none
+int interrupt_signal();  // the signal that interrupted (SIGINT, SIGTERM or SIGHUP); 0 if none
 // Throws mole::Error("interrupted; <note>"), or "interrupted" with an empty note, once interrupted.
 void throw_if_interrupted(const char* note = "partial output removed");
 }  // namespace mole

@@ -397,6 +397,10 @@ TensorSet TensorSet::open_dir(const std::string& dir) {
   if (kind == PathKind::Missing) throw Error(dir + ": checkpoint directory does not exist");
   if (kind != PathKind::Directory) throw Error(dir + ": not a directory (expected a checkpoint directory)");
   const fs::path root(dir);
+  for (const char* name : {kSingleName, kIndexName}) {  // there, but not a file: say so, not "none found"
+    const std::string what = not_a_regular_file((root / name).string());
+    if (!what.empty()) throw Error((root / name).string() + ": is " + what + ", not a file; " + name + " must be one");
+  }
 
   if (is_file(root / kSingleName)) {
     set.add_file(SafetensorsFile::open((root / kSingleName).string()));

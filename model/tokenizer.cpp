@@ -488,9 +488,14 @@ void Tokenizer::Impl::load_added(const Json& list) {
   if (!list.is_array()) fail(path, "added_tokens is not an array");
   // Added tokens either restate a model token or extend the vocabulary past it, without leaving holes.
   const int64_t limit = static_cast<int64_t>(tokens.size() + list.size());
-  for (const Json& t : list) {
+  for (size_t i = 0; i < list.size(); i++) {
+    const Json& t = list[i];
+    if (!t.is_object() || !t.contains("content") || !t["content"].is_string() || !t.contains("id"))
+      fail(path, "added_tokens[" + std::to_string(i) +
+                     "] is not an object with a \"content\" string and an \"id\" (the file is damaged; download it "
+                     "again)");
     AddedToken tok;
-    tok.content = t.at("content").get<std::string>();
+    tok.content = t["content"].get<std::string>();
     const std::string where = "added token " + shown(tok.content);
     tok.id = parse_id(t.at("id"), limit, where,
                       std::to_string(tokens.size()) + " model tokens and " + std::to_string(list.size()) + " added");

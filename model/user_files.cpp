@@ -82,7 +82,28 @@ PathKind path_kind(const std::string& path) {
   return PathKind::Other;
 }
 
-std::string read_file(const std::string& path, const std::string& what) {
+std::string not_a_regular_file(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return "";
+  if (S_ISLNK(st.st_mode) && ::stat(path.c_str(), &st) != 0) {
+    if (errno != ENOENT) return "";  // a loop, say: path_kind() and open() say what
+    std::error_code ec;
+    return "a symbolic link to " + std::filesystem::read_symlink(path, ec).string() + ", which does not exist";
+  }
+  if (S_ISREG(st.st_mode)) return "";
+  if (S_ISDIR(st.st_mode)) return "a directory";
+  if (S_ISFIFO(st.st_mode)) return "a FIFO";
+  if (S_ISSOCK(st.st_mode)) return "a socket";
+  if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) return "a device";
+  return "not a regular file";
+}
+
+std::string read_file(const std::string& path, const std::string& what, bool streams) {
+  if (!streams) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+      throw Error(path + ": is " + not_a_regular_file(path) + ", not a regular file (expected " + what + ")");
+  }
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw Error(path + ": cannot open " + what + ": " + std::strerror(errno));
   struct Closer {
@@ -134,6 +155,22 @@ json parse_json(std::string_view text, const std::string& source, const std::str
 
 json load_json_file(const std::string& path, const std::string& what) {
   return parse_json(read_file(path, what), path, what);
+}
+
+std::string output_target(const std::string& path, bool* in_place) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  // Link by link, so that a link to a name that does not exist yet leads to that name (a loop stops after 40).
+  fs::path p = path;
+  for (int i = 0; i < 40 && fs::is_symlink(fs::symlink_status(p, ec)); i++) {
+    const fs::path to = fs::read_symlink(p, ec);
+    if (ec) break;
+    p = to.is_absolute() ? to : p.parent_path() / to;
+  }
+  const std::string target = p.lexically_normal().string();
+  const fs::file_status st = fs::status(target, ec);
+  *in_place = !ec && fs::exists(st) && !fs::is_regular_file(st) && !fs::is_directory(st);
+  return target;
 }
 
 }  // namespace mole

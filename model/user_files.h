@@ -27,9 +27,15 @@ enum class PathKind { Missing, File, Directory, Other };
 // "PATH: cannot access: REASON".
 PathKind path_kind(const std::string& path);
 
+// What is at `path` when it is there but is not a regular file: "a directory", "a FIFO", "a symbolic link to X,
+// which does not exist", ...; empty for a regular file (through links) and for a name that is not there at all.
+std::string not_a_regular_file(const std::string& path);
+
 // The whole file at `path`; `what` says what it should be ("config.json", "prompt file"). Throws Error naming the
-// path when it cannot be opened (with the reason), is a directory, cannot be read, or is over kMaxTextFileBytes.
-std::string read_file(const std::string& path, const std::string& what);
+// path when it cannot be opened (with the reason), is a directory, cannot be read, or is over kMaxTextFileBytes;
+// unless `streams` (a prompt: -f /dev/stdin, a FIFO), also when it is not a regular file, which a model's files
+// always are (opening a FIFO would wait for a writer that never comes).
+std::string read_file(const std::string& path, const std::string& what, bool streams = false);
 
 // Parses `text`, the content of `source` (a path or a flag). Throws Error "SOURCE: WHAT is not valid JSON (...)"
 // or "SOURCE: WHAT nests ... deeper than 128 levels", each followed by "; HINT" when a hint is given. When
@@ -38,7 +44,13 @@ std::string read_file(const std::string& path, const std::string& what);
 nlohmann::json parse_json(std::string_view text, const std::string& source, const std::string& what,
                           const std::string& hint = "", std::string* repeated_top_key = nullptr);
 
-// read_file, then parse_json.
+// read_file (a regular file), then parse_json.
 nlohmann::json load_json_file(const std::string& path, const std::string& what);
+
+// Where a file that mole writes whole to `path` (finished beside it, then renamed over it) goes: `path` itself, or,
+// when `path` is a symbolic link, the name the link leads to (so that the link stays a link and its target is what
+// changes). `*in_place` is set when that name holds something other than a regular file or a directory (a device such
+// as /dev/null, a FIFO): renaming a file over it would replace it, so it is written to directly instead.
+std::string output_target(const std::string& path, bool* in_place);
 
 }  // namespace mole

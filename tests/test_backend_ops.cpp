@@ -590,6 +590,7 @@ TEST_CASE("memory budget: charges up to the device's or --memory-limit's bytes, 
   CHECK(out_of_memory_hint("model.layers.0.self_attn.q_proj.weight+model.layers.0.self_attn.k_proj.weight") ==
         "; keep the table off the GPU (--lut host or --lut disk), or use --backend cpu");
   CHECK(out_of_memory_hint("logits") == "; try a smaller --ubatch-size, --ctx-size or batch");
+  CHECK(out_of_memory_hint("reparameterization: expert hidden") == "; convert on the CPU (--backend cpu)");
   CHECK(memory_size_text(53) == "53 bytes");
   CHECK(memory_size_text(352 << 10) == "0.3438 MiB");
   CHECK(memory_size_text(uint64_t(3450) << 20) == "3450.0 MiB");

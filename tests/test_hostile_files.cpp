@@ -3,6 +3,7 @@
 // and directories where files should be, and shard names that leave the checkpoint directory. Each must be a
 // mole::Error naming the file, within seconds; never a crash, a std::filesystem exception or a file read elsewhere.
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <filesystem>
@@ -175,12 +176,45 @@ TEST_CASE("hostile: path_kind and read_file report loops, directories and absenc
   check_contains(error_of([&] { path_kind(tmp / "loop/config.json"); }), {tmp / "loop/config.json", "symbolic links"});
 
   CHECK(read_file(tmp / "file", "a file") == "text");
-  CHECK(read_file("/dev/null", "a file").empty());
+  CHECK(read_file("/dev/null", "a prompt", true).empty());  // a stream (a prompt from -f) may be a device or a FIFO
+  // A model's file may not: opening a FIFO would wait for a writer that never comes.
+  check_contains(error_of([&] { read_file("/dev/null", "config.json"); }),
+                 {"/dev/null", "is a device, not a regular file", "config.json"});
+  CHECK(mkfifo((tmp / "fifo").c_str(), 0600) == 0);
+  check_contains(error_of([&] { read_file(tmp / "fifo", "config.json"); }), {tmp / "fifo", "is a FIFO"});
+  CHECK(not_a_regular_file(tmp / "file").empty());
+  CHECK(not_a_regular_file(tmp / "absent").empty());
+  CHECK(not_a_regular_file(tmp / "loop").empty());  // path_kind() and open() say what a loop is
+  CHECK(not_a_regular_file(tmp / "dir") == "a directory");
+  CHECK(not_a_regular_file(tmp / "dangling") == "a symbolic link to nowhere, which does not exist");
   check_contains(error_of([&] { read_file(tmp / "loop", "a prompt"); }), {tmp / "loop", "symbolic links"});
   check_contains(error_of([&] { read_file(tmp / "dir", "a prompt"); }), {tmp / "dir", "is a directory", "a prompt"});
   check_contains(error_of([&] { read_file(tmp / "absent", "a prompt"); }), {tmp / "absent", "cannot open a prompt"});
   // A file that never ends stops at the limit instead of filling memory.
-  check_contains(error_of([&] { read_file("/dev/zero", "a prompt"); }), {"/dev/zero", "MiB"});
+  check_contains(error_of([&] { read_file("/dev/zero", "a prompt", true); }), {"/dev/zero", "MiB"});
+}
+
+// Where mole writes a file whole (bench -o, the pipeline cache): a link's target, and devices and FIFOs in place.
+TEST_CASE("hostile: output_target follows links to their target and writes devices and FIFOs in place") {
+  TempDir tmp;
+  bool in_place = true;
+  CHECK(output_target(tmp / "new.json", &in_place) == tmp / "new.json");
+  CHECK_FALSE(in_place);
+  fs::create_symlink("target.json", tmp / "link.json");  // dangling: the target is made
+  CHECK(output_target(tmp / "link.json", &in_place) == tmp / "target.json");
+  CHECK_FALSE(in_place);
+  fs::create_directory(tmp / "sub");
+  fs::create_symlink("sub/../sub/t.json", tmp / "link2");
+  fs::create_symlink("link2", tmp / "link3");  // a chain
+  CHECK(output_target(tmp / "link3", &in_place) == tmp / "sub/t.json");
+  CHECK(output_target("/dev/null", &in_place) == "/dev/null");
+  CHECK(in_place);
+  CHECK(mkfifo((tmp / "fifo").c_str(), 0600) == 0);
+  output_target(tmp / "fifo", &in_place);
+  CHECK(in_place);
+  make_loop(tmp / "loop");
+  output_target(tmp / "loop", &in_place);  // stops after 40 links: no hang, not in place (the write says what)
+  CHECK_FALSE(in_place);
 }
 
 TEST_CASE("hostile: symbolic-link loops where model files should be are errors naming the file") {

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "model/error.h"
+#include "model/user_files.h"
 #include "vk-runtime/descriptor.h"
 #include "vk-runtime/device.h"
 #include "vk-runtime/loader.h"
@@ -102,10 +103,13 @@ void PipelineCache::save() const {
   if (vk().vkGetPipelineCacheData(device_, cache_, &size, nullptr) != VK_SUCCESS || size == 0) return;
   std::vector<char> data(size);
   if (vk().vkGetPipelineCacheData(device_, cache_, &size, data.data()) != VK_SUCCESS) return;  // incl. VK_INCOMPLETE
+  bool in_place = false;
+  const std::string target = output_target(path_, &in_place);
+  if (in_place) return;  // a device or a FIFO is no place for a cache, and renaming over it would replace it
   std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(path_).parent_path(), ec);
+  std::filesystem::create_directories(std::filesystem::path(target).parent_path(), ec);
   // A per-process temporary name: two mole processes saving at once each rename a whole file.
-  std::string tmp = path_ + ".tmp." + std::to_string(getpid());
+  std::string tmp = target + ".tmp." + std::to_string(getpid());
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out.write(data.data(), std::streamsize(size)) || !out.flush()) {
@@ -114,7 +118,7 @@ void PipelineCache::save() const {
       return;
     }
   }
-  std::filesystem::rename(tmp, path_, ec);
+  std::filesystem::rename(tmp, target, ec);
   if (ec) std::filesystem::remove(tmp, ec);
 }
 

@@ -186,7 +186,7 @@ ok = ok and [l['input_id'] for l in lines] == [3] + ids[:-1] and [l['position'] 
 ok = ok and all(len(l['router']) == cfg['num_hidden_layers'] and all(len(r) == cfg['num_experts'] and
                 abs(sum(r) - 1) < 1e-5 for r in l['router']) for l in lines)
 sys.exit(0 if ok else 1)"
-expect_fail "run --router-trace into a missing folder" 'router-trace.*nope/t\.jsonl.*cannot open' \
+expect_fail "run --router-trace into a missing folder" 'router-trace nope/t\.jsonl: its folder nope does not exist' \
   "$M" run -m infer --prompt-ids 1,2,3 -n 2 -q --router-trace nope/t.jsonl
 expect_fail "run --router-trace on a dense model" 'router-trace.*dense' \
   "$M" run -m dense --prompt-ids 1,2,3 -n 2 -q --router-trace t.jsonl
@@ -582,6 +582,87 @@ expect_interrupted() {
     fail "$name" "no 'interrupted' in its output (the signal's default action?)"
   else pass "$name"; fi
 }
+# ---- outputs that cannot be written, files that are not files, values from the environment ------------------------
+if [ -w /dev/full ]; then
+  expect_fail "stdout on a full disk is an error, not exit 0 with cut-off output" 'writing to standard output failed' \
+    bash -c "'$M' logits -m infer --ids 1,2,3 > /dev/full"
+fi
+# -o through a symbolic link writes where it leads (the link stays); into a FIFO, written to, not replaced.
+ln -s bench_real.json bench_link.json
+expect_ok "bench -o a symbolic link" "$M" bench -m infer --backend cpu --placements host --prompt-tokens 4 -n 2 -q \
+  -o bench_link.json
+check "bench -o a link: the link stays a link, its target holds the results" bash -c \
+  "test -L bench_link.json && $PY -c 'import json; json.load(open(\"bench_real.json\"))'"
+mkfifo bench_fifo
+(timeout 60 cat bench_fifo > bench_fifo.got) &
+expect_ok "bench -o a FIFO" "$M" bench -m infer --backend cpu --placements host --prompt-tokens 4 -n 2 -q -o bench_fifo
+wait
+check "bench -o a FIFO: still a FIFO, and its reader got the results" bash -c \
+  "test -p bench_fifo && $PY -c 'import json; json.load(open(\"bench_fifo.got\"))'"
+# A model's files must be regular files: a FIFO would block mole until a writer came.
+rm -rf fifo_cfg && cp -r infer fifo_cfg && rm fifo_cfg/config.json && mkfifo fifo_cfg/config.json
+WITHIN=20 expect_fail "config.json that is a FIFO: an error at once, not a hang" 'config.json: is a FIFO, not a regular file' \
+  "$M" info -m fifo_cfg
+rm -rf fifo_tok && cp -r infer fifo_tok && rm fifo_tok/tokenizer.json && mkfifo fifo_tok/tokenizer.json
+WITHIN=20 expect_fail "tokenizer.json that is a FIFO" 'tokenizer.json: is a FIFO' "$M" run -m fifo_tok -p hello -n 1
+rm -rf dir_st && cp -r infer dir_st && rm dir_st/model.safetensors && mkdir dir_st/model.safetensors
+expect_fail "model.safetensors that is a directory is named as such" 'model.safetensors: is a directory, not a file' \
+  "$M" info -m dir_st
+rm -rf link_st && cp -r infer link_st && rm link_st/model.safetensors && ln -s blob-gone link_st/model.safetensors
+expect_fail "model.safetensors that is a dangling link is named as such" \
+  'model.safetensors: is a symbolic link to blob-gone, which does not exist' "$M" info -m link_st
+# --router-trace: a run that fails leaves an existing file as it was; a folder that does not exist fails at once.
+echo precious > trace_keep.jsonl
+expect_fail "run --router-trace on a dense model (again)" 'dense' "$M" run -m dense --prompt-ids 1 -q \
+  --router-trace trace_keep.jsonl
+check "a failed run leaves the --router-trace file as it was" grep -qx precious trace_keep.jsonl
+expect_fail "run --router-trace ''" 'router-trace.*is empty' "$M" run -m infer --prompt-ids 1 -q --router-trace ''
+expect_fail "run -p ''" 'prompt.*is empty' "$M" run -m infer -p '' -q
+expect_ok "tokenize --text '' (no ids)" "$M" tokenize --tokenizer "$NEOX" --text ''
+check "tokenize --text '' prints an empty list" bash -c "[ \"\$(cat '$T/out')\" = '' ]"
+expect_fail "tokenize of invalid UTF-8 names the flag" '^mole: error: --text: .*invalid UTF-8' \
+  "$M" tokenize --tokenizer "$NEOX" --text $'\xff'
+expect_ok "detokenize with an id past the tokenizer's vocabulary" "$M" detokenize -m infer --ids 1,99999999,2
+save_err detok.err
+check "detokenize says which ids decoded to nothing" grep -q 'ids 99999999: not in the tokenizer.s vocabulary' detok.err
+# A bad value from the environment: the message names the variable.
+MOLE_DEVICE=abc expect_fail "MOLE_DEVICE=abc names the variable" 'MOLE_DEVICE=abc in the environment gives --device' \
+  "$M" run -m infer --prompt-ids 1 -q
+MOLE_MEMORY_LIMIT_MB=nan expect_fail "MOLE_MEMORY_LIMIT_MB=nan is not a number of MiB" "'nan' is not a finite number" \
+  "$M" run -m infer --prompt-ids 1 -q
+expect_fail "--memory-limit nan" "memory-limit.*'nan' is not a finite number" "$M" run -m infer --prompt-ids 1 -q \
+  --memory-limit nan
+# A damaged added_tokens entry is named by its index.
+$PY - "$NEOX" bad_added.json <<'PYEOF'
+import json, sys
+j = json.load(open(sys.argv[1])); j["added_tokens"] = [{"id": 5}]; json.dump(j, open(sys.argv[2], "w"))
+PYEOF
+expect_fail "added_tokens entry without content" 'added_tokens\[0\] is not an object with a "content" string' \
+  "$M" tokenize --tokenizer bad_added.json --text hi
+# convert: a folder OUT.partial that mole did not leave is the user's: an error, and it stays; -o a symbolic link to an
+# empty folder fills the folder and keeps the link.
+mkdir -p mine.partial && echo mine > mine.partial/mine.txt
+expect_fail "convert into OUT whose OUT.partial is not mole's" 'mine.partial: exists and was not left by mole' \
+  "$M" convert -m train -o mine -q
+check "the user's OUT.partial is kept" grep -qx mine mine.partial/mine.txt
+mkdir conv_target && ln -s conv_target conv_link
+expect_ok "convert -o a symbolic link to an empty folder" "$M" convert -m train -o conv_link -q
+check "convert -o a link: the link stays, the folder holds the checkpoint (without mole's marker)" bash -c \
+  "test -L conv_link && test -f conv_target/config.json && test ! -e conv_target/.mole-partial"
+# parity: a backend named outright that is not available here compared nothing, which is not a pass.
+if ! "$M" devices | grep -E '^cuda +available' > /dev/null; then
+  expect_fail "parity --backend cuda without a CUDA device" 'cuda (is not available here|: unknown backend)' \
+    "$M" parity --backend cuda --op argmax
+fi
+if "$M" devices | grep -E '^vulkan +available' > /dev/null; then
+  mkfifo cache_fifo
+  expect_ok "--pipeline-cache a FIFO: neither read nor replaced" "$M" run -m infer --prompt-ids 1 -n 1 -q \
+    --backend vulkan --pipeline-cache cache_fifo
+  check "--pipeline-cache a FIFO: still a FIFO" test -p cache_fifo
+  expect_fail "convert --backend vulkan out of memory: the hint fits convert" 'convert on the CPU \(--backend cpu\)' \
+    "$M" convert -m train -o conv_oom --backend vulkan --memory-limit 0.01 -q
+fi
+
 expect_ok "synth tiny with a 100,000-token context" \
   "$M" synth --preset tiny -o longctx --form infer --set '{"vocab_size": 384, "max_position_embeddings": 100000}' -q
 # Ready once generated text is on stdout (more words than the prompt's): the check below must not race the first token.
@@ -594,6 +675,8 @@ expect_interrupted "run --json: SIGTERM still writes the JSON" TERM 'sleep 2' \
   "$M" run -m longctx --backend cpu --prompt-ids 1,2,3 -n 100000 -c 100000 --ignore-eos --temp 0 --json
 save run_int.json
 check "run --json: the interrupted run's JSON is whole" pyjson run_int.json "j['stop_reason'] == 'interrupted'"
+expect_interrupted "run: SIGHUP (a closed terminal) stops the generation too" HUP 'sleep 2' \
+  "$M" run -m longctx --backend cpu --prompt-ids 1,2,3 -n 100000 -c 100000 --ignore-eos --temp 0
 expect_interrupted "bench: SIGINT ends it, writing no -o file" INT 'sleep 2' \
   "$M" bench -m longctx --backend cpu --prompt-tokens 16 -n 100000 -c 100000 --placements host -o bench_int.json
 check "bench: no JSON after SIGINT" [ ! -e bench_int.json ]
