@@ -245,13 +245,13 @@ BackendTuning parse_tuning(const std::string& s) {
     if (key == "subgroups") {
       t.subgroups = int(whole(0, 1, "0 (off) or 1 (where the device can)"));
     } else if (key == "tiled-min-rows") {
-      t.tiled_min_rows = int(whole(1, 1000000000, "a whole number of rows, at least 1"));
+      t.tiled_min_rows = int(whole(1, 1000000000, "a whole number of rows from 1 to 1000000000"));
     } else if (key == "attention-splits") {
       t.attention_splits = int(whole(0, 32, "a whole number from 0 (automatic) to 32"));
     } else if (key == "attention-store") {
       t.attention_store_pass = choice({"auto", "pass"}) == "pass";
     } else if (key == "lut-chunk-bytes") {
-      t.lut_chunk_bytes = uint64_t(whole(1, int64_t(1) << 40, "a whole number of bytes, at least 1"));
+      t.lut_chunk_bytes = uint64_t(whole(1, int64_t(1) << 40, "a whole number of bytes from 1 to 2^40"));
     } else if (key == "lut-gather") {
       const std::string v = choice({"auto", "thread", "inline"});
       t.lut_gather = v == "thread"   ? BackendTuning::Gather::Thread

@@ -310,9 +310,11 @@ int main(int argc, char** argv) {
   c_parity->add_option("--backend", pa.backends,
                        "A backend to check; repeat for several (default: every available GPU backend)");
   add_backend_flags(*c_parity, pa.bf, false);
-  c_parity->add_option("--op", pa.op,
-                       "Only this op's cases (embed, matmul, norm_matmul, attention (with the KV store), "
-                       "router_lut, router_probs, gather, argmax)");
+  c_parity
+      ->add_option("--op", pa.op,
+                   "Only this op's cases (embed, matmul, norm_matmul, attention (with the KV store), "
+                   "router_lut, router_probs, gather, argmax)")
+      ->check(non_empty("an op's name"));
   c_parity->add_option("-m,--model", pa.model, "Also compare this model's logits and greedy tokens, every placement");
   c_parity->add_option("--prompt-tokens", pa.tokens, "Prompt length for -m")
       ->capture_default_str()

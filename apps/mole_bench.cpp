@@ -202,8 +202,10 @@ int cmd_bench(BenchArgs& a) {
   if (!a.output.empty()) write_file_atomically(a.output, out.dump(2) + "\n", "-o");
   if (a.json) std::cout << out.dump(2) << "\n";
   if (measured == 0) {
-    std::fprintf(stderr, "mole bench: no placement could be measured (each row says why)\n");
-    if (!a.json) std::cout << out["placements"].dump(2) << "\n";
+    std::string why;
+    for (const auto& r : rows)
+      why += "\n  " + r.value("lut", std::string("?")) + ": " + r.value("skipped", std::string("?"));
+    std::fprintf(stderr, "mole: error: bench: no placement could be measured:%s\n", why.c_str());
     return 1;
   }
   if (a.json) return 0;

@@ -295,6 +295,9 @@ VkDeviceSize chunk_bytes(const Device& device, VkDeviceSize chunk_limit, VkDevic
   VkDeviceSize step = std::lcm(VkDeviceSize(256), std::max<VkDeviceSize>(granule, 1));
   VkDeviceSize piece = limit / step * step;
   if (piece == 0) {
+    if (chunk_limit && chunk_limit < step)
+      throw Error("--tune lut-chunk-bytes=" + std::to_string(chunk_limit) + ": the table's buffers need at least " +
+                  std::to_string(step) + " bytes each (a multiple of " + std::to_string(step) + ") on " + info.name);
     throw Error("vulkan: a chunk of " + std::to_string(step) + " bytes does not fit in " + std::to_string(limit) +
                 " bytes, the most one storage buffer can hold on " + info.name);
   }

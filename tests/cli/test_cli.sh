@@ -335,7 +335,9 @@ check "parity prints FAIL lines with the NMSE for the perturbed op" bash -c \
 expect_ok "parity of an unperturbed op on cpu-perturbed passes" "$M" parity --backend cpu-perturbed --tune perturb=router_lut --op matmul
 expect_fail "parity --op bogus" 'op bogus.*no such op' "$M" parity --backend cpu-perturbed --op bogus
 expect_fail "parity --backend bogus" 'unknown backend' "$M" parity --backend bogus --op argmax
-expect_fail "bench with nothing it can measure" 'no placement could be measured' \
+expect_fail "parity --op ''" 'op.*is empty' "$M" parity --backend cpu-perturbed --op ''
+NOSTDOUT=1 expect_fail "bench with nothing it can measure says why on stderr" \
+  '^  disk: a training-form checkpoint has no table on disk' \
   "$M" bench -m train --backend cpu --placements disk --prompt-tokens 4 -n 4 -q
 MOLE_VK_LOADER=/nonexistent/libvulkan.so.1 expect_fail "--backend vulkan without a Vulkan loader" \
   'vulkan.*(loader|not built)' "$M" run -m infer --prompt-ids 1 --backend vulkan -q
@@ -659,6 +661,9 @@ if "$M" devices | grep -E '^vulkan +available' > /dev/null; then
   expect_ok "--pipeline-cache a FIFO: neither read nor replaced" "$M" run -m infer --prompt-ids 1 -n 1 -q \
     --backend vulkan --pipeline-cache cache_fifo
   check "--pipeline-cache a FIFO: still a FIFO" test -p cache_fifo
+  expect_fail "--tune lut-chunk-bytes=1 names the flag, not the device" \
+    'lut-chunk-bytes=1: the table.s buffers need at least [0-9]+ bytes' \
+    "$M" run -m infer --prompt-ids 1 -q --backend vulkan --lut host --tune lut-chunk-bytes=1
   expect_fail "convert --backend vulkan out of memory: the hint fits convert" 'convert on the CPU \(--backend cpu\)' \
     "$M" convert -m train -o conv_oom --backend vulkan --memory-limit 0.01 -q
 fi
