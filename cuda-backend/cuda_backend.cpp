@@ -109,6 +109,7 @@ class CudaBackend final : public Backend {
                           : opt.tuning.perturb_op == "persistent-barrier-once" ? PersistentStall::Once
                                                                                : PersistentStall::Never),
         persistent_few_blocks_(opt.tuning.perturb_op == "persistent-few-blocks"),
+        copy_late_(opt.tuning.perturb_op == "lut-copy-late"),
         cache_dir_(opt.cache_dir),
         budget_(opt.memory_limit_mib > 0 ? std::make_shared<MemoryBudget>(0, opt.memory_limit_mib) : nullptr) {
     set_device();
@@ -198,6 +199,7 @@ class CudaBackend final : public Backend {
     lut_ = LutStream::create(lut, placement, max_step_tokens, lut_read_,
                              lut_read_record_file(cache_dir_, "cuda", device_key()), lut_gather_, lut_copy_, budget_);
     lut_->set_profiling(profiling_);
+    lut_->set_copy_late(copy_late_);
     CUDA_CHECK(cudaDeviceSynchronize());  // --lut device: the table's upload has landed (as prepare()'s uploads)
   }
 
@@ -338,6 +340,7 @@ class CudaBackend final : public Backend {
   // than blocks)
   const bool persistent_few_blocks_;
   static constexpr int kPersistentFewBlocks = 3;
+  const bool copy_late_;         // perturb=lut-copy-late (tests): LutStream::set_copy_late
   const std::string cache_dir_;  // where `mole bench --record` keeps this device's measured read mode
   // --memory-limit: what every device buffer of this backend (the table's too) is charged to; null: no limit
   const std::shared_ptr<MemoryBudget> budget_;

@@ -3,7 +3,9 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "cuda-backend/common.cuh"
 #include "model/error.h"
@@ -170,6 +172,9 @@ void LutStream::stream(const std::vector<int32_t>& ids, cudaEvent_t ring_free) {
   } else if (placement_ == LutPlacement::Disk) {
     gather_lut_rows(*lut_, ids, staging_.get());  // --tune lut-gather=inline: the disk reads happen here
   }
+  if (copy_late_)
+    CUDA_CHECK(cudaLaunchHostFunc(
+        copy_.get(), [](void*) { std::this_thread::sleep_for(std::chrono::milliseconds(30)); }, nullptr));
   if (profiling_) CUDA_CHECK(cudaEventRecord(copy_start_[slot_].get(), copy_.get()));
   if (placement_ == LutPlacement::Disk) {
     CUDA_CHECK(cudaMemcpyAsync(ring, staging_.get(), ids.size() * row, cudaMemcpyHostToDevice, copy_.get()));

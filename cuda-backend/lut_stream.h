@@ -101,6 +101,9 @@ class LutStream {
   // step's time once it is done, after the next step's rows have been streamed): copy_slot() names the last
   // stream()'s, copy_seconds(slot) returns its time on the copy stream (0 when not measured).
   void set_profiling(bool on) { profiling_ = on; }
+  // Tests (perturb=lut-copy-late): the copy engine's copy of each step's rows starts 30 ms late, behind a host
+  // function on the copy stream, so that a step that does not wait for it reads the last step's rows.
+  void set_copy_late(bool on) { copy_late_ = on; }
   int copy_slot() const { return slot_; }
   double copy_seconds(int slot);
   // Kernel copy, profiling: the backend records these around fetch_lut_rows in the graph; copy_seconds() reads them.
@@ -133,6 +136,7 @@ class LutStream {
   int rows_streamed_ = 0;
   uint64_t rows_moved_ = 0;
   bool profiling_ = false;
+  bool copy_late_ = false;
   int slot_ = 0;  // copy_start_/copy_end_ of the last stream()
   bool copy_timed_[2] = {false, false};
   // --lut disk on the gather thread: the last value it signalled, and the one the queued host function waits for.

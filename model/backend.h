@@ -194,9 +194,9 @@ struct BackendTuning {
   Persistent persistent = Persistent::Off;  // "persistent" (CUDA): a decode step runs as one cooperative kernel
                                             //   (cuda-backend/persistent_step.cuh) instead of a graph of kernels;
                                             //   no-prefetch: without asking for the next op's weights in L2
-  bool pdl = true;               // "pdl": CUDA kernels start before the kernel before them ends (programmatic
-                                 //   dependent launch) where the GPU can (compute capability 9.0 and up with CUDA
-                                 //   12.3 or newer); "pdl=off": never
+  bool pdl = true;  // "pdl": CUDA kernels start before the kernel before them ends (programmatic
+                    //   dependent launch) where the GPU can (compute capability 9.0 and up with CUDA
+                    //   12.3 or newer); "pdl=off": never
   enum class HostWait { Auto, Spin, Block };
   HostWait host_wait = HostWait::Auto;  // "host-wait" (Vulkan): how the host waits for a step's greedy ids or
                                         //   logits: polling the GPU's progress for up to 10 ms before it blocks
@@ -208,6 +208,8 @@ struct BackendTuning {
   std::string perturb_op;               // "perturb" (tests): the cpu-perturbed test backend's wrong op (op_name(), e.g.
                                         //   matmul); Vulkan with chain=on: "chain-wait", every wait gives up;
                                         //   CUDA with persistent=on: "persistent-barrier", no barrier passes
+                                        //   (-once: in the first step only), "persistent-few-blocks", a grid of 3
+                                        //   blocks; CUDA: "lut-copy-late", the rows' copy starts 30 ms late
 };
 
 // One run's choices for a backend (apps/ fills it from flags, their defaults from the environment; README).

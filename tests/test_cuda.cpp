@@ -366,6 +366,36 @@ TEST_CASE("cuda: --tune persistent=on gives the graphs' logits and ids bit for b
   }
 }
 
+// A step that read its table rows before the copy engine had put them in the ring would read the last step's rows
+// and go unnoticed: a copy of a few KiB lands in microseconds. With each copy held back 30 ms (perturb=lut-copy-late)
+// every step's logits still equal those of an unperturbed backend bit for bit: the graphs wait for the copy (rows
+// copied from host memory and from disk), and so does the persistent kernel (from disk: it fetches host rows itself).
+TEST_CASE("cuda: table rows copied late are waited for, by the graphs and by the persistent kernel") {
+  test::TempDir tmp;
+  if (!cuda_or_skip()) return;
+  LoadedModel m = test::load(test::synth(tmp, "m", Form::Infer, {}, DType::F16));
+  const std::vector<int32_t> prompt = random_ids(70, m.cfg.vocab_size, 11);
+  const std::vector<int32_t> decoded = random_ids(12, m.cfg.vocab_size, 12);
+  auto cpu = make_cpu_backend();
+  const auto ref = chunked_logits(m, *cpu, LutPlacement::Host, prompt, decoded);
+  for (const bool persistent : {false, true}) {
+    for (LutPlacement placement : {LutPlacement::Host, LutPlacement::Disk}) {
+      if (persistent && placement == LutPlacement::Host) continue;  // fetched by the kernel: no copy to wait for
+      CAPTURE(persistent);
+      CAPTURE(placement_name(placement));
+      BackendOptions plain = options(LutRead::Copy);
+      plain.tuning.lut_copy = BackendTuning::LutCopy::Dma;
+      if (persistent) plain.tuning.persistent = BackendTuning::Persistent::On;
+      BackendOptions late = plain;
+      late.tuning.perturb_op = "lut-copy-late";
+      auto want_be = make_cuda_backend(plain);
+      auto got_be = make_cuda_backend(late);
+      check_same_logits(chunked_logits(m, *got_be, placement, prompt, decoded),
+                        chunked_logits(m, *want_be, placement, prompt, decoded), ref);
+    }
+  }
+}
+
 // A grid barrier of the persistent kernel that never passes (perturb=persistent-barrier: it waits for one block more
 // than the grid has): every block gives up after its time limit and leaves, and the host makes the step a mole::Error
 // that says what to do: no hang. After a step that failed so once (persistent-barrier-once), the next steps run the
