@@ -293,6 +293,11 @@ BackendTuning parse_tuning(const std::string& s) {
                   "lut-import, lut-copy, matvec, matvec-loads, pdl, persistent, host-wait, chain)");
     }
   }
+  // The persistent kernel fetches the table's rows itself (the graphs of its other steps by kernel, too).
+  if (t.persistent != BackendTuning::Persistent::Off && t.lut_copy == BackendTuning::LutCopy::Dma)
+    throw Error("--tune " + s +
+                ": persistent copies the table's rows by kernel, so lut-copy=dma cannot go with it "
+                "(leave lut-copy out, or set persistent=off)");
   return t;
 }
 

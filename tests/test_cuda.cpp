@@ -384,8 +384,10 @@ TEST_CASE("cuda: table rows copied late are waited for, by the graphs and by the
       CAPTURE(persistent);
       CAPTURE(placement_name(placement));
       BackendOptions plain = options(LutRead::Copy);
-      plain.tuning.lut_copy = BackendTuning::LutCopy::Dma;
-      if (persistent) plain.tuning.persistent = BackendTuning::Persistent::On;
+      if (persistent)
+        plain.tuning.persistent = BackendTuning::Persistent::On;  // --lut disk: its rows by the copy engine still
+      else
+        plain.tuning.lut_copy = BackendTuning::LutCopy::Dma;
       BackendOptions late = plain;
       late.tuning.perturb_op = "lut-copy-late";
       auto want_be = make_cuda_backend(plain);

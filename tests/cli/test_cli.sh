@@ -336,6 +336,8 @@ expect_ok "parity of an unperturbed op on cpu-perturbed passes" "$M" parity --ba
 expect_fail "parity --op bogus" 'op bogus.*no such op' "$M" parity --backend cpu-perturbed --op bogus
 expect_fail "parity --backend bogus" 'unknown backend' "$M" parity --backend bogus --op argmax
 expect_fail "parity --op ''" 'op.*is empty' "$M" parity --backend cpu-perturbed --op ''
+expect_fail "--tune persistent=on,lut-copy=dma" 'persistent copies the table.s rows by kernel, so lut-copy=dma' \
+  "$M" run -m infer --prompt-ids 1 -q --tune persistent=on,lut-copy=dma
 NOSTDOUT=1 expect_fail "bench with nothing it can measure says why on stderr" \
   '^  disk: a training-form checkpoint has no table on disk' \
   "$M" bench -m train --backend cpu --placements disk --prompt-tokens 4 -n 4 -q
