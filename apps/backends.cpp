@@ -1,6 +1,7 @@
 // The backend registry and the backend flags (see backends.h).
 #include "apps/backends.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -138,7 +139,7 @@ CLI::Validator number_in(double lo, double hi, const std::string& note) {
       "in " + range);
 }
 
-void note_environment_defaults(const std::string& message) {
+void note_environment_defaults(const std::string& message, const std::vector<std::string>& args) {
   static const std::pair<const char*, const char*> flags[] = {{"--device", "MOLE_DEVICE"},
                                                               {"--lut-read", "MOLE_LUT_READ"},
                                                               {"--validate", "MOLE_VALIDATE"},
@@ -148,7 +149,10 @@ void note_environment_defaults(const std::string& message) {
                                                               {"--tune", "MOLE_TUNE"}};
   for (const auto& [flag, env] : flags) {
     const char* value = std::getenv(env);
-    if (value && message.find(flag) != std::string::npos)
+    const std::string prefix = std::string(flag) + "=";
+    const bool typed = std::any_of(args.begin(), args.end(),
+                                   [&](const std::string& a) { return a == flag || a.rfind(prefix, 0) == 0; });
+    if (value && !typed && message.find(flag) != std::string::npos)
       std::fprintf(stderr, "mole: note: %s=%s in the environment gives %s its value\n", env, value, flag);
   }
 }

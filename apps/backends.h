@@ -49,10 +49,10 @@ struct BackendFlags {
 CLI::Validator number_in(double lo, double hi, const std::string& note = "");
 
 void add_backend_flags(CLI::App& cmd, BackendFlags& f, bool with_backend = true);
-// After a command-line error `message`: for each backend flag it names whose value came from (or could have come
-// from) its environment variable, one line on stderr saying the variable and its value, since the user may have
-// typed no flag at all (MOLE_DEVICE=abc gives "--device: ...").
-void note_environment_defaults(const std::string& message);
+// After a command-line error `message`: for each backend flag it names that is not on the command line (`args`) but
+// set by its environment variable, one line on stderr saying the variable and its value: the user typed no flag at
+// all (MOLE_DEVICE=abc gives "--device: ...").
+void note_environment_defaults(const std::string& message, const std::vector<std::string>& args);
 // The options the flags say, with the cache directory ($XDG_CACHE_HOME/mole, else ~/.cache/mole) filled in.
 BackendOptions backend_options(const BackendFlags& f);
 // Parses --tune's "key=value,key=value" (README lists the keys); throws mole::Error naming the bad key or value.

@@ -335,7 +335,7 @@ int main(int argc, char** argv) {
     // CLI11 prints the message (or the help) and has its own exit codes (104, 105, ...); a malformed command line
     // is documented as 2.
     const int rc = app.exit(e);
-    if (rc != 0) note_environment_defaults(e.what());
+    if (rc != 0) note_environment_defaults(e.what(), std::vector<std::string>(argv + 1, argv + argc));
     return rc == 0 ? 0 : 2;
   }
   install_interrupt_handler();

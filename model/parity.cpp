@@ -792,9 +792,9 @@ std::vector<ParityResult> compare_model(const std::string& dir, int tokens, cons
       }
     }
 
-    // One sequence decoding, a token a step: the steps that run as one kernel (CUDA, --tune persistent) or chained
-    // (Vulkan, --tune chain) where those are on, and that the batched steps below never are. The logits of every
-    // step against the reference's, and, on a second engine, the greedy ids (on the device) against its argmax;
+    // One sequence decoding, a token a step: the steps that run as one kernel where --tune persistent is on (CUDA;
+    // the batched steps below, of 3 output rows, never do) or chained where --tune chain is on (Vulkan). The logits of
+    // every step against the reference's, and, on a second engine, the greedy ids (on the device) against its argmax;
     // both follow the reference's tokens.
     {
       const std::string what = "decode of one sequence, 16 steps: logits and greedy ids";

@@ -394,6 +394,12 @@ TEST_CASE("cuda: table rows copied late are waited for, by the graphs and by the
       auto got_be = make_cuda_backend(late);
       check_same_logits(chunked_logits(m, *got_be, placement, prompt, decoded),
                         chunked_logits(m, *want_be, placement, prompt, decoded), ref);
+      const std::string execution = got_be->info().execution;
+      CAPTURE(execution);
+      if (persistent && execution.find("cannot launch cooperative") != std::string::npos)
+        MESSAGE("this GPU cannot launch cooperative kernels: the persistent half ran the graphs");
+      else if (persistent)
+        CHECK(execution.find("persistent decode kernel (") == 0);
     }
   }
 }

@@ -632,6 +632,10 @@ check "detokenize says which ids decoded to nothing" grep -q 'ids 99999999: not 
 # A bad value from the environment: the message names the variable.
 MOLE_DEVICE=abc expect_fail "MOLE_DEVICE=abc names the variable" 'MOLE_DEVICE=abc in the environment gives --device' \
   "$M" run -m infer --prompt-ids 1 -q
+MOLE_DEVICE=abc expect_fail "MOLE_DEVICE=abc overridden by --device: no note on the variable" 'device' \
+  "$M" run -m infer --prompt-ids 1 -q --device=xyz
+save_err env_typed.err
+check "the note names the variable only where no flag was typed" bash -c "! grep -q MOLE_DEVICE env_typed.err"
 MOLE_MEMORY_LIMIT_MB=nan expect_fail "MOLE_MEMORY_LIMIT_MB=nan is not a number of MiB" "'nan' is not a finite number" \
   "$M" run -m infer --prompt-ids 1 -q
 expect_fail "--memory-limit nan" "memory-limit.*'nan' is not a finite number" "$M" run -m infer --prompt-ids 1 -q \
