@@ -284,6 +284,10 @@ int main(int argc, char** argv) {
   auto* c_bench = app.add_subcommand("bench", "Measure tokenizer MB/s and prefill/decode tokens/s, side by side");
   add_run_flags(*c_bench, bn.f);
   c_bench->remove_option(c_bench->get_option("--profile"));  // it times each op alone, not what bench measures
+  c_bench->get_option("--ctx-size")
+      ->description(
+          "Context length in tokens (default and least: --prompt-tokens plus -n, at most "
+          "max_position_embeddings)");
   c_bench->add_option("--prompt-tokens", bn.prompt_tokens, "Prompt length for the prefill measurement")
       ->capture_default_str()
       ->check(number_in(1, kMaxContext));

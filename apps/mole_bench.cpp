@@ -78,6 +78,21 @@ int cmd_bench(BenchArgs& a) {
   std::string text = a.text_file.empty() ? builtin_text(4 << 20) : read_file_arg(a.text_file, "--text-file");
   out["tokenizer_mb_per_s"] = tokenizer_benchmark_mb_per_s(*tok, text, 2.0);
 
+  // The KV cache holds the prompt and the decode steps, within the model's positions; -c only ever raises that. What
+  // was asked for and cannot be had is said, not changed silently (the table's rows say what ran).
+  const int64_t wanted = int64_t(a.prompt_tokens) + a.n_predict;
+  const int context = int(std::max<int64_t>(a.f.ctx_size, std::min<int64_t>(m->cfg.max_position_embeddings, wanted)));
+  if (a.f.ctx_size > 0 && a.f.ctx_size < std::min<int64_t>(m->cfg.max_position_embeddings, wanted)) {
+    print_notice("bench: -c " + std::to_string(a.f.ctx_size) +
+                 " is less than --prompt-tokens plus -n; the context is " + std::to_string(context));
+  }
+  if (a.prompt_tokens < context && wanted > context) {
+    print_notice("bench: --prompt-tokens plus -n is " + std::to_string(wanted) + ", more than the context of " +
+                 std::to_string(context) +
+                 " positions (max_position_embeddings, or -c): " + std::to_string(context - a.prompt_tokens) +
+                 " decode steps are timed, not " + std::to_string(a.n_predict));
+  }
+
   // Prefill and decode per placement. A fresh backend and engine for each; weights and table are shared.
   std::mt19937 rng(7);
   std::vector<int32_t> prompt(size_t(a.prompt_tokens));
@@ -113,7 +128,7 @@ int cmd_bench(BenchArgs& a) {
     last = make_backend(a.f.bf.backend, opt, a.f.quiet ? BackendNotice() : print_notice);
     Backend& backend = *last;
     EngineOptions eo;
-    eo.max_context = std::max(a.f.ctx_size, std::min(m->cfg.max_position_embeddings, a.prompt_tokens + a.n_predict));
+    eo.max_context = context;
     eo.max_step_tokens = a.f.ubatch;
     eo.lut = pl;
     const auto t_setup = std::chrono::steady_clock::now();

@@ -2,6 +2,7 @@
 #include "model/user_files.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include <unordered_set>
 
 #include "model/error.h"
+#include "model/progress.h"
 
 namespace mole {
 namespace {
@@ -104,7 +106,9 @@ std::string read_file(const std::string& path, const std::string& what, bool str
     if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
       throw Error(path + ": is " + not_a_regular_file(path) + ", not a regular file (expected " + what + ")");
   }
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // A stream (a FIFO, a terminal) is opened without blocking and waited on with poll, which looks at the interrupt
+  // flag every 100 ms: a blocking open or read would restart after Ctrl-C or SIGTERM and wait on for a writer.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (streams ? O_NONBLOCK : 0));
   if (fd < 0) throw Error(path + ": cannot open " + what + ": " + std::strerror(errno));
   struct Closer {
     int fd;
@@ -122,8 +126,15 @@ std::string read_file(const std::string& path, const std::string& what, bool str
   if (S_ISREG(st.st_mode)) out.reserve(size_t(st.st_size));
   char buf[1 << 16];
   for (;;) {
+    if (streams && !S_ISREG(st.st_mode)) {
+      pollfd p{fd, POLLIN, 0};
+      const int ready = ::poll(&p, 1, 100);
+      if (interrupted()) throw Error(path + ": interrupted while waiting for " + what);
+      if (ready == 0 || (ready < 0 && errno == EINTR)) continue;
+      if (ready < 0) throw Error(path + ": cannot wait for " + what + ": " + std::strerror(errno));
+    }
     const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n < 0) throw Error(path + ": cannot read " + what + ": " + std::strerror(errno));
     if (n == 0) break;
     if (out.size() + size_t(n) > kMaxTextFileBytes) {

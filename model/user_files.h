@@ -34,7 +34,8 @@ std::string not_a_regular_file(const std::string& path);
 // The whole file at `path`; `what` says what it should be ("config.json", "prompt file"). Throws Error naming the
 // path when it cannot be opened (with the reason), is a directory, cannot be read, or is over kMaxTextFileBytes;
 // unless `streams` (a prompt: -f /dev/stdin, a FIFO), also when it is not a regular file, which a model's files
-// always are (opening a FIFO would wait for a writer that never comes).
+// always are (opening a FIFO would wait for a writer that never comes). A stream is waited on in steps that look at
+// the interrupt flag (progress.h), so Ctrl-C or SIGTERM ends the wait with an Error.
 std::string read_file(const std::string& path, const std::string& what, bool streams = false);
 
 // Parses `text`, the content of `source` (a path or a flag). Throws Error "SOURCE: WHAT is not valid JSON (...)"

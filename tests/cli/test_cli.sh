@@ -359,6 +359,18 @@ expect_ok "synth with max_position_embeddings 8" \
   "$M" synth --preset tiny -o short --form infer --set '{"vocab_size": 384, "max_position_embeddings": 8}' -q
 NOSTDOUT=1 expect_fail "prompt longer than the context" '20 tokens.*8' \
   "$M" run -m short --prompt-ids "$(seq -s, 1 20)" -n 2 -q
+# bench sizes its context to the prompt and -n, within the model's: what it cannot give is said, not done silently.
+expect_ok "bench past the model's context" "$M" bench -m short --backend cpu --placements host --prompt-tokens 6 -n 5 \
+  --json
+save_err bench_short.err
+check "bench past the model's context: says how many decode steps it timed" \
+  grep -q 'more than the context of 8 positions.*2 decode steps are timed, not 5' bench_short.err
+check "bench past the model's context: its row has those steps" pyjson "$T/out" 'j["placements"][0]["decode_steps"] == 2'
+expect_ok "bench -c below the prompt and -n" "$M" bench -m short --backend cpu --placements host --prompt-tokens 3 -n 2 \
+  -c 2 -q
+save_err bench_c.err
+check "bench -c below the prompt and -n: says the context it used" \
+  grep -q -- '-c 2 is less than --prompt-tokens plus -n; the context is 5' bench_c.err
 printf '\xff\xfe' >bad_utf8.txt
 expect_fail "invalid UTF-8 prompt (-f FILE)" 'bad_utf8\.txt.*UTF-8|UTF-8.*bad_utf8\.txt' \
   "$M" run -m infer -f bad_utf8.txt -n 2 -q
@@ -688,6 +700,16 @@ save run_int.json
 check "run --json: the interrupted run's JSON is whole" pyjson run_int.json "j['stop_reason'] == 'interrupted'"
 expect_interrupted "run: SIGHUP (a closed terminal) stops the generation too" HUP 'sleep 2' \
   "$M" run -m longctx --backend cpu --prompt-ids 1,2,3 -n 100000 -c 100000 --ignore-eos --temp 0
+# -f a FIFO nobody writes to: mole waits for a writer, and one SIGTERM ends the wait (a blocking open or read would
+# restart after the signal and wait on).
+mkfifo prompt_fifo
+expect_interrupted "run -f a FIFO with no writer: one SIGTERM ends the wait" TERM 'sleep 1' \
+  "$M" run -m infer --backend cpu -f prompt_fifo -n 2
+save_err fifo_int.err
+check "run -f a FIFO: the message names the flag and the file" grep -q -- '-f prompt_fifo: interrupted while waiting' \
+  fifo_int.err
+(sleep 1; printf 'a b' > prompt_fifo) &  # ids within the test model's 384
+expect_ok "run -f a FIFO: reads what its writer sends" "$M" run -m infer --backend cpu -f prompt_fifo -n 2 -q
 expect_interrupted "bench: SIGINT ends it, writing no -o file" INT 'sleep 2' \
   "$M" bench -m longctx --backend cpu --prompt-tokens 16 -n 100000 -c 100000 --placements host -o bench_int.json
 check "bench: no JSON after SIGINT" [ ! -e bench_int.json ]
