@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 
 #include "model/error.h"
 #include "model/half.h"
+#include "model/progress.h"
 #include "model/user_files.h"
 
 static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian; so is this host");
@@ -548,6 +550,18 @@ SafetensorsWriter::SafetensorsWriter(const std::string& path, std::vector<Entry>
   fd_ = ::open(tmp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) throw Error(tmp_path_ + ": cannot create: " + errno_text(errno));
   active_ = true;
+  // The file's whole size is known: reserve it now, so a disk that cannot hold it fails here, before a conversion
+  // spends minutes computing the table. A file system that cannot reserve (EOPNOTSUPP; a device such as /dev/full)
+  // is written as it comes, and a full disk is then found by the write.
+  const uint64_t file_bytes = buffer_.size() + total_;
+  if (::fallocate(fd_, 0, 0, off_t(file_bytes)) != 0 && (errno == ENOSPC || errno == EDQUOT)) {
+    const int err = errno;
+    struct statvfs fs {};
+    const std::string free_text =
+        ::fstatvfs(fd_, &fs) == 0 ? ", " + human_bytes(double(fs.f_bavail) * double(fs.f_frsize)) + " free" : "";
+    fail_and_throw(tmp_path_ + ": cannot reserve " + human_bytes(double(file_bytes)) + " (" + errno_text(err) +
+                   free_text + "): free space or write to another disk");
+  }
 }
 
 SafetensorsWriter::SafetensorsWriter(SafetensorsWriter&& other) noexcept

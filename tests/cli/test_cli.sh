@@ -569,6 +569,17 @@ check "convert left the existing dir untouched" cmp -s full.before <(snapshot fu
 check "convert into an existing dir left no .partial" [ ! -e full.partial ]
 OUTDIR=c_infer expect_fail "convert of an inference-form dir" 'infer.*already in inference form' \
   "$M" convert -m infer -o c_infer -q
+# A disk too small for the output (a 64 KiB tmpfs, mounted in a user namespace): convert fails at once, before it
+# computes the table, says what it needs and what is free, and leaves nothing on the disk.
+mkdir -p small_disk
+if unshare -rm true 2>/dev/null; then
+  RC_IS=1 WITHIN=20 expect_fail "convert onto a disk too small: fails at once, with the sizes, leaving nothing" \
+    'out\.partial/model\.safetensors\.tmp: cannot reserve .* free\): free space or write to another disk' \
+    unshare -rm sh -c 'mount -t tmpfs -o size=64k tmpfs "$1" || exit 3; "$2" convert -m train -o "$1/out" -q; rc=$?
+      [ -z "$(ls -A "$1")" ] || { echo "left behind: $(ls -A "$1")" >&2; exit 4; }; exit $rc' sh small_disk "$M"
+else
+  echo "skip convert onto a disk too small (unshare -rm is not permitted here, so no small disk can be mounted)"
+fi
 OUTDIR=c_dense expect_fail "convert of a dense dir" 'dense.*no experts' "$M" convert -m dense -o c_dense -q
 OUTDIR=c_cut expect_fail "convert of a truncated checkpoint" 'truncated' "$M" convert -m cutdata -o c_cut -q
 OUTDIR=s_bogus expect_fail "synth --preset bogus" 'preset.*bogus' "$M" synth --preset bogus -o s_bogus -q
