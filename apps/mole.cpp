@@ -109,6 +109,7 @@ int cmd_run(RunArgs& a) {
     }
     if (interrupted()) stop.request_stop();
   };
+  go.cancelled = [] { return interrupted(); };  // also asked between tokens, as the stop token is
   GenerateResult r = session.generate(ids, go, on_token, stop.get_token());
   if (interrupted()) r.stop_reason = "interrupted";
   print(r.tail);
@@ -152,12 +153,18 @@ int cmd_run(RunArgs& a) {
     std::cout << j.dump() << "\n";
   } else {
     std::printf("\n");
-    if (!a.f.quiet)
-      std::fprintf(stderr,
-                   "\n[%s | lut %s] load %.2fs | prompt %d tokens, %.1f tokens/s | generated %zu tokens, %.1f tokens/s "
-                   "| stop: %s\n",
-                   m->backend->info().name.c_str(), placement_name(m->placement), m->load_seconds, r.prompt_tokens,
-                   r.prefill_tokens_per_s(), r.tokens.size(), r.decode_tokens_per_s(), r.stop_reason.c_str());
+    if (!a.f.quiet) {
+      char prefill[64];
+      if (r.prefilled)
+        std::snprintf(prefill, sizeof prefill, "%.1f tokens/s", r.prefill_tokens_per_s());
+      else
+        std::snprintf(prefill, sizeof prefill, "stopped after %.2fs", r.prefill_seconds);
+      std::fprintf(
+          stderr,
+          "\n[%s | lut %s] load %.2fs | prompt %d tokens, %s | generated %zu tokens, %.1f tokens/s | stop: %s\n",
+          m->backend->info().name.c_str(), placement_name(m->placement), m->load_seconds, r.prompt_tokens, prefill,
+          r.tokens.size(), r.decode_tokens_per_s(), r.stop_reason.c_str());
+    }
   }
   return interrupted() ? 128 + interrupt_signal() : 0;
 }

@@ -133,6 +133,7 @@ int cmd_bench(BenchArgs& a) {
     eo.lut = pl;
     const auto t_setup = std::chrono::steady_clock::now();
     Engine eng(m->cfg, m->weights, m->lut ? &*m->lut : nullptr, backend, eo);
+    eng.set_cancel([] { return interrupted(); });
     r["setup_s"] = seconds_since(t_setup);  // the engine: weights and table onto the device, buffers, pipelines
     const BackendInfo info = backend.info();
     if (!info.lut_read.empty()) r["lut_read"] = info.lut_read;

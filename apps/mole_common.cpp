@@ -18,6 +18,7 @@
 #include "model/error.h"
 #include "model/parallel.h"
 #include "model/paths.h"
+#include "model/progress.h"
 #include "model/reparam.h"
 #include "model/user_files.h"
 
@@ -174,7 +175,10 @@ LoadOptions load_options(const RunFlags& f, bool need_tokenizer, bool make_engin
 }
 
 std::unique_ptr<LoadedModel> load_model(const RunFlags& f, bool need_tokenizer, bool make_engine) {
-  return mole::load_model(load_options(f, need_tokenizer, make_engine));
+  std::unique_ptr<LoadedModel> m = mole::load_model(load_options(f, need_tokenizer, make_engine));
+  // Ctrl-C ends a long step (a long prompt on the CPU) within one op, not only between steps.
+  if (m->engine) m->engine->set_cancel([] { return interrupted(); });
+  return m;
 }
 
 void print_profile(const StepProfile& p, const std::string& backend) {

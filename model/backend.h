@@ -111,6 +111,10 @@ struct StepInputs {
   std::vector<int32_t> out_rows;  // token rows whose logits the step returns, R <= max_out_rows
   bool want_logits = true;        // false: only graph.argmax will be read back (a GPU backend then leaves the
                                   //   logits on the device; read_back() of them still works, just slower)
+  // Asked between the ops of a step by a backend whose steps can take seconds (the CPU reference: a long prompt's
+  // piece); true ends the step with StepCancelled, its results void. Empty: never. A GPU step, one submission of
+  // milliseconds, runs to its end.
+  std::function<bool()> cancelled;
   int tokens() const { return int(ids.size()); }
 };
 

@@ -100,6 +100,7 @@ class CpuBackend final : public Backend {
     check_step_slots(g, in);
     if (!profiling_) {
       for (const Op& op : g.ops) {
+        if (in.cancelled && in.cancelled()) throw StepCancelled();
         run_op(op, in);
         if (perturb_ == op.kind) perturb(op, in);
       }
@@ -107,6 +108,7 @@ class CpuBackend final : public Backend {
     }
     if (prof_.ops.size() != g.ops.size()) prof_.ops.assign(g.ops.size(), {});
     for (size_t i = 0; i < g.ops.size(); i++) {
+      if (in.cancelled && in.cancelled()) throw StepCancelled();
       auto t0 = std::chrono::steady_clock::now();
       run_op(g.ops[i], in);
       if (perturb_ == g.ops[i].kind) perturb(g.ops[i], in);
@@ -240,35 +242,46 @@ class CpuBackend final : public Backend {
   }
 
   void attention(const Op& op, const StepInputs& in) {
-    const int64_t T = in.tokens(), H = op.n, hd = op.k, KVH = op.kv_heads, group = H / KVH;
+    const int64_t T = in.tokens(), H = op.n, hd = op.k;
+    const float scale = 1.0f / std::sqrt(float(hd));
+    // A long prompt's attention can take seconds: where the step can be cancelled, it runs in slabs of 64 tokens
+    // and is asked between them. Each (token, head) item is computed alone, so the slabs change no value.
+    const int64_t slab = in.cancelled ? 64 : T;
+    for (int64_t t0 = 0; t0 < T; t0 += slab) {
+      if (t0 > 0 && in.cancelled()) throw StepCancelled();
+      parallel_for((std::min(T, t0 + slab) - t0) * H,
+                   [&](int64_t i0, int64_t i1) { attention_items(op, in, t0 * H + i0, t0 * H + i1, scale); });
+    }
+  }
+
+  // Attention's (token, head) items [i0, i1): item i is token i / H's head i % H.
+  void attention_items(const Op& op, const StepInputs& in, int64_t i0, int64_t i1, float scale) {
+    const int64_t H = op.n, hd = op.k, KVH = op.kv_heads, group = H / KVH;
     const int64_t w = (H + 2 * KVH) * hd, kv_w = 2 * KVH * hd;  // a q/k/v row's width, a cache row's
     const float* q = act(op.src0);
     const float* kc = act(op.src1);
     const float* vc = kc + KVH * hd;  // each cache row: keys, then values
     float* out = act(op.dst);
-    const float scale = 1.0f / std::sqrt(float(hd));
-    parallel_for(T * H, [&](int64_t i0, int64_t i1) {
-      std::vector<float> score, q_rot(static_cast<size_t>(hd));
-      for (int64_t i = i0; i < i1; i++) {
-        int64_t t = i / H, h = i % H, kvh = h / group;
-        int64_t base = int64_t(in.slot[size_t(t)]) * op.ctx, n = in.pos[size_t(t)] + 1;
-        const float* qv = q + t * w + h * hd;
-        if (op.rope) {
-          std::copy(qv, qv + hd, q_rot.begin());
-          rope(q_rot.data(), hd, in, t);
-          qv = q_rot.data();
-        }
-        score.resize(size_t(n));
-        for (int64_t j = 0; j < n; j++) score[size_t(j)] = cpu::dot(qv, kc + (base + j) * kv_w + kvh * hd, hd) * scale;
-        cpu::softmax(score.data(), n);
-        float* o = out + (t * H + h) * hd;
-        std::fill(o, o + hd, 0.0f);
-        for (int64_t j = 0; j < n; j++) {
-          const float* vv = vc + (base + j) * kv_w + kvh * hd;
-          for (int64_t d = 0; d < hd; d++) o[d] += score[size_t(j)] * vv[d];
-        }
+    std::vector<float> score, q_rot(static_cast<size_t>(hd));
+    for (int64_t i = i0; i < i1; i++) {
+      int64_t t = i / H, h = i % H, kvh = h / group;
+      int64_t base = int64_t(in.slot[size_t(t)]) * op.ctx, n = in.pos[size_t(t)] + 1;
+      const float* qv = q + t * w + h * hd;
+      if (op.rope) {
+        std::copy(qv, qv + hd, q_rot.begin());
+        rope(q_rot.data(), hd, in, t);
+        qv = q_rot.data();
       }
-    });
+      score.resize(size_t(n));
+      for (int64_t j = 0; j < n; j++) score[size_t(j)] = cpu::dot(qv, kc + (base + j) * kv_w + kvh * hd, hd) * scale;
+      cpu::softmax(score.data(), n);
+      float* o = out + (t * H + h) * hd;
+      std::fill(o, o + hd, 0.0f);
+      for (int64_t j = 0; j < n; j++) {
+        const float* vv = vc + (base + j) * kv_w + kvh * hd;
+        for (int64_t d = 0; d < hd; d++) o[d] += score[size_t(j)] * vv[d];
+      }
+    }
   }
 
   // The router's weights of `rows` rows of x (T, D), row i being x's row at[i]: rmsnorm, the router's product,

@@ -13,4 +13,11 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A step that stopped because its caller asked it to (Engine::set_cancel: Ctrl-C, a Stop button), not because
+// anything was wrong: "interrupted" for the user, and callers that stop cleanly (Session::generate) catch it.
+class StepCancelled : public Error {
+ public:
+  StepCancelled() : Error("interrupted") {}
+};
+
 }  // namespace mole

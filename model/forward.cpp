@@ -205,9 +205,17 @@ std::vector<std::vector<float>> Engine::step_rows(const std::vector<Chunk>& chun
   std::vector<std::vector<float>> out, router;
   std::vector<Chunk> pending;
   int pending_tokens = 0;
+  const std::vector<int> lengths_before = lengths_;  // what a cancelled step goes back to
   auto flush = [&] {
     if (pending.empty()) return;
-    auto rows = run_one(pending, all_logits, ids_only, router);
+    std::vector<std::vector<float>> rows;
+    try {
+      if (cancel_ && cancel_()) throw StepCancelled();
+      rows = run_one(pending, all_logits, ids_only, router);
+    } catch (const StepCancelled&) {
+      lengths_ = lengths_before;  // the cache rows the pieces wrote are simply overwritten later
+      throw;
+    }
     for (auto& r : rows) out.push_back(std::move(r));
     pending.clear();
     pending_tokens = 0;
@@ -246,6 +254,7 @@ std::vector<std::vector<float>> Engine::run_one(const std::vector<Chunk>& chunks
   const auto t0 = std::chrono::steady_clock::now();
   StepInputs in;
   in.want_logits = !ids_only;
+  in.cancelled = cancel_;
   for (const Chunk& ch : chunks) {
     for (size_t j = 0; j < ch.tokens.size(); j++) {
       in.ids.push_back(ch.tokens[j]);

@@ -2,6 +2,7 @@
 // (KV caches, activations on the backend; sequence lengths here) and turns token chunks into step inputs.
 #pragma once
 
+#include <functional>
 #include <vector>
 
 #include "model/backend.h"
@@ -62,6 +63,12 @@ class Engine {
   // step's input is the last one's output): `mole bench` reports it per token.
   double launch_seconds() const { return launch_seconds_; }
 
+  // Asked before each piece of a step (a prompt longer than max_step_tokens runs in pieces) and, by the CPU
+  // backend, between a piece's ops: true ends the step with StepCancelled and leaves every sequence as it was
+  // before the step. Empty (the default): never.
+  void set_cancel(std::function<bool()> cancelled) { cancel_ = std::move(cancelled); }
+  const std::function<bool()>& cancel() const { return cancel_; }
+
  private:
   // Rows of logits, or with ids_only rows of one float: the greedy id.
   std::vector<std::vector<float>> step_rows(const std::vector<Chunk>& chunks, bool all_logits, bool ids_only);
@@ -78,6 +85,7 @@ class Engine {
   std::vector<int> lengths_;                     // B: tokens held per slot
   std::vector<std::vector<float>> router_rows_;  // (rows, L*E) of the last step, with EngineOptions::router_probs
   double launch_seconds_ = 0;                    // launch_seconds()
+  std::function<bool()> cancel_;                 // set_cancel()
 };
 
 }  // namespace mole

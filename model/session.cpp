@@ -275,6 +275,16 @@ GenerateResult Session::generate(const std::vector<int32_t>& prompt, const Gener
     return res;
   }
   engine.reset(0);
+  // The stop token (and the caller's own check, which may read a signal's flag) is asked between the ops of a long
+  // step too, not only between tokens: a long prompt on the CPU stops within an op, its step void.
+  struct RestoreCancel {
+    Engine& engine;
+    std::function<bool()> before;
+    ~RestoreCancel() { engine.set_cancel(before); }
+  } restore_cancel{engine, engine.cancel()};
+  engine.set_cancel([&stop, &opt, before = restore_cancel.before] {
+    return stop.stop_requested() || (opt.cancelled && opt.cancelled()) || (before && before());
+  });
   Sampler sampler(opt.sampling);
   std::vector<int32_t> history = prompt;
   std::optional<Tokenizer::StreamDecoder> decoder;
@@ -320,8 +330,16 @@ GenerateResult Session::generate(const std::vector<int32_t>& prompt, const Gener
   };
 
   const auto t0 = clock::now();
-  int32_t next = next_of(prompt);
+  int32_t next = 0;
+  try {
+    next = next_of(prompt);
+  } catch (const StepCancelled&) {
+    res.prefill_seconds = seconds_since(t0);
+    res.stop_reason = "cancelled";
+    return res;
+  }
   res.prefill_seconds = seconds_since(t0);
+  res.prefilled = true;
   if (opt.on_prefilled) opt.on_prefilled();
   const auto t1 = clock::now();
   res.stop_reason = "length";
@@ -346,11 +364,16 @@ GenerateResult Session::generate(const std::vector<int32_t>& prompt, const Gener
       res.stop_reason = "context";
       break;
     }
-    if (stop.stop_requested()) {
+    if (stop.stop_requested() || (opt.cancelled && opt.cancelled())) {
       res.stop_reason = "cancelled";
       break;
     }
-    next = next_of({next});
+    try {
+      next = next_of({next});
+    } catch (const StepCancelled&) {
+      res.stop_reason = "cancelled";
+      break;
+    }
   }
   if (decoder && res.stop_reason != "stop") {
     bool stopped = false;

@@ -121,6 +121,10 @@ struct GenerateOptions {
   // Called once the prompt has run, before the first token is handed on: a caller prints the prompt here, so a run
   // that fails on its prompt (too long, an id the model lacks, a device error) has printed nothing.
   std::function<void()> on_prefilled;
+  // Asked, as the stop token is, between tokens and between the ops of a long step (a long prompt on the CPU):
+  // true stops the generation with stop_reason "cancelled", keeping the tokens already handed on. For a flag a
+  // signal handler sets (a stop token cannot be asked to stop from one).
+  std::function<bool()> cancelled;
 };
 
 // Time of one step, split by phase. Device times come from the backend's profile (LoadOptions::profile; zero
@@ -163,8 +167,9 @@ struct GenerateResult {
   std::string tail;             // the part of `text` released only at the end, after the last event's piece
   std::string stop_reason;      // "eos", "stop", "length", "context", "cancelled"
   int prompt_tokens = 0;
+  bool prefilled = false;  // the prompt ran to its end (not when it was cancelled part-way)
   double prefill_seconds = 0, decode_seconds = 0;
-  double prefill_tokens_per_s() const { return prefill_seconds > 0 ? prompt_tokens / prefill_seconds : 0; }
+  double prefill_tokens_per_s() const { return prefilled && prefill_seconds > 0 ? prompt_tokens / prefill_seconds : 0; }
   double decode_tokens_per_s() const {
     return decode_seconds > 0 && tokens.size() > 1 ? double(tokens.size() - 1) / decode_seconds : 0;
   }
@@ -185,7 +190,8 @@ class Session {
   std::vector<int32_t> encode(const std::string& text, const std::string& source) const;
 
   // Prefills `prompt`, then samples until EOS, a stop string, max_new_tokens, a full context, or `stop` (checked
-  // before each step: a request is honoured within one step, its result's stop_reason "cancelled"). `on_token` runs
+  // before each step and each piece of a long prompt, and on the CPU between a step's ops: a request is honoured
+  // within one op, its result's stop_reason "cancelled", a step it cut short void). `on_token` runs
   // on the caller's thread for each token as soon as it is chosen. Throws mole::Error for a prompt the context
   // cannot hold, a stop string without a tokenizer, or what the backend throws.
   GenerateResult generate(const std::vector<int32_t>& prompt, const GenerateOptions& opt,

@@ -56,6 +56,33 @@ TEST_CASE("prefill in chunks equals one pass") {
   for (size_t t = 0; t < full.size(); t++) CHECK(rel_l2(chunked[t], full[t]) < 1e-6);
 }
 
+TEST_CASE("a cancelled step stops within an op and leaves the sequences as they were") {
+  test::TempDir tmp;
+  Loaded m(test::synth(tmp, "m", Form::Infer));
+  const auto full = m.logits(kIds);  // the one-pass reference
+  auto be = make_cpu_backend();
+  EngineOptions o;
+  o.max_step_tokens = 4;  // kIds runs in three pieces
+  Engine e(m.cfg, m.weights, m.table(), *be, o);
+  e.step({{0, {kIds[0], kIds[1]}}});
+  const int ops = int(e.graph().ops.size());
+  // Asked before each piece and before each of its ops: cancelled before piece 1's first op, in the middle of
+  // piece 2 (piece 1 having run whole), and before piece 3 (two pieces having run).
+  for (const int cancel_at : {2, ops + 1 + 1 + ops / 2, 2 * (ops + 1) + 1}) {
+    int asked = 0;
+    e.set_cancel([&] { return ++asked == cancel_at; });
+    CHECK_THROWS_AS(e.step({{0, {kIds.begin() + 2, kIds.end()}}}, true), StepCancelled);
+    CHECK(asked == cancel_at);  // it stopped when asked, not at the end of the step
+    CHECK(e.length(0) == 2);    // the pieces that ran are forgotten
+  }
+  e.set_cancel(nullptr);
+  // The sequence goes on as if the cancelled steps had never been: the one-pass logits, position by position.
+  const auto rest = e.step({{0, {kIds.begin() + 2, kIds.end()}}}, true);
+  REQUIRE(rest.size() == kIds.size() - 2);
+  for (size_t t = 2; t < kIds.size(); t++) CHECK(rel_l2(rest[t - 2], full[t]) < 1e-6);
+  CHECK(e.length(0) == int(kIds.size()));
+}
+
 TEST_CASE("a batch of sequences of different lengths equals each sequence alone") {
   test::TempDir tmp;
   Loaded m(test::synth(tmp, "m", Form::Infer, {{"num_key_value_heads", 1}}));

@@ -247,6 +247,36 @@ TEST_CASE("session: a stop request is honoured within one step") {
   CHECK(again.tokens.size() == 64 - kPrompt.size() + 1);
 }
 
+TEST_CASE("session: a stop asked during the prompt ends its step within an op") {
+  test::TempDir tmp;
+  const std::string dir = test::synth(tmp, "m", Form::Infer);
+  Session s(cpu_options(dir));
+  GenerateOptions g;
+  g.max_new_tokens = 5;
+  g.sampling.temperature = 0;
+  bool prefilled = false;
+  g.on_prefilled = [&] { prefilled = true; };
+  int asked = 0;
+  g.cancelled = [&] { return ++asked == 4; };  // before the prompt's step, then before its ops: its third op
+  int events = 0;
+  GenerateResult r = s.generate(kPrompt, g, [&](const TokenEvent&) { events++; });
+  CHECK(r.stop_reason == "cancelled");
+  CHECK(asked == 4);
+  CHECK(!r.prefilled);
+  CHECK(r.prefill_tokens_per_s() == 0);  // a prompt cut short has no speed
+  CHECK(!prefilled);                     // the caller prints nothing for it
+  CHECK(events == 0);
+  CHECK(r.tokens.empty());
+
+  // The next generation gives what a fresh session gives.
+  g.cancelled = nullptr;
+  const GenerateResult again = s.generate(kPrompt, g, nullptr);
+  const GenerateResult fresh = Session(cpu_options(dir)).generate(kPrompt, g, nullptr);
+  CHECK(again.prefilled);
+  CHECK(again.tokens == fresh.tokens);
+  CHECK(again.tokens.size() == 5);
+}
+
 TEST_CASE("session: greedy decoding gives the same tokens with and without the probabilities") {
   test::TempDir tmp;
   LoadOptions o = cpu_options(test::synth(tmp, "m", Form::Infer));

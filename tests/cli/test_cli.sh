@@ -589,14 +589,16 @@ OUTDIR=s_heads expect_fail "synth --set with an invalid config" 'hidden_size.*di
 
 # ---- interruption: Ctrl-C (SIGINT) or SIGTERM ends a long job within a step, cleanly -----------------------------
 # expect_interrupted NAME SIGNAL READY CMD...: starts CMD, waits until READY (a shell test) holds (at most 60 s) or
-# 2 s, sends SIGNAL, and expects CMD to end within 30 s with exit 128 + the signal's number (as a shell reports a
-# process its signal ended) and "interrupted" in its output, its own message, not the signal's default action.
+# 2 s, sends SIGNAL, and expects CMD to end within 30 s (with WITHIN=S set, S s) with exit 128 + the signal's number
+# (as a shell reports a process its signal ended) and "interrupted" in its output, its own message, not the
+# signal's default action.
 expect_interrupted() {
   local name=$1 sig=$2 ready=$3 i; shift 3
   "$@" >"$T/out" 2>"$T/err" &
   local pid=$!
   for ((i = 0; i < 600; i++)); do eval "$ready" && break; kill -0 $pid 2>/dev/null || break; sleep 0.1; done
   kill -s "$sig" $pid 2>/dev/null
+  local t0=$SECONDS
   for ((i = 0; i < 300; i++)); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
   if kill -0 $pid 2>/dev/null; then
     kill -KILL $pid; wait $pid; fail "$name" "still running 30 s after SIG$sig"; return
@@ -604,7 +606,9 @@ expect_interrupted() {
   wait $pid
   RC=$?
   local want=$((128 + $(kill -l "$sig")))
-  if [ $RC -ne $want ]; then fail "$name" "exit $RC, expected $want"
+  if [ -n "${WITHIN:-}" ] && [ $((SECONDS - t0)) -gt "$WITHIN" ]; then
+    fail "$name" "ended $((SECONDS - t0)) s after SIG$sig, more than $WITHIN s"
+  elif [ $RC -ne $want ]; then fail "$name" "exit $RC, expected $want"
   elif ! grep -q 'interrupted' "$T/err" "$T/out"; then
     fail "$name" "no 'interrupted' in its output (the signal's default action?)"
   else pass "$name"; fi
@@ -705,6 +709,14 @@ expect_interrupted "run: SIGINT stops the generation" INT '[ "$(wc -w < "$T/out"
 cp "$T/out" run_int.out && cp "$T/err" run_int.err
 check "run: SIGINT keeps what was generated" [ "$(wc -w < run_int.out)" -gt 8 ]
 check "run: SIGINT's summary says why it stopped" grep -q 'stop: interrupted' run_int.err
+# A long prompt in one step (32,768 tokens: about half a minute of attention on 2 cores) stops within an op, not at
+# the step's end.
+$PY -c "open('long_prompt.txt', 'w').write(' a' * 32768)"
+WITHIN=5 expect_interrupted "run: SIGINT during a long prompt's step ends it within seconds" INT 'sleep 2' \
+  "$M" run -m longctx --backend cpu -f long_prompt.txt --ubatch-size 32768 -c 40000 -n 4
+save_err long_int.err
+check "run: a prompt cut short says so in the summary" grep -q 'prompt 32768 tokens, stopped after .*stop: interrupted' \
+  long_int.err
 expect_interrupted "run --json: SIGTERM still writes the JSON" TERM 'sleep 2' \
   "$M" run -m longctx --backend cpu --prompt-ids 1,2,3 -n 100000 -c 100000 --ignore-eos --temp 0 --json
 save run_int.json
