@@ -244,11 +244,13 @@ class CpuBackend final : public Backend {
   void attention(const Op& op, const StepInputs& in) {
     const int64_t T = in.tokens(), H = op.n, hd = op.k;
     const float scale = 1.0f / std::sqrt(float(hd));
-    // A long prompt's attention can take seconds: where the step can be cancelled, it runs in slabs of 64 tokens
-    // and is asked between them. Each (token, head) item is computed alone, so the slabs change no value.
-    const int64_t slab = in.cancelled ? 64 : T;
+    // In slabs of 64 tokens: a thread's share of a slab costs about what the others' do (over the whole step, the
+    // last tokens' rows, which see the most keys, would all fall to the last thread), and a long prompt's attention,
+    // which can take seconds, is asked between slabs whether its step is cancelled. Each (token, head) item is
+    // computed alone, so the slabs change no value.
+    const int64_t slab = 64;
     for (int64_t t0 = 0; t0 < T; t0 += slab) {
-      if (t0 > 0 && in.cancelled()) throw StepCancelled();
+      if (t0 > 0 && in.cancelled && in.cancelled()) throw StepCancelled();
       parallel_for((std::min(T, t0 + slab) - t0) * H,
                    [&](int64_t i0, int64_t i1) { attention_items(op, in, t0 * H + i0, t0 * H + i1, scale); });
     }
