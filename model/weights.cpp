@@ -73,6 +73,14 @@ Weights Weights::load(const std::string& dir, const Config& c) {
   } else if (has_table) {
     w.form = Form::Infer;
   } else if (has_experts) {
+    // The authors' MoE baseline (modeling_moe.py) names its experts and router as MoLE's training form does, but
+    // its experts take the hidden state (top-k routed), with no shared MLP and no expert_layernorm: no table can
+    // stand in for them.
+    if (!w.tensors.find("model.layers.0.mlp.up_proj.weight") &&
+        !w.tensors.find("model.layers.0.expert_layernorm.weight"))
+      throw Error(dir +
+                  ": a Mixture-of-Experts checkpoint (experts on the hidden state, no shared mlp.* and no "
+                  "expert_layernorm, as the MoLE authors' MoE baseline): mole runs MoLE and dense checkpoints only");
     w.form = Form::Train;
   } else {
     throw Error(dir + ": config.json says num_experts=" + std::to_string(E) +

@@ -109,6 +109,8 @@ elif op == 'nanrow':                                                # row args[1
     ts[args[0]] = (m, raw[:r * n] + b'\xff' * n + raw[(r + 1) * n:]); repack(p, ts)
 elif op == 'deep':                                                  # a header of 100,000 nested objects
     hb = b'{"a":' * 100000 + b'1' + b'}' * 100000; open(p, 'wb').write(struct.pack('<Q', len(hb)) + hb)
+elif op == 'moe':                                                   # the MoE baseline: no mlp.*, no expert_layernorm
+    repack(p, {k: v for k, v in ts.items() if '.mlp.' not in k and 'expert_layernorm' not in k})
 elif op == 'many':                                                  # 100,000 more valid F32 tensors of 1 value
     for i in range(100000): ts['extra.%d' % i] = ({'dtype': 'F32', 'shape': [1]}, bytes(4))
     repack(p, ts)
@@ -490,6 +492,9 @@ p = sys.argv[1]; t = open(p).read().rstrip()
 open(p, 'w').write(t[:-1] + ', "task_specific_params": ' + '[' * 100000 + ']' * 100000 + '}')
 PYEOF
 expect_fail "config.json nested 100,000 deep" 'deepcfg/config\.json.*128 levels' "$M" info -m deepcfg
+rm -rf moe && cp -r train moe && $PY "$T/st.py" moe moe/model.safetensors
+expect_fail "a Mixture-of-Experts checkpoint (the authors' MoE baseline) is named as such" \
+  'moe: a Mixture-of-Experts checkpoint .*mole runs MoLE and dense checkpoints only' "$M" info -m moe
 mkst deepst deep
 expect_fail "safetensors header nested 100,000 deep" 'deepst/model\.safetensors.*128 levels' "$M" info -m deepst
 rm -rf deepidx && cp -r infer deepidx && mv deepidx/model.safetensors deepidx/model-1.safetensors && deep weight_map \
