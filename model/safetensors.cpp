@@ -470,7 +470,18 @@ TensorSet TensorSet::open_dir(const std::string& dir) {
   }
   std::string expected = std::string("expected ") + kSingleName + ", or " + kIndexName +
                          " with its shards, or a single *.safetensors file";
-  if (candidates.empty()) throw Error(dir + ": no safetensors checkpoint found; " + expected);
+  if (candidates.empty()) {
+    // PyTorch's own format is a pickle, which can run code when read: mole reads safetensors only, and says how to
+    // get them.
+    for (const char* pickle : {"pytorch_model.bin", "pytorch_model.bin.index.json"}) {
+      if (is_file(root / pickle)) {
+        throw Error(dir + ": no safetensors checkpoint found, only PyTorch's " + pickle +
+                    ", which mole does not read (a pickle can run code); save the model again with safetensors, "
+                    "e.g. model.save_pretrained(DIR, safe_serialization=True) in transformers");
+      }
+    }
+    throw Error(dir + ": no safetensors checkpoint found; " + expected);
+  }
   std::string list;
   for (const auto& c : candidates) list += (list.empty() ? "" : ", ") + c;
   throw Error(dir + ": found " + std::to_string(candidates.size()) + " *.safetensors files (" + list + ") but no " +

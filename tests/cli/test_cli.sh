@@ -492,6 +492,10 @@ p = sys.argv[1]; t = open(p).read().rstrip()
 open(p, 'w').write(t[:-1] + ', "task_specific_params": ' + '[' * 100000 + ']' * 100000 + '}')
 PYEOF
 expect_fail "config.json nested 100,000 deep" 'deepcfg/config\.json.*128 levels' "$M" info -m deepcfg
+rm -rf ptbin && mkdir ptbin && cp infer/config.json ptbin/ && printf 'not read' > ptbin/pytorch_model.bin
+expect_fail "a checkpoint in PyTorch's pickle format only: says mole reads safetensors and how to get them" \
+  "ptbin: no safetensors checkpoint found, only PyTorch's pytorch_model.bin.*safe_serialization=True" \
+  "$M" info -m ptbin
 rm -rf moe && cp -r train moe && $PY "$T/st.py" moe moe/model.safetensors
 expect_fail "a Mixture-of-Experts checkpoint (the authors' MoE baseline) is named as such" \
   'moe: a Mixture-of-Experts checkpoint .*mole runs MoLE and dense checkpoints only' "$M" info -m moe
