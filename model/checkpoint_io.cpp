@@ -73,7 +73,17 @@ void write_json(const std::string& path, const nlohmann::json& j) {
 void copy_file(const fs::path& from, const std::string& to) {
   std::error_code ec;
   fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
-  if (ec) throw Error(to + ": cannot copy from " + from.string() + " (" + ec.message() + ")");
+  if (!ec) return;
+  // A full disk can come back as an I/O error from the kernel's copy: say what the space is.
+  std::error_code ec2;
+  const uintmax_t size = fs::file_size(from, ec2);
+  const fs::space_info space = fs::space(fs::path(to).parent_path(), ec2);
+  if (!ec2 && space.available < size) {
+    throw Error(to + ": cannot copy from " + from.string() + " (" + ec.message() + "): the disk has " +
+                human_bytes(double(space.available)) + " free, the file is " + human_bytes(double(size)) +
+                "; free space or write to another disk");
+  }
+  throw Error(to + ": cannot copy from " + from.string() + " (" + ec.message() + ")");
 }
 
 bool is_training_only(const std::string& name) {
@@ -107,6 +117,18 @@ void convert_checkpoint(const std::string& in_dir, const std::string& out_dir, c
   if (w.form == Form::Infer) throw Error(in_dir + ": already in inference form (has model.moe_table.weight)");
   if (w.form == Form::Dense) throw Error(in_dir + ": a dense checkpoint has no experts to reparameterize");
   PartialDir out(out_dir);
+  // The small files first, then the table's file, whose whole size the writer reserves: a disk that cannot hold the
+  // output fails here, before the experts are evaluated, not minutes later.
+  write_json(out.path("config.json"), cfg.raw);
+  std::error_code ec;
+  for (fs::directory_iterator it(in_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (name == "config.json" || name.ends_with(".safetensors") || name == "model.safetensors.index.json" ||
+        name.ends_with(".bin") || name.ends_with(".pt") || path_kind(it->path().string()) != PathKind::File)
+      continue;
+    copy_file(it->path(), out.path(name));  // tokenizer files, generation_config.json, README, ...
+  }
+  if (ec) throw Error(in_dir + ": cannot list directory: " + ec.message());
 
   std::vector<SafetensorsWriter::Entry> entries;
   for (const std::string& name : w.tensors.names()) {
@@ -141,16 +163,6 @@ void convert_checkpoint(const std::string& in_dir, const std::string& out_dir, c
   writer.finish();
   bar.finish();
 
-  write_json(out.path("config.json"), cfg.raw);
-  std::error_code ec;
-  for (fs::directory_iterator it(in_dir, ec), end; !ec && it != end; it.increment(ec)) {
-    std::string name = it->path().filename().string();
-    if (name == "config.json" || name.ends_with(".safetensors") || name == "model.safetensors.index.json" ||
-        name.ends_with(".bin") || name.ends_with(".pt") || path_kind(it->path().string()) != PathKind::File)
-      continue;
-    copy_file(it->path(), out.path(name));  // tokenizer files, generation_config.json, README, ...
-  }
-  if (ec) throw Error(in_dir + ": cannot list directory: " + ec.message());
   out.finish();
 }
 
@@ -218,6 +230,11 @@ void synth_checkpoint(const std::string& out_dir, const SynthOptions& opt) {
     throw Error("--preset " + opt.preset + " is dense: use --form dense, or a mole-* preset");
   const fs::path tokenizer_dir = fs::path(data_dir()) / "gpt-neox-tokenizer";  // before writing anything
   PartialDir out(out_dir);
+
+  // The small files first, then the weights' file, whose whole size the writer reserves (as convert does).
+  write_json(out.path("config.json"), cj);
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"})
+    copy_file(tokenizer_dir / f, out.path(f));
 
   const int64_t V = c.vocab_size, D = c.hidden_size, F = c.intermediate_size, E = c.num_experts;
   const int64_t qd = int64_t(c.num_heads) * c.head_dim, kvd = int64_t(c.num_kv_heads) * c.head_dim;
@@ -288,10 +305,6 @@ void synth_checkpoint(const std::string& out_dir, const SynthOptions& opt) {
   if (opt.form == Form::Infer) emit("model.moe_table.weight", V, row, opt.table_dtype, 0.5f, 0.0f);
   writer.finish();
   bar.finish();
-
-  write_json(out.path("config.json"), cj);
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"})
-    copy_file(tokenizer_dir / f, out.path(f));
   out.finish();
 }
 
