@@ -332,6 +332,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 4096));
   c_parity->add_flag("--json", pa.json, "JSON output");
 
+  if (argc == 1) {  // `mole` alone: what it can do, as `git` alone shows, rather than "a subcommand is required"
+    std::fputs(app.help().c_str(), stderr);
+    return 2;
+  }
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
     for (const auto* sub : app.get_subcommands({})) known = known || sub->get_name() == argv[1];

@@ -229,6 +229,8 @@ assert a.shape == b.shape == (5, $V) and np.allclose(a, b, rtol=1e-6, atol=1e-6 
 
 # ---- bad input: command line -----------------------------------------------------------------------------------
 RC_IS=2 expect_fail "unknown subcommand" 'bogus' "$M" bogus
+RC_IS=2 NOSTDOUT=1 expect_fail "mole alone lists the subcommands on stderr" 'Subcommands:.*' "$M"
+check "mole alone: every subcommand is listed" bash -c "'$M' 2>&1 | grep -c -E '^  (run|logits|tokenize|detokenize|convert|info|synth|devices|bench|parity) ' | grep -qx 10"
 RC_IS=2 expect_fail "unknown flag" '--bogus' "$M" run --bogus
 RC_IS=2 expect_fail "-n abc" '(-n|n-predict).*abc' "$M" run -m infer --prompt-ids 1 -n abc -q
 expect_fail "--lut bogus" 'lut.*bogus|bogus.*lut' "$M" run -m infer --prompt-ids 1 --lut bogus -q
