@@ -37,7 +37,7 @@ struct RunArgs {
 
 int cmd_run(RunArgs& a) {
   if (a.prompt.empty() + a.prompt_file.empty() + a.prompt_ids.empty() != 2)
-    throw Error("give exactly one of -p TEXT, -f FILE or --prompt-ids 1,2,3");
+    throw Error("give exactly one of -p TEXT, -f FILE (-f - reads standard input) or --prompt-ids 1,2,3");
   if (!a.prompt_file.empty()) a.prompt = read_file_arg(a.prompt_file, "-f");
   // The trace file: a path that cannot be written fails before the model loads; the file itself is opened (and an
   // existing one emptied) only once the run has passed its checks, so a run that fails leaves it as it was.
@@ -205,7 +205,8 @@ int main(int argc, char** argv) {
   auto* c_run = app.add_subcommand("run", "Generate text from a prompt");
   add_run_flags(*c_run, run.f);
   c_run->add_option("-p,--prompt", run.prompt, "Prompt text (UTF-8)")->check(non_empty("the prompt's text"));
-  c_run->add_option("-f,--file", run.prompt_file, "Read the prompt from a file")->check(non_empty("a file"));
+  c_run->add_option("-f,--file", run.prompt_file, "Read the prompt from a file (- for standard input)")
+      ->check(non_empty("a file"));
   c_run->add_option("--prompt-ids", run.prompt_ids, "Prompt as token ids, e.g. 1,2,3 (no tokenizer needed)")
       ->check(non_empty("token ids"));
   c_run->add_option("-n,--n-predict", run.n_predict, "Tokens to generate; -1 = until EOS or the context is full")
@@ -236,7 +237,7 @@ int main(int argc, char** argv) {
   c_tok->add_option("-m,--model", tk.model, "Model directory holding tokenizer.json");
   c_tok->add_option("--tokenizer", tk.tokenizer, "A tokenizer.json file");
   c_tok->add_option("--text", tk.text, "Text to encode")->each([&tk](const std::string&) { tk.text_given = true; });
-  c_tok->add_option("--file", tk.file, "File whose contents to encode");
+  c_tok->add_option("--file", tk.file, "File whose contents to encode (- for standard input)");
   c_tok->add_flag("--json", tk.json, "Print {\"ids\": [...], \"tokens\": [...]}");
   TokenizeArgs dt;
   auto* c_detok = app.add_subcommand("detokenize", "Token ids to text");

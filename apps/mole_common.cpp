@@ -65,6 +65,7 @@ void add_run_flags(CLI::App& cmd, RunFlags& f) {
 
 std::string read_file_arg(const std::string& path, const std::string& flag) {
   try {
+    if (path == "-") return read_file("/dev/stdin", "standard input", true);  // the usual name for it
     return read_file(path, "a text file", true);
   } catch (const Error& e) {
     throw Error(flag + " " + e.what());

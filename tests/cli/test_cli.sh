@@ -743,6 +743,9 @@ save run_int.json
 check "run --json: the interrupted run's JSON is whole" pyjson run_int.json "j['stop_reason'] == 'interrupted'"
 expect_interrupted "run: SIGHUP (a closed terminal) stops the generation too" HUP 'sleep 2' \
   "$M" run -m longctx --backend cpu --prompt-ids 1,2,3 -n 100000 -c 100000 --ignore-eos --temp 0
+# -f - is standard input, as in most tools.
+expect_ok "run -f - reads the prompt from standard input" bash -c "printf 'a b' | '$M' run -m infer --backend cpu -f - -n 2 --temp 0 --json -q"
+check "run -f -: the prompt is what came in" pyjson "$T/out" 'j["prompt_ids"] == [66, 270]'
 # -f a FIFO nobody writes to: mole waits for a writer, and one SIGTERM ends the wait (a blocking open or read would
 # restart after the signal and wait on).
 mkfifo prompt_fifo
