@@ -1,7 +1,9 @@
 // Float32 loops for the CPU reference backend and for computing the lookup table on the CPU.
 #include "model/cpu_ops.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "model/parallel.h"
@@ -29,17 +31,129 @@ void rmsnorm(const float* x, const TensorView& w, float eps, int64_t T, int64_t 
   }
 }
 
+namespace {
+
+// Eight float32 lanes: the dot product's eight accumulators (dot() above), one vector register with AVX. Only
+// ever inside one function (the helpers are always inlined), so no call passes one: GCC's note that passing it
+// would differ between AVX and baseline builds does not apply.
+typedef float v8 __attribute__((vector_size(32)));
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+__attribute__((always_inline)) inline v8 load8(const float* p) {
+  v8 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// y[c][r] = dot(x[c], w[r]) for R weight rows and C rows of x, over K, with the same per-lane sums, combination and
+// tail as dot(), so each value is dot()'s bit for bit; but each weight and x vector loaded serves C or R products.
+// always_inline: compiled once per caller below, for that caller's instruction set.
+template <int R, int C>
+__attribute__((always_inline)) inline void dot_tile(const float* x, const float* const* w, int64_t K, float* y) {
+  v8 acc[R][C] = {};
+  int64_t i = 0;
+  for (; i + 8 <= K; i += 8) {
+    v8 wv[R];
+    for (int r = 0; r < R; r++) wv[r] = load8(w[r] + i);
+    for (int c = 0; c < C; c++) {
+      const v8 xv = load8(x + c * K + i);
+      for (int r = 0; r < R; r++) acc[r][c] += xv * wv[r];
+    }
+  }
+  for (int r = 0; r < R; r++) {
+    for (int c = 0; c < C; c++) {
+      const v8& a = acc[r][c];
+      float s = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+      for (int64_t j = i; j < K; j++) s += x[c * K + j] * w[r][j];
+      y[c * R + r] = s;
+    }
+  }
+}
+
+// The products of rows (already float32) w[0..rows) with all T rows of x, into out[t * rows + r]: 4 x 2 tiles,
+// narrower at the edges.
+__attribute__((always_inline)) inline void dot_rows(const float* x, const float* const* w, int rows, int64_t T,
+                                                    int64_t K, float* out) {
+  float tile[8];
+  for (int64_t t = 0; t < T; t += 2) {
+    const bool two = t + 1 < T;
+    switch (rows * 2 + (two ? 1 : 0)) {
+      case 9:
+        dot_tile<4, 2>(x + t * K, w, K, tile);
+        break;
+      case 8:
+        dot_tile<4, 1>(x + t * K, w, K, tile);
+        break;
+      case 7:
+        dot_tile<3, 2>(x + t * K, w, K, tile);
+        break;
+      case 6:
+        dot_tile<3, 1>(x + t * K, w, K, tile);
+        break;
+      case 5:
+        dot_tile<2, 2>(x + t * K, w, K, tile);
+        break;
+      case 4:
+        dot_tile<2, 1>(x + t * K, w, K, tile);
+        break;
+      case 3:
+        dot_tile<1, 2>(x + t * K, w, K, tile);
+        break;
+      default:
+        dot_tile<1, 1>(x + t * K, w, K, tile);
+        break;
+    }
+    for (int c = 0; c < (two ? 2 : 1); c++)
+      for (int r = 0; r < rows; r++) out[(t + c) * rows + r] = tile[c * rows + r];
+  }
+}
+
+// AVX2 (no FMA: a fused multiply-add would round differently from dot()) where the CPU has it, else the baseline.
+void dot_rows_baseline(const float* x, const float* const* w, int rows, int64_t T, int64_t K, float* out) {
+  dot_rows(x, w, rows, T, K, out);
+}
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2"))) void dot_rows_avx2(const float* x, const float* const* w, int rows, int64_t T,
+                                                   int64_t K, float* out) {
+  dot_rows(x, w, rows, T, K, out);
+}
+const bool g_has_avx2 = __builtin_cpu_supports("avx2");
+#else
+void dot_rows_avx2(const float* x, const float* const* w, int rows, int64_t T, int64_t K, float* out) {
+  dot_rows(x, w, rows, T, K, out);  // never called: no AVX2 off x86
+}
+const bool g_has_avx2 = false;
+#endif
+bool g_avx2 = g_has_avx2;
+
+}  // namespace
+
+bool use_avx2(bool on) {
+  g_avx2 = on && g_has_avx2;
+  return g_avx2;
+}
+
 void matmul(const float* x, const TensorView& w, int64_t T, int64_t K, int64_t N, float* y, bool accumulate) {
-  // Parallel over output columns: each thread converts its weight rows once and reuses them for all T rows of x.
+  // Parallel over output columns: each thread converts its weight rows once, four at a time, and runs them against
+  // all T rows of x in tiles of four weight rows by two rows of x.
   parallel_for(
       N,
       [&](int64_t n0, int64_t n1) {
-        std::vector<float> row(K);
-        for (int64_t n = n0; n < n1; n++) {
-          w.to_f32(n * K, K, row.data());
+        std::vector<float> rows(size_t(4 * K)), out(size_t(4 * T));
+        const float* wr[4] = {rows.data(), rows.data() + K, rows.data() + 2 * K, rows.data() + 3 * K};
+        for (int64_t n = n0; n < n1; n += 4) {
+          const int count = int(std::min<int64_t>(4, n1 - n));
+          for (int r = 0; r < count; r++) w.to_f32((n + r) * K, K, rows.data() + r * K);
+          if (g_avx2)
+            dot_rows_avx2(x, wr, count, T, K, out.data());
+          else
+            dot_rows_baseline(x, wr, count, T, K, out.data());
           for (int64_t t = 0; t < T; t++) {
-            float v = dot(x + t * K, row.data(), K);
-            y[t * N + n] = accumulate ? y[t * N + n] + v : v;
+            for (int r = 0; r < count; r++) {
+              const float v = out[size_t(t * count + r)];
+              float& dst = y[t * N + n + r];
+              dst = accumulate ? dst + v : v;
+            }
           }
         }
       },
