@@ -10,16 +10,6 @@
 
 namespace mole::cpu {
 
-float dot(const float* a, const float* b, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
-  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; i < n; i++) s += a[i] * b[i];
-  return s;
-}
-
 void rmsnorm(const float* x, const TensorView& w, float eps, int64_t T, int64_t D, float* y) {
   std::vector<float> wf(D);
   w.to_f32(0, D, wf.data());
@@ -33,7 +23,7 @@ void rmsnorm(const float* x, const TensorView& w, float eps, int64_t T, int64_t 
 
 namespace {
 
-// Eight float32 lanes: the dot product's eight accumulators (dot() above), one vector register with AVX. Only
+// Eight float32 lanes: the dot product's eight accumulators (dot() in cpu_ops.h), one vector register with AVX. Only
 // ever inside one function (the helpers are always inlined), so no call passes one: GCC's note that passing it
 // would differ between AVX and baseline builds does not apply.
 typedef float v8 __attribute__((vector_size(32)));
@@ -130,6 +120,9 @@ bool g_avx2 = g_has_avx2;
 
 bool use_avx2(bool on) {
   g_avx2 = on && g_has_avx2;
+  return g_avx2;
+}
+bool avx2() {
   return g_avx2;
 }
 

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include "model/cpu_backend.h"
+#include "model/cpu_ops.h"
 #include "model/error.h"
 #include "model/forward.h"
 #include "model/parallel.h"
@@ -81,6 +82,25 @@ TEST_CASE("a cancelled step stops within an op and leaves the sequences as they 
   REQUIRE(rest.size() == kIds.size() - 2);
   for (size_t t = 2; t < kIds.size(); t++) CHECK(rel_l2(rest[t - 2], full[t]) < 1e-6);
   CHECK(e.length(0) == int(kIds.size()));
+}
+
+TEST_CASE("the CPU backend's logits are the same bit for bit with and without AVX2") {
+  test::TempDir tmp;
+  Loaded m(test::synth(tmp, "m", Form::Infer, {{"num_key_value_heads", 2}}));  // GQA, as the attention's groups
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 150; i++) ids.push_back((kIds[size_t(i) % kIds.size()] + i) % 384);  // three attention slabs
+  if (!cpu::use_avx2(true)) {
+    MESSAGE("skipped: this CPU has no AVX2, so there is one path only");
+    return;
+  }
+  const auto wide = m.logits(ids);
+  cpu::use_avx2(false);
+  const auto baseline = m.logits(ids);
+  cpu::use_avx2(true);
+  REQUIRE(wide.size() == baseline.size());
+  int differ = 0;
+  for (size_t t = 0; t < wide.size(); t++) differ += wide[t] != baseline[t];
+  CHECK(differ == 0);
 }
 
 TEST_CASE("a batch of sequences of different lengths equals each sequence alone") {
