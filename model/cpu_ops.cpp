@@ -60,6 +60,16 @@ __attribute__((always_inline)) inline void dot_tile(const float* x, const float*
   }
 }
 
+// One tile of R weight rows by two rows of x, or one where `two` is false (x's last row).
+template <int R>
+__attribute__((always_inline)) inline void dot_tile_rows(const float* x, const float* const* w, int64_t K, bool two,
+                                                         float* tile) {
+  if (two)
+    dot_tile<R, 2>(x, w, K, tile);
+  else
+    dot_tile<R, 1>(x, w, K, tile);
+}
+
 // The products of rows (already float32) w[0..rows) with all T rows of x, into out[t * rows + r]: 4 x 2 tiles,
 // narrower at the edges.
 __attribute__((always_inline)) inline void dot_rows(const float* x, const float* const* w, int rows, int64_t T,
@@ -67,32 +77,11 @@ __attribute__((always_inline)) inline void dot_rows(const float* x, const float*
   float tile[8];
   for (int64_t t = 0; t < T; t += 2) {
     const bool two = t + 1 < T;
-    switch (rows * 2 + (two ? 1 : 0)) {
-      case 9:
-        dot_tile<4, 2>(x + t * K, w, K, tile);
-        break;
-      case 8:
-        dot_tile<4, 1>(x + t * K, w, K, tile);
-        break;
-      case 7:
-        dot_tile<3, 2>(x + t * K, w, K, tile);
-        break;
-      case 6:
-        dot_tile<3, 1>(x + t * K, w, K, tile);
-        break;
-      case 5:
-        dot_tile<2, 2>(x + t * K, w, K, tile);
-        break;
-      case 4:
-        dot_tile<2, 1>(x + t * K, w, K, tile);
-        break;
-      case 3:
-        dot_tile<1, 2>(x + t * K, w, K, tile);
-        break;
-      default:
-        dot_tile<1, 1>(x + t * K, w, K, tile);
-        break;
-    }
+    const float* xt = x + t * K;
+    if (rows == 4) dot_tile_rows<4>(xt, w, K, two, tile);
+    if (rows == 3) dot_tile_rows<3>(xt, w, K, two, tile);
+    if (rows == 2) dot_tile_rows<2>(xt, w, K, two, tile);
+    if (rows == 1) dot_tile_rows<1>(xt, w, K, two, tile);
     for (int c = 0; c < (two ? 2 : 1); c++)
       for (int r = 0; r < rows; r++) out[(t + c) * rows + r] = tile[c * rows + r];
   }
