@@ -109,7 +109,6 @@ int cmd_run(RunArgs& a) {
     }
     if (interrupted()) stop.request_stop();
   };
-  go.cancelled = [] { return interrupted(); };  // also asked between tokens, as the stop token is
   GenerateResult r = session.generate(ids, go, on_token, stop.get_token());
   if (interrupted()) r.stop_reason = "interrupted";
   print(r.tail);

@@ -81,8 +81,9 @@ int cmd_bench(BenchArgs& a) {
   // The KV cache holds the prompt and the decode steps, within the model's positions; -c only ever raises that. What
   // was asked for and cannot be had is said, not changed silently (the table's rows say what ran).
   const int64_t wanted = int64_t(a.prompt_tokens) + a.n_predict;
-  const int context = int(std::max<int64_t>(a.f.ctx_size, std::min<int64_t>(m->cfg.max_position_embeddings, wanted)));
-  if (a.f.ctx_size > 0 && a.f.ctx_size < std::min<int64_t>(m->cfg.max_position_embeddings, wanted)) {
+  const int64_t fits = std::min<int64_t>(m->cfg.max_position_embeddings, wanted);
+  const int context = int(std::max<int64_t>(a.f.ctx_size, fits));
+  if (a.f.ctx_size > 0 && a.f.ctx_size < fits) {
     print_notice("bench: -c " + std::to_string(a.f.ctx_size) +
                  " is less than --prompt-tokens plus -n; the context is " + std::to_string(context));
   }

@@ -166,6 +166,7 @@ LoadOptions load_options(const RunFlags& f, bool need_tokenizer, bool make_engin
   o.lut_dtype = parse_dtype_flag(f.lut_dtype, "--lut-dtype");
   o.need_tokenizer = need_tokenizer;
   o.make_engine = make_engine;
+  o.cancel = [] { return interrupted(); };  // Ctrl-C ends a long step (a long prompt on the CPU) within an op
   o.engine.max_batch = f.batch;
   o.engine.max_context = f.ctx_size;
   o.engine.max_step_tokens = f.ubatch;
@@ -176,10 +177,7 @@ LoadOptions load_options(const RunFlags& f, bool need_tokenizer, bool make_engin
 }
 
 std::unique_ptr<LoadedModel> load_model(const RunFlags& f, bool need_tokenizer, bool make_engine) {
-  std::unique_ptr<LoadedModel> m = mole::load_model(load_options(f, need_tokenizer, make_engine));
-  // Ctrl-C ends a long step (a long prompt on the CPU) within one op, not only between steps.
-  if (m->engine) m->engine->set_cancel([] { return interrupted(); });
-  return m;
+  return mole::load_model(load_options(f, need_tokenizer, make_engine));
 }
 
 void print_profile(const StepProfile& p, const std::string& backend) {

@@ -98,27 +98,20 @@ class CpuBackend final : public Backend {
 
   void run_step(const StepGraph& g, const StepInputs& in) override {
     check_step_slots(g, in);
-    if (!profiling_) {
-      for (const Op& op : g.ops) {
-        if (in.cancelled && in.cancelled()) throw StepCancelled();
-        run_op(op, in);
-        if (perturb_ == op.kind) perturb(op, in);
-      }
-      return;
-    }
-    if (prof_.ops.size() != g.ops.size()) prof_.ops.assign(g.ops.size(), {});
+    if (profiling_ && prof_.ops.size() != g.ops.size()) prof_.ops.assign(g.ops.size(), {});
     for (size_t i = 0; i < g.ops.size(); i++) {
       if (in.cancelled && in.cancelled()) throw StepCancelled();
-      auto t0 = std::chrono::steady_clock::now();
+      const auto t0 = std::chrono::steady_clock::now();
       run_op(g.ops[i], in);
       if (perturb_ == g.ops[i].kind) perturb(g.ops[i], in);
+      if (!profiling_) continue;
       OpProfile& p = prof_.ops[i];
       p.kind = g.ops[i].kind;
       p.calls++;
       p.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       p.bytes += op_bytes(g.ops[i], in, weight_elem_bytes(g.ops[i]), lut_ ? dtype_size(lut_->dtype()) : 0);
     }
-    prof_.steps++;
+    if (profiling_) prof_.steps++;
   }
 
   void set_profiling(bool on) override { profiling_ = on; }

@@ -74,6 +74,7 @@ std::unique_ptr<LoadedModel> load_model(const LoadOptions& o) {
     if (o.profile) m->backend->set_profiling(true);
     m->profiling = o.profile;
     m->engine = std::make_unique<Engine>(m->cfg, m->weights, m->table(), *m->backend, eo);
+    m->engine->set_cancel(o.cancel);
   }
   m->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return m;
@@ -275,16 +276,14 @@ GenerateResult Session::generate(const std::vector<int32_t>& prompt, const Gener
     return res;
   }
   engine.reset(0);
-  // The stop token (and the caller's own check, which may read a signal's flag) is asked between the ops of a long
-  // step too, not only between tokens: a long prompt on the CPU stops within an op, its step void.
+  // The stop token is asked between the ops of a long step too, not only between tokens (with the engine's own
+  // check, which may read a signal's flag): a long prompt on the CPU stops within an op, its step void.
   struct RestoreCancel {
     Engine& engine;
     std::function<bool()> before;
     ~RestoreCancel() { engine.set_cancel(before); }
   } restore_cancel{engine, engine.cancel()};
-  engine.set_cancel([&stop, &opt, before = restore_cancel.before] {
-    return stop.stop_requested() || (opt.cancelled && opt.cancelled()) || (before && before());
-  });
+  engine.set_cancel([&stop, before = restore_cancel.before] { return stop.stop_requested() || (before && before()); });
   Sampler sampler(opt.sampling);
   std::vector<int32_t> history = prompt;
   std::optional<Tokenizer::StreamDecoder> decoder;
@@ -364,7 +363,7 @@ GenerateResult Session::generate(const std::vector<int32_t>& prompt, const Gener
       res.stop_reason = "context";
       break;
     }
-    if (stop.stop_requested() || (opt.cancelled && opt.cancelled())) {
+    if (stop.stop_requested()) {
       res.stop_reason = "cancelled";
       break;
     }

@@ -45,6 +45,9 @@ struct LoadOptions {
   bool profile = false;             // per-op profiling from the start (the session's per-phase times need it)
   // One-line notices for the user (what --lut auto chose and why); none: silent.
   std::function<void(const std::string&)> notice;
+  // The engine's cancel check (Engine::set_cancel): asked between the pieces and ops of a long step, so a flag a
+  // signal handler sets (Ctrl-C) ends it within an op; none: never (a Session still asks its stop token).
+  std::function<bool()> cancel;
   uint64_t host_memory_available = 0;  // bytes of host memory free for the table; 0: MemAvailable (/proc/meminfo)
 };
 
@@ -121,10 +124,6 @@ struct GenerateOptions {
   // Called once the prompt has run, before the first token is handed on: a caller prints the prompt here, so a run
   // that fails on its prompt (too long, an id the model lacks, a device error) has printed nothing.
   std::function<void()> on_prefilled;
-  // Asked, as the stop token is, between tokens and between the ops of a long step (a long prompt on the CPU):
-  // true stops the generation with stop_reason "cancelled", keeping the tokens already handed on. For a flag a
-  // signal handler sets (a stop token cannot be asked to stop from one).
-  std::function<bool()> cancelled;
 };
 
 // Time of one step, split by phase. Device times come from the backend's profile (LoadOptions::profile; zero

@@ -256,8 +256,8 @@ TEST_CASE("session: a stop asked during the prompt ends its step within an op") 
   g.sampling.temperature = 0;
   bool prefilled = false;
   g.on_prefilled = [&] { prefilled = true; };
-  int asked = 0;
-  g.cancelled = [&] { return ++asked == 4; };  // before the prompt's step, then before its ops: its third op
+  int asked = 0;  // the engine's own check, as the CLI sets one to the signal flag
+  s.model().engine->set_cancel([&] { return ++asked == 4; });  // before the prompt's step, then its ops: the third
   int events = 0;
   GenerateResult r = s.generate(kPrompt, g, [&](const TokenEvent&) { events++; });
   CHECK(r.stop_reason == "cancelled");
@@ -269,7 +269,7 @@ TEST_CASE("session: a stop asked during the prompt ends its step within an op") 
   CHECK(r.tokens.empty());
 
   // The next generation gives what a fresh session gives.
-  g.cancelled = nullptr;
+  s.model().engine->set_cancel(nullptr);
   const GenerateResult again = s.generate(kPrompt, g, nullptr);
   const GenerateResult fresh = Session(cpu_options(dir)).generate(kPrompt, g, nullptr);
   CHECK(again.prefilled);
