@@ -1,11 +1,14 @@
 // Float32 loops for the CPU reference backend and for computing the lookup table on the CPU.
 #include "model/cpu_ops.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
 
+#include "model/half.h"
 #include "model/parallel.h"
 
 namespace mole::cpu {
@@ -23,84 +26,27 @@ void rmsnorm(const float* x, const TensorView& w, float eps, int64_t T, int64_t 
 
 namespace {
 
-// Eight float32 lanes: the dot product's eight accumulators (dot() in cpu_ops.h), one vector register with AVX. Only
-// ever inside one function (the helpers are always inlined), so no call passes one: GCC's note that passing it
-// would differ between AVX and baseline builds does not apply.
-typedef float v8 __attribute__((vector_size(32)));
+// The tile kernels, compiled for the baseline instruction set and, on x86, for AVX2 with F16C (every AVX2 CPU has
+// F16C; no FMA: a fused multiply-add would round differently from dot()). Their helpers are always inlined, so no
+// call passes a vector: GCC's note that passing one would differ between AVX and baseline builds does not apply.
 #pragma GCC diagnostic ignored "-Wpsabi"
-
-__attribute__((always_inline)) inline v8 load8(const float* p) {
-  v8 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-// y[c][r] = dot(x[c], w[r]) for R weight rows and C rows of x, over K, with the same per-lane sums, combination and
-// tail as dot(), so each value is dot()'s bit for bit; but each weight and x vector loaded serves C or R products.
-// always_inline: compiled once per caller below, for that caller's instruction set.
-template <int R, int C>
-__attribute__((always_inline)) inline void dot_tile(const float* x, const float* const* w, int64_t K, float* y) {
-  v8 acc[R][C] = {};
-  int64_t i = 0;
-  for (; i + 8 <= K; i += 8) {
-    v8 wv[R];
-    for (int r = 0; r < R; r++) wv[r] = load8(w[r] + i);
-    for (int c = 0; c < C; c++) {
-      const v8 xv = load8(x + c * K + i);
-      for (int r = 0; r < R; r++) acc[r][c] += xv * wv[r];
-    }
-  }
-  for (int r = 0; r < R; r++) {
-    for (int c = 0; c < C; c++) {
-      const v8& a = acc[r][c];
-      float s = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-      for (int64_t j = i; j < K; j++) s += x[c * K + j] * w[r][j];
-      y[c * R + r] = s;
-    }
-  }
-}
-
-// One tile of R weight rows by two rows of x, or one where `two` is false (x's last row).
-template <int R>
-__attribute__((always_inline)) inline void dot_tile_rows(const float* x, const float* const* w, int64_t K, bool two,
-                                                         float* tile) {
-  if (two)
-    dot_tile<R, 2>(x, w, K, tile);
-  else
-    dot_tile<R, 1>(x, w, K, tile);
-}
-
-// The products of rows (already float32) w[0..rows) with all T rows of x, into out[t * rows + r]: 4 x 2 tiles,
-// narrower at the edges.
-__attribute__((always_inline)) inline void dot_rows(const float* x, const float* const* w, int rows, int64_t T,
-                                                    int64_t K, float* out) {
-  float tile[8];
-  for (int64_t t = 0; t < T; t += 2) {
-    const bool two = t + 1 < T;
-    const float* xt = x + t * K;
-    if (rows == 4) dot_tile_rows<4>(xt, w, K, two, tile);
-    if (rows == 3) dot_tile_rows<3>(xt, w, K, two, tile);
-    if (rows == 2) dot_tile_rows<2>(xt, w, K, two, tile);
-    if (rows == 1) dot_tile_rows<1>(xt, w, K, two, tile);
-    for (int c = 0; c < (two ? 2 : 1); c++)
-      for (int r = 0; r < rows; r++) out[(t + c) * rows + r] = tile[c * rows + r];
-  }
-}
-
-// AVX2 (no FMA: a fused multiply-add would round differently from dot()) where the CPU has it, else the baseline.
-void dot_rows_baseline(const float* x, const float* const* w, int rows, int64_t T, int64_t K, float* out) {
-  dot_rows(x, w, rows, T, K, out);
-}
+#define MOLE_TILES_AVX2 0
+namespace baseline {
+#include "model/cpu_tiles.inc"
+}  // namespace baseline
+#undef MOLE_TILES_AVX2
 #if defined(__x86_64__) || defined(__i386__)
-__attribute__((target("avx2"))) void dot_rows_avx2(const float* x, const float* const* w, int rows, int64_t T,
-                                                   int64_t K, float* out) {
-  dot_rows(x, w, rows, T, K, out);
-}
-const bool g_has_avx2 = __builtin_cpu_supports("avx2");
+#pragma GCC push_options
+#pragma GCC target("avx2,f16c")
+#define MOLE_TILES_AVX2 1
+namespace avx2 {
+#include "model/cpu_tiles.inc"
+}  // namespace avx2
+#undef MOLE_TILES_AVX2
+#pragma GCC pop_options
+const bool g_has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
 #else
-void dot_rows_avx2(const float* x, const float* const* w, int rows, int64_t T, int64_t K, float* out) {
-  dot_rows(x, w, rows, T, K, out);  // never called: no AVX2 off x86
-}
+namespace avx2 = baseline;  // never used: no AVX2 off x86
 const bool g_has_avx2 = false;
 #endif
 bool g_avx2 = g_has_avx2;
@@ -116,20 +62,29 @@ bool avx2() {
 }
 
 void matmul(const float* x, const TensorView& w, int64_t T, int64_t K, int64_t N, float* y, bool accumulate) {
-  // Parallel over output columns: each thread converts its weight rows once, four at a time, and runs them against
-  // all T rows of x in tiles of four weight rows by two rows of x.
+  // Parallel over output columns, four weight rows at a time, against all T rows of x in tiles of four weight rows by
+  // two rows of x. F32 weights, and any for at most two rows of x (decode), are read in place; otherwise each thread
+  // converts its four rows to float32 once, for all T rows of x.
+  const bool in_place = w.dtype == DType::F32 || T <= 2;
+  const size_t row_bytes = size_t(K) * dtype_size(w.dtype);
+  const auto dot_rows_in_place = g_avx2 ? avx2::dot_rows_in_place : baseline::dot_rows_in_place;
+  const auto row_to_f32 = g_avx2 ? avx2::row_to_f32 : baseline::row_to_f32;
+  const auto dot_rows_converted = g_avx2 ? avx2::dot_rows_converted : baseline::dot_rows_converted;
   parallel_for(
       N,
       [&](int64_t n0, int64_t n1) {
-        std::vector<float> rows(size_t(4 * K)), out(size_t(4 * T));
+        std::vector<float> rows(in_place ? 0 : size_t(4 * K)), out(size_t(4 * T));
         const float* wr[4] = {rows.data(), rows.data() + K, rows.data() + 2 * K, rows.data() + 3 * K};
         for (int64_t n = n0; n < n1; n += 4) {
           const int count = int(std::min<int64_t>(4, n1 - n));
-          for (int r = 0; r < count; r++) w.to_f32((n + r) * K, K, rows.data() + r * K);
-          if (g_avx2)
-            dot_rows_avx2(x, wr, count, T, K, out.data());
-          else
-            dot_rows_baseline(x, wr, count, T, K, out.data());
+          const uint8_t* wb[4];  // the rows' bytes (a short tile repeats its last row)
+          for (int r = 0; r < 4; r++) wb[r] = w.data + size_t(n + std::min(r, count - 1)) * row_bytes;
+          if (in_place) {
+            dot_rows_in_place(w.dtype, x, wb, 4 * row_bytes, count, T, K, out.data());
+          } else {
+            for (int r = 0; r < count; r++) row_to_f32(w.dtype, wb[r], K, rows.data() + r * K);
+            dot_rows_converted(x, wr, count, T, K, out.data());
+          }
           for (int64_t t = 0; t < T; t++) {
             for (int r = 0; r < count; r++) {
               const float v = out[size_t(t * count + r)];
