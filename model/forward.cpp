@@ -205,14 +205,14 @@ std::vector<std::vector<float>> Engine::step_rows(const std::vector<Chunk>& chun
   std::vector<std::vector<float>> out, router;
   std::vector<Chunk> pending;
   int pending_tokens = 0;
-  const std::vector<int> lengths_before = lengths_;  // what a cancelled step goes back to
+  const std::vector<int> lengths_before = lengths_;  // what a cancelled or failed step goes back to
   auto flush = [&] {
     if (pending.empty()) return;
     std::vector<std::vector<float>> rows;
     try {
       if (cancel_ && cancel_()) throw StepCancelled();
       rows = run_one(pending, all_logits, ids_only, router);
-    } catch (const StepCancelled&) {
+    } catch (...) {  // cancelled, or the backend failed (a GPU step that could not finish, say)
       lengths_ = lengths_before;  // the cache rows the pieces wrote are simply overwritten later
       throw;
     }

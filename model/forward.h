@@ -42,7 +42,8 @@ class Engine {
   };
   // Appends each chunk's tokens to its sequence and returns float32 logits rows of V values: for each chunk in
   // order, its last token's row, or every token's row if all_logits. Throws mole::Error for a token id outside the
-  // vocabulary, a slot outside [0, max_batch) or a sequence that would pass the context length.
+  // vocabulary, a slot outside [0, max_batch) or a sequence that would pass the context length. A step the backend
+  // fails to run (its error is rethrown) leaves every sequence as it was before the step, as a cancelled one does.
   std::vector<std::vector<float>> step(const std::vector<Chunk>& chunks, bool all_logits = false);
   // The same step, returning for each chunk only its last token's greedy next id (the logits' argmax, the lowest id
   // on ties, as mole::argmax), computed on the backend: a GPU backend then brings back R ids, not R*V logits. Logits

@@ -3,6 +3,9 @@
 // placements, and the errors a caller can provoke.
 #include <doctest/doctest.h>
 
+#include <memory>
+#include <utility>
+
 #include "model/cpu_backend.h"
 #include "model/cpu_ops.h"
 #include "model/error.h"
@@ -82,6 +85,49 @@ TEST_CASE("a cancelled step stops within an op and leaves the sequences as they 
   REQUIRE(rest.size() == kIds.size() - 2);
   for (size_t t = 2; t < kIds.size(); t++) CHECK(rel_l2(rest[t - 2], full[t]) < 1e-6);
   CHECK(e.length(0) == int(kIds.size()));
+}
+
+// The CPU backend, with a read_back that fails when armed: a step a GPU could not finish (its results void).
+class FailingBackend final : public Backend {
+ public:
+  std::unique_ptr<Backend> be = make_cpu_backend();
+  bool fail_next_read = false;
+  BackendInfo info() const override { return be->info(); }
+  BufferId upload_weight(const TensorView& t) override { return be->upload_weight(t); }
+  BufferId upload_stacked(const std::vector<const TensorView*>& p) override { return be->upload_stacked(p); }
+  BufferId alloc(size_t count, const char* what) override { return be->alloc(count, what); }
+  void write(BufferId b, size_t first, size_t count, const float* src) override { be->write(b, first, count, src); }
+  void set_lut(const LutStore& lut, LutPlacement p, int max_step_tokens) override {
+    be->set_lut(lut, p, max_step_tokens);
+  }
+  void stream_lut_rows(const std::vector<int32_t>& ids) override { be->stream_lut_rows(ids); }
+  void run_step(const StepGraph& g, const StepInputs& in) override { be->run_step(g, in); }
+  void read_back(BufferId b, size_t first, size_t count, float* dst) override {
+    if (std::exchange(fail_next_read, false)) throw Error("the step failed on the device");
+    be->read_back(b, first, count, dst);
+  }
+  void synchronize() override { be->synchronize(); }
+};
+
+TEST_CASE("a step the backend fails to finish leaves the sequences as they were") {
+  test::TempDir tmp;
+  Loaded m(test::synth(tmp, "m", Form::Infer));
+  const auto full = m.logits(kIds);
+  FailingBackend be;
+  EngineOptions o;
+  o.max_step_tokens = 4;
+  Engine e(m.cfg, m.weights, m.table(), be, o);
+  e.step({{0, {kIds[0], kIds[1]}}});
+  // A decode step, then a prompt in pieces whose first piece fails: both are errors, and the length stays 2.
+  be.fail_next_read = true;
+  CHECK_THROWS_WITH_AS(e.step_argmax({{0, {kIds[2]}}}), "the step failed on the device", Error);
+  CHECK(e.length(0) == 2);
+  be.fail_next_read = true;
+  CHECK_THROWS_AS(e.step({{0, {kIds.begin() + 2, kIds.end()}}}, true), Error);
+  CHECK(e.length(0) == 2);
+  const auto rest = e.step({{0, {kIds.begin() + 2, kIds.end()}}}, true);
+  REQUIRE(rest.size() == kIds.size() - 2);
+  for (size_t t = 2; t < kIds.size(); t++) CHECK(rel_l2(rest[t - 2], full[t]) < 1e-6);
 }
 
 TEST_CASE("the CPU backend's logits are the same bit for bit with and without AVX2") {
