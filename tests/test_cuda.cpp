@@ -359,9 +359,12 @@ TEST_CASE("cuda: --tune persistent=on gives the graphs' logits and ids bit for b
         for (int i = 0; i < 40; i++) ids.push_back(e.step_argmax({{0, {ids.back()}}}).at(0));
         return ids;
       };
-      CHECK(greedy(*persistent) == greedy(*graphs));
+      // A backend runs one Engine's graph for its life (model/backend.h): the greedy steps get backends of their own.
+      auto persistent_greedy = make_cuda_backend(persistent_opt);
+      auto graphs_greedy = make_cuda_backend(options(LutRead::Auto));
+      CHECK(greedy(*persistent_greedy) == greedy(*graphs_greedy));
       // The greedy steps (ids only, no logits back) are shapes of their own: they ran the kernel too.
-      CHECK(persistent->info().execution.find("persistent decode kernel (") == 0);
+      CHECK(persistent_greedy->info().execution.find("persistent decode kernel (") == 0);
     }
   }
 }
@@ -415,8 +418,10 @@ TEST_CASE("cuda: --tune persistent=on: a barrier that never passes is an error, 
   EngineOptions o;
   o.max_context = 32;
   o.lut = LutPlacement::Device;
-  auto failed_step = [&](Backend& be) {
-    Engine e(m.cfg, m.weights, m.table(), be, o);
+  // One Engine per backend (model/backend.h): the failed step (which leaves the sequence empty, as it was), then
+  // (persistent-barrier-once) 20 greedy steps on the same Engine, which must recover; a fresh graphs backend runs the
+  // same 20.
+  auto failed_step = [&](Engine& e) {
     const auto t0 = std::chrono::steady_clock::now();
     std::string what;
     try {
@@ -428,8 +433,7 @@ TEST_CASE("cuda: --tune persistent=on: a barrier that never passes is an error, 
                                     << " s");
     return what;
   };
-  auto greedy = [&](Backend& be) {
-    Engine e(m.cfg, m.weights, m.table(), be, o);
+  auto greedy = [&](Engine& e) {
     std::vector<int32_t> ids{1};
     for (int i = 0; i < 20; i++) ids.push_back(e.step_argmax({{0, {ids.back()}}}).at(0));
     return ids;
@@ -440,7 +444,8 @@ TEST_CASE("cuda: --tune persistent=on: a barrier that never passes is an error, 
     opt.tuning.persistent = BackendTuning::Persistent::On;
     opt.tuning.perturb_op = perturb;
     auto be = make_cuda_backend(opt);
-    const std::string what = failed_step(*be);
+    Engine e(m.cfg, m.weights, m.table(), *be, o);
+    const std::string what = failed_step(e);
     if (be->info().execution.find("cannot launch cooperative") != std::string::npos) {
       MESSAGE("skipped: this GPU cannot launch cooperative kernels");
       return;
@@ -448,8 +453,10 @@ TEST_CASE("cuda: --tune persistent=on: a barrier that never passes is an error, 
     CHECK(what.find("persistent decode kernel (--tune persistent) failed") != std::string::npos);
     CHECK(what.find("run without --tune persistent") != std::string::npos);
     if (perturb == "persistent-barrier-once") {
+      CHECK(e.length(0) == 0);
       auto graphs = make_cuda_backend(options(LutRead::Auto));
-      CHECK(greedy(*be) == greedy(*graphs));
+      Engine want(m.cfg, m.weights, m.table(), *graphs, o);
+      CHECK(greedy(e) == greedy(want));
       CHECK(be->info().execution.find("persistent decode kernel (") == 0);
     }
   }
