@@ -67,6 +67,13 @@ namespace mole::cuda {
 constexpr int kWarpSize = 32;
 constexpr unsigned kFullMask = 0xffffffffu;
 
+// The GPU's global timer, in nanoseconds.
+__device__ __forceinline__ unsigned long long global_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
 // Programmatic dependent launch (Launch above). Every kernel calls wait_for_producers() before it reads anything but
 // weights and before it writes anything: it returns once the kernels before it in the step have ended and their
 // writes are visible (at once for a kernel launched the ordinary way). Then it calls let_dependents_start(): once

@@ -376,13 +376,17 @@ class CudaBackend final : public Backend {
   PinnedBuffer persistent_failed_;             // a word the kernel sets to 1 when a block gave up at a grid barrier
   unsigned* persistent_failed_dev_ = nullptr;  // the same word, as the kernel addresses it
   // Call once the last step is complete: throws mole::Error if it ran the persistent kernel and a block gave up
-  // waiting at a grid barrier (the step's results are void); zeroes the flag and the scratch for the next step.
+  // waiting at a grid barrier (the step's results are void); zeroes the flag, the scratch and split attention's
+  // counts for the next step.
   void check_persistent() {
     if (!persistent_failed_) return;
     volatile unsigned* failed = static_cast<volatile unsigned*>(persistent_failed_.get());
     if (*failed == 0) return;
     *failed = 0;
     CUDA_CHECK(cudaMemsetAsync(persistent_scratch_.get(), 0, sizeof(PersistentScratch), compute_.get()));
+    // A block late past the time limit may have run some of a split attention's items after the others left: its
+    // counts of partials, zero between uses, may not be.
+    if (attn_arrivals_) CUDA_CHECK(cudaMemsetAsync(attn_arrivals_.get(), 0, attn_arrivals_.bytes(), compute_.get()));
     throw Error("the persistent decode kernel (--tune persistent) failed on " + std::string(props_.name) +
                 ": a block waited more than " + std::to_string(kPersistentBarrierTimeoutNs / 1000000000ull) +
                 " s at a grid barrier for blocks that never arrived, and the step's results are void; run without "
@@ -787,7 +791,8 @@ void CudaBackend::fetch_rows(const StepShape& shape, const Launch& l) {
                          .ring = const_cast<void*>(lut_->kernel_rows()),
                          .row_bytes = lut_->lut().row_bytes(),
                          .T = T,
-                         .V = int(lut_->lut().rows())},
+                         .V = int(lut_->lut().rows()),
+                         .delay_ns = copy_late_ ? 20'000'000u : 0u},
                         l);
 }
 

@@ -42,13 +42,6 @@ void PersistentProgram::finish() {
 
 namespace {
 
-// The GPU's global timer, in nanoseconds.
-__device__ __forceinline__ unsigned long long global_ns() {
-  unsigned long long t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  return t;
-}
-
 // Every block waits here until every block of the grid has arrived (they are all resident: a cooperative launch).
 // Thread 0 of each block reads the generation, fences its block's writes (release), counts itself in, and the last
 // to arrive resets the count and moves the generation on; the others spin until it moves, then fence (acquire), so

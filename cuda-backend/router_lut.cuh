@@ -40,6 +40,7 @@ struct LutFetchArgs {
   void* ring = nullptr;          // (T, row_bytes)
   size_t row_bytes = 0;
   int T = 0, V = 0;
+  unsigned delay_ns = 0;  // tests (perturb=lut-copy-late): each block waits this long before it copies
 };
 void launch_fetch_lut_rows(const LutFetchArgs& a, const Launch& l);
 
@@ -79,6 +80,12 @@ __device__ __forceinline__ void router_lut_block(const RouterLutArgs& a, int bx,
 template <typename W>
 __device__ __forceinline__ void fetch_lut_rows_block(const LutFetchArgs& a, int bx, int gx, int by, int gy) {
   const size_t words = a.row_bytes / sizeof(W), chunk = size_t(kLutFetchThreads) * kLutFetchInFlight;
+  if (a.delay_ns != 0) {  // uniform over the block
+    if (threadIdx.x == 0)
+      for (const unsigned long long t0 = global_ns(); global_ns() - t0 < a.delay_ns;) {
+      }
+    __syncthreads();
+  }
   for (int t = by; t < a.T; t += gy) {
     const int32_t id = a.ids[t];
     if (id < 0 || id >= a.V) continue;

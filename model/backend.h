@@ -213,7 +213,8 @@ struct BackendTuning {
                                         //   matmul); Vulkan with chain=on: "chain-wait", every wait gives up;
                                         //   CUDA with persistent=on: "persistent-barrier", no barrier passes
                                         //   (-once: in the first step only), "persistent-few-blocks", a grid of 3
-                                        //   blocks; CUDA: "lut-copy-late", the rows' copy starts 30 ms late
+                                        //   blocks; CUDA: "lut-copy-late", the rows' copy starts late (30 ms;
+                                        //   a copy kernel's, lut-copy=kernel or persistent: 20 ms)
 };
 
 // One run's choices for a backend (apps/ fills it from flags, their defaults from the environment; README).

@@ -369,10 +369,12 @@ TEST_CASE("cuda: --tune persistent=on gives the graphs' logits and ids bit for b
   }
 }
 
-// A step that read its table rows before the copy engine had put them in the ring would read the last step's rows
-// and go unnoticed: a copy of a few KiB lands in microseconds. With each copy held back 30 ms (perturb=lut-copy-late)
-// every step's logits still equal those of an unperturbed backend bit for bit: the graphs wait for the copy (rows
-// copied from host memory and from disk), and so does the persistent kernel (from disk: it fetches host rows itself).
+// A step that read its table rows before they were in the ring would read the last step's rows and go unnoticed: a
+// copy of a few KiB lands in microseconds. With each step's copy held back (perturb=lut-copy-late: the copy engine's
+// 30 ms behind a host function, a copy kernel's 20 ms spun on the GPU's clock) every step's logits still equal those
+// of an unperturbed backend bit for bit: the graphs wait for the copy engine (rows from host memory and from disk)
+// and for their own copy kernel (lut-copy=kernel, from host and device memory), and the persistent kernel for the
+// copy engine (from disk) and for its own fetch (from host memory, in an earlier phase than the first router_lut).
 TEST_CASE("cuda: table rows copied late are waited for, by the graphs and by the persistent kernel") {
   test::TempDir tmp;
   if (!cuda_or_skip()) return;
@@ -381,29 +383,38 @@ TEST_CASE("cuda: table rows copied late are waited for, by the graphs and by the
   const std::vector<int32_t> decoded = random_ids(12, m.cfg.vocab_size, 12);
   auto cpu = make_cpu_backend();
   const auto ref = chunked_logits(m, *cpu, LutPlacement::Host, prompt, decoded);
-  for (const bool persistent : {false, true}) {
-    for (LutPlacement placement : {LutPlacement::Host, LutPlacement::Disk}) {
-      if (persistent && placement == LutPlacement::Host) continue;  // fetched by the kernel: no copy to wait for
-      CAPTURE(persistent);
-      CAPTURE(placement_name(placement));
-      BackendOptions plain = options(LutRead::Copy);
-      if (persistent)
-        plain.tuning.persistent = BackendTuning::Persistent::On;  // --lut disk: its rows by the copy engine still
-      else
-        plain.tuning.lut_copy = BackendTuning::LutCopy::Dma;
-      BackendOptions late = plain;
-      late.tuning.perturb_op = "lut-copy-late";
-      auto want_be = make_cuda_backend(plain);
-      auto got_be = make_cuda_backend(late);
-      check_same_logits(chunked_logits(m, *got_be, placement, prompt, decoded),
-                        chunked_logits(m, *want_be, placement, prompt, decoded), ref);
-      const std::string execution = got_be->info().execution;
-      CAPTURE(execution);
-      if (persistent && execution.find("cannot launch cooperative") != std::string::npos)
-        MESSAGE("this GPU cannot launch cooperative kernels: the persistent half ran the graphs");
-      else if (persistent)
-        CHECK(execution.find("persistent decode kernel (") == 0);
-    }
+  struct Variant {
+    bool persistent;
+    BackendTuning::LutCopy copy;  // the graphs' (persistent=on copies host and device rows by kernel)
+    LutPlacement placement;
+  };
+  using C = BackendTuning::LutCopy;
+  for (const Variant& v :
+       {Variant{false, C::Dma, LutPlacement::Host}, Variant{false, C::Dma, LutPlacement::Disk},
+        Variant{false, C::Kernel, LutPlacement::Host}, Variant{false, C::Kernel, LutPlacement::Device},
+        Variant{true, C::Auto, LutPlacement::Host}, Variant{true, C::Auto, LutPlacement::Disk}}) {
+    CAPTURE(v.persistent);
+    CAPTURE(v.copy == C::Kernel ? "kernel" : "dma");
+    CAPTURE(placement_name(v.placement));
+    BackendOptions plain = options(LutRead::Copy);
+    if (v.persistent)
+      plain.tuning.persistent = BackendTuning::Persistent::On;
+    else
+      plain.tuning.lut_copy = v.copy;
+    BackendOptions late = plain;
+    late.tuning.perturb_op = "lut-copy-late";
+    auto want_be = make_cuda_backend(plain);
+    auto got_be = make_cuda_backend(late);
+    check_same_logits(chunked_logits(m, *got_be, v.placement, prompt, decoded),
+                      chunked_logits(m, *want_be, v.placement, prompt, decoded), ref);
+    const BackendInfo info = got_be->info();
+    CAPTURE(info.execution);
+    CAPTURE(info.lut_table_note);
+    if (v.copy == C::Kernel) CHECK(info.lut_table_note.find("by a kernel") != std::string::npos);
+    if (v.persistent && info.execution.find("cannot launch cooperative") != std::string::npos)
+      MESSAGE("this GPU cannot launch cooperative kernels: the persistent half ran the graphs");
+    else if (v.persistent)
+      CHECK(info.execution.find("persistent decode kernel (") == 0);
   }
 }
 
