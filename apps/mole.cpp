@@ -149,6 +149,8 @@ int cmd_run(RunArgs& a) {
                           {"decode_s", r.decode_seconds},
                           {"decode_tokens_per_s", r.decode_tokens_per_s()}}}};
     if (m->tokenizer) j["text"] = text;
+    // How the backend ran the steps where it has a choice (--tune persistent, chain), as `mole bench` reports it.
+    if (const std::string e = m->backend->info().execution; !e.empty()) j["execution"] = e;
     std::cout << j.dump() << "\n";
   } else {
     std::printf("\n");

@@ -237,7 +237,13 @@ sanitize() {
   for tool in memcheck racecheck; do  # at most 60 s each: a hang at a barrier must not take the step's time
     echo "-- $tool: mole run --backend cuda --lut host --tune persistent=on -n 8"
     timeout -k 5 60 "$cs" --tool "$tool" --error-exitcode 99 --print-limit 20 "$M" run -m "$model" --backend cuda \
-      --lut host --tune persistent=on -p "In the beginning" -n 8 --temp 0 -q > /dev/null || rc=1
+      --lut host --tune persistent=on -p "In the beginning" -n 8 --temp 0 -q --json > "$work/persistent.json" || rc=1
+    # A launch the sanitizer made impossible falls back to the graphs: then the kernel was not checked.
+    grep -o '"execution":"[^"]*"' "$work/persistent.json" || echo "no execution in the output"
+    grep -q '"execution":"persistent decode kernel (' "$work/persistent.json" || {
+      echo "the persistent kernel did not run under $tool"
+      rc=1
+    }
   done
   for job in memcheck:gather memcheck:argmax memcheck:router_lut memcheck:embed memcheck:attention \
     memcheck:router_probs racecheck:attention memcheck:matmul memcheck:norm_matmul; do
