@@ -431,9 +431,13 @@ class VulkanBackend final : public Backend {
   bool last_chained_ = false;
   const Recorded* last_recorded_ = nullptr;  // the last step submitted (null once recorded_ was cleared)
   uint64_t chain_checked_ = 0;               // the step (compute_value_) whose failure flag check_chain() read last
+  std::string chain_failure_;                // the error of a chained step that failed: every later call gets it
   // Call once the last step is complete: throws mole::Error if it was chained and one of its waits gave up. Reads
-  // the flag (host-visible memory, on a discrete GPU across the bus) once a step, so reports a failure once.
+  // the flag (host-visible memory, on a discrete GPU across the bus) once a step. A failure sticks: once a wait gave
+  // up, every later one went on at once, so dispatches overlapped that share state across steps (split attention's
+  // counts, zero between uses, say), and nothing this backend computes after it can be trusted.
   void check_chain() {
+    if (!chain_failure_.empty()) throw Error(chain_failure_);
     if (!last_chained_ || chain_checked_ == compute_value_) return;
     chain_checked_ = compute_value_;
     const volatile uint32_t* c = static_cast<const volatile uint32_t*>(chain_counters_->mapped());
@@ -450,10 +454,11 @@ class VulkanBackend final : public Backend {
               ", " + last_recorded_->chain_ops[g] + ": " + std::to_string(c[word]) + " of its " + std::to_string(want) +
               " workgroups had counted by the step's end)";
     }
-    throw Error("the Vulkan dispatch chain (--tune chain=on) failed on " + ctx_->info.name +
-                ": a dispatch gave up waiting for the ones before it" + which +
-                ", so this device does not run a queue's dispatches in order as the chain needs, and the step's "
-                "results are void; run without --tune chain=on");
+    chain_failure_ = "the Vulkan dispatch chain (--tune chain=on) failed on " + ctx_->info.name +
+                     ": a dispatch gave up waiting for the ones before it" + which +
+                     ", so this device does not run a queue's dispatches in order as the chain needs, and the "
+                     "step's results, and this backend's from now on, are void; run without --tune chain=on";
+    throw Error(chain_failure_);
   }
 
   // Profiling.
@@ -724,9 +729,10 @@ void VulkanBackend::run_step(const StepGraph& g, const StepInputs& in) {
   for (int32_t p : in.pos) max_keys = std::max(max_keys, uint32_t(p) + 1);
   const uint32_t splits = attn_slots_ ? attention_splits(max_keys, T, attn_slots_, forced_splits_, kLocalSize) : 1;
   const bool store_pass = store_pass_always_ || attention_store_pass(in.slot);
-  // Chained (--tune chain=on): steps whose every dispatch has a _chain build (no tiled product, no store pass), when
-  // no timestamps go between the ops.
-  const bool chained = chain_possible_ && !profiling_ && T < tiled_min_rows_ && !store_pass;
+  // Chained (--tune chain=on): steps whose every dispatch has a _chain build (no tiled product, for the step's tokens
+  // or its output rows, which the Backend interface lets outnumber them; no store pass), when no timestamps go
+  // between the ops.
+  const bool chained = chain_possible_ && !profiling_ && std::max(T, R) < tiled_min_rows_ && !store_pass;
   const ShapeKey key{
       T, R, in.want_logits || argmax_ == kNoBuffer, splits, store_pass, rows_identity(in.out_rows, int(T)), chained};
   const bool replay = recorded_.count(key) != 0;
