@@ -1,7 +1,9 @@
 // Float32 loops for the CPU reference backend and for computing the lookup table on the CPU.
 #include "model/cpu_ops.h"
 
-#include <immintrin.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>  // the AVX2 build of cpu_tiles.inc
+#endif
 
 #include <algorithm>
 #include <cmath>
