@@ -218,7 +218,9 @@ int main(int argc, char** argv) {
       ->check(non_empty("the text to stop at"));
   c_run->add_flag("--ignore-eos", run.ignore_eos, "Keep generating past the end-of-sequence token");
   c_run->add_flag("--no-display-prompt", run.no_display_prompt, "Print only the generated text");
-  c_run->add_flag("--json", run.json, "Print generated ids, text and timings as one JSON object");
+  c_run->add_flag("--json", run.json,
+                  "Print generated ids, text and timings (and how the backend ran its steps, where it has a choice) as "
+                  "one JSON object");
   c_run
       ->add_option("--router-trace", run.router_trace,
                    "Write one JSON line per generated token to FILE: its id, and the router's weights "
