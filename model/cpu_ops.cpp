@@ -2,6 +2,7 @@
 #include "model/cpu_ops.h"
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>  // the AVX2 build of cpu_tiles.inc
 #endif
 
@@ -28,9 +29,10 @@ void rmsnorm(const float* x, const TensorView& w, float eps, int64_t T, int64_t 
 
 namespace {
 
-// The tile kernels, compiled for the baseline instruction set and, on x86, for AVX2 with F16C (every AVX2 CPU has
-// F16C; no FMA: a fused multiply-add would round differently from dot()). Their helpers are always inlined, so no
-// call passes a vector: GCC's note that passing one would differ between AVX and baseline builds does not apply.
+// The tile kernels, compiled for the baseline instruction set and, on x86, for AVX2 with F16C (GCC's target pragma,
+// clang's attribute pragma; every AVX2 CPU has F16C; no FMA: a fused multiply-add would round differently from dot()).
+// Their helpers are always inlined, so no call passes a vector: GCC's note that passing one would differ between AVX
+// and baseline builds does not apply.
 #pragma GCC diagnostic ignored "-Wpsabi"
 #define MOLE_TILES_AVX2 0
 namespace baseline {
@@ -38,15 +40,28 @@ namespace baseline {
 }  // namespace baseline
 #undef MOLE_TILES_AVX2
 #if defined(__x86_64__) || defined(__i386__)
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,f16c"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,f16c")
+#endif
 #define MOLE_TILES_AVX2 1
 namespace avx2 {
 #include "model/cpu_tiles.inc"
 }  // namespace avx2
 #undef MOLE_TILES_AVX2
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
-const bool g_has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+#endif
+// F16C by CPUID (leaf 1, ECX): clang's __builtin_cpu_supports does not know it.
+bool has_f16c() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+}
+const bool g_has_avx2 = __builtin_cpu_supports("avx2") && has_f16c();
 #else
 namespace avx2 = baseline;  // never used: no AVX2 off x86
 const bool g_has_avx2 = false;
