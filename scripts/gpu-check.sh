@@ -226,21 +226,25 @@ sanitize() {
   cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   [ -x "$cs" ] || { echo "no compute-sanitizer here"; return 1; }
   [ -f "$model/config.json" ] || model=$B/models/kjv-mole-4l
+  # The sanitizer reports on standard output, beside mole's: its lines are shown, mole's text is not.
   for tool in memcheck racecheck; do
     echo "-- $tool: mole run --backend cuda --lut host -n 8"
     "$cs" --tool "$tool" --error-exitcode 99 --print-limit 20 "$M" run -m "$model" --backend cuda --lut host \
-      -p "In the beginning" -n 8 --temp 0 -q > /dev/null || rc=1
+      -p "In the beginning" -n 8 --temp 0 -q > "$work/sanitize.txt" || rc=1
+    grep -E '^=========' "$work/sanitize.txt" | head -40
   done
   echo "-- memcheck: mole run --backend cuda --lut host --tune lut-copy=kernel -n 8"
   "$cs" --tool memcheck --error-exitcode 99 --print-limit 20 "$M" run -m "$model" --backend cuda --lut host \
-    --tune lut-copy=kernel -p "In the beginning" -n 8 --temp 0 -q > /dev/null || rc=1
+    --tune lut-copy=kernel -p "In the beginning" -n 8 --temp 0 -q > "$work/sanitize.txt" || rc=1
+  grep -E '^=========' "$work/sanitize.txt" | head -40
   for tool in memcheck racecheck; do  # at most 60 s each: a hang at a barrier must not take the step's time
     echo "-- $tool: mole run --backend cuda --lut host --tune persistent=on -n 8"
     timeout -k 5 60 "$cs" --tool "$tool" --error-exitcode 99 --print-limit 20 "$M" run -m "$model" --backend cuda \
-      --lut host --tune persistent=on -p "In the beginning" -n 8 --temp 0 -q --json > "$work/persistent.json" || rc=1
+      --lut host --tune persistent=on -p "In the beginning" -n 8 --temp 0 -q --json > "$work/sanitize.txt" || rc=1
+    grep -E '^=========' "$work/sanitize.txt" | head -40
     # A launch the sanitizer made impossible falls back to the graphs: then the kernel was not checked.
-    grep -o '"execution":"[^"]*"' "$work/persistent.json" || echo "no execution in the output"
-    grep -q '"execution":"persistent decode kernel (' "$work/persistent.json" || {
+    grep -o '"execution":"[^"]*"' "$work/sanitize.txt" || echo "no execution in the output"
+    grep -q '"execution":"persistent decode kernel (' "$work/sanitize.txt" || {
       echo "the persistent kernel did not run under $tool"
       rc=1
     }
