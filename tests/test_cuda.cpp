@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdlib>  // setenv
+#include <filesystem>
 #include <random>
 
 #include "cuda-backend/cuda_backend.h"
@@ -127,10 +128,10 @@ TEST_CASE("cuda: whole models match the CPU reference in every placement, read a
 TEST_CASE("cuda: batched greedy decode gives the CPU's tokens; the profile is filled") {
   test::TempDir tmp;
   for (LutPlacement placement : {LutPlacement::Host, LutPlacement::Disk}) {
-    auto be = cuda_or_skip();
-    if (!be) return;
+    if (!cuda_or_skip()) return;
     LoadedModel m = test::load(test::synth(tmp, placement == LutPlacement::Host ? "host" : "disk", Form::Infer,
                                            {{"num_key_value_heads", 2}}, DType::BF16));
+    auto be = make_cuda_backend({});  // after the model: its table outlives the backend (model/backend.h)
     const int B = 3;
     EngineOptions o;
     o.max_batch = B;
@@ -222,9 +223,9 @@ TEST_CASE("cuda: --lut disk (gather thread or inline) gives --lut host's logits 
 
 // The logits of every step: `prompt` in steps of 64 tokens, then one step per id of `decoded` (fed, not chosen, so no
 // run can drift from another), in a context of 320.
-std::vector<std::vector<float>> chunked_logits(const LoadedModel& m, Backend& be, LutPlacement placement,
-                                               const std::vector<int32_t>& prompt,
-                                               const std::vector<int32_t>& decoded) {
+static std::vector<std::vector<float>> chunked_logits(const LoadedModel& m, Backend& be, LutPlacement placement,
+                                                      const std::vector<int32_t>& prompt,
+                                                      const std::vector<int32_t>& decoded) {
   EngineOptions o;
   o.max_context = 320;
   o.max_step_tokens = 64;
@@ -372,10 +373,8 @@ TEST_CASE("cuda: --tune persistent=on gives the graphs' logits and ids bit for b
 // A step that read its table rows before they were in the ring would read the last step's rows and go unnoticed: a
 // copy of a few KiB lands in microseconds. With each step's copy held back (perturb=lut-copy-late: the copy engine's
 // 30 ms behind a host function, a copy kernel's 20 ms spun on the GPU's clock) every step's logits still equal those
-// of an unperturbed backend bit for bit: the graphs wait for the copy engine (rows from host memory and from disk)
-// and for their own copy kernel (lut-copy=kernel, from host and device memory), and the persistent kernel for the
-// copy engine (from disk) and for its own fetch (from host memory, in an earlier phase than the first router_lut).
-TEST_CASE("cuda: table rows copied late are waited for, by the graphs and by the persistent kernel") {
+// of an unperturbed backend bit for bit. `persistent`: with --tune persistent=on.
+static void check_late_copies(bool persistent) {
   test::TempDir tmp;
   if (!cuda_or_skip()) return;
   LoadedModel m = test::load(test::synth(tmp, "m", Form::Infer, {}, DType::F16));
@@ -383,21 +382,22 @@ TEST_CASE("cuda: table rows copied late are waited for, by the graphs and by the
   const std::vector<int32_t> decoded = random_ids(12, m.cfg.vocab_size, 12);
   auto cpu = make_cpu_backend();
   const auto ref = chunked_logits(m, *cpu, LutPlacement::Host, prompt, decoded);
+  using C = BackendTuning::LutCopy;
   struct Variant {
-    bool persistent;
-    BackendTuning::LutCopy copy;  // the graphs' (persistent=on copies host and device rows by kernel)
+    C copy;  // the graphs' (persistent=on copies host and device rows by kernel)
     LutPlacement placement;
   };
-  using C = BackendTuning::LutCopy;
-  for (const Variant& v :
-       {Variant{false, C::Dma, LutPlacement::Host}, Variant{false, C::Dma, LutPlacement::Disk},
-        Variant{false, C::Kernel, LutPlacement::Host}, Variant{false, C::Kernel, LutPlacement::Device},
-        Variant{true, C::Auto, LutPlacement::Host}, Variant{true, C::Auto, LutPlacement::Disk}}) {
-    CAPTURE(v.persistent);
-    CAPTURE(v.copy == C::Kernel ? "kernel" : "dma");
+  const std::vector<Variant> variants =
+      persistent ? std::vector<Variant>{{C::Auto, LutPlacement::Host}, {C::Auto, LutPlacement::Disk}}
+                 : std::vector<Variant>{{C::Dma, LutPlacement::Host},
+                                        {C::Dma, LutPlacement::Disk},
+                                        {C::Kernel, LutPlacement::Host},
+                                        {C::Kernel, LutPlacement::Device}};
+  for (const Variant& v : variants) {
+    CAPTURE(persistent ? "persistent" : v.copy == C::Kernel ? "kernel" : "dma");
     CAPTURE(placement_name(v.placement));
     BackendOptions plain = options(LutRead::Copy);
-    if (v.persistent)
+    if (persistent)
       plain.tuning.persistent = BackendTuning::Persistent::On;
     else
       plain.tuning.lut_copy = v.copy;
@@ -411,11 +411,23 @@ TEST_CASE("cuda: table rows copied late are waited for, by the graphs and by the
     CAPTURE(info.execution);
     CAPTURE(info.lut_table_note);
     if (v.copy == C::Kernel) CHECK(info.lut_table_note.find("by a kernel") != std::string::npos);
-    if (v.persistent && info.execution.find("cannot launch cooperative") != std::string::npos)
+    if (persistent && info.execution.find("cannot launch cooperative") != std::string::npos)
       MESSAGE("this GPU cannot launch cooperative kernels: the persistent half ran the graphs");
-    else if (v.persistent)
+    else if (persistent)
       CHECK(info.execution.find("persistent decode kernel (") == 0);
   }
+}
+
+// The graphs wait for the copy engine (rows from host memory and from disk) and for their own copy kernel
+// (lut-copy=kernel, from host and device memory).
+TEST_CASE("cuda: table rows copied late are waited for by the graphs") {
+  check_late_copies(false);
+}
+
+// The persistent kernel waits for the copy engine (from disk) and for its own fetch (from host memory, in an earlier
+// phase than the first router_lut).
+TEST_CASE("cuda: --tune persistent=on: table rows copied late are waited for by the persistent kernel") {
+  check_late_copies(true);
 }
 
 // A grid barrier of the persistent kernel that never passes (perturb=persistent-barrier: it waits for one block more
@@ -542,6 +554,10 @@ TEST_CASE("cuda: a device buffer's deleter refunds its budget") {
 // a stand-in library (tests/fake_nvml.cpp): its answer, and "" (never an error) where the library is missing, its
 // initialisation fails or the version does not fit.
 TEST_CASE("nvml: the driver's version through NVML, or nothing where NVML cannot answer") {
+  if (!std::filesystem::exists(MOLE_FAKE_NVML)) {  // the build tree's library: not in a bundle (scripts/gpu-bundle.sh)
+    MESSAGE("skipped: no " << MOLE_FAKE_NVML << " here");
+    return;
+  }
   unsetenv("FAKE_NVML_INIT");
   setenv("FAKE_NVML_VERSION", "580.159.04", 1);
   CHECK(cuda::nvml_driver_version(MOLE_FAKE_NVML) == "580.159.04");
