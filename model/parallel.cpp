@@ -1,7 +1,17 @@
 // A small persistent thread pool behind parallel_for; one job at a time (callers do not nest parallel_for).
+//
+// Waking a thread blocked on a condition variable takes tens of microseconds (50-70 us on a 2-core VM, measured),
+// longer than most ops of a small model's decode step take, so the pool spins before it blocks: a worker that has
+// finished a part polls for the next job for up to kSpinNs, and the caller polls for the parts' end as long, before
+// either blocks. A decode step's ops come microseconds apart, so the workers stay awake through a step and between
+// the steps of a generation, and fall asleep within a millisecond of the last. They do not spin when the pool has
+// more threads than the process has cores to run on (-t above it), where a spinning thread would hold the core a
+// working one needs; in a spin each polls with a pause instruction, and yields the core between rounds of them.
 #include "model/parallel.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <memory>
@@ -11,14 +21,42 @@
 #include <thread>
 #include <vector>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+#ifdef __linux__
+#include <sched.h>
+#endif
+
 #include "model/error.h"
 
 namespace mole {
 namespace {
 
+constexpr int64_t kSpinNs = 500'000;  // how long a thread polls before it blocks
+
+void cpu_pause() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+// The cores this process may run on: those of its CPU affinity mask (taskset, a container's cpuset), else the
+// machine's.
+int cores() {
+#ifdef __linux__
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+#endif
+  return int(std::max(1u, std::thread::hardware_concurrency()));
+}
+
 class Pool {
  public:
-  explicit Pool(int n) {
+  explicit Pool(int n) : spin_(n <= cores()) {
     try {
       for (int i = 1; i < n; i++) workers_.emplace_back([this, i] { loop(i); });
     } catch (const std::system_error& e) {  // out of threads (EAGAIN): stop those started, then say so
@@ -37,18 +75,20 @@ class Pool {
       fn(0, n);
       return;
     }
-    std::unique_lock<std::mutex> lock(mu_);
+    // Every worker answers every job, those without a part too, so that none still reads the job's fields (written
+    // here, without the lock) when the next job is set.
     fn_ = &fn;
     n_ = n;
     parts_ = parts;
-    pending_ = parts - 1;
     error_ = nullptr;
-    generation_++;
-    lock.unlock();
+    pending_.store(size_ - 1, std::memory_order_relaxed);
+    {
+      std::lock_guard<std::mutex> lock(mu_);  // so that a worker deciding to block cannot miss the new generation
+      generation_.store(generation_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    }
     cv_.notify_all();
     run_part(0);
-    lock.lock();
-    done_cv_.wait(lock, [this] { return pending_ == 0; });
+    wait([this] { return pending_.load(std::memory_order_acquire) == 0; }, done_cv_);
     fn_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -57,11 +97,29 @@ class Pool {
   void stop() {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
+      stop_.store(true, std::memory_order_release);
     }
     cv_.notify_all();
     for (auto& t : workers_) t.join();
     workers_.clear();
+  }
+  // Returns once ready() holds: polls for up to kSpinNs (where the pool spins), then blocks on cv, which whoever
+  // makes ready() true notifies after taking mu_.
+  template <class Ready>
+  void wait(const Ready& ready, std::condition_variable& cv) {
+    if (ready()) return;
+    if (spin_) {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(kSpinNs);
+      do {
+        for (int k = 0; k < 64; k++) {
+          if (ready()) return;
+          cpu_pause();
+        }
+        std::this_thread::yield();
+      } while (std::chrono::steady_clock::now() < until);
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    cv.wait(lock, ready);
   }
   void run_part(int i) {
     int64_t begin = n_ * i / parts_, end = n_ * (i + 1) / parts_;
@@ -75,29 +133,30 @@ class Pool {
   void loop(int i) {
     uint64_t seen = 0;
     for (;;) {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      bool mine = i < parts_;
-      lock.unlock();
-      if (!mine) continue;
-      run_part(i);
-      lock.lock();
-      if (--pending_ == 0) done_cv_.notify_one();
+      wait([&] { return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen; },
+           cv_);
+      if (stop_.load(std::memory_order_acquire)) return;
+      seen = generation_.load(std::memory_order_acquire);
+      if (i < parts_) run_part(i);
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        { std::lock_guard<std::mutex> lock(mu_); }  // the caller is blocked in done_cv_, or will see pending_ at 0
+        done_cv_.notify_one();
+      }
     }
   }
 
+  const bool spin_;  // at most one thread a core: wait() polls before it blocks
   std::vector<std::thread> workers_;
   int size_ = 1;
-  std::mutex mu_;
+  std::mutex mu_;  // guards error_; taken to block, and to publish what a blocked thread waits for
   std::condition_variable cv_, done_cv_;
-  bool stop_ = false;
-  uint64_t generation_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> generation_{0};  // jobs started; a worker runs each new one
+  std::atomic<int> pending_{0};          // workers yet to answer the current job
+  // The current job, set by run() before it moves generation_ on, read by the workers after they see it move.
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t n_ = 0;
   int parts_ = 0;
-  int pending_ = 0;
   std::exception_ptr error_;
 };
 
@@ -106,7 +165,7 @@ std::mutex g_pool_mu;
 std::unique_ptr<Pool> g_pool;
 
 int threads_for(int requested) {
-  return requested > 0 ? requested : int(std::clamp(std::thread::hardware_concurrency(), 1u, unsigned(kMaxThreads)));
+  return requested > 0 ? requested : std::clamp(cores(), 1, kMaxThreads);
 }
 
 Pool& pool() {

@@ -1,5 +1,5 @@
-// parallel_for: splits [0, n) into contiguous chunks over a fixed pool of worker threads (one per core).
-// Chunks are fixed by n and the thread count alone, so results never depend on timing.
+// parallel_for: splits [0, n) into contiguous chunks over a fixed pool of worker threads (one per core the process
+// may run on, its CPU affinity). Chunks are fixed by n and the thread count alone, so results never depend on timing.
 #pragma once
 
 #include <cstdint>

@@ -3,7 +3,11 @@
 // placements, and the errors a caller can provoke.
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <chrono>
 #include <memory>
+#include <string>
+#include <thread>
 #include <utility>
 
 #include "model/cpu_backend.h"
@@ -281,4 +285,39 @@ TEST_CASE("thread counts outside [0, kMaxThreads] are errors naming -t; the pool
   CHECK(num_threads() == 3);
   set_num_threads(0);  // back to one per core for the other cases
   CHECK(num_threads() >= 1);
+}
+
+// The pool (model/parallel.cpp) polls between jobs, then blocks; every worker answers every job, those without a part
+// too. Jobs here alternate between more parts than fewer, some parts outlast the caller's poll, some jobs come after
+// the workers have blocked, and some throw; the sums below see a part run twice, or lost, or a worker that reads a
+// job's fields as the next is set.
+TEST_CASE("parallel_for runs each index of [0, n) once per job: any part count, after idle gaps, after an error") {
+  for (int threads : {2, 3, 64}) {  // 64: more threads than cores, where the pool blocks instead of polling
+    CAPTURE(threads);
+    set_num_threads(threads);
+    std::vector<std::atomic<int>> hits(300);
+    int wrong = 0;
+    for (int job = 0; job < 3000; job++) {
+      const int64_t n = 1 + (job * 37) % 300;  // 1 to 300: from one part to one a thread
+      const bool slow = job % 500 == 7;        // a part outlasts the caller's poll (0.5 ms)
+      if (job % 500 == 9) std::this_thread::sleep_for(std::chrono::milliseconds(3));  // the workers block
+      parallel_for(n, [&](int64_t b, int64_t e) {
+        if (slow && b > 0) std::this_thread::sleep_for(std::chrono::milliseconds(3));
+        for (int64_t i = b; i < e; i++) hits[size_t(i)]++;
+      });
+      for (int64_t i = 0; i < 300; i++) wrong += hits[size_t(i)].exchange(0) != (i < n ? 1 : 0);
+    }
+    CHECK(wrong == 0);
+    CHECK_THROWS_WITH_AS(parallel_for(100,
+                                      [](int64_t b, int64_t) {
+                                        if (b > 0) throw Error("part " + std::to_string(b));
+                                      }),
+                         doctest::Contains("part "), Error);
+    std::atomic<int64_t> sum{0};
+    parallel_for(1000, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; i++) sum += i;
+    });
+    CHECK(sum == 1000 * 999 / 2);
+  }
+  set_num_threads(0);
 }
