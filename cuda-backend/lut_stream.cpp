@@ -10,6 +10,8 @@
 #include "cuda-backend/common.cuh"
 #include "model/error.h"
 #include "model/lut_rows.h"
+#include "model/parallel.h"
+#include "model/spin_wait.h"
 
 namespace mole::cuda {
 namespace {
@@ -72,7 +74,7 @@ std::unique_ptr<LutStream> LutStream::create(const LutStore& lut, LutPlacement p
       s->gather_ = std::make_unique<LutGatherThread>(lut, [p = s.get()](uint64_t value) {
         {
           std::lock_guard<std::mutex> lock(p->gather_mu_);
-          p->gathered_ = value;
+          p->gathered_.store(value, std::memory_order_release);
         }
         p->gather_cv_.notify_all();
       });
@@ -162,11 +164,7 @@ void LutStream::stream(const std::vector<int32_t>& ids, cudaEvent_t ring_free) {
   check();  // a failed read of the last step's rows, if its read-back did not report it
   if (placement_ == LutPlacement::Disk && gather_) {
     // The last host function has returned (it precedes ready_'s last record): awaited_ is free to change.
-    uint64_t value = 0;
-    {
-      std::lock_guard<std::mutex> lock(gather_mu_);
-      value = ++awaited_;
-    }
+    const uint64_t value = awaited_.fetch_add(1, std::memory_order_relaxed) + 1;
     gather_->submit(ids, staging_.get(), value);  // the disk reads happen there, while the step starts
     CUDA_CHECK(cudaLaunchHostFunc(copy_.get(), &LutStream::wait_for_gather, this));
   } else if (placement_ == LutPlacement::Disk) {
@@ -199,8 +197,11 @@ void LutStream::stream(const std::vector<int32_t>& ids, cudaEvent_t ring_free) {
 
 void CUDART_CB LutStream::wait_for_gather(void* stream) {
   auto* s = static_cast<LutStream*>(stream);
-  std::unique_lock<std::mutex> lock(s->gather_mu_);
-  s->gather_cv_.wait(lock, [s] { return s->gathered_ >= s->awaited_; });
+  static const int64_t spin_ns = cpu_cores() > 1 ? kLutGatherSpinNs : 0;
+  const uint64_t awaited = s->awaited_.load(std::memory_order_relaxed);
+  spin_then_block(
+      s->gather_mu_, s->gather_cv_, [s, awaited] { return s->gathered_.load(std::memory_order_acquire) >= awaited; },
+      spin_ns);
 }
 
 void LutStream::check() {

@@ -33,6 +33,7 @@
 // rows reach the staging ring on the host).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -140,9 +141,10 @@ class LutStream {
   int slot_ = 0;  // copy_start_/copy_end_ of the last stream()
   bool copy_timed_[2] = {false, false};
   // --lut disk on the gather thread: the last value it signalled, and the one the queued host function waits for.
-  std::mutex gather_mu_;
+  // The host function polls for it before it blocks (model/spin_wait.h), as the thread polls for its jobs.
+  std::mutex gather_mu_;  // taken to set gathered_, and to block waiting for it
   std::condition_variable gather_cv_;
-  uint64_t gathered_ = 0, awaited_ = 0;
+  std::atomic<uint64_t> gathered_{0}, awaited_{0};
   std::unique_ptr<LutGatherThread> gather_;  // declared last: stopped before what its signal uses goes
 };
 

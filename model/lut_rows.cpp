@@ -6,6 +6,8 @@
 #include <fstream>
 
 #include "model/error.h"
+#include "model/parallel.h"
+#include "model/spin_wait.h"
 
 namespace mole {
 
@@ -101,7 +103,7 @@ LutGatherThread::LutGatherThread(const LutStore& lut, std::function<void(uint64_
 LutGatherThread::~LutGatherThread() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+    stop_.store(true, std::memory_order_release);
   }
   cv_.notify_all();
   thread_.join();
@@ -111,18 +113,24 @@ void LutGatherThread::submit(std::vector<int32_t> ids, void* dst, uint64_t value
   {
     std::lock_guard<std::mutex> lock(mu_);
     job_ = Job{std::move(ids), dst, value};
+    has_job_.store(true, std::memory_order_release);
   }
   cv_.notify_one();
 }
 
 void LutGatherThread::loop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  const int64_t spin_ns = cpu_cores() > 1 ? kLutGatherSpinNs : 0;
   for (;;) {
-    cv_.wait(lock, [this] { return stop_ || job_; });
+    spin_then_block(
+        mu_, cv_, [this] { return stop_.load(std::memory_order_acquire) || has_job_.load(std::memory_order_acquire); },
+        spin_ns);
+    std::unique_lock<std::mutex> lock(mu_);
     if (!job_) return;  // stopping, nothing handed over
     Job job = std::move(*job_);
     job_.reset();
-    const bool skip = stop_;  // stopping: the rows will never be read, only the signal matters
+    has_job_.store(false, std::memory_order_relaxed);
+    // Stopping: the rows will never be read, only the signal matters.
+    const bool skip = stop_.load(std::memory_order_relaxed);
     lock.unlock();
     std::exception_ptr failed;
     try {
@@ -138,9 +146,7 @@ void LutGatherThread::loop() {
     } catch (...) {
       lock.lock();
       if (!error_) error_ = std::current_exception();
-      lock.unlock();
     }
-    lock.lock();
   }
 }
 

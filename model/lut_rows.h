@@ -6,6 +6,7 @@
 // each backend (vk-runtime/lut_stream.h, cuda-backend/).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -62,6 +63,9 @@ void gather_lut_rows(const LutStore& lut, const std::vector<int32_t>& ids, void*
 // failure is rethrown as a mole::Error by the next check() on the caller's thread. One job at a time: the caller
 // submits the next only after the device has consumed the previous rows. The destructor stops and joins the thread
 // (a job already handed over is finished or skipped, and signalled either way).
+// Between jobs the thread polls for the next for up to kLutGatherSpinNs before it blocks (model/spin_wait.h; not on a
+// single core): a decode step's job comes within a millisecond of the last, and a blocked thread took 50 us to wake.
+constexpr int64_t kLutGatherSpinNs = 1'000'000;
 class LutGatherThread {
  public:
   LutGatherThread(const LutStore& lut, std::function<void(uint64_t value)> signal);
@@ -83,10 +87,10 @@ class LutGatherThread {
     void* dst = nullptr;
     uint64_t value = 0;
   };
-  std::mutex mu_;  // guards job_, stop_ and error_
+  std::mutex mu_;  // guards job_ and error_; taken to block, and to set what a blocked thread waits for
   std::condition_variable cv_;
   std::optional<Job> job_;
-  bool stop_ = false;
+  std::atomic<bool> has_job_{false}, stop_{false};  // job_ holds one; stopping
   std::exception_ptr error_;
   std::thread thread_;  // declared last: started after, and joined before, everything it uses
 };

@@ -1,17 +1,15 @@
 // A small persistent thread pool behind parallel_for; one job at a time (callers do not nest parallel_for).
 //
-// Waking a thread blocked on a condition variable takes tens of microseconds (50-70 us on a 2-core VM, measured),
-// longer than most ops of a small model's decode step take, so the pool spins before it blocks: a worker that has
-// finished a part polls for the next job for up to kSpinNs, and the caller polls for the parts' end as long, before
-// either blocks. A decode step's ops come microseconds apart, so the workers stay awake through a step and between
-// the steps of a generation, and fall asleep within a millisecond of the last. They do not spin when the pool has
-// more threads than the process has cores to run on (-t above it), where a spinning thread would hold the core a
-// working one needs; in a spin each polls with a pause instruction, and yields the core between rounds of them.
+// A worker that has finished a part polls for the next job for up to kSpinNs before it blocks, and the caller polls
+// for the parts' end as long (model/spin_wait.h): a blocked thread takes longer to wake than most ops of a small
+// model's decode step take. The ops of a decode step come microseconds apart, so the workers stay awake through a
+// step and between the steps of a generation, and block within a millisecond of the last. No polling where the pool
+// has more threads than the process has cores to run on (-t above it): a polling thread would hold the core that a
+// working one needs.
 #include "model/parallel.h"
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <memory>
@@ -21,42 +19,21 @@
 #include <thread>
 #include <vector>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
-
 #ifdef __linux__
 #include <sched.h>
 #endif
 
 #include "model/error.h"
+#include "model/spin_wait.h"
 
 namespace mole {
 namespace {
 
 constexpr int64_t kSpinNs = 500'000;  // how long a thread polls before it blocks
 
-void cpu_pause() {
-#if defined(__x86_64__) || defined(__i386__)
-  _mm_pause();
-#else
-  std::this_thread::yield();
-#endif
-}
-
-// The cores this process may run on: those of its CPU affinity mask (taskset, a container's cpuset), else the
-// machine's.
-int cores() {
-#ifdef __linux__
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
-#endif
-  return int(std::max(1u, std::thread::hardware_concurrency()));
-}
-
 class Pool {
  public:
-  explicit Pool(int n) : spin_(n <= cores()) {
+  explicit Pool(int n) : spin_(n <= cpu_cores()) {
     try {
       for (int i = 1; i < n; i++) workers_.emplace_back([this, i] { loop(i); });
     } catch (const std::system_error& e) {  // out of threads (EAGAIN): stop those started, then say so
@@ -88,7 +65,8 @@ class Pool {
     }
     cv_.notify_all();
     run_part(0);
-    wait([this] { return pending_.load(std::memory_order_acquire) == 0; }, done_cv_);
+    spin_then_block(
+        mu_, done_cv_, [this] { return pending_.load(std::memory_order_acquire) == 0; }, spin_ns());
     fn_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -103,24 +81,6 @@ class Pool {
     for (auto& t : workers_) t.join();
     workers_.clear();
   }
-  // Returns once ready() holds: polls for up to kSpinNs (where the pool spins), then blocks on cv, which whoever
-  // makes ready() true notifies after taking mu_.
-  template <class Ready>
-  void wait(const Ready& ready, std::condition_variable& cv) {
-    if (ready()) return;
-    if (spin_) {
-      const auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(kSpinNs);
-      do {
-        for (int k = 0; k < 64; k++) {
-          if (ready()) return;
-          cpu_pause();
-        }
-        std::this_thread::yield();
-      } while (std::chrono::steady_clock::now() < until);
-    }
-    std::unique_lock<std::mutex> lock(mu_);
-    cv.wait(lock, ready);
-  }
   void run_part(int i) {
     int64_t begin = n_ * i / parts_, end = n_ * (i + 1) / parts_;
     try {
@@ -133,8 +93,10 @@ class Pool {
   void loop(int i) {
     uint64_t seen = 0;
     for (;;) {
-      wait([&] { return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen; },
-           cv_);
+      spin_then_block(
+          mu_, cv_,
+          [&] { return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen; },
+          spin_ns());
       if (stop_.load(std::memory_order_acquire)) return;
       seen = generation_.load(std::memory_order_acquire);
       if (i < parts_) run_part(i);
@@ -145,7 +107,9 @@ class Pool {
     }
   }
 
-  const bool spin_;  // at most one thread a core: wait() polls before it blocks
+  int64_t spin_ns() const { return spin_ ? kSpinNs : 0; }
+
+  const bool spin_;  // at most one thread a core: waits poll before they block
   std::vector<std::thread> workers_;
   int size_ = 1;
   std::mutex mu_;  // guards error_; taken to block, and to publish what a blocked thread waits for
@@ -165,7 +129,7 @@ std::mutex g_pool_mu;
 std::unique_ptr<Pool> g_pool;
 
 int threads_for(int requested) {
-  return requested > 0 ? requested : std::clamp(cores(), 1, kMaxThreads);
+  return requested > 0 ? requested : std::clamp(cpu_cores(), 1, kMaxThreads);
 }
 
 Pool& pool() {
@@ -175,6 +139,14 @@ Pool& pool() {
 }
 
 }  // namespace
+
+int cpu_cores() {
+#ifdef __linux__
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+#endif
+  return int(std::max(1u, std::thread::hardware_concurrency()));
+}
 
 void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t min_chunk) {
   if (n <= 0) return;

@@ -15,6 +15,9 @@ void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, in
 constexpr int kMaxThreads = 1024;
 
 int num_threads();
+// The cores this process may run on: those of its CPU affinity mask (taskset, a container's cpuset), else the
+// machine's. The pool's default size.
+int cpu_cores();
 // Starts the pool now with n threads (0 = one per core), so a failure shows at the flag: throws mole::Error for n
 // outside [0, kMaxThreads] or when the system cannot start that many threads.
 void set_num_threads(int n);

@@ -3,9 +3,13 @@
 // placements, and the errors a caller can provoke.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
@@ -14,6 +18,7 @@
 #include "model/cpu_ops.h"
 #include "model/error.h"
 #include "model/forward.h"
+#include "model/lut_rows.h"
 #include "model/parallel.h"
 #include "model/sampling.h"
 #include "tests/test_helpers.h"
@@ -320,4 +325,61 @@ TEST_CASE("parallel_for runs each index of [0, n) once per job: any part count, 
     CHECK(sum == 1000 * 999 / 2);
   }
   set_num_threads(0);
+}
+
+// --lut disk's gather thread (model/lut_rows.h), driven as the GPU backends drive it: a job at a time, the next once
+// the last one's signal came, some right away (the thread polling) and some after it has blocked. Each job's rows are
+// compared with the table's own bytes.
+TEST_CASE(
+    "the gather thread copies each job's rows, signals each job in order, and reports a bad id after its signal") {
+  const int64_t V = 97, row_elems = 40;  // F16: 80 bytes a row
+  const size_t row = size_t(row_elems) * 2;
+  std::vector<uint16_t> table(size_t(V * row_elems));
+  for (size_t i = 0; i < table.size(); i++) table[i] = uint16_t((i * 2654435761u) >> 7);
+  TensorView tv;
+  tv.name = "t";
+  tv.dtype = DType::F16;
+  tv.shape = {V, row_elems};
+  tv.data = reinterpret_cast<const uint8_t*>(table.data());
+  tv.nbytes = table.size() * 2;
+  const LutStore lut = LutStore::from_tensor(tv, row_elems);
+
+  std::mutex mu;
+  std::condition_variable cv;
+  uint64_t signalled = 0;
+  int out_of_order = 0;
+  auto signal = [&](uint64_t v) {
+    std::lock_guard<std::mutex> lock(mu);
+    out_of_order += v != signalled + 1;
+    signalled = v;
+    cv.notify_all();
+  };
+  auto signal_came = [&](uint64_t v) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(20), [&] { return signalled >= v; });
+  };
+  std::vector<uint8_t> dst(8 * row);
+  {
+    LutGatherThread g(lut, signal);
+    int wrong = 0;
+    for (uint64_t v = 1; v <= 400; v++) {
+      std::vector<int32_t> ids;
+      for (uint64_t k = 0; k <= v % 8; k++) ids.push_back(int32_t((v * 31 + k * 7) % uint64_t(V)));
+      if (v % 100 == 50) std::this_thread::sleep_for(std::chrono::milliseconds(3));  // past the thread's polling
+      std::fill(dst.begin(), dst.end(), uint8_t(0xAB));
+      g.submit(ids, dst.data(), v);
+      REQUIRE(signal_came(v));
+      for (size_t t = 0; t < ids.size(); t++)
+        wrong += std::memcmp(dst.data() + t * row, tv.data + size_t(ids[t]) * row, row) != 0;
+      g.check();  // nothing to report
+    }
+    CHECK(wrong == 0);
+    g.submit({int32_t(V)}, dst.data(), 401);  // outside the table: signalled all the same
+    REQUIRE(signal_came(401));
+    CHECK_THROWS_WITH_AS(g.check(), doctest::Contains("token id 97"), Error);
+    CHECK_NOTHROW(g.check());           // reported once
+    g.submit({0, 1}, dst.data(), 402);  // stopped at once: finished or skipped, signalled either way
+  }
+  CHECK(signalled == 402);
+  CHECK(out_of_order == 0);
 }
