@@ -30,7 +30,8 @@ class CpuBackend final : public Backend {
   BackendInfo info() const override {
     BackendInfo i;
     i.name = perturb_ ? "cpu-perturbed" : "cpu";
-    i.device = "CPU reference (float32), " + std::to_string(num_threads()) + " threads";
+    const int threads = num_threads();
+    i.device = "CPU reference (float32), " + std::to_string(threads) + (threads == 1 ? " thread" : " threads");
     if (perturb_) i.device += std::string(", ") + op_name(*perturb_) + " off by 0.1%";
     // For the CPU the page cache already is host memory: reading rows from the mapping costs no copy of the table.
     i.preferred_lut = LutPlacement::Disk;

@@ -12,8 +12,10 @@
 #include <atomic>
 #include <condition_variable>
 #include <exception>
+#include <fstream>
 #include <memory>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -140,12 +142,46 @@ Pool& pool() {
 
 }  // namespace
 
+int cpu_quota_cores(const std::string& quota, const std::string& period) {
+  try {
+    const long long q = std::stoll(quota), p = std::stoll(period);
+    if (q <= 0 || p <= 0) return 0;
+    return int(std::min<long long>(kMaxThreads, (q + p - 1) / p));
+  } catch (const std::exception&) {  // "max", or anything else that is no number: no limit known
+    return 0;
+  }
+}
+
+namespace {
+
+std::string first_line(const char* path) {
+  std::ifstream f(path);
+  std::string line;
+  std::getline(f, line);
+  return line;
+}
+
+// The CPU quota of the process's cgroup (a container started with --cpus, say), in cores; 0: none found. cgroup v2's
+// cpu.max holds "QUOTA PERIOD" ("max PERIOD": none); v1 keeps them in two files (quota -1: none). Inside a container
+// /sys/fs/cgroup is its own cgroup's.
+int cgroup_cores() {
+  std::istringstream v2(first_line("/sys/fs/cgroup/cpu.max"));
+  std::string quota, period;
+  if (v2 >> quota >> period) return cpu_quota_cores(quota, period);
+  return cpu_quota_cores(first_line("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"),
+                         first_line("/sys/fs/cgroup/cpu/cpu.cfs_period_us"));
+}
+
+}  // namespace
+
 int cpu_cores() {
+  int n = int(std::max(1u, std::thread::hardware_concurrency()));
 #ifdef __linux__
   cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) n = CPU_COUNT(&set);
 #endif
-  return int(std::max(1u, std::thread::hardware_concurrency()));
+  const int quota = cgroup_cores();
+  return quota > 0 ? std::min(n, quota) : n;
 }
 
 void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t min_chunk) {

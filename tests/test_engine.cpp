@@ -289,7 +289,20 @@ TEST_CASE("thread counts outside [0, kMaxThreads] are errors naming -t; the pool
   set_num_threads(3);
   CHECK(num_threads() == 3);
   set_num_threads(0);  // back to one per core for the other cases
-  CHECK(num_threads() >= 1);
+  CHECK(num_threads() == cpu_cores());
+  CHECK(cpu_cores() >= 1);
+}
+
+TEST_CASE("a cgroup's CPU quota in cores: quota over period, rounded up; none for max, -1 or no number") {
+  CHECK(cpu_quota_cores("200000", "100000") == 2);
+  CHECK(cpu_quota_cores("150000", "100000") == 2);  // --cpus 1.5: two threads, each busy three quarters of the time
+  CHECK(cpu_quota_cores("50000", "100000") == 1);
+  CHECK(cpu_quota_cores("100000000000", "1000") == kMaxThreads);
+  CHECK(cpu_quota_cores("max", "100000") == 0);
+  CHECK(cpu_quota_cores("-1", "100000") == 0);
+  CHECK(cpu_quota_cores("", "") == 0);
+  CHECK(cpu_quota_cores("100000", "0") == 0);
+  CHECK(cpu_quota_cores("abc", "100000") == 0);
 }
 
 // The pool (model/parallel.cpp) polls between jobs, then blocks; every worker answers every job, those without a part
