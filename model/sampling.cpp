@@ -168,6 +168,13 @@ std::vector<Cand> sorted_all(const std::vector<float>& logits, const std::vector
 
 }  // namespace
 
+std::vector<int32_t> top_ids(const std::vector<float>& logits, size_t k, const std::string& where) {
+  const std::vector<Cand> c = k < logits.size() ? top_k_of(logits, {}, k, where) : sorted_all(logits, {}, where);
+  std::vector<int32_t> ids(c.size());
+  for (size_t i = 0; i < c.size(); i++) ids[i] = c[i].id;
+  return ids;
+}
+
 int32_t Sampler::sample(const std::vector<float>& logits, const std::vector<int32_t>& history,
                         const std::string& where) {
   // A NaN has no place in the order below (std::sort needs one), and no probability: the scans throw on one.

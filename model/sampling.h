@@ -51,6 +51,10 @@ inline bool logit_is_nan(float v) {
 int32_t argmax(const float* logits, size_t n);
 int32_t argmax(const std::vector<float>& logits);
 
+// The first k ids of logits in the greedy order (the larger value first, the lower index on ties), all of them for
+// k >= n, without sorting the rest (as sample()'s top-k). Throws nan_logits_error(where) for a row that holds a NaN.
+std::vector<int32_t> top_ids(const std::vector<float>& logits, size_t k, const std::string& where);
+
 // The error for a row of logits that holds a NaN, at `where` (which sequence and position).
 Error nan_logits_error(const std::string& where);
 

@@ -217,18 +217,13 @@ void add_profile_delta(const StepProfile& before, const StepProfile& after, cons
 
 // The token's probability and the k most likely tokens, from softmax(logits) (in double: exact enough to show).
 void top_probabilities(const std::vector<float>& logits, int32_t id, int k, TokenEvent& ev) {
-  const float mx = *std::max_element(logits.begin(), logits.end());
+  const std::vector<int32_t> top = top_ids(logits, size_t(k), "position " + std::to_string(ev.position));
+  const float mx = logits[size_t(top[0])];  // the largest
   double sum = 0;
   for (float v : logits) sum += softmax_term(v, mx);
   auto p = [&](int32_t i) { return float(softmax_term(logits[size_t(i)], mx) / sum); };
   ev.prob = p(id);
-  std::vector<int32_t> order(logits.size());
-  for (size_t i = 0; i < order.size(); i++) order[i] = int32_t(i);
-  const size_t n = std::min(order.size(), size_t(k));
-  std::partial_sort(order.begin(), order.begin() + long(n), order.end(), [&](int32_t a, int32_t b) {
-    return logits[size_t(a)] > logits[size_t(b)] || (logits[size_t(a)] == logits[size_t(b)] && a < b);
-  });
-  for (size_t i = 0; i < n; i++) ev.top.push_back({order[i], p(order[i])});
+  for (int32_t i : top) ev.top.push_back({i, p(i)});
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {

@@ -303,3 +303,30 @@ TEST_CASE(
   CHECK(cases > 400);
   CHECK(differ == 0);
 }
+
+TEST_CASE("top_ids gives the first k ids of a partial sort of all of them, ties to the lower id; a NaN is an error") {
+  std::mt19937_64 rng(11);
+  int differ = 0;
+  for (int vocab : {1, 5, 16, 33, 1000, 50304}) {
+    for (int round = 0; round < 6; round++) {
+      std::vector<float> logits(static_cast<size_t>(vocab));
+      std::normal_distribution<float> normal(0.0f, 4.0f);
+      for (float& v : logits) v = round % 2 ? std::round(normal(rng)) : normal(rng);  // odd rounds: many ties
+      for (size_t k : {size_t(1), size_t(5), size_t(40), size_t(vocab), size_t(vocab) + 2}) {
+        std::vector<int32_t> order(logits.size());
+        for (size_t i = 0; i < order.size(); i++) order[i] = int32_t(i);
+        const size_t n = std::min(k, order.size());
+        std::partial_sort(order.begin(), order.begin() + long(n), order.end(), [&](int32_t a, int32_t b) {
+          return logits[size_t(a)] > logits[size_t(b)] || (logits[size_t(a)] == logits[size_t(b)] && a < b);
+        });
+        order.resize(n);
+        differ += top_ids(logits, k, "here") != order;
+      }
+    }
+  }
+  CHECK(differ == 0);
+  std::vector<float> nan_row(100, 1.0f);
+  nan_row[77] = std::numeric_limits<float>::quiet_NaN();
+  CHECK_THROWS_WITH_AS(top_ids(nan_row, 5, "position 9"), doctest::Contains("position 9"), Error);
+  CHECK_THROWS_WITH_AS(top_ids(nan_row, 500, "position 9"), doctest::Contains("position 9"), Error);
+}
