@@ -259,8 +259,10 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
   add_backend_flags(*c_conv, cv.bf);  // --backend: where the experts are evaluated (default cpu)
-  c_conv->add_option("-t,--threads", cv.threads, "CPU threads (default: one per core)")
-      ->check(number_in(0, kMaxThreads, "0 = one per core"));
+  c_conv
+      ->add_option("-t,--threads", cv.threads,
+                   "CPU threads (default: one per core this process may use: its CPU affinity and cgroup quota)")
+      ->check(number_in(0, kMaxThreads, "0 = one per core this process may use"));
   c_conv->add_flag("-q,--quiet", cv.quiet, "No progress bar");
 
   InfoArgs in;

@@ -56,8 +56,9 @@ void add_run_flags(CLI::App& cmd, RunFlags& f) {
   cmd.add_option("--ubatch-size", f.ubatch, "Most tokens per step; longer prompts run in chunks")
       ->capture_default_str()
       ->check(number_in(1, kMaxStepTokens));
-  cmd.add_option("-t,--threads", f.threads, "CPU threads (default: one per core)")
-      ->check(number_in(0, kMaxThreads, "0 = one per core"));
+  cmd.add_option("-t,--threads", f.threads,
+                 "CPU threads (default: one per core this process may use: its CPU affinity and cgroup quota)")
+      ->check(number_in(0, kMaxThreads, "0 = one per core this process may use"));
   cmd.add_flag("-q,--quiet", f.quiet, "No progress bars or load messages on stderr");
   cmd.add_flag("--profile", f.profile,
                "Print a per-op time table on stderr at the end (Vulkan: GPU timestamps; CUDA: events; CPU: wall time)");

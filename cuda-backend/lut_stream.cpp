@@ -10,7 +10,6 @@
 #include "cuda-backend/common.cuh"
 #include "model/error.h"
 #include "model/lut_rows.h"
-#include "model/parallel.h"
 #include "model/spin_wait.h"
 
 namespace mole::cuda {
@@ -197,11 +196,10 @@ void LutStream::stream(const std::vector<int32_t>& ids, cudaEvent_t ring_free) {
 
 void CUDART_CB LutStream::wait_for_gather(void* stream) {
   auto* s = static_cast<LutStream*>(stream);
-  static const int64_t spin_ns = cpu_cores() > 1 ? kLutGatherSpinNs : 0;
   const uint64_t awaited = s->awaited_.load(std::memory_order_relaxed);
   spin_then_block(
       s->gather_mu_, s->gather_cv_, [s, awaited] { return s->gathered_.load(std::memory_order_acquire) >= awaited; },
-      spin_ns);
+      lut_gather_spin_ns());
 }
 
 void LutStream::check() {

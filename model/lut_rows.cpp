@@ -97,6 +97,10 @@ void gather_lut_rows(const LutStore& lut, const std::vector<int32_t>& ids, void*
   for (size_t t = 0; t < ids.size(); t++) std::memcpy(static_cast<uint8_t*>(dst) + t * row, lut.row(ids[t]), row);
 }
 
+int64_t lut_gather_spin_ns() {
+  return cpu_cores() > 1 ? 1'000'000 : 0;
+}
+
 LutGatherThread::LutGatherThread(const LutStore& lut, std::function<void(uint64_t)> signal)
     : lut_(&lut), signal_(std::move(signal)), thread_([this] { loop(); }) {}
 
@@ -119,7 +123,7 @@ void LutGatherThread::submit(std::vector<int32_t> ids, void* dst, uint64_t value
 }
 
 void LutGatherThread::loop() {
-  const int64_t spin_ns = cpu_cores() > 1 ? kLutGatherSpinNs : 0;
+  const int64_t spin_ns = lut_gather_spin_ns();
   for (;;) {
     spin_then_block(
         mu_, cv_, [this] { return stop_.load(std::memory_order_acquire) || has_job_.load(std::memory_order_acquire); },

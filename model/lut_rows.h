@@ -58,14 +58,18 @@ void check_lut_ids(const LutStore& lut, const std::vector<int32_t>& ids);
 // The rows of `ids`, in order, copied to dst (ids.size() * row_bytes bytes); checks the ids first.
 void gather_lut_rows(const LutStore& lut, const std::vector<int32_t>& ids, void* dst);
 
+// How long --lut disk's gather thread polls for its next job before it blocks (model/spin_wait.h), and who waits on
+// the host for its signal (the CUDA backend's copy stream) for that signal: 1 ms, as a decode step's job comes within
+// a millisecond of the last and a blocked thread took 50 us to wake; 0 (block at once) where the process has one core
+// (cpu_cores()).
+int64_t lut_gather_spin_ns();
+
 // --lut disk's gather thread. submit() hands over one job: the rows of `ids` into `dst`, then signal(value) on the
 // thread. The signal comes even when gathering fails (so that a device waiting for it never waits forever); the
 // failure is rethrown as a mole::Error by the next check() on the caller's thread. One job at a time: the caller
 // submits the next only after the device has consumed the previous rows. The destructor stops and joins the thread
-// (a job already handed over is finished or skipped, and signalled either way).
-// Between jobs the thread polls for the next for up to kLutGatherSpinNs before it blocks (model/spin_wait.h; not on a
-// single core): a decode step's job comes within a millisecond of the last, and a blocked thread took 50 us to wake.
-constexpr int64_t kLutGatherSpinNs = 1'000'000;
+// (a job already handed over is finished or skipped, and signalled either way). Between jobs the thread polls for
+// lut_gather_spin_ns() before it blocks.
 class LutGatherThread {
  public:
   LutGatherThread(const LutStore& lut, std::function<void(uint64_t value)> signal);

@@ -175,13 +175,16 @@ int cgroup_cores() {
 }  // namespace
 
 int cpu_cores() {
-  int n = int(std::max(1u, std::thread::hardware_concurrency()));
+  static const int cores = [] {  // once: the pool, the gather threads and the tests ask
+    int n = int(std::max(1u, std::thread::hardware_concurrency()));
 #ifdef __linux__
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) n = CPU_COUNT(&set);
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) n = CPU_COUNT(&set);
 #endif
-  const int quota = cgroup_cores();
-  return quota > 0 ? std::min(n, quota) : n;
+    const int quota = cgroup_cores();
+    return quota > 0 ? std::min(n, quota) : n;
+  }();
+  return cores;
 }
 
 void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t min_chunk) {

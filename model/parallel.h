@@ -18,8 +18,8 @@ constexpr int kMaxThreads = 1024;
 
 int num_threads();
 // The cores this process may run on: those of its CPU affinity mask (taskset, a container's cpuset), else the
-// machine's, and no more than its cgroup's CPU quota allows (a container's --cpus, rounded up). The pool's default
-// size.
+// machine's, and no more than its cgroup's CPU quota allows (a container's --cpus, rounded up); found once, at the
+// first call. The pool's default size.
 int cpu_cores();
 // The cores a CPU quota allows: quota / period rounded up, from a cgroup's numbers as text; 0 where there is no
 // quota ("max", -1, or not a number).
